@@ -1,0 +1,199 @@
+# berth - one non-recursive Makefile.
+#   make [O=DIR] [V=1] [CROSS_COMPILE=aarch64-linux-gnu-] [SANITIZE=address,undefined] [WERROR=1]
+# Outputs go to $(O) (default build/); nothing is written into the source tree.
+
+O ?= build
+V ?= 0
+CROSS_COMPILE ?=
+SANITIZE ?=
+WERROR ?=
+PREFIX ?= /usr/local
+DESTDIR ?=
+DEFCONFIG ?= ports/linux/configs/gateway_defconfig
+PYTHON := /usr/bin/python3
+KCONFIG := Kconfig
+
+ifeq ($(origin CC),default)
+CC := $(CROSS_COMPILE)gcc
+endif
+STRIP ?= $(CROSS_COMPILE)strip
+ifneq ($(CROSS_COMPILE),)
+STRIP := $(CROSS_COMPILE)strip
+endif
+
+ifeq ($(V),1)
+Q :=
+quiet = @true
+else
+Q := @
+quiet = @printf '  %-7s %s\n'
+endif
+
+# The user's CFLAGS/LDFLAGS add to these; they cannot drop them.
+CFLAGS ?= -O2 -g
+LDFLAGS ?=
+WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+	-Wvla -Wundef -Wno-unused-parameter
+AUTOCONF := $(O)/include/generated/autoconf.h
+REQ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(O)/include -imacros $(AUTOCONF) \
+	-include hal/kconfig.h $(WARNINGS) -MMD -MP -fno-common
+ifneq ($(WERROR),)
+REQ_CFLAGS += -Werror
+endif
+ifneq ($(SANITIZE),)
+REQ_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+REQ_LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+FINAL_CFLAGS = $(REQ_CFLAGS) $(CFLAGS)
+FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed
+LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
+
+# --- sources -------------------------------------------------------------
+CORE_SRCS := $(wildcard agent/*.c)
+LINUX_SRCS := $(wildcard ports/linux/*.c)
+SIM_SRCS := $(filter-out ports/sim/berth-sim.c,$(wildcard ports/sim/*.c))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_LINUX_SRCS := $(wildcard tests/unit/linux/test_*.c)
+
+obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
+CORE_LIB := $(O)/lib/libberth-core.a
+LINUX_LIB := $(O)/lib/libberth-linux.a
+SIM_LIB := $(O)/lib/libberth-sim.a
+
+BINS := $(O)/berthd $(O)/berth-sim $(O)/berthctl
+UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS) $(UNIT_LINUX_SRCS))
+TEST_RUNNER ?=
+
+.SECONDARY:
+.PHONY: all test unit-tests check bench demo install clean menuconfig savedefconfig \
+	defconfig integration fuzz fuzz-smoke cross-arm64 print-% help
+all: $(BINS)
+
+# --- Kconfig ------------------------------------------------------------
+$(O)/.config:
+	$(quiet) DEFCONF $(DEFCONFIG)
+	$(Q)mkdir -p $(O)
+	$(Q)KCONFIG_CONFIG=$@ $(PYTHON) -m defconfig --kconfig $(KCONFIG) $(DEFCONFIG) >/dev/null
+
+$(AUTOCONF) $(O)/auto.conf: $(O)/.config $(KCONFIG)
+	$(quiet) GENCONF $@
+	$(Q)mkdir -p $(dir $(AUTOCONF))
+	$(Q)KCONFIG_CONFIG=$(O)/.config $(PYTHON) -m olddefconfig $(KCONFIG) >/dev/null
+	$(Q)KCONFIG_CONFIG=$(O)/.config $(PYTHON) -m genconfig --header-path $(AUTOCONF) \
+		--config-out $(O)/auto.conf $(KCONFIG)
+
+%_defconfig:
+	$(Q)mkdir -p $(O)
+	$(Q)KCONFIG_CONFIG=$(O)/.config $(PYTHON) -m defconfig --kconfig $(KCONFIG) \
+		$(firstword $(wildcard ports/*/configs/$@)) 
+menuconfig:
+	$(Q)mkdir -p $(O)
+	$(Q)KCONFIG_CONFIG=$(O)/.config $(PYTHON) -m menuconfig $(KCONFIG)
+savedefconfig: $(O)/.config
+	$(Q)KCONFIG_CONFIG=$(O)/.config $(PYTHON) -m savedefconfig --kconfig $(KCONFIG) --out $(O)/defconfig
+	@echo "wrote $(O)/defconfig"
+
+ifeq ($(filter clean menuconfig savedefconfig %_defconfig,$(MAKECMDGOALS)),)
+-include $(O)/auto.conf
+endif
+
+# --- compile and link ----------------------------------------------------
+$(O)/obj/%.o: %.c $(AUTOCONF)
+	$(quiet) CC $<
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(FINAL_CFLAGS) -c -o $@ $<
+
+$(CORE_LIB): $(call obj,$(CORE_SRCS))
+$(LINUX_LIB): $(call obj,$(LINUX_SRCS))
+$(SIM_LIB): $(call obj,$(SIM_SRCS))
+$(O)/lib/%.a:
+	$(quiet) AR $@
+	$(Q)mkdir -p $(dir $@)
+	$(Q)rm -f $@ && $(CROSS_COMPILE)ar rcs $@ $^
+
+link = $(CC) $(FINAL_LDFLAGS) -o $@ $(1) -Wl,--start-group $(2) -Wl,--end-group $(LIBS)
+
+$(O)/berthd: $(call obj,agent/cmd/berthd.c) $(CORE_LIB) $(LINUX_LIB)
+	$(quiet) LD $@
+	$(Q)$(call link,$<,$(CORE_LIB) $(LINUX_LIB))
+$(O)/berthctl: $(call obj,agent/cmd/berthctl.c) $(CORE_LIB) $(LINUX_LIB)
+	$(quiet) LD $@
+	$(Q)$(call link,$<,$(CORE_LIB) $(LINUX_LIB))
+$(O)/berth-sim: $(call obj,ports/sim/berth-sim.c) $(CORE_LIB) $(SIM_LIB)
+	$(quiet) LD $@
+	$(Q)$(call link,$<,$(CORE_LIB) $(SIM_LIB))
+
+# Unit tests: tests/unit/test_X.c runs the core on the sim port;
+# tests/unit/linux/test_X.c tests the linux port's parsers against fixtures.
+$(O)/tests/linux/%: $(O)/obj/tests/unit/linux/%.o $(CORE_LIB) $(LINUX_LIB)
+	$(quiet) LD $@
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(call link,$<,$(CORE_LIB) $(LINUX_LIB)) -lcmocka
+$(O)/tests/%: $(O)/obj/tests/unit/%.o $(CORE_LIB) $(SIM_LIB)
+	$(quiet) LD $@
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(call link,$<,$(CORE_LIB) $(SIM_LIB)) -lcmocka
+
+unit-tests: $(UNIT_BINS)
+test: unit-tests
+	$(Q)TEST_RUNNER="$(TEST_RUNNER)" tests/run-unit.sh $(UNIT_BINS)
+
+# --- the whole check, as CI runs it -----------------------------------------
+check:
+	$(Q)scripts/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory WERROR=1 all
+	$(Q)$(MAKE) --no-print-directory O=$(O)/asan SANITIZE=address,undefined WERROR=1 test
+	$(Q)$(MAKE) --no-print-directory fuzz-smoke
+	$(Q)scripts/integration.sh $(O)
+	$(Q)$(MAKE) --no-print-directory cross-arm64
+	$(Q)tests/summary.sh
+
+cross-arm64:
+	$(Q)$(MAKE) --no-print-directory O=$(O)/arm64 CROSS_COMPILE=aarch64-linux-gnu- WERROR=1 all
+	$(Q)$(MAKE) --no-print-directory O=$(O)/arm64 CROSS_COMPILE=aarch64-linux-gnu- WERROR=1 test \
+		TEST_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu"
+	$(Q)qemu-aarch64-static -L /usr/aarch64-linux-gnu $(O)/arm64/berthd --version
+
+integration: all
+	$(Q)scripts/integration.sh $(O)
+
+# --- fuzzing (libFuzzer, clang) ------------------------------------------
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_O := $(O)/fuzz
+fuzz-build:
+	$(Q)$(MAKE) --no-print-directory O=$(FUZZ_O) CC=clang SANITIZE=address,undefined,fuzzer-no-link \
+		$(patsubst tests/fuzz/%.c,$(FUZZ_O)/fuzz/%,$(FUZZ_SRCS))
+$(O)/fuzz/%: $(O)/obj/tests/fuzz/%.o $(CORE_LIB) $(SIM_LIB)
+	$(quiet) LD $@
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(FINAL_LDFLAGS) -fsanitize=fuzzer -o $@ $< -Wl,--start-group $(CORE_LIB) $(SIM_LIB) -Wl,--end-group $(LIBS)
+fuzz-smoke: fuzz-build
+	$(Q)FUZZ_SECONDS=$${FUZZ_SECONDS:-10} tests/fuzz/run.sh $(FUZZ_O)/fuzz
+fuzz: fuzz-build
+	$(Q)FUZZ_SECONDS=$${FUZZ_SECONDS:-300} tests/fuzz/run.sh $(FUZZ_O)/fuzz
+
+# --- benchmarks and demo -----------------------------------------------
+BENCHES := $(patsubst tests/bench/bench-%.sh,bench-%,$(wildcard tests/bench/bench-*.sh))
+bench: $(BENCHES)
+bench-%: all
+	$(Q)tests/bench/bench-$*.sh $(O)
+demo:
+	$(Q)scripts/demo.sh
+
+# --- install ---------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/berth $(DESTDIR)/lib/systemd/system
+	install -d -m 0750 $(DESTDIR)/var/lib/berth
+	install -m 0755 $(O)/berthd $(O)/berthctl $(DESTDIR)$(PREFIX)/bin/
+	$(STRIP) $(DESTDIR)$(PREFIX)/bin/berthd $(DESTDIR)$(PREFIX)/bin/berthctl
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' ports/linux/berthd.service.in > $(DESTDIR)/lib/systemd/system/berthd.service
+	test -e $(DESTDIR)/etc/berth/config.json || install -m 0640 docs/examples/config.json $(DESTDIR)/etc/berth/config.json
+	test -e $(DESTDIR)/etc/berth/deployments.json || install -m 0640 docs/examples/deployments.json $(DESTDIR)/etc/berth/deployments.json
+
+clean:
+	rm -rf $(O)
+
+print-%:
+	@echo '$($*)'
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,21 @@
+/* agent/agent.h - the agent: owns every module of berthd and wires them to one loop. */
+#ifndef BERTH_AGENT_H
+#define BERTH_AGENT_H
+
+#include "agent/config.h"
+
+struct loop;
+struct agent;
+
+/* Creates every module from cfg (copied) on loop. Returns NULL and logs the
+ * reason when a module cannot start. Free with agent_destroy(). */
+struct agent *agent_create(struct loop *l, const struct berth_config *cfg);
+
+/* Applies a reloaded config (SIGHUP). Settings that need a restart are kept
+ * and logged. Returns 0 or -errno. */
+int agent_reload(struct agent *a, const struct berth_config *cfg);
+
+/* Stops modules in reverse order; NULL is safe. */
+void agent_destroy(struct agent *a);
+
+#endif

@@ -1,0 +1,179 @@
+/* agent/cmd/berthd.c - the berth daemon: options, signals, config and the main loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/loop.h"
+#include "agent/version.h"
+#include "hal/watchdog.h"
+
+#define LOG_TAG "main"
+#define EXIT_CONFIG 2
+
+static int g_sig_pipe[2] = { -1, -1 };
+
+static void on_signal(int signo)
+{
+	unsigned char b = (unsigned char)signo;
+	int saved = errno;
+	if (write(g_sig_pipe[1], &b, 1) < 0) {
+		/* Pipe full: a signal is already pending, nothing is lost that matters. */
+	}
+	errno = saved;
+}
+
+struct daemon_ctx {
+	struct loop *loop;
+	struct agent *agent;
+	const char *config_path;
+};
+
+static void on_sig_readable(void *arg, int fd, unsigned events)
+{
+	struct daemon_ctx *d = arg;
+	unsigned char sigs[16];
+	ssize_t n = read(fd, sigs, sizeof(sigs));
+	for (ssize_t i = 0; i < n; i++) {
+		if (sigs[i] == SIGHUP) {
+			struct berth_config cfg;
+			struct config_error err;
+			if (config_load(d->config_path, &cfg, &err) == 0) {
+				(void)agent_reload(d->agent, &cfg);
+			} else {
+				char msg[512];
+				config_error_format(d->config_path, &err, msg, sizeof(msg));
+				LOG_ERR("event=reload_refused reason=\"%s\"", msg);
+			}
+		} else {
+			LOG_INF("event=shutdown signal=%s", sigs[i] == SIGTERM ? "TERM" : "INT");
+			loop_stop(d->loop);
+		}
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: berthd [-c FILE] [options]\n"
+		"  -c, --config FILE        runtime config (default /etc/berth/config.json)\n"
+		"      --check-config FILE  validate FILE and exit: 0 valid, 2 invalid (the key is named)\n"
+		"  -v, --version            print the version and exit\n"
+		"  -h, --help               this text\n"
+		"Signals: TERM/INT stop cleanly, HUP reloads the config.\n");
+}
+
+static int check_config(const char *path)
+{
+	struct berth_config cfg;
+	struct config_error err;
+	if (config_load(path, &cfg, &err) != 0) {
+		char msg[512];
+		config_error_format(path, &err, msg, sizeof(msg));
+		fprintf(stderr, "berthd: invalid config: %s\n", msg);
+		return EXIT_CONFIG;
+	}
+	printf("%s: ok (device_id=%s)\n", path, cfg.device_id);
+	return 0;
+}
+
+static int setup_signals(void)
+{
+	if (pipe2(g_sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", required_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = "/etc/berth/config.json";
+	int c;
+	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'C':
+			return check_config(optarg);
+		case 'v':
+			printf("berthd %s\n", BERTH_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_CONFIG;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "berthd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EXIT_CONFIG;
+	}
+
+	struct berth_config cfg;
+	struct config_error err;
+	if (config_load(config_path, &cfg, &err) != 0) {
+		char msg[512];
+		config_error_format(config_path, &err, msg, sizeof(msg));
+		fprintf(stderr, "berthd: invalid config: %s\n", msg);
+		return EXIT_CONFIG;
+	}
+	int lvl = log_level_parse(cfg.log_level);
+	log_set_level(lvl >= 0 ? (enum log_level)lvl : LOG_LEVEL_INF);
+	if (cfg.log_syslog)
+		log_set_syslog("berthd");
+
+	int rc = EXIT_FAILURE;
+	struct daemon_ctx d = { .config_path = config_path };
+	if (setup_signals() < 0) {
+		LOG_ERR("event=signal_setup_failed err=%s", strerror(errno));
+		return EXIT_FAILURE;
+	}
+	d.loop = loop_create();
+	if (!d.loop) {
+		LOG_ERR("event=oom what=loop");
+		goto errout;
+	}
+	if (loop_fd_add(d.loop, g_sig_pipe[0], LOOP_IN, on_sig_readable, &d) < 0)
+		goto errout_with_loop;
+	d.agent = agent_create(d.loop, &cfg);
+	if (!d.agent)
+		goto errout_with_loop;
+
+	(void)hal_notify("READY=1");
+	int lrc = loop_run(d.loop);
+	if (lrc < 0)
+		LOG_ERR("event=loop_failed err=%s", strerror(-lrc));
+	(void)hal_notify("STOPPING=1");
+	rc = lrc < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+
+	agent_destroy(d.agent);
+errout_with_loop:
+	loop_destroy(d.loop);
+errout:
+	LOG_INF("event=exit code=%d", rc);
+	return rc;
+}

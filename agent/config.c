@@ -1,0 +1,479 @@
+/* agent/config.c - table-driven parsing and validation of the JSON runtime config. */
+#include "agent/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum cfg_type { CT_STR, CT_INT, CT_DBL, CT_BOOL, CT_ENUM };
+
+struct cfg_key {
+	const char *path;
+	enum cfg_type type;
+	size_t off;
+	size_t size;            /* CT_STR/CT_ENUM: buffer size */
+	double min, max;        /* CT_INT/CT_DBL */
+	bool required;
+	const char *def;        /* default, as text ("" for none) */
+	const char *choices;    /* CT_ENUM: "a|b|c" */
+};
+
+#define F(field) offsetof(struct berth_config, field), sizeof(((struct berth_config *)0)->field)
+#define STR(p, field, req, d) { p, CT_STR, F(field), 0, 0, req, d, NULL }
+#define INT(p, field, lo, hi, d) { p, CT_INT, F(field), lo, hi, false, d, NULL }
+#define DBL(p, field, lo, hi, d) { p, CT_DBL, F(field), lo, hi, false, d, NULL }
+#define BOOL(p, field, d) { p, CT_BOOL, F(field), 0, 0, false, d, NULL }
+#define ENUM(p, field, choices, d) { p, CT_ENUM, F(field), 0, 0, false, d, choices }
+
+#define XSTR(x) STR_(x)
+#define STR_(x) #x
+
+/* Every key the file may hold. docs/configuration.md documents each one;
+ * tests/unit/test_config.c checks that the two agree. */
+static const struct cfg_key keys[] = {
+	STR("device_id", device_id, true, ""),
+	STR("data_dir", data_dir, true, ""),
+	STR("deployments_file", deployments_file, false, ""),
+	ENUM("log_level", log_level, "err|wrn|inf|dbg|error|warn|warning|info|debug", "info"),
+	BOOL("log_syslog", log_syslog, "false"),
+
+	STR("engine.socket", engine.socket, false, "/var/run/docker.sock"),
+	STR("engine.api_version", engine.api_version, false, "v1.41"),
+	INT("engine.timeout_ms", engine.timeout_ms, 100, 600000, "10000"),
+
+	BOOL("broker.enabled", broker.enabled, "true"),
+	STR("broker.host", broker.host, false, "127.0.0.1"),
+	INT("broker.port", broker.port, 1, 65535, "1883"),
+	STR("broker.username", broker.username, false, ""),
+	STR("broker.password", broker.password, false, ""),
+	ENUM("broker.protocol", broker.protocol, "v5|v311", "v5"),
+	INT("broker.keepalive_s", broker.keepalive_s, 5, 3600, "30"),
+	INT("broker.reconnect_min_ms", broker.reconnect_min_ms, 100, 600000, "1000"),
+	INT("broker.reconnect_max_ms", broker.reconnect_max_ms, 100, 3600000, "120000"),
+	BOOL("broker.tls.enabled", broker.tls.enabled, "false"),
+	STR("broker.tls.ca_file", broker.tls.ca_file, false, ""),
+	STR("broker.tls.cert_file", broker.tls.cert_file, false, ""),
+	STR("broker.tls.key_file", broker.tls.key_file, false, ""),
+	BOOL("broker.tls.insecure", broker.tls.insecure, "false"),
+
+	BOOL("api.enabled", api.enabled, "true"),
+	STR("api.listen", api.listen, false, "127.0.0.1"),
+	INT("api.port", api.port, 0, 65535, "8480"),
+	STR("api.unix_socket", api.unix_socket, false, ""),
+	INT("api.max_body_bytes", api.max_body_bytes, 1024, 67108864, "4194304"),
+
+	INT("scheduler.slots", scheduler.slots, 0, CONFIG_SCHED_MAX_SLOTS, "0"),
+	ENUM("scheduler.policy", scheduler.policy, "fifo|edf|edf-admit|edf-reserve|edf-preempt", "edf-admit"),
+	INT("scheduler.queue_cap_urgent", scheduler.queue_cap_urgent, 1, CONFIG_SCHED_MAX_QUEUED,
+	    XSTR(CONFIG_SCHED_MAX_QUEUED)),
+	INT("scheduler.queue_cap_normal", scheduler.queue_cap_normal, 1, CONFIG_SCHED_MAX_QUEUED,
+	    XSTR(CONFIG_SCHED_MAX_QUEUED)),
+	INT("scheduler.queue_cap_batch", scheduler.queue_cap_batch, 1, CONFIG_SCHED_MAX_QUEUED,
+	    XSTR(CONFIG_SCHED_MAX_QUEUED)),
+	INT("scheduler.urgent_reserve_slots", scheduler.urgent_reserve_slots, 0, CONFIG_SCHED_MAX_SLOTS, "0"),
+
+	INT("telemetry.interval_ms", telemetry.interval_ms, 100, 60000, XSTR(CONFIG_METRIC_INTERVAL_MS)),
+	INT("telemetry.batch_max_bytes", telemetry.batch_max_bytes, 512, 262144, XSTR(CONFIG_UPLINK_BATCH_BYTES)),
+	INT("telemetry.inflight_max", telemetry.inflight_max, 1, 100, XSTR(CONFIG_UPLINK_INFLIGHT)),
+	INT("telemetry.disk_budget_kb", telemetry.disk_budget_kb, 256, 4194304, XSTR(CONFIG_STORE_BUDGET_KB)),
+	ENUM("telemetry.synchronous", telemetry.synchronous, "full|normal", "full"),
+
+	BOOL("autoscale.enabled", autoscale.enabled, "true"),
+	INT("autoscale.interval_s", autoscale.interval_s, 1, 3600, "30"),
+	DBL("autoscale.target_low", autoscale.target_low, 0, 1, "0.95"),
+	DBL("autoscale.target_high", autoscale.target_high, 0, 1, "0.98"),
+	INT("autoscale.cooldown_s", autoscale.cooldown_s, 0, 86400, "300"),
+	INT("autoscale.cpu_ceiling_pct", autoscale.cpu_ceiling_pct, 10, 100, "80"),
+	INT("autoscale.mem_ceiling_pct", autoscale.mem_ceiling_pct, 10, 100, "80"),
+	BOOL("autoscale.predictive", autoscale.predictive, "true"),
+	INT("autoscale.bucket_s", autoscale.bucket_s, 1, 3600, "60"),
+
+	BOOL("watchdog.enabled", watchdog.enabled, "false"),
+	STR("watchdog.device", watchdog.device, false, "/dev/watchdog"),
+	INT("watchdog.timeout_s", watchdog.timeout_s, 2, 600, "30"),
+
+	INT("supervisor.migrate_after_failures", supervisor.migrate_after_failures, 1, 1000, "10"),
+
+	STR("chaos.deployment", chaos.deployment, false, ""),
+	INT("chaos.interval_s", chaos.interval_s, 1, 86400, "30"),
+	INT("chaos.duration_s", chaos.duration_s, 0, 604800, "0"),
+	INT("chaos.min_running", chaos.min_running, 0, 64, "1"),
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static void set_err(struct config_error *err, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_err(struct config_error *err, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	snprintf(err->key, sizeof(err->key), "%s", key);
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+unsigned config_edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned row[129];
+	if (lb > 128)
+		lb = 128;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++) {
+		unsigned prev = row[0];
+		row[0] = (unsigned)i;
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned cur = row[j];
+			unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
+			unsigned best = prev + cost;
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			prev = cur;
+		}
+	}
+	return row[lb];
+}
+
+static void *field(struct berth_config *cfg, const struct cfg_key *k) { return (char *)cfg + k->off; }
+
+static bool enum_has(const char *choices, const char *s)
+{
+	size_t n = strlen(s);
+	for (const char *p = choices; *p;) {
+		const char *bar = strchr(p, '|');
+		size_t len = bar ? (size_t)(bar - p) : strlen(p);
+		if (len == n && strncmp(p, s, n) == 0)
+			return true;
+		p += len + (bar ? 1 : 0);
+	}
+	return false;
+}
+
+static int set_text(struct berth_config *cfg, const struct cfg_key *k, const char *text)
+{
+	switch (k->type) {
+	case CT_STR:
+	case CT_ENUM:
+		if (strlen(text) >= k->size)
+			return -ENAMETOOLONG;
+		strcpy(field(cfg, k), text);
+		return 0;
+	case CT_INT:
+		*(int *)field(cfg, k) = atoi(text);
+		return 0;
+	case CT_DBL:
+		*(double *)field(cfg, k) = atof(text);
+		return 0;
+	case CT_BOOL:
+		*(bool *)field(cfg, k) = strcmp(text, "true") == 0;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+void config_defaults(struct berth_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < NKEYS; i++)
+		(void)set_text(cfg, &keys[i], keys[i].def);
+}
+
+static const struct cfg_key *find_key(const char *path)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].path, path) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* An object node is a strict prefix of some key ("broker", "broker.tls"). */
+static bool is_object_path(const char *path)
+{
+	size_t n = strlen(path);
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strncmp(keys[i].path, path, n) == 0 && keys[i].path[n] == '.')
+			return true;
+	return false;
+}
+
+static const char *closest_key(const char *path)
+{
+	const char *best = NULL;
+	unsigned best_d = ~0u;
+	for (size_t i = 0; i < NKEYS; i++) {
+		unsigned d = config_edit_distance(path, keys[i].path);
+		if (d < best_d) {
+			best_d = d;
+			best = keys[i].path;
+		}
+	}
+	/* Only suggest what plausibly is a typo of the key. */
+	return best && best_d <= 1 + strlen(path) / 3 ? best : NULL;
+}
+
+static const char *json_type_name(const cJSON *v)
+{
+	if (cJSON_IsString(v)) return "a string";
+	if (cJSON_IsNumber(v)) return "a number";
+	if (cJSON_IsBool(v)) return "a boolean";
+	if (cJSON_IsNull(v)) return "null";
+	if (cJSON_IsArray(v)) return "an array";
+	if (cJSON_IsObject(v)) return "an object";
+	return "invalid";
+}
+
+static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const cJSON *v,
+		       struct config_error *err)
+{
+	switch (k->type) {
+	case CT_STR:
+		if (!cJSON_IsString(v)) {
+			set_err(err, k->path, "expected a string, got %s", json_type_name(v));
+			return -EINVAL;
+		}
+		if (strlen(v->valuestring) >= k->size) {
+			set_err(err, k->path, "too long: %zu bytes, at most %zu", strlen(v->valuestring),
+				k->size - 1);
+			return -EINVAL;
+		}
+		if (k->required && v->valuestring[0] == '\0') {
+			set_err(err, k->path, "must not be empty");
+			return -EINVAL;
+		}
+		strcpy(field(cfg, k), v->valuestring);
+		return 0;
+	case CT_ENUM:
+		if (!cJSON_IsString(v)) {
+			set_err(err, k->path, "expected a string, got %s", json_type_name(v));
+			return -EINVAL;
+		}
+		if (!enum_has(k->choices, v->valuestring) || strlen(v->valuestring) >= k->size) {
+			set_err(err, k->path, "\"%.64s\" is not one of %s", v->valuestring, k->choices);
+			return -EINVAL;
+		}
+		strcpy(field(cfg, k), v->valuestring);
+		return 0;
+	case CT_INT: {
+		if (!cJSON_IsNumber(v)) {
+			set_err(err, k->path, "expected an integer, got %s", json_type_name(v));
+			return -EINVAL;
+		}
+		double d = v->valuedouble;
+		if (d != (double)(long long)d) {
+			set_err(err, k->path, "expected an integer, got %g", d);
+			return -EINVAL;
+		}
+		if (d < k->min || d > k->max) {
+			set_err(err, k->path, "%lld is out of range [%lld, %lld]", (long long)d,
+				(long long)k->min, (long long)k->max);
+			return -EINVAL;
+		}
+		*(int *)field(cfg, k) = (int)d;
+		return 0;
+	}
+	case CT_DBL:
+		if (!cJSON_IsNumber(v)) {
+			set_err(err, k->path, "expected a number, got %s", json_type_name(v));
+			return -EINVAL;
+		}
+		if (v->valuedouble < k->min || v->valuedouble > k->max) {
+			set_err(err, k->path, "%g is out of range [%g, %g]", v->valuedouble, k->min, k->max);
+			return -EINVAL;
+		}
+		*(double *)field(cfg, k) = v->valuedouble;
+		return 0;
+	case CT_BOOL:
+		if (!cJSON_IsBool(v)) {
+			set_err(err, k->path, "expected true or false, got %s", json_type_name(v));
+			return -EINVAL;
+		}
+		*(bool *)field(cfg, k) = cJSON_IsTrue(v);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int walk(struct berth_config *cfg, const cJSON *obj, const char *prefix, bool *seen,
+		struct config_error *err)
+{
+	for (const cJSON *c = obj->child; c; c = c->next) {
+		char path[128];
+		int n = snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", c->string);
+		if (n < 0 || (size_t)n >= sizeof(path)) {
+			set_err(err, prefix, "key name too long");
+			return -EINVAL;
+		}
+		for (const cJSON *d = obj->child; d != c; d = d->next) {
+			if (strcmp(d->string, c->string) == 0) {
+				set_err(err, path, "duplicate key");
+				return -EINVAL;
+			}
+		}
+		if (is_object_path(path)) {
+			if (!cJSON_IsObject(c)) {
+				set_err(err, path, "expected an object, got %s", json_type_name(c));
+				return -EINVAL;
+			}
+			int rc = walk(cfg, c, path, seen, err);
+			if (rc)
+				return rc;
+			continue;
+		}
+		const struct cfg_key *k = find_key(path);
+		if (!k) {
+			const char *hint = closest_key(path);
+			if (hint)
+				set_err(err, path, "unknown key (did you mean \"%s\"?)", hint);
+			else
+				set_err(err, path, "unknown key");
+			return -EINVAL;
+		}
+		int rc = apply_value(cfg, k, c, err);
+		if (rc)
+			return rc;
+		seen[k - keys] = true;
+	}
+	return 0;
+}
+
+static int cross_check(const struct berth_config *cfg, struct config_error *err)
+{
+	if (cfg->broker.reconnect_min_ms > cfg->broker.reconnect_max_ms) {
+		set_err(err, "broker.reconnect_min_ms", "%d is above broker.reconnect_max_ms (%d)",
+			cfg->broker.reconnect_min_ms, cfg->broker.reconnect_max_ms);
+		return -EINVAL;
+	}
+	if (cfg->autoscale.target_low > cfg->autoscale.target_high) {
+		set_err(err, "autoscale.target_low", "%g is above autoscale.target_high (%g)",
+			cfg->autoscale.target_low, cfg->autoscale.target_high);
+		return -EINVAL;
+	}
+	if (cfg->broker.tls.enabled && !cfg->broker.tls.ca_file[0]) {
+		set_err(err, "broker.tls.ca_file", "required when broker.tls.enabled is true");
+		return -EINVAL;
+	}
+	if (!cfg->broker.tls.cert_file[0] != !cfg->broker.tls.key_file[0]) {
+		set_err(err, cfg->broker.tls.cert_file[0] ? "broker.tls.key_file" : "broker.tls.cert_file",
+			"client certificate and key must be given together");
+		return -EINVAL;
+	}
+	if (cfg->broker.tls.enabled && !IS_ENABLED(CONFIG_TLS)) {
+		set_err(err, "broker.tls.enabled", "this build has no TLS support (CONFIG_TLS)");
+		return -EINVAL;
+	}
+	if (cfg->api.enabled && !IS_ENABLED(CONFIG_LOCAL_API)) {
+		set_err(err, "api.enabled", "this build has no local API (CONFIG_LOCAL_API)");
+		return -EINVAL;
+	}
+	if (cfg->scheduler.slots && cfg->scheduler.urgent_reserve_slots >= cfg->scheduler.slots) {
+		set_err(err, "scheduler.urgent_reserve_slots", "%d leaves no slot for other classes (slots %d)",
+			cfg->scheduler.urgent_reserve_slots, cfg->scheduler.slots);
+		return -EINVAL;
+	}
+	for (const char *p = cfg->device_id; *p; p++) {
+		if (*p == '/' || *p == '+' || *p == '#' || (unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) {
+			set_err(err, "device_id", "\"%s\" contains '%c', not allowed in an MQTT topic level",
+				cfg->device_id, *p);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int config_parse(const char *text, size_t len, struct berth_config *cfg, struct config_error *err)
+{
+	bool seen[NKEYS] = { false };
+	int rc = -EINVAL;
+
+	memset(err, 0, sizeof(*err));
+	config_defaults(cfg);
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	if (!root) {
+		size_t off = end ? (size_t)(end - text) : 0;
+		unsigned line = 1;
+		for (size_t i = 0; i < off && i < len; i++)
+			line += text[i] == '\n';
+		set_err(err, "", "not valid JSON (syntax error at line %u, byte %zu)", line, off);
+		return -EINVAL;
+	}
+	if (!cJSON_IsObject(root)) {
+		set_err(err, "", "the top level must be a JSON object, got %s", json_type_name(root));
+		goto out;
+	}
+	rc = walk(cfg, root, "", seen, err);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].required && !seen[i]) {
+			set_err(err, keys[i].path, "required key is missing");
+			rc = -EINVAL;
+			goto out;
+		}
+	}
+	rc = cross_check(cfg, err);
+out:
+	cJSON_Delete(root);
+	return rc;
+}
+
+int config_load(const char *path, struct berth_config *cfg, struct config_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		set_err(err, "", "cannot open: %s", strerror(e));
+		return -e;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		set_err(err, "", "not a regular file");
+		return -EINVAL;
+	}
+	if (st.st_size > CONFIG_CONFIG_MAX_BYTES) {
+		close(fd);
+		set_err(err, "", "file is %lld bytes, at most %d allowed", (long long)st.st_size,
+			CONFIG_CONFIG_MAX_BYTES);
+		return -EFBIG;
+	}
+	char *buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		set_err(err, "", "out of memory");
+		return -ENOMEM;
+	}
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	int rc = config_parse(buf, got, cfg, err);
+	free(buf);
+	return rc;
+}
+
+void config_error_format(const char *path, const struct config_error *err, char *buf, size_t len)
+{
+	if (err->key[0])
+		snprintf(buf, len, "%s: %s: %s", path, err->key, err->message);
+	else
+		snprintf(buf, len, "%s: %s", path, err->message);
+}
