@@ -93,7 +93,8 @@ savedefconfig: $(O)/.config
 	$(Q)KCONFIG_CONFIG=$(O)/.config $(PYTHON) -m savedefconfig --kconfig $(KCONFIG) --out $(O)/defconfig
 	@echo "wrote $(O)/defconfig"
 
-ifeq ($(filter clean menuconfig savedefconfig %_defconfig,$(MAKECMDGOALS)),)
+# Goals that must work before dependencies are installed never read it.
+ifeq ($(filter clean menuconfig savedefconfig %_defconfig check demo,$(MAKECMDGOALS)),)
 -include $(O)/auto.conf
 endif
 
