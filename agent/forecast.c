@@ -12,9 +12,12 @@
 #define LOG_TAG "forecast"
 
 #define FC_MAGIC 0x31434642u /* "BFC1" little-endian */
-#define FC_VERSION 1u
+#define FC_VERSION 2u
 #define FC_W CONFIG_FORECAST_MAE_WINDOW
 #define FC_H CONFIG_FORECAST_MAX_HORIZON
+#ifndef FC_NAIVE_MARGIN
+#define FC_NAIVE_MARGIN 1.2 /* naive must be this much better to take over */
+#endif
 
 struct pending {
 	uint64_t target;     /* bucket index the forecast is for */
@@ -33,6 +36,7 @@ struct forecast {
 	uint64_t cur_count;    /* requests in the open bucket */
 	uint32_t init;         /* 0: no bucket closed, 1: level set, 2: trend running */
 	double level, trend, last;
+	double mad;            /* EWMA of |one-step residual|: the scale for clipping */
 	uint32_t seasonal;     /* seasonal term active */
 	uint32_t hist_valid;   /* consecutive closed buckets in hist (capped at season) */
 	uint32_t using_naive;
@@ -114,7 +118,7 @@ static void score(struct forecast *f, uint64_t idx, double y)
 		sm += f->err_m[i];
 		sn += f->err_n[i];
 	}
-	f->using_naive = sm > sn;
+	f->using_naive = sm > FC_NAIVE_MARGIN * sn;
 }
 
 static void seasonal_start(struct forecast *f)
@@ -123,8 +127,16 @@ static void seasonal_start(struct forecast *f)
 	for (uint32_t i = 0; i < f->ntab; i++)
 		mean += f->hist[i];
 	mean /= f->ntab;
-	for (uint32_t i = 0; i < f->ntab; i++)
-		f->seas[i] = (float)(f->hist[i] - mean);
+	/* One day of buckets is noisy (and may hold a burst): the profile is the
+	 * circular moving average over +-season/36 buckets, so a one-bucket
+	 * accident is not replayed every day. */
+	uint32_t half = f->ntab / 36;
+	for (uint32_t i = 0; i < f->ntab; i++) {
+		double sum = 0;
+		for (uint32_t k = 0; k <= 2 * half; k++)
+			sum += f->hist[(i + f->ntab - half + k) % f->ntab];
+		f->seas[i] = (float)(sum / (2 * half + 1) - mean);
+	}
 	/* The trend Holt learnt inside the first day is the slope of the daily
 	 * curve, not a trend across days: start the trend afresh. */
 	f->level = mean;
@@ -133,9 +145,34 @@ static void seasonal_start(struct forecast *f)
 	LOG_INF("event=seasonal_on season=%u mean=%.2f", f->season, mean);
 }
 
-static void update(struct forecast *f, uint64_t idx, double y)
+/* Robust smoothing: a residual beyond FC_CLIP x the running mean absolute
+ * residual is clipped before it updates level, trend and season, so a burst
+ * does not drag the level or get replayed by the seasonal term the next day.
+ * A real level shift still gets through (the scale grows while residuals
+ * stay large), and the naive fallback covers the time until it has. */
+#define FC_CLIP 2.0
+#define FC_MAD_W 0.1
+
+static double clip(struct forecast *f, double y)
+{
+	double fc = f->level + f->trend + (f->seasonal ? f->seas[phase(f, f->cur_idx)] : 0);
+	double r = y - fc, a = fabs(r);
+	double lim = FC_CLIP * f->mad;
+	if (f->mad <= 0)
+		f->mad = a;
+	else
+		f->mad = FC_MAD_W * a + (1 - FC_MAD_W) * f->mad;
+	if (f->mad < 1)
+		f->mad = 1;
+	if (lim > 0 && a > lim)
+		return fc + (r > 0 ? lim : -lim);
+	return y;
+}
+
+static void update(struct forecast *f, uint64_t idx, double y_raw)
 {
 	uint32_t p = phase(f, idx);
+	double y = f->init == 2 ? clip(f, y_raw) : y_raw;
 	if (f->init == 0) {
 		f->level = y;
 		f->trend = 0;
@@ -155,7 +192,7 @@ static void update(struct forecast *f, uint64_t idx, double y)
 			f->trend = f->beta * (f->level - prev) + (1 - f->beta) * f->trend;
 		}
 	}
-	f->last = y;
+	f->last = y_raw;
 	if (f->ntab) {
 		f->hist[p] = (float)y;
 		if (f->hist_valid < f->ntab)
@@ -353,6 +390,7 @@ static void encode(const struct forecast *f, struct wr *w)
 	put_f64(w, f->level);
 	put_f64(w, f->trend);
 	put_f64(w, f->last);
+	put_f64(w, f->mad);
 	put(w, f->seasonal, 4);
 	put(w, f->hist_valid, 4);
 	put(w, f->using_naive, 4);
@@ -427,6 +465,7 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 	t->level = get_f64(&r);
 	t->trend = get_f64(&r);
 	t->last = get_f64(&r);
+	t->mad = get_f64(&r);
 	t->seasonal = (uint32_t)get(&r, 4);
 	t->hist_valid = (uint32_t)get(&r, 4);
 	t->using_naive = (uint32_t)get(&r, 4);

@@ -43,9 +43,9 @@ struct forecast_params {
 };
 
 /* Default smoothing constants (used for 0 / negative values above). */
-#define FORECAST_ALPHA_DEFAULT 0.3
-#define FORECAST_BETA_DEFAULT 0.05
-#define FORECAST_GAMMA_DEFAULT 0.3
+#define FORECAST_ALPHA_DEFAULT 0.2
+#define FORECAST_BETA_DEFAULT 0.02
+#define FORECAST_GAMMA_DEFAULT 0.1
 
 /* Running figures, for telemetry and the simulator. */
 struct forecast_stats {
