@@ -2,7 +2,6 @@
 #include "agent/sched.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -499,59 +498,42 @@ static uint32_t best_paused(const struct sched *s)
 	return best;
 }
 
-/* edf-preempt: pause the replica running the latest-deadline batch request
- * when urgent work that could run (its model has a free replica) is
- * predicted to miss waiting for a slot: either the earliest urgent request
- * cannot start before it must (now + soonest completion + its service >
- * its deadline), or the queued urgent backlog cannot be worked off by the
- * slots not held by batch requests before the latest queued urgent deadline.
- * Returns true when it paused one. */
+/* edf-preempt: an urgent request that could run now (its model has a free
+ * replica, and it can still finish in time if started now) but finds every
+ * slot taken is treated as about to miss: the replica running the
+ * latest-deadline batch request (due after the urgent one, alone on its
+ * replica, since pausing a replica freezes everything it runs) is paused
+ * and its slot goes to urgent work. A prediction from the current queue
+ * alone (wait for the soonest completion, or the urgent backlog on the
+ * slots batch does not hold) preempted too late under bursts, when more
+ * urgent requests arrive right behind (docs/scheduling.md). Returns true
+ * when it paused one. */
 static bool try_preempt(struct sched *s)
 {
 	uint32_t u = UINT32_MAX;
-	uint64_t backlog_us = 0, last_deadline_us = 0;
 	for (unsigned mi = 0; mi < s->nmodels; mi++) {
 		const struct heap *h = &s->heaps[heap_id(mi, SLA_URGENT)];
 		if (!h->n || !s->models[mi].free_cap)
 			continue;
-		backlog_us += h->work_us;
-		if (h->max_deadline_us > last_deadline_us)
-			last_deadline_us = h->max_deadline_us;
 		if (u == UINT32_MAX || entry_before(&s->pool[h->a[0]], &s->pool[u]))
 			u = h->a[0];
 	}
 	if (u == UINT32_MAX)
 		return false;
 	const struct entry *ue = &s->pool[u];
-	uint64_t own = own_est(s, ue);
-	if (s->now_us + own > ue->deadline_us)
+	if (s->now_us + own_est(s, ue) > ue->deadline_us)
 		return false; /* too late even now: dispatch-time admission refuses it */
-	uint64_t soonest = UINT64_MAX;
 	uint32_t victim = UINT32_MAX;
-	unsigned nbatch = 0;
 	for (uint32_t i = 0; i < s->nheld; i++) {
 		uint32_t idx = s->held[i];
 		const struct entry *e = &s->pool[idx];
-		if (e->state != ST_RUNNING)
+		if (e->state != ST_RUNNING || e->cls != SLA_BATCH || !entry_before(ue, e) ||
+		    s->models[e->model].rep[e->replica].inflight != 1)
 			continue;
-		uint64_t rem = remaining_us(s, e);
-		if (rem < soonest)
-			soonest = rem;
-		if (e->cls != SLA_BATCH)
-			continue;
-		nbatch++;
-		/* Only a batch request due after the urgent one, alone on its replica
-		 * (pausing a replica freezes everything it runs). */
-		if (entry_before(ue, e) && s->models[e->model].rep[e->replica].inflight == 1 &&
-		    (victim == UINT32_MAX || entry_before(&s->pool[victim], e)))
+		if (victim == UINT32_MAX || entry_before(&s->pool[victim], e))
 			victim = idx;
 	}
 	if (victim == UINT32_MAX)
-		return false;
-	bool head_misses = s->now_us + soonest + own > ue->deadline_us;
-	unsigned others = s->p.slots > nbatch ? s->p.slots - nbatch : 0;
-	bool backlog_misses = !others || s->now_us + backlog_us / others > last_deadline_us;
-	if (!head_misses && !backlog_misses)
 		return false;
 	struct entry *v = &s->pool[victim];
 	struct sched_dispatch d = describe(s, victim);
@@ -564,8 +546,7 @@ static bool try_preempt(struct sched *s)
 	model_refresh(vm);
 	s->busy--;
 	BOTH(vm, v->cls, preempted, ++);
-	LOG_DBG("event=preempt model=%s replica=%d for_model=%s head_misses=%d backlog_ms=%" PRIu64, vm->name,
-		v->replica, s->models[ue->model].name, head_misses, backlog_us / 1000);
+	LOG_DBG("event=preempt model=%s replica=%d for_model=%s", vm->name, v->replica, s->models[ue->model].name);
 	return true;
 }
 

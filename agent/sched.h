@@ -37,18 +37,16 @@
  *   edf-reserve edf-admit + `reserve_urgent` slots that only urgent requests
  *               may take: a normal or batch request is dispatched only while
  *               more than reserve_urgent slots are free.
- *   edf-preempt edf-admit + preemption: when urgent work that could run
- *               (its model has a free replica) is predicted to miss waiting
- *               for a slot - the earliest urgent request cannot start in
- *               time, or the queued urgent backlog cannot be worked off by
- *               the slots not held by batch requests before the latest
- *               queued urgent deadline - the scheduler pauses the replica
- *               running the latest-deadline batch request (callbacks.pause;
- *               only a replica running that one request), which gives its
- *               slot to urgent work; the paused request keeps its replica
- *               and resumes (callbacks.resume) when a slot is free and it is
- *               the earliest deadline waiting. Urgent admission then ignores
- *               the remaining work of running batch requests.
+ *   edf-preempt edf-admit + preemption: an urgent request that could run
+ *               now (its model has a free replica and it can still finish
+ *               in time) but finds every slot taken makes the scheduler
+ *               pause the replica running the latest-deadline batch request
+ *               due after it (callbacks.pause; only a replica running that
+ *               one request). Its slot goes to urgent work; the paused
+ *               request keeps its replica and resumes (callbacks.resume)
+ *               when a slot is free and it is the earliest deadline
+ *               waiting. Urgent admission ignores the remaining work of
+ *               running batch requests, since they yield.
  *
  * Service-time estimator (per model, used by admission). Each successful
  * completion's service time updates an EWMA (weight 1/8; the first sample
