@@ -25,10 +25,10 @@ struct entry {
 	uint64_t paused_total_us;
 	void *ctx;
 	uint32_t gen;
+	uint64_t fifo_key;           /* arrival number (fifo heap key) */
 	uint32_t seq;                /* arrival order, tie-break (wrapping compare) */
 	uint32_t hint_us;            /* caller-known cost, 0 unknown */
 	uint32_t work_us;            /* what it adds to its heap's work sum */
-	uint32_t pos;                /* index in its heap, or in held[] */
 	uint8_t model;
 	uint8_t cls;
 	uint8_t state;
@@ -37,9 +37,22 @@ struct entry {
 	int8_t last_replica;
 };
 
-/* Min-heap of pool indices for one (model, class). */
+/* Heap node: the key is kept inline so sifting never touches the pool
+ * except to record positions, and it is one unsigned compare. edf: the
+ * absolute deadline (us, below 2^48: 8.9 years of monotonic clock) shifted
+ * left 16 bits, plus the low 16 bits of the arrival number, so equal
+ * deadlines go to the earlier arrival (exact unless 65536 requests share one
+ * deadline microsecond). fifo: the arrival number. */
+struct hnode {
+	uint64_t key;
+	uint32_t idx;
+};
+#define KEY_SEQ_BITS 16
+#define KEY_DEADLINE_MAX ((1ull << (64 - KEY_SEQ_BITS)) - 1)
+
+/* Min-heap of pool entries for one (model, class). */
 struct heap {
-	uint32_t *a;
+	struct hnode *a;
 	uint32_t n;
 	uint32_t cap;
 	uint64_t work_us;            /* sum of entries' work_us */
@@ -69,6 +82,7 @@ struct model {
 	unsigned free_cap;               /* spare concurrency on usable replicas */
 	unsigned usable_ready;           /* present + ready + !draining (breaker ignored) */
 	unsigned usable;                 /* ... and breaker closed */
+	int rep_hi;                      /* 1 + highest replica index ever added */
 	struct estimator est;
 	struct sched_model_stats cum;
 	struct sched_model_stats win;
@@ -85,15 +99,18 @@ struct sched {
 	struct heap heaps[NHEAPS];
 	uint64_t nonempty;               /* bit h set: heaps[h].n > 0 */
 	struct entry *pool;
+	uint32_t *pos;                   /* per pool entry: index in its heap, or in held[] */
 	uint32_t *free_idx;
 	uint32_t nfree;
 	uint32_t *held;                  /* running and paused entries */
 	uint32_t nheld;
 	uint32_t queued_total;
 	uint32_t seq;
+	uint64_t arrivals;               /* fifo key */
 	uint64_t now_us;
 	bool pumping;
 	bool repump;
+	bool fifo;                       /* key by arrival only (hot-path copy of the policy) */
 };
 
 const uint64_t sched_lat_bounds_us[SCHED_LAT_NBUCKETS] = {
@@ -217,49 +234,81 @@ static inline bool entry_before(const struct entry *a, const struct entry *b)
 	return (int32_t)(a->seq - b->seq) < 0;
 }
 
-/* fifo compares by seq only; edf by (deadline, seq). */
-static inline bool key_before(const struct sched *s, const struct entry *a, const struct entry *b)
+static inline bool node_before(const struct hnode *a, const struct hnode *b) { return a->key < b->key; }
+
+static inline uint64_t entry_key(const struct sched *s, const struct entry *e)
 {
-	if (!ops(s)->edf)
-		return (int32_t)(a->seq - b->seq) < 0;
-	return entry_before(a, b);
+	if (s->fifo)
+		return e->fifo_key;
+	uint64_t d = e->deadline_us < KEY_DEADLINE_MAX ? e->deadline_us : KEY_DEADLINE_MAX;
+	return d << KEY_SEQ_BITS | (e->fifo_key & ((1u << KEY_SEQ_BITS) - 1));
 }
 
+/* The sift loops keep the array, its length and the position table in
+ * locals: the position stores would otherwise force reloads of h->n. */
 static void heap_up(struct sched *s, struct heap *h, uint32_t i)
 {
-	uint32_t idx = h->a[i];
-	struct entry *e = &s->pool[idx];
+	struct hnode *a = h->a;
+	uint32_t *pos = s->pos;
+	struct hnode n = a[i];
 	while (i > 0) {
 		uint32_t parent = (i - 1) / 2;
-		uint32_t pidx = h->a[parent];
-		if (!key_before(s, e, &s->pool[pidx]))
+		if (!node_before(&n, &a[parent]))
 			break;
-		h->a[i] = pidx;
-		s->pool[pidx].pos = i;
+		a[i] = a[parent];
+		pos[a[i].idx] = i;
 		i = parent;
 	}
-	h->a[i] = idx;
-	e->pos = i;
+	a[i] = n;
+	pos[n.idx] = i;
 }
 
 static void heap_down(struct sched *s, struct heap *h, uint32_t i)
 {
-	uint32_t idx = h->a[i];
-	struct entry *e = &s->pool[idx];
+	struct hnode *a = h->a;
+	uint32_t *pos = s->pos;
+	const uint32_t len = h->n;
+	struct hnode n = a[i];
 	for (;;) {
 		uint32_t c = 2 * i + 1;
-		if (c >= h->n)
+		if (c >= len)
 			break;
-		if (c + 1 < h->n && key_before(s, &s->pool[h->a[c + 1]], &s->pool[h->a[c]]))
+		if (c + 1 < len && node_before(&a[c + 1], &a[c]))
 			c++;
-		if (!key_before(s, &s->pool[h->a[c]], e))
+		if (!node_before(&a[c], &n))
 			break;
-		h->a[i] = h->a[c];
-		s->pool[h->a[i]].pos = i;
+		a[i] = a[c];
+		pos[a[i].idx] = i;
 		i = c;
 	}
-	h->a[i] = idx;
-	e->pos = i;
+	a[i] = n;
+	pos[n.idx] = i;
+}
+
+/* Root removal, bottom-up (Floyd): walk the hole down along the smaller
+ * children to a leaf (one comparison a level), then sift the last node up
+ * from there; it nearly always belongs near the bottom. */
+static void heap_pop_root(struct sched *s, struct heap *h)
+{
+	struct hnode *a = h->a;
+	uint32_t *pos = s->pos;
+	const uint32_t len = --h->n;
+	struct hnode last = a[len];
+	uint32_t i = 0;
+	if (!len)
+		return;
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+		if (c >= len)
+			break;
+		if (c + 1 < len && a[c + 1].key < a[c].key)
+			c++;
+		a[i] = a[c];
+		pos[a[i].idx] = i;
+		i = c;
+	}
+	a[i] = last;
+	heap_up(s, h, i);
 }
 
 static inline unsigned heap_id(unsigned model, unsigned cls) { return model * SLA_NCLASSES + cls; }
@@ -269,7 +318,7 @@ static void heap_push(struct sched *s, uint32_t idx)
 	struct entry *e = &s->pool[idx];
 	unsigned hid = heap_id(e->model, e->cls);
 	struct heap *h = &s->heaps[hid];
-	h->a[h->n] = idx;
+	h->a[h->n] = (struct hnode){ .key = entry_key(s, e), .idx = idx };
 	h->n++;
 	heap_up(s, h, h->n - 1);
 	h->work_us += e->work_us;
@@ -285,13 +334,17 @@ static void heap_remove(struct sched *s, uint32_t idx)
 	struct entry *e = &s->pool[idx];
 	unsigned hid = heap_id(e->model, e->cls);
 	struct heap *h = &s->heaps[hid];
-	uint32_t i = e->pos;
-	h->n--;
-	if (i != h->n) {
-		h->a[i] = h->a[h->n];
-		s->pool[h->a[i]].pos = i;
-		heap_down(s, h, i);
-		heap_up(s, h, s->pool[h->a[i]].pos);
+	uint32_t i = s->pos[idx];
+	if (i == 0) {
+		heap_pop_root(s, h);
+	} else {
+		h->n--;
+		if (i != h->n) {
+			h->a[i] = h->a[h->n];
+			s->pos[h->a[i].idx] = i;
+			heap_down(s, h, i);
+			heap_up(s, h, s->pos[h->a[i].idx]);
+		}
 	}
 	h->work_us -= e->work_us;
 	if (!h->n) {
@@ -311,7 +364,7 @@ static inline bool replica_usable(const struct replica *r)
 static void model_refresh(struct model *m)
 {
 	unsigned cap = 0, ur = 0, u = 0;
-	for (int i = 0; i < SCHED_MAX_REPLICAS; i++) {
+	for (int i = 0; i < m->rep_hi; i++) {
 		const struct replica *r = &m->rep[i];
 		if (!r->present || !r->ready || r->draining)
 			continue;
@@ -359,9 +412,15 @@ static inline uint32_t own_est(const struct sched *s, const struct entry *e)
 
 static void count_latency(struct model *m, unsigned c, uint64_t lat_us)
 {
-	unsigned b = 0;
-	while (lat_us > sched_lat_bounds_us[b])
-		b++;
+	unsigned lo = 0, hi = SCHED_LAT_NBUCKETS - 1; /* first bound >= lat_us; the last is +Inf */
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (sched_lat_bounds_us[mid] < lat_us)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	unsigned b = lo;
 	BOTH(m, c, lat_bucket[b], ++);
 	BOTH(m, c, lat_sum_us, += lat_us);
 }
@@ -394,17 +453,17 @@ static void entry_free(struct sched *s, uint32_t idx)
 
 static void held_add(struct sched *s, uint32_t idx)
 {
-	s->pool[idx].pos = s->nheld;
+	s->pos[idx] = s->nheld;
 	s->held[s->nheld++] = idx;
 }
 
 static void held_remove(struct sched *s, uint32_t idx)
 {
-	uint32_t i = s->pool[idx].pos;
+	uint32_t i = s->pos[idx];
 	s->nheld--;
 	if (i != s->nheld) {
 		s->held[i] = s->held[s->nheld];
-		s->pool[s->held[i]].pos = i;
+		s->pos[s->held[i]] = i;
 	}
 }
 
@@ -426,7 +485,7 @@ static void refuse_accepted(struct sched *s, uint32_t idx, enum sched_refusal wh
 static int pick_replica(const struct model *m, int avoid)
 {
 	int best = -1, fallback = -1;
-	for (int i = 0; i < SCHED_MAX_REPLICAS; i++) {
+	for (int i = 0; i < m->rep_hi; i++) {
 		const struct replica *r = &m->rep[i];
 		if (!replica_usable(r) || r->inflight >= r->concurrency)
 			continue;
@@ -451,7 +510,7 @@ static void start(struct sched *s, uint32_t idx)
 	e->dispatch_us = s->now_us;
 	m->rep[r].inflight++;
 	m->rep[r].dispatched++;
-	model_refresh(m);
+	m->free_cap--; /* pick_replica chose a usable replica with spare capacity */
 	s->busy++;
 	held_add(s, idx);
 	m->cum.cls[e->cls].queued--;
@@ -515,8 +574,8 @@ static bool try_preempt(struct sched *s)
 		const struct heap *h = &s->heaps[heap_id(mi, SLA_URGENT)];
 		if (!h->n || !s->models[mi].free_cap)
 			continue;
-		if (u == UINT32_MAX || entry_before(&s->pool[h->a[0]], &s->pool[u]))
-			u = h->a[0];
+		if (u == UINT32_MAX || entry_before(&s->pool[h->a[0].idx], &s->pool[u]))
+			u = h->a[0].idx;
 	}
 	if (u == UINT32_MAX)
 		return false;
@@ -565,6 +624,7 @@ static void pump(struct sched *s)
 		while (s->busy < s->p.slots) {
 			unsigned free_slots = s->p.slots - s->busy;
 			uint32_t best = UINT32_MAX;
+			const struct hnode *bn = NULL;
 			uint64_t mask = s->nonempty;
 			while (mask) {
 				unsigned hid = (unsigned)__builtin_ctzll(mask);
@@ -574,9 +634,11 @@ static void pump(struct sched *s)
 					continue;
 				if (po->reserve && c != SLA_URGENT && free_slots <= s->p.reserve_urgent)
 					continue;
-				uint32_t idx = s->heaps[hid].a[0];
-				if (best == UINT32_MAX || key_before(s, &s->pool[idx], &s->pool[best]))
-					best = idx;
+				const struct hnode *hn = &s->heaps[hid].a[0];
+				if (!bn || node_before(hn, bn)) {
+					bn = hn;
+					best = hn->idx;
+				}
 			}
 			if (po->preempt && s->nheld > s->busy) {
 				uint32_t p = best_paused(s);
@@ -613,7 +675,7 @@ static uint64_t work_ahead_us(const struct sched *s, uint64_t d)
 		unsigned hid = (unsigned)__builtin_ctzll(mask);
 		mask &= mask - 1;
 		const struct heap *h = &s->heaps[hid];
-		uint64_t lo = s->pool[h->a[0]].deadline_us;
+		uint64_t lo = s->pool[h->a[0].idx].deadline_us;
 		if (lo > d)
 			continue;
 		if (h->max_deadline_us <= d || h->max_deadline_us == lo)
@@ -691,11 +753,13 @@ struct sched *sched_create(const struct sched_params *p, const struct sched_call
 		return NULL;
 	s->p = *p;
 	s->cb = *cb;
+	s->fifo = !policy_ops[p->policy].edf;
 	s->models = calloc(SCHED_MAX_MODELS, sizeof(*s->models));
 	s->pool = calloc(POOL_SIZE, sizeof(*s->pool));
 	s->free_idx = calloc(POOL_SIZE, sizeof(*s->free_idx));
+	s->pos = calloc(POOL_SIZE, sizeof(*s->pos));
 	s->held = calloc(MAX_HELD, sizeof(*s->held));
-	if (!s->models || !s->pool || !s->free_idx || !s->held)
+	if (!s->models || !s->pool || !s->free_idx || !s->held || !s->pos)
 		goto errout;
 	/* Pop order: lowest index first (keeps the hot part of the pool small). */
 	for (uint32_t i = 0; i < POOL_SIZE; i++)
@@ -717,6 +781,7 @@ void sched_destroy(struct sched *s)
 		free(s->heaps[h].a);
 	free(s->held);
 	free(s->free_idx);
+	free(s->pos);
 	free(s->pool);
 	free(s->models);
 	free(s);
@@ -758,7 +823,7 @@ int sched_model_add(struct sched *s, const char *name, uint32_t initial_est_us)
 		struct heap *h = &s->heaps[heap_id(mi, c)];
 		/* Retried requests re-enter the heap past the cap: room for every held one. */
 		h->cap = s->p.queue_cap[c] + MAX_HELD;
-		h->a = calloc(h->cap, sizeof(uint32_t));
+		h->a = calloc(h->cap, sizeof(*h->a));
 		if (!h->a)
 			return -ENOMEM;
 	}
@@ -799,6 +864,8 @@ int sched_replica_add(struct sched *s, int model, int idx, unsigned concurrency)
 	r->draining = false;
 	r->breaker_open = false;
 	r->concurrency = concurrency;
+	if (idx >= s->models[model].rep_hi)
+		s->models[model].rep_hi = idx + 1;
 	/* inflight and paused survive a remove/add of the same index: completions
 	 * of requests dispatched before the remove are still to come. */
 	model_refresh(&s->models[model]);
@@ -811,7 +878,7 @@ static void refuse_model_queue(struct sched *s, int model, enum sched_refusal wh
 	for (unsigned c = 0; c < SLA_NCLASSES; c++) {
 		struct heap *h = &s->heaps[heap_id((unsigned)model, c)];
 		while (h->n) {
-			uint32_t idx = h->a[0];
+			uint32_t idx = h->a[0].idx;
 			heap_remove(s, idx);
 			refuse_accepted(s, idx, why);
 		}
@@ -937,6 +1004,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->paused_total_us = 0;
 	e->ctx = r->ctx;
 	e->seq = s->seq++;
+	e->fifo_key = s->arrivals++;
 	e->hint_us = r->cost_hint_us;
 	e->work_us = r->cost_hint_us ? r->cost_hint_us : m->est.ewma_us;
 	e->model = (uint8_t)r->model;
@@ -984,7 +1052,8 @@ static void release(struct sched *s, uint32_t idx)
 	struct entry *e = &s->pool[idx];
 	struct model *m = &s->models[e->model];
 	struct replica *rp = &m->rep[e->replica];
-	if (e->state == ST_PAUSED) {
+	bool was_paused = e->state == ST_PAUSED;
+	if (was_paused) {
 		e->paused_total_us += s->now_us - e->paused_at_us;
 		rp->paused = false;
 	} else {
@@ -992,7 +1061,10 @@ static void release(struct sched *s, uint32_t idx)
 	}
 	if (rp->inflight)
 		rp->inflight--;
-	model_refresh(m);
+	if (was_paused)
+		model_refresh(m);
+	else if (replica_usable(rp) && rp->inflight < rp->concurrency)
+		m->free_cap++;
 	held_remove(s, idx);
 	m->cum.cls[e->cls].running--;
 }
@@ -1063,7 +1135,7 @@ int sched_cancel(struct sched *s, uint64_t id, uint64_t now_us)
 static uint64_t head_due_us(const struct sched *s, unsigned hid)
 {
 	const struct heap *h = &s->heaps[hid];
-	const struct entry *e = &s->pool[h->a[0]];
+	const struct entry *e = &s->pool[h->a[0].idx];
 	const struct model *m = &s->models[hid / SLA_NCLASSES];
 	if (ops(s)->admit) {
 		uint64_t own = own_est(s, e);
@@ -1099,7 +1171,7 @@ void sched_tick(struct sched *s, uint64_t now_us)
 		struct heap *h = &s->heaps[hid];
 		const struct model *m = &s->models[hid / SLA_NCLASSES];
 		while (h->n) {
-			uint32_t idx = h->a[0];
+			uint32_t idx = h->a[0].idx;
 			uint64_t due = head_due_us(s, hid);
 			if (due == UINT64_MAX || s->now_us <= due)
 				break;
