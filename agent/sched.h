@@ -20,7 +20,8 @@
  * draining, breaker closed, not paused and below its concurrency.
  *
  * Order. All waiting requests of all models sit in one EDF order, keyed by
- * (absolute deadline, arrival sequence) - ties go to the earlier arrival.
+ * (absolute deadline, arrival sequence) - ties go to the earlier arrival
+ * (exact unless 65536 requests share one deadline microsecond).
  * Under the fifo policy the key is the arrival sequence alone. Internally
  * there is one binary heap per (model, class) over one preallocated pool of
  * request entries; the global order is the minimum over the heap heads, so a
