@@ -14,6 +14,7 @@
 #define FC_MAGIC 0x31434642u /* "BFC1" little-endian */
 #define FC_VERSION 2u
 #define FC_W CONFIG_FORECAST_MAE_WINDOW
+#define FC_HALF_MAX (CONFIG_FORECAST_MAX_SEASON / 36) /* first-day smoothing: +-season/36 buckets */
 #define FC_H CONFIG_FORECAST_MAX_HORIZON
 #ifndef FC_NAIVE_MARGIN
 #define FC_NAIVE_MARGIN 1.2 /* naive must be this much better to take over */
@@ -50,6 +51,7 @@ struct forecast {
 	struct pending pend[FC_H];
 	float *seas;           /* ntab seasonal offsets, by phase */
 	float *hist;           /* ntab last bucket values, by phase */
+	float *scratch;        /* ntab, for building the first profile (not saved) */
 };
 
 static uint32_t clamp_h(uint32_t h)
@@ -65,7 +67,7 @@ struct forecast *forecast_create(const struct forecast_params *p, uint64_t now_m
 		return NULL;
 	uint32_t season = p->season_s / p->bucket_s;
 	uint32_t ntab = season <= CONFIG_FORECAST_MAX_SEASON ? season : 0;
-	struct forecast *f = calloc(1, sizeof(*f) + 2u * ntab * sizeof(float));
+	struct forecast *f = calloc(1, sizeof(*f) + 3u * ntab * sizeof(float));
 	if (!f)
 		return NULL;
 	if (!ntab)
@@ -80,6 +82,7 @@ struct forecast *forecast_create(const struct forecast_params *p, uint64_t now_m
 	f->gamma = p->gamma >= 0 && p->gamma <= 1 ? p->gamma : FORECAST_GAMMA_DEFAULT;
 	f->seas = (float *)(f + 1);
 	f->hist = f->seas + ntab;
+	f->scratch = f->hist + ntab;
 	f->cur_idx = now_ms / f->bucket_ms;
 	return f;
 }
@@ -121,21 +124,57 @@ static void score(struct forecast *f, uint64_t idx, double y)
 	f->using_naive = sm > FC_NAIVE_MARGIN * sn;
 }
 
+/* The k-th smallest of v[0..n-1] (Hoare's selection; reorders v). */
+static float select_kth(float *v, uint32_t n, uint32_t k)
+{
+	uint32_t lo = 0, hi = n - 1;
+	while (lo < hi) {
+		float pivot = v[lo + (hi - lo) / 2];
+		uint32_t i = lo, j = hi;
+		for (;;) {
+			while (v[i] < pivot)
+				i++;
+			while (v[j] > pivot)
+				j--;
+			if (i >= j)
+				break;
+			float t = v[i];
+			v[i] = v[j];
+			v[j] = t;
+			i++;
+			j--;
+		}
+		/* v[lo..j] <= pivot <= v[j+1..hi] */
+		if (k <= j)
+			hi = j;
+		else
+			lo = j + 1;
+	}
+	return v[k];
+}
+
 static void seasonal_start(struct forecast *f)
 {
+	/* One day of buckets is noisy and holds that day's bursts, which are
+	 * not a daily pattern. The profile is a circular running median over
+	 * +-season/36 buckets (it removes bursts up to that wide, where a mean
+	 * would only spread them and replay them every day after), then the
+	 * moving average of those medians over the same window (noise). */
+	uint32_t half = f->ntab / 36, w = 2 * half + 1;
+	float win[2 * FC_HALF_MAX + 1];
 	double mean = 0;
-	for (uint32_t i = 0; i < f->ntab; i++)
-		mean += f->hist[i];
+	for (uint32_t i = 0; i < f->ntab; i++) {
+		for (uint32_t k = 0; k < w; k++)
+			win[k] = f->hist[(i + f->ntab - half + k) % f->ntab];
+		f->scratch[i] = select_kth(win, w, half);
+		mean += f->scratch[i];
+	}
 	mean /= f->ntab;
-	/* One day of buckets is noisy (and may hold a burst): the profile is the
-	 * circular moving average over +-season/36 buckets, so a one-bucket
-	 * accident is not replayed every day. */
-	uint32_t half = f->ntab / 36;
 	for (uint32_t i = 0; i < f->ntab; i++) {
 		double sum = 0;
-		for (uint32_t k = 0; k <= 2 * half; k++)
-			sum += f->hist[(i + f->ntab - half + k) % f->ntab];
-		f->seas[i] = (float)(sum / (2 * half + 1) - mean);
+		for (uint32_t k = 0; k < w; k++)
+			sum += f->scratch[(i + f->ntab - half + k) % f->ntab];
+		f->seas[i] = (float)(sum / w - mean);
 	}
 	/* The trend Holt learnt inside the first day is the slope of the daily
 	 * curve, not a trend across days: start the trend afresh. */
@@ -183,14 +222,16 @@ static void update(struct forecast *f, uint64_t idx, double y_raw)
 		f->trend = f->beta * (f->level - prev) + (1 - f->beta) * f->trend;
 		f->seas[p] = (float)(f->gamma * (y - f->level) + (1 - f->gamma) * f->seas[p]);
 	} else {
+		/* No seasonal term yet: level and trend follow the daily curve
+		 * itself, so they adapt faster. The trend starts at 0: the first
+		 * difference of two noisy buckets is noise, and a small beta would
+		 * carry it into the level for a long time. */
 		double prev = f->level;
-		f->level = f->alpha * y + (1 - f->alpha) * (prev + f->trend);
-		if (f->init == 1) {
-			f->trend = f->level - prev;
+		f->level = FORECAST_ALPHA_NOSEASON * y + (1 - FORECAST_ALPHA_NOSEASON) * (prev + f->trend);
+		if (f->init == 1)
 			f->init = 2;
-		} else {
-			f->trend = f->beta * (f->level - prev) + (1 - f->beta) * f->trend;
-		}
+		else
+			f->trend = FORECAST_BETA_NOSEASON * (f->level - prev) + (1 - FORECAST_BETA_NOSEASON) * f->trend;
 	}
 	f->last = y_raw;
 	if (f->ntab) {
@@ -498,10 +539,11 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 	    !(t->beta >= 0 && t->beta <= 1) || !(t->gamma >= 0 && t->gamma <= 1))
 		err = -EINVAL;
 	if (!err) {
-		float *seas = f->seas, *hist = f->hist;
+		float *seas = f->seas, *hist = f->hist, *scratch = f->scratch;
 		memcpy(f, t, sizeof(*f));
 		f->seas = seas;
 		f->hist = hist;
+		f->scratch = scratch;
 		memcpy(f->seas, t->seas, t->ntab * sizeof(float));
 		memcpy(f->hist, t->hist, t->ntab * sizeof(float));
 	}

@@ -9,7 +9,12 @@
  * Requests are counted in buckets of bucket_s seconds. Each closed bucket
  * updates additive Holt smoothing (level and trend); once one full season
  * (a day: 86400 / bucket_s buckets) of history exists, a seasonal term is
- * initialised from it and the model becomes additive Holt-Winters.
+ * initialised from it and the model becomes additive Holt-Winters. Until
+ * then (and for good when the season does not fit) level and trend follow
+ * the daily curve themselves, with the faster FORECAST_*_NOSEASON constants;
+ * alpha and beta below apply once the seasonal term carries the daily shape.
+ * The first season's profile is a running median, then a moving average,
+ * over +-season/36 buckets of that day, so its bursts are not replayed.
  *
  * Every closed bucket also scores the forecasts made h buckets earlier
  * (h = the scoring horizon): the smoothed model's and the naive one's (the
@@ -46,6 +51,9 @@ struct forecast_params {
 #define FORECAST_ALPHA_DEFAULT 0.2
 #define FORECAST_BETA_DEFAULT 0.02
 #define FORECAST_GAMMA_DEFAULT 0.1
+/* Level and trend smoothing before the seasonal term is active. */
+#define FORECAST_ALPHA_NOSEASON 0.5
+#define FORECAST_BETA_NOSEASON 0.1
 
 /* Running figures, for telemetry and the simulator. */
 struct forecast_stats {
