@@ -12,7 +12,7 @@
 #define LOG_TAG "forecast"
 
 #define FC_MAGIC 0x31434642u /* "BFC1" little-endian */
-#define FC_VERSION 2u
+#define FC_VERSION 3u
 #define FC_W CONFIG_FORECAST_MAE_WINDOW
 #define FC_HALF_MAX (CONFIG_FORECAST_MAX_SEASON / 36) /* first-day smoothing: +-season/36 buckets */
 #define FC_H CONFIG_FORECAST_MAX_HORIZON
@@ -23,6 +23,7 @@
 struct pending {
 	uint64_t target;     /* bucket index the forecast is for */
 	float model, naive, chosen;
+	float slow, fast;    /* the two pre-season smoothers' forecasts */
 	uint8_t valid;
 };
 
@@ -37,12 +38,16 @@ struct forecast {
 	uint64_t cur_count;    /* requests in the open bucket */
 	uint32_t init;         /* 0: no bucket closed, 1: level set, 2: trend running */
 	double level, trend, last;
+	/* Before the seasonal term: a second, faster Holt pair beside the slow
+	 * one (level, trend); the one with the lower recent error is used. */
+	double level_fast, trend_fast;
+	uint32_t using_fast;
 	double mad;            /* EWMA of |one-step residual|: the scale for clipping */
 	uint32_t seasonal;     /* seasonal term active */
 	uint32_t hist_valid;   /* consecutive closed buckets in hist (capped at season) */
 	uint32_t using_naive;
 
-	float err_m[FC_W], err_n[FC_W];
+	float err_m[FC_W], err_n[FC_W], err_slow[FC_W], err_fast[FC_W];
 	uint32_t err_pos, err_count;
 
 	uint64_t buckets, scored, skipped;
@@ -96,9 +101,13 @@ static double model_at(const struct forecast *f, uint32_t h)
 {
 	if (f->init == 0)
 		return (double)f->cur_count;
-	double v = f->level + (double)h * f->trend;
+	double v;
 	if (f->seasonal)
-		v += f->seas[phase(f, f->cur_idx - 1 + h)];
+		v = f->level + (double)h * f->trend + f->seas[phase(f, f->cur_idx - 1 + h)];
+	else if (f->using_fast)
+		v = f->level_fast + (double)h * f->trend_fast;
+	else
+		v = f->level + (double)h * f->trend;
 	return v > 0 ? v : 0;
 }
 
@@ -110,18 +119,23 @@ static void score(struct forecast *f, uint64_t idx, double y)
 	pe->valid = 0;
 	f->err_m[f->err_pos] = (float)fabs(pe->model - y);
 	f->err_n[f->err_pos] = (float)fabs(pe->naive - y);
+	f->err_slow[f->err_pos] = (float)fabs(pe->slow - y);
+	f->err_fast[f->err_pos] = (float)fabs(pe->fast - y);
 	f->err_pos = (f->err_pos + 1) % FC_W;
 	if (f->err_count < FC_W)
 		f->err_count++;
 	f->scored++;
 	f->abs_err_model += fabs(pe->chosen - y);
 	f->abs_err_naive += fabs(pe->naive - y);
-	double sm = 0, sn = 0;
+	double sm = 0, sn = 0, ss = 0, sf = 0;
 	for (uint32_t i = 0; i < f->err_count; i++) {
 		sm += f->err_m[i];
 		sn += f->err_n[i];
+		ss += f->err_slow[i];
+		sf += f->err_fast[i];
 	}
 	f->using_naive = sm > FC_NAIVE_MARGIN * sn;
+	f->using_fast = sf < ss;
 }
 
 /* The k-th smallest of v[0..n-1] (Hoare's selection; reorders v). */
@@ -213,8 +227,8 @@ static void update(struct forecast *f, uint64_t idx, double y_raw)
 	uint32_t p = phase(f, idx);
 	double y = f->init == 2 ? clip(f, y_raw) : y_raw;
 	if (f->init == 0) {
-		f->level = y;
-		f->trend = 0;
+		f->level = f->level_fast = y;
+		f->trend = f->trend_fast = 0;
 		f->init = 1;
 	} else if (f->seasonal) {
 		double prev = f->level;
@@ -222,16 +236,22 @@ static void update(struct forecast *f, uint64_t idx, double y_raw)
 		f->trend = f->beta * (f->level - prev) + (1 - f->beta) * f->trend;
 		f->seas[p] = (float)(f->gamma * (y - f->level) + (1 - f->gamma) * f->seas[p]);
 	} else {
-		/* No seasonal term yet: level and trend follow the daily curve
-		 * itself, so they adapt faster. The trend starts at 0: the first
-		 * difference of two noisy buckets is noise, and a small beta would
-		 * carry it into the level for a long time. */
-		double prev = f->level;
-		f->level = FORECAST_ALPHA_NOSEASON * y + (1 - FORECAST_ALPHA_NOSEASON) * (prev + f->trend);
-		if (f->init == 1)
+		/* No seasonal term yet. A steady load wants slow smoothing; a
+		 * daily curve, which level and trend must then follow themselves,
+		 * wants fast smoothing: both run, and the one with the lower
+		 * recent error is used (see score()). The trends start at 0: the
+		 * first difference of two noisy buckets is noise, and a small beta
+		 * would carry it into the level for a long time. */
+		double prev = f->level, prev_fast = f->level_fast;
+		f->level = f->alpha * y + (1 - f->alpha) * (prev + f->trend);
+		f->level_fast = FORECAST_ALPHA_FAST * y + (1 - FORECAST_ALPHA_FAST) * (prev_fast + f->trend_fast);
+		if (f->init == 1) {
 			f->init = 2;
-		else
-			f->trend = FORECAST_BETA_NOSEASON * (f->level - prev) + (1 - FORECAST_BETA_NOSEASON) * f->trend;
+		} else {
+			f->trend = f->beta * (f->level - prev) + (1 - f->beta) * f->trend;
+			f->trend_fast = FORECAST_BETA_FAST * (f->level_fast - prev_fast) +
+					(1 - FORECAST_BETA_FAST) * f->trend_fast;
+		}
 	}
 	f->last = y_raw;
 	if (f->ntab) {
@@ -256,6 +276,14 @@ static void close_bucket(struct forecast *f)
 	struct pending *pe = &f->pend[(idx + f->horizon) % FC_H];
 	pe->target = idx + f->horizon;
 	pe->model = (float)model_at(f, f->horizon);
+	if (f->seasonal) {
+		pe->slow = pe->fast = pe->model;
+	} else {
+		double vs = f->level + (double)f->horizon * f->trend;
+		double vf = f->level_fast + (double)f->horizon * f->trend_fast;
+		pe->slow = (float)(vs > 0 ? vs : 0);
+		pe->fast = (float)(vf > 0 ? vf : 0);
+	}
 	pe->naive = (float)y;
 	pe->chosen = f->using_naive ? pe->naive : pe->model;
 	pe->valid = 1;
@@ -430,6 +458,9 @@ static void encode(const struct forecast *f, struct wr *w)
 	put(w, f->init, 4);
 	put_f64(w, f->level);
 	put_f64(w, f->trend);
+	put_f64(w, f->level_fast);
+	put_f64(w, f->trend_fast);
+	put(w, f->using_fast, 4);
 	put_f64(w, f->last);
 	put_f64(w, f->mad);
 	put(w, f->seasonal, 4);
@@ -440,6 +471,8 @@ static void encode(const struct forecast *f, struct wr *w)
 	for (unsigned i = 0; i < FC_W; i++) {
 		put_f32(w, f->err_m[i]);
 		put_f32(w, f->err_n[i]);
+		put_f32(w, f->err_slow[i]);
+		put_f32(w, f->err_fast[i]);
 	}
 	put(w, f->buckets, 8);
 	put(w, f->scored, 8);
@@ -451,6 +484,8 @@ static void encode(const struct forecast *f, struct wr *w)
 		put_f32(w, f->pend[i].model);
 		put_f32(w, f->pend[i].naive);
 		put_f32(w, f->pend[i].chosen);
+		put_f32(w, f->pend[i].slow);
+		put_f32(w, f->pend[i].fast);
 		put(w, f->pend[i].valid, 1);
 	}
 	for (unsigned i = 0; i < f->ntab; i++) {
@@ -505,6 +540,9 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 	t->init = (uint32_t)get(&r, 4);
 	t->level = get_f64(&r);
 	t->trend = get_f64(&r);
+	t->level_fast = get_f64(&r);
+	t->trend_fast = get_f64(&r);
+	t->using_fast = (uint32_t)get(&r, 4);
 	t->last = get_f64(&r);
 	t->mad = get_f64(&r);
 	t->seasonal = (uint32_t)get(&r, 4);
@@ -515,6 +553,8 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 	for (unsigned i = 0; i < FC_W; i++) {
 		t->err_m[i] = get_f32(&r);
 		t->err_n[i] = get_f32(&r);
+		t->err_slow[i] = get_f32(&r);
+		t->err_fast[i] = get_f32(&r);
 	}
 	t->buckets = get(&r, 8);
 	t->scored = get(&r, 8);
@@ -526,6 +566,8 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 		t->pend[i].model = get_f32(&r);
 		t->pend[i].naive = get_f32(&r);
 		t->pend[i].chosen = get_f32(&r);
+		t->pend[i].slow = get_f32(&r);
+		t->pend[i].fast = get_f32(&r);
 		t->pend[i].valid = (uint8_t)get(&r, 1);
 	}
 	for (unsigned i = 0; i < t->ntab; i++) {
@@ -535,7 +577,8 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 	int err = 0;
 	if (r.bad || r.n != r.len || t->init > 2 || t->seasonal > 1 || t->err_pos >= FC_W ||
 	    t->err_count > FC_W || t->hist_valid > t->ntab || (t->seasonal && !t->ntab) ||
-	    !isfinite(t->level) || !isfinite(t->trend) || !(t->alpha > 0 && t->alpha <= 1) ||
+	    !isfinite(t->level) || !isfinite(t->trend) || !isfinite(t->level_fast) ||
+	    !isfinite(t->trend_fast) || t->using_fast > 1 || !(t->alpha > 0 && t->alpha <= 1) ||
 	    !(t->beta >= 0 && t->beta <= 1) || !(t->gamma >= 0 && t->gamma <= 1))
 		err = -EINVAL;
 	if (!err) {
