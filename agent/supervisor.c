@@ -44,6 +44,7 @@ struct replica {
 	bool liveness_killed;        /* the coming exit is a liveness restart */
 	bool half_open_try;          /* this start is the circuit's half-open trial */
 	bool clear_pending;          /* gone, cleared when the last call in flight returns */
+	bool die_pending;            /* a die event came while the start call was in flight */
 	unsigned inflight;           /* engine calls in flight holding this replica */
 	bool op_busy;                /* an exclusive lifecycle call is in flight */
 	bool pause_busy;
@@ -346,6 +347,7 @@ static void on_readiness(void *arg, struct health_probe *p, bool ok)
 }
 
 static void on_kill_inspect(void *arg, const struct hal_engine_result *res);
+static void on_die_inspect(void *arg, const struct hal_engine_result *res);
 
 static void check_killed(struct replica *r)
 {
@@ -489,12 +491,19 @@ static void on_start(void *arg, const struct hal_engine_result *res)
 		return;
 	}
 	replica_running(r);
+	if (r->die_pending) {
+		/* It may have died right after starting (a crash loop does): look. */
+		r->die_pending = false;
+		if (hal_engine_inspect(s->engine, r->id, on_die_inspect, r) == 0)
+			call_sent(r);
+	}
 }
 
 static void start_replica(struct replica *r)
 {
 	struct supervisor *s = r->dep->sup;
 	r->st = SUP_R_STARTING;
+	r->die_pending = false;
 	if (sent_or_retry(s, r, hal_engine_start(s->engine, r->id, on_start, r), "start") == 0)
 		r->op_busy = true;
 	else
@@ -1247,6 +1256,8 @@ static void on_engine_event(void *arg, const struct hal_engine_event *ev)
 		return;
 	switch (ev->type) {
 	case HAL_EV_DIE:
+		if (r->st == SUP_R_STARTING)
+			r->die_pending = true;
 		if (r->st != SUP_R_RUNNING && r->st != SUP_R_KILLING)
 			break;
 		/* Confirm with inspect: it also gives the OOM flag, and filters stale events. */
