@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "agent/version.h"
+#include "ports/sim/sim_autoscale.h"
 
 int main(int argc, char **argv)
 {
@@ -10,6 +11,8 @@ int main(int argc, char **argv)
 		printf("berth-sim %s\n", BERTH_VERSION);
 		return 0;
 	}
+	if (sim_autoscale_wanted(argc, argv))
+		return sim_autoscale_main(argc, argv);
 	fprintf(stderr, "berth-sim %s: trace replay arrives with the scheduler\n", BERTH_VERSION);
 	return 2;
 }
