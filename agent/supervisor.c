@@ -328,22 +328,15 @@ static void on_readiness(void *arg, struct health_probe *p, bool ok)
 	if (r->st != SUP_R_RUNNING)
 		return;
 	set_ready(r, ok);
-	if (ok && r->half_open_try) {
-		struct deployment *d = r->dep;
-		r->half_open_try = false;
-		if (d->circuit != SUP_CIRCUIT_CLOSED) {
-			d->circuit = SUP_CIRCUIT_CLOSED;
-			loop_timer_stop(d->sup->loop, &d->circuit_timer);
-			LOG_INF("event=circuit_closed deployment=%s", d->spec.name);
-			events_emit(d->sup->cfg.events, "circuit_closed", "{\"deployment\":\"%s\"}", d->spec.name);
-			/* Replicas held by the open circuit restart now. */
-			for (unsigned i = 0; i < DEPLOY_MAX_REPLICAS; i++)
-				if (d->r[i].st == SUP_R_BACKOFF &&
-				    loop_timer_start(d->sup->loop, &d->r[i].restart_timer, 0, 0) < 0)
-					LOG_ERR("event=timer_full what=restart");
-		}
+	struct deployment *d = r->dep;
+	if (ok && r->half_open_try && d->circuit == SUP_CIRCUIT_HALF_OPEN) {
+		/* The trial is ready; it closes the circuit if it stays up a while. */
+		uint32_t stable = d->spec.backoff_reset_ms < SUP_CIRCUIT_STABLE_MS ? d->spec.backoff_reset_ms
+										  : SUP_CIRCUIT_STABLE_MS;
+		if (loop_timer_start(d->sup->loop, &d->circuit_timer, stable, 0) < 0)
+			LOG_ERR("event=timer_full what=circuit");
 	}
-	kick(r->dep->sup);
+	kick(d->sup);
 }
 
 static void on_kill_inspect(void *arg, const struct hal_engine_result *res);
@@ -534,13 +527,36 @@ static void on_restart_timer(void *arg)
 		r->half_open_try = true;
 		LOG_INF("event=circuit_half_open_try deployment=%s replica=%u", d->spec.name, r->slot);
 	}
-	LOG_INF("event=replica_restart deployment=%s replica=%u restarts=%u", d->spec.name, r->slot, r->restarts);
+	LOG_INF("event=replica_restart deployment=%s replica=%u restarts=%u wall_ms=%" PRId64, d->spec.name, r->slot,
+		r->restarts, hal_clock_wall_ms());
 	start_replica(r);
+}
+
+static void close_circuit(struct deployment *d)
+{
+	d->circuit = SUP_CIRCUIT_CLOSED;
+	for (unsigned i = 0; i < DEPLOY_MAX_REPLICAS; i++)
+		d->r[i].half_open_try = false;
+	LOG_INF("event=circuit_closed deployment=%s", d->spec.name);
+	events_emit(d->sup->cfg.events, "circuit_closed", "{\"deployment\":\"%s\"}", d->spec.name);
+	/* Replicas held by the open circuit restart now. */
+	for (unsigned i = 0; i < DEPLOY_MAX_REPLICAS; i++)
+		if (d->r[i].st == SUP_R_BACKOFF && loop_timer_start(d->sup->loop, &d->r[i].restart_timer, 0, 0) < 0)
+			LOG_ERR("event=timer_full what=restart");
+	kick(d->sup);
 }
 
 static void on_circuit_timer(void *arg)
 {
 	struct deployment *d = arg;
+	if (d->circuit == SUP_CIRCUIT_HALF_OPEN) {
+		for (unsigned i = 0; i < DEPLOY_MAX_REPLICAS; i++)
+			if (d->r[i].half_open_try && serving(&d->r[i])) {
+				close_circuit(d);
+				return;
+			}
+		return;
+	}
 	if (d->circuit != SUP_CIRCUIT_OPEN)
 		return;
 	d->circuit = SUP_CIRCUIT_HALF_OPEN;
@@ -1248,7 +1264,9 @@ static void on_engine_event(void *arg, const struct hal_engine_event *ev)
 		return;
 	}
 	if (ev->type == HAL_EV_STREAM_LOST) {
+		/* Ask the engine now: if it is down, that is reported at once. */
 		LOG_WRN("event=engine_events_lost");
+		request_list(s);
 		return;
 	}
 	struct replica *r = find_by_id(s, ev->id);

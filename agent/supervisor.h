@@ -18,6 +18,7 @@ struct supervisor;
 #define SUP_MAX_OBSERVERS 4
 #define SUP_DEFAULT_RESYNC_MS 10000u  /* full re-list of the engine */
 #define SUP_DEFAULT_STOP_TIMEOUT_S 3u /* graceful stop of a replica that goes away */
+#define SUP_CIRCUIT_STABLE_MS 10000u /* a half-open trial ready this long (at most reset_after_ms) closes the circuit */
 #define SUP_ENGINE_RETRY_MIN_MS 500u  /* back-off while the engine is unavailable */
 #define SUP_ENGINE_RETRY_MAX_MS 30000u
 

@@ -448,6 +448,13 @@ static void circuit_closes_when_the_half_open_try_is_ready(void **state)
 	RUN_UNTIL(f, 2000, ready_of(f, "c") == 1);
 	assert_int_equal(ready_of(f, "c"), 1);
 	assert_int_equal(supervisor_status(f->s, "c", &st), 0);
+	assert_int_equal(st.circuit, SUP_CIRCUIT_HALF_OPEN);
+	/* ...once it has stayed ready for reset_after_ms (at most 10 s) */
+	run_ms(f, 9000);
+	assert_int_equal(supervisor_status(f->s, "c", &st), 0);
+	assert_int_equal(st.circuit, SUP_CIRCUIT_HALF_OPEN);
+	run_ms(f, 1100);
+	assert_int_equal(supervisor_status(f->s, "c", &st), 0);
 	assert_int_equal(st.circuit, SUP_CIRCUIT_CLOSED);
 	assert_true(has_event(f, "circuit_closed"));
 }
