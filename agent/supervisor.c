@@ -410,7 +410,8 @@ static void kill_replica(struct replica *r, const char *why)
 	r->st = SUP_R_KILLING;
 	stop_probes(r);
 	serving_changed(r, was);
-	LOG_INF("event=replica_kill deployment=%s replica=%u reason=%s", r->dep->spec.name, r->slot, why);
+	LOG_INF("event=replica_kill deployment=%s replica=%u reason=%s liveness_failures=%u wall_ms=%" PRId64,
+		r->dep->spec.name, r->slot, why, r->live.consecutive_fail, hal_clock_wall_ms());
 	if (sent_or_retry(s, r, hal_engine_kill(s->engine, r->id, SIGKILL, on_kill, r), "kill") == 0)
 		r->op_busy = true;
 	else if (loop_timer_start(s->loop, &r->kill_check, BUSY_RETRY_MS, 0) < 0)
