@@ -27,6 +27,7 @@
 #define BUSY_RETRY_MS 100u
 #define JITTER_PERMILLE 100u
 #define KILL_CHECK_MS 2000u
+#define OP_WAIT_MS 10u
 
 struct deployment;
 
@@ -509,8 +510,14 @@ static void on_restart_timer(void *arg)
 	struct replica *r = arg;
 	struct deployment *d = r->dep;
 	struct supervisor *s = d->sup;
-	if (r->st != SUP_R_BACKOFF || r->op_busy)
+	if (r->st != SUP_R_BACKOFF)
 		return;
+	if (r->op_busy) {
+		/* e.g. the kill call is still answering after the die was seen: look again shortly */
+		if (loop_timer_start(s->loop, &r->restart_timer, OP_WAIT_MS, 0) < 0)
+			LOG_ERR("event=timer_full what=restart");
+		return;
+	}
 	if (r->remove_wanted || d->removing) {
 		replica_remove(r);
 		return;

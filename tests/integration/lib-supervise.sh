@@ -87,6 +87,7 @@ cleanup() {
   if [ "$FAILS" -ne 0 ] || [ -n "${KEEP:-}" ]; then
     echo "--- berthd log (last 60 lines) ---"; tail -60 "$WORK/berthd.log" 2>/dev/null || true
   fi
+  [ -n "${KEEP_LOG:-}" ] && cp "$WORK/berthd.log" "$KEEP_LOG" || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
