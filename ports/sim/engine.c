@@ -30,6 +30,7 @@ struct job {
 	uint64_t remaining_us;
 	uint64_t started_us;
 	int status;
+	int err;                /* set: the connection broke; reply with it */
 	char body[SIM_BODY];
 	size_t body_len;
 	sim_reply_fn fn;        /* NULL once the client gave up */
@@ -126,6 +127,7 @@ static struct {
 
 static void job_timer(void *arg);
 static void ctr_kick(int ci);
+static void on_crash_after(void *arg);
 
 /* The timer heap is sized by Kconfig; running out is a sim set-up error. */
 static void arm_us(struct loop *l, struct loop_timer *t, uint64_t delay_us)
@@ -152,6 +154,8 @@ void sim_world_reset(void)
 		loop_timer_init(&W.jobs[i].t, job_timer, &W.jobs[i]);
 		W.jobs[i].next = i + 1 < SIM_MAX_JOBS ? i + 1 : -1;
 	}
+	for (int i = 0; i < SIM_MAX_CTRS; i++)
+		loop_timer_init(&W.c[i].crash_timer, on_crash_after, &W.c[i]);
 	W.free_job = 0;
 	W.next_token = 1;
 	W.latency_ms = 1;
@@ -259,16 +263,18 @@ static void job_reply(struct job *j, int err)
 		fn(arg, err, j->status, j->body, j->body_len);
 }
 
-/* The process is gone: every request it held breaks. */
+/* The process is gone: every request it held breaks. The replies go out
+ * from the loop, since a test may kill a container from outside it. */
 static void ctr_drop_jobs(int ci)
 {
 	for (int i = 0; i < SIM_MAX_JOBS; i++) {
 		struct job *j = &W.jobs[i];
-		if (j->token && j->ctr == ci) {
-			loop_timer_stop(W.l, &j->t);
-			j->token = -1; /* keep the slot out of reach while replying */
-			job_reply(j, -ECONNRESET);
-			job_free(i);
+		if (j->token > 0 && j->ctr == ci && !j->err) {
+			j->err = -ECONNRESET;
+			if (!j->fn)
+				job_free(i);
+			else
+				arm_us(W.l, &j->t, 0);
 		}
 	}
 	W.c[ci].serving = 0;
@@ -363,7 +369,9 @@ static int ctr_create(const struct hal_ctr_create *spec, int *out)
 	if (ci < 0)
 		return -EIO;
 	struct sim_ctr *c = &W.c[ci];
+	loop_timer_stop(W.l, &c->crash_timer);
 	memset(c, 0, sizeof(*c));
+	loop_timer_init(&c->crash_timer, on_crash_after, c);
 	c->used = true;
 	W.next_id++;
 	snprintf(c->id, sizeof(c->id), "%08x%056x", W.next_id * 2654435761u, W.next_id);
@@ -386,7 +394,6 @@ static int ctr_create(const struct hal_ctr_create *spec, int *out)
 	snprintf(c->fault_at_start, sizeof(c->fault_at_start), "%s", fault ? fault : "");
 	c->start_latency_ms = W.start_latency_ms;
 	c->q_head = c->q_tail = -1;
-	loop_timer_init(&c->crash_timer, on_crash_after, c);
 	*out = ci;
 	return 0;
 }
@@ -435,6 +442,11 @@ static void job_timer(void *arg)
 {
 	struct job *j = arg;
 	int ji = (int)(j - W.jobs);
+	if (j->err) {
+		job_reply(j, j->err);
+		job_free(ji);
+		return;
+	}
 	struct sim_ctr *c = &W.c[j->ctr];
 	if (j->kind == JOB_INFER && c->serving)
 		c->serving--;
@@ -466,7 +478,7 @@ static void ctr_kick(int ci)
 	/* Control requests (health, admin) never wait behind inference. */
 	for (int i = 0; (c->ctl_waiting || c->frozen) && i < SIM_MAX_JOBS; i++) {
 		struct job *j = &W.jobs[i];
-		if (j->token <= 0 || j->ctr != ci)
+		if (j->token <= 0 || j->ctr != ci || j->err)
 			continue;
 		if (j->kind == JOB_CONTROL && !j->running) {
 			c->ctl_waiting--;
@@ -492,7 +504,7 @@ static void ctr_freeze(int ci)
 {
 	for (int i = 0; i < SIM_MAX_JOBS; i++) {
 		struct job *j = &W.jobs[i];
-		if (j->token > 0 && j->ctr == ci && j->kind == JOB_INFER && j->running &&
+		if (j->token > 0 && j->ctr == ci && !j->err && j->kind == JOB_INFER && j->running &&
 		    loop_timer_armed(&j->t)) {
 			uint64_t now = hal_clock_now_us();
 			uint64_t end = j->t.due_us;
@@ -538,6 +550,7 @@ int64_t sim_world_http(uint16_t port, const char *method, const char *path, cons
 	j->next = -1;
 	j->kind = JOB_CONTROL;
 	j->status = 200;
+	j->err = 0;
 	bool post = method && strcmp(method, "POST") == 0;
 	const char *ok = "{}";
 	if (strcmp(path, "/v2/health/live") == 0) {
@@ -564,13 +577,8 @@ int64_t sim_world_http(uint16_t port, const char *method, const char *path, cons
 			memcpy(fault, body, n);
 		fault[n] = '\0';
 		apply_fault(c, fault);
-		if (!c->used || c->state != HAL_CTR_RUNNING) {
-			/* crash: the reply never left the process */
-			int64_t token = j->token;
-			job_reply(j, -ECONNRESET);
-			job_free(ji);
-			return token;
-		}
+		if (j->err)
+			return j->token; /* crash: the connection resets, from the loop */
 	} else {
 		j->status = 404;
 		ok = "{\"error\":\"not found\"}";
