@@ -89,7 +89,7 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 	if ((rc = metrics_start(a->metrics)) < 0)
 		return rc;
 	(void)supervision_load(a, cfg); /* logged; the agent runs on without deployments */
-	if (cfg->chaos.deployment[0] && cfg->chaos.duration_s > 0) {
+	if (cfg->chaos.deployment[0]) { /* duration 0: until berthd stops */
 		struct chaos_config cc = {
 			.interval_ms = (unsigned)cfg->chaos.interval_s * 1000u,
 			.duration_ms = (unsigned)cfg->chaos.duration_s * 1000u,

@@ -22,6 +22,14 @@ fid=$(curl -s --unix-socket "$BERTH_ENGINE_SOCK" -H 'Content-Type: application/j
 eng POST "/containers/$fid/start" >/dev/null
 trap 'eng DELETE "/containers/$fid?force=true" >/dev/null; cleanup' EXIT
 
+# the same parser from the command line
+"$build/berthctl" check-deployments "$WORK/deployments.json" >/dev/null && ok "berthctl accepts the deployments file" ||
+  bad "berthctl refuses the deployments file"
+echo '{"version":1,"deployments":[{"name":"x","image":"i","replicas":{"max":0}}]}' > "$WORK/bad.json"
+out=$("$build/berthctl" check-deployments "$WORK/bad.json" 2>&1) && rc=0 || rc=$?
+[ $rc -eq 2 ] && [[ "$out" == *"deployment 'x': replicas.max: 0 is out of range [1, 15]"* ]] &&
+  ok "berthctl names deployment and field of a bad spec" || bad "berthctl: rc=$rc '$out'"
+
 t0=$(now_ms)
 berthd_start
 if wait_for 20 ready_is alpha 2 && wait_for 5 ready_is beta 1; then
