@@ -105,6 +105,7 @@ struct supervisor {
 	struct loop_timer housekeep_timer;
 	struct observer obs[SUP_MAX_OBSERVERS];
 	unsigned nobs;
+	char spec_json[EVENTS_DETAIL_MAX - 256]; /* scratch for migration_needed */
 };
 
 static void reconcile_all(struct supervisor *s);
@@ -602,9 +603,9 @@ static void raise_migration(struct deployment *d, uint32_t failures)
 	if (d->migration_raised || !s->cfg.migrate_after_failures || failures < s->cfg.migrate_after_failures)
 		return;
 	d->migration_raised = true;
-	static char spec_json[EVENTS_DETAIL_MAX - 256];
-	if (deploy_spec_to_json(&d->spec, spec_json, sizeof(spec_json)) < 0)
-		snprintf(spec_json, sizeof(spec_json), "{\"name\":\"%s\"}", d->spec.name);
+	char *spec_json = s->spec_json;
+	if (deploy_spec_to_json(&d->spec, spec_json, sizeof(s->spec_json)) < 0)
+		snprintf(spec_json, sizeof(s->spec_json), "{\"name\":\"%s\"}", d->spec.name);
 	char err[160];
 	events_json_escape(d->last_error, err, sizeof(err));
 	LOG_WRN("event=migration_needed deployment=%s failed_recoveries=%u", d->spec.name, failures);
