@@ -226,7 +226,7 @@ static int parse_args(struct command *cmd, const cJSON *args, struct command_err
 	case CMD_SCALE:
 		if ((rc = check_keys(args, "args.", "deployment|replicas", err)) || (rc = get_name(args, cmd->args.deployment, err)))
 			return rc;
-		if ((rc = get_uint(args, "replicas", "args.replicas", true, 0, DEPLOY_MAX_REPLICAS, &v, err)))
+		if ((rc = get_uint(args, "replicas", "args.replicas", true, 0, DEPLOY_MAX_REPLICAS - 1, &v, err)))
 			return rc;
 		cmd->args.replicas = (uint32_t)v;
 		return 0;
@@ -248,7 +248,7 @@ static int parse_args(struct command *cmd, const cJSON *args, struct command_err
 			return rc;
 		cmd->args.duration_s = (uint32_t)v;
 		v = 1;
-		if ((rc = get_uint(args, "min_running", "args.min_running", false, 0, DEPLOY_MAX_REPLICAS, &v, err)))
+		if ((rc = get_uint(args, "min_running", "args.min_running", false, 0, DEPLOY_MAX_REPLICAS - 1, &v, err)))
 			return rc;
 		cmd->args.min_running = (uint32_t)v;
 		return 0;

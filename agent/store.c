@@ -58,8 +58,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_PAGE_COUNT] = "PRAGMA page_count",
 	[ST_FREELIST] = "PRAGMA freelist_count",
 	[ST_MIN_PRIO] = "SELECT MIN(prio) FROM outbox",
-	[ST_PRUNE_COUNT] = "SELECT kind, COUNT(*) FROM (SELECT kind FROM outbox WHERE prio = ?1 ORDER BY seq LIMIT ?2)"
-			   " GROUP BY kind",
+	[ST_PRUNE_COUNT] = ("SELECT kind, COUNT(*) FROM (SELECT kind FROM outbox WHERE prio = ?1 ORDER BY seq LIMIT ?2)"
+			    " GROUP BY kind"),
 	[ST_PRUNE] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE prio = ?1 ORDER BY seq LIMIT ?2)",
 	[ST_DESIRED_GET] = "SELECT version, body FROM desired WHERE id = 1",
 	[ST_DESIRED_SET] = "INSERT OR REPLACE INTO desired(id, version, body, updated_ms) VALUES (1, ?1, ?2, ?3)",
@@ -472,8 +472,13 @@ static int insert(struct store *s, enum store_kind kind, int prio, int64_t ts_ms
 int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms, const char *body, size_t len,
 		 int64_t *seq)
 {
-	if (len > INT32_MAX || (kind != STORE_TELEMETRY && kind != STORE_EVENT))
+	if (kind != STORE_TELEMETRY && kind != STORE_EVENT)
 		return -EINVAL;
+	if (len > STORE_ROW_MAX_BYTES) {
+		s->dropped[kind == STORE_EVENT ? 1 : 0]++;
+		LOG_WRN("event=row_dropped reason=too_large kind=%d len=%zu max=%d", kind, len, STORE_ROW_MAX_BYTES);
+		return -EMSGSIZE;
+	}
 	bool own_txn = !s->in_txn;
 	int rc;
 	if (own_txn && (rc = store_begin(s)))

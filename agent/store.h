@@ -15,6 +15,9 @@ enum store_kind { STORE_TELEMETRY = 0, STORE_EVENT = 1 };
  * first inside one priority), so telemetry goes before events. */
 enum { STORE_PRIO_TELEMETRY = 0, STORE_PRIO_EVENT = 10 };
 
+/* Largest row body accepted by store_append (-EMSGSIZE above). */
+#define STORE_ROW_MAX_BYTES CONFIG_TELEMETRY_ROW_BYTES
+
 struct store_opts {
 	const char *path;        /* database file; "-wal" and "-shm" live beside it */
 	uint32_t budget_kb;      /* database + WAL cap (KiB), >= 256 */
@@ -60,7 +63,8 @@ void store_rollback(struct store *s);
 
 /* Appends one row (body: JSON text of len bytes, copied). *seq (optional)
  * gets its sequence number. When the database is full even after pruning the
- * row is dropped, counted, and -ENOSPC returned. */
+ * row is dropped, counted, and -ENOSPC returned; a body above
+ * STORE_ROW_MAX_BYTES is refused with -EMSGSIZE (and counted likewise). */
 int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms, const char *body,
 		 size_t len, int64_t *seq) __attribute__((warn_unused_result));
 

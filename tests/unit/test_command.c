@@ -79,7 +79,7 @@ static const struct bad bad_table[] = {
 	{ "scale", "{\"id\":\"a\",\"verb\":\"scale\",\"args\":{\"deployment\":\"d\",\"replicas\":1.5}}", "bad_type",
 	  "args.replicas must be an integer, got 1.5", "a" },
 	{ "scale", "{\"id\":\"a\",\"verb\":\"scale\",\"args\":{\"deployment\":\"d\",\"replicas\":99}}", "out_of_range",
-	  "args.replicas is 99, expected 0..16", "a" },
+	  "args.replicas is 99, expected 0..15", "a" },
 	{ "restart", "{\"id\":\"a\",\"verb\":\"restart\",\"args\":{\"deployment\":\"Bad Name\"}}", "bad_value",
 	  "args.deployment may hold only a-z, 0-9 and '-'", "a" },
 	{ "restart", "{\"id\":\"a\",\"verb\":\"restart\",\"args\":{\"deployment\":\"d\",\"force\":true}}", "unknown_field",
