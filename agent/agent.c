@@ -7,12 +7,20 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "agent/chaos.h"
+#include "agent/deploy.h"
 #include "agent/desired.h"
+#include "agent/events.h"
 #include "agent/log.h"
 #include "agent/loop.h"
+#include "agent/metrics.h"
 #include "agent/store.h"
+#include "agent/supervisor.h"
 #include "agent/sync.h"
 #include "agent/telemetry.h"
+#include "hal/clock.h"
+#include "hal/engine.h"
+#include "hal/invoke.h"
 #include "hal/watchdog.h"
 
 #define LOG_TAG "agent"
@@ -29,6 +37,14 @@ struct agent {
 	struct telemetry *telemetry;
 	struct desired *desired;     /* command target until a supervisor is wired in */
 	struct sync *sync;
+
+	/* --- supervision: engine, replicas, probes, metrics, chaos --- */
+	struct events *events;           /* shared sink of notable events */
+	struct hal_engine *engine;
+	struct hal_invoke *invoke;       /* probes (and, later, dispatch) */
+	struct supervisor *sup;
+	struct metrics *metrics;
+	struct chaos *chaos;
 };
 
 /* --- store, telemetry and MQTT sync ------------------------------------- */
@@ -108,6 +124,84 @@ static void sync_stop(struct agent *a)
 	store_close(a->store);
 }
 
+#define AGENT_EVENTS_RING 64
+#define AGENT_INVOKE_MAX_INFLIGHT 256
+
+/* --- supervision ----------------------------------------------------------- */
+
+/* Loads the deployments file (when configured) and makes it the desired
+ * state. A bad file changes nothing: running containers are left alone. */
+static int supervision_load(struct agent *a, const struct berth_config *cfg)
+{
+	if (!cfg->deployments_file[0])
+		return 0;
+	struct deploy_set *set = malloc(sizeof(*set));
+	if (!set)
+		return -ENOMEM;
+	struct deploy_error err;
+	int rc = deploy_load(cfg->deployments_file, set, &err);
+	if (rc == 0) {
+		rc = supervisor_apply(a->sup, set);
+	} else {
+		char msg[512];
+		deploy_error_format(&err, msg, sizeof(msg));
+		LOG_ERR("event=deployments_invalid file=%s reason=\"%s\"", cfg->deployments_file, msg);
+	}
+	free(set);
+	return rc;
+}
+
+static int supervision_create(struct agent *a, const struct berth_config *cfg)
+{
+	a->events = events_create(AGENT_EVENTS_RING);
+	a->engine = hal_engine_create(a->loop, cfg->engine.socket, (unsigned)cfg->engine.timeout_ms);
+	a->invoke = hal_invoke_create(a->loop, AGENT_INVOKE_MAX_INFLIGHT);
+	if (!a->events || !a->engine || !a->invoke)
+		return -ENOMEM;
+	struct sup_config sc = {
+		.migrate_after_failures = (unsigned)cfg->supervisor.migrate_after_failures,
+		.seed = (uint64_t)hal_clock_wall_ms() ^ hal_clock_now_us(),
+		.events = a->events,
+	};
+	snprintf(sc.device_id, sizeof(sc.device_id), "%s", cfg->device_id);
+	a->sup = supervisor_create(a->loop, a->engine, a->invoke, &sc);
+	if (!a->sup)
+		return -ENOMEM;
+	a->metrics = metrics_create(a->loop, a->sup, cfg->data_dir, (unsigned)cfg->telemetry.interval_ms);
+	a->chaos = chaos_create(a->loop, a->sup);
+	if (!a->metrics || !a->chaos)
+		return -ENOMEM;
+	int rc = supervisor_start(a->sup);
+	if (rc < 0)
+		return rc;
+	if ((rc = metrics_start(a->metrics)) < 0)
+		return rc;
+	(void)supervision_load(a, cfg); /* logged; the agent runs on without deployments */
+	if (cfg->chaos.deployment[0] && cfg->chaos.duration_s > 0) {
+		struct chaos_config cc = {
+			.interval_ms = (unsigned)cfg->chaos.interval_s * 1000u,
+			.duration_ms = (unsigned)cfg->chaos.duration_s * 1000u,
+			.min_running = (unsigned)cfg->chaos.min_running,
+		};
+		snprintf(cc.deployment, sizeof(cc.deployment), "%.*s", (int)sizeof(cc.deployment) - 1, cfg->chaos.deployment);
+		rc = chaos_start(a->chaos, &cc);
+		if (rc < 0)
+			LOG_WRN("event=chaos_not_started err=%s", strerror(-rc));
+	}
+	return 0;
+}
+
+/* The engine goes before the supervisor is freed: its calls in flight point into it. */
+static void supervision_destroy(struct agent *a)
+{
+	chaos_destroy(a->chaos);
+	metrics_destroy(a->metrics);
+	supervisor_destroy(a->sup);
+	hal_engine_destroy(a->engine);
+	hal_invoke_destroy(a->invoke);
+	events_destroy(a->events);
+}
+
 static void on_watchdog(void *arg)
 {
 	struct agent *a = arg;
@@ -146,6 +240,11 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 
 	if (sync_start(a, cfg) < 0)
 		goto errout;
+	int src = supervision_create(a, cfg);
+	if (src < 0) {
+		LOG_ERR("event=supervision_failed err=%s", strerror(-src));
+		goto errout;
+	}
 
 	LOG_INF("event=started device=%s data_dir=%s", cfg->device_id, cfg->data_dir);
 	return a;
@@ -162,6 +261,10 @@ int agent_reload(struct agent *a, const struct berth_config *cfg)
 		log_set_level((enum log_level)lvl);
 	if (strcmp(cfg->device_id, a->cfg.device_id) || strcmp(cfg->data_dir, a->cfg.data_dir))
 		LOG_WRN("event=reload_needs_restart keys=device_id,data_dir");
+
+	/* --- supervision: the deployments file is read again --- */
+	snprintf(a->cfg.deployments_file, sizeof(a->cfg.deployments_file), "%s", cfg->deployments_file);
+	(void)supervision_load(a, cfg);
 	LOG_INF("event=reloaded log_level=%s", log_level_name(log_get_level()));
 	return 0;
 }
@@ -172,6 +275,7 @@ void agent_destroy(struct agent *a)
 		return;
 	sync_stop(a);
 	loop_timer_stop(a->loop, &a->watchdog_timer);
+	supervision_destroy(a);
 	if (a->hw_watchdog)
 		hal_watchdog_close();
 	free(a);

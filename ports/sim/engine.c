@@ -136,15 +136,20 @@ static void arm_us(struct loop *l, struct loop_timer *t, uint64_t delay_us)
 		fprintf(stderr, "sim: loop timer heap full\n");
 }
 
+static void on_crash_after(void *arg);
+
 void sim_world_reset(void)
 {
 	for (int i = 0; i < SIM_MAX_JOBS; i++)
 		if (W.l)
 			loop_timer_stop(W.l, &W.jobs[i].t);
 	for (int i = 0; i < SIM_MAX_CTRS; i++)
-		if (W.l)
+		if (W.l && W.c[i].used)
 			loop_timer_stop(W.l, &W.c[i].crash_timer);
 	memset(&W, 0, sizeof(W));
+	/* Unarmed (heap_idx -1), so that a later stop of an unused slot is a no-op. */
+	for (int i = 0; i < SIM_MAX_CTRS; i++)
+		loop_timer_init(&W.c[i].crash_timer, on_crash_after, &W.c[i]);
 	for (int i = 0; i < SIM_MAX_JOBS; i++) {
 		loop_timer_init(&W.jobs[i].t, job_timer, &W.jobs[i]);
 		W.jobs[i].next = i + 1 < SIM_MAX_JOBS ? i + 1 : -1;
