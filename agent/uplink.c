@@ -32,6 +32,7 @@ struct uplink {
 	unsigned fd_events;
 	bool connected, lost, v5;
 	bool fallback_v311;           /* the broker refused v5 once: speak 3.1.1 from now on */
+	bool attempt_noted;           /* this attempt's failure is in stats.last_error */
 	uint64_t attempt_started_us;
 	uint32_t unacked;
 	uint32_t rng;
@@ -98,6 +99,10 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags, const 
 	struct uplink *u = obj;
 	if (rc != 0) {
 		u->stats.connect_failures++;
+		/* 3.1.1 codes 4/5 and v5 0x86/0x87: the credentials were refused. */
+		u->stats.last_error = (rc == 4 || rc == 5 || rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD ||
+				       rc == MQTT_RC_NOT_AUTHORIZED) ? -EACCES : -ECONNREFUSED;
+		u->attempt_noted = true;
 		/* 3.1.1 brokers answer a v5 CONNECT with "unacceptable protocol version" (1). */
 		if (u->v5 && (rc == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION || rc == 1)) {
 			u->fallback_v311 = true;
@@ -110,6 +115,7 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags, const 
 	}
 	u->connected = true;
 	u->stats.connects++;
+	u->stats.last_error = 0;
 	u->stats.attempt = 0;
 	LOG_INF("event=connected host=%s port=%d protocol=%s tls=%d", u->host, u->port, u->v5 ? "v5" : "v311", u->tls);
 	if (u->cbs.connected)
@@ -200,8 +206,13 @@ static void drop_session(struct uplink *u)
 /* Called after every libmosquitto call: a lost session is torn down here. */
 static void settle(struct uplink *u, int rc)
 {
-	if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && u->mosq)
+	if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && u->mosq) {
+		if (!u->connected && !u->attempt_noted) {
+			u->stats.last_error = map_mosq(rc);
+			u->attempt_noted = true;
+		}
 		u->lost = true;
+	}
 	if (u->lost) {
 		drop_session(u);
 		schedule_retry(u);
@@ -259,10 +270,12 @@ static void attempt(void *arg)
 		return;
 	}
 	u->attempt_started_us = hal_clock_now_us();
+	u->attempt_noted = false;
 	errno = 0;
 	int mrc = mosquitto_connect_async(u->mosq, u->host, u->port, u->keepalive_s);
 	if (mrc != MOSQ_ERR_SUCCESS) {
 		u->stats.connect_failures++;
+		u->stats.last_error = map_mosq(mrc);
 		LOG_DBG("event=connect_failed host=%s port=%d err=\"%s\"", u->host, u->port,
 			mrc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(mrc));
 		drop_session(u);
@@ -312,6 +325,8 @@ static void on_misc(void *arg)
 	if (!u->connected && hal_clock_now_us() - u->attempt_started_us > (uint64_t)u->keepalive_s * 1000000u) {
 		LOG_WRN("event=connect_timeout host=%s port=%d", u->host, u->port);
 		u->stats.connect_failures++;
+		u->stats.last_error = -ETIMEDOUT;
+		u->attempt_noted = true;
 		u->lost = true;
 		settle(u, MOSQ_ERR_SUCCESS);
 		return;
@@ -396,8 +411,8 @@ void uplink_destroy(struct uplink *u)
 	free(u);
 }
 
-int uplink_publish(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
-		   const void *corr, size_t corr_len, int *mid)
+static int publish_props(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
+			 const char *response_topic, const void *corr, size_t corr_len, int *mid)
 {
 	if (!u->mosq || !u->connected)
 		return -ENOTCONN;
@@ -406,11 +421,14 @@ int uplink_publish(struct uplink *u, const char *topic, const void *payload, siz
 	if (len > 256u * 1024 * 1024)
 		return -EMSGSIZE;
 	mosquitto_property *props = NULL;
-	if (u->v5 && corr && corr_len && corr_len <= UINT16_MAX &&
-	    mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr, (uint16_t)corr_len) !=
-		    MOSQ_ERR_SUCCESS) {
+	int prc = MOSQ_ERR_SUCCESS;
+	if (u->v5 && corr && corr_len && corr_len <= UINT16_MAX)
+		prc = mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr, (uint16_t)corr_len);
+	if (prc == MOSQ_ERR_SUCCESS && u->v5 && response_topic && response_topic[0])
+		prc = mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, response_topic);
+	if (prc != MOSQ_ERR_SUCCESS) {
 		mosquitto_property_free_all(&props);
-		return -ENOMEM;
+		return map_mosq(prc);
 	}
 	int m = 0;
 	int rc = mosquitto_publish_v5(u->mosq, &m, topic, (int)len, payload, qos, retain, props);
@@ -426,6 +444,18 @@ int uplink_publish(struct uplink *u, const char *topic, const void *payload, siz
 		*mid = m;
 	update_events(u);
 	return 0;
+}
+
+int uplink_publish(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
+		   const void *corr, size_t corr_len, int *mid)
+{
+	return publish_props(u, topic, payload, len, qos, retain, NULL, corr, corr_len, mid);
+}
+
+int uplink_publish_request(struct uplink *u, const char *topic, const void *payload, size_t len, int qos,
+			   const char *response_topic, const void *corr, size_t corr_len, int *mid)
+{
+	return publish_props(u, topic, payload, len, qos, false, response_topic, corr, corr_len, mid);
 }
 
 int uplink_subscribe(struct uplink *u, const char *topic, int qos)

@@ -58,6 +58,8 @@ struct uplink_stats {
 	uint32_t next_retry_ms;       /* delay chosen for the next attempt */
 	bool connected;
 	bool v5;
+	int last_error;               /* -errno of the last failed attempt: -ECONNREFUSED, -EACCES (credentials
+	                               * refused), -ETIMEDOUT (no CONNACK), ...; 0 before any failure */
 };
 
 /* Copies opts and starts connecting at once (never blocks on the network;
@@ -74,6 +76,12 @@ void uplink_destroy(struct uplink *u);
  * are unacknowledged, -EMSGSIZE, or -EIO. */
 int uplink_publish(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
 		   const void *corr, size_t corr_len, int *mid) __attribute__((warn_unused_result));
+/* A request (console side): like uplink_publish, not retained, plus the v5
+ * response topic the answer should go to (dropped on a 3.1.1 session, where
+ * the answerer falls back to a documented reply topic). */
+int uplink_publish_request(struct uplink *u, const char *topic, const void *payload, size_t len, int qos,
+			   const char *response_topic, const void *corr, size_t corr_len, int *mid)
+	__attribute__((warn_unused_result));
 int uplink_subscribe(struct uplink *u, const char *topic, int qos) __attribute__((warn_unused_result));
 
 bool uplink_connected(const struct uplink *u);
