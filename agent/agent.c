@@ -151,6 +151,20 @@ static int supervision_load(struct agent *a, const struct berth_config *cfg)
 	return rc;
 }
 
+/* Supervision events go to the outbox like telemetry, so the console sees
+ * them (berth/v1/<device>/events) even after an outage. */
+static void on_event(void *arg, const struct event *ev)
+{
+	struct agent *a = arg;
+	char row[EVENTS_DETAIL_MAX + EVENTS_TYPE_MAX + 32];
+	int n = snprintf(row, sizeof(row), "{\"type\":\"%s\",\"detail\":%s}", ev->type, ev->detail[0] ? ev->detail : "{}");
+	if (n < 0 || (size_t)n >= sizeof(row) || !a->telemetry)
+		return;
+	int rc = telemetry_event(a->telemetry, row, (size_t)n);
+	if (rc)
+		LOG_WRN("event=event_not_stored type=%s err=%s", ev->type, strerror(-rc));
+}
+
 static int supervision_create(struct agent *a, const struct berth_config *cfg)
 {
 	a->events = events_create(AGENT_EVENTS_RING);
@@ -158,6 +172,7 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 	a->invoke = hal_invoke_create(a->loop, AGENT_INVOKE_MAX_INFLIGHT);
 	if (!a->events || !a->engine || !a->invoke)
 		return -ENOMEM;
+	events_set_sink(a->events, on_event, a);
 	struct sup_config sc = {
 		.migrate_after_failures = (unsigned)cfg->supervisor.migrate_after_failures,
 		.seed = (uint64_t)hal_clock_wall_ms() ^ hal_clock_now_us(),
@@ -273,6 +288,8 @@ void agent_destroy(struct agent *a)
 {
 	if (!a)
 		return;
+	if (a->events) /* the outbox goes first: no event may reach it after */
+		events_set_sink(a->events, NULL, NULL);
 	sync_stop(a);
 	loop_timer_stop(a->loop, &a->watchdog_timer);
 	supervision_destroy(a);
