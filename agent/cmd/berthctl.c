@@ -301,6 +301,7 @@ static int session_start(struct ctl *c)
 			broker_addr(c, addr, sizeof(addr)), secs(c));
 		return interrupted ? CTL_EXIT_TIMEOUT : CTL_EXIT_BROKER;
 	}
+	LOG_INF("event=subscribed topics=%u retained_delivered=1", c->nsubs);
 	return CTL_EXIT_OK;
 }
 
