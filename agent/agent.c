@@ -5,14 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent/chaos.h"
 #include "agent/deploy.h"
+#include "agent/desired.h"
 #include "agent/events.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/metrics.h"
+#include "agent/store.h"
 #include "agent/supervisor.h"
+#include "agent/sync.h"
+#include "agent/telemetry.h"
 #include "hal/clock.h"
 #include "hal/engine.h"
 #include "hal/invoke.h"
@@ -27,6 +32,12 @@ struct agent {
 	bool hw_watchdog;
 	uint64_t sd_watchdog_us;
 
+	/* store, telemetry and MQTT sync */
+	struct store *store;
+	struct telemetry *telemetry;
+	struct desired *desired;     /* command target until a supervisor is wired in */
+	struct sync *sync;
+
 	/* --- supervision: engine, replicas, probes, metrics, chaos --- */
 	struct events *events;           /* shared sink of notable events */
 	struct hal_engine *engine;
@@ -35,6 +46,83 @@ struct agent {
 	struct metrics *metrics;
 	struct chaos *chaos;
 };
+
+/* --- store, telemetry and MQTT sync ------------------------------------- */
+
+/* Reads the deployments file (the fallback desired state when the store has
+ * none); NULL when unset or unreadable (logged). Caller frees. */
+static char *read_deployments_file(const char *path)
+{
+	if (!path[0])
+		return NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		LOG_WRN("event=deployments_file_unreadable path=%s err=%s", path, strerror(errno));
+		return NULL;
+	}
+	char *buf = malloc(CONFIG_CONFIG_MAX_BYTES + 1);
+	size_t n = buf ? fread(buf, 1, CONFIG_CONFIG_MAX_BYTES + 1, f) : 0;
+	fclose(f);
+	if (!buf || n > CONFIG_CONFIG_MAX_BYTES) {
+		LOG_WRN("event=deployments_file_too_large path=%s max=%d", path, CONFIG_CONFIG_MAX_BYTES);
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+static int sync_start(struct agent *a, const struct berth_config *cfg)
+{
+	char path[CONFIG_STR_MAX + 16];
+	if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
+		LOG_ERR("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(errno));
+		return -errno;
+	}
+	snprintf(path, sizeof(path), "%s/berth.db", cfg->data_dir);
+	struct store_opts so = {
+		.path = path,
+		.budget_kb = (uint32_t)cfg->telemetry.disk_budget_kb,
+		.sync_full = strcmp(cfg->telemetry.synchronous, "full") == 0,
+	};
+	int rc = store_open(&so, &a->store);
+	if (rc) {
+		LOG_ERR("event=store_open_failed path=%s err=%s", path, strerror(-rc));
+		return rc;
+	}
+	a->desired = desired_create();
+	if (!a->desired)
+		return -ENOMEM;
+	a->sync = sync_create(a->loop, a->store, cfg, &desired_ops, a->desired);
+	if (!a->sync)
+		return -ENOMEM;
+	struct telemetry_opts to = {
+		.data_dir = cfg->data_dir,
+		.interval_ms = (uint32_t)cfg->telemetry.interval_ms,
+		.after_tick = sync_kick,
+		.arg = a->sync,
+	};
+	a->telemetry = telemetry_create(a->loop, a->store, &to);
+	if (!a->telemetry)
+		return -ENOMEM;
+	if ((rc = telemetry_register(a->telemetry, "uplink", sync_telemetry_source, a->sync)))
+		return rc;
+	/* Offline autonomy: the last persisted desired state, else the file. */
+	char *fallback = read_deployments_file(cfg->deployments_file);
+	rc = sync_boot(a->sync, fallback);
+	free(fallback);
+	if (rc && rc != -ENOENT)
+		LOG_WRN("event=no_desired_state err=%s", strerror(-rc));
+	return 0;
+}
+
+static void sync_stop(struct agent *a)
+{
+	telemetry_destroy(a->telemetry);
+	sync_destroy(a->sync);
+	desired_destroy(a->desired);
+	store_close(a->store);
+}
 
 #define AGENT_EVENTS_RING 64
 #define AGENT_INVOKE_MAX_INFLIGHT 256
@@ -63,6 +151,20 @@ static int supervision_load(struct agent *a, const struct berth_config *cfg)
 	return rc;
 }
 
+/* Supervision events go to the outbox like telemetry, so the console sees
+ * them (berth/v1/<device>/events) even after an outage. */
+static void on_event(void *arg, const struct event *ev)
+{
+	struct agent *a = arg;
+	char row[EVENTS_DETAIL_MAX + EVENTS_TYPE_MAX + 32];
+	int n = snprintf(row, sizeof(row), "{\"type\":\"%s\",\"detail\":%s}", ev->type, ev->detail[0] ? ev->detail : "{}");
+	if (n < 0 || (size_t)n >= sizeof(row) || !a->telemetry)
+		return;
+	int rc = telemetry_event(a->telemetry, row, (size_t)n);
+	if (rc)
+		LOG_WRN("event=event_not_stored type=%s err=%s", ev->type, strerror(-rc));
+}
+
 static int supervision_create(struct agent *a, const struct berth_config *cfg)
 {
 	a->events = events_create(AGENT_EVENTS_RING);
@@ -70,6 +172,7 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 	a->invoke = hal_invoke_create(a->loop, AGENT_INVOKE_MAX_INFLIGHT);
 	if (!a->events || !a->engine || !a->invoke)
 		return -ENOMEM;
+	events_set_sink(a->events, on_event, a);
 	struct sup_config sc = {
 		.migrate_after_failures = (unsigned)cfg->supervisor.migrate_after_failures,
 		.seed = (uint64_t)hal_clock_wall_ms() ^ hal_clock_now_us(),
@@ -150,6 +253,8 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 	if (period_us && loop_timer_start_us(l, &a->watchdog_timer, 0, period_us) < 0)
 		goto errout;
 
+	if (sync_start(a, cfg) < 0)
+		goto errout;
 	int src = supervision_create(a, cfg);
 	if (src < 0) {
 		LOG_ERR("event=supervision_failed err=%s", strerror(-src));
@@ -183,6 +288,9 @@ void agent_destroy(struct agent *a)
 {
 	if (!a)
 		return;
+	if (a->events) /* the outbox goes first: no event may reach it after */
+		events_set_sink(a->events, NULL, NULL);
+	sync_stop(a);
 	loop_timer_stop(a->loop, &a->watchdog_timer);
 	supervision_destroy(a);
 	if (a->hw_watchdog)
