@@ -234,7 +234,7 @@ struct sync *sync_create(struct loop *l, struct store *st, const struct berth_co
 		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
 		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
 	};
-	s->fwd = forward_create(st, s->up, &fo);
+	s->fwd = forward_create(l, st, s->up, &fo);
 	if (!s->fwd)
 		goto errout;
 	if (loop_timer_start(l, &s->report_timer, REPORT_CHECK_MS, REPORT_CHECK_MS) < 0)
