@@ -282,3 +282,11 @@ void sync_telemetry_source(void *arg, struct telemetry_buf *b)
 			     us.connect_failures, fs.msgs_sent, fs.rows_acked, fs.msgs_refused, fs.inflight, cs.received,
 			     cs.duplicates, cs.rejected);
 }
+
+bool sync_has_console_state(struct sync *s)
+{
+	uint64_t version;
+	char probe[2];
+	int rc = store_desired_get(s->st, &version, probe, sizeof(probe));
+	return rc == 0 || rc == -ENOSPC;
+}
