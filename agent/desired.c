@@ -11,7 +11,7 @@
 
 struct desired_dep {
 	char name[DEPLOY_NAME_MAX];
-	uint32_t replicas;
+	uint32_t replicas, min, max;
 	uint32_t restarts;
 	uint32_t chaos_runs;
 };
@@ -50,14 +50,19 @@ static int apply(void *ctx, uint64_t version, const char *json, struct command_e
 			continue;
 		struct desired_dep *nd = &next.d[next.n++];
 		snprintf(nd->name, sizeof(nd->name), "%s", name->valuestring);
+		/* replicas: N, or {min, max, desired} (docs/deployments.md) */
 		const cJSON *r = cJSON_GetObjectItemCaseSensitive(e, "replicas");
-		if (cJSON_IsObject(r)) {
-			const cJSON *dr = cJSON_GetObjectItemCaseSensitive(r, "desired");
-			if (!cJSON_IsNumber(dr))
-				dr = cJSON_GetObjectItemCaseSensitive(r, "min");
-			r = dr;
+		nd->replicas = nd->min = nd->max = 1;
+		if (cJSON_IsNumber(r) && r->valuedouble >= 0) {
+			nd->replicas = nd->min = nd->max = (uint32_t)r->valuedouble;
+		} else if (cJSON_IsObject(r)) {
+			const cJSON *mn = cJSON_GetObjectItemCaseSensitive(r, "min");
+			const cJSON *mx = cJSON_GetObjectItemCaseSensitive(r, "max");
+			const cJSON *ds = cJSON_GetObjectItemCaseSensitive(r, "desired");
+			nd->min = cJSON_IsNumber(mn) ? (uint32_t)mn->valuedouble : 1;
+			nd->max = cJSON_IsNumber(mx) ? (uint32_t)mx->valuedouble : nd->min;
+			nd->replicas = cJSON_IsNumber(ds) ? (uint32_t)ds->valuedouble : nd->min;
 		}
-		nd->replicas = cJSON_IsNumber(r) && r->valuedouble >= 0 ? (uint32_t)r->valuedouble : 1;
 		const struct desired_dep *old = find(d, nd->name);
 		if (old) {
 			nd->restarts = old->restarts;
@@ -107,8 +112,12 @@ static int report(void *ctx, char *buf, size_t len)
 		return -ENOSPC;
 	o = (size_t)n;
 	for (unsigned i = 0; i < d->n; i++) {
-		n = snprintf(buf + o, len - o, "%s{\"name\":\"%s\",\"replicas_desired\":%u,\"restarts\":%u,\"chaos_runs\":%u}",
-			     i ? "," : "", d->d[i].name, d->d[i].replicas, d->d[i].restarts, d->d[i].chaos_runs);
+		/* The supervisor's report shape, with nothing running. */
+		n = snprintf(buf + o, len - o,
+			     "%s{\"name\":\"%s\",\"replicas_desired\":%u,\"replicas_min\":%u,\"replicas_max\":%u,"
+			     "\"replicas_ready\":0,\"replicas_running\":0,\"health\":\"unknown\",\"circuit\":\"closed\","
+			     "\"restarts\":%u,\"rolling\":false,\"removing\":false,\"migration_needed\":false}",
+			     i ? "," : "", d->d[i].name, d->d[i].replicas, d->d[i].min, d->d[i].max, d->d[i].restarts);
 		if (n < 0 || (size_t)n >= len - o)
 			return -ENOSPC;
 		o += (size_t)n;

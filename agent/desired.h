@@ -8,7 +8,7 @@ struct desired;
 
 /* The ops act on a struct desired: deploy records each deployment's name and
  * desired replicas; scale, restart, remove and chaos update and count;
- * report lists {"name","replicas_desired","restarts","chaos_runs"}. Nothing
+ * report lists the supervisor's status fields with nothing running. Nothing
  * is run. Used by berthd when no supervisor is wired in. */
 extern const struct control_target_ops desired_ops;
 
