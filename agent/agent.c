@@ -89,7 +89,8 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 	a->telemetry = telemetry_create(a->loop, a->store, &to);
 	if (!a->telemetry)
 		return -ENOMEM;
-	if ((rc = telemetry_register(a->telemetry, "uplink", sync_telemetry_source, a->sync)))
+	if ((rc = telemetry_register(a->telemetry, "uplink", sync_telemetry_source, a->sync)) ||
+	    (rc = telemetry_register(a->telemetry, "deployments", desired_telemetry_source, a->desired)))
 		return rc;
 	/* Offline autonomy: the last persisted desired state, else the file. */
 	char *fallback = read_deployments_file(cfg->deployments_file);

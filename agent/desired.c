@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent/deploy.h"
+#include "agent/telemetry.h"
 
 struct desired_dep {
 	char name[DEPLOY_NAME_MAX];
@@ -127,6 +128,13 @@ static int report(void *ctx, char *buf, size_t len)
 	buf[o++] = ']';
 	buf[o] = '\0';
 	return (int)o;
+}
+
+void desired_telemetry_source(void *ctx, struct telemetry_buf *b)
+{
+	char tmp[4096];
+	int n = report(ctx, tmp, sizeof(tmp));
+	telemetry_buf_printf(b, "%s", n > 0 ? tmp : "[]");
 }
 
 const struct control_target_ops desired_ops = {

@@ -12,7 +12,11 @@ struct desired;
  * is run. Used by berthd when no supervisor is wired in. */
 extern const struct control_target_ops desired_ops;
 
+struct telemetry_buf;
+
 struct desired *desired_create(void);
+/* Telemetry source "deployments": the report above, each tick. */
+void desired_telemetry_source(void *d, struct telemetry_buf *b);
 void desired_destroy(struct desired *d);
 
 #endif

@@ -324,7 +324,7 @@ int store_open(const struct store_opts *o, struct store **out)
 		if (rc == 0) {
 			char ev[384];
 			int n = snprintf(ev, sizeof(ev),
-					 "{\"event\":\"store_recovered\",\"reason\":\"corrupt\",\"moved_to\":\"%s.corrupt\"}",
+					 "{\"event\":\"store_recovered\",\"detail\":{\"reason\":\"corrupt\",\"moved_to\":\"%s.corrupt\"}}",
 					 s->path);
 			int64_t seq;
 			if (store_append(s, STORE_EVENT, STORE_PRIO_EVENT, hal_clock_wall_ms(), ev, (size_t)n, &seq))
