@@ -9,12 +9,12 @@
 
 #include "agent/chaos.h"
 #include "agent/deploy.h"
-#include "agent/desired.h"
 #include "agent/events.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/metrics.h"
 #include "agent/store.h"
+#include "agent/suptarget.h"
 #include "agent/supervisor.h"
 #include "agent/sync.h"
 #include "agent/telemetry.h"
@@ -32,12 +32,6 @@ struct agent {
 	bool hw_watchdog;
 	uint64_t sd_watchdog_us;
 
-	/* store, telemetry and MQTT sync */
-	struct store *store;
-	struct telemetry *telemetry;
-	struct desired *desired;     /* command target until a supervisor is wired in */
-	struct sync *sync;
-
 	/* --- supervision: engine, replicas, probes, metrics, chaos --- */
 	struct events *events;           /* shared sink of notable events */
 	struct hal_engine *engine;
@@ -45,6 +39,12 @@ struct agent {
 	struct supervisor *sup;
 	struct metrics *metrics;
 	struct chaos *chaos;
+
+	/* --- store, telemetry and MQTT sync --- */
+	struct store *store;
+	struct telemetry *telemetry;
+	struct suptarget *target;        /* the commands' view of the supervisor */
+	struct sync *sync;
 };
 
 /* --- store, telemetry and MQTT sync ------------------------------------- */
@@ -72,6 +72,15 @@ static char *read_deployments_file(const char *path)
 	return buf;
 }
 
+static void on_event(void *arg, const struct event *ev)
+{
+	char buf[EVENTS_DETAIL_MAX + 256];
+	int n = snprintf(buf, sizeof(buf), "{\"event\":\"%s\",\"detail\":%s}", ev->type,
+			 ev->detail[0] ? ev->detail : "{}");
+	if (n > 0 && (size_t)n < sizeof(buf) && telemetry_event(arg, buf, (size_t)n) != 0)
+		LOG_WRN("event=event_not_stored type=%s", ev->type);
+}
+
 static int sync_start(struct agent *a, const struct berth_config *cfg)
 {
 	char path[CONFIG_STR_MAX + 16];
@@ -90,10 +99,10 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 		LOG_ERR("event=store_open_failed path=%s err=%s", path, strerror(-rc));
 		return rc;
 	}
-	a->desired = desired_create();
-	if (!a->desired)
+	a->target = suptarget_create(a->sup, a->chaos);
+	if (!a->target)
 		return -ENOMEM;
-	a->sync = sync_create(a->loop, a->store, cfg, &desired_ops, a->desired);
+	a->sync = sync_create(a->loop, a->store, cfg, &suptarget_ops, a->target);
 	if (!a->sync)
 		return -ENOMEM;
 	struct telemetry_opts to = {
@@ -105,8 +114,11 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 	a->telemetry = telemetry_create(a->loop, a->store, &to);
 	if (!a->telemetry)
 		return -ENOMEM;
-	if ((rc = telemetry_register(a->telemetry, "uplink", sync_telemetry_source, a->sync)))
+	if ((rc = telemetry_register(a->telemetry, "uplink", sync_telemetry_source, a->sync)) ||
+	    (rc = telemetry_register(a->telemetry, "deployments", suptarget_telemetry_source, a->target)))
 		return rc;
+	/* Notable events (crash loops, migration_needed, ...) go to the outbox. */
+	events_set_sink(a->events, on_event, a->telemetry);
 	/* Offline autonomy: the last persisted desired state, else the file. */
 	char *fallback = read_deployments_file(cfg->deployments_file);
 	rc = sync_boot(a->sync, fallback);
@@ -118,9 +130,11 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 
 static void sync_stop(struct agent *a)
 {
+	if (a->events)
+		events_set_sink(a->events, NULL, NULL); /* the telemetry goes first */
 	telemetry_destroy(a->telemetry);
 	sync_destroy(a->sync);
-	desired_destroy(a->desired);
+	suptarget_destroy(a->target);
 	store_close(a->store);
 }
 
@@ -151,20 +165,6 @@ static int supervision_load(struct agent *a, const struct berth_config *cfg)
 	return rc;
 }
 
-/* Supervision events go to the outbox like telemetry, so the console sees
- * them (berth/v1/<device>/events) even after an outage. */
-static void on_event(void *arg, const struct event *ev)
-{
-	struct agent *a = arg;
-	char row[EVENTS_DETAIL_MAX + EVENTS_TYPE_MAX + 32];
-	int n = snprintf(row, sizeof(row), "{\"type\":\"%s\",\"detail\":%s}", ev->type, ev->detail[0] ? ev->detail : "{}");
-	if (n < 0 || (size_t)n >= sizeof(row) || !a->telemetry)
-		return;
-	int rc = telemetry_event(a->telemetry, row, (size_t)n);
-	if (rc)
-		LOG_WRN("event=event_not_stored type=%s err=%s", ev->type, strerror(-rc));
-}
-
 static int supervision_create(struct agent *a, const struct berth_config *cfg)
 {
 	a->events = events_create(AGENT_EVENTS_RING);
@@ -172,7 +172,6 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 	a->invoke = hal_invoke_create(a->loop, AGENT_INVOKE_MAX_INFLIGHT);
 	if (!a->events || !a->engine || !a->invoke)
 		return -ENOMEM;
-	events_set_sink(a->events, on_event, a);
 	struct sup_config sc = {
 		.migrate_after_failures = (unsigned)cfg->supervisor.migrate_after_failures,
 		.seed = (uint64_t)hal_clock_wall_ms() ^ hal_clock_now_us(),
@@ -191,7 +190,6 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 		return rc;
 	if ((rc = metrics_start(a->metrics)) < 0)
 		return rc;
-	(void)supervision_load(a, cfg); /* logged; the agent runs on without deployments */
 	if (cfg->chaos.deployment[0]) { /* duration 0: until berthd stops */
 		struct chaos_config cc = {
 			.interval_ms = (unsigned)cfg->chaos.interval_s * 1000u,
@@ -253,13 +251,13 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 	if (period_us && loop_timer_start_us(l, &a->watchdog_timer, 0, period_us) < 0)
 		goto errout;
 
-	if (sync_start(a, cfg) < 0)
-		goto errout;
 	int src = supervision_create(a, cfg);
 	if (src < 0) {
 		LOG_ERR("event=supervision_failed err=%s", strerror(-src));
 		goto errout;
 	}
+	if (sync_start(a, cfg) < 0)
+		goto errout;
 
 	LOG_INF("event=started device=%s data_dir=%s", cfg->device_id, cfg->data_dir);
 	return a;
@@ -279,7 +277,10 @@ int agent_reload(struct agent *a, const struct berth_config *cfg)
 
 	/* --- supervision: the deployments file is read again --- */
 	snprintf(a->cfg.deployments_file, sizeof(a->cfg.deployments_file), "%s", cfg->deployments_file);
-	(void)supervision_load(a, cfg);
+	if (!sync_has_console_state(a->sync))
+		(void)supervision_load(a, cfg);
+	else
+		LOG_INF("event=deployments_file_ignored reason=console_desired_state");
 	LOG_INF("event=reloaded log_level=%s", log_level_name(log_get_level()));
 	return 0;
 }
@@ -288,8 +289,6 @@ void agent_destroy(struct agent *a)
 {
 	if (!a)
 		return;
-	if (a->events) /* the outbox goes first: no event may reach it after */
-		events_set_sink(a->events, NULL, NULL);
 	sync_stop(a);
 	loop_timer_stop(a->loop, &a->watchdog_timer);
 	supervision_destroy(a);

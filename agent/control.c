@@ -92,6 +92,12 @@ int control_boot(struct control *c, const char *fallback_json)
 		if (strlen(fallback_json) >= sizeof(c->scratch))
 			return -EFBIG;
 		strcpy(c->scratch, fallback_json);
+		/* Its version, when it has one (the target validates the rest). */
+		char *norm = NULL;
+		struct command_error perr;
+		if (command_parse_desired(fallback_json, strlen(fallback_json), &version, &norm, &perr) != 0)
+			version = 0;
+		free(norm);
 	} else if (rc) {
 		return rc;
 	}

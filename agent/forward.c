@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent/log.h"
+#include "agent/loop.h"
 #include "agent/store.h"
 #include "agent/uplink.h"
 #include "hal/clock.h"
@@ -27,7 +28,12 @@ struct slot {
 	uint32_t rows;
 };
 
+struct ack {
+	int64_t lo, hi;
+};
+
 struct forward {
+	struct loop *loop;
 	struct store *st;
 	struct uplink *up;
 	char telemetry_topic[160];
@@ -36,6 +42,9 @@ struct forward {
 	uint32_t batch_max;
 	uint32_t window;
 	struct slot *slots;
+	struct ack *acks;             /* acknowledged, not yet deleted (<= window) */
+	uint32_t nacks;
+	struct loop_timer flush_timer;
 	uint32_t inflight, inflight_backlog;
 	int64_t cursor[2];            /* last seq sent per lane */
 	int64_t backlog_end;          /* backlog lane: seq < backlog_end */
@@ -50,11 +59,15 @@ struct forward {
 	struct forward_stats stats;
 };
 
-struct forward *forward_create(struct store *st, struct uplink *up, const struct forward_opts *o)
+static void flush_acks(void *arg);
+
+struct forward *forward_create(struct loop *l, struct store *st, struct uplink *up, const struct forward_opts *o)
 {
 	struct forward *f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
+	f->loop = l;
+	loop_timer_init(&f->flush_timer, flush_acks, f);
 	f->st = st;
 	f->up = up;
 	snprintf(f->telemetry_topic, sizeof(f->telemetry_topic), "%s", o->telemetry_topic);
@@ -66,7 +79,8 @@ struct forward *forward_create(struct store *st, struct uplink *up, const struct
 	f->buf_cap = f->batch_max + STORE_ROW_MAX_BYTES + 512;
 	f->buf = malloc(f->buf_cap);
 	f->slots = calloc(f->window, sizeof(*f->slots));
-	if (!f->buf || !f->slots) {
+	f->acks = calloc(f->window, sizeof(*f->acks));
+	if (!f->buf || !f->slots || !f->acks) {
 		forward_destroy(f);
 		return NULL;
 	}
@@ -77,8 +91,11 @@ void forward_destroy(struct forward *f)
 {
 	if (!f)
 		return;
+	flush_acks(f);
+	loop_timer_stop(f->loop, &f->flush_timer);
 	free(f->buf);
 	free(f->slots);
+	free(f->acks);
 	free(f);
 }
 
@@ -230,12 +247,38 @@ void forward_on_published(struct forward *f, int mid, int reason)
 		f->paused_until_us = hal_clock_now_us() + REFUSED_PAUSE_US;
 		return;
 	}
-	int rc = store_ack_range(f->st, s->lo, s->hi);
-	if (rc)
-		LOG_ERR("event=ack_delete_failed lo=%" PRId64 " hi=%" PRId64 " err=%s", s->lo, s->hi, strerror(-rc));
 	f->stats.msgs_acked++;
 	f->stats.rows_acked += s->rows;
+	f->acks[f->nacks++] = (struct ack){ .lo = s->lo, .hi = s->hi };
+	if (f->nacks >= f->window)
+		flush_acks(f);
+	else if (!loop_timer_armed(&f->flush_timer) && loop_timer_start(f->loop, &f->flush_timer, 0, 0) < 0)
+		flush_acks(f);
 	forward_kick(f);
+}
+
+/* Deletes the acknowledged ranges in one transaction (one fsync for all).
+ * A crash before it only means those rows are sent again. */
+static void flush_acks(void *arg)
+{
+	struct forward *f = arg;
+	if (!f->nacks)
+		return;
+	int rc = store_begin(f->st);
+	bool txn = rc == 0;
+	for (uint32_t i = 0; i < f->nacks && (rc == 0 || !txn); i++) {
+		rc = store_ack_range(f->st, f->acks[i].lo, f->acks[i].hi);
+		if (rc)
+			LOG_ERR("event=ack_delete_failed lo=%" PRId64 " hi=%" PRId64 " err=%s", f->acks[i].lo,
+				f->acks[i].hi, strerror(-rc));
+	}
+	if (txn) {
+		if (rc == 0)
+			rc = store_commit(f->st);
+		else
+			store_rollback(f->st);
+	}
+	f->nacks = 0;
 }
 
 void forward_get_stats(const struct forward *f, struct forward_stats *out)

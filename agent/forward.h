@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct loop;
 struct store;
 struct uplink;
 struct forward;
@@ -40,8 +41,10 @@ struct forward_stats {
 };
 
 /* Buffers (batch_max_bytes and the window) are allocated once here.
- * store and uplink are borrowed. Returns NULL on allocation failure. */
-struct forward *forward_create(struct store *st, struct uplink *up, const struct forward_opts *o);
+ * loop, store and uplink are borrowed. Returns NULL on allocation failure.
+ * Acknowledged ranges are deleted together, in one transaction at the end
+ * of the loop iteration in which their PUBACKs arrived. */
+struct forward *forward_create(struct loop *l, struct store *st, struct uplink *up, const struct forward_opts *o);
 void forward_destroy(struct forward *f);
 
 /* Hooks from the uplink's callbacks. */

@@ -81,6 +81,10 @@ struct store {
 	uint32_t high_pages;     /* prune when used pages exceed this ... */
 	uint32_t low_pages;      /* ... down to this */
 	uint64_t wal_limit_bytes;
+	uint64_t check_bytes;     /* budget checked after this many bytes appended ... */
+	uint64_t appended;        /* ... counted here */
+	uint32_t commits;
+	bool pruned;              /* this transaction pruned: check the WAL at commit */
 	int64_t last_seq;
 	uint64_t dropped[2];     /* per kind, mirrored in kv */
 	bool in_txn;
@@ -247,6 +251,10 @@ static int open_db(struct store *s, const struct store_opts *o)
 	s->max_pages = (uint32_t)((s->budget_bytes - wal_bytes) / PAGE_SIZE);
 	s->high_pages = s->max_pages - s->max_pages / 16;
 	s->low_pages = s->max_pages - s->max_pages / 8;
+	/* Page counts are read once per quarter of the headroom appended, not at
+	 * every commit: the headroom absorbs what arrives in between, and a
+	 * SQLITE_FULL still prunes at once. */
+	s->check_bytes = (uint64_t)(s->max_pages - s->high_pages) * PAGE_SIZE / 4;
 	uint32_t ckpt_pages = (uint32_t)(wal_bytes / PAGE_SIZE / 2);
 	if (ckpt_pages < 4)
 		ckpt_pages = 4;
@@ -324,7 +332,7 @@ int store_open(const struct store_opts *o, struct store **out)
 		if (rc == 0) {
 			char ev[384];
 			int n = snprintf(ev, sizeof(ev),
-					 "{\"event\":\"store_recovered\",\"reason\":\"corrupt\",\"moved_to\":\"%s.corrupt\"}",
+					 "{\"event\":\"store_recovered\",\"detail\":{\"reason\":\"corrupt\",\"moved_to\":\"%s.corrupt\"}}",
 					 s->path);
 			int64_t seq;
 			if (store_append(s, STORE_EVENT, STORE_PRIO_EVENT, hal_clock_wall_ms(), ev, (size_t)n, &seq))
@@ -420,8 +428,12 @@ static int prune(struct store *s)
 
 static int maybe_prune(struct store *s)
 {
+	if (s->appended < s->check_bytes)
+		return 0;
+	s->appended = 0;
 	if (used_pages(s) <= s->high_pages)
 		return 0;
+	s->pruned = true;
 	return prune(s);
 }
 
@@ -439,7 +451,9 @@ int store_commit(struct store *s)
 	s->in_txn = false;
 	/* A large transaction (a prune) can leave the WAL above its share:
 	 * checkpoint and truncate it now so the budget holds on disk. */
-	if (file_size(s->path, "-wal") > s->wal_limit_bytes) {
+	bool check_wal = s->pruned || ++s->commits % 32 == 0;
+	s->pruned = false;
+	if (check_wal && file_size(s->path, "-wal") > s->wal_limit_bytes) {
 		int crc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 		if (crc != SQLITE_OK)
 			LOG_WRN("event=checkpoint_failed rc=%d msg=\"%s\"", crc, sqlite3_errmsg(s->db));
@@ -486,6 +500,7 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 	int src = insert(s, kind, prio, ts_ms, body, len);
 	if (src == SQLITE_FULL) {
 		/* The hard cap was hit between two budget checks: prune now and retry once. */
+		s->pruned = true;
 		if (prune(s) == 0)
 			src = insert(s, kind, prio, ts_ms, body, len);
 	}
@@ -509,6 +524,7 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 		return rc;
 	}
 	s->last_seq = sqlite3_last_insert_rowid(s->db);
+	s->appended += len + 64;
 	if (seq)
 		*seq = s->last_seq;
 	if (own_txn)

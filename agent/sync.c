@@ -234,7 +234,7 @@ struct sync *sync_create(struct loop *l, struct store *st, const struct berth_co
 		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
 		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
 	};
-	s->fwd = forward_create(st, s->up, &fo);
+	s->fwd = forward_create(l, st, s->up, &fo);
 	if (!s->fwd)
 		goto errout;
 	if (loop_timer_start(l, &s->report_timer, REPORT_CHECK_MS, REPORT_CHECK_MS) < 0)
@@ -281,4 +281,12 @@ void sync_telemetry_source(void *arg, struct telemetry_buf *b)
 			     us.connected ? "true" : "false", us.v5 ? "v5" : "v311", us.connects, us.disconnects,
 			     us.connect_failures, fs.msgs_sent, fs.rows_acked, fs.msgs_refused, fs.inflight, cs.received,
 			     cs.duplicates, cs.rejected);
+}
+
+bool sync_has_console_state(struct sync *s)
+{
+	uint64_t version;
+	char probe[2];
+	int rc = store_desired_get(s->st, &version, probe, sizeof(probe));
+	return rc == 0 || rc == -ENOSPC;
 }

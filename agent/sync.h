@@ -38,6 +38,10 @@ void sync_state_changed(void *s);
 /* Telemetry source "uplink": connection, forwarding and command counters. */
 void sync_telemetry_source(void *s, struct telemetry_buf *b);
 
+/* Whether the store holds a desired state from the console (a deploy or
+ * state/desired); then the deployments file must not override it. */
+bool sync_has_console_state(struct sync *s);
+
 /* Topic of name ("status", "telemetry", ...) for this device. */
 const char *sync_topic(const struct sync *s, const char *name);
 

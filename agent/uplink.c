@@ -397,6 +397,8 @@ void uplink_destroy(struct uplink *u)
 	loop_timer_stop(u->loop, &u->misc_timer);
 	if (u->mosq && u->connected) {
 		/* A clean DISCONNECT: flush what is queued, briefly, then close. */
+		u->connected = false;
+		LOG_INF("event=disconnecting");
 		(void)mosquitto_disconnect(u->mosq);
 		for (int i = 0; i < 10 && mosquitto_want_write(u->mosq); i++)
 			(void)mosquitto_loop_write(u->mosq, 1);

@@ -9,7 +9,7 @@ INTERVAL_MS=100
 TELEMETRY_JSON=", \"disk_budget_kb\": $BUDGET_KB, \"synchronous\": \"normal\""
 
 broker_up
-consumer_up tel "berth/v1/$DEV/telemetry"
+consumer_up tel "berth/v1/$DEV/telemetry" "berth/v1/$DEV/events"
 sleep 0.3
 berthd_up
 wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Broker outages while telemetry flows: the consumer gets every sequence number
+# Broker outages while telemetry flows: the consumer (of telemetry and events,
+# which share one sequence) gets every sequence number
 # (no gap), duplicates are counted. Default 5 outages of 4 s to keep `make check`
 # short; BERTH_OUTAGE_S=20 runs the full 5 x 20 s variant.
 source "$(dirname "$0")/lib-telem.sh"
@@ -8,7 +9,7 @@ OUTAGES=${BERTH_OUTAGES:-5}
 OUTAGE_S=${BERTH_OUTAGE_S:-4}
 
 broker_up
-consumer_up tel "berth/v1/$DEV/telemetry"
+consumer_up tel "berth/v1/$DEV/telemetry" "berth/v1/$DEV/events"
 sleep 0.3
 berthd_up
 wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"

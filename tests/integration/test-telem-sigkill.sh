@@ -11,7 +11,7 @@ INTERVAL_MS=100
 TELEMETRY_JSON=', "batch_max_bytes": 512, "inflight_max": 1'
 
 broker_up
-consumer_up tel "berth/v1/$DEV/telemetry"
+consumer_up tel "berth/v1/$DEV/telemetry" "berth/v1/$DEV/events"
 sleep 0.3
 berthd_up
 wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
