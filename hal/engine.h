@@ -52,9 +52,15 @@ struct hal_ctr_info {
 };
 
 /* Result of one call, valid only during the callback. err is 0 or -errno:
- * -ENOENT no such container, -EEXIST name in use, -ETIMEDOUT the engine did
- * not answer within the timeout, -ECONNREFUSED/-ENOENT-socket engine down
- * (reported as -EHOSTDOWN), -EIO any other engine error (message says which). */
+ * -ENOENT no such container (create: no such image), -EEXIST name in use,
+ * -EBUSY the container is in the wrong state for the call (kill of a stopped
+ * container, remove of a running one without force, pause of a paused one),
+ * -ETIMEDOUT the engine did not answer within the timeout, -EHOSTDOWN the
+ * engine is not reachable (socket missing or refusing), -EOVERFLOW (list)
+ * more containers than CONFIG_ENGINE_LIST_MAX (the first ones are in ctrs),
+ * -EMSGSIZE a reply larger than CONFIG_ENGINE_MAX_BODY_BYTES, -EIO any other
+ * engine error (message says which). A call with nothing to do (start of a
+ * running container, stop of a stopped one) succeeds with 0. */
 struct hal_engine_result {
 	int err;
 	const char *message;            /* engine's own error text, or "" */
@@ -73,7 +79,11 @@ enum hal_engine_event_type {
 	HAL_EV_PAUSE,
 	HAL_EV_UNPAUSE,
 	HAL_EV_DESTROY,
-	HAL_EV_STREAM_LOST, /* the event stream broke; the port reconnects by itself */
+	HAL_EV_STREAM_LOST, /* the event stream broke (or could not connect); the
+			     * port reconnects by itself with back-off. Sent once
+			     * per outage, not per failed attempt. */
+	HAL_EV_STREAM_UP,   /* the stream is (re)connected: events from here on are
+			     * delivered; re-list to learn what happened before */
 };
 
 struct hal_engine_event {
@@ -105,12 +115,16 @@ int hal_engine_unpause(struct hal_engine *e, const char *id, hal_engine_cb cb, v
 int hal_engine_inspect(struct hal_engine *e, const char *id, hal_engine_cb cb, void *arg);
 /* All containers (running or not) carrying label key=value. */
 int hal_engine_list(struct hal_engine *e, const char *label_key, const char *label_value, hal_engine_cb cb, void *arg);
-/* Runs argv (NULL-terminated) inside the container; res->exec_exit_code. */
+/* Runs argv (NULL-terminated) inside the container and waits for it to end
+ * (bounded by the client's timeout); res->exec_exit_code. */
 int hal_engine_exec(struct hal_engine *e, const char *id, const char *const *argv, hal_engine_cb cb, void *arg);
 
-/* Subscribes to container events (one subscriber). The port keeps the stream
- * open and reconnects with back-off; HAL_EV_STREAM_LOST tells the caller to
- * re-list, since events may have been missed. Returns 0 or -errno. */
+/* Subscribes to container events (one subscriber; a second call replaces
+ * the first, fn NULL stops watching). The port keeps the stream open and
+ * reconnects with back-off (doubling up to CONFIG_ENGINE_EVENTS_BACKOFF_MAX_MS);
+ * HAL_EV_STREAM_LOST and HAL_EV_STREAM_UP bracket an outage, and the caller
+ * re-lists on UP since events may have been missed. Events are delivered
+ * from the loop. Returns 0 or -errno. */
 int hal_engine_watch(struct hal_engine *e, hal_engine_event_fn fn, void *arg);
 
 #endif

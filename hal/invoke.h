@@ -21,7 +21,8 @@ struct hal_invoke_req {
 };
 
 /* err: 0 (status and body valid), -ETIMEDOUT, -ECONNREFUSED (nothing
- * listening), -ECONNRESET (connection broke mid-request), -ECANCELED, -EIO.
+ * listening), -ECONNRESET (connection broke mid-request), -EMSGSIZE (reply
+ * body larger than CONFIG_INVOKE_MAX_BODY_BYTES), -EIO.
  * body is valid only during the callback. */
 struct hal_invoke_res {
 	int err;
@@ -44,6 +45,17 @@ void hal_invoke_destroy(struct hal_invoke *inv);
 int64_t hal_invoke_start(struct hal_invoke *inv, const struct hal_invoke_req *req, hal_invoke_cb cb, void *arg);
 /* Cancels a transfer; its callback does not run. Unknown handles are ignored. */
 void hal_invoke_cancel(struct hal_invoke *inv, int64_t handle);
+
+/* Counters since create, for metrics and tests. */
+struct hal_invoke_stats {
+	uint64_t started;        /* transfers and probes accepted */
+	uint64_t completed_ok;   /* callbacks with err 0 */
+	uint64_t failed;         /* callbacks with err != 0 */
+	uint64_t refused_busy;   /* starts refused with -EBUSY */
+	uint64_t canceled;
+	uint64_t conns_opened;   /* new TCP connections (keep-alive reuse keeps this low) */
+};
+void hal_invoke_get_stats(const struct hal_invoke *inv, struct hal_invoke_stats *out);
 
 /* TCP probe: connects to host:port within timeout_ms; cb gets err 0 on
  * success. Same return convention as hal_invoke_start. */
