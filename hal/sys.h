@@ -25,9 +25,11 @@ struct hal_node_stats {
  * (v1 and v2 both); nothing is hard-coded. */
 struct hal_ctr_stats {
 	uint64_t cpu_usage_ns;      /* cumulative CPU time of the cgroup */
-	uint64_t mem_bytes;         /* current usage */
+	uint64_t mem_bytes;         /* usage less inactive page cache (the working
+	                             * set, as docker stats and the kubelet report it) */
 	uint64_t mem_limit_bytes;   /* 0: unlimited */
-	uint64_t net_rx_bytes;      /* of the netns of pid (host netns when host networking) */
+	uint64_t net_rx_bytes;      /* of the netns of pid, all interfaces but lo
+	                             * (the host's when the container uses host networking) */
 	uint64_t net_tx_bytes;
 	uint32_t pids;              /* tasks in the cgroup */
 };

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/watchdog.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,31 +53,52 @@ int hal_notify(const char *state)
 	const char *path = getenv("NOTIFY_SOCKET");
 	if (!path || !*path)
 		return 0;
+	/* A file-system socket or "@name" in the abstract namespace; other
+	 * forms (e.g. vsock:) are not spoken here. */
+	if (path[0] != '/' && path[0] != '@')
+		return -EAFNOSUPPORT;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	size_t plen = strlen(path);
 	if (plen >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, path, plen);
-	if (path[0] == '@') /* abstract namespace */
+	if (path[0] == '@')
 		sa.sun_path[0] = '\0';
+	/* No trailing NUL in the length: the abstract name is exactly plen bytes. */
 	socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
 
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	ssize_t n = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
-	int err = n < 0 ? -errno : 1;
+	int rc = n < 0 ? -errno : 1;
 	close(fd);
-	return err;
+	return rc;
+}
+
+/* A decimal number filling the whole string, or false. */
+static bool parse_ull(const char *s, unsigned long long *out)
+{
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
 }
 
 unsigned long long hal_notify_watchdog_usec(void)
 {
-	const char *usec = getenv("WATCHDOG_USEC");
-	const char *pid = getenv("WATCHDOG_PID");
-	if (!usec)
+	unsigned long long usec, pid;
+	if (!parse_ull(getenv("WATCHDOG_USEC"), &usec))
 		return 0;
-	if (pid && strtol(pid, NULL, 10) != (long)getpid())
+	/* WATCHDOG_PID names the process the manager watches; a child that
+	 * inherited the environment must not answer for its parent. */
+	const char *pid_s = getenv("WATCHDOG_PID");
+	if (pid_s && (!parse_ull(pid_s, &pid) || pid != (unsigned long long)getpid()))
 		return 0;
-	return strtoull(usec, NULL, 10);
+	return usec;
 }
