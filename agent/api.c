@@ -737,11 +737,11 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 	unsigned conn_limit = CONFIG_API_MAX_CONNECTIONS / nlisteners;
 	ad->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				   on_request, a,
+				   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
 				   MHD_OPTION_LISTEN_SOCKET, listen_fd,
 				   MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 				   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONFIG_API_IDLE_TIMEOUT_S,
 				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-				   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
 				   MHD_OPTION_END);
 	if (!ad->mhd) {
 		close(listen_fd);

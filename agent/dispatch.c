@@ -384,8 +384,10 @@ struct dispatch *dispatch_create(struct loop *l, struct hal_invoke *inv, const s
 	for (unsigned c = 0; c < SLA_NCLASSES; c++)
 		if (cfg->queue_cap[c])
 			p.queue_cap[c] = cfg->queue_cap[c];
-	if (p.policy == SCHED_EDF_RESERVE || cfg->urgent_reserve_slots)
-		p.reserve_urgent = cfg->urgent_reserve_slots < p.slots ? cfg->urgent_reserve_slots : p.slots - 1;
+	if (cfg->urgent_reserve_slots)
+		p.reserve_urgent = cfg->urgent_reserve_slots;
+	if (p.reserve_urgent >= p.slots)
+		p.reserve_urgent = p.slots - 1;
 	d->admit = p.policy != SCHED_FIFO && p.policy != SCHED_EDF;
 	struct sched_callbacks cb = {
 		.dispatch = cb_dispatch,
