@@ -19,9 +19,22 @@
 enum req_state { REQ_IDLE = 0, REQ_QUEUED, REQ_SENDING, REQ_PAUSED };
 enum breaker_state { BRK_CLOSED = 0, BRK_OPEN, BRK_HALF_OPEN, BRK_PROBING };
 
+struct replica;
+
+/* Readiness probe of a replica listed in api.static_replicas (run outside
+ * berth, so no supervisor watches it). */
+struct static_probe {
+	struct dispatch *d;
+	int model;
+	unsigned index;
+	int64_t handle;              /* probe in flight, 0 when none */
+};
+
 struct replica {
 	bool present;
 	bool ready;
+	bool is_static;
+	struct static_probe probe;
 	char host[64];
 	uint16_t port;
 	enum breaker_state brk;
@@ -52,6 +65,7 @@ struct dispatch {
 	struct model models[DEPLOY_MAX];
 	struct loop_timer sched_timer;     /* sched_tick at sched_next_due_us */
 	struct loop_timer breaker_timer;   /* earliest open breaker turning half-open */
+	struct loop_timer probe_timer;     /* readiness of static replicas */
 	struct dispatch_req *submitting;   /* request inside dispatch_submit, finished synchronously */
 	bool submit_finished;
 };
@@ -357,6 +371,47 @@ static void cb_resume(void *arg, const struct sched_dispatch *sd)
 		r->state = REQ_SENDING;
 }
 
+/* --- static replicas' readiness ---------------------------------------------- */
+
+static void on_probe_done(void *arg, const struct hal_invoke_res *res)
+{
+	struct static_probe *p = arg;
+	struct dispatch *d = p->d;
+	p->handle = 0;
+	struct model *m = &d->models[p->model];
+	struct replica *rp = &m->rep[p->index];
+	bool ready = res->err == 0 && res->http_status >= 200 && res->http_status < 400;
+	if (rp->present && rp->ready != ready) {
+		rp->ready = ready;
+		LOG_INF("event=replica_%s model=%s replica=%u addr=%s:%u", ready ? "ready" : "unready", m->name,
+			p->index, rp->host, rp->port);
+		(void)sched_replica_set_ready(d->sched, p->model, (int)p->index, ready, now_us());
+		rearm_sched_timer(d);
+	}
+}
+
+static void on_probe_timer(void *arg)
+{
+	struct dispatch *d = arg;
+	for (int m = 0; m < DEPLOY_MAX; m++) {
+		for (unsigned i = 0; d->models[m].used && i < DEPLOY_MAX_REPLICAS; i++) {
+			struct replica *rp = &d->models[m].rep[i];
+			if (!rp->present || !rp->is_static || rp->probe.handle)
+				continue;
+			struct hal_invoke_req ir = {
+				.host = rp->host,
+				.port = rp->port,
+				.method = "GET",
+				.path = "/v2/health/ready",
+				.timeout_ms = CONFIG_DISPATCH_STATIC_PROBE_MS / 2,
+			};
+			rp->probe = (struct static_probe){ .d = d, .model = m, .index = i };
+			int64_t h = hal_invoke_start(d->inv, &ir, on_probe_done, &rp->probe);
+			rp->probe.handle = h > 0 ? h : 0;
+		}
+	}
+}
+
 /* --- life cycle ---------------------------------------------------------- */
 
 struct dispatch *dispatch_create(struct loop *l, struct hal_invoke *inv, const struct dispatch_config *cfg)
@@ -368,6 +423,7 @@ struct dispatch *dispatch_create(struct loop *l, struct hal_invoke *inv, const s
 	d->inv = inv;
 	loop_timer_init(&d->sched_timer, on_sched_timer, d);
 	loop_timer_init(&d->breaker_timer, on_breaker_timer, d);
+	loop_timer_init(&d->probe_timer, on_probe_timer, d);
 
 	struct sched_params p;
 	sched_params_default(&p, hal_sys_ncpu());
@@ -426,6 +482,11 @@ void dispatch_destroy(struct dispatch *d)
 		return;
 	loop_timer_stop(d->loop, &d->sched_timer);
 	loop_timer_stop(d->loop, &d->breaker_timer);
+	loop_timer_stop(d->loop, &d->probe_timer);
+	for (int m = 0; m < DEPLOY_MAX; m++)
+		for (unsigned i = 0; i < DEPLOY_MAX_REPLICAS; i++)
+			if (d->models[m].rep[i].probe.handle)
+				hal_invoke_cancel(d->inv, d->models[m].rep[i].probe.handle);
 	sched_destroy(d->sched);
 	free(d);
 }
@@ -558,6 +619,8 @@ void dispatch_replica_remove(struct dispatch *d, int model, unsigned index)
 	if (!m || index >= DEPLOY_MAX_REPLICAS || !m->rep[index].present)
 		return;
 	(void)sched_replica_remove(d->sched, model, (int)index, now_us());
+	if (m->rep[index].probe.handle)
+		hal_invoke_cancel(d->inv, m->rep[index].probe.handle);
 	memset(&m->rep[index], 0, sizeof(m->rep[index]));
 	rearm_breaker_timer(d);
 	rearm_sched_timer(d);
@@ -594,11 +657,16 @@ int dispatch_static_replicas(struct dispatch *d, const char *list, uint32_t defa
 			}
 			if (next_idx[m] >= DEPLOY_MAX_REPLICAS)
 				return -ENOSPC;
-			int rc = dispatch_replica_set(d, m, next_idx[m]++, eq + 1, (uint16_t)port, true);
+			unsigned idx = next_idx[m]++;
+			int rc = dispatch_replica_set(d, m, idx, eq + 1, (uint16_t)port, false);
 			if (rc < 0)
 				return rc;
+			d->models[m].rep[idx].is_static = true;
 		}
 	}
+	/* Ready once their readiness endpoint answers; probed from now on. */
+	if (loop_timer_start(d->loop, &d->probe_timer, 0, CONFIG_DISPATCH_STATIC_PROBE_MS) < 0)
+		return -ENOSPC;
 	return 0;
 }
 

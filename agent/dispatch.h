@@ -109,9 +109,10 @@ int dispatch_replica_set_draining(struct dispatch *d, int model, unsigned index,
 void dispatch_replica_remove(struct dispatch *d, int model, unsigned index);
 
 /* Parses "model=host:port[,model=host:port...]" (a fixed replica list, for
- * replicas not run by berth) and declares them, ready. Models unknown so far
- * are declared with deadline default_deadline_ms and class normal.
- * Returns 0 or -EINVAL (nothing declared). */
+ * replicas not run by berth) and declares them. Each is ready while GET
+ * /v2/health/ready answers 2xx/3xx, probed every CONFIG_DISPATCH_STATIC_PROBE_MS
+ * starting now. Models unknown so far are declared with deadline
+ * default_deadline_ms and class normal. Returns 0 or -EINVAL (nothing declared). */
 int dispatch_static_replicas(struct dispatch *d, const char *list, uint32_t default_deadline_ms)
 	__attribute__((warn_unused_result));
 

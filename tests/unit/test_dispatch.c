@@ -355,7 +355,23 @@ static void static_replica_list(void **state)
 	assert_int_equal(dispatch_model_defaults(f->d, a, &dl, &cls), 0);
 	assert_int_equal(dl, 250);
 	assert_int_equal(cls, SLA_NORMAL);
+	/* not ready until their readiness endpoint answers */
+	assert_false(dispatch_model_ready(f->d, b));
+	loop_run_once(f->loop, 0);
+	assert_int_equal(g_fake_inv->nstarted, 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_string_equal(g_fake_inv->x[i].path, "/v2/health/ready");
+	fake_invoke_finish(2, 0, 200, "");
 	assert_true(dispatch_model_ready(f->d, b));
+	assert_false(dispatch_model_ready(f->d, a));
+	fake_invoke_finish(0, -ECONNREFUSED, 0, NULL);
+	fake_invoke_finish(1, 0, 503, "");
+	assert_false(dispatch_model_ready(f->d, a));
+	/* probed again every period: a replica that starts answering turns ready */
+	loop_run_once(f->loop, CONFIG_DISPATCH_STATIC_PROBE_MS);
+	assert_int_equal(g_fake_inv->nstarted, 6);
+	fake_invoke_finish(3, 0, 200, "");
+	assert_true(dispatch_model_ready(f->d, a));
 	struct dispatch_replica_stats rs;
 	assert_int_equal(dispatch_replica_stats(f->d, a, 1, &rs), 0);
 	assert_int_equal(dispatch_static_replicas(f->d, "c=127.0.0.1", 250), -EINVAL);
