@@ -83,9 +83,10 @@ $(AUTOCONF) $(O)/auto.conf: $(O)/.config $(KCONFIG)
 		--config-out $(O)/auto.conf $(KCONFIG)
 
 %_defconfig:
+	$(if $(wildcard ports/*/configs/$@),,$(error no preset $@; see ports/*/configs/))
 	$(Q)mkdir -p $(O)
 	$(Q)KCONFIG_CONFIG=$(O)/.config $(PYTHON) -m defconfig --kconfig $(KCONFIG) \
-		$(firstword $(wildcard ports/*/configs/$@)) 
+		$(firstword $(wildcard ports/*/configs/$@))
 menuconfig:
 	$(Q)mkdir -p $(O)
 	$(Q)KCONFIG_CONFIG=$(O)/.config $(PYTHON) -m menuconfig $(KCONFIG)
@@ -182,14 +183,22 @@ demo:
 	$(Q)scripts/demo.sh
 
 # --- install ---------------------------------------------------------------
+# Never overwrites an operator's /etc/berth files; without an example
+# deployments file in the tree, an empty (valid) one is written.
+DOCDIR := $(PREFIX)/share/doc/berth
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/berth $(DESTDIR)/lib/systemd/system
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/berth $(DESTDIR)/lib/systemd/system $(DESTDIR)$(DOCDIR)
 	install -d -m 0750 $(DESTDIR)/var/lib/berth
 	install -m 0755 $(O)/berthd $(O)/berthctl $(DESTDIR)$(PREFIX)/bin/
 	$(STRIP) $(DESTDIR)$(PREFIX)/bin/berthd $(DESTDIR)$(PREFIX)/bin/berthctl
-	sed 's|@BINDIR@|$(PREFIX)/bin|g' ports/linux/berthd.service.in > $(DESTDIR)/lib/systemd/system/berthd.service
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@DOCDIR@|$(DOCDIR)|g' ports/linux/berthd.service.in \
+		> $(DESTDIR)/lib/systemd/system/berthd.service
+	install -m 0644 $(wildcard README.md docs/*.md) $(DESTDIR)$(DOCDIR)/
 	test -e $(DESTDIR)/etc/berth/config.json || install -m 0640 docs/examples/config.json $(DESTDIR)/etc/berth/config.json
-	test -e $(DESTDIR)/etc/berth/deployments.json || install -m 0640 docs/examples/deployments.json $(DESTDIR)/etc/berth/deployments.json
+	test -e $(DESTDIR)/etc/berth/deployments.json || { if [ -f docs/examples/deployments.json ]; then \
+		install -m 0640 docs/examples/deployments.json $(DESTDIR)/etc/berth/deployments.json; else \
+		printf '{"version":1,"deployments":[]}\n' > $(DESTDIR)/etc/berth/deployments.json && \
+		chmod 0640 $(DESTDIR)/etc/berth/deployments.json; fi; }
 
 clean:
 	rm -rf $(O)

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,14 @@ struct cfg_key {
 #define DBL(p, field, lo, hi, d) { p, CT_DBL, F(field), lo, hi, false, d, NULL }
 #define BOOL(p, field, d) { p, CT_BOOL, F(field), 0, 0, false, d, NULL }
 #define ENUM(p, field, choices, d) { p, CT_ENUM, F(field), 0, 0, false, d, choices }
+
+/* The local API is on by default only in builds that have it, so the
+ * same config file works on a minimal build. */
+#if IS_ENABLED(CONFIG_LOCAL_API)
+#define API_ENABLED_DEFAULT "true"
+#else
+#define API_ENABLED_DEFAULT "false"
+#endif
 
 #define XSTR(x) STR_(x)
 #define STR_(x) #x
@@ -62,7 +71,7 @@ static const struct cfg_key keys[] = {
 	STR("broker.tls.key_file", broker.tls.key_file, false, ""),
 	BOOL("broker.tls.insecure", broker.tls.insecure, "false"),
 
-	BOOL("api.enabled", api.enabled, "true"),
+	BOOL("api.enabled", api.enabled, API_ENABLED_DEFAULT),
 	STR("api.listen", api.listen, false, "127.0.0.1"),
 	INT("api.port", api.port, 0, 65535, "8480"),
 	STR("api.unix_socket", api.unix_socket, false, ""),
@@ -207,19 +216,45 @@ static bool is_object_path(const char *path)
 	return false;
 }
 
-static const char *closest_key(const char *path)
+/* Candidates are every key and every object name ("broker", "broker.tls"),
+ * so a typo in an object name ("brokr") is matched too. */
+static const char *closest_key(const char *path, char *buf, size_t len)
 {
-	const char *best = NULL;
 	unsigned best_d = ~0u;
+	buf[0] = '\0';
 	for (size_t i = 0; i < NKEYS; i++) {
-		unsigned d = config_edit_distance(path, keys[i].path);
-		if (d < best_d) {
-			best_d = d;
-			best = keys[i].path;
+		const char *kp = keys[i].path;
+		for (const char *dot = kp;; dot++) {
+			if (*dot != '.' && *dot != '\0')
+				continue;
+			size_t n = (size_t)(dot - kp);
+			char cand[128];
+			if (n < sizeof(cand)) {
+				memcpy(cand, kp, n);
+				cand[n] = '\0';
+				unsigned d = config_edit_distance(path, cand);
+				if (d < best_d) {
+					best_d = d;
+					snprintf(buf, len, "%s", cand);
+				}
+			}
+			if (*dot == '\0')
+				break;
 		}
 	}
 	/* Only suggest what plausibly is a typo of the key. */
-	return best && best_d <= 1 + strlen(path) / 3 ? best : NULL;
+	return buf[0] && best_d <= 1 + strlen(path) / 3 ? buf : NULL;
+}
+
+const char *config_key_path(size_t i) { return i < NKEYS ? keys[i].path : NULL; }
+
+const char *config_key_type(size_t i)
+{
+	static const char *const names[] = {
+		[CT_STR] = "string", [CT_INT] = "integer", [CT_DBL] = "number",
+		[CT_BOOL] = "boolean", [CT_ENUM] = "string",
+	};
+	return i < NKEYS ? names[keys[i].type] : NULL;
 }
 
 static const char *json_type_name(const cJSON *v)
@@ -269,14 +304,19 @@ static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const 
 			set_err(err, k->path, "expected an integer, got %s", json_type_name(v));
 			return -EINVAL;
 		}
+		/* Range before any conversion: casting 1e300 to an integer is undefined. */
 		double d = v->valuedouble;
-		if (d != (double)(long long)d) {
+		if (d != floor(d)) {
 			set_err(err, k->path, "expected an integer, got %g", d);
 			return -EINVAL;
 		}
 		if (d < k->min || d > k->max) {
-			set_err(err, k->path, "%lld is out of range [%lld, %lld]", (long long)d,
-				(long long)k->min, (long long)k->max);
+			if (fabs(d) < 1e15)
+				set_err(err, k->path, "%lld is out of range [%lld, %lld]", (long long)d,
+					(long long)k->min, (long long)k->max);
+			else
+				set_err(err, k->path, "%g is out of range [%lld, %lld]", d, (long long)k->min,
+					(long long)k->max);
 			return -EINVAL;
 		}
 		*(int *)field(cfg, k) = (int)d;
@@ -332,7 +372,8 @@ static int walk(struct berth_config *cfg, const cJSON *obj, const char *prefix, 
 		}
 		const struct cfg_key *k = find_key(path);
 		if (!k) {
-			const char *hint = closest_key(path);
+			char hint_buf[128];
+			const char *hint = closest_key(path, hint_buf, sizeof(hint_buf));
 			if (hint)
 				set_err(err, path, "unknown key (did you mean \"%s\"?)", hint);
 			else

@@ -122,6 +122,12 @@ int config_load(const char *path, struct berth_config *cfg, struct config_error 
 /* Formats "FILE: KEY: MESSAGE" (or "FILE: MESSAGE" without a key) into buf. */
 void config_error_format(const char *path, const struct config_error *err, char *buf, size_t len);
 
+/* The schema, for documentation checks: the dotted path and JSON type
+ * ("string", "integer", "number", "boolean") of the i-th key; NULL past the
+ * last. Static strings. */
+const char *config_key_path(size_t i);
+const char *config_key_type(size_t i);
+
 /* Levenshtein distance, used for "did you mean" hints (exposed for other
  * validators, e.g. the deployment spec). */
 unsigned config_edit_distance(const char *a, const char *b);

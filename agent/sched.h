@@ -20,7 +20,8 @@
  * draining, breaker closed, not paused and below its concurrency.
  *
  * Order. All waiting requests of all models sit in one EDF order, keyed by
- * (absolute deadline, arrival sequence) - ties go to the earlier arrival.
+ * (absolute deadline, arrival sequence) - ties go to the earlier arrival
+ * (exact unless 65536 requests share one deadline microsecond).
  * Under the fifo policy the key is the arrival sequence alone. Internally
  * there is one binary heap per (model, class) over one preallocated pool of
  * request entries; the global order is the minimum over the heap heads, so a
@@ -37,24 +38,31 @@
  *   edf-reserve edf-admit + `reserve_urgent` slots that only urgent requests
  *               may take: a normal or batch request is dispatched only while
  *               more than reserve_urgent slots are free.
- *   edf-preempt edf-admit + preemption: when an urgent request would miss its
- *               deadline waiting for a slot, the scheduler pauses the replica
- *               running the latest-deadline batch request (callbacks.pause),
- *               which gives its slot to the urgent request; the paused request
- *               keeps its replica and resumes (callbacks.resume) when a slot is
- *               free and it is the earliest deadline waiting.
+ *   edf-preempt edf-admit + preemption: an urgent request that could run
+ *               now (its model has a free replica and it can still finish
+ *               in time) but finds every slot taken makes the scheduler
+ *               pause the replica running the latest-deadline batch request
+ *               due after it (callbacks.pause; only a replica running that
+ *               one request). Its slot goes to urgent work; the paused
+ *               request keeps its replica and resumes (callbacks.resume)
+ *               when a slot is free and it is the earliest deadline
+ *               waiting. Urgent admission ignores the remaining work of
+ *               running batch requests, since they yield.
  *
  * Service-time estimator (per model, used by admission). Each successful
- * completion's service time (dispatch to completion, as measured by the
- * caller) updates an EWMA (weight 1/8) and a ring of the last
- * SCHED_EST_RING samples. The estimate of one request's service time is the
- * SCHED_EST_PCT percentile of the ring (once it holds SCHED_EST_MIN_SAMPLES
- * samples; before that, the larger of the EWMA and the initial estimate
- * given to sched_model_add). The estimated wait of a new request is the EWMA
- * work of everything ahead of it in EDF order (queued with an earlier
- * deadline, plus the remaining work of running requests) divided by slots.
- * A request submitted with cost_hint_us > 0 uses that value instead of the
- * estimate (the --oracle-cost reference of berth-sim).
+ * completion's service time updates an EWMA (weight 1/8; the first sample
+ * replaces the initial estimate) and a ring of the last SCHED_EST_RING
+ * samples kept sorted beside it. A request's own service estimate is the
+ * SCHED_EST_PCT percentile of the ring once it holds SCHED_EST_MIN_SAMPLES
+ * samples; before that it is 0, so admission never refuses for a model it
+ * has not measured yet (the initial estimate only feeds the wait of others).
+ * The estimated wait of a new request is the EWMA work of everything ahead
+ * of it in EDF order (queued requests with an earlier deadline, interpolated
+ * per (model, class) heap between its earliest and latest deadline, plus the
+ * remaining work of running requests) divided by slots, and at least the
+ * soonest expected completion when every slot is busy. A request submitted
+ * with cost_hint_us > 0 uses that value instead of the estimates (the
+ * --oracle-cost reference of berth-sim).
  *
  * Refusals. Every refusal carries a reason (enum sched_refusal):
  *   deadline_infeasible  admission predicts a miss (admit policies only)
@@ -272,7 +280,8 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us,
 	__attribute__((warn_unused_result));
 
 /* Reports the end of a dispatched request. service_us is the measured
- * service time (dispatch to answer) fed to the estimator on SCHED_DONE_OK
+ * service time (dispatch to answer, wall time; the scheduler subtracts the
+ * time the request spent paused) fed to the estimator on SCHED_DONE_OK
  * (0: not measured, not fed). Frees its slot and replica capacity and
  * dispatches what can run. Returns 0, or -ENOENT when id is not running
  * (unknown, already completed, or still queued). */

@@ -2,8 +2,11 @@
 #ifndef BERTH_SIM_H
 #define BERTH_SIM_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "hal/engine.h"
 #include "hal/sys.h"
 
 /* --- virtual clock -------------------------------------------------------
@@ -29,6 +32,45 @@ void sim_sys_inject_error(int err, unsigned n);
 
 /* --- watchdog ------------------------------------------------------------- */
 unsigned sim_watchdog_kicks(void);
+
+/* --- container engine and replicas ----------------------------------------
+ * One simulated engine per process, shared by every hal_engine and
+ * hal_invoke client (timers run on the loop of the newest one). Containers
+ * behave like the reference worker: the environment keys BERTH_PORT,
+ * WORKER_STARTUP_MS, WORKER_COST_MS, WORKER_CONCURRENCY, WORKER_FAULT
+ * (crash|hang|unlive|unready) and WORKER_CRASH_AFTER_MS are honoured, and
+ * the replica answers GET /v2/health/live, /v2/health/ready,
+ * /v2/models/{m}/ready, POST /v2/models/{m}/infer and POST /admin/fault.
+ * Every engine call takes the engine latency (default 1 ms) of virtual
+ * time, a start also the container's start latency (default 50 ms); a call
+ * slower than the client's timeout fails with -ETIMEDOUT at the timeout but
+ * is still carried out, as a real engine does. Calls and events reach their
+ * callbacks from loop timers, never inside the call.
+ * Functions taking ref accept a container id or name and return 0 or -ENOENT. */
+void sim_engine_set_available(bool up);       /* down: calls fail -EHOSTDOWN, stream lost; up: stream back */
+void sim_engine_set_latency_ms(uint32_t ms);  /* per call */
+void sim_engine_set_start_latency_ms(uint32_t ms); /* default for containers created from now on */
+void sim_engine_set_default_cost_ms(uint32_t ms);  /* infer cost when neither request nor env says (10) */
+uint64_t sim_engine_calls(void);              /* engine calls accepted since reset */
+int sim_ctr_crash(const char *ref, int exit_code); /* the process dies: die event, requests reset */
+int sim_ctr_oom(const char *ref);             /* OOM kill: oom + die 137 events */
+int sim_ctr_hang(const char *ref);            /* stops answering HTTP (TCP still connects) */
+int sim_ctr_unlive(const char *ref, bool on); /* GET /v2/health/live answers 500 */
+int sim_ctr_unready(const char *ref, bool on); /* readiness endpoints answer 503 */
+int sim_ctr_heal(const char *ref);            /* clears hang, unlive and unready */
+int sim_ctr_set_start_latency_ms(const char *ref, uint32_t ms);
+int sim_ctr_set_service(const char *ref, uint32_t cost_ms, unsigned concurrency);
+int sim_ctr_set_exec_exit(const char *ref, int exit_code); /* exit status of every exec (default 0) */
+/* Current view of one container, as inspect would return it. */
+int sim_ctr_get(const char *ref, struct hal_ctr_info *out);
+/* Containers that exist (any state), and the id of the i-th of them. */
+unsigned sim_ctr_count(void);
+const char *sim_ctr_id_at(unsigned i);
+/* Requests a replica is serving and holding queued (for concurrency tests). */
+int sim_ctr_load(const char *ref, unsigned *serving, unsigned *queued);
+/* Creates and (if start) starts a container at once, outside any client,
+ * e.g. a foreign container without berth's labels. id may be NULL. */
+int sim_ctr_add(const struct hal_ctr_create *spec, bool start, char *id, size_t id_len);
 
 /* Resets every piece of sim state to its start value (call in test setup). */
 void sim_reset(void);

@@ -129,10 +129,12 @@ int hal_notify(const char *state)
 unsigned long long hal_notify_watchdog_usec(void) { return 0; }
 
 void sim_clock_reset(void);
+void sim_world_reset(void);
 void sim_reset(void)
 {
 	sim_clock_reset();
 	sys_defaults();
+	sim_world_reset();
 }
 
 __attribute__((constructor)) static void sim_sys_init(void) { sys_defaults(); }

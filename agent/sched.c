@@ -1,0 +1,1266 @@
+/* agent/sched.c - EDF request scheduler with admission control over compute slots and replicas (contract in sched.h). */
+#include "agent/sched.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/log.h"
+
+#define LOG_TAG "sched"
+
+#define NHEAPS (SCHED_MAX_MODELS * SLA_NCLASSES)
+#define MAX_HELD (CONFIG_SCHED_MAX_SLOTS + SCHED_MAX_MODELS * SCHED_MAX_REPLICAS)
+#define POOL_SIZE (CONFIG_SCHED_MAX_QUEUED + MAX_HELD)
+
+_Static_assert(NHEAPS <= 64, "heap bitmask is 64 bits");
+
+enum entry_state { ST_FREE = 0, ST_QUEUED, ST_RUNNING, ST_PAUSED };
+
+struct entry {
+	uint64_t deadline_us;
+	uint64_t arrival_us;
+	uint64_t dispatch_us;        /* running: start of the current run (moved on resume) */
+	uint64_t paused_at_us;
+	uint64_t paused_total_us;
+	void *ctx;
+	uint32_t gen;
+	uint64_t fifo_key;           /* arrival number (fifo heap key) */
+	uint32_t seq;                /* arrival order, tie-break (wrapping compare) */
+	uint32_t hint_us;            /* caller-known cost, 0 unknown */
+	uint32_t work_us;            /* what it adds to its heap's work sum */
+	uint8_t model;
+	uint8_t cls;
+	uint8_t state;
+	uint8_t attempt;
+	int8_t replica;
+	int8_t last_replica;
+};
+
+/* Heap node: the key is kept inline so sifting never touches the pool
+ * except to record positions, and it is one unsigned compare. edf: the
+ * absolute deadline (us, below 2^48: 8.9 years of monotonic clock) shifted
+ * left 16 bits, plus the low 16 bits of the arrival number, so equal
+ * deadlines go to the earlier arrival (exact unless 65536 requests share one
+ * deadline microsecond). fifo: the arrival number. */
+struct hnode {
+	uint64_t key;
+	uint32_t idx;
+};
+#define KEY_SEQ_BITS 16
+#define KEY_DEADLINE_MAX ((1ull << (64 - KEY_SEQ_BITS)) - 1)
+
+/* Min-heap of pool entries for one (model, class). */
+struct heap {
+	struct hnode *a;
+	uint32_t n;
+	uint32_t cap;
+	uint64_t work_us;            /* sum of entries' work_us */
+	uint64_t max_deadline_us;    /* upper bound of deadlines in the heap (exact until removals) */
+};
+
+struct replica {
+	bool present, ready, draining, breaker_open, paused;
+	unsigned concurrency;
+	unsigned inflight;
+	uint64_t dispatched;
+};
+
+struct estimator {
+	uint32_t ring[SCHED_EST_RING];   /* arrival order of samples */
+	uint32_t sorted[SCHED_EST_RING]; /* same samples, ascending */
+	uint32_t n;
+	uint32_t head;                   /* next ring slot to overwrite */
+	uint32_t ewma_us;
+	uint32_t init_us;
+	uint32_t est_us;                 /* cached estimate of one request */
+};
+
+struct model {
+	char name[DEPLOY_NAME_MAX];
+	struct replica rep[SCHED_MAX_REPLICAS];
+	unsigned free_cap;               /* spare concurrency on usable replicas */
+	unsigned usable_ready;           /* present + ready + !draining (breaker ignored) */
+	unsigned usable;                 /* ... and breaker closed */
+	int rep_hi;                      /* 1 + highest replica index ever added */
+	struct estimator est;
+	struct sched_model_stats cum;
+	struct sched_model_stats win;
+	uint64_t win_start_us;
+	uint64_t win_busy_us;
+};
+
+struct sched {
+	struct sched_params p;
+	struct sched_callbacks cb;
+	unsigned busy;                   /* slots held */
+	unsigned nmodels;
+	struct model *models;            /* SCHED_MAX_MODELS */
+	struct heap heaps[NHEAPS];
+	uint64_t nonempty;               /* bit h set: heaps[h].n > 0 */
+	struct entry *pool;
+	uint32_t *pos;                   /* per pool entry: index in its heap, or in held[] */
+	uint32_t *free_idx;
+	uint32_t nfree;
+	uint32_t *held;                  /* running and paused entries */
+	uint32_t nheld;
+	uint32_t queued_total;
+	uint32_t seq;
+	uint64_t arrivals;               /* fifo key */
+	uint64_t now_us;
+	bool pumping;
+	bool repump;
+	bool fifo;                       /* key by arrival only (hot-path copy of the policy) */
+};
+
+const uint64_t sched_lat_bounds_us[SCHED_LAT_NBUCKETS] = {
+	1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000,
+	1000000, 2000000, 5000000, 10000000, 30000000, UINT64_MAX,
+};
+
+/* --- names ---------------------------------------------------------------- */
+
+static const char *const policy_names[SCHED_NPOLICIES] = {
+	"fifo", "edf", "edf-admit", "edf-reserve", "edf-preempt",
+};
+static const char *const refusal_names[SCHED_NREFUSALS] = {
+	"none", "deadline_infeasible", "queue_full", "no_ready_replica", "breaker_open",
+};
+static const char *const class_names[SLA_NCLASSES] = { "urgent", "normal", "batch" };
+
+const char *sched_policy_name(enum sched_policy p)
+{
+	return (unsigned)p < SCHED_NPOLICIES ? policy_names[p] : "?";
+}
+
+int sched_policy_parse(const char *s)
+{
+	for (int i = 0; s && i < SCHED_NPOLICIES; i++)
+		if (!strcmp(s, policy_names[i]))
+			return i;
+	return -EINVAL;
+}
+
+const char *sched_refusal_name(enum sched_refusal r)
+{
+	return (unsigned)r < SCHED_NREFUSALS ? refusal_names[r] : "?";
+}
+
+const char *sched_class_name(enum sla_class c)
+{
+	return (unsigned)c < SLA_NCLASSES ? class_names[c] : "?";
+}
+
+int sched_class_parse(const char *s)
+{
+	for (int i = 0; s && i < SLA_NCLASSES; i++)
+		if (!strcmp(s, class_names[i]))
+			return i;
+	return -EINVAL;
+}
+
+/* --- policy ops ----------------------------------------------------------
+ * The policies differ in three decisions; everything else is shared. */
+struct policy_ops {
+	bool edf;            /* key by deadline (else arrival order) */
+	bool admit;          /* refuse predicted misses at arrival and dispatch */
+	bool reserve;        /* keep reserve_urgent slots for urgent requests */
+	bool preempt;        /* pause batch replicas for urgent requests */
+};
+
+static const struct policy_ops policy_ops[SCHED_NPOLICIES] = {
+	[SCHED_FIFO] = { .edf = false },
+	[SCHED_EDF] = { .edf = true },
+	[SCHED_EDF_ADMIT] = { .edf = true, .admit = true },
+	[SCHED_EDF_RESERVE] = { .edf = true, .admit = true, .reserve = true },
+	[SCHED_EDF_PREEMPT] = { .edf = true, .admit = true, .preempt = true },
+};
+
+static inline const struct policy_ops *ops(const struct sched *s) { return &policy_ops[s->p.policy]; }
+
+/* --- estimator -------------------------------------------------------------- */
+
+static void est_init(struct estimator *e, uint32_t init_us)
+{
+	memset(e, 0, sizeof(*e));
+	e->init_us = init_us ? init_us : SCHED_EST_INITIAL_US;
+	e->ewma_us = e->init_us;
+	e->est_us = 0;
+}
+
+static uint32_t sorted_find(const uint32_t *a, uint32_t n, uint32_t v)
+{
+	uint32_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (a[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void est_add(struct estimator *e, uint32_t us)
+{
+	if (e->n == SCHED_EST_RING) {
+		uint32_t old = e->ring[e->head];
+		uint32_t i = sorted_find(e->sorted, e->n, old);
+		memmove(&e->sorted[i], &e->sorted[i + 1], (e->n - i - 1) * sizeof(uint32_t));
+		e->n--;
+	}
+	uint32_t i = sorted_find(e->sorted, e->n, us);
+	memmove(&e->sorted[i + 1], &e->sorted[i], (e->n - i) * sizeof(uint32_t));
+	e->sorted[i] = us;
+	e->n++;
+	e->ring[e->head] = us;
+	e->head = (e->head + 1) % SCHED_EST_RING;
+	if (e->n == 1)
+		e->ewma_us = us;
+	else
+		e->ewma_us = (uint32_t)(((uint64_t)e->ewma_us * 7 + us) / 8);
+	if (e->n >= SCHED_EST_MIN_SAMPLES)
+		e->est_us = e->sorted[((e->n - 1) * SCHED_EST_PCT + 50) / 100];
+	else
+		e->est_us = 0;
+}
+
+/* --- heap ------------------------------------------------------------------- */
+
+static inline bool entry_before(const struct entry *a, const struct entry *b)
+{
+	if (a->deadline_us != b->deadline_us)
+		return a->deadline_us < b->deadline_us;
+	return (int32_t)(a->seq - b->seq) < 0;
+}
+
+static inline bool node_before(const struct hnode *a, const struct hnode *b) { return a->key < b->key; }
+
+static inline uint64_t entry_key(const struct sched *s, const struct entry *e)
+{
+	if (s->fifo)
+		return e->fifo_key;
+	uint64_t d = e->deadline_us < KEY_DEADLINE_MAX ? e->deadline_us : KEY_DEADLINE_MAX;
+	return d << KEY_SEQ_BITS | (e->fifo_key & ((1u << KEY_SEQ_BITS) - 1));
+}
+
+/* The sift loops keep the array, its length and the position table in
+ * locals: the position stores would otherwise force reloads of h->n. */
+static void heap_up(struct sched *s, struct heap *h, uint32_t i)
+{
+	struct hnode *a = h->a;
+	uint32_t *pos = s->pos;
+	struct hnode n = a[i];
+	while (i > 0) {
+		uint32_t parent = (i - 1) / 2;
+		if (!node_before(&n, &a[parent]))
+			break;
+		a[i] = a[parent];
+		pos[a[i].idx] = i;
+		i = parent;
+	}
+	a[i] = n;
+	pos[n.idx] = i;
+}
+
+static void heap_down(struct sched *s, struct heap *h, uint32_t i)
+{
+	struct hnode *a = h->a;
+	uint32_t *pos = s->pos;
+	const uint32_t len = h->n;
+	struct hnode n = a[i];
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+		if (c >= len)
+			break;
+		if (c + 1 < len && node_before(&a[c + 1], &a[c]))
+			c++;
+		if (!node_before(&a[c], &n))
+			break;
+		a[i] = a[c];
+		pos[a[i].idx] = i;
+		i = c;
+	}
+	a[i] = n;
+	pos[n.idx] = i;
+}
+
+/* Root removal, bottom-up (Floyd): walk the hole down along the smaller
+ * children to a leaf (one comparison a level), then sift the last node up
+ * from there; it nearly always belongs near the bottom. */
+static void heap_pop_root(struct sched *s, struct heap *h)
+{
+	struct hnode *a = h->a;
+	uint32_t *pos = s->pos;
+	const uint32_t len = --h->n;
+	struct hnode last = a[len];
+	uint32_t i = 0;
+	if (!len)
+		return;
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+		if (c >= len)
+			break;
+		if (c + 1 < len && a[c + 1].key < a[c].key)
+			c++;
+		a[i] = a[c];
+		pos[a[i].idx] = i;
+		i = c;
+	}
+	a[i] = last;
+	heap_up(s, h, i);
+}
+
+static inline unsigned heap_id(unsigned model, unsigned cls) { return model * SLA_NCLASSES + cls; }
+
+static void heap_push(struct sched *s, uint32_t idx)
+{
+	struct entry *e = &s->pool[idx];
+	unsigned hid = heap_id(e->model, e->cls);
+	struct heap *h = &s->heaps[hid];
+	h->a[h->n] = (struct hnode){ .key = entry_key(s, e), .idx = idx };
+	h->n++;
+	heap_up(s, h, h->n - 1);
+	h->work_us += e->work_us;
+	if (h->n == 1 || e->deadline_us > h->max_deadline_us)
+		h->max_deadline_us = e->deadline_us;
+	s->nonempty |= 1ull << hid;
+	e->state = ST_QUEUED;
+	s->queued_total++;
+}
+
+static void heap_remove(struct sched *s, uint32_t idx)
+{
+	struct entry *e = &s->pool[idx];
+	unsigned hid = heap_id(e->model, e->cls);
+	struct heap *h = &s->heaps[hid];
+	uint32_t i = s->pos[idx];
+	if (i == 0) {
+		heap_pop_root(s, h);
+	} else {
+		h->n--;
+		if (i != h->n) {
+			h->a[i] = h->a[h->n];
+			s->pos[h->a[i].idx] = i;
+			heap_down(s, h, i);
+			heap_up(s, h, s->pos[h->a[i].idx]);
+		}
+	}
+	h->work_us -= e->work_us;
+	if (!h->n) {
+		s->nonempty &= ~(1ull << hid);
+		h->work_us = 0;
+	}
+	s->queued_total--;
+}
+
+/* --- models and replicas ---------------------------------------------------- */
+
+static inline bool replica_usable(const struct replica *r)
+{
+	return r->present && r->ready && !r->draining && !r->breaker_open && !r->paused;
+}
+
+static void model_refresh(struct model *m)
+{
+	unsigned cap = 0, ur = 0, u = 0;
+	for (int i = 0; i < m->rep_hi; i++) {
+		const struct replica *r = &m->rep[i];
+		if (!r->present || !r->ready || r->draining)
+			continue;
+		ur++;
+		if (r->breaker_open)
+			continue;
+		u++;
+		if (!r->paused && r->inflight < r->concurrency)
+			cap += r->concurrency - r->inflight;
+	}
+	m->free_cap = cap;
+	m->usable_ready = ur;
+	m->usable = u;
+}
+
+static struct model *model_get(const struct sched *s, int model)
+{
+	if (model < 0 || (unsigned)model >= s->nmodels)
+		return NULL;
+	return &s->models[model];
+}
+
+static struct replica *replica_get(const struct sched *s, int model, int idx)
+{
+	struct model *m = model_get(s, model);
+	if (!m || idx < 0 || idx >= SCHED_MAX_REPLICAS)
+		return NULL;
+	return &m->rep[idx];
+}
+
+/* Own service estimate of a request: its hint, else the model's percentile
+ * (0 while the model has too few samples: never refuse what was never measured). */
+static inline uint32_t own_est(const struct sched *s, const struct entry *e)
+{
+	return e->hint_us ? e->hint_us : s->models[e->model].est.est_us;
+}
+
+/* --- counters --------------------------------------------------------------- */
+
+#define BOTH(m, c, field, op)                 \
+	do {                                  \
+		(m)->cum.cls[c].field op;     \
+		(m)->win.cls[c].field op;     \
+	} while (0)
+
+static void count_latency(struct model *m, unsigned c, uint64_t lat_us)
+{
+	unsigned lo = 0, hi = SCHED_LAT_NBUCKETS - 1; /* first bound >= lat_us; the last is +Inf */
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (sched_lat_bounds_us[mid] < lat_us)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	unsigned b = lo;
+	BOTH(m, c, lat_bucket[b], ++);
+	BOTH(m, c, lat_sum_us, += lat_us);
+}
+
+/* --- request life ------------------------------------------------------------- */
+
+static inline struct sched_dispatch describe(const struct sched *s, uint32_t idx)
+{
+	const struct entry *e = &s->pool[idx];
+	struct sched_dispatch d = {
+		.id = ((uint64_t)e->gen << 32) | idx,
+		.ctx = e->ctx,
+		.model = e->model,
+		.replica = e->replica,
+		.cls = (enum sla_class)e->cls,
+		.arrival_us = e->arrival_us,
+		.deadline_us = e->deadline_us,
+		.now_us = s->now_us,
+		.attempt = e->attempt,
+	};
+	return d;
+}
+
+static void entry_free(struct sched *s, uint32_t idx)
+{
+	s->pool[idx].state = ST_FREE;
+	s->pool[idx].ctx = NULL;
+	s->free_idx[s->nfree++] = idx;
+}
+
+static void held_add(struct sched *s, uint32_t idx)
+{
+	s->pos[idx] = s->nheld;
+	s->held[s->nheld++] = idx;
+}
+
+static void held_remove(struct sched *s, uint32_t idx)
+{
+	uint32_t i = s->pos[idx];
+	s->nheld--;
+	if (i != s->nheld) {
+		s->held[i] = s->held[s->nheld];
+		s->pos[s->held[i]] = i;
+	}
+}
+
+/* Refuses a queued request (already out of its heap) through the callback. */
+static void refuse_accepted(struct sched *s, uint32_t idx, enum sched_refusal why)
+{
+	struct entry *e = &s->pool[idx];
+	struct model *m = &s->models[e->model];
+	BOTH(m, e->cls, refused[why], ++);
+	m->cum.cls[e->cls].queued--;
+	struct sched_dispatch d = describe(s, idx);
+	d.replica = -1;
+	entry_free(s, idx);
+	s->cb.refuse(s->cb.arg, &d, why);
+}
+
+/* Picks the replica for a request of m: spare capacity, not the one that
+ * just failed it when another is free, least loaded. -1 if none. */
+static int pick_replica(const struct model *m, int avoid)
+{
+	int best = -1, fallback = -1;
+	for (int i = 0; i < m->rep_hi; i++) {
+		const struct replica *r = &m->rep[i];
+		if (!replica_usable(r) || r->inflight >= r->concurrency)
+			continue;
+		if (i == avoid) {
+			fallback = i;
+			continue;
+		}
+		if (best < 0 || r->inflight < m->rep[best].inflight)
+			best = i;
+	}
+	return best >= 0 ? best : fallback;
+}
+
+static void start(struct sched *s, uint32_t idx)
+{
+	struct entry *e = &s->pool[idx];
+	struct model *m = &s->models[e->model];
+	int r = pick_replica(m, e->last_replica);
+	heap_remove(s, idx);
+	e->state = ST_RUNNING;
+	e->replica = (int8_t)r;
+	e->dispatch_us = s->now_us;
+	m->rep[r].inflight++;
+	m->rep[r].dispatched++;
+	m->free_cap--; /* pick_replica chose a usable replica with spare capacity */
+	s->busy++;
+	held_add(s, idx);
+	m->cum.cls[e->cls].queued--;
+	m->cum.cls[e->cls].running++;
+	struct sched_dispatch d = describe(s, idx);
+	s->cb.dispatch(s->cb.arg, &d);
+}
+
+static void resume(struct sched *s, uint32_t idx)
+{
+	struct entry *e = &s->pool[idx];
+	struct model *m = &s->models[e->model];
+	e->state = ST_RUNNING;
+	e->paused_total_us += s->now_us - e->paused_at_us;
+	e->dispatch_us += s->now_us - e->paused_at_us;
+	m->rep[e->replica].paused = false;
+	model_refresh(m);
+	s->busy++;
+	LOG_DBG("event=resume model=%s replica=%d", m->name, e->replica);
+	struct sched_dispatch d = describe(s, idx);
+	if (s->cb.resume)
+		s->cb.resume(s->cb.arg, &d);
+}
+
+/* Estimated remaining service of a running request at now. */
+static inline uint64_t remaining_us(const struct sched *s, const struct entry *e)
+{
+	uint64_t est = e->hint_us ? e->hint_us : s->models[e->model].est.ewma_us;
+	uint64_t end = e->dispatch_us + est;
+	return end > s->now_us ? end - s->now_us : 0;
+}
+
+/* Earliest paused entry (EDF), or UINT32_MAX. */
+static uint32_t best_paused(const struct sched *s)
+{
+	uint32_t best = UINT32_MAX;
+	for (uint32_t i = 0; i < s->nheld; i++) {
+		uint32_t idx = s->held[i];
+		if (s->pool[idx].state != ST_PAUSED)
+			continue;
+		if (best == UINT32_MAX || entry_before(&s->pool[idx], &s->pool[best]))
+			best = idx;
+	}
+	return best;
+}
+
+/* edf-preempt: an urgent request that could run now (its model has a free
+ * replica, and it can still finish in time if started now) but finds every
+ * slot taken is treated as about to miss: the replica running the
+ * latest-deadline batch request (due after the urgent one, alone on its
+ * replica, since pausing a replica freezes everything it runs) is paused
+ * and its slot goes to urgent work. A prediction from the current queue
+ * alone (wait for the soonest completion, or the urgent backlog on the
+ * slots batch does not hold) preempted too late under bursts, when more
+ * urgent requests arrive right behind (docs/scheduling.md). Returns true
+ * when it paused one. */
+static bool try_preempt(struct sched *s)
+{
+	uint32_t u = UINT32_MAX;
+	for (unsigned mi = 0; mi < s->nmodels; mi++) {
+		const struct heap *h = &s->heaps[heap_id(mi, SLA_URGENT)];
+		if (!h->n || !s->models[mi].free_cap)
+			continue;
+		if (u == UINT32_MAX || entry_before(&s->pool[h->a[0].idx], &s->pool[u]))
+			u = h->a[0].idx;
+	}
+	if (u == UINT32_MAX)
+		return false;
+	const struct entry *ue = &s->pool[u];
+	if (s->now_us + own_est(s, ue) > ue->deadline_us)
+		return false; /* too late even now: dispatch-time admission refuses it */
+	uint32_t victim = UINT32_MAX;
+	for (uint32_t i = 0; i < s->nheld; i++) {
+		uint32_t idx = s->held[i];
+		const struct entry *e = &s->pool[idx];
+		if (e->state != ST_RUNNING || e->cls != SLA_BATCH || !entry_before(ue, e) ||
+		    s->models[e->model].rep[e->replica].inflight != 1)
+			continue;
+		if (victim == UINT32_MAX || entry_before(&s->pool[victim], e))
+			victim = idx;
+	}
+	if (victim == UINT32_MAX)
+		return false;
+	struct entry *v = &s->pool[victim];
+	struct sched_dispatch d = describe(s, victim);
+	if (!s->cb.pause || s->cb.pause(s->cb.arg, &d) != 0)
+		return false;
+	struct model *vm = &s->models[v->model];
+	v->state = ST_PAUSED;
+	v->paused_at_us = s->now_us;
+	vm->rep[v->replica].paused = true;
+	model_refresh(vm);
+	s->busy--;
+	BOTH(vm, v->cls, preempted, ++);
+	LOG_DBG("event=preempt model=%s replica=%d for_model=%s", vm->name, v->replica, s->models[ue->model].name);
+	return true;
+}
+
+/* Gives free slots to the earliest requests that can run. Runs the
+ * callbacks; nested calls from callbacks only mark that another pass is due. */
+static void pump(struct sched *s)
+{
+	if (s->pumping) {
+		s->repump = true;
+		return;
+	}
+	s->pumping = true;
+	const struct policy_ops *po = ops(s);
+	do {
+		s->repump = false;
+		while (s->busy < s->p.slots) {
+			unsigned free_slots = s->p.slots - s->busy;
+			uint32_t best = UINT32_MAX;
+			const struct hnode *bn = NULL;
+			uint64_t mask = s->nonempty;
+			while (mask) {
+				unsigned hid = (unsigned)__builtin_ctzll(mask);
+				mask &= mask - 1;
+				unsigned mi = hid / SLA_NCLASSES, c = hid % SLA_NCLASSES;
+				if (!s->models[mi].free_cap)
+					continue;
+				if (po->reserve && c != SLA_URGENT && free_slots <= s->p.reserve_urgent)
+					continue;
+				const struct hnode *hn = &s->heaps[hid].a[0];
+				if (!bn || node_before(hn, bn)) {
+					bn = hn;
+					best = hn->idx;
+				}
+			}
+			if (po->preempt && s->nheld > s->busy) {
+				uint32_t p = best_paused(s);
+				if (p != UINT32_MAX && (best == UINT32_MAX || entry_before(&s->pool[p], &s->pool[best]))) {
+					resume(s, p);
+					continue;
+				}
+			}
+			if (best == UINT32_MAX)
+				break;
+			struct entry *e = &s->pool[best];
+			if (po->admit && s->now_us + own_est(s, e) > e->deadline_us) {
+				heap_remove(s, best);
+				refuse_accepted(s, best, SCHED_REFUSE_DEADLINE_INFEASIBLE);
+				continue;
+			}
+			start(s, best);
+		}
+		if (po->preempt && s->busy >= s->p.slots && try_preempt(s))
+			s->repump = true;
+	} while (s->repump);
+	s->pumping = false;
+}
+
+/* --- arrival admission ---------------------------------------------------------- */
+
+/* EWMA work (us) queued ahead of a request with deadline d: whole heaps whose
+ * latest deadline is <= d, a linear share of heaps straddling d. */
+static uint64_t work_ahead_us(const struct sched *s, uint64_t d)
+{
+	uint64_t w = 0;
+	uint64_t mask = s->nonempty;
+	while (mask) {
+		unsigned hid = (unsigned)__builtin_ctzll(mask);
+		mask &= mask - 1;
+		const struct heap *h = &s->heaps[hid];
+		uint64_t lo = s->pool[h->a[0].idx].deadline_us;
+		if (lo > d)
+			continue;
+		if (h->max_deadline_us <= d || h->max_deadline_us == lo)
+			w += h->work_us;
+		else
+			w += (uint64_t)((double)h->work_us * (double)(d - lo) / (double)(h->max_deadline_us - lo));
+	}
+	return w;
+}
+
+/* Predicted wait for a slot of a new request e (not yet queued). */
+static uint64_t wait_est_us(const struct sched *s, const struct entry *e)
+{
+	bool skip_batch = ops(s)->preempt && e->cls == SLA_URGENT;
+	uint64_t ahead = work_ahead_us(s, e->deadline_us);
+	if (!ahead && s->busy < s->p.slots)
+		return 0;
+	uint64_t run = 0, soonest = UINT64_MAX;
+	for (uint32_t i = 0; i < s->nheld; i++) {
+		const struct entry *r = &s->pool[s->held[i]];
+		if (skip_batch && r->cls == SLA_BATCH)
+			continue;
+		uint64_t rem = r->state == ST_PAUSED ? 0 : remaining_us(s, r);
+		run += rem;
+		if (rem < soonest)
+			soonest = rem;
+	}
+	uint64_t w = (ahead + run) / s->p.slots;
+	if (s->busy >= s->p.slots && soonest != UINT64_MAX && w < soonest)
+		w = soonest;
+	return w;
+}
+
+/* --- public API -------------------------------------------------------------------- */
+
+void sched_params_default(struct sched_params *p, unsigned ncpu)
+{
+	memset(p, 0, sizeof(*p));
+	p->policy = SCHED_EDF_ADMIT;
+	p->slots = ncpu < 1 ? 1 : ncpu > CONFIG_SCHED_MAX_SLOTS ? CONFIG_SCHED_MAX_SLOTS : ncpu;
+	p->reserve_urgent = p->slots > 1 ? 1 : 0;
+	for (int c = 0; c < SLA_NCLASSES; c++)
+		p->queue_cap[c] = CONFIG_SCHED_MAX_QUEUED;
+}
+
+static int params_check(const struct sched_params *p)
+{
+	if ((unsigned)p->policy >= SCHED_NPOLICIES) {
+		LOG_ERR("event=bad_params policy=%d", (int)p->policy);
+		return -EINVAL;
+	}
+	if (p->slots < 1 || p->slots > CONFIG_SCHED_MAX_SLOTS) {
+		LOG_ERR("event=bad_params slots=%u max=%d", p->slots, CONFIG_SCHED_MAX_SLOTS);
+		return -EINVAL;
+	}
+	if (p->reserve_urgent >= p->slots && p->policy == SCHED_EDF_RESERVE) {
+		LOG_ERR("event=bad_params reserve_urgent=%u slots=%u", p->reserve_urgent, p->slots);
+		return -EINVAL;
+	}
+	for (int c = 0; c < SLA_NCLASSES; c++) {
+		if (p->queue_cap[c] < 1 || p->queue_cap[c] > CONFIG_SCHED_MAX_QUEUED) {
+			LOG_ERR("event=bad_params class=%s queue_cap=%u", class_names[c], p->queue_cap[c]);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+struct sched *sched_create(const struct sched_params *p, const struct sched_callbacks *cb)
+{
+	if (!p || !cb || !cb->dispatch || !cb->refuse || params_check(p) < 0)
+		return NULL;
+	struct sched *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->p = *p;
+	s->cb = *cb;
+	s->fifo = !policy_ops[p->policy].edf;
+	s->models = calloc(SCHED_MAX_MODELS, sizeof(*s->models));
+	s->pool = calloc(POOL_SIZE, sizeof(*s->pool));
+	s->free_idx = calloc(POOL_SIZE, sizeof(*s->free_idx));
+	s->pos = calloc(POOL_SIZE, sizeof(*s->pos));
+	s->held = calloc(MAX_HELD, sizeof(*s->held));
+	if (!s->models || !s->pool || !s->free_idx || !s->held || !s->pos)
+		goto errout;
+	/* Pop order: lowest index first (keeps the hot part of the pool small). */
+	for (uint32_t i = 0; i < POOL_SIZE; i++)
+		s->free_idx[i] = POOL_SIZE - 1 - i;
+	s->nfree = POOL_SIZE;
+	LOG_INF("event=created policy=%s slots=%u reserve_urgent=%u pool=%d", policy_names[p->policy], p->slots,
+		p->reserve_urgent, POOL_SIZE);
+	return s;
+errout:
+	sched_destroy(s);
+	return NULL;
+}
+
+void sched_destroy(struct sched *s)
+{
+	if (!s)
+		return;
+	for (int h = 0; h < NHEAPS; h++)
+		free(s->heaps[h].a);
+	free(s->held);
+	free(s->free_idx);
+	free(s->pos);
+	free(s->pool);
+	free(s->models);
+	free(s);
+}
+
+static inline void set_now(struct sched *s, uint64_t now_us)
+{
+	if (now_us > s->now_us)
+		s->now_us = now_us;
+}
+
+int sched_set_slots(struct sched *s, unsigned slots, uint64_t now_us)
+{
+	if (slots < 1 || slots > CONFIG_SCHED_MAX_SLOTS)
+		return -EINVAL;
+	if (s->p.policy == SCHED_EDF_RESERVE && s->p.reserve_urgent >= slots)
+		return -EINVAL;
+	set_now(s, now_us);
+	s->p.slots = slots;
+	pump(s);
+	return 0;
+}
+
+unsigned sched_slots(const struct sched *s) { return s->p.slots; }
+unsigned sched_slots_busy(const struct sched *s) { return s->busy; }
+enum sched_policy sched_policy(const struct sched *s) { return s->p.policy; }
+
+int sched_model_add(struct sched *s, const char *name, uint32_t initial_est_us)
+{
+	if (!name || !*name || strlen(name) >= DEPLOY_NAME_MAX)
+		return -EINVAL;
+	int found = sched_model_find(s, name);
+	if (found >= 0)
+		return found;
+	if (s->nmodels >= SCHED_MAX_MODELS)
+		return -ENOSPC;
+	unsigned mi = s->nmodels;
+	for (unsigned c = 0; c < SLA_NCLASSES; c++) {
+		struct heap *h = &s->heaps[heap_id(mi, c)];
+		/* Retried requests re-enter the heap past the cap: room for every held one. */
+		h->cap = s->p.queue_cap[c] + MAX_HELD;
+		h->a = calloc(h->cap, sizeof(*h->a));
+		if (!h->a)
+			return -ENOMEM;
+	}
+	struct model *m = &s->models[mi];
+	memset(m, 0, sizeof(*m));
+	strcpy(m->name, name);
+	est_init(&m->est, initial_est_us);
+	m->win_start_us = s->now_us;
+	s->nmodels++;
+	return (int)mi;
+}
+
+int sched_model_find(const struct sched *s, const char *name)
+{
+	for (unsigned i = 0; name && i < s->nmodels; i++)
+		if (!strcmp(s->models[i].name, name))
+			return (int)i;
+	return -ENOENT;
+}
+
+unsigned sched_model_count(const struct sched *s) { return s->nmodels; }
+
+const char *sched_model_name(const struct sched *s, int model)
+{
+	const struct model *m = model_get(s, model);
+	return m ? m->name : NULL;
+}
+
+int sched_replica_add(struct sched *s, int model, int idx, unsigned concurrency)
+{
+	struct replica *r = replica_get(s, model, idx);
+	if (!r || concurrency < 1)
+		return -EINVAL;
+	if (r->present)
+		return -EEXIST;
+	r->present = true;
+	r->ready = false;
+	r->draining = false;
+	r->breaker_open = false;
+	r->concurrency = concurrency;
+	if (idx >= s->models[model].rep_hi)
+		s->models[model].rep_hi = idx + 1;
+	/* inflight and paused survive a remove/add of the same index: completions
+	 * of requests dispatched before the remove are still to come. */
+	model_refresh(&s->models[model]);
+	return 0;
+}
+
+/* Refuses every queued request of model (it has no replica left). */
+static void refuse_model_queue(struct sched *s, int model, enum sched_refusal why)
+{
+	for (unsigned c = 0; c < SLA_NCLASSES; c++) {
+		struct heap *h = &s->heaps[heap_id((unsigned)model, c)];
+		while (h->n) {
+			uint32_t idx = h->a[0].idx;
+			heap_remove(s, idx);
+			refuse_accepted(s, idx, why);
+		}
+	}
+}
+
+int sched_replica_remove(struct sched *s, int model, int idx, uint64_t now_us)
+{
+	struct replica *r = replica_get(s, model, idx);
+	if (!r || !r->present)
+		return -ENOENT;
+	set_now(s, now_us);
+	r->present = false;
+	struct model *m = &s->models[model];
+	model_refresh(m);
+	bool any = false;
+	for (int i = 0; i < SCHED_MAX_REPLICAS; i++)
+		any |= m->rep[i].present;
+	if (!any)
+		refuse_model_queue(s, model, SCHED_REFUSE_NO_READY_REPLICA);
+	pump(s);
+	return 0;
+}
+
+static int replica_flag(struct sched *s, int model, bool *flag, bool v, uint64_t now_us)
+{
+	set_now(s, now_us);
+	*flag = v;
+	model_refresh(&s->models[model]);
+	pump(s);
+	return 0;
+}
+
+int sched_replica_set_ready(struct sched *s, int model, int idx, bool ready, uint64_t now_us)
+{
+	struct replica *r = replica_get(s, model, idx);
+	if (!r || !r->present)
+		return -ENOENT;
+	return replica_flag(s, model, &r->ready, ready, now_us);
+}
+
+int sched_replica_set_draining(struct sched *s, int model, int idx, bool draining, uint64_t now_us)
+{
+	struct replica *r = replica_get(s, model, idx);
+	if (!r || !r->present)
+		return -ENOENT;
+	return replica_flag(s, model, &r->draining, draining, now_us);
+}
+
+int sched_replica_set_breaker(struct sched *s, int model, int idx, bool open, uint64_t now_us)
+{
+	struct replica *r = replica_get(s, model, idx);
+	if (!r || !r->present)
+		return -ENOENT;
+	return replica_flag(s, model, &r->breaker_open, open, now_us);
+}
+
+int sched_replica_set_concurrency(struct sched *s, int model, int idx, unsigned concurrency, uint64_t now_us)
+{
+	struct replica *r = replica_get(s, model, idx);
+	if (!r || !r->present)
+		return -ENOENT;
+	if (concurrency < 1)
+		return -EINVAL;
+	set_now(s, now_us);
+	r->concurrency = concurrency;
+	model_refresh(&s->models[model]);
+	pump(s);
+	return 0;
+}
+
+int sched_replica_get(const struct sched *s, int model, int idx, struct sched_replica_info *out)
+{
+	const struct replica *r = replica_get(s, model, idx);
+	if (!r || (!r->present && !r->inflight))
+		return -ENOENT;
+	*out = (struct sched_replica_info){
+		.present = r->present,
+		.ready = r->ready,
+		.draining = r->draining,
+		.breaker_open = r->breaker_open,
+		.paused = r->paused,
+		.concurrency = r->concurrency,
+		.inflight = r->inflight,
+		.dispatched = r->dispatched,
+	};
+	return 0;
+}
+
+unsigned sched_model_ready_replicas(const struct sched *s, int model)
+{
+	const struct model *m = model_get(s, model);
+	return m ? m->usable_ready : 0;
+}
+
+int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, uint64_t *id_out,
+		 enum sched_refusal *reason_out)
+{
+	struct model *m = model_get(s, r->model);
+	if (!m || (unsigned)r->cls >= SLA_NCLASSES || r->deadline_us <= now_us)
+		return -EINVAL;
+	set_now(s, now_us);
+	unsigned c = (unsigned)r->cls;
+	enum sched_refusal why = SCHED_REFUSE_NONE;
+	BOTH(m, c, offered, ++);
+	if (!m->usable_ready)
+		why = SCHED_REFUSE_NO_READY_REPLICA;
+	else if (!m->usable)
+		why = SCHED_REFUSE_BREAKER_OPEN;
+	else if (m->cum.cls[c].queued >= s->p.queue_cap[c] || s->queued_total >= CONFIG_SCHED_MAX_QUEUED ||
+		 !s->nfree)
+		why = SCHED_REFUSE_QUEUE_FULL;
+	if (why)
+		goto refused;
+
+	uint32_t idx = s->free_idx[--s->nfree];
+	struct entry *e = &s->pool[idx];
+	if (++e->gen == 0)
+		e->gen = 1;
+	e->deadline_us = r->deadline_us;
+	e->arrival_us = s->now_us;
+	e->dispatch_us = 0;
+	e->paused_total_us = 0;
+	e->ctx = r->ctx;
+	e->seq = s->seq++;
+	e->fifo_key = s->arrivals++;
+	e->hint_us = r->cost_hint_us;
+	e->work_us = r->cost_hint_us ? r->cost_hint_us : m->est.ewma_us;
+	e->model = (uint8_t)r->model;
+	e->cls = (uint8_t)c;
+	e->attempt = 0;
+	e->replica = -1;
+	e->last_replica = -1;
+
+	if (ops(s)->admit && s->now_us + wait_est_us(s, e) + own_est(s, e) > e->deadline_us) {
+		entry_free(s, idx);
+		why = SCHED_REFUSE_DEADLINE_INFEASIBLE;
+		goto refused;
+	}
+	heap_push(s, idx);
+	m->cum.cls[c].queued++;
+	if (id_out)
+		*id_out = ((uint64_t)e->gen << 32) | idx;
+	if (reason_out)
+		*reason_out = SCHED_REFUSE_NONE;
+	pump(s);
+	return 0;
+
+refused:
+	BOTH(m, c, refused[why], ++);
+	if (reason_out)
+		*reason_out = why;
+	return -EAGAIN;
+}
+
+static struct entry *entry_by_id(const struct sched *s, uint64_t id, uint32_t *idx_out)
+{
+	uint32_t idx = (uint32_t)id;
+	if (idx >= POOL_SIZE)
+		return NULL;
+	struct entry *e = &s->pool[idx];
+	if (e->state == ST_FREE || e->gen != (uint32_t)(id >> 32))
+		return NULL;
+	*idx_out = idx;
+	return e;
+}
+
+/* Takes a running/paused entry off its replica and slot. */
+static void release(struct sched *s, uint32_t idx)
+{
+	struct entry *e = &s->pool[idx];
+	struct model *m = &s->models[e->model];
+	struct replica *rp = &m->rep[e->replica];
+	bool was_paused = e->state == ST_PAUSED;
+	if (was_paused) {
+		e->paused_total_us += s->now_us - e->paused_at_us;
+		rp->paused = false;
+	} else {
+		s->busy--;
+	}
+	if (rp->inflight)
+		rp->inflight--;
+	if (was_paused)
+		model_refresh(m);
+	else if (replica_usable(rp) && rp->inflight < rp->concurrency)
+		m->free_cap++;
+	held_remove(s, idx);
+	m->cum.cls[e->cls].running--;
+}
+
+int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uint64_t service_us, uint64_t now_us)
+{
+	uint32_t idx;
+	struct entry *e = entry_by_id(s, id, &idx);
+	if (!e || (e->state != ST_RUNNING && e->state != ST_PAUSED))
+		return -ENOENT;
+	set_now(s, now_us);
+	struct model *m = &s->models[e->model];
+	unsigned c = e->cls;
+	release(s, idx);
+	if (outcome == SCHED_DONE_RETRY && e->attempt < SCHED_MAX_RETRIES && s->now_us < e->deadline_us) {
+		e->attempt++;
+		e->last_replica = e->replica;
+		e->replica = -1;
+		BOTH(m, c, retries, ++);
+		heap_push(s, idx);
+		m->cum.cls[c].queued++;
+		pump(s);
+		return 0;
+	}
+	if (outcome == SCHED_DONE_OK) {
+		uint64_t active = service_us > e->paused_total_us ? service_us - e->paused_total_us : service_us;
+		if (service_us) {
+			est_add(&m->est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
+			BOTH(m, c, service_sum_us, += active);
+			m->win_busy_us += active;
+		}
+		if (s->now_us <= e->deadline_us)
+			BOTH(m, c, on_time, ++);
+		else
+			BOTH(m, c, late, ++);
+		count_latency(m, c, s->now_us - e->arrival_us);
+	} else {
+		BOTH(m, c, failed, ++);
+	}
+	entry_free(s, idx);
+	pump(s);
+	return 0;
+}
+
+int sched_cancel(struct sched *s, uint64_t id, uint64_t now_us)
+{
+	uint32_t idx;
+	struct entry *e = entry_by_id(s, id, &idx);
+	if (!e)
+		return -ENOENT;
+	set_now(s, now_us);
+	struct model *m = &s->models[e->model];
+	if (e->state == ST_QUEUED) {
+		heap_remove(s, idx);
+		m->cum.cls[e->cls].queued--;
+	} else {
+		release(s, idx);
+	}
+	BOTH(m, e->cls, cancelled, ++);
+	entry_free(s, idx);
+	pump(s);
+	return 0;
+}
+
+/* When the head of heap hid must be refused: admit policies refuse once it
+ * cannot finish in time; a model without usable replicas, once its deadline
+ * passed (every policy). UINT64_MAX: never. */
+static uint64_t head_due_us(const struct sched *s, unsigned hid)
+{
+	const struct heap *h = &s->heaps[hid];
+	const struct entry *e = &s->pool[h->a[0].idx];
+	const struct model *m = &s->models[hid / SLA_NCLASSES];
+	if (ops(s)->admit) {
+		uint64_t own = own_est(s, e);
+		return e->deadline_us > own ? e->deadline_us - own : 0;
+	}
+	if (!m->usable)
+		return e->deadline_us;
+	return UINT64_MAX;
+}
+
+uint64_t sched_next_due_us(const struct sched *s)
+{
+	uint64_t due = UINT64_MAX;
+	uint64_t mask = s->nonempty;
+	while (mask) {
+		unsigned hid = (unsigned)__builtin_ctzll(mask);
+		mask &= mask - 1;
+		uint64_t d = head_due_us(s, hid);
+		if (d < due)
+			due = d;
+	}
+	/* Strictly after the moment it becomes infeasible. */
+	return due == UINT64_MAX ? due : due + 1;
+}
+
+void sched_tick(struct sched *s, uint64_t now_us)
+{
+	set_now(s, now_us);
+	uint64_t mask = s->nonempty;
+	while (mask) {
+		unsigned hid = (unsigned)__builtin_ctzll(mask);
+		mask &= mask - 1;
+		struct heap *h = &s->heaps[hid];
+		const struct model *m = &s->models[hid / SLA_NCLASSES];
+		while (h->n) {
+			uint32_t idx = h->a[0].idx;
+			uint64_t due = head_due_us(s, hid);
+			if (due == UINT64_MAX || s->now_us <= due)
+				break;
+			enum sched_refusal why = !m->usable_ready ? SCHED_REFUSE_NO_READY_REPLICA :
+						 !m->usable ? SCHED_REFUSE_BREAKER_OPEN :
+							      SCHED_REFUSE_DEADLINE_INFEASIBLE;
+			heap_remove(s, idx);
+			refuse_accepted(s, idx, why);
+		}
+	}
+	pump(s);
+}
+
+uint32_t sched_estimate_us(const struct sched *s, int model)
+{
+	const struct model *m = model_get(s, model);
+	return m ? m->est.est_us : 0;
+}
+
+uint32_t sched_ewma_us(const struct sched *s, int model)
+{
+	const struct model *m = model_get(s, model);
+	return m ? m->est.ewma_us : 0;
+}
+
+uint32_t sched_backlog_ms(const struct sched *s, uint64_t now_us)
+{
+	uint64_t w = 0;
+	for (unsigned h = 0; h < NHEAPS; h++)
+		w += s->heaps[h].work_us;
+	for (uint32_t i = 0; i < s->nheld; i++) {
+		const struct entry *e = &s->pool[s->held[i]];
+		uint64_t est = e->hint_us ? e->hint_us : s->models[e->model].est.ewma_us;
+		uint64_t end = e->dispatch_us + est;
+		w += end > now_us ? end - now_us : 0;
+	}
+	uint64_t ms = w / s->p.slots / 1000;
+	return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+double sched_compliance(const struct sched_class_stats *st)
+{
+	uint64_t decided = st->on_time + st->late + st->failed + sched_refused_total(st) + st->cancelled;
+	return decided ? (double)st->on_time / (double)decided : 1.0;
+}
+
+uint64_t sched_refused_total(const struct sched_class_stats *st)
+{
+	uint64_t n = 0;
+	for (int r = 1; r < SCHED_NREFUSALS; r++)
+		n += st->refused[r];
+	return n;
+}
+
+int sched_model_stats(const struct sched *s, int model, struct sched_model_stats *out)
+{
+	const struct model *m = model_get(s, model);
+	if (!m)
+		return -ENOENT;
+	*out = m->cum;
+	return 0;
+}
+
+int sched_window_take(struct sched *s, int model, uint64_t now_us, struct sched_window *out)
+{
+	struct model *m = model_get(s, model);
+	if (!m)
+		return -ENOENT;
+	set_now(s, now_us);
+	memset(out, 0, sizeof(*out));
+	out->start_us = m->win_start_us;
+	out->end_us = s->now_us;
+	out->st = m->win;
+	for (int c = 0; c < SLA_NCLASSES; c++) {
+		out->st.cls[c].queued = m->cum.cls[c].queued;
+		out->st.cls[c].running = m->cum.cls[c].running;
+	}
+	out->busy_us = m->win_busy_us;
+	out->est_us = m->est.est_us;
+	out->ewma_us = m->est.ewma_us;
+	out->replicas_ready = m->usable_ready;
+	for (int i = 0; i < SCHED_MAX_REPLICAS; i++) {
+		const struct replica *r = &m->rep[i];
+		out->replicas_present += r->present;
+		if (r->present && r->ready && !r->draining)
+			out->concurrency_total += r->concurrency;
+	}
+	memset(&m->win, 0, sizeof(m->win));
+	m->win_busy_us = 0;
+	m->win_start_us = s->now_us;
+	return 0;
+}
