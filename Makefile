@@ -159,6 +159,11 @@ cross-arm64:
 integration: all
 	$(Q)scripts/integration.sh $(O)
 
+# The reference inference worker runs in test containers on this host: host gcc, static.
+$(O)/worker: tests/fixtures/worker/worker.c
+	$(quiet) HOSTCC $@
+	$(Q)scripts/build-worker-image.sh $(O) >/dev/null
+
 # --- fuzzing (libFuzzer, clang) ------------------------------------------
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_O := $(O)/fuzz
