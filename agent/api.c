@@ -660,6 +660,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	ctx_put(a, c);
 }
 
+__attribute__((format(printf, 2, 0)))
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[256];
