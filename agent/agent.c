@@ -2,11 +2,25 @@
 #include "agent/agent.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "agent/chaos.h"
+#include "agent/deploy.h"
+#include "agent/events.h"
 #include "agent/log.h"
 #include "agent/loop.h"
+#include "agent/metrics.h"
+#include "agent/store.h"
+#include "agent/suptarget.h"
+#include "agent/supervisor.h"
+#include "agent/sync.h"
+#include "agent/telemetry.h"
+#include "hal/clock.h"
+#include "hal/engine.h"
+#include "hal/invoke.h"
 #include "hal/watchdog.h"
 
 #define LOG_TAG "agent"
@@ -17,7 +31,189 @@ struct agent {
 	struct loop_timer watchdog_timer;
 	bool hw_watchdog;
 	uint64_t sd_watchdog_us;
+
+	/* --- supervision: engine, replicas, probes, metrics, chaos --- */
+	struct events *events;           /* shared sink of notable events */
+	struct hal_engine *engine;
+	struct hal_invoke *invoke;       /* probes (and, later, dispatch) */
+	struct supervisor *sup;
+	struct metrics *metrics;
+	struct chaos *chaos;
+
+	/* --- store, telemetry and MQTT sync --- */
+	struct store *store;
+	struct telemetry *telemetry;
+	struct suptarget *target;        /* the commands' view of the supervisor */
+	struct sync *sync;
 };
+
+/* --- store, telemetry and MQTT sync ------------------------------------- */
+
+/* Reads the deployments file (the fallback desired state when the store has
+ * none); NULL when unset or unreadable (logged). Caller frees. */
+static char *read_deployments_file(const char *path)
+{
+	if (!path[0])
+		return NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		LOG_WRN("event=deployments_file_unreadable path=%s err=%s", path, strerror(errno));
+		return NULL;
+	}
+	char *buf = malloc(CONFIG_CONFIG_MAX_BYTES + 1);
+	size_t n = buf ? fread(buf, 1, CONFIG_CONFIG_MAX_BYTES + 1, f) : 0;
+	fclose(f);
+	if (!buf || n > CONFIG_CONFIG_MAX_BYTES) {
+		LOG_WRN("event=deployments_file_too_large path=%s max=%d", path, CONFIG_CONFIG_MAX_BYTES);
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+static void on_event(void *arg, const struct event *ev)
+{
+	char buf[EVENTS_DETAIL_MAX + 256];
+	int n = snprintf(buf, sizeof(buf), "{\"event\":\"%s\",\"detail\":%s}", ev->type,
+			 ev->detail[0] ? ev->detail : "{}");
+	if (n > 0 && (size_t)n < sizeof(buf) && telemetry_event(arg, buf, (size_t)n) != 0)
+		LOG_WRN("event=event_not_stored type=%s", ev->type);
+}
+
+static int sync_start(struct agent *a, const struct berth_config *cfg)
+{
+	char path[CONFIG_STR_MAX + 16];
+	if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
+		LOG_ERR("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(errno));
+		return -errno;
+	}
+	snprintf(path, sizeof(path), "%s/berth.db", cfg->data_dir);
+	struct store_opts so = {
+		.path = path,
+		.budget_kb = (uint32_t)cfg->telemetry.disk_budget_kb,
+		.sync_full = strcmp(cfg->telemetry.synchronous, "full") == 0,
+	};
+	int rc = store_open(&so, &a->store);
+	if (rc) {
+		LOG_ERR("event=store_open_failed path=%s err=%s", path, strerror(-rc));
+		return rc;
+	}
+	a->target = suptarget_create(a->sup, a->chaos);
+	if (!a->target)
+		return -ENOMEM;
+	a->sync = sync_create(a->loop, a->store, cfg, &suptarget_ops, a->target);
+	if (!a->sync)
+		return -ENOMEM;
+	struct telemetry_opts to = {
+		.data_dir = cfg->data_dir,
+		.interval_ms = (uint32_t)cfg->telemetry.interval_ms,
+		.after_tick = sync_kick,
+		.arg = a->sync,
+	};
+	a->telemetry = telemetry_create(a->loop, a->store, &to);
+	if (!a->telemetry)
+		return -ENOMEM;
+	if ((rc = telemetry_register(a->telemetry, "uplink", sync_telemetry_source, a->sync)) ||
+	    (rc = telemetry_register(a->telemetry, "deployments", suptarget_telemetry_source, a->target)))
+		return rc;
+	/* Notable events (crash loops, migration_needed, ...) go to the outbox. */
+	events_set_sink(a->events, on_event, a->telemetry);
+	/* Offline autonomy: the last persisted desired state, else the file. */
+	char *fallback = read_deployments_file(cfg->deployments_file);
+	rc = sync_boot(a->sync, fallback);
+	free(fallback);
+	if (rc && rc != -ENOENT)
+		LOG_WRN("event=no_desired_state err=%s", strerror(-rc));
+	return 0;
+}
+
+static void sync_stop(struct agent *a)
+{
+	if (a->events)
+		events_set_sink(a->events, NULL, NULL); /* the telemetry goes first */
+	telemetry_destroy(a->telemetry);
+	sync_destroy(a->sync);
+	suptarget_destroy(a->target);
+	store_close(a->store);
+}
+
+#define AGENT_EVENTS_RING 64
+#define AGENT_INVOKE_MAX_INFLIGHT 256
+
+/* --- supervision ----------------------------------------------------------- */
+
+/* Loads the deployments file (when configured) and makes it the desired
+ * state. A bad file changes nothing: running containers are left alone. */
+static int supervision_load(struct agent *a, const struct berth_config *cfg)
+{
+	if (!cfg->deployments_file[0])
+		return 0;
+	struct deploy_set *set = malloc(sizeof(*set));
+	if (!set)
+		return -ENOMEM;
+	struct deploy_error err;
+	int rc = deploy_load(cfg->deployments_file, set, &err);
+	if (rc == 0) {
+		rc = supervisor_apply(a->sup, set);
+	} else {
+		char msg[512];
+		deploy_error_format(&err, msg, sizeof(msg));
+		LOG_ERR("event=deployments_invalid file=%s reason=\"%s\"", cfg->deployments_file, msg);
+	}
+	free(set);
+	return rc;
+}
+
+static int supervision_create(struct agent *a, const struct berth_config *cfg)
+{
+	a->events = events_create(AGENT_EVENTS_RING);
+	a->engine = hal_engine_create(a->loop, cfg->engine.socket, (unsigned)cfg->engine.timeout_ms);
+	a->invoke = hal_invoke_create(a->loop, AGENT_INVOKE_MAX_INFLIGHT);
+	if (!a->events || !a->engine || !a->invoke)
+		return -ENOMEM;
+	struct sup_config sc = {
+		.migrate_after_failures = (unsigned)cfg->supervisor.migrate_after_failures,
+		.seed = (uint64_t)hal_clock_wall_ms() ^ hal_clock_now_us(),
+		.events = a->events,
+	};
+	snprintf(sc.device_id, sizeof(sc.device_id), "%s", cfg->device_id);
+	a->sup = supervisor_create(a->loop, a->engine, a->invoke, &sc);
+	if (!a->sup)
+		return -ENOMEM;
+	a->metrics = metrics_create(a->loop, a->sup, cfg->data_dir, (unsigned)cfg->telemetry.interval_ms);
+	a->chaos = chaos_create(a->loop, a->sup);
+	if (!a->metrics || !a->chaos)
+		return -ENOMEM;
+	int rc = supervisor_start(a->sup);
+	if (rc < 0)
+		return rc;
+	if ((rc = metrics_start(a->metrics)) < 0)
+		return rc;
+	if (cfg->chaos.deployment[0]) { /* duration 0: until berthd stops */
+		struct chaos_config cc = {
+			.interval_ms = (unsigned)cfg->chaos.interval_s * 1000u,
+			.duration_ms = (unsigned)cfg->chaos.duration_s * 1000u,
+			.min_running = (unsigned)cfg->chaos.min_running,
+		};
+		snprintf(cc.deployment, sizeof(cc.deployment), "%.*s", (int)sizeof(cc.deployment) - 1, cfg->chaos.deployment);
+		rc = chaos_start(a->chaos, &cc);
+		if (rc < 0)
+			LOG_WRN("event=chaos_not_started err=%s", strerror(-rc));
+	}
+	return 0;
+}
+
+/* The engine goes before the supervisor is freed: its calls in flight point into it. */
+static void supervision_destroy(struct agent *a)
+{
+	chaos_destroy(a->chaos);
+	metrics_destroy(a->metrics);
+	supervisor_destroy(a->sup);
+	hal_engine_destroy(a->engine);
+	hal_invoke_destroy(a->invoke);
+	events_destroy(a->events);
+}
 
 static void on_watchdog(void *arg)
 {
@@ -55,6 +251,14 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 	if (period_us && loop_timer_start_us(l, &a->watchdog_timer, 0, period_us) < 0)
 		goto errout;
 
+	int src = supervision_create(a, cfg);
+	if (src < 0) {
+		LOG_ERR("event=supervision_failed err=%s", strerror(-src));
+		goto errout;
+	}
+	if (sync_start(a, cfg) < 0)
+		goto errout;
+
 	LOG_INF("event=started device=%s data_dir=%s", cfg->device_id, cfg->data_dir);
 	return a;
 
@@ -70,6 +274,13 @@ int agent_reload(struct agent *a, const struct berth_config *cfg)
 		log_set_level((enum log_level)lvl);
 	if (strcmp(cfg->device_id, a->cfg.device_id) || strcmp(cfg->data_dir, a->cfg.data_dir))
 		LOG_WRN("event=reload_needs_restart keys=device_id,data_dir");
+
+	/* --- supervision: the deployments file is read again --- */
+	snprintf(a->cfg.deployments_file, sizeof(a->cfg.deployments_file), "%s", cfg->deployments_file);
+	if (!sync_has_console_state(a->sync))
+		(void)supervision_load(a, cfg);
+	else
+		LOG_INF("event=deployments_file_ignored reason=console_desired_state");
 	LOG_INF("event=reloaded log_level=%s", log_level_name(log_get_level()));
 	return 0;
 }
@@ -78,7 +289,9 @@ void agent_destroy(struct agent *a)
 {
 	if (!a)
 		return;
+	sync_stop(a);
 	loop_timer_stop(a->loop, &a->watchdog_timer);
+	supervision_destroy(a);
 	if (a->hw_watchdog)
 		hal_watchdog_close();
 	free(a);

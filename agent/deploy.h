@@ -65,4 +65,40 @@ struct deploy_error {
 	char message[192];
 };
 
+/* Parses and validates a deployments document {"version":N,"deployments":[...]}
+ * (len bytes of text, need not be NUL-terminated) into set, filling defaults
+ * for absent fields (docs/deployments.md lists them) and each spec_hash.
+ * Returns 0, or -EINVAL with err naming the deployment and field. Pure: no
+ * I/O, no global state; set is unspecified on error. berthd (deployments
+ * file, MQTT) and berthctl use this same function. */
+int deploy_parse(const char *text, size_t len, struct deploy_set *set, struct deploy_error *err)
+	__attribute__((warn_unused_result));
+
+/* Reads path (at most CONFIG_CONFIG_MAX_BYTES) and parses it. Returns 0,
+ * -errno when it cannot be read (-EFBIG too large), -EINVAL on bad content;
+ * err is filled on every error. */
+int deploy_load(const char *path, struct deploy_set *set, struct deploy_error *err)
+	__attribute__((warn_unused_result));
+
+/* "deployment 'NAME': FIELD: MESSAGE" (parts left out when empty). */
+void deploy_error_format(const struct deploy_error *err, char *buf, size_t len);
+
+/* FNV-1a (64 bit) over the fields that shape a replica's container: name,
+ * image, cmd, env, resources, inference port and concurrency. Replica
+ * counts, probes, SLA and restart settings are left out: changing them
+ * applies in place, without replacing containers. */
+uint64_t deploy_spec_hash(const struct deploy_spec *d);
+
+/* The deployment called name in set, or NULL. */
+const struct deploy_spec *deploy_find(const struct deploy_set *set, const char *name);
+
+/* Writes d as a JSON object in the document's own format (for events such
+ * as migration_needed). Returns the length written, or -ENOSPC when buf is
+ * too small (buf then holds a truncated, NUL-terminated prefix). */
+int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len);
+
+const char *deploy_sla_class_name(enum sla_class c);
+const char *deploy_restart_name(enum restart_policy p);
+const char *deploy_probe_kind_name(enum probe_kind k);
+
 #endif

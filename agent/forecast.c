@@ -12,8 +12,9 @@
 #define LOG_TAG "forecast"
 
 #define FC_MAGIC 0x31434642u /* "BFC1" little-endian */
-#define FC_VERSION 2u
+#define FC_VERSION 3u
 #define FC_W CONFIG_FORECAST_MAE_WINDOW
+#define FC_HALF_MAX (CONFIG_FORECAST_MAX_SEASON / 36) /* first-day smoothing: +-season/36 buckets */
 #define FC_H CONFIG_FORECAST_MAX_HORIZON
 #ifndef FC_NAIVE_MARGIN
 #define FC_NAIVE_MARGIN 1.2 /* naive must be this much better to take over */
@@ -22,6 +23,7 @@
 struct pending {
 	uint64_t target;     /* bucket index the forecast is for */
 	float model, naive, chosen;
+	float slow, fast;    /* the two pre-season smoothers' forecasts */
 	uint8_t valid;
 };
 
@@ -36,12 +38,16 @@ struct forecast {
 	uint64_t cur_count;    /* requests in the open bucket */
 	uint32_t init;         /* 0: no bucket closed, 1: level set, 2: trend running */
 	double level, trend, last;
+	/* Before the seasonal term: a second, faster Holt pair beside the slow
+	 * one (level, trend); the one with the lower recent error is used. */
+	double level_fast, trend_fast;
+	uint32_t using_fast;
 	double mad;            /* EWMA of |one-step residual|: the scale for clipping */
 	uint32_t seasonal;     /* seasonal term active */
 	uint32_t hist_valid;   /* consecutive closed buckets in hist (capped at season) */
 	uint32_t using_naive;
 
-	float err_m[FC_W], err_n[FC_W];
+	float err_m[FC_W], err_n[FC_W], err_slow[FC_W], err_fast[FC_W];
 	uint32_t err_pos, err_count;
 
 	uint64_t buckets, scored, skipped;
@@ -50,6 +56,7 @@ struct forecast {
 	struct pending pend[FC_H];
 	float *seas;           /* ntab seasonal offsets, by phase */
 	float *hist;           /* ntab last bucket values, by phase */
+	float *scratch;        /* ntab, for building the first profile (not saved) */
 };
 
 static uint32_t clamp_h(uint32_t h)
@@ -65,7 +72,7 @@ struct forecast *forecast_create(const struct forecast_params *p, uint64_t now_m
 		return NULL;
 	uint32_t season = p->season_s / p->bucket_s;
 	uint32_t ntab = season <= CONFIG_FORECAST_MAX_SEASON ? season : 0;
-	struct forecast *f = calloc(1, sizeof(*f) + 2u * ntab * sizeof(float));
+	struct forecast *f = calloc(1, sizeof(*f) + 3u * ntab * sizeof(float));
 	if (!f)
 		return NULL;
 	if (!ntab)
@@ -80,6 +87,7 @@ struct forecast *forecast_create(const struct forecast_params *p, uint64_t now_m
 	f->gamma = p->gamma >= 0 && p->gamma <= 1 ? p->gamma : FORECAST_GAMMA_DEFAULT;
 	f->seas = (float *)(f + 1);
 	f->hist = f->seas + ntab;
+	f->scratch = f->hist + ntab;
 	f->cur_idx = now_ms / f->bucket_ms;
 	return f;
 }
@@ -93,9 +101,13 @@ static double model_at(const struct forecast *f, uint32_t h)
 {
 	if (f->init == 0)
 		return (double)f->cur_count;
-	double v = f->level + (double)h * f->trend;
+	double v;
 	if (f->seasonal)
-		v += f->seas[phase(f, f->cur_idx - 1 + h)];
+		v = f->level + (double)h * f->trend + f->seas[phase(f, f->cur_idx - 1 + h)];
+	else if (f->using_fast)
+		v = f->level_fast + (double)h * f->trend_fast;
+	else
+		v = f->level + (double)h * f->trend;
 	return v > 0 ? v : 0;
 }
 
@@ -107,35 +119,76 @@ static void score(struct forecast *f, uint64_t idx, double y)
 	pe->valid = 0;
 	f->err_m[f->err_pos] = (float)fabs(pe->model - y);
 	f->err_n[f->err_pos] = (float)fabs(pe->naive - y);
+	f->err_slow[f->err_pos] = (float)fabs(pe->slow - y);
+	f->err_fast[f->err_pos] = (float)fabs(pe->fast - y);
 	f->err_pos = (f->err_pos + 1) % FC_W;
 	if (f->err_count < FC_W)
 		f->err_count++;
 	f->scored++;
 	f->abs_err_model += fabs(pe->chosen - y);
 	f->abs_err_naive += fabs(pe->naive - y);
-	double sm = 0, sn = 0;
+	double sm = 0, sn = 0, ss = 0, sf = 0;
 	for (uint32_t i = 0; i < f->err_count; i++) {
 		sm += f->err_m[i];
 		sn += f->err_n[i];
+		ss += f->err_slow[i];
+		sf += f->err_fast[i];
 	}
 	f->using_naive = sm > FC_NAIVE_MARGIN * sn;
+	f->using_fast = sf < ss;
+}
+
+/* The k-th smallest of v[0..n-1] (Hoare's selection; reorders v). */
+static float select_kth(float *v, uint32_t n, uint32_t k)
+{
+	uint32_t lo = 0, hi = n - 1;
+	while (lo < hi) {
+		float pivot = v[lo + (hi - lo) / 2];
+		uint32_t i = lo, j = hi;
+		for (;;) {
+			while (v[i] < pivot)
+				i++;
+			while (v[j] > pivot)
+				j--;
+			if (i >= j)
+				break;
+			float t = v[i];
+			v[i] = v[j];
+			v[j] = t;
+			i++;
+			j--;
+		}
+		/* v[lo..j] <= pivot <= v[j+1..hi] */
+		if (k <= j)
+			hi = j;
+		else
+			lo = j + 1;
+	}
+	return v[k];
 }
 
 static void seasonal_start(struct forecast *f)
 {
+	/* One day of buckets is noisy and holds that day's bursts, which are
+	 * not a daily pattern. The profile is a circular running median over
+	 * +-season/36 buckets (it removes bursts up to that wide, where a mean
+	 * would only spread them and replay them every day after), then the
+	 * moving average of those medians over the same window (noise). */
+	uint32_t half = f->ntab / 36, w = 2 * half + 1;
+	float win[2 * FC_HALF_MAX + 1];
 	double mean = 0;
-	for (uint32_t i = 0; i < f->ntab; i++)
-		mean += f->hist[i];
+	for (uint32_t i = 0; i < f->ntab; i++) {
+		for (uint32_t k = 0; k < w; k++)
+			win[k] = f->hist[(i + f->ntab - half + k) % f->ntab];
+		f->scratch[i] = select_kth(win, w, half);
+		mean += f->scratch[i];
+	}
 	mean /= f->ntab;
-	/* One day of buckets is noisy (and may hold a burst): the profile is the
-	 * circular moving average over +-season/36 buckets, so a one-bucket
-	 * accident is not replayed every day. */
-	uint32_t half = f->ntab / 36;
 	for (uint32_t i = 0; i < f->ntab; i++) {
 		double sum = 0;
-		for (uint32_t k = 0; k <= 2 * half; k++)
-			sum += f->hist[(i + f->ntab - half + k) % f->ntab];
-		f->seas[i] = (float)(sum / (2 * half + 1) - mean);
+		for (uint32_t k = 0; k < w; k++)
+			sum += f->scratch[(i + f->ntab - half + k) % f->ntab];
+		f->seas[i] = (float)(sum / w - mean);
 	}
 	/* The trend Holt learnt inside the first day is the slope of the daily
 	 * curve, not a trend across days: start the trend afresh. */
@@ -174,8 +227,8 @@ static void update(struct forecast *f, uint64_t idx, double y_raw)
 	uint32_t p = phase(f, idx);
 	double y = f->init == 2 ? clip(f, y_raw) : y_raw;
 	if (f->init == 0) {
-		f->level = y;
-		f->trend = 0;
+		f->level = f->level_fast = y;
+		f->trend = f->trend_fast = 0;
 		f->init = 1;
 	} else if (f->seasonal) {
 		double prev = f->level;
@@ -183,13 +236,21 @@ static void update(struct forecast *f, uint64_t idx, double y_raw)
 		f->trend = f->beta * (f->level - prev) + (1 - f->beta) * f->trend;
 		f->seas[p] = (float)(f->gamma * (y - f->level) + (1 - f->gamma) * f->seas[p]);
 	} else {
-		double prev = f->level;
+		/* No seasonal term yet. A steady load wants slow smoothing; a
+		 * daily curve, which level and trend must then follow themselves,
+		 * wants fast smoothing: both run, and the one with the lower
+		 * recent error is used (see score()). The trends start at 0: the
+		 * first difference of two noisy buckets is noise, and a small beta
+		 * would carry it into the level for a long time. */
+		double prev = f->level, prev_fast = f->level_fast;
 		f->level = f->alpha * y + (1 - f->alpha) * (prev + f->trend);
+		f->level_fast = FORECAST_ALPHA_FAST * y + (1 - FORECAST_ALPHA_FAST) * (prev_fast + f->trend_fast);
 		if (f->init == 1) {
-			f->trend = f->level - prev;
 			f->init = 2;
 		} else {
 			f->trend = f->beta * (f->level - prev) + (1 - f->beta) * f->trend;
+			f->trend_fast = FORECAST_BETA_FAST * (f->level_fast - prev_fast) +
+					(1 - FORECAST_BETA_FAST) * f->trend_fast;
 		}
 	}
 	f->last = y_raw;
@@ -215,6 +276,14 @@ static void close_bucket(struct forecast *f)
 	struct pending *pe = &f->pend[(idx + f->horizon) % FC_H];
 	pe->target = idx + f->horizon;
 	pe->model = (float)model_at(f, f->horizon);
+	if (f->seasonal) {
+		pe->slow = pe->fast = pe->model;
+	} else {
+		double vs = f->level + (double)f->horizon * f->trend;
+		double vf = f->level_fast + (double)f->horizon * f->trend_fast;
+		pe->slow = (float)(vs > 0 ? vs : 0);
+		pe->fast = (float)(vf > 0 ? vf : 0);
+	}
 	pe->naive = (float)y;
 	pe->chosen = f->using_naive ? pe->naive : pe->model;
 	pe->valid = 1;
@@ -389,6 +458,9 @@ static void encode(const struct forecast *f, struct wr *w)
 	put(w, f->init, 4);
 	put_f64(w, f->level);
 	put_f64(w, f->trend);
+	put_f64(w, f->level_fast);
+	put_f64(w, f->trend_fast);
+	put(w, f->using_fast, 4);
 	put_f64(w, f->last);
 	put_f64(w, f->mad);
 	put(w, f->seasonal, 4);
@@ -399,6 +471,8 @@ static void encode(const struct forecast *f, struct wr *w)
 	for (unsigned i = 0; i < FC_W; i++) {
 		put_f32(w, f->err_m[i]);
 		put_f32(w, f->err_n[i]);
+		put_f32(w, f->err_slow[i]);
+		put_f32(w, f->err_fast[i]);
 	}
 	put(w, f->buckets, 8);
 	put(w, f->scored, 8);
@@ -410,6 +484,8 @@ static void encode(const struct forecast *f, struct wr *w)
 		put_f32(w, f->pend[i].model);
 		put_f32(w, f->pend[i].naive);
 		put_f32(w, f->pend[i].chosen);
+		put_f32(w, f->pend[i].slow);
+		put_f32(w, f->pend[i].fast);
 		put(w, f->pend[i].valid, 1);
 	}
 	for (unsigned i = 0; i < f->ntab; i++) {
@@ -464,6 +540,9 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 	t->init = (uint32_t)get(&r, 4);
 	t->level = get_f64(&r);
 	t->trend = get_f64(&r);
+	t->level_fast = get_f64(&r);
+	t->trend_fast = get_f64(&r);
+	t->using_fast = (uint32_t)get(&r, 4);
 	t->last = get_f64(&r);
 	t->mad = get_f64(&r);
 	t->seasonal = (uint32_t)get(&r, 4);
@@ -474,6 +553,8 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 	for (unsigned i = 0; i < FC_W; i++) {
 		t->err_m[i] = get_f32(&r);
 		t->err_n[i] = get_f32(&r);
+		t->err_slow[i] = get_f32(&r);
+		t->err_fast[i] = get_f32(&r);
 	}
 	t->buckets = get(&r, 8);
 	t->scored = get(&r, 8);
@@ -485,6 +566,8 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 		t->pend[i].model = get_f32(&r);
 		t->pend[i].naive = get_f32(&r);
 		t->pend[i].chosen = get_f32(&r);
+		t->pend[i].slow = get_f32(&r);
+		t->pend[i].fast = get_f32(&r);
 		t->pend[i].valid = (uint8_t)get(&r, 1);
 	}
 	for (unsigned i = 0; i < t->ntab; i++) {
@@ -494,14 +577,16 @@ int forecast_load(struct forecast *f, const uint8_t *buf, size_t len)
 	int err = 0;
 	if (r.bad || r.n != r.len || t->init > 2 || t->seasonal > 1 || t->err_pos >= FC_W ||
 	    t->err_count > FC_W || t->hist_valid > t->ntab || (t->seasonal && !t->ntab) ||
-	    !isfinite(t->level) || !isfinite(t->trend) || !(t->alpha > 0 && t->alpha <= 1) ||
+	    !isfinite(t->level) || !isfinite(t->trend) || !isfinite(t->level_fast) ||
+	    !isfinite(t->trend_fast) || t->using_fast > 1 || !(t->alpha > 0 && t->alpha <= 1) ||
 	    !(t->beta >= 0 && t->beta <= 1) || !(t->gamma >= 0 && t->gamma <= 1))
 		err = -EINVAL;
 	if (!err) {
-		float *seas = f->seas, *hist = f->hist;
+		float *seas = f->seas, *hist = f->hist, *scratch = f->scratch;
 		memcpy(f, t, sizeof(*f));
 		f->seas = seas;
 		f->hist = hist;
+		f->scratch = scratch;
 		memcpy(f->seas, t->seas, t->ntab * sizeof(float));
 		memcpy(f->hist, t->hist, t->ntab * sizeof(float));
 	}

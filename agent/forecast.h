@@ -9,7 +9,15 @@
  * Requests are counted in buckets of bucket_s seconds. Each closed bucket
  * updates additive Holt smoothing (level and trend); once one full season
  * (a day: 86400 / bucket_s buckets) of history exists, a seasonal term is
- * initialised from it and the model becomes additive Holt-Winters.
+ * initialised from it and the model becomes additive Holt-Winters. Until
+ * then (and for good when the season does not fit) a second, faster Holt
+ * pair (FORECAST_*_FAST) runs beside the one with alpha and beta: a steady
+ * load is forecast best by the slow one, a daily curve that level and trend
+ * must follow by themselves by the fast one; the one with the lower mean
+ * absolute error over the last CONFIG_FORECAST_MAE_WINDOW scored buckets is
+ * the model. Trends start at 0. The first season's profile is a running
+ * median, then a moving average, over +-season/36 buckets of that day, so
+ * its bursts are not replayed every day.
  *
  * Every closed bucket also scores the forecasts made h buckets earlier
  * (h = the scoring horizon): the smoothed model's and the naive one's (the
@@ -46,6 +54,9 @@ struct forecast_params {
 #define FORECAST_ALPHA_DEFAULT 0.2
 #define FORECAST_BETA_DEFAULT 0.02
 #define FORECAST_GAMMA_DEFAULT 0.1
+/* The faster level and trend smoothing, before the seasonal term is active. */
+#define FORECAST_ALPHA_FAST 0.5
+#define FORECAST_BETA_FAST 0.1
 
 /* Running figures, for telemetry and the simulator. */
 struct forecast_stats {

@@ -7,27 +7,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/autoscale.h"
+#include "agent/config.h"
+#include "agent/forecast.h"
 #include "agent/log.h"
 #include "agent/sched.h"
 #include "agent/version.h"
 #include "hal/clock.h"
 #include "ports/sim/sim.h"
-#include "ports/sim/sim_autoscale.h"
 
 /*
  * Discrete-event replay. Events: arrivals (from the trace, times divided by
  * --speedup), completions (a request's true service time is the trace's
  * cost_ms; the scheduler only learns it when --oracle-cost is given, or
  * after the fact through sched_complete), and scheduler ticks
- * (sched_next_due_us). Periodic hooks (struct sim_hook) run at fixed virtual
- * intervals; controllers such as an autoscaler plug in there. The virtual
- * clock of the sim port (sim_clock_set_us) follows the event time, so every
- * module reading hal_clock_now_us sees the replay's time.
+ * (sched_next_due_us), and replicas becoming ready. Periodic hooks (struct
+ * sim_hook) run at fixed virtual intervals; controllers plug in there. The
+ * virtual clock of the sim port (sim_clock_set_us) follows the event time, so
+ * every module reading hal_clock_now_us sees the replay's time.
+ *
+ * With --autoscale the autoscaler (agent/autoscale.c, as in berthd) is such a
+ * hook: every --interval-s it takes each model's window from the scheduler
+ * (sched_window_take), evaluates, and the replay applies the counts to the
+ * scheduler's replicas. A new replica is added not ready and becomes ready
+ * --startup-ms later; a replica removed by a scale-down drains (a starting
+ * one is cancelled first): no new requests, the in-flight ones finish, then
+ * it is removed. The forecaster sees every arrival in every mode.
  */
 
 #define SIM_MAX_HOOKS 4
 #define SIM_T0_US 1000000u            /* the sim clock starts at 1 s */
 #define DEFAULT_COST_MS 10.0          /* when the trace has no cost_ms column */
+#define MB (1024ull * 1024ull)
 
 struct trace_req {
 	uint64_t t_us;                    /* arrival, after --speedup */
@@ -46,13 +57,19 @@ struct req_state {
 	uint32_t version;                 /* invalidates a completion event on pause */
 	uint8_t outcome;                  /* 0 pending, 1 on time, 2 late, 3 refused */
 	uint8_t refusal;
+	int8_t replica;                   /* where it runs (for drains) */
 	uint64_t latency_us;
 };
 
-struct done_ev {
+enum ev_kind { EV_DONE = 0, EV_READY };
+
+/* EV_DONE: request a completes unless its version moved on (paused).
+ * EV_READY: replica b % SCHED_MAX_REPLICAS of model b / SCHED_MAX_REPLICAS
+ * becomes ready unless its start (generation a) was cancelled. */
+struct sim_ev {
 	uint64_t at_us;
-	uint32_t req;
-	uint32_t version;
+	uint32_t a, b;
+	enum ev_kind kind;
 };
 
 struct sim;
@@ -62,18 +79,33 @@ struct sim_hook {
 	void (*fn)(struct sim *sm, uint64_t now_us);
 };
 
+enum as_mode { AS_NONE = -1, AS_OFF = 0, AS_REACTIVE, AS_PREDICTIVE };
+
 struct sim_opts {
 	const char *trace;
 	enum sched_policy policy;
 	unsigned slots;
 	unsigned replicas;
 	unsigned reserve;
+	unsigned concurrency;             /* of every replica */
 	double speedup;
+	double cost_ms;                   /* when the trace has no cost_ms */
 	int oracle;
 	int only_class;                   /* -1: all */
 	unsigned long seed;
 	int verbose;
+	/* autoscaling (--autoscale) */
+	enum as_mode autoscale;
+	unsigned rmin, rmax;
+	uint32_t startup_ms, interval_s, cooldown_s, bucket_s, day_s;
+	uint64_t replica_mem, node_mem, base_mem;
+	double target_low, target_high;
+	const char *csv_path;
 };
+
+static const char *const as_mode_names[] = { "off", "reactive", "predictive" };
+
+enum rep_state { REP_ABSENT = 0, REP_STARTING, REP_READY, REP_DRAINING };
 
 struct sim {
 	struct sim_opts o;
@@ -82,7 +114,7 @@ struct sim {
 	char model_names[SCHED_MAX_MODELS][DEPLOY_NAME_MAX];
 	int nmodels;
 	struct req_state *st;
-	struct done_ev *ev;               /* min-heap of completions */
+	struct sim_ev *ev;                /* min-heap of completions and replica starts */
 	size_t nev, cap_ev;
 	struct sched *sched;
 	uint64_t now_us;
@@ -90,15 +122,28 @@ struct sim {
 	int nhooks;
 	uint64_t pauses, resumes;
 	uint64_t refused_later;           /* accepted, then refused (dispatch or tick) */
+	/* replicas, as the simulated supervisor runs them */
+	enum rep_state rep[SCHED_MAX_MODELS][SCHED_MAX_REPLICAS];
+	uint32_t rep_gen[SCHED_MAX_MODELS][SCHED_MAX_REPLICAS];
+	unsigned desired[SCHED_MAX_MODELS];
+	unsigned present;                 /* starting + ready + draining, all models */
+	double replica_us;                /* integral of present over time */
+	/* autoscaling */
+	struct autoscale *as;
+	FILE *csv;
+	bool started_once;                /* a start-up time has been measured */
+	bool measured[SCHED_MAX_MODELS];  /* a service time has been measured */
+	uint64_t violation_windows[SCHED_MAX_MODELS];
+	uint64_t blocked_events;
 };
 
 /* --- completion event heap ---------------------------------------------------- */
 
-static int ev_push(struct sim *sm, struct done_ev e)
+static int ev_push(struct sim *sm, struct sim_ev e)
 {
 	if (sm->nev == sm->cap_ev) {
 		size_t cap = sm->cap_ev ? sm->cap_ev * 2 : 64;
-		struct done_ev *p = realloc(sm->ev, cap * sizeof(*p));
+		struct sim_ev *p = realloc(sm->ev, cap * sizeof(*p));
 		if (!p)
 			return -ENOMEM;
 		sm->ev = p;
@@ -116,9 +161,9 @@ static int ev_push(struct sim *sm, struct done_ev e)
 	return 0;
 }
 
-static struct done_ev ev_pop(struct sim *sm)
+static struct sim_ev ev_pop(struct sim *sm)
 {
-	struct done_ev top = sm->ev[0], last = sm->ev[--sm->nev];
+	struct sim_ev top = sm->ev[0], last = sm->ev[--sm->nev];
 	size_t i = 0;
 	for (;;) {
 		size_t c = 2 * i + 1;
@@ -136,6 +181,14 @@ static struct done_ev ev_pop(struct sim *sm)
 	return top;
 }
 
+static void ev_push_or_die(struct sim *sm, struct sim_ev e)
+{
+	if (ev_push(sm, e) < 0) {
+		fprintf(stderr, "berth-sim: out of memory\n");
+		exit(1);
+	}
+}
+
 /* --- scheduler callbacks: the simulated replicas ---------------------------------- */
 
 static inline uint32_t req_of(const struct sched_dispatch *d) { return (uint32_t)(uintptr_t)d->ctx - 1; }
@@ -149,10 +202,8 @@ static void on_dispatch(void *arg, const struct sched_dispatch *d)
 	r->first_dispatch_us = d->now_us;
 	r->run_start_us = d->now_us;
 	r->remaining_us = sm->reqs[i].cost_us;
-	if (ev_push(sm, (struct done_ev){ d->now_us + r->remaining_us, i, r->version }) < 0) {
-		fprintf(stderr, "berth-sim: out of memory\n");
-		exit(1);
-	}
+	r->replica = (int8_t)d->replica;
+	ev_push_or_die(sm, (struct sim_ev){ d->now_us + r->remaining_us, i, r->version, EV_DONE });
 }
 
 static void on_refuse(void *arg, const struct sched_dispatch *d, enum sched_refusal why)
@@ -182,10 +233,7 @@ static void on_resume(void *arg, const struct sched_dispatch *d)
 	struct req_state *r = &sm->st[i];
 	r->run_start_us = d->now_us;
 	sm->resumes++;
-	if (ev_push(sm, (struct done_ev){ d->now_us + r->remaining_us, i, r->version }) < 0) {
-		fprintf(stderr, "berth-sim: out of memory\n");
-		exit(1);
-	}
+	ev_push_or_die(sm, (struct sim_ev){ d->now_us + r->remaining_us, i, r->version, EV_DONE });
 }
 
 /* --- trace loading ------------------------------------------------------------------ */
@@ -268,7 +316,7 @@ static int load_trace(struct sim *sm)
 		char *end;
 		double t_ms = strtod(fields[col_t], &end);
 		double dl_ms = strtod(fields[col_dl], &end);
-		double cost_ms = DEFAULT_COST_MS;
+		double cost_ms = sm->o.cost_ms;
 		if (col_cost >= 0 && col_cost < nf && *fields[col_cost])
 			cost_ms = strtod(fields[col_cost], &end);
 		int cls = SLA_NORMAL;
@@ -308,21 +356,227 @@ out:
 	return rc;
 }
 
+/* --- replicas: started with a delay, drained on the way out ------------------------------ */
+
+static void rep_set(struct sim *sm, int m, int r, enum rep_state st)
+{
+	sm->present += (st != REP_ABSENT) - (sm->rep[m][r] != REP_ABSENT);
+	sm->rep[m][r] = st;
+}
+
+static void sched_ok(int rc, const char *what)
+{
+	if (rc < 0) {
+		fprintf(stderr, "berth-sim: %s: %s\n", what, strerror(-rc));
+		exit(1);
+	}
+}
+
+/* Adds replica r of model m to the scheduler, not ready; it turns ready
+ * --startup-ms later (at once with 0). */
+static void replica_start(struct sim *sm, int m, int r)
+{
+	sched_ok(sched_replica_add(sm->sched, m, r, sm->o.concurrency), "replica add");
+	rep_set(sm, m, r, REP_STARTING);
+	uint32_t gen = ++sm->rep_gen[m][r];
+	ev_push_or_die(sm, (struct sim_ev){ sm->now_us + (uint64_t)sm->o.startup_ms * 1000u, gen,
+					    (uint32_t)(m * SCHED_MAX_REPLICAS + r), EV_READY });
+}
+
+static void replica_ready(struct sim *sm, struct sim_ev e)
+{
+	int m = (int)(e.b / SCHED_MAX_REPLICAS), r = (int)(e.b % SCHED_MAX_REPLICAS);
+	if (sm->rep[m][r] != REP_STARTING || sm->rep_gen[m][r] != e.a)
+		return; /* cancelled by a scale-down */
+	rep_set(sm, m, r, REP_READY);
+	sm->started_once = true;
+	sched_ok(sched_replica_set_ready(sm->sched, m, r, true, sm->now_us), "replica ready");
+}
+
+/* A draining replica leaves once nothing runs on it any more. */
+static void replica_reap(struct sim *sm, int m, int r)
+{
+	struct sched_replica_info ri;
+	if (sm->rep[m][r] != REP_DRAINING || sched_replica_get(sm->sched, m, r, &ri) < 0 || ri.inflight)
+		return;
+	sched_ok(sched_replica_remove(sm->sched, m, r, sm->now_us), "replica remove");
+	rep_set(sm, m, r, REP_ABSENT);
+}
+
+/* Applies a desired count: starts replicas in the lowest free indices;
+ * removes by cancelling starting ones first, then draining the highest
+ * ready ones. */
+static void set_replicas(struct sim *sm, int m, unsigned want)
+{
+	unsigned have = 0;
+	for (int r = 0; r < SCHED_MAX_REPLICAS; r++)
+		have += sm->rep[m][r] == REP_STARTING || sm->rep[m][r] == REP_READY;
+	for (int r = 0; r < SCHED_MAX_REPLICAS && have < want; r++) {
+		if (sm->rep[m][r] == REP_ABSENT) {
+			replica_start(sm, m, r);
+			have++;
+		}
+	}
+	for (int r = SCHED_MAX_REPLICAS - 1; r >= 0 && have > want; r--) {
+		if (sm->rep[m][r] == REP_STARTING) {
+			sched_ok(sched_replica_remove(sm->sched, m, r, sm->now_us), "replica cancel");
+			rep_set(sm, m, r, REP_ABSENT);
+			have--;
+		}
+	}
+	for (int r = SCHED_MAX_REPLICAS - 1; r >= 0 && have > want; r--) {
+		if (sm->rep[m][r] == REP_READY) {
+			sched_ok(sched_replica_set_draining(sm->sched, m, r, true, sm->now_us), "replica drain");
+			rep_set(sm, m, r, REP_DRAINING);
+			replica_reap(sm, m, r);
+			have--;
+		}
+	}
+	sm->desired[m] = want;
+}
+
+static unsigned count_state(const struct sim *sm, int m, enum rep_state st)
+{
+	unsigned n = 0;
+	for (int r = 0; r < SCHED_MAX_REPLICAS; r++)
+		n += sm->rep[m][r] == st;
+	return n;
+}
+
+/* --- autoscaling hook ------------------------------------------------------------------------ */
+
+/* The forecasters' clock: trace time, so that the daily phase follows the trace. */
+static uint64_t wall_ms(uint64_t now_us) { return (now_us - SIM_T0_US) / 1000u; }
+
+static void on_blocked(void *arg, const struct autoscale_blocked *b)
+{
+	struct sim *sm = arg;
+	(void)b;
+	if (sm->o.autoscale != AS_OFF) /* off: the decisions are not applied */
+		sm->blocked_events++;
+}
+
+/* Requests of a window whose outcome is known (the denominator of sched_compliance). */
+static uint64_t window_decided(const struct sched_model_stats *st, uint64_t *on_time, uint64_t *ok)
+{
+	uint64_t d = 0;
+	*on_time = *ok = 0;
+	for (int c = 0; c < SLA_NCLASSES; c++) {
+		const struct sched_class_stats *x = &st->cls[c];
+		*on_time += x->on_time;
+		*ok += x->on_time + x->late;
+		d += x->on_time + x->late + x->failed + sched_refused_total(x) + x->cancelled;
+	}
+	return d;
+}
+
+/* Every --interval-s: the scheduler's windows and the node go to
+ * autoscale_evaluate; its counts are applied to the replicas (not with
+ * --autoscale off, where only the forecaster runs alongside). */
+static void autoscale_hook(struct sim *sm, uint64_t now_us)
+{
+	struct autoscale_window w[DEPLOY_MAX];
+	struct autoscale_decision out[DEPLOY_MAX];
+	struct autoscale_node node = { .ncpu = sm->o.slots, .mem_total_bytes = sm->o.node_mem,
+				       .mem_used_bytes = sm->o.base_mem };
+	memset(w, 0, sizeof(w));
+	memset(out, 0, sizeof(out));
+	double busy_us = 0, window_us = 1;
+	for (int m = 0; m < sm->nmodels; m++) {
+		struct sched_window sw;
+		sched_ok(sched_window_take(sm->sched, m, now_us, &sw), "window");
+		uint64_t ok;
+		struct autoscale_window *x = &w[m];
+		x->offered = window_decided(&sw.st, &x->on_time, &ok);
+		x->replicas = sm->desired[m];
+		x->replicas_ready = sw.replicas_ready;
+		window_us = sw.end_us > sw.start_us ? (double)(sw.end_us - sw.start_us) : 1;
+		/* Mean service time of the window; the EWMA once the model has
+		 * been measured but nothing finished in this window. */
+		if (ok) {
+			x->service_ms = (double)sw.busy_us / (double)ok / 1000.0;
+			sm->measured[m] = true;
+		} else if (sm->measured[m]) {
+			x->service_ms = sw.ewma_us / 1000.0;
+		}
+		x->cpu_cores = (double)sw.busy_us / window_us;
+		x->mem_bytes = (uint64_t)sw.replicas_ready * sm->o.replica_mem;
+		x->startup_ms = sm->started_once ? sm->o.startup_ms : 0;
+		busy_us += (double)sw.busy_us;
+		node.mem_used_bytes += (uint64_t)(count_state(sm, m, REP_READY) + count_state(sm, m, REP_DRAINING)) *
+				       sm->o.replica_mem;
+	}
+	node.cpu_used_cores = busy_us / window_us;
+	autoscale_evaluate(sm->as, now_us / 1000u, wall_ms(now_us), w, &node, out);
+	for (int m = 0; m < sm->nmodels; m++) {
+		const struct autoscale_window *x = &w[m];
+		if (x->offered && out[m].compliance < sm->o.target_low)
+			sm->violation_windows[m]++;
+		if (sm->o.autoscale != AS_OFF)
+			set_replicas(sm, m, out[m].replicas);
+		if (sm->csv)
+			fprintf(sm->csv, "%.3f,%s,%u,%u,%.4f,%" PRIu64 ",%.2f,%u\n", (double)wall_ms(now_us) / 1e3,
+				sm->model_names[m], sm->desired[m], count_state(sm, m, REP_READY), out[m].compliance,
+				x->offered, out[m].forecast_rps, out[m].need);
+	}
+}
+
+static int autoscale_setup(struct sim *sm)
+{
+	struct autoscale_params p = {
+		.interval_s = sm->o.interval_s, .target_low = sm->o.target_low, .target_high = sm->o.target_high,
+		.cooldown_s = sm->o.cooldown_s, .cpu_ceiling_pct = 80, .mem_ceiling_pct = 80,
+		.predictive = sm->o.autoscale == AS_PREDICTIVE, .forecast = true, .bucket_s = sm->o.bucket_s,
+		.season_s = sm->o.day_s, .util_pct = CONFIG_AUTOSCALE_UTIL_PCT, .slots = sm->o.slots,
+	};
+	struct autoscale_events ev = { on_blocked, sm };
+	sm->as = autoscale_create(&p, &ev);
+	if (!sm->as)
+		return -1;
+	for (int m = 0; m < sm->nmodels; m++) {
+		struct autoscale_deploy d = { .cls = SLA_NORMAL, .replicas_min = sm->o.rmin,
+					      .replicas_max = sm->o.rmax, .concurrency = sm->o.concurrency,
+					      .mem_bytes = sm->o.replica_mem, .startup_ms = sm->o.startup_ms };
+		for (size_t i = 0; i < sm->n; i++) {
+			if (sm->reqs[i].model == m) {
+				d.cls = sm->reqs[i].cls; /* the class of its first request */
+				break;
+			}
+		}
+		snprintf(d.name, sizeof(d.name), "%s", sm->model_names[m]);
+		if (autoscale_add(sm->as, &d, wall_ms(SIM_T0_US)) != m)
+			return -1;
+	}
+	if (sm->o.csv_path) {
+		sm->csv = fopen(sm->o.csv_path, "w");
+		if (!sm->csv) {
+			fprintf(stderr, "berth-sim: %s: %s\n", sm->o.csv_path, strerror(errno));
+			return -1;
+		}
+		fprintf(sm->csv, "t_s,model,replicas,ready,compliance,offered,forecast_rps,need\n");
+	}
+	sm->hooks[sm->nhooks++] = (struct sim_hook){ .period_us = (uint64_t)sm->o.interval_s * 1000000u,
+						      .fn = autoscale_hook };
+	return 0;
+}
+
 /* --- the replay ------------------------------------------------------------------------ */
 
 static void advance(struct sim *sm, uint64_t t)
 {
-	if (t > sm->now_us)
+	if (t > sm->now_us) {
+		sm->replica_us += (double)sm->present * (double)(t - sm->now_us);
 		sm->now_us = t;
+	}
 	sim_clock_set_us(sm->now_us);
 }
 
-static void complete_due(struct sim *sm, struct done_ev e)
+static void complete_due(struct sim *sm, struct sim_ev e)
 {
-	struct req_state *r = &sm->st[e.req];
-	if (e.version != r->version || r->outcome)
+	struct req_state *r = &sm->st[e.a];
+	if (e.b != r->version || r->outcome)
 		return;
-	const struct trace_req *q = &sm->reqs[e.req];
+	const struct trace_req *q = &sm->reqs[e.a];
 	uint64_t deadline = SIM_T0_US + q->t_us + q->deadline_rel_us;
 	r->latency_us = sm->now_us - (SIM_T0_US + q->t_us);
 	r->outcome = sm->now_us <= deadline ? 1 : 2;
@@ -332,6 +586,7 @@ static void complete_due(struct sim *sm, struct done_ev e)
 		fprintf(stderr, "berth-sim: completion of an unknown request\n");
 		exit(1);
 	}
+	replica_reap(sm, q->model, r->replica);
 }
 
 static int replay(struct sim *sm)
@@ -353,25 +608,30 @@ static int replay(struct sim *sm)
 	sm->sched = sched_create(&p, &cb);
 	if (!sm->sched)
 		return -1;
+	sm->now_us = SIM_T0_US;
+	sim_clock_set_us(sm->now_us);
 	for (int m = 0; m < sm->nmodels; m++) {
 		int mi = sched_model_add(sm->sched, sm->model_names[m], 0);
 		if (mi != m)
 			return -1;
+		/* The initial replicas are up when the replay starts. */
 		for (unsigned r = 0; r < sm->o.replicas; r++) {
-			if (sched_replica_add(sm->sched, mi, (int)r, 1) < 0 ||
+			if (sched_replica_add(sm->sched, mi, (int)r, sm->o.concurrency) < 0 ||
 			    sched_replica_set_ready(sm->sched, mi, (int)r, true, SIM_T0_US) < 0)
 				return -1;
+			rep_set(sm, m, (int)r, REP_READY);
 		}
+		sm->desired[m] = sm->o.replicas;
 	}
-	sm->now_us = SIM_T0_US;
-	sim_clock_set_us(sm->now_us);
+	if (sm->o.autoscale != AS_NONE && autoscale_setup(sm) < 0)
+		return -1;
 	for (int h = 0; h < sm->nhooks; h++)
 		sm->hooks[h].next_us = SIM_T0_US + sm->hooks[h].period_us;
 
 	size_t next = 0;
 	for (;;) {
 		uint64_t t_arr = next < sm->n ? SIM_T0_US + sm->reqs[next].t_us : UINT64_MAX;
-		uint64_t t_done = sm->nev ? sm->ev[0].at_us : UINT64_MAX;
+		uint64_t t_ev = sm->nev ? sm->ev[0].at_us : UINT64_MAX;
 		uint64_t t_tick = sched_next_due_us(sm->sched);
 		uint64_t t_hook = UINT64_MAX;
 		int hook = -1;
@@ -382,11 +642,15 @@ static int replay(struct sim *sm)
 			}
 		}
 		/* Hooks only run while there is work left, so the replay ends. */
-		if (t_arr == UINT64_MAX && t_done == UINT64_MAX && t_tick == UINT64_MAX)
+		if (t_arr == UINT64_MAX && t_ev == UINT64_MAX && t_tick == UINT64_MAX)
 			break;
-		if (t_done <= t_arr && t_done <= t_tick && t_done <= t_hook) {
-			advance(sm, t_done);
-			complete_due(sm, ev_pop(sm));
+		if (t_ev <= t_arr && t_ev <= t_tick && t_ev <= t_hook) {
+			advance(sm, t_ev);
+			struct sim_ev e = ev_pop(sm);
+			if (e.kind == EV_DONE)
+				complete_due(sm, e);
+			else
+				replica_ready(sm, e);
 		} else if (t_tick <= t_arr && t_tick <= t_hook) {
 			advance(sm, t_tick);
 			sched_tick(sm->sched, sm->now_us);
@@ -397,6 +661,8 @@ static int replay(struct sim *sm)
 		} else {
 			const struct trace_req *q = &sm->reqs[next];
 			advance(sm, t_arr);
+			if (sm->as)
+				autoscale_observe(sm->as, q->model, wall_ms(sm->now_us), 1);
 			struct sched_req rq = {
 				.model = q->model,
 				.cls = q->cls,
@@ -439,6 +705,29 @@ static double pct_ms(uint64_t *v, size_t n, double pct)
 	return (double)v[i] / 1000.0;
 }
 
+/* Per model: violation seconds and the forecaster's MASE; then the RESULT
+ * line (MASE over all models: summed errors, model over naive). */
+static void report_autoscale(struct sim *sm, double urgent_miss_pct)
+{
+	uint64_t viol = 0;
+	double em = 0, en = 0;
+	for (int m = 0; m < sm->nmodels; m++) {
+		struct forecast_stats st;
+		forecast_get_stats(autoscale_forecast(sm->as, m), &st);
+		em += st.abs_err_model;
+		en += st.abs_err_naive;
+		viol += sm->violation_windows[m];
+		printf("model=%s replicas=%u violation_s=%" PRIu64 " mase=%.3f forecast_buckets=%" PRIu64
+		       " seasonal=%d\n",
+		       sm->model_names[m], sm->desired[m], sm->violation_windows[m] * sm->o.interval_s, st.mase,
+		       st.buckets, st.seasonal);
+	}
+	printf("RESULT autoscale=%s violation_s=%" PRIu64 " replica_s=%.0f mase=%.3f urgent_miss_pct=%.3f "
+	       "blocked_events=%" PRIu64 " policy=%s\n",
+	       as_mode_names[sm->o.autoscale], viol * sm->o.interval_s, sm->replica_us / 1e6, en > 0 ? em / en : 0.0,
+	       urgent_miss_pct, sm->blocked_events, sched_policy_name(sm->o.policy));
+}
+
 static int report(struct sim *sm)
 {
 	uint64_t *lat = malloc(sm->n * sizeof(*lat));
@@ -451,9 +740,10 @@ static int report(struct sim *sm)
 	double miss_pct[SLA_NCLASSES] = { 0 };
 	uint64_t refused_by[SCHED_NREFUSALS] = { 0 };
 
-	printf("berth-sim %s trace=%s requests=%zu policy=%s slots=%u replicas=%u reserve=%u speedup=%g "
-	       "oracle_cost=%s only_class=%s seed=%lu\n",
+	printf("berth-sim %s trace=%s requests=%zu policy=%s slots=%u replicas=%u autoscale=%s reserve=%u "
+	       "speedup=%g oracle_cost=%s only_class=%s seed=%lu\n",
 	       BERTH_VERSION, sm->o.trace, sm->n, sched_policy_name(sm->o.policy), sm->o.slots, sm->o.replicas,
+	       sm->o.autoscale == AS_NONE ? "none" : as_mode_names[sm->o.autoscale],
 	       sm->o.policy == SCHED_EDF_RESERVE ? sm->o.reserve : 0, sm->o.speedup, sm->o.oracle ? "yes" : "no",
 	       sm->o.only_class >= 0 ? sched_class_name((enum sla_class)sm->o.only_class) : "all", sm->o.seed);
 	printf("%-7s %8s %8s %8s %8s %7s %9s %9s\n", "class", "offered", "on_time", "late", "refused", "miss%",
@@ -495,6 +785,11 @@ static int report(struct sim *sm)
 	       sm->pauses, sm->resumes);
 	printf("duration_s=%.3f offered_load=%.3f goodput_per_s=%.3f useful_util=%.3f\n", dur_s, load, goodput,
 	       useful);
+	if (sm->as) {
+		report_autoscale(sm, miss_pct[SLA_URGENT]);
+		free(lat);
+		return 0;
+	}
 	printf("RESULT policy=%s load=%.3f urgent_miss_pct=%.2f normal_miss_pct=%.2f batch_miss_pct=%.2f "
 	       "goodput_per_s=%.3f useful_util=%.3f ontime=%" PRIu64 " oracle_cost=%d only_class=%s\n",
 	       sched_policy_name(sm->o.policy), load, miss_pct[SLA_URGENT], miss_pct[SLA_NORMAL],
@@ -510,11 +805,27 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: berth-sim --trace FILE [--policy fifo|edf|edf-admit|edf-reserve|edf-preempt]\n"
-		"                 [--slots N] [--replicas N] [--reserve N] [--speedup K]\n"
-		"                 [--oracle-cost] [--only-class urgent|normal|batch] [--seed S] [--verbose]\n"
+		"                 [--slots N] [--replicas N] [--reserve N] [--speedup K] [--concurrency N]\n"
+		"                 [--cost-ms N] [--oracle-cost] [--only-class urgent|normal|batch] [--seed S]\n"
+		"                 [--verbose]\n"
+		"                 [--autoscale off|reactive|predictive [--replicas-min N] [--replicas-max N]\n"
+		"                  [--startup-ms N] [--replica-mem-mb N] [--node-mem-mb N] [--base-mem-mb N]\n"
+		"                  [--interval-s N] [--cooldown-s N] [--bucket-s N] [--day-s N]\n"
+		"                  [--target-low X] [--target-high X] [--replicas-csv FILE]]\n"
 		"Replays a CSV trace (t_ms,model,deadline_ms[,class][,cost_ms]) through the scheduler in\n"
-		"virtual time and prints per-class figures and a RESULT line.\n");
+		"virtual time and prints per-class figures and a RESULT line. With --autoscale the\n"
+		"autoscaler decides every model's replicas (off: --replicas N stay, the forecaster runs\n"
+		"alongside) and the RESULT line carries autoscale=.. violation_s=.. replica_s=.. mase=..\n"
+		"Defaults: slots 2, replicas = slots (--autoscale: replicas-min), concurrency 1, cost 10 ms;\n"
+		"replicas 1..8, start-up 3000 ms, 256 MiB each, node 2048 MiB with 256 MiB in use, interval\n"
+		"30 s, cool-down 300 s, bucket 60 s, day 86400 s, targets 0.95 / 0.98.\n");
 }
+
+enum {
+	OPT_CONCURRENCY = 256, OPT_COST_MS, OPT_AUTOSCALE, OPT_RMIN, OPT_RMAX, OPT_STARTUP_MS, OPT_REPLICA_MEM,
+	OPT_NODE_MEM, OPT_BASE_MEM, OPT_INTERVAL_S, OPT_COOLDOWN_S, OPT_BUCKET_S, OPT_DAY_S, OPT_TARGET_LOW,
+	OPT_TARGET_HIGH, OPT_CSV,
+};
 
 int main(int argc, char **argv)
 {
@@ -531,20 +842,48 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "concurrency", required_argument, NULL, OPT_CONCURRENCY },
+		{ "cost-ms", required_argument, NULL, OPT_COST_MS },
+		{ "autoscale", required_argument, NULL, OPT_AUTOSCALE },
+		{ "replicas-min", required_argument, NULL, OPT_RMIN },
+		{ "replicas-max", required_argument, NULL, OPT_RMAX },
+		{ "startup-ms", required_argument, NULL, OPT_STARTUP_MS },
+		{ "replica-mem-mb", required_argument, NULL, OPT_REPLICA_MEM },
+		{ "node-mem-mb", required_argument, NULL, OPT_NODE_MEM },
+		{ "base-mem-mb", required_argument, NULL, OPT_BASE_MEM },
+		{ "interval-s", required_argument, NULL, OPT_INTERVAL_S },
+		{ "cooldown-s", required_argument, NULL, OPT_COOLDOWN_S },
+		{ "bucket-s", required_argument, NULL, OPT_BUCKET_S },
+		{ "day-s", required_argument, NULL, OPT_DAY_S },
+		{ "target-low", required_argument, NULL, OPT_TARGET_LOW },
+		{ "target-high", required_argument, NULL, OPT_TARGET_HIGH },
+		{ "replicas-csv", required_argument, NULL, OPT_CSV },
 		{ 0, 0, 0, 0 },
 	};
-	/* Autoscaling replays run in their own driver until it moves onto this one. */
-	if (sim_autoscale_wanted(argc, argv))
-		return sim_autoscale_main(argc, argv);
 	struct sim sm;
 	memset(&sm, 0, sizeof(sm));
 	sm.o.policy = SCHED_EDF_ADMIT;
 	sm.o.slots = 2;
 	sm.o.replicas = 0;
 	sm.o.reserve = 1;
+	sm.o.concurrency = 1;
 	sm.o.speedup = 1.0;
+	sm.o.cost_ms = DEFAULT_COST_MS;
 	sm.o.only_class = -1;
 	sm.o.seed = 1;
+	sm.o.autoscale = AS_NONE;
+	sm.o.rmin = 1;
+	sm.o.rmax = 8;
+	sm.o.startup_ms = 3000;
+	sm.o.interval_s = 30;
+	sm.o.cooldown_s = 300;
+	sm.o.bucket_s = 60;
+	sm.o.day_s = 86400;
+	sm.o.replica_mem = 256 * MB;
+	sm.o.node_mem = 2048 * MB;
+	sm.o.base_mem = 256 * MB;
+	sm.o.target_low = 0.95;
+	sm.o.target_high = 0.98;
 	int opt, rc;
 	while ((opt = getopt_long(argc, argv, "t:p:s:r:R:k:oc:S:vVh", longopts, NULL)) != -1) {
 		char *end = NULL;
@@ -574,6 +913,31 @@ int main(int argc, char **argv)
 		case 'v': sm.o.verbose = 1; break;
 		case 'V': printf("berth-sim %s\n", BERTH_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
+		case OPT_CONCURRENCY: sm.o.concurrency = (unsigned)strtoul(optarg, &end, 10); break;
+		case OPT_COST_MS: sm.o.cost_ms = strtod(optarg, &end); break;
+		case OPT_AUTOSCALE:
+			sm.o.autoscale = AS_NONE;
+			for (int i = 0; i < 3; i++)
+				if (!strcmp(optarg, as_mode_names[i]))
+					sm.o.autoscale = (enum as_mode)i;
+			if (sm.o.autoscale == AS_NONE) {
+				fprintf(stderr, "berth-sim: unknown autoscale mode '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_RMIN: sm.o.rmin = (unsigned)strtoul(optarg, &end, 10); break;
+		case OPT_RMAX: sm.o.rmax = (unsigned)strtoul(optarg, &end, 10); break;
+		case OPT_STARTUP_MS: sm.o.startup_ms = (uint32_t)strtoul(optarg, &end, 10); break;
+		case OPT_REPLICA_MEM: sm.o.replica_mem = strtoull(optarg, &end, 10) * MB; break;
+		case OPT_NODE_MEM: sm.o.node_mem = strtoull(optarg, &end, 10) * MB; break;
+		case OPT_BASE_MEM: sm.o.base_mem = strtoull(optarg, &end, 10) * MB; break;
+		case OPT_INTERVAL_S: sm.o.interval_s = (uint32_t)strtoul(optarg, &end, 10); break;
+		case OPT_COOLDOWN_S: sm.o.cooldown_s = (uint32_t)strtoul(optarg, &end, 10); break;
+		case OPT_BUCKET_S: sm.o.bucket_s = (uint32_t)strtoul(optarg, &end, 10); break;
+		case OPT_DAY_S: sm.o.day_s = (uint32_t)strtoul(optarg, &end, 10); break;
+		case OPT_TARGET_LOW: sm.o.target_low = strtod(optarg, &end); break;
+		case OPT_TARGET_HIGH: sm.o.target_high = strtod(optarg, &end); break;
+		case OPT_CSV: sm.o.csv_path = optarg; break;
 		default: usage(stderr); return 2;
 		}
 		if (end && *end) {
@@ -582,13 +946,20 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!sm.o.trace || sm.o.slots < 1 || sm.o.slots > CONFIG_SCHED_MAX_SLOTS || !(sm.o.speedup > 0) ||
-	    sm.o.replicas > SCHED_MAX_REPLICAS) {
+	    sm.o.replicas > SCHED_MAX_REPLICAS || sm.o.concurrency < 1 || !(sm.o.cost_ms > 0) ||
+	    sm.o.rmin > sm.o.rmax || sm.o.rmax < 1 || sm.o.rmax > SCHED_MAX_REPLICAS || !sm.o.interval_s ||
+	    !sm.o.bucket_s || !(sm.o.target_low <= sm.o.target_high)) {
 		usage(stderr);
 		return 2;
 	}
-	if (!sm.o.replicas)
+	if (sm.o.autoscale == AS_REACTIVE || sm.o.autoscale == AS_PREDICTIVE)
+		sm.o.replicas = sm.o.rmin;
+	else if (!sm.o.replicas && sm.o.autoscale == AS_OFF)
+		sm.o.replicas = sm.o.rmin;
+	else if (!sm.o.replicas)
 		sm.o.replicas = sm.o.slots < SCHED_MAX_REPLICAS ? sm.o.slots : SCHED_MAX_REPLICAS;
-	log_set_level(sm.o.verbose ? LOG_LEVEL_DBG : LOG_LEVEL_WRN);
+	/* scale_blocked warnings are counted in the RESULT line instead */
+	log_set_level(sm.o.verbose ? LOG_LEVEL_DBG : sm.o.autoscale == AS_NONE ? LOG_LEVEL_WRN : LOG_LEVEL_ERR);
 	srand((unsigned)sm.o.seed);
 
 	rc = 1;
@@ -605,6 +976,9 @@ int main(int argc, char **argv)
 		goto out;
 	rc = 0;
 out:
+	if (sm.csv)
+		fclose(sm.csv);
+	autoscale_destroy(sm.as);
 	sched_destroy(sm.sched);
 	free(sm.ev);
 	free(sm.st);

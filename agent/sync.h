@@ -1,0 +1,48 @@
+/* agent/sync.h - the device's MQTT contract: topics, status with Last Will, reported state, commands, outbox drain. */
+#ifndef BERTH_SYNC_H
+#define BERTH_SYNC_H
+
+#include <stdbool.h>
+
+#include "agent/config.h"
+#include "agent/control.h"
+
+struct loop;
+struct store;
+struct telemetry_buf;
+struct sync;
+
+/* Topics live under berth/v1/<device_id>/ (docs/mqtt-api.md):
+ *   status          retained, QoS 1, Last Will {"online":false}
+ *   state/reported  retained, QoS 1, on connect and on every change
+ *   state/desired   subscribed, retained (console-owned)
+ *   cmd/<verb>      subscribed (cmd/+), replies to the v5 response topic or cmd/<verb>/reply
+ *   telemetry, events  QoS 1 batches from the outbox
+ * Creates the uplink (connecting at once, never blocking), the forwarder and
+ * the control from cfg; store, ops and target_ctx are borrowed. NULL on
+ * failure (logged). */
+struct sync *sync_create(struct loop *l, struct store *st, const struct berth_config *cfg,
+			 const struct control_target_ops *ops, void *target_ctx);
+/* Publishes status offline (retained), disconnects cleanly, frees. NULL is safe. */
+void sync_destroy(struct sync *s);
+
+/* Start-up desired state (see control_boot). */
+int sync_boot(struct sync *s, const char *fallback_json) __attribute__((warn_unused_result));
+
+/* New rows are in the outbox: send what the window allows. */
+void sync_kick(void *s);
+/* The supervisor's state changed: the reported state is republished (at
+ * most once per CONFIG_... second; unchanged content is not republished). */
+void sync_state_changed(void *s);
+
+/* Telemetry source "uplink": connection, forwarding and command counters. */
+void sync_telemetry_source(void *s, struct telemetry_buf *b);
+
+/* Whether the store holds a desired state from the console (a deploy or
+ * state/desired); then the deployments file must not override it. */
+bool sync_has_console_state(struct sync *s);
+
+/* Topic of name ("status", "telemetry", ...) for this device. */
+const char *sync_topic(const struct sync *s, const char *name);
+
+#endif

@@ -1,0 +1,186 @@
+# tests/integration/lib-telem.sh - helpers for the telemetry/MQTT tests: a private broker, berthd, consumers.
+# Source it; call telem_setup first. Each test gets its own mosquitto on a free
+# loopback port (so stopping it for outage tests disturbs nobody), its own
+# data dir, and everything is cleaned up by the EXIT trap.
+set -u
+
+TELEM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+TELEM_BUILD=${BERTH_BUILD:-$TELEM_ROOT/build}
+PY=/usr/bin/python3
+TELEM_PIDS=()
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+
+free_port() {
+  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds or the deadline passes.
+wait_for() {
+  local secs=$1; shift
+  local end=$(( $(date +%s%N) / 1000000 + secs * 1000 ))
+  while (( $(date +%s%N) / 1000000 < end )); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+telem_cleanup() {
+  local p
+  for p in "${TELEM_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  [ -n "${BROKER_PID:-}" ] && kill -9 "$BROKER_PID" 2>/dev/null
+  [ -n "${BERTHD_PID:-}" ] && kill -9 "$BERTHD_PID" 2>/dev/null
+  wait 2>/dev/null
+  [ "${TELEM_KEEP:-0}" = 1 ] || rm -rf "$T"
+}
+
+telem_setup() {
+  T=$(mktemp -d /tmp/berth-telem.XXXXXX)
+  trap telem_cleanup EXIT INT TERM
+  BROKER_PORT=$(free_port)
+  BROKER_EXTRA=""
+  DEV=${DEV:-gw-test}
+  mkdir -p "$T/broker"
+  # mosquitto started as root drops to user "mosquitto", which cannot write here.
+  BROKER_USER=""
+  [ "$(id -u)" -eq 0 ] && BROKER_USER="user root"
+}
+
+# broker_conf: writes $T/broker/mosquitto.conf (plain listener, persistence so
+# that a consumer's persistent session survives restarts) plus $BROKER_EXTRA.
+broker_conf() {
+  cat > "$T/broker/mosquitto.conf" <<EOF
+${BROKER_USER:-}
+persistence true
+persistence_location $T/broker/
+autosave_interval 1
+log_dest file $T/broker/mosquitto.log
+${BROKER_LISTENER:-listener $BROKER_PORT 127.0.0.1
+allow_anonymous true}
+$BROKER_EXTRA
+EOF
+}
+
+broker_up() {
+  [ -f "$T/broker/mosquitto.conf" ] || broker_conf
+  mosquitto -c "$T/broker/mosquitto.conf" &
+  BROKER_PID=$!
+  wait_for 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$BROKER_PORT" 2>/dev/null || fail "broker did not start"
+}
+
+broker_down() {
+  [ -n "${BROKER_PID:-}" ] || return 0
+  kill -TERM "$BROKER_PID" 2>/dev/null
+  wait "$BROKER_PID" 2>/dev/null
+  BROKER_PID=""
+}
+
+# berthd_config [extra json members]: writes $T/config.json.
+berthd_config() {
+  local extra=${1:-}
+  cat > "$T/config.json" <<EOF
+{
+  "device_id": "$DEV",
+  "data_dir": "$T/data",
+  "log_level": "${BERTHD_LOG:-info}",
+  "api": { "enabled": false },
+  "broker": { "port": $BROKER_PORT, "reconnect_min_ms": 200, "reconnect_max_ms": 1000, "keepalive_s": 5 ${BROKER_JSON:-} },
+  "telemetry": { "interval_ms": ${INTERVAL_MS:-200} ${TELEMETRY_JSON:-} }
+  $extra
+}
+EOF
+}
+
+berthd_up() {
+  [ -f "$T/config.json" ] || berthd_config
+  "$TELEM_BUILD/berthd" -c "$T/config.json" >> "$T/berthd.log" 2>&1 &
+  BERTHD_PID=$!
+}
+
+berthd_down() {
+  [ -n "${BERTHD_PID:-}" ] || return 0
+  kill -"${1:-TERM}" "$BERTHD_PID" 2>/dev/null
+  wait "$BERTHD_PID" 2>/dev/null
+  BERTHD_PID=""
+}
+
+# consumer_up NAME TOPIC...: a persistent-session QoS 1 subscriber writing
+# JSON lines (mosquitto_sub -F %j) to $T/NAME.out.
+consumer_up() {
+  local name=$1; shift
+  local args=()
+  for t in "$@"; do args+=(-t "$t"); done
+  mosquitto_sub -V mqttv5 -p "$BROKER_PORT" -q 1 -c -i "consumer-$name" -x 3600 -F '%j' "${args[@]}" \
+    ${CONSUMER_OPTS:-} >> "$T/$name.out" 2>> "$T/$name.err" &
+  TELEM_PIDS+=($!)
+  eval "CONSUMER_PID_$name=$!"
+}
+
+# seq_report FILE: prints "first last count unique dups gaps" over the rows of telemetry/events batches.
+seq_report() {
+  $PY - "$1" <<'EOF'
+import json, sys
+seqs = []
+for line in open(sys.argv[1], errors="replace"):
+    line = line.strip()
+    if not line:
+        continue
+    try:
+        m = json.loads(line)
+        p = json.loads(m["payload"]) if isinstance(m["payload"], str) else m["payload"]
+    except Exception:
+        continue
+    if not isinstance(p, dict) or "rows" not in p:
+        continue
+    seqs += [r["seq"] for r in p["rows"]]
+u = sorted(set(seqs))
+gaps = 0
+if u:
+    gaps = (u[-1] - u[0] + 1) - len(u)
+print(u[0] if u else 0, u[-1] if u else 0, len(seqs), len(u), len(seqs) - len(u), gaps)
+EOF
+}
+
+# last_seq: the highest seq berthd has given out (from its database).
+db_last_seq() { sqlite3 "$T/data/berth.db" "SELECT seq FROM sqlite_sequence WHERE name='outbox'" 2>/dev/null || echo 0; }
+db_rows() { sqlite3 "$T/data/berth.db" "SELECT COUNT(*) FROM outbox" 2>/dev/null || echo -1; }
+
+# cmd VERB JSON: publishes a command (v3.1.1) and returns; replies land in the "replies" consumer.
+cmd() {
+  mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/$1" -m "$2" || fail "publish $1"
+}
+
+# reply_for ID: prints the first reply payload carrying id ID (from $T/replies.out).
+reply_for() {
+  $PY - "$T/replies.out" "$1" <<'EOF'
+import json, sys
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        m = json.loads(line)
+        p = json.loads(m["payload"])
+    except Exception:
+        continue
+    if m["topic"].endswith("/reply") or not "/cmd/" in m["topic"]:
+        if isinstance(p, dict) and p.get("id") == sys.argv[2]:
+            print(json.dumps(p, sort_keys=True))
+            break
+EOF
+}
+
+# replies_count ID: how many replies carried id ID.
+replies_count() {
+  $PY - "$T/replies.out" "$1" <<'EOF'
+import json, sys
+n = 0
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        m = json.loads(line); p = json.loads(m["payload"])
+    except Exception:
+        continue
+    if m["topic"].endswith("/reply") and isinstance(p, dict) and p.get("id") == sys.argv[2]:
+        n += 1
+print(n)
+EOF
+}

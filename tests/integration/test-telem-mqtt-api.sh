@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# docs/mqtt-api.md is the contract: every ```json NAME example block is loaded;
+# the messages berthd produces have exactly the examples' keys and value types,
+# and the examples berthd consumes (commands, desired state) are accepted.
+source "$(dirname "$0")/lib-telem.sh"
+telem_setup
+DEV=gw-0042
+INTERVAL_MS=300
+EX=$T/examples
+mkdir -p "$EX" "$T/data"
+
+$PY - "$TELEM_ROOT/docs/mqtt-api.md" "$EX" <<'EOF' || fail "examples"
+import json, os, re, sys
+text = open(sys.argv[1]).read()
+n = 0
+for name, body in re.findall(r"```json ([\w/-]+)\n(.*?)```", text, re.S):
+    json.loads(body)  # every example is valid JSON
+    open(os.path.join(sys.argv[2], name.replace("/", "_") + ".json"), "w").write(body.strip())
+    n += 1
+assert n >= 15, n
+print(n, "examples")
+EOF
+
+# A corrupt database at start yields the store_recovered event of the example.
+head -c 8192 /dev/urandom > "$T/data/berth.db"
+
+broker_up
+consumer_up all "berth/v1/$DEV/#"
+sleep 0.3
+berthd_up
+wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+
+# Consumed: the desired state (retained) and every command example.
+mosquitto_pub -p "$BROKER_PORT" -q 1 -r -t "berth/v1/$DEV/state/desired" -f "$EX/state_desired.json" || fail "desired"
+wait_for 5 grep -q 'event=desired_updated version=6 source=retained' "$T/berthd.log" || fail "desired state example refused"
+for verb in deploy scale restart get_state set_log_level chaos ping remove; do
+  mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/$verb" -f "$EX/cmd_$verb.json" || fail "publish $verb"
+  id=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$EX/cmd_$verb.json")
+  wait_for 5 grep -q "\"topic\":\"berth/v1/$DEV/cmd/$verb/reply\".*$id" "$T/all.out" || fail "no reply to example $verb"
+  grep "\"topic\":\"berth/v1/$DEV/cmd/$verb/reply\"" "$T/all.out" | grep "$id" | grep -q 'ok\\":true' \
+    || fail "example $verb refused: $(grep "$id" "$T/all.out" | tail -1)"
+done
+# A refused one, for the error reply's shape (detector was removed above).
+sed 's/"c-0002"/"c-0002-again"/' "$EX/cmd_scale.json" > "$T/scale2.json"
+mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/scale" -f "$T/scale2.json"
+wait_for 5 bash -c "grep 'cmd/scale/reply' '$T/all.out' | grep -q unknown_deployment" || fail "no error reply"
+wait_for 10 grep -q "\"topic\":\"berth/v1/$DEV/events\"" "$T/all.out" || fail "no event published"
+# The Last Will: berthd vanishes, the broker says offline after 1.5 x keepalive.
+berthd_down KILL
+wait_for 12 grep -q '\\"online\\":false' "$T/all.out" || fail "no Last Will"
+
+$PY - "$T/all.out" "$EX" "$DEV" <<'EOF' || fail "shapes differ from docs/mqtt-api.md"
+import json, os, sys
+out, ex, dev = sys.argv[1:]
+OPTIONAL = {"cpu_pct", "temp_c"}
+def shape_eq(want, got, path):
+    if path.endswith(".detail"):  # an event's detail depends on its type
+        assert isinstance(got, dict), (path, got)
+        return
+    if isinstance(want, dict):
+        assert isinstance(got, dict), (path, got)
+        wk, gk = set(want) - OPTIONAL, set(got) - OPTIONAL
+        assert wk == gk, (path, "keys differ", sorted(wk ^ gk))
+        for k in wk:
+            shape_eq(want[k], got[k], path + "." + k)
+    elif isinstance(want, list):
+        assert isinstance(got, list), (path, got)
+        if want and got:
+            for g in got:
+                shape_eq(want[0], g, path + "[]")
+    elif isinstance(want, bool) or want is None:
+        assert isinstance(got, bool) or got is None, (path, got)
+    elif isinstance(want, (int, float)):
+        assert isinstance(got, (int, float)) and not isinstance(got, bool), (path, got)
+    else:
+        assert type(want) == type(got), (path, want, got)
+msgs = []
+for line in open(out):
+    m = json.loads(line)
+    msgs.append((m["topic"][len("berth/v1/%s/" % dev):], json.loads(m["payload"])))
+def load(n):
+    return json.load(open(os.path.join(ex, n + ".json")))
+def first(pred):
+    for t, p in msgs:
+        if pred(t, p):
+            return p
+    raise AssertionError("no message matching")
+checks = {
+    "status": first(lambda t, p: t == "status" and p.get("online") is True),
+    "status-will": first(lambda t, p: t == "status" and p.get("online") is False and "ts" not in p),
+    "state/reported": first(lambda t, p: t == "state/reported" and p["deployments"]),
+    "telemetry": first(lambda t, p: t == "telemetry" and p["rows"][0]["seq"] > 2),
+    "events": first(lambda t, p: t == "events"),
+    "reply-ok": first(lambda t, p: t == "cmd/ping/reply"),
+    "reply-error": first(lambda t, p: t == "cmd/scale/reply" and p["ok"] is False),
+}
+for name, got in checks.items():
+    shape_eq(load(name.replace("/", "_")), got, name)
+    print("shape ok:", name)
+EOF
+echo "ok: every docs/mqtt-api.md example accepted or matched"
