@@ -79,6 +79,8 @@ struct sup_status {
 	bool migration_needed;
 	char last_error[128];
 	uint64_t spec_hash;
+	enum sla_class sla_class;          /* of the spec */
+	uint32_t startup_ms;               /* last measured start-up (create to ready); 0 none yet */
 };
 
 enum sup_event { SUP_EV_READY = 1, SUP_EV_UNREADY, SUP_EV_GONE };
@@ -137,6 +139,10 @@ unsigned supervisor_replicas(const struct supervisor *s, struct sup_replica *out
 
 /* Status of one deployment: 0 or -ENOENT. */
 int supervisor_status(const struct supervisor *s, const char *deployment, struct sup_status *out)
+	__attribute__((warn_unused_result));
+/* The spec of a desired (not removing) deployment as applied, with
+ * replicas the current desired count: 0 or -ENOENT. */
+int supervisor_spec(const struct supervisor *s, const char *deployment, struct deploy_spec *out)
 	__attribute__((warn_unused_result));
 /* Status of every tracked deployment, at most max; returns how many. */
 unsigned supervisor_statuses(const struct supervisor *s, struct sup_status *out, unsigned max);
