@@ -60,7 +60,6 @@ struct scaler {
 	char *hex;                      /* 2 * blob_size + 1 */
 	/* Scratch for one evaluation (nothing allocated while running). */
 	struct sup_status st[SUP_MAX_DEPLOYMENTS];
-	struct deploy_spec spec;
 	struct sup_replica reps[DEPLOY_MAX_REPLICAS];
 	struct metric_ctr_sample ctr[CONFIG_METRIC_RING_LEN];
 	struct metric_node_sample node[CONFIG_METRIC_RING_LEN];
@@ -248,10 +247,11 @@ static void sync_deployments(struct scaler *s, uint64_t wall_ms)
 	bool changed = false;
 	unsigned n = supervisor_statuses(s->deps.sup, s->st, SUP_MAX_DEPLOYMENTS);
 	for (unsigned k = 0; k < n; k++) {
-		if (s->st[k].removing || supervisor_spec(s->deps.sup, s->st[k].name, &s->spec) < 0)
+		const struct deploy_spec *sp = s->st[k].removing ? NULL : supervisor_spec(s->deps.sup, s->st[k].name);
+		if (!sp)
 			continue;
 		struct autoscale_deploy ad;
-		autoscale_deploy_from_spec(&ad, &s->spec);
+		autoscale_deploy_from_spec(&ad, sp);
 		int i = find_dep(s, ad.name);
 		if (i >= 0 && same_deploy(&s->dep[i].ad, &ad)) {
 			seen[i] = true;
