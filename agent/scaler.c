@@ -470,6 +470,7 @@ struct scaler *scaler_create(const struct scaler_deps *deps, const struct berth_
 		goto errout;
 	if (deps->dispatch)
 		dispatch_set_arrival_fn(deps->dispatch, on_arrival, s);
+	sync_deployments(s, (uint64_t)hal_clock_wall_ms()); /* the desired state applied at boot */
 	LOG_INF("event=autoscaler_started interval_s=%u predictive=%d forecast=%d slots=%u cooldown_s=%u "
 		"cpu_ceiling_pct=%u mem_ceiling_pct=%u",
 		s->p.interval_s, s->p.predictive, s->p.forecast, s->p.slots, s->p.cooldown_s, s->p.cpu_ceiling_pct,
