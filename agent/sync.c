@@ -19,7 +19,6 @@
 #define LOG_TAG "sync"
 
 #define REPORT_CHECK_MS 1000   /* the reported state is checked (and at most published) this often */
-#define REPORT_MIN_GAP_MS 1000
 #define REPORT_MAX 32768
 
 struct sync {
@@ -36,7 +35,6 @@ struct sync {
 	char *report;                  /* REPORT_MAX */
 	uint64_t report_hash;          /* of the last published report, without its ts */
 	bool report_dirty;
-	uint64_t report_pub_ms;        /* loop time of the last publish; 0 none */
 	struct loop_timer report_timer;
 	char topic_buf[256];
 };
@@ -72,7 +70,6 @@ static void publish_report(struct sync *s, bool force)
 	if (uplink_publish(s->up, s->t_reported, s->report, (size_t)n, 1, true, NULL, 0, NULL) == 0) {
 		s->report_hash = h;
 		s->report_dirty = false;
-		s->report_pub_ms = loop_now_ms(s->loop);
 	}
 }
 
@@ -146,9 +143,9 @@ void sync_state_changed(void *arg)
 {
 	struct sync *s = arg;
 	s->report_dirty = true;
-	/* At most one publish per REPORT_MIN_GAP_MS; the check timer sends the rest. */
-	if (s->up && uplink_connected(s->up) &&
-	    (!s->report_pub_ms || loop_now_ms(s->loop) - s->report_pub_ms >= REPORT_MIN_GAP_MS))
+	/* A command's change goes out at once (commands are few, and each has a
+	 * reply anyway); figures that drift are left to the once-a-second check. */
+	if (s->up && uplink_connected(s->up))
 		publish_report(s, false);
 }
 

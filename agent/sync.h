@@ -31,9 +31,10 @@ int sync_boot(struct sync *s, const char *fallback_json) __attribute__((warn_unu
 
 /* New rows are in the outbox: send what the window allows. */
 void sync_kick(void *s);
-/* The supervisor's state changed: the reported state is republished (at
- * most once a second; unchanged content is not republished). Without a call
- * the state is also checked once a second and published when it changed. */
+/* A command changed the state: the reported state is republished at once
+ * (unchanged content is not). Other changes (replicas coming up, request
+ * figures) are found by a check once a second, so those go out at most
+ * once a second. */
 void sync_state_changed(void *s);
 
 /* Writes the reported state (control_report) into buf: GET /v1/state.
