@@ -4,7 +4,8 @@
 # it scales back down (2 -> 1) after the cool-down: every request of that light load is answered
 # 200 (the replica that goes drains first). Then a deployment whose replica needs 60% of the
 # node's memory and has not come up misses every request: its scale-up is refused by the memory
-# ceiling, and the scale_blocked event with the numbers arrives on the events topic.
+# ceiling, and the scale_blocked event with the numbers arrives on the events topic. Last, the
+# forecasters' history is in the store after a stop and restored at the next start.
 # Run by scripts/integration.sh (services already started); alone it starts its own.
 TEST=autoscale
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -156,6 +157,19 @@ EOP
 log_has 'event=scale_blocked deployment=big .*resource=memory' || die "no scale_blocked log line"
 ok "scale-up of big refused by the memory ceiling; event scale_blocked published with the numbers"
 wait "$LOAD_PID" 2>/dev/null || true; LOAD_PID=
+
+# --- 4. the forecasters' history survives a restart (store key-value table), a removed
+# deployment's is cleared.
+berthd_kill -TERM
+$PY - "$WORK/data/berth.db" <<'EOP' || die "forecast state not saved at stop"
+import sqlite3, sys
+kv = dict(sqlite3.connect(sys.argv[1]).execute("SELECT key, value FROM kv WHERE key LIKE 'forecast.%'"))
+assert len(kv.get("forecast.big", "")) > 1000, {k: len(v) for k, v in kv.items()}
+assert kv.get("forecast.m") == "", {k: len(v) for k, v in kv.items()}
+EOP
+berthd_start
+wait_for 10 log_has 'event=forecast_restored deployment=big ' || die "forecast state not restored at start"
+ok "forecast history saved at stop (cleared for the removed deployment) and restored at start"
 
 [ "$FAILS" -eq 0 ] && echo "ok: test-autoscale passed"
 exit "$FAILS"
