@@ -25,8 +25,7 @@ struct entry {
 	uint64_t paused_total_us;
 	void *ctx;
 	uint32_t gen;
-	uint64_t fifo_key;           /* arrival number (fifo heap key) */
-	uint32_t seq;                /* arrival order, tie-break (wrapping compare) */
+	uint64_t fifo_key;           /* arrival number: fifo heap key, edf tie-break */
 	uint32_t hint_us;            /* caller-known cost, 0 unknown */
 	uint32_t work_us;            /* what it adds to its heap's work sum */
 	uint8_t model;
@@ -37,22 +36,26 @@ struct entry {
 	int8_t last_replica;
 };
 
-/* Heap node: the key is kept inline so sifting never touches the pool
- * except to record positions, and it is one unsigned compare. edf: the
- * absolute deadline (us, below 2^48: 8.9 years of monotonic clock) shifted
- * left 16 bits, plus the low 16 bits of the arrival number, so equal
- * deadlines go to the earlier arrival (exact unless 65536 requests share one
- * deadline microsecond). fifo: the arrival number. */
-struct hnode {
-	uint64_t key;
-	uint32_t idx;
-};
+/* Heap keys are kept inline (one array of keys beside one of pool indices),
+ * so sifting never touches the pool except to record positions, and a
+ * comparison is one unsigned compare. edf: the absolute deadline (us, below
+ * 2^48: 8.9 years of monotonic clock) shifted left 16 bits, plus the low 16
+ * bits of the arrival number, so equal deadlines go to the earlier arrival
+ * (exact unless 65536 requests share one deadline microsecond). fifo: the
+ * arrival number. */
 #define KEY_SEQ_BITS 16
 #define KEY_DEADLINE_MAX ((1ull << (64 - KEY_SEQ_BITS)) - 1)
 
-/* Min-heap of pool entries for one (model, class). */
+/* 4-ary min-heap of pool entries for one (model, class): half the levels of
+ * a binary heap, so a removal moves a node and records its position half as
+ * often, for three key compares a level instead of one. key[] has HEAP_D
+ * slots beyond cap, and every slot at or past n holds UINT64_MAX, so the
+ * children of a node are compared without bounds checks (on equal keys the
+ * lower index wins, so a real child always beats the padding). */
+#define HEAP_D 4
 struct heap {
-	struct hnode *a;
+	uint64_t *key;               /* cap + HEAP_D */
+	uint32_t *id;                /* cap: pool index of each node */
 	uint32_t n;
 	uint32_t cap;
 	uint64_t work_us;            /* sum of entries' work_us */
@@ -61,6 +64,7 @@ struct heap {
 
 struct replica {
 	bool present, ready, draining, breaker_open, paused;
+	bool usable;                     /* present, ready, !draining, breaker closed, !paused (model_refresh) */
 	unsigned concurrency;
 	unsigned inflight;
 	uint64_t dispatched;
@@ -105,12 +109,16 @@ struct sched {
 	uint32_t *held;                  /* running and paused entries */
 	uint32_t nheld;
 	uint32_t queued_total;
-	uint32_t seq;
 	uint64_t arrivals;               /* fifo key */
 	uint64_t now_us;
 	bool pumping;
 	bool repump;
-	bool fifo;                       /* key by arrival only (hot-path copy of the policy) */
+	bool fifo;                       /* key by arrival only (hot-path copies of the policy ops) */
+	bool admit;
+	bool reserve;
+	bool preempt;
+	uint64_t capmask;                /* bit h set: the model of heaps[h] has free_cap > 0 */
+	uint64_t urgent_mask;            /* bits of every model's urgent heap */
 };
 
 const uint64_t sched_lat_bounds_us[SCHED_LAT_NBUCKETS] = {
@@ -176,7 +184,6 @@ static const struct policy_ops policy_ops[SCHED_NPOLICIES] = {
 	[SCHED_EDF_PREEMPT] = { .edf = true, .admit = true, .preempt = true },
 };
 
-static inline const struct policy_ops *ops(const struct sched *s) { return &policy_ops[s->p.policy]; }
 
 /* --- estimator -------------------------------------------------------------- */
 
@@ -231,10 +238,8 @@ static inline bool entry_before(const struct entry *a, const struct entry *b)
 {
 	if (a->deadline_us != b->deadline_us)
 		return a->deadline_us < b->deadline_us;
-	return (int32_t)(a->seq - b->seq) < 0;
+	return (int32_t)((uint32_t)a->fifo_key - (uint32_t)b->fifo_key) < 0;
 }
-
-static inline bool node_before(const struct hnode *a, const struct hnode *b) { return a->key < b->key; }
 
 static inline uint64_t entry_key(const struct sched *s, const struct entry *e)
 {
@@ -244,70 +249,96 @@ static inline uint64_t entry_key(const struct sched *s, const struct entry *e)
 	return d << KEY_SEQ_BITS | (e->fifo_key & ((1u << KEY_SEQ_BITS) - 1));
 }
 
-/* The sift loops keep the array, its length and the position table in
- * locals: the position stores would otherwise force reloads of h->n. */
+/* Index of the smallest of the HEAP_D children starting at c (c < n; the
+ * padding makes the missing ones UINT64_MAX). */
+static inline uint32_t heap_min_child(const uint64_t *k, uint32_t c)
+{
+#if HEAP_D == 2
+	return c + (k[c + 1] < k[c]);
+#else
+	uint32_t m01 = c + (k[c + 1] < k[c]);
+	uint32_t m23 = c + 2 + (k[c + 3] < k[c + 2]);
+	return k[m23] < k[m01] ? m23 : m01;
+#endif
+}
+
+/* The sift loops keep the arrays, the length and the position table in
+ * locals: the position stores would otherwise force reloads. */
 static void heap_up(struct sched *s, struct heap *h, uint32_t i)
 {
-	struct hnode *a = h->a;
+	uint64_t *k = h->key;
+	uint32_t *id = h->id;
 	uint32_t *pos = s->pos;
-	struct hnode n = a[i];
+	const uint64_t nk = k[i];
+	const uint32_t nid = id[i];
 	while (i > 0) {
-		uint32_t parent = (i - 1) / 2;
-		if (!node_before(&n, &a[parent]))
+		uint32_t parent = (i - 1) / HEAP_D;
+		if (nk >= k[parent])
 			break;
-		a[i] = a[parent];
-		pos[a[i].idx] = i;
+		k[i] = k[parent];
+		id[i] = id[parent];
+		pos[id[i]] = i;
 		i = parent;
 	}
-	a[i] = n;
-	pos[n.idx] = i;
+	k[i] = nk;
+	id[i] = nid;
+	pos[nid] = i;
 }
 
 static void heap_down(struct sched *s, struct heap *h, uint32_t i)
 {
-	struct hnode *a = h->a;
+	uint64_t *k = h->key;
+	uint32_t *id = h->id;
 	uint32_t *pos = s->pos;
 	const uint32_t len = h->n;
-	struct hnode n = a[i];
+	const uint64_t nk = k[i];
+	const uint32_t nid = id[i];
 	for (;;) {
-		uint32_t c = 2 * i + 1;
+		uint32_t c = HEAP_D * i + 1;
 		if (c >= len)
 			break;
-		if (c + 1 < len && node_before(&a[c + 1], &a[c]))
-			c++;
-		if (!node_before(&a[c], &n))
+		c = heap_min_child(k, c);
+		if (k[c] >= nk)
 			break;
-		a[i] = a[c];
-		pos[a[i].idx] = i;
+		k[i] = k[c];
+		id[i] = id[c];
+		pos[id[i]] = i;
 		i = c;
 	}
-	a[i] = n;
-	pos[n.idx] = i;
+	k[i] = nk;
+	id[i] = nid;
+	pos[nid] = i;
 }
 
-/* Root removal, bottom-up (Floyd): walk the hole down along the smaller
- * children to a leaf (one comparison a level), then sift the last node up
- * from there; it nearly always belongs near the bottom. */
+/* Root removal, bottom-up (Floyd): walk the hole down along the smallest
+ * children to a leaf, then sift the last node up from there; it nearly
+ * always belongs near the bottom. */
 static void heap_pop_root(struct sched *s, struct heap *h)
 {
-	struct hnode *a = h->a;
+	uint64_t *k = h->key;
+	uint32_t *id = h->id;
 	uint32_t *pos = s->pos;
 	const uint32_t len = --h->n;
-	struct hnode last = a[len];
-	uint32_t i = 0;
-	if (!len)
+	const uint64_t lk = k[len];
+	const uint32_t lid = id[len];
+	k[len] = UINT64_MAX;
+	if (!len) {
+		k[0] = UINT64_MAX;
 		return;
+	}
+	uint32_t i = 0;
 	for (;;) {
-		uint32_t c = 2 * i + 1;
+		uint32_t c = HEAP_D * i + 1;
 		if (c >= len)
 			break;
-		if (c + 1 < len && a[c + 1].key < a[c].key)
-			c++;
-		a[i] = a[c];
-		pos[a[i].idx] = i;
+		c = heap_min_child(k, c);
+		k[i] = k[c];
+		id[i] = id[c];
+		pos[id[i]] = i;
 		i = c;
 	}
-	a[i] = last;
+	k[i] = lk;
+	id[i] = lid;
 	heap_up(s, h, i);
 }
 
@@ -318,9 +349,10 @@ static void heap_push(struct sched *s, uint32_t idx)
 	struct entry *e = &s->pool[idx];
 	unsigned hid = heap_id(e->model, e->cls);
 	struct heap *h = &s->heaps[hid];
-	h->a[h->n] = (struct hnode){ .key = entry_key(s, e), .idx = idx };
-	h->n++;
-	heap_up(s, h, h->n - 1);
+	uint32_t i = h->n++;
+	h->key[i] = entry_key(s, e);
+	h->id[i] = idx;
+	heap_up(s, h, i);
 	h->work_us += e->work_us;
 	if (h->n == 1 || e->deadline_us > h->max_deadline_us)
 		h->max_deadline_us = e->deadline_us;
@@ -338,12 +370,17 @@ static void heap_remove(struct sched *s, uint32_t idx)
 	if (i == 0) {
 		heap_pop_root(s, h);
 	} else {
-		h->n--;
-		if (i != h->n) {
-			h->a[i] = h->a[h->n];
-			s->pos[h->a[i].idx] = i;
+		uint32_t last = --h->n;
+		if (i != last) {
+			uint32_t moved = h->id[last];
+			h->key[i] = h->key[last];
+			h->id[i] = moved;
+			s->pos[moved] = i;
+			h->key[last] = UINT64_MAX;
 			heap_down(s, h, i);
-			heap_up(s, h, s->pos[h->a[i].idx]);
+			heap_up(s, h, s->pos[moved]);
+		} else {
+			h->key[last] = UINT64_MAX;
 		}
 	}
 	h->work_us -= e->work_us;
@@ -354,30 +391,55 @@ static void heap_remove(struct sched *s, uint32_t idx)
 	s->queued_total--;
 }
 
+/* Pool index of the head of heap h (h->n > 0). */
+static inline uint32_t heap_head(const struct heap *h) { return h->id[0]; }
+
 /* --- models and replicas ---------------------------------------------------- */
 
-static inline bool replica_usable(const struct replica *r)
+/* Heaps of model mi in the heap bitmasks; and of every model's urgent class. */
+#define MODEL_HEAPS(mi) (((1ull << SLA_NCLASSES) - 1) << ((mi) * SLA_NCLASSES))
+static uint64_t urgent_heaps(void)
 {
-	return r->present && r->ready && !r->draining && !r->breaker_open && !r->paused;
+	uint64_t m = 0;
+	for (unsigned mi = 0; mi < SCHED_MAX_MODELS; mi++)
+		m |= 1ull << heap_id(mi, SLA_URGENT);
+	return m;
 }
 
-static void model_refresh(struct model *m)
+/* Keeps capmask in step with model mi's free_cap (call after changing it). */
+static inline void cap_sync(struct sched *s, unsigned mi)
 {
+	if (s->models[mi].free_cap)
+		s->capmask |= MODEL_HEAPS(mi);
+	else
+		s->capmask &= ~MODEL_HEAPS(mi);
+}
+
+/* Recomputes model mi's replica summary (and each replica's usable flag)
+ * after a replica's state changed. */
+static void model_refresh(struct sched *s, unsigned mi)
+{
+	struct model *m = &s->models[mi];
 	unsigned cap = 0, ur = 0, u = 0;
 	for (int i = 0; i < m->rep_hi; i++) {
-		const struct replica *r = &m->rep[i];
+		struct replica *r = &m->rep[i];
+		r->usable = false;
 		if (!r->present || !r->ready || r->draining)
 			continue;
 		ur++;
 		if (r->breaker_open)
 			continue;
 		u++;
-		if (!r->paused && r->inflight < r->concurrency)
+		if (r->paused)
+			continue;
+		r->usable = true;
+		if (r->inflight < r->concurrency)
 			cap += r->concurrency - r->inflight;
 	}
 	m->free_cap = cap;
 	m->usable_ready = ur;
 	m->usable = u;
+	cap_sync(s, mi);
 }
 
 static struct model *model_get(const struct sched *s, int model)
@@ -487,7 +549,7 @@ static int pick_replica(const struct model *m, int avoid)
 	int best = -1, fallback = -1;
 	for (int i = 0; i < m->rep_hi; i++) {
 		const struct replica *r = &m->rep[i];
-		if (!replica_usable(r) || r->inflight >= r->concurrency)
+		if (!r->usable || r->inflight >= r->concurrency)
 			continue;
 		if (i == avoid) {
 			fallback = i;
@@ -510,7 +572,8 @@ static void start(struct sched *s, uint32_t idx)
 	e->dispatch_us = s->now_us;
 	m->rep[r].inflight++;
 	m->rep[r].dispatched++;
-	m->free_cap--; /* pick_replica chose a usable replica with spare capacity */
+	if (!--m->free_cap) /* pick_replica chose a usable replica with spare capacity */
+		cap_sync(s, e->model);
 	s->busy++;
 	held_add(s, idx);
 	m->cum.cls[e->cls].queued--;
@@ -527,7 +590,7 @@ static void resume(struct sched *s, uint32_t idx)
 	e->paused_total_us += s->now_us - e->paused_at_us;
 	e->dispatch_us += s->now_us - e->paused_at_us;
 	m->rep[e->replica].paused = false;
-	model_refresh(m);
+	model_refresh(s, e->model);
 	s->busy++;
 	LOG_DBG("event=resume model=%s replica=%d", m->name, e->replica);
 	struct sched_dispatch d = describe(s, idx);
@@ -574,8 +637,8 @@ static bool try_preempt(struct sched *s)
 		const struct heap *h = &s->heaps[heap_id(mi, SLA_URGENT)];
 		if (!h->n || !s->models[mi].free_cap)
 			continue;
-		if (u == UINT32_MAX || entry_before(&s->pool[h->a[0].idx], &s->pool[u]))
-			u = h->a[0].idx;
+		if (u == UINT32_MAX || entry_before(&s->pool[heap_head(h)], &s->pool[u]))
+			u = heap_head(h);
 	}
 	if (u == UINT32_MAX)
 		return false;
@@ -602,7 +665,7 @@ static bool try_preempt(struct sched *s)
 	v->state = ST_PAUSED;
 	v->paused_at_us = s->now_us;
 	vm->rep[v->replica].paused = true;
-	model_refresh(vm);
+	model_refresh(s, v->model);
 	s->busy--;
 	BOTH(vm, v->cls, preempted, ++);
 	LOG_DBG("event=preempt model=%s replica=%d for_model=%s", vm->name, v->replica, s->models[ue->model].name);
@@ -618,29 +681,27 @@ static void pump(struct sched *s)
 		return;
 	}
 	s->pumping = true;
-	const struct policy_ops *po = ops(s);
 	do {
 		s->repump = false;
 		while (s->busy < s->p.slots) {
-			unsigned free_slots = s->p.slots - s->busy;
+			/* Heads of heaps whose model has a free replica (urgent ones
+			 * only while the free slots are all reserved). */
+			uint64_t mask = s->nonempty & s->capmask;
+			if (s->reserve && s->p.slots - s->busy <= s->p.reserve_urgent)
+				mask &= s->urgent_mask;
 			uint32_t best = UINT32_MAX;
-			const struct hnode *bn = NULL;
-			uint64_t mask = s->nonempty;
-			while (mask) {
-				unsigned hid = (unsigned)__builtin_ctzll(mask);
+			if (mask) {
+				const struct heap *bh = &s->heaps[__builtin_ctzll(mask)];
 				mask &= mask - 1;
-				unsigned mi = hid / SLA_NCLASSES, c = hid % SLA_NCLASSES;
-				if (!s->models[mi].free_cap)
-					continue;
-				if (po->reserve && c != SLA_URGENT && free_slots <= s->p.reserve_urgent)
-					continue;
-				const struct hnode *hn = &s->heaps[hid].a[0];
-				if (!bn || node_before(hn, bn)) {
-					bn = hn;
-					best = hn->idx;
+				while (mask) {
+					const struct heap *hh = &s->heaps[__builtin_ctzll(mask)];
+					mask &= mask - 1;
+					if (hh->key[0] < bh->key[0])
+						bh = hh;
 				}
+				best = heap_head(bh);
 			}
-			if (po->preempt && s->nheld > s->busy) {
+			if (s->preempt && s->nheld > s->busy) {
 				uint32_t p = best_paused(s);
 				if (p != UINT32_MAX && (best == UINT32_MAX || entry_before(&s->pool[p], &s->pool[best]))) {
 					resume(s, p);
@@ -650,14 +711,14 @@ static void pump(struct sched *s)
 			if (best == UINT32_MAX)
 				break;
 			struct entry *e = &s->pool[best];
-			if (po->admit && s->now_us + own_est(s, e) > e->deadline_us) {
+			if (s->admit && s->now_us + own_est(s, e) > e->deadline_us) {
 				heap_remove(s, best);
 				refuse_accepted(s, best, SCHED_REFUSE_DEADLINE_INFEASIBLE);
 				continue;
 			}
 			start(s, best);
 		}
-		if (po->preempt && s->busy >= s->p.slots && try_preempt(s))
+		if (s->preempt && s->busy >= s->p.slots && try_preempt(s))
 			s->repump = true;
 	} while (s->repump);
 	s->pumping = false;
@@ -675,7 +736,7 @@ static uint64_t work_ahead_us(const struct sched *s, uint64_t d)
 		unsigned hid = (unsigned)__builtin_ctzll(mask);
 		mask &= mask - 1;
 		const struct heap *h = &s->heaps[hid];
-		uint64_t lo = s->pool[h->a[0].idx].deadline_us;
+		uint64_t lo = s->pool[heap_head(h)].deadline_us;
 		if (lo > d)
 			continue;
 		if (h->max_deadline_us <= d || h->max_deadline_us == lo)
@@ -689,7 +750,7 @@ static uint64_t work_ahead_us(const struct sched *s, uint64_t d)
 /* Predicted wait for a slot of a new request e (not yet queued). */
 static uint64_t wait_est_us(const struct sched *s, const struct entry *e)
 {
-	bool skip_batch = ops(s)->preempt && e->cls == SLA_URGENT;
+	bool skip_batch = s->preempt && e->cls == SLA_URGENT;
 	uint64_t ahead = work_ahead_us(s, e->deadline_us);
 	if (!ahead && s->busy < s->p.slots)
 		return 0;
@@ -754,6 +815,10 @@ struct sched *sched_create(const struct sched_params *p, const struct sched_call
 	s->p = *p;
 	s->cb = *cb;
 	s->fifo = !policy_ops[p->policy].edf;
+	s->admit = policy_ops[p->policy].admit;
+	s->reserve = policy_ops[p->policy].reserve;
+	s->preempt = policy_ops[p->policy].preempt;
+	s->urgent_mask = urgent_heaps();
 	s->models = calloc(SCHED_MAX_MODELS, sizeof(*s->models));
 	s->pool = calloc(POOL_SIZE, sizeof(*s->pool));
 	s->free_idx = calloc(POOL_SIZE, sizeof(*s->free_idx));
@@ -777,8 +842,10 @@ void sched_destroy(struct sched *s)
 {
 	if (!s)
 		return;
-	for (int h = 0; h < NHEAPS; h++)
-		free(s->heaps[h].a);
+	for (int h = 0; h < NHEAPS; h++) {
+		free(s->heaps[h].key);
+		free(s->heaps[h].id);
+	}
 	free(s->held);
 	free(s->free_idx);
 	free(s->pos);
@@ -823,9 +890,17 @@ int sched_model_add(struct sched *s, const char *name, uint32_t initial_est_us)
 		struct heap *h = &s->heaps[heap_id(mi, c)];
 		/* Retried requests re-enter the heap past the cap: room for every held one. */
 		h->cap = s->p.queue_cap[c] + MAX_HELD;
-		h->a = calloc(h->cap, sizeof(*h->a));
-		if (!h->a)
+		h->key = malloc((h->cap + HEAP_D) * sizeof(*h->key));
+		h->id = calloc(h->cap, sizeof(*h->id));
+		if (!h->key || !h->id) {
+			free(h->key);
+			free(h->id);
+			h->key = NULL;
+			h->id = NULL;
 			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < h->cap + HEAP_D; i++)
+			h->key[i] = UINT64_MAX;
 	}
 	struct model *m = &s->models[mi];
 	memset(m, 0, sizeof(*m));
@@ -868,7 +943,7 @@ int sched_replica_add(struct sched *s, int model, int idx, unsigned concurrency)
 		s->models[model].rep_hi = idx + 1;
 	/* inflight and paused survive a remove/add of the same index: completions
 	 * of requests dispatched before the remove are still to come. */
-	model_refresh(&s->models[model]);
+	model_refresh(s, (unsigned)model);
 	return 0;
 }
 
@@ -878,7 +953,7 @@ static void refuse_model_queue(struct sched *s, int model, enum sched_refusal wh
 	for (unsigned c = 0; c < SLA_NCLASSES; c++) {
 		struct heap *h = &s->heaps[heap_id((unsigned)model, c)];
 		while (h->n) {
-			uint32_t idx = h->a[0].idx;
+			uint32_t idx = heap_head(h);
 			heap_remove(s, idx);
 			refuse_accepted(s, idx, why);
 		}
@@ -893,7 +968,7 @@ int sched_replica_remove(struct sched *s, int model, int idx, uint64_t now_us)
 	set_now(s, now_us);
 	r->present = false;
 	struct model *m = &s->models[model];
-	model_refresh(m);
+	model_refresh(s, (unsigned)model);
 	bool any = false;
 	for (int i = 0; i < SCHED_MAX_REPLICAS; i++)
 		any |= m->rep[i].present;
@@ -907,7 +982,7 @@ static int replica_flag(struct sched *s, int model, bool *flag, bool v, uint64_t
 {
 	set_now(s, now_us);
 	*flag = v;
-	model_refresh(&s->models[model]);
+	model_refresh(s, (unsigned)model);
 	pump(s);
 	return 0;
 }
@@ -945,7 +1020,7 @@ int sched_replica_set_concurrency(struct sched *s, int model, int idx, unsigned 
 		return -EINVAL;
 	set_now(s, now_us);
 	r->concurrency = concurrency;
-	model_refresh(&s->models[model]);
+	model_refresh(s, (unsigned)model);
 	pump(s);
 	return 0;
 }
@@ -1003,7 +1078,6 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->dispatch_us = 0;
 	e->paused_total_us = 0;
 	e->ctx = r->ctx;
-	e->seq = s->seq++;
 	e->fifo_key = s->arrivals++;
 	e->hint_us = r->cost_hint_us;
 	e->work_us = r->cost_hint_us ? r->cost_hint_us : m->est.ewma_us;
@@ -1013,7 +1087,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->replica = -1;
 	e->last_replica = -1;
 
-	if (ops(s)->admit && s->now_us + wait_est_us(s, e) + own_est(s, e) > e->deadline_us) {
+	if (s->admit && s->now_us + wait_est_us(s, e) + own_est(s, e) > e->deadline_us) {
 		entry_free(s, idx);
 		why = SCHED_REFUSE_DEADLINE_INFEASIBLE;
 		goto refused;
@@ -1062,9 +1136,9 @@ static void release(struct sched *s, uint32_t idx)
 	if (rp->inflight)
 		rp->inflight--;
 	if (was_paused)
-		model_refresh(m);
-	else if (replica_usable(rp) && rp->inflight < rp->concurrency)
-		m->free_cap++;
+		model_refresh(s, e->model);
+	else if (rp->usable && rp->inflight < rp->concurrency && !m->free_cap++)
+		cap_sync(s, e->model);
 	held_remove(s, idx);
 	m->cum.cls[e->cls].running--;
 }
@@ -1135,9 +1209,9 @@ int sched_cancel(struct sched *s, uint64_t id, uint64_t now_us)
 static uint64_t head_due_us(const struct sched *s, unsigned hid)
 {
 	const struct heap *h = &s->heaps[hid];
-	const struct entry *e = &s->pool[h->a[0].idx];
+	const struct entry *e = &s->pool[heap_head(h)];
 	const struct model *m = &s->models[hid / SLA_NCLASSES];
-	if (ops(s)->admit) {
+	if (s->admit) {
 		uint64_t own = own_est(s, e);
 		return e->deadline_us > own ? e->deadline_us - own : 0;
 	}
@@ -1171,7 +1245,7 @@ void sched_tick(struct sched *s, uint64_t now_us)
 		struct heap *h = &s->heaps[hid];
 		const struct model *m = &s->models[hid / SLA_NCLASSES];
 		while (h->n) {
-			uint32_t idx = h->a[0].idx;
+			uint32_t idx = heap_head(h);
 			uint64_t due = head_due_us(s, hid);
 			if (due == UINT64_MAX || s->now_us <= due)
 				break;
