@@ -89,9 +89,8 @@ struct model {
 	int rep_hi;                      /* 1 + highest replica index ever added */
 	struct estimator est;
 	struct sched_model_stats cum;
-	struct sched_model_stats win;
+	struct sched_model_stats win_base; /* cum at the previous window take */
 	uint64_t win_start_us;
-	uint64_t win_busy_us;
 };
 
 struct sched {
@@ -195,31 +194,44 @@ static void est_init(struct estimator *e, uint32_t init_us)
 	e->est_us = 0;
 }
 
-static uint32_t sorted_find(const uint32_t *a, uint32_t n, uint32_t v)
+/* First index of a[0..n) whose value is >= v (n when none), without
+ * branches on the data. */
+static inline uint32_t sorted_find(const uint32_t *a, uint32_t n, uint32_t v)
 {
-	uint32_t lo = 0, hi = n;
-	while (lo < hi) {
-		uint32_t mid = (lo + hi) / 2;
-		if (a[mid] < v)
-			lo = mid + 1;
-		else
-			hi = mid;
+	if (!n)
+		return 0;
+	const uint32_t *base = a;
+	while (n > 1) {
+		uint32_t half = n / 2;
+		base = base[half] < v ? base + half : base;
+		n -= half;
 	}
-	return lo;
+	return (uint32_t)(base - a) + (*base < v);
 }
 
+/* Adds a completion's service time. Once the ring is full the oldest sample
+ * leaves as the new one enters: the sorted copy only shifts the samples
+ * between the two positions. */
 static void est_add(struct estimator *e, uint32_t us)
 {
+	uint32_t *a = e->sorted;
 	if (e->n == SCHED_EST_RING) {
 		uint32_t old = e->ring[e->head];
-		uint32_t i = sorted_find(e->sorted, e->n, old);
-		memmove(&e->sorted[i], &e->sorted[i + 1], (e->n - i - 1) * sizeof(uint32_t));
-		e->n--;
+		uint32_t po = sorted_find(a, SCHED_EST_RING, old); /* a[po] == old */
+		uint32_t pn = sorted_find(a, SCHED_EST_RING, us);
+		if (us > old) {
+			memmove(&a[po], &a[po + 1], (pn - po - 1) * sizeof(uint32_t));
+			a[pn - 1] = us;
+		} else if (us < old) {
+			memmove(&a[pn + 1], &a[pn], (po - pn) * sizeof(uint32_t));
+			a[pn] = us;
+		}
+	} else {
+		uint32_t i = sorted_find(a, e->n, us);
+		memmove(&a[i + 1], &a[i], (e->n - i) * sizeof(uint32_t));
+		a[i] = us;
+		e->n++;
 	}
-	uint32_t i = sorted_find(e->sorted, e->n, us);
-	memmove(&e->sorted[i + 1], &e->sorted[i], (e->n - i) * sizeof(uint32_t));
-	e->sorted[i] = us;
-	e->n++;
 	e->ring[e->head] = us;
 	e->head = (e->head + 1) % SCHED_EST_RING;
 	if (e->n == 1)
@@ -466,25 +478,33 @@ static inline uint32_t own_est(const struct sched *s, const struct entry *e)
 
 /* --- counters --------------------------------------------------------------- */
 
-#define BOTH(m, c, field, op)                 \
-	do {                                  \
-		(m)->cum.cls[c].field op;     \
-		(m)->win.cls[c].field op;     \
-	} while (0)
+/* Only the cumulative counters are counted; the autoscaler's window is
+ * their difference from a copy taken at the previous sched_window_take. */
+#define COUNT(m, c, field, op) ((m)->cum.cls[c].field op)
 
-static void count_latency(struct model *m, unsigned c, uint64_t lat_us)
+/* lat_first[k]: the first latency bucket whose bound (sched_lat_bounds_us)
+ * is >= 2^k. Consecutive bounds are at least a factor 2 apart, so
+ * [2^k, 2^(k+1)) holds at most one bound and a latency's bucket is
+ * lat_first[log2] or the one after it (test_sched checks every bound). */
+static const uint8_t lat_first[64] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 11, 12, 13,
+	14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14,
+	14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14,
+};
+
+/* First bucket whose bound is >= lat_us (the last one is +Inf). */
+static inline unsigned lat_bucket_of(uint64_t lat_us)
 {
-	unsigned lo = 0, hi = SCHED_LAT_NBUCKETS - 1; /* first bound >= lat_us; the last is +Inf */
-	while (lo < hi) {
-		unsigned mid = (lo + hi) / 2;
-		if (sched_lat_bounds_us[mid] < lat_us)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	unsigned b = lo;
-	BOTH(m, c, lat_bucket[b], ++);
-	BOTH(m, c, lat_sum_us, += lat_us);
+	if (!lat_us)
+		return 0;
+	unsigned b = lat_first[63 - __builtin_clzll(lat_us)];
+	return b + (lat_us > sched_lat_bounds_us[b]);
+}
+
+static inline void count_latency(struct model *m, unsigned c, uint64_t lat_us)
+{
+	COUNT(m, c, lat_bucket[lat_bucket_of(lat_us)], ++);
+	COUNT(m, c, lat_sum_us, += lat_us);
 }
 
 /* --- request life ------------------------------------------------------------- */
@@ -534,7 +554,7 @@ static void refuse_accepted(struct sched *s, uint32_t idx, enum sched_refusal wh
 {
 	struct entry *e = &s->pool[idx];
 	struct model *m = &s->models[e->model];
-	BOTH(m, e->cls, refused[why], ++);
+	COUNT(m, e->cls, refused[why], ++);
 	m->cum.cls[e->cls].queued--;
 	struct sched_dispatch d = describe(s, idx);
 	d.replica = -1;
@@ -667,7 +687,7 @@ static bool try_preempt(struct sched *s)
 	vm->rep[v->replica].paused = true;
 	model_refresh(s, v->model);
 	s->busy--;
-	BOTH(vm, v->cls, preempted, ++);
+	COUNT(vm, v->cls, preempted, ++);
 	LOG_DBG("event=preempt model=%s replica=%d for_model=%s", vm->name, v->replica, s->models[ue->model].name);
 	return true;
 }
@@ -1058,7 +1078,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	set_now(s, now_us);
 	unsigned c = (unsigned)r->cls;
 	enum sched_refusal why = SCHED_REFUSE_NONE;
-	BOTH(m, c, offered, ++);
+	COUNT(m, c, offered, ++);
 	if (!m->usable_ready)
 		why = SCHED_REFUSE_NO_READY_REPLICA;
 	else if (!m->usable)
@@ -1102,7 +1122,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	return 0;
 
 refused:
-	BOTH(m, c, refused[why], ++);
+	COUNT(m, c, refused[why], ++);
 	if (reason_out)
 		*reason_out = why;
 	return -EAGAIN;
@@ -1157,7 +1177,7 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 		e->attempt++;
 		e->last_replica = e->replica;
 		e->replica = -1;
-		BOTH(m, c, retries, ++);
+		COUNT(m, c, retries, ++);
 		heap_push(s, idx);
 		m->cum.cls[c].queued++;
 		pump(s);
@@ -1167,16 +1187,15 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 		uint64_t active = service_us > e->paused_total_us ? service_us - e->paused_total_us : service_us;
 		if (service_us) {
 			est_add(&m->est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
-			BOTH(m, c, service_sum_us, += active);
-			m->win_busy_us += active;
+			COUNT(m, c, service_sum_us, += active);
 		}
 		if (s->now_us <= e->deadline_us)
-			BOTH(m, c, on_time, ++);
+			COUNT(m, c, on_time, ++);
 		else
-			BOTH(m, c, late, ++);
+			COUNT(m, c, late, ++);
 		count_latency(m, c, s->now_us - e->arrival_us);
 	} else {
-		BOTH(m, c, failed, ++);
+		COUNT(m, c, failed, ++);
 	}
 	entry_free(s, idx);
 	pump(s);
@@ -1197,7 +1216,7 @@ int sched_cancel(struct sched *s, uint64_t id, uint64_t now_us)
 	} else {
 		release(s, idx);
 	}
-	BOTH(m, e->cls, cancelled, ++);
+	COUNT(m, e->cls, cancelled, ++);
 	entry_free(s, idx);
 	pump(s);
 	return 0;
@@ -1318,12 +1337,26 @@ int sched_window_take(struct sched *s, int model, uint64_t now_us, struct sched_
 	memset(out, 0, sizeof(*out));
 	out->start_us = m->win_start_us;
 	out->end_us = s->now_us;
-	out->st = m->win;
 	for (int c = 0; c < SLA_NCLASSES; c++) {
-		out->st.cls[c].queued = m->cum.cls[c].queued;
-		out->st.cls[c].running = m->cum.cls[c].running;
+		const struct sched_class_stats *a = &m->cum.cls[c], *b = &m->win_base.cls[c];
+		struct sched_class_stats *o = &out->st.cls[c];
+		o->offered = a->offered - b->offered;
+		o->on_time = a->on_time - b->on_time;
+		o->late = a->late - b->late;
+		o->failed = a->failed - b->failed;
+		for (int r = 0; r < SCHED_NREFUSALS; r++)
+			o->refused[r] = a->refused[r] - b->refused[r];
+		o->cancelled = a->cancelled - b->cancelled;
+		o->retries = a->retries - b->retries;
+		o->preempted = a->preempted - b->preempted;
+		for (int k = 0; k < SCHED_LAT_NBUCKETS; k++)
+			o->lat_bucket[k] = a->lat_bucket[k] - b->lat_bucket[k];
+		o->lat_sum_us = a->lat_sum_us - b->lat_sum_us;
+		o->service_sum_us = a->service_sum_us - b->service_sum_us;
+		o->queued = a->queued;
+		o->running = a->running;
+		out->busy_us += o->service_sum_us;
 	}
-	out->busy_us = m->win_busy_us;
 	out->est_us = m->est.est_us;
 	out->ewma_us = m->est.ewma_us;
 	out->replicas_ready = m->usable_ready;
@@ -1333,8 +1366,7 @@ int sched_window_take(struct sched *s, int model, uint64_t now_us, struct sched_
 		if (r->present && r->ready && !r->draining)
 			out->concurrency_total += r->concurrency;
 	}
-	memset(&m->win, 0, sizeof(m->win));
-	m->win_busy_us = 0;
+	m->win_base = m->cum;
 	m->win_start_us = s->now_us;
 	return 0;
 }
