@@ -209,6 +209,21 @@ static inline uint32_t sorted_find(const uint32_t *a, uint32_t n, uint32_t v)
 	return (uint32_t)(base - a) + (*base < v);
 }
 
+/* The same for the full ring, unrolled: i = min(count of values < v, 63),
+ * then one more step for 64. */
+_Static_assert(SCHED_EST_RING == 64, "sorted_find64 searches 64 samples");
+static inline uint32_t sorted_find64(const uint32_t *a, uint32_t v)
+{
+	uint32_t i = 0;
+	i += (a[i + 31] < v) ? 32 : 0;
+	i += (a[i + 15] < v) ? 16 : 0;
+	i += (a[i + 7] < v) ? 8 : 0;
+	i += (a[i + 3] < v) ? 4 : 0;
+	i += (a[i + 1] < v) ? 2 : 0;
+	i += (a[i] < v) ? 1 : 0;
+	return i + (a[i] < v);
+}
+
 /* Adds a completion's service time. Once the ring is full the oldest sample
  * leaves as the new one enters: the sorted copy only shifts the samples
  * between the two positions. */
@@ -217,8 +232,8 @@ static void est_add(struct estimator *e, uint32_t us)
 	uint32_t *a = e->sorted;
 	if (e->n == SCHED_EST_RING) {
 		uint32_t old = e->ring[e->head];
-		uint32_t po = sorted_find(a, SCHED_EST_RING, old); /* a[po] == old */
-		uint32_t pn = sorted_find(a, SCHED_EST_RING, us);
+		uint32_t po = sorted_find64(a, old); /* a[po] == old */
+		uint32_t pn = sorted_find64(a, us);
 		if (us > old) {
 			memmove(&a[po], &a[po + 1], (pn - po - 1) * sizeof(uint32_t));
 			a[pn - 1] = us;
@@ -276,7 +291,7 @@ static inline uint32_t heap_min_child(const uint64_t *k, uint32_t c)
 
 /* The sift loops keep the arrays, the length and the position table in
  * locals: the position stores would otherwise force reloads. */
-static void heap_up(struct sched *s, struct heap *h, uint32_t i)
+static inline __attribute__((always_inline)) void heap_up(struct sched *s, struct heap *h, uint32_t i)
 {
 	uint64_t *k = h->key;
 	uint32_t *id = h->id;
@@ -343,10 +358,19 @@ static void heap_pop_root(struct sched *s, struct heap *h)
 		uint32_t c = HEAP_D * i + 1;
 		if (c >= len)
 			break;
-		c = heap_min_child(k, c);
-		k[i] = k[c];
-		id[i] = id[c];
-		pos[id[i]] = i;
+		/* the smallest of the four children, keeping its key */
+		const uint64_t *kc = &k[c];
+		uint64_t k0 = kc[0], k1 = kc[1], k2 = kc[2], k3 = kc[3];
+		uint32_t a = k1 < k0;
+		uint64_t ka = a ? k1 : k0;
+		uint32_t b = 2 + (k3 < k2);
+		uint64_t kb = k3 < k2 ? k3 : k2;
+		bool lo = kb < ka;
+		c += lo ? b : a;
+		k[i] = lo ? kb : ka;
+		uint32_t cid = id[c];
+		id[i] = cid;
+		pos[cid] = i;
 		i = c;
 	}
 	k[i] = lk;
@@ -694,12 +718,8 @@ static bool try_preempt(struct sched *s)
 
 /* Gives free slots to the earliest requests that can run. Runs the
  * callbacks; nested calls from callbacks only mark that another pass is due. */
-static void pump(struct sched *s)
+static void pump_run(struct sched *s)
 {
-	if (s->pumping) {
-		s->repump = true;
-		return;
-	}
 	s->pumping = true;
 	do {
 		s->repump = false;
@@ -744,6 +764,18 @@ static void pump(struct sched *s)
 	s->pumping = false;
 }
 
+static inline void pump(struct sched *s)
+{
+	if (s->pumping) {
+		s->repump = true;
+		return;
+	}
+	/* Every slot taken and nothing to preempt: nothing can change. */
+	if (s->busy >= s->p.slots && !s->preempt)
+		return;
+	pump_run(s);
+}
+
 /* --- arrival admission ---------------------------------------------------------- */
 
 /* EWMA work (us) queued ahead of a request with deadline d: whole heaps whose
@@ -759,10 +791,14 @@ static uint64_t work_ahead_us(const struct sched *s, uint64_t d)
 		uint64_t lo = s->pool[heap_head(h)].deadline_us;
 		if (lo > d)
 			continue;
-		if (h->max_deadline_us <= d || h->max_deadline_us == lo)
+		uint64_t span = h->max_deadline_us - lo;
+		if (h->max_deadline_us <= d || !span)
 			w += h->work_us;
-		else
-			w += (uint64_t)((double)h->work_us * (double)(d - lo) / (double)(h->max_deadline_us - lo));
+		else if ((h->work_us | span) >> 62)
+			w += (uint64_t)((double)h->work_us * (double)(d - lo) / (double)span);
+		else /* the same, converted through signed integers (fewer instructions) */
+			w += (uint64_t)(int64_t)((double)(int64_t)h->work_us * (double)(int64_t)(d - lo) /
+						 (double)(int64_t)span);
 	}
 	return w;
 }
@@ -1141,7 +1177,7 @@ static struct entry *entry_by_id(const struct sched *s, uint64_t id, uint32_t *i
 }
 
 /* Takes a running/paused entry off its replica and slot. */
-static void release(struct sched *s, uint32_t idx)
+static inline __attribute__((always_inline)) void release(struct sched *s, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
 	struct model *m = &s->models[e->model];
