@@ -340,7 +340,7 @@ static void heap_down(struct sched *s, struct heap *h, uint32_t i)
 /* Root removal, bottom-up (Floyd): walk the hole down along the smallest
  * children to a leaf, then sift the last node up from there; it nearly
  * always belongs near the bottom. */
-static void heap_pop_root(struct sched *s, struct heap *h)
+static inline __attribute__((always_inline)) void heap_pop_root(struct sched *s, struct heap *h)
 {
 	uint64_t *k = h->key;
 	uint32_t *id = h->id;
@@ -380,7 +380,7 @@ static void heap_pop_root(struct sched *s, struct heap *h)
 
 static inline unsigned heap_id(unsigned model, unsigned cls) { return model * SLA_NCLASSES + cls; }
 
-static void heap_push(struct sched *s, uint32_t idx)
+static inline __attribute__((always_inline)) void heap_push(struct sched *s, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
 	unsigned hid = heap_id(e->model, e->cls);
@@ -395,6 +395,25 @@ static void heap_push(struct sched *s, uint32_t idx)
 	s->nonempty |= 1ull << hid;
 	e->state = ST_QUEUED;
 	s->queued_total++;
+}
+
+/* Heap bookkeeping after e left heap hid. */
+static inline void heap_removed(struct sched *s, struct heap *h, unsigned hid, const struct entry *e)
+{
+	h->work_us -= e->work_us;
+	if (!h->n) {
+		s->nonempty &= ~(1ull << hid);
+		h->work_us = 0;
+	}
+	s->queued_total--;
+}
+
+/* Takes the head e off heap hid. */
+static inline __attribute__((always_inline)) void heap_take_head(struct sched *s, unsigned hid, const struct entry *e)
+{
+	struct heap *h = &s->heaps[hid];
+	heap_pop_root(s, h);
+	heap_removed(s, h, hid, e);
 }
 
 static void heap_remove(struct sched *s, uint32_t idx)
@@ -419,12 +438,7 @@ static void heap_remove(struct sched *s, uint32_t idx)
 			h->key[last] = UINT64_MAX;
 		}
 	}
-	h->work_us -= e->work_us;
-	if (!h->n) {
-		s->nonempty &= ~(1ull << hid);
-		h->work_us = 0;
-	}
-	s->queued_total--;
+	heap_removed(s, h, hid, e);
 }
 
 /* Pool index of the head of heap h (h->n > 0). */
@@ -605,12 +619,13 @@ static int pick_replica(const struct model *m, int avoid)
 	return best >= 0 ? best : fallback;
 }
 
-static void start(struct sched *s, uint32_t idx)
+/* Dispatches idx, the head of heap hid. */
+static void start(struct sched *s, unsigned hid, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
 	struct model *m = &s->models[e->model];
 	int r = pick_replica(m, e->last_replica);
-	heap_remove(s, idx);
+	heap_take_head(s, hid, e);
 	e->state = ST_RUNNING;
 	e->replica = (int8_t)r;
 	e->dispatch_us = s->now_us;
@@ -730,16 +745,20 @@ static void pump_run(struct sched *s)
 			if (s->reserve && s->p.slots - s->busy <= s->p.reserve_urgent)
 				mask &= s->urgent_mask;
 			uint32_t best = UINT32_MAX;
+			unsigned bhid = 0;
 			if (mask) {
-				const struct heap *bh = &s->heaps[__builtin_ctzll(mask)];
+				bhid = (unsigned)__builtin_ctzll(mask);
+				uint64_t bkey = s->heaps[bhid].key[0];
 				mask &= mask - 1;
 				while (mask) {
-					const struct heap *hh = &s->heaps[__builtin_ctzll(mask)];
+					unsigned hid = (unsigned)__builtin_ctzll(mask);
 					mask &= mask - 1;
-					if (hh->key[0] < bh->key[0])
-						bh = hh;
+					if (s->heaps[hid].key[0] < bkey) {
+						bkey = s->heaps[hid].key[0];
+						bhid = hid;
+					}
 				}
-				best = heap_head(bh);
+				best = heap_head(&s->heaps[bhid]);
 			}
 			if (s->preempt && s->nheld > s->busy) {
 				uint32_t p = best_paused(s);
@@ -756,7 +775,7 @@ static void pump_run(struct sched *s)
 				refuse_accepted(s, best, SCHED_REFUSE_DEADLINE_INFEASIBLE);
 				continue;
 			}
-			start(s, best);
+			start(s, bhid, best);
 		}
 		if (s->preempt && s->busy >= s->p.slots && try_preempt(s))
 			s->repump = true;
