@@ -108,6 +108,7 @@ struct sched {
 	uint32_t *held;                  /* running and paused entries */
 	uint32_t nheld;
 	uint32_t queued_total;
+	uint64_t queued_work_us;         /* sum of heaps[].work_us */
 	uint64_t arrivals;               /* fifo key */
 	uint64_t now_us;
 	bool pumping;
@@ -390,6 +391,7 @@ static inline __attribute__((always_inline)) void heap_push(struct sched *s, uin
 	h->id[i] = idx;
 	heap_up(s, h, i);
 	h->work_us += e->work_us;
+	s->queued_work_us += e->work_us;
 	if (h->n == 1 || e->deadline_us > h->max_deadline_us)
 		h->max_deadline_us = e->deadline_us;
 	s->nonempty |= 1ull << hid;
@@ -401,11 +403,13 @@ static inline __attribute__((always_inline)) void heap_push(struct sched *s, uin
 static inline void heap_removed(struct sched *s, struct heap *h, unsigned hid, const struct entry *e)
 {
 	h->work_us -= e->work_us;
+	s->queued_work_us -= e->work_us;
 	if (!h->n) {
 		s->nonempty &= ~(1ull << hid);
 		h->work_us = 0;
 	}
-	s->queued_total--;
+	if (!--s->queued_total)
+		s->queued_work_us = 0;
 }
 
 /* Takes the head e off heap hid. */
@@ -822,13 +826,26 @@ static uint64_t work_ahead_us(const struct sched *s, uint64_t d)
 	return w;
 }
 
-/* Predicted wait for a slot of a new request e (not yet queued). */
-static uint64_t wait_est_us(const struct sched *s, const struct entry *e)
+/* Predicted wait for a slot of a new request, given the work queued ahead
+ * of it and the remaining work of the running requests (and the soonest of
+ * those to end). Never decreases as ahead grows. */
+static inline uint64_t wait_est_us(const struct sched *s, uint64_t ahead, uint64_t run, uint64_t soonest)
 {
-	bool skip_batch = s->preempt && e->cls == SLA_URGENT;
-	uint64_t ahead = work_ahead_us(s, e->deadline_us);
 	if (!ahead && s->busy < s->p.slots)
 		return 0;
+	uint64_t w = (ahead + run) / s->p.slots;
+	if (s->busy >= s->p.slots && soonest != UINT64_MAX && w < soonest)
+		w = soonest;
+	return w;
+}
+
+/* Arrival admission of e (not yet queued): false when now + estimated wait
+ * + own estimate > deadline. The work ahead of e is at most all queued
+ * work, so when the wait that would give still fits, the request is admitted
+ * without interpolating the heaps (the same decision, in O(1)). */
+static bool admit_at_arrival(const struct sched *s, const struct entry *e)
+{
+	bool skip_batch = s->preempt && e->cls == SLA_URGENT;
 	uint64_t run = 0, soonest = UINT64_MAX;
 	for (uint32_t i = 0; i < s->nheld; i++) {
 		const struct entry *r = &s->pool[s->held[i]];
@@ -839,10 +856,13 @@ static uint64_t wait_est_us(const struct sched *s, const struct entry *e)
 		if (rem < soonest)
 			soonest = rem;
 	}
-	uint64_t w = (ahead + run) / s->p.slots;
-	if (s->busy >= s->p.slots && soonest != UINT64_MAX && w < soonest)
-		w = soonest;
-	return w;
+	uint64_t own = own_est(s, e);
+	uint64_t slack = e->deadline_us - s->now_us; /* > 0: checked by sched_submit */
+	if (own <= slack && s->queued_work_us < (1ull << 50) &&
+	    wait_est_us(s, s->queued_work_us, run, soonest) <= slack - own)
+		return true;
+	uint64_t ahead = work_ahead_us(s, e->deadline_us);
+	return !(s->now_us + wait_est_us(s, ahead, run, soonest) + own > e->deadline_us);
 }
 
 /* --- public API -------------------------------------------------------------------- */
@@ -1162,7 +1182,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->replica = -1;
 	e->last_replica = -1;
 
-	if (s->admit && s->now_us + wait_est_us(s, e) + own_est(s, e) > e->deadline_us) {
+	if (s->admit && !admit_at_arrival(s, e)) {
 		entry_free(s, idx);
 		why = SCHED_REFUSE_DEADLINE_INFEASIBLE;
 		goto refused;
