@@ -70,9 +70,18 @@ struct replica {
 	uint64_t dispatched;
 };
 
+/* Index of the SCHED_EST_PCT percentile among n sorted samples, and how
+ * many samples of a full ring lie at or above it. */
+#define EST_PIDX(n) ((((n) - 1) * SCHED_EST_PCT + 50) / 100)
+#define EST_TOPK (SCHED_EST_RING - EST_PIDX(SCHED_EST_RING))
+_Static_assert(SCHED_EST_RING == 64, "the estimator's slot masks are 64 bits");
+_Static_assert(EST_TOPK >= 1 && EST_TOPK <= 16, "EST_TOPK largest samples kept sorted");
+
 struct estimator {
 	uint32_t ring[SCHED_EST_RING];   /* arrival order of samples */
-	uint32_t sorted[SCHED_EST_RING]; /* same samples, ascending */
+	uint32_t sorted[SCHED_EST_RING]; /* while the ring fills: the same samples, ascending */
+	uint64_t top_mask;               /* full ring: the slots of the EST_TOPK largest samples */
+	uint8_t top[EST_TOPK];           /* those slots by ascending sample; top[0] is the estimate */
 	uint32_t n;
 	uint32_t head;                   /* next ring slot to overwrite */
 	uint32_t ewma_us;
@@ -210,44 +219,90 @@ static inline uint32_t sorted_find(const uint32_t *a, uint32_t n, uint32_t v)
 	return (uint32_t)(base - a) + (*base < v);
 }
 
-/* The same for the full ring, unrolled: i = min(count of values < v, 63),
- * then one more step for 64. */
-_Static_assert(SCHED_EST_RING == 64, "sorted_find64 searches 64 samples");
-static inline uint32_t sorted_find64(const uint32_t *a, uint32_t v)
+/* Full ring: the slot of the largest sample outside the slots in mask. */
+static uint32_t est_max_outside(const struct estimator *e, uint64_t mask)
 {
-	uint32_t i = 0;
-	i += (a[i + 31] < v) ? 32 : 0;
-	i += (a[i + 15] < v) ? 16 : 0;
-	i += (a[i + 7] < v) ? 8 : 0;
-	i += (a[i + 3] < v) ? 4 : 0;
-	i += (a[i + 1] < v) ? 2 : 0;
-	i += (a[i] < v) ? 1 : 0;
-	return i + (a[i] < v);
+	uint64_t cand = ~mask;
+	uint32_t best = (uint32_t)__builtin_ctzll(cand);
+	uint32_t bv = e->ring[best];
+	for (cand &= cand - 1; cand; cand &= cand - 1) {
+		uint32_t i = (uint32_t)__builtin_ctzll(cand);
+		if (e->ring[i] > bv) {
+			bv = e->ring[i];
+			best = i;
+		}
+	}
+	return best;
 }
 
-/* Adds a completion's service time. Once the ring is full the oldest sample
- * leaves as the new one enters: the sorted copy only shifts the samples
- * between the two positions. */
+/* Inserts slot j into top[0..m) (ascending by sample) at its place. */
+static void est_top_insert(struct estimator *e, uint32_t m, uint32_t j)
+{
+	uint32_t v = e->ring[j];
+	while (m > 0 && e->ring[e->top[m - 1]] > v) {
+		e->top[m] = e->top[m - 1];
+		m--;
+	}
+	e->top[m] = (uint8_t)j;
+	e->top_mask |= 1ull << j;
+}
+
+/* The ring just filled: the EST_TOPK largest samples, largest first found. */
+static void est_top_build(struct estimator *e)
+{
+	e->top_mask = 0;
+	for (int t = EST_TOPK - 1; t >= 0; t--) {
+		uint32_t j = est_max_outside(e, e->top_mask);
+		e->top[t] = (uint8_t)j;
+		e->top_mask |= 1ull << j;
+	}
+}
+
+/* Full ring: sample us replaces the one in slot h. The percentile of a full
+ * ring is its EST_TOPK-th largest sample, so only the slots of the EST_TOPK
+ * largest are tracked: every other sample is no larger than any of them.
+ * Most samples enter and leave below them and cost two compares; one
+ * entering above the smallest of them displaces it; one of them leaving
+ * brings in the largest of the rest (a scan of the ring). */
+static void est_replace(struct estimator *e, uint32_t h, uint32_t us)
+{
+	uint64_t bit = 1ull << h;
+	e->ring[h] = us;
+	if (e->top_mask & bit) {
+		uint32_t p = 0;
+		while (e->top[p] != h)
+			p++;
+		for (; p + 1 < EST_TOPK; p++)
+			e->top[p] = e->top[p + 1];
+		e->top_mask &= ~bit;
+		est_top_insert(e, EST_TOPK - 1, est_max_outside(e, e->top_mask));
+	} else if (us > e->ring[e->top[0]]) {
+		e->top_mask &= ~(1ull << e->top[0]);
+		uint32_t p = 0;
+		for (; p + 1 < EST_TOPK && e->ring[e->top[p + 1]] < us; p++)
+			e->top[p] = e->top[p + 1];
+		e->top[p] = (uint8_t)h;
+		e->top_mask |= bit;
+	}
+}
+
+/* Adds a completion's service time. While the ring fills, the samples are
+ * also kept sorted; once it is full the oldest sample leaves as the new one
+ * enters (est_replace). */
 static void est_add(struct estimator *e, uint32_t us)
 {
-	uint32_t *a = e->sorted;
 	if (e->n == SCHED_EST_RING) {
-		uint32_t old = e->ring[e->head];
-		uint32_t po = sorted_find64(a, old); /* a[po] == old */
-		uint32_t pn = sorted_find64(a, us);
-		if (us > old) {
-			memmove(&a[po], &a[po + 1], (pn - po - 1) * sizeof(uint32_t));
-			a[pn - 1] = us;
-		} else if (us < old) {
-			memmove(&a[pn + 1], &a[pn], (po - pn) * sizeof(uint32_t));
-			a[pn] = us;
-		}
-	} else {
-		uint32_t i = sorted_find(a, e->n, us);
-		memmove(&a[i + 1], &a[i], (e->n - i) * sizeof(uint32_t));
-		a[i] = us;
-		e->n++;
+		est_replace(e, e->head, us);
+		e->head = (e->head + 1) % SCHED_EST_RING;
+		e->ewma_us = (uint32_t)(((uint64_t)e->ewma_us * 7 + us) / 8);
+		e->est_us = e->ring[e->top[0]];
+		return;
 	}
+	uint32_t *a = e->sorted;
+	uint32_t i = sorted_find(a, e->n, us);
+	memmove(&a[i + 1], &a[i], (e->n - i) * sizeof(uint32_t));
+	a[i] = us;
+	e->n++;
 	e->ring[e->head] = us;
 	e->head = (e->head + 1) % SCHED_EST_RING;
 	if (e->n == 1)
@@ -255,9 +310,11 @@ static void est_add(struct estimator *e, uint32_t us)
 	else
 		e->ewma_us = (uint32_t)(((uint64_t)e->ewma_us * 7 + us) / 8);
 	if (e->n >= SCHED_EST_MIN_SAMPLES)
-		e->est_us = e->sorted[((e->n - 1) * SCHED_EST_PCT + 50) / 100];
+		e->est_us = a[EST_PIDX(e->n)];
 	else
 		e->est_us = 0;
+	if (e->n == SCHED_EST_RING)
+		est_top_build(e);
 }
 
 /* --- heap ------------------------------------------------------------------- */
