@@ -24,6 +24,7 @@ struct entry {
 	uint64_t paused_at_us;
 	uint64_t paused_total_us;
 	void *ctx;
+	struct sched_class_stats *st;  /* its model's cumulative counters of its class */
 	uint32_t gen;
 	uint64_t fifo_key;           /* arrival number: fifo heap key, edf tie-break */
 	uint32_t hint_us;            /* caller-known cost, 0 unknown */
@@ -577,9 +578,9 @@ static inline uint32_t own_est(const struct sched *s, const struct entry *e)
 
 /* --- counters --------------------------------------------------------------- */
 
-/* Only the cumulative counters are counted; the autoscaler's window is
- * their difference from a copy taken at the previous sched_window_take. */
-#define COUNT(m, c, field, op) ((m)->cum.cls[c].field op)
+/* Only the cumulative counters are counted (each request keeps a pointer
+ * to those of its model and class); the autoscaler's window is their
+ * difference from a copy taken at the previous sched_window_take. */
 
 /* lat_first[k]: the first latency bucket whose bound (sched_lat_bounds_us)
  * is >= 2^k. Consecutive bounds are at least a factor 2 apart, so
@@ -600,10 +601,10 @@ static inline unsigned lat_bucket_of(uint64_t lat_us)
 	return b + (lat_us > sched_lat_bounds_us[b]);
 }
 
-static inline void count_latency(struct model *m, unsigned c, uint64_t lat_us)
+static inline void count_latency(struct sched_class_stats *st, uint64_t lat_us)
 {
-	COUNT(m, c, lat_bucket[lat_bucket_of(lat_us)], ++);
-	COUNT(m, c, lat_sum_us, += lat_us);
+	st->lat_bucket[lat_bucket_of(lat_us)]++;
+	st->lat_sum_us += lat_us;
 }
 
 /* --- request life ------------------------------------------------------------- */
@@ -652,9 +653,8 @@ static void held_remove(struct sched *s, uint32_t idx)
 static void refuse_accepted(struct sched *s, uint32_t idx, enum sched_refusal why)
 {
 	struct entry *e = &s->pool[idx];
-	struct model *m = &s->models[e->model];
-	COUNT(m, e->cls, refused[why], ++);
-	m->cum.cls[e->cls].queued--;
+	e->st->refused[why]++;
+	e->st->queued--;
 	struct sched_dispatch d = describe(s, idx);
 	d.replica = -1;
 	entry_free(s, idx);
@@ -696,8 +696,8 @@ static void start(struct sched *s, unsigned hid, uint32_t idx)
 		cap_sync(s, e->model);
 	s->busy++;
 	held_add(s, idx);
-	m->cum.cls[e->cls].queued--;
-	m->cum.cls[e->cls].running++;
+	e->st->queued--;
+	e->st->running++;
 	struct sched_dispatch d = describe(s, idx);
 	s->cb.dispatch(s->cb.arg, &d);
 }
@@ -787,7 +787,7 @@ static bool try_preempt(struct sched *s)
 	vm->rep[v->replica].paused = true;
 	model_refresh(s, v->model);
 	s->busy--;
-	COUNT(vm, v->cls, preempted, ++);
+	v->st->preempted++;
 	LOG_DBG("event=preempt model=%s replica=%d for_model=%s", vm->name, v->replica, s->models[ue->model].name);
 	return true;
 }
@@ -1210,12 +1210,13 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	set_now(s, now_us);
 	unsigned c = (unsigned)r->cls;
 	enum sched_refusal why = SCHED_REFUSE_NONE;
-	COUNT(m, c, offered, ++);
+	struct sched_class_stats *st = &m->cum.cls[c];
+	st->offered++;
 	if (!m->usable_ready)
 		why = SCHED_REFUSE_NO_READY_REPLICA;
 	else if (!m->usable)
 		why = SCHED_REFUSE_BREAKER_OPEN;
-	else if (m->cum.cls[c].queued >= s->p.queue_cap[c] || s->queued_total >= CONFIG_SCHED_MAX_QUEUED ||
+	else if (st->queued >= s->p.queue_cap[c] || s->queued_total >= CONFIG_SCHED_MAX_QUEUED ||
 		 !s->nfree)
 		why = SCHED_REFUSE_QUEUE_FULL;
 	if (why)
@@ -1230,6 +1231,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->dispatch_us = 0;
 	e->paused_total_us = 0;
 	e->ctx = r->ctx;
+	e->st = st;
 	e->fifo_key = s->arrivals++;
 	e->hint_us = r->cost_hint_us;
 	e->work_us = r->cost_hint_us ? r->cost_hint_us : m->est.ewma_us;
@@ -1245,7 +1247,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 		goto refused;
 	}
 	heap_push(s, idx);
-	m->cum.cls[c].queued++;
+	st->queued++;
 	if (id_out)
 		*id_out = ((uint64_t)e->gen << 32) | idx;
 	if (reason_out)
@@ -1254,7 +1256,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	return 0;
 
 refused:
-	COUNT(m, c, refused[why], ++);
+	st->refused[why]++;
 	if (reason_out)
 		*reason_out = why;
 	return -EAGAIN;
@@ -1292,7 +1294,7 @@ static inline __attribute__((always_inline)) void release(struct sched *s, uint3
 	else if (rp->usable && rp->inflight < rp->concurrency && !m->free_cap++)
 		cap_sync(s, e->model);
 	held_remove(s, idx);
-	m->cum.cls[e->cls].running--;
+	e->st->running--;
 }
 
 int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uint64_t service_us, uint64_t now_us)
@@ -1302,32 +1304,31 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 	if (!e || (e->state != ST_RUNNING && e->state != ST_PAUSED))
 		return -ENOENT;
 	set_now(s, now_us);
-	struct model *m = &s->models[e->model];
-	unsigned c = e->cls;
+	struct sched_class_stats *st = e->st;
 	release(s, idx);
 	if (outcome == SCHED_DONE_RETRY && e->attempt < SCHED_MAX_RETRIES && s->now_us < e->deadline_us) {
 		e->attempt++;
 		e->last_replica = e->replica;
 		e->replica = -1;
-		COUNT(m, c, retries, ++);
+		st->retries++;
 		heap_push(s, idx);
-		m->cum.cls[c].queued++;
+		st->queued++;
 		pump(s);
 		return 0;
 	}
 	if (outcome == SCHED_DONE_OK) {
 		uint64_t active = service_us > e->paused_total_us ? service_us - e->paused_total_us : service_us;
 		if (service_us) {
-			est_add(&m->est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
-			COUNT(m, c, service_sum_us, += active);
+			est_add(&s->models[e->model].est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
+			st->service_sum_us += active;
 		}
 		if (s->now_us <= e->deadline_us)
-			COUNT(m, c, on_time, ++);
+			st->on_time++;
 		else
-			COUNT(m, c, late, ++);
-		count_latency(m, c, s->now_us - e->arrival_us);
+			st->late++;
+		count_latency(st, s->now_us - e->arrival_us);
 	} else {
-		COUNT(m, c, failed, ++);
+		st->failed++;
 	}
 	entry_free(s, idx);
 	pump(s);
@@ -1341,14 +1342,13 @@ int sched_cancel(struct sched *s, uint64_t id, uint64_t now_us)
 	if (!e)
 		return -ENOENT;
 	set_now(s, now_us);
-	struct model *m = &s->models[e->model];
 	if (e->state == ST_QUEUED) {
 		heap_remove(s, idx);
-		m->cum.cls[e->cls].queued--;
+		e->st->queued--;
 	} else {
 		release(s, idx);
 	}
-	COUNT(m, e->cls, cancelled, ++);
+	e->st->cancelled++;
 	entry_free(s, idx);
 	pump(s);
 	return 0;
