@@ -75,14 +75,16 @@ struct replica {
  * many samples of a full ring lie at or above it. */
 #define EST_PIDX(n) ((((n) - 1) * SCHED_EST_PCT + 50) / 100)
 #define EST_TOPK (SCHED_EST_RING - EST_PIDX(SCHED_EST_RING))
-_Static_assert(SCHED_EST_RING == 64, "the estimator's slot masks are 64 bits");
-_Static_assert(EST_TOPK >= 1 && EST_TOPK <= 16, "EST_TOPK largest samples kept sorted");
+#define EST_TOPMAX 12                /* at most this many of the largest samples tracked */
+_Static_assert(SCHED_EST_RING == 64, "the estimator's slot mask is 64 bits");
+_Static_assert(EST_TOPK >= 1 && EST_TOPK < EST_TOPMAX, "EST_TOPK..EST_TOPMAX largest samples tracked");
 
 struct estimator {
 	uint32_t ring[SCHED_EST_RING];   /* arrival order of samples */
 	uint32_t sorted[SCHED_EST_RING]; /* while the ring fills: the same samples, ascending */
-	uint64_t top_mask;               /* full ring: the slots of the EST_TOPK largest samples */
-	uint8_t top[EST_TOPK];           /* those slots by ascending sample; top[0] is the estimate */
+	uint64_t top_mask;               /* full ring: the slots of the ntop largest samples */
+	uint8_t top[EST_TOPMAX];         /* those slots by ascending sample */
+	uint32_t ntop;                   /* EST_TOPK..EST_TOPMAX */
 	uint32_t n;
 	uint32_t head;                   /* next ring slot to overwrite */
 	uint32_t ewma_us;
@@ -220,26 +222,20 @@ static inline uint32_t sorted_find(const uint32_t *a, uint32_t n, uint32_t v)
 	return (uint32_t)(base - a) + (*base < v);
 }
 
-/* Full ring: the slot of the largest sample outside the slots in mask. */
-static uint32_t est_max_outside(const struct estimator *e, uint64_t mask)
-{
-	uint64_t cand = ~mask;
-	uint32_t best = (uint32_t)__builtin_ctzll(cand);
-	uint32_t bv = e->ring[best];
-	for (cand &= cand - 1; cand; cand &= cand - 1) {
-		uint32_t i = (uint32_t)__builtin_ctzll(cand);
-		if (e->ring[i] > bv) {
-			bv = e->ring[i];
-			best = i;
-		}
-	}
-	return best;
-}
+/* The percentile of a full ring is its EST_TOPK-th largest sample, so only
+ * the slots of the largest samples are tracked: top[0..ntop) ascending,
+ * EST_TOPK <= ntop <= EST_TOPMAX, and every other sample is no larger than
+ * any of them. Most samples enter and leave below them and cost a compare
+ * or two; one entering above the smallest of them joins them (the smallest
+ * drops out when there are EST_TOPMAX); one of them leaving just leaves,
+ * until fewer than EST_TOPK remain and a scan of the ring takes the largest
+ * of the others back up to EST_TOPMAX. */
 
-/* Inserts slot j into top[0..m) (ascending by sample) at its place. */
-static void est_top_insert(struct estimator *e, uint32_t m, uint32_t j)
+/* Inserts slot j at its place among the tracked slots (ntop < EST_TOPMAX). */
+static void est_top_insert(struct estimator *e, uint32_t j)
 {
 	uint32_t v = e->ring[j];
+	uint32_t m = e->ntop++;
 	while (m > 0 && e->ring[e->top[m - 1]] > v) {
 		e->top[m] = e->top[m - 1];
 		m--;
@@ -248,23 +244,38 @@ static void est_top_insert(struct estimator *e, uint32_t m, uint32_t j)
 	e->top_mask |= 1ull << j;
 }
 
-/* The ring just filled: the EST_TOPK largest samples, largest first found. */
-static void est_top_build(struct estimator *e)
+/* Tracks the largest untracked samples until EST_TOPMAX are tracked. Each
+ * one is no larger than any tracked one, so they go in front. */
+static void est_top_refill(struct estimator *e)
 {
-	e->top_mask = 0;
-	for (int t = EST_TOPK - 1; t >= 0; t--) {
-		uint32_t j = est_max_outside(e, e->top_mask);
-		e->top[t] = (uint8_t)j;
-		e->top_mask |= 1ull << j;
+	uint32_t want = EST_TOPMAX - e->ntop, nb = 0;
+	uint8_t buf[EST_TOPMAX];         /* ascending by sample */
+	for (uint64_t cand = ~e->top_mask; cand; cand &= cand - 1) {
+		uint32_t i = (uint32_t)__builtin_ctzll(cand);
+		uint32_t v = e->ring[i], p;
+		if (nb < want) {
+			p = nb++;
+		} else if (v > e->ring[buf[0]]) {
+			p = nb - 1;
+			for (uint32_t q = 0; q < p; q++) /* drop the smallest */
+				buf[q] = buf[q + 1];
+		} else {
+			continue;
+		}
+		while (p > 0 && e->ring[buf[p - 1]] > v) {
+			buf[p] = buf[p - 1];
+			p--;
+		}
+		buf[p] = (uint8_t)i;
 	}
+	memmove(&e->top[nb], &e->top[0], e->ntop);
+	memcpy(&e->top[0], buf, nb);
+	e->ntop += nb;
+	for (uint32_t q = 0; q < nb; q++)
+		e->top_mask |= 1ull << buf[q];
 }
 
-/* Full ring: sample us replaces the one in slot h. The percentile of a full
- * ring is its EST_TOPK-th largest sample, so only the slots of the EST_TOPK
- * largest are tracked: every other sample is no larger than any of them.
- * Most samples enter and leave below them and cost two compares; one
- * entering above the smallest of them displaces it; one of them leaving
- * brings in the largest of the rest (a scan of the ring). */
+/* Full ring: sample us replaces the one in slot h. */
 static void est_replace(struct estimator *e, uint32_t h, uint32_t us)
 {
 	uint64_t bit = 1ull << h;
@@ -273,17 +284,20 @@ static void est_replace(struct estimator *e, uint32_t h, uint32_t us)
 		uint32_t p = 0;
 		while (e->top[p] != h)
 			p++;
-		for (; p + 1 < EST_TOPK; p++)
+		e->ntop--;
+		for (; p < e->ntop; p++)
 			e->top[p] = e->top[p + 1];
 		e->top_mask &= ~bit;
-		est_top_insert(e, EST_TOPK - 1, est_max_outside(e, e->top_mask));
-	} else if (us > e->ring[e->top[0]]) {
-		e->top_mask &= ~(1ull << e->top[0]);
-		uint32_t p = 0;
-		for (; p + 1 < EST_TOPK && e->ring[e->top[p + 1]] < us; p++)
-			e->top[p] = e->top[p + 1];
-		e->top[p] = (uint8_t)h;
-		e->top_mask |= bit;
+	}
+	if (e->ntop && us > e->ring[e->top[0]]) {
+		if (e->ntop == EST_TOPMAX) {
+			e->top_mask &= ~(1ull << e->top[0]);
+			e->ntop--;
+			memmove(&e->top[0], &e->top[1], e->ntop);
+		}
+		est_top_insert(e, h);
+	} else if (e->ntop < EST_TOPK) {
+		est_top_refill(e);
 	}
 }
 
@@ -296,7 +310,7 @@ static void est_add(struct estimator *e, uint32_t us)
 		est_replace(e, e->head, us);
 		e->head = (e->head + 1) % SCHED_EST_RING;
 		e->ewma_us = (uint32_t)(((uint64_t)e->ewma_us * 7 + us) / 8);
-		e->est_us = e->ring[e->top[0]];
+		e->est_us = e->ring[e->top[e->ntop - EST_TOPK]];
 		return;
 	}
 	uint32_t *a = e->sorted;
@@ -314,8 +328,11 @@ static void est_add(struct estimator *e, uint32_t us)
 		e->est_us = a[EST_PIDX(e->n)];
 	else
 		e->est_us = 0;
-	if (e->n == SCHED_EST_RING)
-		est_top_build(e);
+	if (e->n == SCHED_EST_RING) {
+		e->top_mask = 0;
+		e->ntop = 0;
+		est_top_refill(e);
+	}
 }
 
 /* --- heap ------------------------------------------------------------------- */
