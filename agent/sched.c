@@ -24,6 +24,7 @@ struct entry {
 	uint64_t paused_at_us;
 	uint64_t paused_total_us;
 	void *ctx;
+	struct model *m;               /* its model */
 	struct sched_class_stats *st;  /* its model's cumulative counters of its class */
 	uint32_t gen;
 	uint64_t fifo_key;           /* arrival number: fifo heap key, edf tie-break */
@@ -96,6 +97,8 @@ struct model {
 	char name[DEPLOY_NAME_MAX];
 	struct replica rep[SCHED_MAX_REPLICAS];
 	unsigned free_cap;               /* spare concurrency on usable replicas */
+	uint32_t free_rep;               /* bit i: replica i is usable and below its concurrency */
+	uint64_t heap_bits;              /* its heaps in the heap bitmasks */
 	unsigned usable_ready;           /* present + ready + !draining (breaker ignored) */
 	unsigned usable;                 /* ... and breaker closed */
 	int rep_hi;                      /* 1 + highest replica index ever added */
@@ -535,13 +538,13 @@ static uint64_t urgent_heaps(void)
 	return m;
 }
 
-/* Keeps capmask in step with model mi's free_cap (call after changing it). */
-static inline void cap_sync(struct sched *s, unsigned mi)
+/* Keeps capmask in step with m's free_cap (call after changing it). */
+static inline void cap_sync(struct sched *s, const struct model *m)
 {
-	if (s->models[mi].free_cap)
-		s->capmask |= MODEL_HEAPS(mi);
+	if (m->free_cap)
+		s->capmask |= m->heap_bits;
 	else
-		s->capmask &= ~MODEL_HEAPS(mi);
+		s->capmask &= ~m->heap_bits;
 }
 
 /* Recomputes model mi's replica summary (and each replica's usable flag)
@@ -550,6 +553,7 @@ static void model_refresh(struct sched *s, unsigned mi)
 {
 	struct model *m = &s->models[mi];
 	unsigned cap = 0, ur = 0, u = 0;
+	uint32_t free_rep = 0;
 	for (int i = 0; i < m->rep_hi; i++) {
 		struct replica *r = &m->rep[i];
 		r->usable = false;
@@ -562,13 +566,16 @@ static void model_refresh(struct sched *s, unsigned mi)
 		if (r->paused)
 			continue;
 		r->usable = true;
-		if (r->inflight < r->concurrency)
+		if (r->inflight < r->concurrency) {
 			cap += r->concurrency - r->inflight;
+			free_rep |= 1u << i;
+		}
 	}
 	m->free_cap = cap;
+	m->free_rep = free_rep;
 	m->usable_ready = ur;
 	m->usable = u;
-	cap_sync(s, mi);
+	cap_sync(s, m);
 }
 
 static struct model *model_get(const struct sched *s, int model)
@@ -590,7 +597,8 @@ static struct replica *replica_get(const struct sched *s, int model, int idx)
  * (0 while the model has too few samples: never refuse what was never measured). */
 static inline uint32_t own_est(const struct sched *s, const struct entry *e)
 {
-	return e->hint_us ? e->hint_us : s->models[e->model].est.est_us;
+	(void)s;
+	return e->hint_us ? e->hint_us : e->m->est.est_us;
 }
 
 /* --- counters --------------------------------------------------------------- */
@@ -680,13 +688,15 @@ static void refuse_accepted(struct sched *s, uint32_t idx, enum sched_refusal wh
 
 /* Picks the replica for a request of m: spare capacity, not the one that
  * just failed it when another is free, least loaded. -1 if none. */
-static int pick_replica(const struct model *m, int avoid)
+static inline int pick_replica(const struct model *m, int avoid)
 {
+	uint32_t cand = m->free_rep;
+	if (!(cand & (cand - 1))) /* none or one */
+		return cand ? __builtin_ctz(cand) : -1;
 	int best = -1, fallback = -1;
-	for (int i = 0; i < m->rep_hi; i++) {
+	for (; cand; cand &= cand - 1) {
+		int i = __builtin_ctz(cand);
 		const struct replica *r = &m->rep[i];
-		if (!r->usable || r->inflight >= r->concurrency)
-			continue;
 		if (i == avoid) {
 			fallback = i;
 			continue;
@@ -701,16 +711,18 @@ static int pick_replica(const struct model *m, int avoid)
 static void start(struct sched *s, unsigned hid, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
-	struct model *m = &s->models[e->model];
+	struct model *m = e->m;
 	int r = pick_replica(m, e->last_replica);
 	heap_take_head(s, hid, e);
 	e->state = ST_RUNNING;
 	e->replica = (int8_t)r;
 	e->dispatch_us = s->now_us;
-	m->rep[r].inflight++;
-	m->rep[r].dispatched++;
+	struct replica *rp = &m->rep[r];
+	if (++rp->inflight >= rp->concurrency)
+		m->free_rep &= ~(1u << r);
+	rp->dispatched++;
 	if (!--m->free_cap) /* pick_replica chose a usable replica with spare capacity */
-		cap_sync(s, e->model);
+		cap_sync(s, m);
 	s->busy++;
 	held_add(s, idx);
 	e->st->queued--;
@@ -738,7 +750,7 @@ static void resume(struct sched *s, uint32_t idx)
 /* Estimated remaining service of a running request at now. */
 static inline uint64_t remaining_us(const struct sched *s, const struct entry *e)
 {
-	uint64_t est = e->hint_us ? e->hint_us : s->models[e->model].est.ewma_us;
+	uint64_t est = e->hint_us ? e->hint_us : e->m->est.ewma_us;
 	uint64_t end = e->dispatch_us + est;
 	return end > s->now_us ? end - s->now_us : 0;
 }
@@ -1074,6 +1086,7 @@ int sched_model_add(struct sched *s, const char *name, uint32_t initial_est_us)
 	struct model *m = &s->models[mi];
 	memset(m, 0, sizeof(*m));
 	strcpy(m->name, name);
+	m->heap_bits = MODEL_HEAPS(mi);
 	est_init(&m->est, initial_est_us);
 	m->win_start_us = s->now_us;
 	s->nmodels++;
@@ -1249,6 +1262,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->paused_total_us = 0;
 	e->ctx = r->ctx;
 	e->st = st;
+	e->m = m;
 	e->fifo_key = s->arrivals++;
 	e->hint_us = r->cost_hint_us;
 	e->work_us = r->cost_hint_us ? r->cost_hint_us : m->est.ewma_us;
@@ -1295,7 +1309,7 @@ static struct entry *entry_by_id(const struct sched *s, uint64_t id, uint32_t *i
 static inline __attribute__((always_inline)) void release(struct sched *s, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
-	struct model *m = &s->models[e->model];
+	struct model *m = e->m;
 	struct replica *rp = &m->rep[e->replica];
 	bool was_paused = e->state == ST_PAUSED;
 	if (was_paused) {
@@ -1306,10 +1320,13 @@ static inline __attribute__((always_inline)) void release(struct sched *s, uint3
 	}
 	if (rp->inflight)
 		rp->inflight--;
-	if (was_paused)
+	if (was_paused) {
 		model_refresh(s, e->model);
-	else if (rp->usable && rp->inflight < rp->concurrency && !m->free_cap++)
-		cap_sync(s, e->model);
+	} else if (rp->usable && rp->inflight < rp->concurrency) {
+		m->free_rep |= 1u << e->replica;
+		if (!m->free_cap++)
+			cap_sync(s, m);
+	}
 	held_remove(s, idx);
 	e->st->running--;
 }
@@ -1336,7 +1353,7 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 	if (outcome == SCHED_DONE_OK) {
 		uint64_t active = service_us > e->paused_total_us ? service_us - e->paused_total_us : service_us;
 		if (service_us) {
-			est_add(&s->models[e->model].est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
+			est_add(&e->m->est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
 			st->service_sum_us += active;
 		}
 		if (s->now_us <= e->deadline_us)
