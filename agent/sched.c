@@ -823,7 +823,7 @@ static bool try_preempt(struct sched *s)
 
 /* Gives free slots to the earliest requests that can run. Runs the
  * callbacks; nested calls from callbacks only mark that another pass is due. */
-static void pump_run(struct sched *s)
+static inline __attribute__((always_inline)) void pump_body(struct sched *s)
 {
 	s->pumping = true;
 	do {
@@ -873,6 +873,8 @@ static void pump_run(struct sched *s)
 	s->pumping = false;
 }
 
+static __attribute__((noinline)) void pump_run(struct sched *s) { pump_body(s); }
+
 static inline void pump(struct sched *s)
 {
 	if (s->pumping) {
@@ -883,6 +885,15 @@ static inline void pump(struct sched *s)
 	if (s->busy >= s->p.slots && !s->preempt)
 		return;
 	pump_run(s);
+}
+
+/* The same, with the pass inlined (sched_complete: a slot just freed). */
+static inline __attribute__((always_inline)) void pump_inline(struct sched *s)
+{
+	if (s->pumping)
+		s->repump = true;
+	else
+		pump_body(s);
 }
 
 /* --- arrival admission ---------------------------------------------------------- */
@@ -1365,7 +1376,7 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 		st->failed++;
 	}
 	entry_free(s, idx);
-	pump(s);
+	pump_inline(s);
 	return 0;
 }
 
