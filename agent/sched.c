@@ -708,7 +708,7 @@ static inline int pick_replica(const struct model *m, int avoid)
 }
 
 /* Dispatches idx, the head of heap hid. */
-static void start(struct sched *s, unsigned hid, uint32_t idx)
+static inline __attribute__((always_inline)) void start(struct sched *s, unsigned hid, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
 	struct model *m = e->m;
