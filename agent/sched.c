@@ -480,14 +480,11 @@ static inline __attribute__((always_inline)) void heap_push(struct sched *s, uin
 /* Heap bookkeeping after e left heap hid. */
 static inline void heap_removed(struct sched *s, struct heap *h, unsigned hid, const struct entry *e)
 {
-	h->work_us -= e->work_us;
+	h->work_us -= e->work_us; /* exact integer sums: zero when the heap is empty */
 	s->queued_work_us -= e->work_us;
-	if (!h->n) {
+	if (!h->n)
 		s->nonempty &= ~(1ull << hid);
-		h->work_us = 0;
-	}
-	if (!--s->queued_total)
-		s->queued_work_us = 0;
+	s->queued_total--;
 }
 
 /* Takes the head e off heap hid. */
