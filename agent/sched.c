@@ -1266,7 +1266,6 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 		e->gen = 1;
 	e->deadline_us = r->deadline_us;
 	e->arrival_us = s->now_us;
-	e->dispatch_us = 0;
 	e->paused_total_us = 0;
 	e->ctx = r->ctx;
 	e->st = st;
