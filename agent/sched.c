@@ -1079,6 +1079,8 @@ int sched_model_add(struct sched *s, const char *name, uint32_t initial_est_us)
 		struct heap *h = &s->heaps[heap_id(mi, c)];
 		/* Retried requests re-enter the heap past the cap: room for every held one. */
 		h->cap = s->p.queue_cap[c] + MAX_HELD;
+		free(h->key); /* left by an earlier attempt that ran out of memory */
+		free(h->id);
 		h->key = malloc((h->cap + HEAP_D) * sizeof(*h->key));
 		h->id = calloc(h->cap, sizeof(*h->id));
 		if (!h->key || !h->id) {
