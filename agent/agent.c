@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "agent/api.h"
 #include "agent/chaos.h"
+#include "agent/dispatch.h"
 #include "agent/deploy.h"
 #include "agent/events.h"
 #include "agent/log.h"
@@ -45,6 +47,11 @@ struct agent {
 	struct telemetry *telemetry;
 	struct suptarget *target;        /* the commands' view of the supervisor */
 	struct sync *sync;
+
+	/* --- inference path: local API -> dispatch (scheduler) -> replicas --- */
+	struct hal_invoke *infer_invoke;
+	struct dispatch *dispatch;
+	struct api *api;
 };
 
 /* --- store, telemetry and MQTT sync ------------------------------------- */
@@ -215,6 +222,54 @@ static void supervision_destroy(struct agent *a)
 	events_destroy(a->events);
 }
 
+/* --- inference path: local API, scheduler and dispatch ----------------------
+ * The dispatcher owns the scheduler; the API hands it requests. Models and
+ * replicas come from the supervisor's observers, and from api.static_replicas
+ * (replicas run outside berth). */
+
+static int inference_start(struct agent *a, const struct berth_config *cfg)
+{
+	struct dispatch_config dc = {
+		.policy = cfg->scheduler.policy,
+		.slots = (unsigned)cfg->scheduler.slots,
+		.queue_cap = { (unsigned)cfg->scheduler.queue_cap_urgent, (unsigned)cfg->scheduler.queue_cap_normal,
+			       (unsigned)cfg->scheduler.queue_cap_batch },
+		.urgent_reserve_slots = (unsigned)cfg->scheduler.urgent_reserve_slots,
+	};
+	/* Every running request holds a slot; paused ones keep their transfer. */
+	a->infer_invoke = hal_invoke_create(a->loop, CONFIG_SCHED_MAX_SLOTS + DEPLOY_MAX_REPLICAS);
+	if (!a->infer_invoke)
+		return -ENOMEM;
+	a->dispatch = dispatch_create(a->loop, a->infer_invoke, &dc);
+	if (!a->dispatch)
+		return -EINVAL;
+	if (cfg->api.static_replicas[0] &&
+	    dispatch_static_replicas(a->dispatch, cfg->api.static_replicas, CONFIG_DISPATCH_DEFAULT_DEADLINE_MS) < 0) {
+		LOG_ERR("event=bad_static_replicas value=\"%s\"", cfg->api.static_replicas);
+		return -EINVAL;
+	}
+	if (!IS_ENABLED(CONFIG_LOCAL_API) || !cfg->api.enabled)
+		return 0;
+	struct api_config ac = {
+		.listen = cfg->api.listen,
+		.port = (uint16_t)cfg->api.port,
+		.unix_socket = cfg->api.unix_socket,
+		.max_body_bytes = (size_t)cfg->api.max_body_bytes,
+	};
+	a->api = api_create(a->loop, &ac, a->dispatch);
+	return a->api ? 0 : -EIO;
+}
+
+static void inference_stop(struct agent *a)
+{
+	api_destroy(a->api);
+	a->api = NULL;
+	dispatch_destroy(a->dispatch);
+	a->dispatch = NULL;
+	hal_invoke_destroy(a->infer_invoke);
+	a->infer_invoke = NULL;
+}
+
 static void on_watchdog(void *arg)
 {
 	struct agent *a = arg;
@@ -258,6 +313,8 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 	}
 	if (sync_start(a, cfg) < 0)
 		goto errout;
+	if (inference_start(a, cfg) < 0)
+		goto errout;
 
 	LOG_INF("event=started device=%s data_dir=%s", cfg->device_id, cfg->data_dir);
 	return a;
@@ -289,6 +346,7 @@ void agent_destroy(struct agent *a)
 {
 	if (!a)
 		return;
+	inference_stop(a);
 	sync_stop(a);
 	loop_timer_stop(a->loop, &a->watchdog_timer);
 	supervision_destroy(a);

@@ -76,6 +76,7 @@ static const struct cfg_key keys[] = {
 	INT("api.port", api.port, 0, 65535, "8480"),
 	STR("api.unix_socket", api.unix_socket, false, ""),
 	INT("api.max_body_bytes", api.max_body_bytes, 1024, 67108864, "4194304"),
+	STR("api.static_replicas", api.static_replicas, false, ""),
 
 	INT("scheduler.slots", scheduler.slots, 0, CONFIG_SCHED_MAX_SLOTS, "0"),
 	ENUM("scheduler.policy", scheduler.policy, "fifo|edf|edf-admit|edf-reserve|edf-preempt", "edf-admit"),

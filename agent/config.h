@@ -46,6 +46,7 @@ struct berth_config {
 		int port;
 		char unix_socket[CONFIG_STR_MAX];
 		int max_body_bytes;
+		char static_replicas[1024]; /* "model=host:port,..." replicas run outside berth */
 	} api;
 
 	struct {

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The real inference path: berthd with two reference-worker replicas on the real engine, a slice
+# of the Azure trace replayed through the local API with keep-alive (tests/bench/loadgen.c),
+# against the same slice sent straight to the two workers in the same run (the client balancing
+# over them by itself). Overhead = berth latency - direct latency, matched by percentile.
+# Usage: tests/bench/bench-dispatch.sh [BUILD_DIR]
+# Env: BENCH_LIMIT (requests, default 300), BENCH_SPEEDUP (default 3), BENCH_COST_SCALE (0.25).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "${1:-build}" && pwd)
+export BERTH_BUILD=$build
+TRACE=${BERTH_TRACE:-$here/tests/fixtures/traces/azure-code-1h.csv}
+[ -f "$TRACE" ] || TRACE=/work/shared/traces/azure-code-1h.csv
+LIMIT=${BENCH_LIMIT:-300}
+SPEEDUP=${BENCH_SPEEDUP:-3}
+COST_SCALE=${BENCH_COST_SCALE:-0.25}
+[ -x "$build/berthd" ] || { echo "bench-dispatch: $build/berthd missing (run make)" >&2; exit 1; }
+
+# shellcheck source=scripts/test-services.sh
+source "$here/scripts/test-services.sh"
+own=""
+if [ -z "${SERVICES_DIR:-}" ]; then own=1; services_start; fi
+
+tmp=$(mktemp -d)
+containers=()
+berthd_pid=""
+cleanup() {
+  local c
+  [ -n "$berthd_pid" ] && kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
+  for c in "${containers[@]}"; do
+    curl -s -m 10 -X DELETE --unix-socket "$BERTH_ENGINE_SOCK" \
+      "http://localhost/v1.41/containers/$c?force=true" >/dev/null || true
+  done
+  rm -rf "$tmp"
+  [ -z "$own" ] || services_stop
+}
+trap cleanup EXIT
+now_ms() { date +%s%3N; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+is200() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$1" || true)" = 200 ]; }
+wait_for() { local deadline=$(( $(now_ms) + $1 )); shift
+  until "$@"; do [ "$(now_ms)" -lt $deadline ] || return 1; sleep 0.05; done; }
+
+${CC:-cc} -O2 -o "$tmp/loadgen" "$here/tests/bench/loadgen.c"
+
+ports=()
+for i in 0 1; do
+  p=$(free_port); ports+=("$p")
+  cid=$(curl -s -m 30 --unix-socket "$BERTH_ENGINE_SOCK" -H 'Content-Type: application/json' \
+    -d "{\"Image\":\"$BERTH_WORKER_IMAGE\",\"Env\":[\"BERTH_PORT=$p\",\"BERTH_REPLICA=$i\",\"WORKER_CONCURRENCY=1\"],
+         \"Labels\":{\"io.berth.owner\":\"bench-dispatch-$$\",\"io.berth.replica\":\"$i\"},
+         \"HostConfig\":{\"NetworkMode\":\"host\"}}" \
+    "http://localhost/v1.41/containers/create?name=berth-bench-dispatch-$$-$i" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Id"])')
+  containers+=("$cid")
+  curl -s -m 30 -X POST --unix-socket "$BERTH_ENGINE_SOCK" "http://localhost/v1.41/containers/$cid/start" >/dev/null
+done
+for p in "${ports[@]}"; do wait_for 15000 is200 "http://127.0.0.1:$p/v2/health/ready" || { echo "worker $p not ready" >&2; exit 1; }; done
+
+api_port=$(free_port)
+cat > "$tmp/config.json" <<EOF
+{ "device_id": "bench-dispatch", "data_dir": "$tmp", "log_level": "wrn",
+  "engine": { "socket": "$BERTH_ENGINE_SOCK" }, "broker": { "enabled": false },
+  "api": { "port": $api_port, "static_replicas": "m=127.0.0.1:${ports[0]},m=127.0.0.1:${ports[1]}" },
+  "scheduler": { "slots": 2, "policy": "edf-admit" } }
+EOF
+"$build/berthd" -c "$tmp/config.json" > "$tmp/berthd.log" 2>&1 &
+berthd_pid=$!
+wait_for 10000 is200 "http://127.0.0.1:$api_port/v2/health/ready" || { cat "$tmp/berthd.log" >&2; exit 1; }
+
+half=$(( (LIMIT + 1) / 2 ))
+args=(--trace "$TRACE" --model m --limit "$half" --speedup "$SPEEDUP" --cost-scale "$COST_SCALE" --conns 64)
+echo "bench-dispatch: first $half requests of $(basename "$TRACE") replayed 4 times (direct, berth, berth, direct), speedup $SPEEDUP, costs x$COST_SCALE, 2 replicas, 2 slots, edf-admit"
+# ABBA order, so that a drift in the machine's load (it is shared) falls on both sides alike.
+run() { # run NAME N TARGETS
+  "$tmp/loadgen" "${args[@]}" --target "$3" --raw "$tmp/$1.$2.csv" > "$tmp/$1.$2.out"
+  echo "  $1 run $2: $(tail -1 "$tmp/$1.$2.out" | sed 's/^LOADGEN //')"
+}
+direct_t="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}"
+berth_t="127.0.0.1:$api_port"
+run direct 1 "$direct_t"; run berth 1 "$berth_t"; run berth 2 "$berth_t"; run direct 2 "$direct_t"
+
+# pct FILE... P: percentile P of the latencies of requests answered 200
+pct() { local p=${*: -1}; cat "${@:1:$#-1}" | awk -F, '$3 == 200 {print $1}' | sort -n \
+  | awk -v p="$p" '{a[NR]=$1} END {i=int(p/100*(NR-1)+0.5)+1; printf "%.3f", a[i]}'; }
+miss() { cat "$@" | awk -F, '$2 == "urgent" {n++; if ($3 != 200 || $1 < 0 || $1 > $4) m++} END {printf "%.2f", n ? 100*m/n : 0}'; }
+d50=$(pct "$tmp"/direct.*.csv 50); d99=$(pct "$tmp"/direct.*.csv 99)
+b50=$(pct "$tmp"/berth.*.csv 50); b99=$(pct "$tmp"/berth.*.csv 99)
+o50=$(awk -v a="$b50" -v b="$d50" 'BEGIN {printf "%.3f", a-b}')
+o99=$(awk -v a="$b99" -v b="$d99" 'BEGIN {printf "%.3f", a-b}')
+own50=$(tail -qn1 "$tmp"/berth.*.out | tr ' ' '\n' | sed -n 's/^overhead_p50_ms=//p' | sort -n | tail -1)
+own99=$(tail -qn1 "$tmp"/berth.*.out | tr ' ' '\n' | sed -n 's/^overhead_p99_ms=//p' | sort -n | tail -1)
+echo "latency ms: direct p50 $d50 p99 $d99 | berth p50 $b50 p99 $b99"
+echo "berth's own time per request (latency - X-Berth-Queue-Ms - X-Berth-Service-Ms, worse run): p50 $own50 ms, p99 $own99 ms"
+echo "targets: overhead p50 <= 0.5 ms: $(awk -v x="$o50" 'BEGIN {print (x <= 0.5) ? "met" : "MISSED"}'), p99 <= 2 ms: $(awk -v x="$o99" 'BEGIN {print (x <= 2) ? "met" : "MISSED"}')"
+echo "RESULT bench=dispatch overhead_p50_ms=$o50 overhead_p99_ms=$o99 urgent_miss_pct=$(miss "$tmp"/berth.*.csv) direct_urgent_miss_pct=$(miss "$tmp"/direct.*.csv) own_p50_ms=$own50 own_p99_ms=$own99 requests=$(( 2 * half ))"

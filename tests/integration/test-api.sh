@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# The local API on the real engine: two reference-worker containers behind berthd. Feasible
+# requests are served with timing headers, infeasible ones and requests without a ready replica
+# are refused at once, a replica killed mid-request leads to a retry within the deadline, bad
+# input gets 400/404/413, and /metrics counts what was sent.
+# Run by scripts/integration.sh (services already started); alone it starts its own.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/test-services.sh
+source "$here/scripts/test-services.sh"
+own=""
+if [ -z "${SERVICES_DIR:-}" ]; then
+  own=1
+  services_start
+fi
+
+fail() { echo "FAIL: $*" >&2; [ -f "$tmp/berthd.log" ] && tail -30 "$tmp/berthd.log" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+now_ms() { date +%s%3N; }
+engine() { # engine METHOD PATH [JSON]: sets $status and $body
+  local args=(-s -m 30 -X "$1" --unix-socket "$BERTH_ENGINE_SOCK" -o "$tmp/ebody" -w '%{http_code}')
+  [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' -d "$3")
+  : > "$tmp/ebody"
+  status=$(curl "${args[@]}" "http://localhost/v1.41$2") || status=000
+  body=$(cat "$tmp/ebody")
+}
+json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { # wait_for MS CMD...: poll until CMD succeeds or MS pass
+  local deadline=$(( $(now_ms) + $1 )); shift
+  until "$@"; do [ "$(now_ms)" -lt $deadline ] || return 1; sleep 0.05; done
+}
+code() { curl -s -m 5 -o /dev/null -w '%{http_code}' "$@" || true; }
+is() { [ "$(code "$2")" = "$1" ]; }   # is STATUS URL (re-evaluated on every poll)
+
+tmp=$(mktemp -d)
+containers=()
+berthd_pid=""
+cleanup() {
+  local c
+  [ -n "$berthd_pid" ] && kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
+  for c in "${containers[@]}"; do
+    curl -s -m 10 -X DELETE --unix-socket "$BERTH_ENGINE_SOCK" \
+      "http://localhost/v1.41/containers/$c?force=true" >/dev/null || true
+  done
+  rm -rf "$tmp"
+  [ -z "$own" ] || services_stop
+}
+trap cleanup EXIT
+
+# --- two worker replicas on the engine, host networking, one port each
+ports=()
+for i in 0 1; do
+  p=$(free_port); ports+=("$p")
+  engine POST "/containers/create?name=berth-test-api-$$-$i" \
+    "{\"Image\":\"$BERTH_WORKER_IMAGE\",\"Env\":[\"BERTH_PORT=$p\",\"BERTH_REPLICA=$i\",\"BERTH_MODEL=m1\",\"WORKER_COST_MS=5\"],
+      \"Labels\":{\"io.berth.owner\":\"test-api-$$\",\"io.berth.replica\":\"$i\"},
+      \"HostConfig\":{\"NetworkMode\":\"host\"}}"
+  [ "$status" = 201 ] || fail "create worker $i: $status $body"
+  cid=$(echo "$body" | json 'd["Id"]'); containers+=("$cid")
+  engine POST "/containers/$cid/start"
+  [ "$status" = 204 ] || fail "start worker $i: $status"
+done
+for p in "${ports[@]}"; do
+  wait_for 15000 is 200 "http://127.0.0.1:$p/v2/health/ready" || fail "worker on $p not ready"
+done
+ok "two worker containers ready on ports ${ports[*]}"
+
+# --- berthd with the two replicas listed
+api_port=$(free_port)
+cat > "$tmp/config.json" <<EOF
+{ "device_id": "test-api", "data_dir": "$tmp", "log_level": "info",
+  "engine": { "socket": "$BERTH_ENGINE_SOCK" },
+  "broker": { "enabled": false },
+  "api": { "port": $api_port, "max_body_bytes": 4096,
+           "static_replicas": "m1=127.0.0.1:${ports[0]},m1=127.0.0.1:${ports[1]}" },
+  "scheduler": { "slots": 2, "policy": "edf-admit" } }
+EOF
+"$BERTH_BUILD/berthd" -c "$tmp/config.json" > "$tmp/berthd.log" 2>&1 &
+berthd_pid=$!
+api="http://127.0.0.1:$api_port"
+wait_for 10000 is 200 "$api/v2/health/ready" || fail "berthd not ready"
+[ "$(code "$api/v2/health/live")" = 200 ] || fail "live"
+[ "$(code "$api/v2/models/m1/ready")" = 200 ] || fail "model ready"
+ok "berthd ready with both replicas"
+
+infer() { # infer [curl args...]: POST to m1; sets $st, $secs, $hdr, $out
+  curl -s -m 10 -D "$tmp/hdr" -o "$tmp/out" -w '%{http_code} %{time_total}' "$@" > "$tmp/w" || true
+  read -r st secs < "$tmp/w" || true; hdr=$(tr -d '\r' < "$tmp/hdr"); out=$(cat "$tmp/out")
+}
+body5='{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}],"parameters":{"cost_ms":5}}'
+
+# --- bad input: 404, 400 naming the header, 413
+infer -d "$body5" "$api/v2/models/nosuch/infer"
+[ "$st" = 404 ] && [ "$(echo "$out" | json 'd["model"]')" = nosuch ] || fail "unknown model: $st $out"
+infer -H 'X-Berth-Deadline-Ms: soon' -d "$body5" "$api/v2/models/m1/infer"
+[ "$st" = 400 ] && [ "$(echo "$out" | json 'd["header"]')" = X-Berth-Deadline-Ms ] || fail "bad deadline: $st $out"
+infer -H 'X-Berth-Class: vip' -d "$body5" "$api/v2/models/m1/infer"
+[ "$st" = 400 ] && [ "$(echo "$out" | json 'd["header"]')" = X-Berth-Class ] || fail "bad class: $st $out"
+head -c 10000 /dev/zero | tr '\0' x > "$tmp/big"
+infer --data-binary @"$tmp/big" "$api/v2/models/m1/infer"
+[ "$st" = 413 ] || fail "oversized body (Content-Length): $st"
+infer -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/big" "$api/v2/models/m1/infer"
+[ "$st" = 413 ] || fail "oversized body (chunked): $st"
+[ "$(code -X GET "$api/v2/models/m1/infer")" = 405 ] || fail "GET on infer not 405"
+ok "404 unknown model, 400 naming the bad header, 413 oversized body, 405 wrong method"
+
+# --- feasible requests are served, with the timing headers
+for i in $(seq 20); do
+  infer -H 'X-Berth-Deadline-Ms: 1000' -d "$body5" "$api/v2/models/m1/infer"
+  [ "$st" = 200 ] || fail "feasible request $i: $st $out"
+  echo "$hdr" | grep -qi '^X-Berth-Queue-Ms: [0-9.]*$' || fail "no X-Berth-Queue-Ms: $hdr"
+  echo "$hdr" | grep -qi '^X-Berth-Service-Ms: [0-9.]*$' || fail "no X-Berth-Service-Ms: $hdr"
+  [ "$(echo "$out" | json 'd["model_name"]')" = m1 ] || fail "reply not from the worker: $out"
+done
+ok "20 requests with feasible deadlines served (200, X-Berth-Queue-Ms, X-Berth-Service-Ms)"
+
+# --- an infeasible deadline is refused at once
+infer -H 'X-Berth-Deadline-Ms: 1' -H 'X-Berth-Class: urgent' -d "$body5" "$api/v2/models/m1/infer"
+[ "$st" = 503 ] && [ "$(echo "$out" | json 'd["reason"]')" = deadline_infeasible ] || fail "infeasible: $st $out"
+python3 -c "import sys; sys.exit(0 if float('$secs') < 0.05 else 1)" || fail "refusal took ${secs}s"
+ok "1 ms deadline refused with 503 deadline_infeasible in ${secs}s"
+
+# --- a replica killed mid-request: the request is retried on the other one within its deadline
+inflight() { curl -s -m 1 "http://127.0.0.1:$1/admin/stats" | json 'd["inflight"]' 2>/dev/null || echo 0; }
+slow='{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}],"parameters":{"cost_ms":400}}'
+t0=$(now_ms)
+( curl -s -m 10 -o "$tmp/kout" -w '%{http_code}' -H 'X-Berth-Deadline-Ms: 3000' -d "$slow" \
+    "$api/v2/models/m1/infer" > "$tmp/kst" || true ) &
+kpid=$!
+busy=""
+busy_idx() { for i in 0 1; do [ "$(inflight "${ports[$i]}")" -ge 1 ] && { busy=$i; return 0; }; done; return 1; }
+wait_for 2000 busy_idx || fail "no worker busy with the slow request"
+engine POST "/containers/${containers[$busy]}/kill"
+[ "$status" = 204 ] || fail "kill worker $busy: $status $body"
+wait "$kpid" || true
+elapsed=$(( $(now_ms) - t0 ))
+kst=$(cat "$tmp/kst"); kout=$(cat "$tmp/kout")
+[ "$kst" = 200 ] || fail "killed mid-request: status $kst $kout"
+[ "$(echo "$kout" | json 'd["parameters"]["replica"]' 2>/dev/null || echo "$kout")" != "$busy" ] \
+  || fail "answer came from the killed replica: $kout"
+[ "$elapsed" -lt 3000 ] || fail "answer after the deadline: ${elapsed} ms"
+ok "replica $busy killed mid-request: retried on the other, 200 in ${elapsed} ms (deadline 3000)"
+
+# --- no ready replica: immediate 503
+other=$(( 1 - busy ))
+engine POST "/containers/${containers[$other]}/kill"
+[ "$status" = 204 ] || fail "kill worker $other: $status"
+wait_for 5000 is 503 "$api/v2/models/m1/ready" || fail "model still ready with both replicas dead: $(curl -s "$api/v1/state")"
+infer -d "$body5" "$api/v2/models/m1/infer"
+[ "$st" = 503 ] && [ "$(echo "$out" | json 'd["reason"]')" = no_ready_replica ] || fail "no replica: $st $out"
+echo "$hdr" | grep -qi '^Retry-After: [0-9]' || fail "no Retry-After: $hdr"
+python3 -c "import sys; sys.exit(0 if float('$secs') < 0.05 else 1)" || fail "refusal took ${secs}s"
+[ "$(code "$api/v2/health/ready")" = 503 ] || fail "health/ready still 200"
+ok "no ready replica: 503 no_ready_replica with Retry-After in ${secs}s"
+
+# --- /metrics counts what was sent
+curl -s -m 5 "$api/metrics" > "$tmp/metrics"
+metric() { awk -v k="$1" '$1 == k { print $2 }' "$tmp/metrics"; }
+expect() { local v; v=$(metric "$1"); [ "$v" = "$2" ] || fail "$1 = '$v', expected $2"; }
+expect 'berth_requests_total{model="m1",class="normal"}' 22
+expect 'berth_requests_on_time_total{model="m1",class="normal"}' 21
+expect 'berth_requests_total{model="m1",class="urgent"}' 1
+expect 'berth_requests_refused_total{model="m1",class="urgent",reason="deadline_infeasible"}' 1
+expect 'berth_requests_refused_total{model="m1",class="normal",reason="no_ready_replica"}' 1
+expect 'berth_requests_retried_total{model="m1",class="normal"}' 1
+expect 'berth_request_latency_seconds_count{model="m1",class="normal"}' 21
+expect 'berth_api_errors_total{code="400"}' 2
+expect 'berth_api_errors_total{code="404"}' 1
+expect 'berth_api_errors_total{code="413"}' 2
+expect 'berth_api_errors_total{code="405"}' 1
+curl -s -m 5 "$api/v1/state" | json 'd["deployments"][0]["classes"]["normal"]["on_time"]' | grep -qx 21 \
+  || fail "/v1/state does not match"
+ok "/metrics and /v1/state count exactly what was sent"
+
+kill "$berthd_pid"; wait "$berthd_pid" || fail "berthd exit status $?"
+berthd_pid=""
+grep -q 'event=exit code=0' "$tmp/berthd.log" || fail "berthd did not exit cleanly"
+ok "berthd stopped cleanly"
