@@ -65,11 +65,27 @@ _ts_podman() {
 
 broker_start() {
   [ -n "${SERVICES_DIR:-}" ] && [ -d "$SERVICES_DIR" ] || { _ts_log "broker_start: no SERVICES_DIR"; return 1; }
-  local d=$SERVICES_DIR/broker port pid deadline
+  local d=$SERVICES_DIR/broker port try
   if _ts_pid_alive "$(cat "$d/pid" 2>/dev/null)"; then return 0; fi
   mkdir -p "$d/data"
   port=$(cat "$d/port" 2>/dev/null || true)
-  [ -n "$port" ] || { port=$(_ts_free_port) && echo "$port" > "$d/port"; } || return 1
+  if [ -n "$port" ]; then
+    _ts_broker_run "$port" || return 1
+  else
+    # a fresh port can be taken by someone else between the probe and the bind: try another
+    for try in 1 2 3; do
+      port=$(_ts_free_port) || return 1
+      _ts_broker_run "$port" && break
+      [ $try -lt 3 ] || return 1
+    done
+    echo "$port" > "$d/port"
+  fi
+  BERTH_BROKER_PORT=$port; export BERTH_BROKER_PORT
+}
+
+# _ts_broker_run PORT: starts mosquitto on PORT; returns once it (not another process) listens.
+_ts_broker_run() {
+  local d=$SERVICES_DIR/broker port=$1 pid deadline
   cat > "$d/mosquitto.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
@@ -89,15 +105,14 @@ EOF
   pid=$!
   echo "$pid" > "$d/pid"
   deadline=$(( $(_ts_now_ms) + 5000 ))
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+  until ss -Hltnp "sport = :$port" 2>/dev/null | grep -q "pid=$pid,"; do
     if ! _ts_pid_alive "$pid" || [ "$(_ts_now_ms)" -gt $deadline ]; then
-      _ts_log "broker did not start on port $port:"; tail -5 "$d/mosquitto.log" "$d/stdout.log" >&2
+      _ts_log "broker did not start on port $port:"; tail -3 "$d/mosquitto.log" >&2
       _ts_kill "$pid" 500; rm -f "$d/pid"
       return 1
     fi
     sleep 0.02
   done
-  BERTH_BROKER_PORT=$port; export BERTH_BROKER_PORT
 }
 
 broker_stop() {

@@ -50,7 +50,7 @@ ctr_pid() { eng GET "/containers/$1/json" | $PY -c 'import sys,json; print(json.
 pick_ports() {
   local base
   for _ in $(seq 50); do
-    base=$(( 20000 + (RANDOM % 2000) * 20 ))
+    base=$(( 20000 + (RANDOM % 600) * 20 ))  # below the ephemeral range (32768+)
     if ! ss -ltn | awk '{print $4}' | grep -qE ":($(seq -s'|' $base $((base + 19))))\$"; then
       echo $base; return 0
     fi
