@@ -58,17 +58,17 @@ def now_ms():
 # --- monitor -----------------------------------------------------------------
 
 
-def ready_replicas(port, names):
-    """Ready replicas per deployment as the dispatcher sees them, or None."""
+def replicas(port, names):
+    """{name: (ready, desired)} from berthd's reported state (GET /v1/state), or None."""
     try:
         with urllib.request.urlopen("http://127.0.0.1:%s/v1/state" % port, timeout=0.4) as r:
             st = json.load(r)
     except Exception:
         return None
-    counts = {n: 0 for n in names}
+    counts = {n: (0, 0) for n in names}
     for dep in st.get("deployments", []):
         if dep.get("name") in counts:
-            counts[dep["name"]] = sum(1 for rep in dep.get("replicas", []) if rep.get("ready"))
+            counts[dep["name"]] = (int(dep.get("replicas_ready", 0)), int(dep.get("replicas_desired", 0)))
     return counts
 
 
@@ -117,21 +117,23 @@ def monitor(d):
     signal.signal(signal.SIGINT, lambda *_: running.__setitem__(0, False))
     story_pos = 0
     last_plain = -10.0
-    last = {n: 0 for n in names}
+    last = {n: (0, 0) for n in names}
     with open(os.path.join(d, "samples.csv"), "w") as out:
-        out.write("t_s,broker_up,backlog,sent,ok,refused,failed," + ",".join(names) + "\n")
+        out.write("t_s,broker_up,backlog,sent,ok,refused,failed," + ",".join(names) + "," +
+                  ",".join(n + "_desired" for n in names) + "\n")
         while running[0] and not os.path.exists(stop):
             tick = time.time()
             t = (now_ms() - t0) / 1000.0
-            reps = ready_replicas(facts["API_PORT"], names)
+            reps = replicas(facts["API_PORT"], names)
             if reps is not None:
                 last = reps
             up = broker_up(facts["BROKER_PID_FILE"])
             bl = backlog_rows(facts["DB"])
             pg = loadgen_progress(os.path.join(d, "progress"))
-            out.write("%.2f,%d,%s,%d,%d,%d,%d,%s\n" % (
+            out.write("%.2f,%d,%s,%d,%d,%d,%d,%s,%s\n" % (
                 t, up, "" if bl is None else bl, pg.get("sent", 0), pg.get("ok", 0), pg.get("refused", 0),
-                pg.get("failed", 0), ",".join(str(last[n]) for n in names)))
+                pg.get("failed", 0), ",".join(str(last[n][0]) for n in names),
+                ",".join(str(last[n][1]) for n in names)))
             out.flush()
             # New story lines go above the progress line.
             try:
@@ -148,7 +150,7 @@ def monitor(d):
                     sys.stdout.write(("\r\033[K" if tty else "") + msg + "\n")
             line = "  %6.1f s | sent %5d  ok %5d  refused %5d | replicas %s | broker %-4s | backlog %s rows" % (
                 t, pg.get("sent", 0), pg.get("ok", 0), pg.get("refused", 0) + pg.get("failed", 0),
-                " ".join("%s %d" % (n[:3], last[n]) for n in names), "up" if up else "DOWN",
+                " ".join("%s %d/%d" % (n[:3], last[n][0], last[n][1]) for n in names), "up" if up else "DOWN",
                 "-" if bl is None else bl)
             if tty:
                 sys.stdout.write("\r\033[K" + line)
@@ -254,9 +256,10 @@ def report(d):
     say = lines.append
 
     say("")
-    say("berth demo: %s s of load, %s (%s requests, %sx real time), %s CPU cores, policy %s" % (
+    say("berth demo: %s s of load, %s (%s requests, %sx real time), %s CPU cores (1-min load average %s"
+        " as the load started), policy %s" % (
         facts.get("STORY_S", "?"), facts.get("SLICE", "?"), len(raw), facts.get("SPEEDUP", "?"),
-        facts.get("NCPU", "?"), facts.get("POLICY", "?")))
+        facts.get("NCPU", "?"), facts.get("LOADAVG", "?"), facts.get("POLICY", "?")))
     say("")
     say("requests (measured by the producer, through the local API)")
     say("  %-7s %-11s %8s %8s %6s %8s %7s %9s %12s" % ("CLASS", "MODEL", "REQUESTS", "ON TIME", "LATE", "REFUSED",
@@ -308,21 +311,26 @@ def report(d):
 
     # Autoscaling: ready replicas over time.
     say("")
-    say("autoscaling (ready replicas per deployment, sampled every 0.5 s)")
+    say("autoscaling (replicas per deployment from berthd's reported state, sampled every 0.5 s)")
     steps = 0
     for name, _, _ in deps:
-        series = [(float(s["t_s"]), int(s[name])) for s in samples if s.get(name, "") != ""]
+        series = [(float(s["t_s"]), int(s[name]), int(s[name + "_desired"])) for s in samples
+                  if s.get(name, "") != "" and s.get(name + "_desired", "") != ""]
         if not series:
             continue
-        first, peak = series[0][1], max(v for _, v in series)
-        ups, top = [], first   # a step up: more ready replicas than ever before
-        for t, v in series:
-            if v > top:
-                ups.append((t, v))
-                top = v
-        up_txt = ", ".join("%d at %.1f s" % (v, t) for t, v in ups[:4]) or "no step up"
-        steps += sum(1 for t, v in ups)
-        say("  %-11s start %d, peak %d, end %d; up: %s" % (name, first, peak, series[-1][1], up_txt))
+        ups, top = [], series[0][2]   # a step up: more replicas desired than before
+        for t, _, want in series:
+            if want > top:
+                ups.append((t, want))
+                top = want
+        ready_at = []
+        for t_up, want in ups:
+            r = next((t for t, ready, _ in series if t >= t_up and ready >= want), None)
+            ready_at.append("%d at %.1f s (ready %s)" % (want, t_up, "at %.1f s" % r if r is not None else "not yet"))
+        steps += len(ups)
+        say("  %-11s desired %d at the start, peak %d, %d at the end; ready peak %d; scaled up: %s" % (
+            name, series[0][2], max(w for _, _, w in series), series[-1][2], max(r for _, r, _ in series),
+            ", ".join(ready_at) or "never"))
     result["replica_steps_up"] = steps
 
     # Telemetry: outage, buffered rows, forwarding, loss from seq gaps.
@@ -365,6 +373,17 @@ def chart(d, deps, raw, header, samples, marks, png):
             for r in raw:
                 if r["model"] == name and r["status"] != 200 and r["sent_s"] >= 0:
                     f.write("%.3f\n" % r["sent_s"])
+    # Share of requests on time per 5 s window of sending, per class (refusals are misses).
+    win = 5.0
+    with open(os.path.join(data, "ontime.dat"), "w") as f:
+        nwin = int(max([r["sent_s"] for r in raw] + [0.0]) // win) + 1
+        for k in range(nwin):
+            cols = []
+            for name, _, _ in deps:
+                rs = [r for r in raw if r["model"] == name and k * win <= r["sent_s"] < (k + 1) * win]
+                ok = sum(1 for r in rs if r["status"] == 200 and 0 <= r["lat"] <= r["deadline"])
+                cols.append("%.1f" % (100.0 * ok / len(rs)) if len(rs) >= 5 else "NaN")
+            f.write("%.1f %s\n" % ((k + 0.5) * win, " ".join(cols)))
     with open(os.path.join(data, "samples.dat"), "w") as f:
         for s in samples:
             f.write(" ".join(s[h] if s[h] != "" else "NaN" for h in header) + "\n")
@@ -380,13 +399,14 @@ def chart(d, deps, raw, header, samples, marks, png):
         outages.append((start, t_end))
     kills = [(t, txt) for t, k, txt in marks if k == "kill"]
     col = {h: i + 1 for i, h in enumerate(header)}
-    maxrep = max([int(s[n]) for s in samples for n, _, _ in deps if s.get(n, "") != ""] + [1])
+    maxrep = max([int(s[k]) for s in samples for n, _, _ in deps for k in (n, n + "_desired") if s.get(k, "") != ""]
+                 + [1])
 
     gp = []
     w = gp.append
-    w("set terminal pngcairo size 1200,1000 font 'DejaVu Sans,10'")
+    w("set terminal pngcairo size 1200,1250 font 'DejaVu Sans,10'")
     w("set output '%s'" % png)
-    w("set multiplot layout 3,1 title 'berth demo: %s' font ',13'" % "latency against deadline, replicas and telemetry over time")
+    w("set multiplot layout 4,1 title 'berth demo: %s' font ',13'" % "latency against deadline, replicas and telemetry over time")
     w("set xrange [0:%.1f]" % (math.ceil(t_end)))
     w("set grid ytics lc rgb '#dddddd'")
     w("set key outside right top vertical Left reverse")
@@ -419,17 +439,29 @@ def chart(d, deps, raw, header, samples, marks, png):
                      % (data, name, 1.0 + 0.35 * i, c, name))
     w("plot " + ", \\\n  ".join(plots))
     w("unset label 90")
-    # 2: replicas
-    w("set title 'ready replicas per deployment'")
+    # 2: on time per window
+    w("set title 'requests answered within their deadline, per 5 s window (refused and failed count as missed)'")
     w("unset logscale y")
+    w("set ylabel 'on time (%)'")
+    w("set yrange [0:105]")
+    plots = []
+    for i, (name, cls, _) in enumerate(deps):
+        plots.append("'%s/ontime.dat' u 1:%d w lp pt 7 ps 0.6 lw 2 lc rgb '%s' t '%s (%s)'"
+                     % (data, i + 2, colors.get(cls, "#000"), name, cls))
+    w("plot " + ", \\\n  ".join(plots))
+    # 3: replicas
+    w("set title 'replicas per deployment: ready (solid), desired (dashed)'")
     w("set ylabel 'replicas'")
     w("set yrange [0:%d]" % (maxrep + 1))
     w("set ytics 1")
     plots = []
     for name, cls, _ in deps:
-        plots.append("'%s/samples.dat' u 1:%d w steps lw 2 lc rgb '%s' t '%s'" % (data, col[name], colors.get(cls, "#000"), name))
+        c = colors.get(cls, "#000")
+        plots.append("'%s/samples.dat' u 1:%d w steps lw 2 lc rgb '%s' t '%s ready'" % (data, col[name], c, name))
+        plots.append("'%s/samples.dat' u 1:(column(%d)+0.06) w steps lw 1 dt 2 lc rgb '%s' t '%s desired'"
+                     % (data, col[name + "_desired"], c, name))
     w("plot " + ", \\\n  ".join(plots))
-    # 3: telemetry backlog and producer counters
+    # 4: telemetry backlog and producer counters
     w("set title 'telemetry rows buffered in the outbox (backlog); grey: broker down'")
     w("set ylabel 'rows'")
     w("set autoscale y; set yrange [0:*]")

@@ -6,7 +6,7 @@
 #   --seconds N   length of the load in seconds (default 100; DEMO_SECONDS)
 #   --keep        keep broker, engine and berthd up after the summary, print the
 #                 berthctl command line to explore them, stop on Ctrl-C (DEMO_KEEP=1)
-# Env: DEMO_SPEEDUP (trace time compression, default 15), DEMO_TRACE_START_MIN (minute of
+# Env: DEMO_SPEEDUP (trace time compression, default 10), DEMO_TRACE_START_MIN (minute of
 #   the trace where the slice starts, default 18), DEMO_OUT (outputs, default BUILD_DIR/demo),
 #   DEMO_SKIP_DEPS=1 (do not run scripts/install-deps.sh).
 #
@@ -25,7 +25,7 @@ cd "$here"
 
 STORY_S=${DEMO_SECONDS:-100}
 KEEP=${DEMO_KEEP:-0}
-SPEEDUP=${DEMO_SPEEDUP:-15}
+SPEEDUP=${DEMO_SPEEDUP:-10}
 START_MIN=${DEMO_TRACE_START_MIN:-18}
 BUILD=${O:-build}
 while [ $# -gt 0 ]; do
@@ -189,13 +189,6 @@ cat > "$RUN/deployments.json" <<EOF
   ]
 }
 EOF
-# The dispatcher learns the supervisor's replicas only through api.static_replicas in
-# this build: every port a replica of these deployments can take is listed, and berthd
-# probes each one's readiness itself.
-statics=""
-for i in 0 1 2; do statics+="detector=127.0.0.1:$((P_DET + i)),"; done
-for i in 0 1; do statics+="classifier=127.0.0.1:$((P_CLS + i)),summarizer=127.0.0.1:$((P_SUM + i)),"; done
-statics=${statics%,}
 cat > "$RUN/config.json" <<EOF
 {
   "device_id": "$DEV",
@@ -205,11 +198,11 @@ cat > "$RUN/config.json" <<EOF
   "engine": { "socket": "$BERTH_ENGINE_SOCK" },
   "broker": { "host": "127.0.0.1", "port": $BERTH_BROKER_PORT, "keepalive_s": 5,
               "reconnect_min_ms": 250, "reconnect_max_ms": 2000 },
-  "api": { "listen": "127.0.0.1", "port": $API_PORT, "static_replicas": "$statics" },
+  "api": { "listen": "127.0.0.1", "port": $API_PORT },
   "scheduler": { "slots": 0, "policy": "edf-admit" },
   "telemetry": { "interval_ms": 500 },
   "autoscale": { "enabled": true, "interval_s": 5, "target_low": 0.95, "target_high": 0.98,
-                 "cooldown_s": 60, "cpu_ceiling_pct": 100, "mem_ceiling_pct": 90, "predictive": false }
+                 "cooldown_s": 60, "cpu_ceiling_pct": 200, "mem_ceiling_pct": 90, "predictive": false }
 }
 EOF
 "$BUILD/berthd" --check-config "$RUN/config.json" > /dev/null || die "the demo's config is invalid"
@@ -242,6 +235,7 @@ T0=$(( $(now_ms) + 50 ))   # the load generator sends its first request 50 ms af
   echo "BROKER_PID_FILE=$SERVICES_DIR/broker/pid"; echo "DEVICE=$DEV"
   echo "DEPLOYMENTS=detector:urgent:100,classifier:normal:1000,summarizer:batch:10000"
   echo "STORY_S=$STORY_S"; echo "SPEEDUP=$SPEEDUP"; echo "NCPU=$(nproc)"; echo "POLICY=edf-admit"
+  echo "LOADAVG=$(cut -d' ' -f1 /proc/loadavg)"
   echo "SLICE=minutes $START_MIN-$((START_MIN + (STORY_S * SPEEDUP + 59) / 60)) of $(basename "$TRACE")"
 } >> "$OUT/facts"
 step "5/6 the story: ${LIMIT} requests of $(basename "$TRACE") at ${SPEEDUP}x through the local API"
