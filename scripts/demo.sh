@@ -7,7 +7,8 @@
 #   --keep        keep broker, engine and berthd up after the summary, print the
 #                 berthctl command line to explore them, stop on Ctrl-C (DEMO_KEEP=1)
 # Env: DEMO_SPEEDUP (trace time compression, default 10), DEMO_TRACE_START_MIN (minute of
-#   the trace where the slice starts, default 18), DEMO_OUT (outputs, default BUILD_DIR/demo),
+#   the trace where the slice starts, default 18), DEMO_POLICY (scheduler.policy, default
+#   edf-reserve: one slot kept for urgent requests), DEMO_OUT (outputs, default BUILD_DIR/demo),
 #   DEMO_SKIP_DEPS=1 (do not run scripts/install-deps.sh).
 #
 # What it does: installs missing Debian packages, builds, starts a private Mosquitto broker
@@ -27,6 +28,7 @@ STORY_S=${DEMO_SECONDS:-100}
 KEEP=${DEMO_KEEP:-0}
 SPEEDUP=${DEMO_SPEEDUP:-10}
 START_MIN=${DEMO_TRACE_START_MIN:-18}
+POLICY=${DEMO_POLICY:-edf-reserve}
 BUILD=${O:-build}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -189,6 +191,11 @@ cat > "$RUN/deployments.json" <<EOF
   ]
 }
 EOF
+# edf-reserve keeps one slot for urgent requests (when there are at least two), so a
+# long batch request never holds every slot while urgent ones wait.
+RESERVE=0
+[ "$POLICY" = edf-reserve ] && [ "$(nproc)" -ge 2 ] && RESERVE=1
+[ "$POLICY" = edf-reserve ] && [ $RESERVE -eq 0 ] && POLICY=edf-admit
 cat > "$RUN/config.json" <<EOF
 {
   "device_id": "$DEV",
@@ -199,7 +206,7 @@ cat > "$RUN/config.json" <<EOF
   "broker": { "host": "127.0.0.1", "port": $BERTH_BROKER_PORT, "keepalive_s": 5,
               "reconnect_min_ms": 250, "reconnect_max_ms": 2000 },
   "api": { "listen": "127.0.0.1", "port": $API_PORT },
-  "scheduler": { "slots": 0, "policy": "edf-admit" },
+  "scheduler": { "slots": 0, "policy": "$POLICY", "urgent_reserve_slots": $RESERVE },
   "telemetry": { "interval_ms": 500 },
   "autoscale": { "enabled": true, "interval_s": 5, "target_low": 0.95, "target_high": 0.98,
                  "cooldown_s": 60, "cpu_ceiling_pct": 200, "mem_ceiling_pct": 90, "predictive": false }
@@ -234,7 +241,7 @@ T0=$(( $(now_ms) + 50 ))   # the load generator sends its first request 50 ms af
   echo "T0_MS=$T0"; echo "API_PORT=$API_PORT"; echo "DB=$RUN/data/berth.db"
   echo "BROKER_PID_FILE=$SERVICES_DIR/broker/pid"; echo "DEVICE=$DEV"
   echo "DEPLOYMENTS=detector:urgent:100,classifier:normal:1000,summarizer:batch:10000"
-  echo "STORY_S=$STORY_S"; echo "SPEEDUP=$SPEEDUP"; echo "NCPU=$(nproc)"; echo "POLICY=edf-admit"
+  echo "STORY_S=$STORY_S"; echo "SPEEDUP=$SPEEDUP"; echo "NCPU=$(nproc)"; echo "POLICY=$POLICY$([ $RESERVE -gt 0 ] && echo " ($RESERVE of $(nproc) slots kept for urgent requests)")"
   echo "LOADAVG=$(cut -d' ' -f1 /proc/loadavg)"
   echo "SLICE=minutes $START_MIN-$((START_MIN + (STORY_S * SPEEDUP + 59) / 60)) of $(basename "$TRACE")"
 } >> "$OUT/facts"
@@ -333,14 +340,29 @@ echo "  details: ${OUT#"$here"/}/ (summary.txt, raw.csv per request, samples.csv
 echo "  demo ran $(( ($(now_ms) - T_BEGIN) / 1000 )) s in all"
 
 if [ "$KEEP" = 1 ]; then
+  # For the tour: the same deployments as version 2, plus a model whose container crashes
+  # at start, to watch the restarts back off, the circuit open and the events arrive.
+  $PY - "$RUN/deployments.json" "$OUT/tour-crashloop.json" "$((BASE + 25))" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc["version"] = 2
+flaky = dict(doc["deployments"][1])
+flaky.update(name="flaky", env={"WORKER_FAULT": "crash"}, replicas=1,
+             inference={"port": int(sys.argv[3]), "concurrency": 1},
+             restart={"policy": "always", "backoff_initial_ms": 250, "backoff_max_ms": 2000})
+doc["deployments"].append(flaky)
+json.dump(doc, open(sys.argv[2], "w"), indent=2)
+EOF
+  ctl="${BUILD#"$here"/}/berthctl --broker 127.0.0.1:$BERTH_BROKER_PORT"
   echo
   bold "Everything is still running (DEMO_KEEP). Explore the gateway from the console side:"
-  echo "  $BUILD/berthctl --broker 127.0.0.1:$BERTH_BROKER_PORT devices"
-  echo "  $BUILD/berthctl --broker 127.0.0.1:$BERTH_BROKER_PORT state $DEV"
-  echo "  $BUILD/berthctl --broker 127.0.0.1:$BERTH_BROKER_PORT scale $DEV classifier 2"
-  echo "  $BUILD/berthctl --broker 127.0.0.1:$BERTH_BROKER_PORT events $DEV --follow"
+  echo "  $ctl devices"
+  echo "  $ctl state $DEV"
+  echo "  $ctl scale $DEV classifier 2"
+  echo "  $ctl events $DEV --follow &"
+  echo "  $ctl deploy $DEV ${OUT#"$here"/}/tour-crashloop.json   # adds a model that crashes at start"
   echo "  curl -s http://127.0.0.1:$API_PORT/v1/state"
-  echo "BERTHCTL=\"$BUILD/berthctl --broker 127.0.0.1:$BERTH_BROKER_PORT\" API=127.0.0.1:$API_PORT DEVICE=$DEV" > "$OUT/keep.env"
+  echo "BERTHCTL=\"$ctl\" API=127.0.0.1:$API_PORT DEVICE=$DEV" > "$OUT/keep.env"
   echo "  (also in ${OUT#"$here"/}/keep.env) Ctrl-C stops everything."
   while kill -0 "$BERTHD_PID" 2>/dev/null; do sleep 1; done
   echo "demo: berthd exited"
