@@ -20,6 +20,9 @@
 # device's telemetry and events records every sequence number. Everything is measured in
 # this run; the summary goes to the terminal and BUILD_DIR/demo/summary.txt, the chart to
 # BUILD_DIR/demo/demo.png. Everything started is stopped and removed on exit, Ctrl-C included.
+# The whole script is one compound command, read before it runs: editing the file
+# while a demo runs cannot derail it.
+{
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -123,6 +126,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted"; exit 130' INT TERM
 
+[ "$(id -u)" -eq 0 ] || die "run it as root (sudo make demo): it runs podman and Mosquitto and installs packages"
 mkdir -p "$OUT"
 rm -rf "$OUT"/{facts,story.log,kills.csv,samples.csv,raw.csv,progress,telemetry.jsonl,stop,demo.png,summary.txt,chart}
 
@@ -367,3 +371,5 @@ EOF
   while kill -0 "$BERTHD_PID" 2>/dev/null; do sleep 1; done
   echo "demo: berthd exited"
 fi
+exit 0
+}
