@@ -124,7 +124,8 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
-trap 'echo; echo "demo: interrupted"; exit 130' INT TERM
+KEEP_WAITING=0   # Ctrl-C is the way out of --keep: then it is not an error
+trap 'echo; if [ $KEEP_WAITING = 1 ]; then exit 0; fi; echo "demo: interrupted"; exit 130' INT TERM
 
 [ "$(id -u)" -eq 0 ] || die "run it as root (sudo make demo): it runs podman and Mosquitto and installs packages"
 mkdir -p "$OUT"
@@ -368,6 +369,7 @@ EOF
   echo "  curl -s http://127.0.0.1:$API_PORT/v1/state"
   echo "BERTHCTL=\"$ctl\" API=127.0.0.1:$API_PORT DEVICE=$DEV" > "$OUT/keep.env"
   echo "  (also in ${OUT#"$here"/}/keep.env) Ctrl-C stops everything."
+  KEEP_WAITING=1
   while kill -0 "$BERTHD_PID" 2>/dev/null; do sleep 1; done
   echo "demo: berthd exited"
 fi
