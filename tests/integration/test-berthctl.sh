@@ -36,7 +36,7 @@ grep -Eq "^$DEV +online +20[0-9-]+ [0-9:]+ \(" "$T/devices.txt" || { cat "$T/dev
 
 wait "$EV_PID"; rc=$?
 [ $rc -eq 0 ] || { cat "$T/events.err"; fail "events --count 1 exit $rc"; }
-json "assert d['data']['type'] == 'engine_unavailable', d; assert d['seq'] >= 1" < "$T/events.out" \
+json "assert d['data']['event'] == 'engine_unavailable', d; assert d['seq'] >= 1" < "$T/events.out" \
   || { cat "$T/events.out"; fail "events --json: no engine event row"; }
 log "events: $(head -c 160 "$T/events.out")"
 
