@@ -36,7 +36,8 @@ WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prot
 	-Wvla -Wundef -Wno-unused-parameter
 AUTOCONF := $(O)/include/generated/autoconf.h
 REQ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(O)/include -imacros $(AUTOCONF) \
-	-include hal/kconfig.h $(WARNINGS) -MMD -MP -fno-common
+	-include hal/kconfig.h $(WARNINGS) -MMD -MP -fno-common \
+	-ffunction-sections -fdata-sections
 ifneq ($(WERROR),)
 REQ_CFLAGS += -Werror
 endif
@@ -45,7 +46,7 @@ REQ_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 REQ_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 FINAL_CFLAGS = $(REQ_CFLAGS) $(CFLAGS)
-FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed
+FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed -Wl,--gc-sections
 LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 
 # --- sources -------------------------------------------------------------
@@ -144,6 +145,7 @@ test: unit-tests
 check:
 	$(Q)scripts/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory WERROR=1 all
+	$(Q)tests/size-check.sh $(O)/berthd $(STRIP)
 	$(Q)$(MAKE) --no-print-directory O=$(O)/asan SANITIZE=address,undefined WERROR=1 test
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 	$(Q)scripts/integration.sh $(O)

@@ -12,9 +12,11 @@
 #include "agent/dispatch.h"
 #include "agent/deploy.h"
 #include "agent/events.h"
+#include "agent/figures.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/metrics.h"
+#include "agent/scaler.h"
 #include "agent/sched.h"
 #include "agent/store.h"
 #include "agent/suptarget.h"
@@ -54,6 +56,9 @@ struct agent {
 	struct dispatch *dispatch;
 	struct api *api;
 
+	/* --- autoscaling, request and container figures, reported state --- */
+	struct figures *figures;
+	struct scaler *scaler;
 	/* --- inference wiring: supervisor -> dispatcher (see infer_*) --- */
 	struct loop_timer infer_sync_timer;
 	struct sup_replica *infer_views;     /* scratch of the level sync */
@@ -277,6 +282,66 @@ static void inference_stop(struct agent *a)
 	a->dispatch = NULL;
 	hal_invoke_destroy(a->infer_invoke);
 	a->infer_invoke = NULL;
+}
+
+/* --- autoscaling, request and container figures, reported state -------------
+ * Runs once supervision, sync and the inference path exist: the scheduler's
+ * and the containers' figures become telemetry sources, the reported state
+ * gains its SLA fields and is what GET /v1/state answers, and the
+ * autoscaler (autoscale.enabled) moves replica counts. */
+
+static int agent_state(void *arg, char *buf, size_t len)
+{
+	struct agent *a = arg;
+	return sync_report(a->sync, buf, len);
+}
+
+static int figures_start(struct agent *a, const struct berth_config *cfg)
+{
+	int rc;
+	suptarget_set_dispatch(a->target, a->dispatch);
+	a->figures = figures_create(a->metrics, a->dispatch, (unsigned)cfg->telemetry.interval_ms);
+	if (!a->figures)
+		return -ENOMEM;
+	if ((rc = telemetry_register(a->telemetry, "containers", figures_containers_source, a->figures)) ||
+	    (rc = telemetry_register(a->telemetry, "scheduler", figures_scheduler_source, a->figures)))
+		return rc;
+	if (a->api)
+		api_set_state_fn(a->api, agent_state, a);
+	if (!cfg->autoscale.enabled) {
+		LOG_INF("event=autoscaler_disabled");
+		return 0;
+	}
+	struct scaler_deps sd = {
+		.loop = a->loop,
+		.sup = a->sup,
+		.dispatch = a->dispatch,
+		.metrics = a->metrics,
+		.store = a->store,
+		.events = a->events,
+	};
+	a->scaler = scaler_create(&sd, cfg);
+	if (!a->scaler)
+		return -EINVAL;
+	return telemetry_register(a->telemetry, "autoscale", scaler_telemetry_source, a->scaler);
+}
+
+/* Before the inference path and the store go: the scaler saves its forecasts. */
+static void figures_stop(struct agent *a)
+{
+	if (a->telemetry) {
+		telemetry_unregister(a->telemetry, "autoscale");
+		telemetry_unregister(a->telemetry, "scheduler");
+		telemetry_unregister(a->telemetry, "containers");
+	}
+	if (a->api)
+		api_set_state_fn(a->api, NULL, NULL);
+	scaler_destroy(a->scaler);
+	a->scaler = NULL;
+	figures_destroy(a->figures);
+	a->figures = NULL;
+	if (a->target)
+		suptarget_set_dispatch(a->target, NULL);
 }
 
 /* --- inference wiring: supervisor -> dispatcher, preemption, drain, chaos ----
@@ -539,6 +604,11 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 		goto errout;
 	if (inference_start(a, cfg) < 0)
 		goto errout;
+	int frc = figures_start(a, cfg);
+	if (frc < 0) {
+		LOG_ERR("event=figures_failed err=%s", strerror(-frc));
+		goto errout;
+	}
 	if (infer_wire(a) < 0)
 		goto errout;
 
@@ -572,6 +642,7 @@ void agent_destroy(struct agent *a)
 {
 	if (!a)
 		return;
+	figures_stop(a);
 	infer_unwire(a);
 	inference_stop(a);
 	sync_stop(a);

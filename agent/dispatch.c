@@ -61,6 +61,8 @@ struct dispatch {
 	bool admit;                        /* policy refuses what it predicts late */
 	dispatch_done_fn done;
 	void *done_arg;
+	dispatch_arrival_fn arrival_fn;
+	void *arrival_arg;
 	dispatch_pause_fn pause_fn;
 	void *pause_arg;
 	dispatch_miss_fn miss_fn;
@@ -486,6 +488,12 @@ void dispatch_set_done_fn(struct dispatch *d, dispatch_done_fn done, void *arg)
 	d->done_arg = arg;
 }
 
+void dispatch_set_arrival_fn(struct dispatch *d, dispatch_arrival_fn fn, void *arg)
+{
+	d->arrival_fn = fn;
+	d->arrival_arg = arg;
+}
+
 void dispatch_set_pause_fn(struct dispatch *d, dispatch_pause_fn fn, void *arg)
 {
 	d->pause_fn = fn;
@@ -727,6 +735,8 @@ int dispatch_submit(struct dispatch *d, struct dispatch_req *r)
 	enum dispatch_reason why = DISPATCH_NO_READY_REPLICA;
 
 	if (model_at(d, r->model)) {
+		if (d->arrival_fn)
+			d->arrival_fn(d->arrival_arg, r->model);
 		struct sched_req sr = {
 			.model = r->model,
 			.cls = r->cls,

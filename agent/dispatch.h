@@ -77,6 +77,11 @@ struct dispatch_config {
 struct dispatch *dispatch_create(struct loop *l, struct hal_invoke *inv, const struct dispatch_config *cfg);
 /* Sets who hears of finished requests (the API); NULL stops it. */
 void dispatch_set_done_fn(struct dispatch *d, dispatch_done_fn done, void *arg);
+/* Hears every request offered to a known model, accepted or refused, from
+ * inside dispatch_submit before it is scheduled (the autoscaler's arrival
+ * count for the forecaster). Must not call dispatch_*. NULL stops it. */
+typedef void (*dispatch_arrival_fn)(void *arg, int model);
+void dispatch_set_arrival_fn(struct dispatch *d, dispatch_arrival_fn fn, void *arg);
 /* Cancels transfers in flight (their requests' done does not run). NULL is safe. */
 void dispatch_destroy(struct dispatch *d);
 

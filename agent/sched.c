@@ -24,9 +24,10 @@ struct entry {
 	uint64_t paused_at_us;
 	uint64_t paused_total_us;
 	void *ctx;
+	struct model *m;               /* its model */
+	struct sched_class_stats *st;  /* its model's cumulative counters of its class */
 	uint32_t gen;
-	uint64_t fifo_key;           /* arrival number (fifo heap key) */
-	uint32_t seq;                /* arrival order, tie-break (wrapping compare) */
+	uint64_t fifo_key;           /* arrival number: fifo heap key, edf tie-break */
 	uint32_t hint_us;            /* caller-known cost, 0 unknown */
 	uint32_t work_us;            /* what it adds to its heap's work sum */
 	uint8_t model;
@@ -37,22 +38,26 @@ struct entry {
 	int8_t last_replica;
 };
 
-/* Heap node: the key is kept inline so sifting never touches the pool
- * except to record positions, and it is one unsigned compare. edf: the
- * absolute deadline (us, below 2^48: 8.9 years of monotonic clock) shifted
- * left 16 bits, plus the low 16 bits of the arrival number, so equal
- * deadlines go to the earlier arrival (exact unless 65536 requests share one
- * deadline microsecond). fifo: the arrival number. */
-struct hnode {
-	uint64_t key;
-	uint32_t idx;
-};
+/* Heap keys are kept inline (one array of keys beside one of pool indices),
+ * so sifting never touches the pool except to record positions, and a
+ * comparison is one unsigned compare. edf: the absolute deadline (us, below
+ * 2^48: 8.9 years of monotonic clock) shifted left 16 bits, plus the low 16
+ * bits of the arrival number, so equal deadlines go to the earlier arrival
+ * (exact unless 65536 requests share one deadline microsecond). fifo: the
+ * arrival number. */
 #define KEY_SEQ_BITS 16
 #define KEY_DEADLINE_MAX ((1ull << (64 - KEY_SEQ_BITS)) - 1)
 
-/* Min-heap of pool entries for one (model, class). */
+/* 4-ary min-heap of pool entries for one (model, class): half the levels of
+ * a binary heap, so a removal moves a node and records its position half as
+ * often, for three key compares a level instead of one. key[] has HEAP_D
+ * slots beyond cap, and every slot at or past n holds UINT64_MAX, so the
+ * children of a node are compared without bounds checks (on equal keys the
+ * lower index wins, so a real child always beats the padding). */
+#define HEAP_D 4
 struct heap {
-	struct hnode *a;
+	uint64_t *key;               /* cap + HEAP_D */
+	uint32_t *id;                /* cap: pool index of each node */
 	uint32_t n;
 	uint32_t cap;
 	uint64_t work_us;            /* sum of entries' work_us */
@@ -61,14 +66,26 @@ struct heap {
 
 struct replica {
 	bool present, ready, draining, breaker_open, paused;
+	bool usable;                     /* present, ready, !draining, breaker closed, !paused (model_refresh) */
 	unsigned concurrency;
 	unsigned inflight;
 	uint64_t dispatched;
 };
 
+/* Index of the SCHED_EST_PCT percentile among n sorted samples, and how
+ * many samples of a full ring lie at or above it. */
+#define EST_PIDX(n) ((((n) - 1) * SCHED_EST_PCT + 50) / 100)
+#define EST_TOPK (SCHED_EST_RING - EST_PIDX(SCHED_EST_RING))
+#define EST_TOPMAX 12                /* at most this many of the largest samples tracked */
+_Static_assert(SCHED_EST_RING == 64, "the estimator's slot mask is 64 bits");
+_Static_assert(EST_TOPK >= 1 && EST_TOPK < EST_TOPMAX, "EST_TOPK..EST_TOPMAX largest samples tracked");
+
 struct estimator {
 	uint32_t ring[SCHED_EST_RING];   /* arrival order of samples */
-	uint32_t sorted[SCHED_EST_RING]; /* same samples, ascending */
+	uint32_t sorted[SCHED_EST_RING]; /* while the ring fills: the same samples, ascending */
+	uint64_t top_mask;               /* full ring: the slots of the ntop largest samples */
+	uint8_t top[EST_TOPMAX];         /* those slots by ascending sample */
+	uint32_t ntop;                   /* EST_TOPK..EST_TOPMAX */
 	uint32_t n;
 	uint32_t head;                   /* next ring slot to overwrite */
 	uint32_t ewma_us;
@@ -80,14 +97,15 @@ struct model {
 	char name[DEPLOY_NAME_MAX];
 	struct replica rep[SCHED_MAX_REPLICAS];
 	unsigned free_cap;               /* spare concurrency on usable replicas */
+	uint32_t free_rep;               /* bit i: replica i is usable and below its concurrency */
+	uint64_t heap_bits;              /* its heaps in the heap bitmasks */
 	unsigned usable_ready;           /* present + ready + !draining (breaker ignored) */
 	unsigned usable;                 /* ... and breaker closed */
 	int rep_hi;                      /* 1 + highest replica index ever added */
 	struct estimator est;
 	struct sched_model_stats cum;
-	struct sched_model_stats win;
+	struct sched_model_stats win_base; /* cum at the previous window take */
 	uint64_t win_start_us;
-	uint64_t win_busy_us;
 };
 
 struct sched {
@@ -105,12 +123,17 @@ struct sched {
 	uint32_t *held;                  /* running and paused entries */
 	uint32_t nheld;
 	uint32_t queued_total;
-	uint32_t seq;
+	uint64_t queued_work_us;         /* sum of heaps[].work_us */
 	uint64_t arrivals;               /* fifo key */
 	uint64_t now_us;
 	bool pumping;
 	bool repump;
-	bool fifo;                       /* key by arrival only (hot-path copy of the policy) */
+	bool fifo;                       /* key by arrival only (hot-path copies of the policy ops) */
+	bool admit;
+	bool reserve;
+	bool preempt;
+	uint64_t capmask;                /* bit h set: the model of heaps[h] has free_cap > 0 */
+	uint64_t urgent_mask;            /* bits of every model's urgent heap */
 };
 
 const uint64_t sched_lat_bounds_us[SCHED_LAT_NBUCKETS] = {
@@ -176,7 +199,6 @@ static const struct policy_ops policy_ops[SCHED_NPOLICIES] = {
 	[SCHED_EDF_PREEMPT] = { .edf = true, .admit = true, .preempt = true },
 };
 
-static inline const struct policy_ops *ops(const struct sched *s) { return &policy_ops[s->p.policy]; }
 
 /* --- estimator -------------------------------------------------------------- */
 
@@ -188,30 +210,116 @@ static void est_init(struct estimator *e, uint32_t init_us)
 	e->est_us = 0;
 }
 
-static uint32_t sorted_find(const uint32_t *a, uint32_t n, uint32_t v)
+/* First index of a[0..n) whose value is >= v (n when none), without
+ * branches on the data. */
+static inline uint32_t sorted_find(const uint32_t *a, uint32_t n, uint32_t v)
 {
-	uint32_t lo = 0, hi = n;
-	while (lo < hi) {
-		uint32_t mid = (lo + hi) / 2;
-		if (a[mid] < v)
-			lo = mid + 1;
-		else
-			hi = mid;
+	if (!n)
+		return 0;
+	const uint32_t *base = a;
+	while (n > 1) {
+		uint32_t half = n / 2;
+		base = base[half] < v ? base + half : base;
+		n -= half;
 	}
-	return lo;
+	return (uint32_t)(base - a) + (*base < v);
 }
 
+/* The percentile of a full ring is its EST_TOPK-th largest sample, so only
+ * the slots of the largest samples are tracked: top[0..ntop) ascending,
+ * EST_TOPK <= ntop <= EST_TOPMAX, and every other sample is no larger than
+ * any of them. Most samples enter and leave below them and cost a compare
+ * or two; one entering above the smallest of them joins them (the smallest
+ * drops out when there are EST_TOPMAX); one of them leaving just leaves,
+ * until fewer than EST_TOPK remain and a scan of the ring takes the largest
+ * of the others back up to EST_TOPMAX. */
+
+/* Inserts slot j at its place among the tracked slots (ntop < EST_TOPMAX). */
+static void est_top_insert(struct estimator *e, uint32_t j)
+{
+	uint32_t v = e->ring[j];
+	uint32_t m = e->ntop++;
+	while (m > 0 && e->ring[e->top[m - 1]] > v) {
+		e->top[m] = e->top[m - 1];
+		m--;
+	}
+	e->top[m] = (uint8_t)j;
+	e->top_mask |= 1ull << j;
+}
+
+/* Tracks the largest untracked samples until EST_TOPMAX are tracked. Each
+ * one is no larger than any tracked one, so they go in front. */
+static void est_top_refill(struct estimator *e)
+{
+	uint32_t want = EST_TOPMAX - e->ntop, nb = 0;
+	uint8_t buf[EST_TOPMAX];         /* ascending by sample */
+	for (uint64_t cand = ~e->top_mask; cand; cand &= cand - 1) {
+		uint32_t i = (uint32_t)__builtin_ctzll(cand);
+		uint32_t v = e->ring[i], p;
+		if (nb < want) {
+			p = nb++;
+		} else if (v > e->ring[buf[0]]) {
+			p = nb - 1;
+			for (uint32_t q = 0; q < p; q++) /* drop the smallest */
+				buf[q] = buf[q + 1];
+		} else {
+			continue;
+		}
+		while (p > 0 && e->ring[buf[p - 1]] > v) {
+			buf[p] = buf[p - 1];
+			p--;
+		}
+		buf[p] = (uint8_t)i;
+	}
+	memmove(&e->top[nb], &e->top[0], e->ntop);
+	memcpy(&e->top[0], buf, nb);
+	e->ntop += nb;
+	for (uint32_t q = 0; q < nb; q++)
+		e->top_mask |= 1ull << buf[q];
+}
+
+/* Full ring: sample us replaces the one in slot h. */
+static void est_replace(struct estimator *e, uint32_t h, uint32_t us)
+{
+	uint64_t bit = 1ull << h;
+	e->ring[h] = us;
+	if (e->top_mask & bit) {
+		uint32_t p = 0;
+		while (e->top[p] != h)
+			p++;
+		e->ntop--;
+		for (; p < e->ntop; p++)
+			e->top[p] = e->top[p + 1];
+		e->top_mask &= ~bit;
+	}
+	if (e->ntop && us > e->ring[e->top[0]]) {
+		if (e->ntop == EST_TOPMAX) {
+			e->top_mask &= ~(1ull << e->top[0]);
+			e->ntop--;
+			memmove(&e->top[0], &e->top[1], e->ntop);
+		}
+		est_top_insert(e, h);
+	} else if (e->ntop < EST_TOPK) {
+		est_top_refill(e);
+	}
+}
+
+/* Adds a completion's service time. While the ring fills, the samples are
+ * also kept sorted; once it is full the oldest sample leaves as the new one
+ * enters (est_replace). */
 static void est_add(struct estimator *e, uint32_t us)
 {
 	if (e->n == SCHED_EST_RING) {
-		uint32_t old = e->ring[e->head];
-		uint32_t i = sorted_find(e->sorted, e->n, old);
-		memmove(&e->sorted[i], &e->sorted[i + 1], (e->n - i - 1) * sizeof(uint32_t));
-		e->n--;
+		est_replace(e, e->head, us);
+		e->head = (e->head + 1) % SCHED_EST_RING;
+		e->ewma_us = (uint32_t)(((uint64_t)e->ewma_us * 7 + us) / 8);
+		e->est_us = e->ring[e->top[e->ntop - EST_TOPK]];
+		return;
 	}
-	uint32_t i = sorted_find(e->sorted, e->n, us);
-	memmove(&e->sorted[i + 1], &e->sorted[i], (e->n - i) * sizeof(uint32_t));
-	e->sorted[i] = us;
+	uint32_t *a = e->sorted;
+	uint32_t i = sorted_find(a, e->n, us);
+	memmove(&a[i + 1], &a[i], (e->n - i) * sizeof(uint32_t));
+	a[i] = us;
 	e->n++;
 	e->ring[e->head] = us;
 	e->head = (e->head + 1) % SCHED_EST_RING;
@@ -220,9 +328,14 @@ static void est_add(struct estimator *e, uint32_t us)
 	else
 		e->ewma_us = (uint32_t)(((uint64_t)e->ewma_us * 7 + us) / 8);
 	if (e->n >= SCHED_EST_MIN_SAMPLES)
-		e->est_us = e->sorted[((e->n - 1) * SCHED_EST_PCT + 50) / 100];
+		e->est_us = a[EST_PIDX(e->n)];
 	else
 		e->est_us = 0;
+	if (e->n == SCHED_EST_RING) {
+		e->top_mask = 0;
+		e->ntop = 0;
+		est_top_refill(e);
+	}
 }
 
 /* --- heap ------------------------------------------------------------------- */
@@ -231,10 +344,8 @@ static inline bool entry_before(const struct entry *a, const struct entry *b)
 {
 	if (a->deadline_us != b->deadline_us)
 		return a->deadline_us < b->deadline_us;
-	return (int32_t)(a->seq - b->seq) < 0;
+	return (int32_t)((uint32_t)a->fifo_key - (uint32_t)b->fifo_key) < 0;
 }
-
-static inline bool node_before(const struct hnode *a, const struct hnode *b) { return a->key < b->key; }
 
 static inline uint64_t entry_key(const struct sched *s, const struct entry *e)
 {
@@ -244,89 +355,144 @@ static inline uint64_t entry_key(const struct sched *s, const struct entry *e)
 	return d << KEY_SEQ_BITS | (e->fifo_key & ((1u << KEY_SEQ_BITS) - 1));
 }
 
-/* The sift loops keep the array, its length and the position table in
- * locals: the position stores would otherwise force reloads of h->n. */
-static void heap_up(struct sched *s, struct heap *h, uint32_t i)
+/* Index of the smallest of the HEAP_D children starting at c (c < n; the
+ * padding makes the missing ones UINT64_MAX). */
+static inline uint32_t heap_min_child(const uint64_t *k, uint32_t c)
 {
-	struct hnode *a = h->a;
+#if HEAP_D == 2
+	return c + (k[c + 1] < k[c]);
+#else
+	uint32_t m01 = c + (k[c + 1] < k[c]);
+	uint32_t m23 = c + 2 + (k[c + 3] < k[c + 2]);
+	return k[m23] < k[m01] ? m23 : m01;
+#endif
+}
+
+/* The sift loops keep the arrays, the length and the position table in
+ * locals: the position stores would otherwise force reloads. */
+static inline __attribute__((always_inline)) void heap_up(struct sched *s, struct heap *h, uint32_t i)
+{
+	uint64_t *k = h->key;
+	uint32_t *id = h->id;
 	uint32_t *pos = s->pos;
-	struct hnode n = a[i];
+	const uint64_t nk = k[i];
+	const uint32_t nid = id[i];
 	while (i > 0) {
-		uint32_t parent = (i - 1) / 2;
-		if (!node_before(&n, &a[parent]))
+		uint32_t parent = (i - 1) / HEAP_D;
+		if (nk >= k[parent])
 			break;
-		a[i] = a[parent];
-		pos[a[i].idx] = i;
+		k[i] = k[parent];
+		id[i] = id[parent];
+		pos[id[i]] = i;
 		i = parent;
 	}
-	a[i] = n;
-	pos[n.idx] = i;
+	k[i] = nk;
+	id[i] = nid;
+	pos[nid] = i;
 }
 
 static void heap_down(struct sched *s, struct heap *h, uint32_t i)
 {
-	struct hnode *a = h->a;
+	uint64_t *k = h->key;
+	uint32_t *id = h->id;
 	uint32_t *pos = s->pos;
 	const uint32_t len = h->n;
-	struct hnode n = a[i];
+	const uint64_t nk = k[i];
+	const uint32_t nid = id[i];
 	for (;;) {
-		uint32_t c = 2 * i + 1;
+		uint32_t c = HEAP_D * i + 1;
 		if (c >= len)
 			break;
-		if (c + 1 < len && node_before(&a[c + 1], &a[c]))
-			c++;
-		if (!node_before(&a[c], &n))
+		c = heap_min_child(k, c);
+		if (k[c] >= nk)
 			break;
-		a[i] = a[c];
-		pos[a[i].idx] = i;
+		k[i] = k[c];
+		id[i] = id[c];
+		pos[id[i]] = i;
 		i = c;
 	}
-	a[i] = n;
-	pos[n.idx] = i;
+	k[i] = nk;
+	id[i] = nid;
+	pos[nid] = i;
 }
 
-/* Root removal, bottom-up (Floyd): walk the hole down along the smaller
- * children to a leaf (one comparison a level), then sift the last node up
- * from there; it nearly always belongs near the bottom. */
-static void heap_pop_root(struct sched *s, struct heap *h)
+/* Root removal, bottom-up (Floyd): walk the hole down along the smallest
+ * children to a leaf, then sift the last node up from there; it nearly
+ * always belongs near the bottom. */
+static inline __attribute__((always_inline)) void heap_pop_root(struct sched *s, struct heap *h)
 {
-	struct hnode *a = h->a;
+	uint64_t *k = h->key;
+	uint32_t *id = h->id;
 	uint32_t *pos = s->pos;
 	const uint32_t len = --h->n;
-	struct hnode last = a[len];
-	uint32_t i = 0;
-	if (!len)
+	const uint64_t lk = k[len];
+	const uint32_t lid = id[len];
+	k[len] = UINT64_MAX;
+	if (!len) {
+		k[0] = UINT64_MAX;
 		return;
+	}
+	uint32_t i = 0;
 	for (;;) {
-		uint32_t c = 2 * i + 1;
+		uint32_t c = HEAP_D * i + 1;
 		if (c >= len)
 			break;
-		if (c + 1 < len && a[c + 1].key < a[c].key)
-			c++;
-		a[i] = a[c];
-		pos[a[i].idx] = i;
+		/* the smallest of the four children, keeping its key */
+		const uint64_t *kc = &k[c];
+		uint64_t k0 = kc[0], k1 = kc[1], k2 = kc[2], k3 = kc[3];
+		uint32_t a = k1 < k0;
+		uint64_t ka = a ? k1 : k0;
+		uint32_t b = 2 + (k3 < k2);
+		uint64_t kb = k3 < k2 ? k3 : k2;
+		bool lo = kb < ka;
+		c += lo ? b : a;
+		k[i] = lo ? kb : ka;
+		uint32_t cid = id[c];
+		id[i] = cid;
+		pos[cid] = i;
 		i = c;
 	}
-	a[i] = last;
+	k[i] = lk;
+	id[i] = lid;
 	heap_up(s, h, i);
 }
 
 static inline unsigned heap_id(unsigned model, unsigned cls) { return model * SLA_NCLASSES + cls; }
 
-static void heap_push(struct sched *s, uint32_t idx)
+static inline __attribute__((always_inline)) void heap_push(struct sched *s, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
 	unsigned hid = heap_id(e->model, e->cls);
 	struct heap *h = &s->heaps[hid];
-	h->a[h->n] = (struct hnode){ .key = entry_key(s, e), .idx = idx };
-	h->n++;
-	heap_up(s, h, h->n - 1);
+	uint32_t i = h->n++;
+	h->key[i] = entry_key(s, e);
+	h->id[i] = idx;
+	heap_up(s, h, i);
 	h->work_us += e->work_us;
+	s->queued_work_us += e->work_us;
 	if (h->n == 1 || e->deadline_us > h->max_deadline_us)
 		h->max_deadline_us = e->deadline_us;
 	s->nonempty |= 1ull << hid;
 	e->state = ST_QUEUED;
 	s->queued_total++;
+}
+
+/* Heap bookkeeping after e left heap hid. */
+static inline void heap_removed(struct sched *s, struct heap *h, unsigned hid, const struct entry *e)
+{
+	h->work_us -= e->work_us; /* exact integer sums: zero when the heap is empty */
+	s->queued_work_us -= e->work_us;
+	if (!h->n)
+		s->nonempty &= ~(1ull << hid);
+	s->queued_total--;
+}
+
+/* Takes the head e off heap hid. */
+static inline __attribute__((always_inline)) void heap_take_head(struct sched *s, unsigned hid, const struct entry *e)
+{
+	struct heap *h = &s->heaps[hid];
+	heap_pop_root(s, h);
+	heap_removed(s, h, hid, e);
 }
 
 static void heap_remove(struct sched *s, uint32_t idx)
@@ -338,46 +504,75 @@ static void heap_remove(struct sched *s, uint32_t idx)
 	if (i == 0) {
 		heap_pop_root(s, h);
 	} else {
-		h->n--;
-		if (i != h->n) {
-			h->a[i] = h->a[h->n];
-			s->pos[h->a[i].idx] = i;
+		uint32_t last = --h->n;
+		if (i != last) {
+			uint32_t moved = h->id[last];
+			h->key[i] = h->key[last];
+			h->id[i] = moved;
+			s->pos[moved] = i;
+			h->key[last] = UINT64_MAX;
 			heap_down(s, h, i);
-			heap_up(s, h, s->pos[h->a[i].idx]);
+			heap_up(s, h, s->pos[moved]);
+		} else {
+			h->key[last] = UINT64_MAX;
 		}
 	}
-	h->work_us -= e->work_us;
-	if (!h->n) {
-		s->nonempty &= ~(1ull << hid);
-		h->work_us = 0;
-	}
-	s->queued_total--;
+	heap_removed(s, h, hid, e);
 }
+
+/* Pool index of the head of heap h (h->n > 0). */
+static inline uint32_t heap_head(const struct heap *h) { return h->id[0]; }
 
 /* --- models and replicas ---------------------------------------------------- */
 
-static inline bool replica_usable(const struct replica *r)
+/* Heaps of model mi in the heap bitmasks; and of every model's urgent class. */
+#define MODEL_HEAPS(mi) (((1ull << SLA_NCLASSES) - 1) << ((mi) * SLA_NCLASSES))
+static uint64_t urgent_heaps(void)
 {
-	return r->present && r->ready && !r->draining && !r->breaker_open && !r->paused;
+	uint64_t m = 0;
+	for (unsigned mi = 0; mi < SCHED_MAX_MODELS; mi++)
+		m |= 1ull << heap_id(mi, SLA_URGENT);
+	return m;
 }
 
-static void model_refresh(struct model *m)
+/* Keeps capmask in step with m's free_cap (call after changing it). */
+static inline void cap_sync(struct sched *s, const struct model *m)
 {
+	if (m->free_cap)
+		s->capmask |= m->heap_bits;
+	else
+		s->capmask &= ~m->heap_bits;
+}
+
+/* Recomputes model mi's replica summary (and each replica's usable flag)
+ * after a replica's state changed. */
+static void model_refresh(struct sched *s, unsigned mi)
+{
+	struct model *m = &s->models[mi];
 	unsigned cap = 0, ur = 0, u = 0;
+	uint32_t free_rep = 0;
 	for (int i = 0; i < m->rep_hi; i++) {
-		const struct replica *r = &m->rep[i];
+		struct replica *r = &m->rep[i];
+		r->usable = false;
 		if (!r->present || !r->ready || r->draining)
 			continue;
 		ur++;
 		if (r->breaker_open)
 			continue;
 		u++;
-		if (!r->paused && r->inflight < r->concurrency)
+		if (r->paused)
+			continue;
+		r->usable = true;
+		if (r->inflight < r->concurrency) {
 			cap += r->concurrency - r->inflight;
+			free_rep |= 1u << i;
+		}
 	}
 	m->free_cap = cap;
+	m->free_rep = free_rep;
 	m->usable_ready = ur;
 	m->usable = u;
+	cap_sync(s, m);
 }
 
 static struct model *model_get(const struct sched *s, int model)
@@ -399,30 +594,39 @@ static struct replica *replica_get(const struct sched *s, int model, int idx)
  * (0 while the model has too few samples: never refuse what was never measured). */
 static inline uint32_t own_est(const struct sched *s, const struct entry *e)
 {
-	return e->hint_us ? e->hint_us : s->models[e->model].est.est_us;
+	(void)s;
+	return e->hint_us ? e->hint_us : e->m->est.est_us;
 }
 
 /* --- counters --------------------------------------------------------------- */
 
-#define BOTH(m, c, field, op)                 \
-	do {                                  \
-		(m)->cum.cls[c].field op;     \
-		(m)->win.cls[c].field op;     \
-	} while (0)
+/* Only the cumulative counters are counted (each request keeps a pointer
+ * to those of its model and class); the autoscaler's window is their
+ * difference from a copy taken at the previous sched_window_take. */
 
-static void count_latency(struct model *m, unsigned c, uint64_t lat_us)
+/* lat_first[k]: the first latency bucket whose bound (sched_lat_bounds_us)
+ * is >= 2^k. Consecutive bounds are at least a factor 2 apart, so
+ * [2^k, 2^(k+1)) holds at most one bound and a latency's bucket is
+ * lat_first[log2] or the one after it (test_sched checks every bound). */
+static const uint8_t lat_first[64] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 11, 12, 13,
+	14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14,
+	14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14,
+};
+
+/* First bucket whose bound is >= lat_us (the last one is +Inf). */
+static inline unsigned lat_bucket_of(uint64_t lat_us)
 {
-	unsigned lo = 0, hi = SCHED_LAT_NBUCKETS - 1; /* first bound >= lat_us; the last is +Inf */
-	while (lo < hi) {
-		unsigned mid = (lo + hi) / 2;
-		if (sched_lat_bounds_us[mid] < lat_us)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	unsigned b = lo;
-	BOTH(m, c, lat_bucket[b], ++);
-	BOTH(m, c, lat_sum_us, += lat_us);
+	if (!lat_us)
+		return 0;
+	unsigned b = lat_first[63 - __builtin_clzll(lat_us)];
+	return b + (lat_us > sched_lat_bounds_us[b]);
+}
+
+static inline void count_latency(struct sched_class_stats *st, uint64_t lat_us)
+{
+	st->lat_bucket[lat_bucket_of(lat_us)]++;
+	st->lat_sum_us += lat_us;
 }
 
 /* --- request life ------------------------------------------------------------- */
@@ -471,9 +675,8 @@ static void held_remove(struct sched *s, uint32_t idx)
 static void refuse_accepted(struct sched *s, uint32_t idx, enum sched_refusal why)
 {
 	struct entry *e = &s->pool[idx];
-	struct model *m = &s->models[e->model];
-	BOTH(m, e->cls, refused[why], ++);
-	m->cum.cls[e->cls].queued--;
+	e->st->refused[why]++;
+	e->st->queued--;
 	struct sched_dispatch d = describe(s, idx);
 	d.replica = -1;
 	entry_free(s, idx);
@@ -482,13 +685,15 @@ static void refuse_accepted(struct sched *s, uint32_t idx, enum sched_refusal wh
 
 /* Picks the replica for a request of m: spare capacity, not the one that
  * just failed it when another is free, least loaded. -1 if none. */
-static int pick_replica(const struct model *m, int avoid)
+static inline int pick_replica(const struct model *m, int avoid)
 {
+	uint32_t cand = m->free_rep;
+	if (!(cand & (cand - 1))) /* none or one */
+		return cand ? __builtin_ctz(cand) : -1;
 	int best = -1, fallback = -1;
-	for (int i = 0; i < m->rep_hi; i++) {
+	for (; cand; cand &= cand - 1) {
+		int i = __builtin_ctz(cand);
 		const struct replica *r = &m->rep[i];
-		if (!replica_usable(r) || r->inflight >= r->concurrency)
-			continue;
 		if (i == avoid) {
 			fallback = i;
 			continue;
@@ -499,22 +704,26 @@ static int pick_replica(const struct model *m, int avoid)
 	return best >= 0 ? best : fallback;
 }
 
-static void start(struct sched *s, uint32_t idx)
+/* Dispatches idx, the head of heap hid. */
+static inline __attribute__((always_inline)) void start(struct sched *s, unsigned hid, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
-	struct model *m = &s->models[e->model];
+	struct model *m = e->m;
 	int r = pick_replica(m, e->last_replica);
-	heap_remove(s, idx);
+	heap_take_head(s, hid, e);
 	e->state = ST_RUNNING;
 	e->replica = (int8_t)r;
 	e->dispatch_us = s->now_us;
-	m->rep[r].inflight++;
-	m->rep[r].dispatched++;
-	m->free_cap--; /* pick_replica chose a usable replica with spare capacity */
+	struct replica *rp = &m->rep[r];
+	if (++rp->inflight >= rp->concurrency)
+		m->free_rep &= ~(1u << r);
+	rp->dispatched++;
+	if (!--m->free_cap) /* pick_replica chose a usable replica with spare capacity */
+		cap_sync(s, m);
 	s->busy++;
 	held_add(s, idx);
-	m->cum.cls[e->cls].queued--;
-	m->cum.cls[e->cls].running++;
+	e->st->queued--;
+	e->st->running++;
 	struct sched_dispatch d = describe(s, idx);
 	s->cb.dispatch(s->cb.arg, &d);
 }
@@ -527,7 +736,7 @@ static void resume(struct sched *s, uint32_t idx)
 	e->paused_total_us += s->now_us - e->paused_at_us;
 	e->dispatch_us += s->now_us - e->paused_at_us;
 	m->rep[e->replica].paused = false;
-	model_refresh(m);
+	model_refresh(s, e->model);
 	s->busy++;
 	LOG_DBG("event=resume model=%s replica=%d", m->name, e->replica);
 	struct sched_dispatch d = describe(s, idx);
@@ -538,7 +747,7 @@ static void resume(struct sched *s, uint32_t idx)
 /* Estimated remaining service of a running request at now. */
 static inline uint64_t remaining_us(const struct sched *s, const struct entry *e)
 {
-	uint64_t est = e->hint_us ? e->hint_us : s->models[e->model].est.ewma_us;
+	uint64_t est = e->hint_us ? e->hint_us : e->m->est.ewma_us;
 	uint64_t end = e->dispatch_us + est;
 	return end > s->now_us ? end - s->now_us : 0;
 }
@@ -574,8 +783,8 @@ static bool try_preempt(struct sched *s)
 		const struct heap *h = &s->heaps[heap_id(mi, SLA_URGENT)];
 		if (!h->n || !s->models[mi].free_cap)
 			continue;
-		if (u == UINT32_MAX || entry_before(&s->pool[h->a[0].idx], &s->pool[u]))
-			u = h->a[0].idx;
+		if (u == UINT32_MAX || entry_before(&s->pool[heap_head(h)], &s->pool[u]))
+			u = heap_head(h);
 	}
 	if (u == UINT32_MAX)
 		return false;
@@ -602,45 +811,43 @@ static bool try_preempt(struct sched *s)
 	v->state = ST_PAUSED;
 	v->paused_at_us = s->now_us;
 	vm->rep[v->replica].paused = true;
-	model_refresh(vm);
+	model_refresh(s, v->model);
 	s->busy--;
-	BOTH(vm, v->cls, preempted, ++);
+	v->st->preempted++;
 	LOG_DBG("event=preempt model=%s replica=%d for_model=%s", vm->name, v->replica, s->models[ue->model].name);
 	return true;
 }
 
 /* Gives free slots to the earliest requests that can run. Runs the
  * callbacks; nested calls from callbacks only mark that another pass is due. */
-static void pump(struct sched *s)
+static inline __attribute__((always_inline)) void pump_body(struct sched *s)
 {
-	if (s->pumping) {
-		s->repump = true;
-		return;
-	}
 	s->pumping = true;
-	const struct policy_ops *po = ops(s);
 	do {
 		s->repump = false;
 		while (s->busy < s->p.slots) {
-			unsigned free_slots = s->p.slots - s->busy;
+			/* Heads of heaps whose model has a free replica (urgent ones
+			 * only while the free slots are all reserved). */
+			uint64_t mask = s->nonempty & s->capmask;
+			if (s->reserve && s->p.slots - s->busy <= s->p.reserve_urgent)
+				mask &= s->urgent_mask;
 			uint32_t best = UINT32_MAX;
-			const struct hnode *bn = NULL;
-			uint64_t mask = s->nonempty;
-			while (mask) {
-				unsigned hid = (unsigned)__builtin_ctzll(mask);
+			unsigned bhid = 0;
+			if (mask) {
+				bhid = (unsigned)__builtin_ctzll(mask);
+				uint64_t bkey = s->heaps[bhid].key[0];
 				mask &= mask - 1;
-				unsigned mi = hid / SLA_NCLASSES, c = hid % SLA_NCLASSES;
-				if (!s->models[mi].free_cap)
-					continue;
-				if (po->reserve && c != SLA_URGENT && free_slots <= s->p.reserve_urgent)
-					continue;
-				const struct hnode *hn = &s->heaps[hid].a[0];
-				if (!bn || node_before(hn, bn)) {
-					bn = hn;
-					best = hn->idx;
+				while (mask) {
+					unsigned hid = (unsigned)__builtin_ctzll(mask);
+					mask &= mask - 1;
+					if (s->heaps[hid].key[0] < bkey) {
+						bkey = s->heaps[hid].key[0];
+						bhid = hid;
+					}
 				}
+				best = heap_head(&s->heaps[bhid]);
 			}
-			if (po->preempt && s->nheld > s->busy) {
+			if (s->preempt && s->nheld > s->busy) {
 				uint32_t p = best_paused(s);
 				if (p != UINT32_MAX && (best == UINT32_MAX || entry_before(&s->pool[p], &s->pool[best]))) {
 					resume(s, p);
@@ -650,17 +857,40 @@ static void pump(struct sched *s)
 			if (best == UINT32_MAX)
 				break;
 			struct entry *e = &s->pool[best];
-			if (po->admit && s->now_us + own_est(s, e) > e->deadline_us) {
+			if (s->admit && s->now_us + own_est(s, e) > e->deadline_us) {
 				heap_remove(s, best);
 				refuse_accepted(s, best, SCHED_REFUSE_DEADLINE_INFEASIBLE);
 				continue;
 			}
-			start(s, best);
+			start(s, bhid, best);
 		}
-		if (po->preempt && s->busy >= s->p.slots && try_preempt(s))
+		if (s->preempt && s->busy >= s->p.slots && try_preempt(s))
 			s->repump = true;
 	} while (s->repump);
 	s->pumping = false;
+}
+
+static __attribute__((noinline)) void pump_run(struct sched *s) { pump_body(s); }
+
+static inline void pump(struct sched *s)
+{
+	if (s->pumping) {
+		s->repump = true;
+		return;
+	}
+	/* Every slot taken and nothing to preempt: nothing can change. */
+	if (s->busy >= s->p.slots && !s->preempt)
+		return;
+	pump_run(s);
+}
+
+/* The same, with the pass inlined (sched_complete: a slot just freed). */
+static inline __attribute__((always_inline)) void pump_inline(struct sched *s)
+{
+	if (s->pumping)
+		s->repump = true;
+	else
+		pump_body(s);
 }
 
 /* --- arrival admission ---------------------------------------------------------- */
@@ -675,24 +905,41 @@ static uint64_t work_ahead_us(const struct sched *s, uint64_t d)
 		unsigned hid = (unsigned)__builtin_ctzll(mask);
 		mask &= mask - 1;
 		const struct heap *h = &s->heaps[hid];
-		uint64_t lo = s->pool[h->a[0].idx].deadline_us;
+		uint64_t lo = s->pool[heap_head(h)].deadline_us;
 		if (lo > d)
 			continue;
-		if (h->max_deadline_us <= d || h->max_deadline_us == lo)
+		uint64_t span = h->max_deadline_us - lo;
+		if (h->max_deadline_us <= d || !span)
 			w += h->work_us;
-		else
-			w += (uint64_t)((double)h->work_us * (double)(d - lo) / (double)(h->max_deadline_us - lo));
+		else if ((h->work_us | span) >> 62)
+			w += (uint64_t)((double)h->work_us * (double)(d - lo) / (double)span);
+		else /* the same, converted through signed integers (fewer instructions) */
+			w += (uint64_t)(int64_t)((double)(int64_t)h->work_us * (double)(int64_t)(d - lo) /
+						 (double)(int64_t)span);
 	}
 	return w;
 }
 
-/* Predicted wait for a slot of a new request e (not yet queued). */
-static uint64_t wait_est_us(const struct sched *s, const struct entry *e)
+/* Predicted wait for a slot of a new request, given the work queued ahead
+ * of it and the remaining work of the running requests (and the soonest of
+ * those to end). Never decreases as ahead grows. */
+static inline uint64_t wait_est_us(const struct sched *s, uint64_t ahead, uint64_t run, uint64_t soonest)
 {
-	bool skip_batch = ops(s)->preempt && e->cls == SLA_URGENT;
-	uint64_t ahead = work_ahead_us(s, e->deadline_us);
 	if (!ahead && s->busy < s->p.slots)
 		return 0;
+	uint64_t w = (ahead + run) / s->p.slots;
+	if (s->busy >= s->p.slots && soonest != UINT64_MAX && w < soonest)
+		w = soonest;
+	return w;
+}
+
+/* Arrival admission of e (not yet queued): false when now + estimated wait
+ * + own estimate > deadline. The work ahead of e is at most all queued
+ * work, so when the wait that would give still fits, the request is admitted
+ * without interpolating the heaps (the same decision, in O(1)). */
+static bool admit_at_arrival(const struct sched *s, const struct entry *e)
+{
+	bool skip_batch = s->preempt && e->cls == SLA_URGENT;
 	uint64_t run = 0, soonest = UINT64_MAX;
 	for (uint32_t i = 0; i < s->nheld; i++) {
 		const struct entry *r = &s->pool[s->held[i]];
@@ -703,10 +950,13 @@ static uint64_t wait_est_us(const struct sched *s, const struct entry *e)
 		if (rem < soonest)
 			soonest = rem;
 	}
-	uint64_t w = (ahead + run) / s->p.slots;
-	if (s->busy >= s->p.slots && soonest != UINT64_MAX && w < soonest)
-		w = soonest;
-	return w;
+	uint64_t own = own_est(s, e);
+	uint64_t slack = e->deadline_us - s->now_us; /* > 0: checked by sched_submit */
+	if (own <= slack && s->queued_work_us < (1ull << 50) &&
+	    wait_est_us(s, s->queued_work_us, run, soonest) <= slack - own)
+		return true;
+	uint64_t ahead = work_ahead_us(s, e->deadline_us);
+	return !(s->now_us + wait_est_us(s, ahead, run, soonest) + own > e->deadline_us);
 }
 
 /* --- public API -------------------------------------------------------------------- */
@@ -754,6 +1004,10 @@ struct sched *sched_create(const struct sched_params *p, const struct sched_call
 	s->p = *p;
 	s->cb = *cb;
 	s->fifo = !policy_ops[p->policy].edf;
+	s->admit = policy_ops[p->policy].admit;
+	s->reserve = policy_ops[p->policy].reserve;
+	s->preempt = policy_ops[p->policy].preempt;
+	s->urgent_mask = urgent_heaps();
 	s->models = calloc(SCHED_MAX_MODELS, sizeof(*s->models));
 	s->pool = calloc(POOL_SIZE, sizeof(*s->pool));
 	s->free_idx = calloc(POOL_SIZE, sizeof(*s->free_idx));
@@ -777,8 +1031,10 @@ void sched_destroy(struct sched *s)
 {
 	if (!s)
 		return;
-	for (int h = 0; h < NHEAPS; h++)
-		free(s->heaps[h].a);
+	for (int h = 0; h < NHEAPS; h++) {
+		free(s->heaps[h].key);
+		free(s->heaps[h].id);
+	}
 	free(s->held);
 	free(s->free_idx);
 	free(s->pos);
@@ -823,13 +1079,24 @@ int sched_model_add(struct sched *s, const char *name, uint32_t initial_est_us)
 		struct heap *h = &s->heaps[heap_id(mi, c)];
 		/* Retried requests re-enter the heap past the cap: room for every held one. */
 		h->cap = s->p.queue_cap[c] + MAX_HELD;
-		h->a = calloc(h->cap, sizeof(*h->a));
-		if (!h->a)
+		free(h->key); /* left by an earlier attempt that ran out of memory */
+		free(h->id);
+		h->key = malloc((h->cap + HEAP_D) * sizeof(*h->key));
+		h->id = calloc(h->cap, sizeof(*h->id));
+		if (!h->key || !h->id) {
+			free(h->key);
+			free(h->id);
+			h->key = NULL;
+			h->id = NULL;
 			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < h->cap + HEAP_D; i++)
+			h->key[i] = UINT64_MAX;
 	}
 	struct model *m = &s->models[mi];
 	memset(m, 0, sizeof(*m));
 	strcpy(m->name, name);
+	m->heap_bits = MODEL_HEAPS(mi);
 	est_init(&m->est, initial_est_us);
 	m->win_start_us = s->now_us;
 	s->nmodels++;
@@ -868,7 +1135,7 @@ int sched_replica_add(struct sched *s, int model, int idx, unsigned concurrency)
 		s->models[model].rep_hi = idx + 1;
 	/* inflight and paused survive a remove/add of the same index: completions
 	 * of requests dispatched before the remove are still to come. */
-	model_refresh(&s->models[model]);
+	model_refresh(s, (unsigned)model);
 	return 0;
 }
 
@@ -878,7 +1145,7 @@ static void refuse_model_queue(struct sched *s, int model, enum sched_refusal wh
 	for (unsigned c = 0; c < SLA_NCLASSES; c++) {
 		struct heap *h = &s->heaps[heap_id((unsigned)model, c)];
 		while (h->n) {
-			uint32_t idx = h->a[0].idx;
+			uint32_t idx = heap_head(h);
 			heap_remove(s, idx);
 			refuse_accepted(s, idx, why);
 		}
@@ -893,7 +1160,7 @@ int sched_replica_remove(struct sched *s, int model, int idx, uint64_t now_us)
 	set_now(s, now_us);
 	r->present = false;
 	struct model *m = &s->models[model];
-	model_refresh(m);
+	model_refresh(s, (unsigned)model);
 	bool any = false;
 	for (int i = 0; i < SCHED_MAX_REPLICAS; i++)
 		any |= m->rep[i].present;
@@ -907,7 +1174,7 @@ static int replica_flag(struct sched *s, int model, bool *flag, bool v, uint64_t
 {
 	set_now(s, now_us);
 	*flag = v;
-	model_refresh(&s->models[model]);
+	model_refresh(s, (unsigned)model);
 	pump(s);
 	return 0;
 }
@@ -945,7 +1212,7 @@ int sched_replica_set_concurrency(struct sched *s, int model, int idx, unsigned 
 		return -EINVAL;
 	set_now(s, now_us);
 	r->concurrency = concurrency;
-	model_refresh(&s->models[model]);
+	model_refresh(s, (unsigned)model);
 	pump(s);
 	return 0;
 }
@@ -983,12 +1250,13 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	set_now(s, now_us);
 	unsigned c = (unsigned)r->cls;
 	enum sched_refusal why = SCHED_REFUSE_NONE;
-	BOTH(m, c, offered, ++);
+	struct sched_class_stats *st = &m->cum.cls[c];
+	st->offered++;
 	if (!m->usable_ready)
 		why = SCHED_REFUSE_NO_READY_REPLICA;
 	else if (!m->usable)
 		why = SCHED_REFUSE_BREAKER_OPEN;
-	else if (m->cum.cls[c].queued >= s->p.queue_cap[c] || s->queued_total >= CONFIG_SCHED_MAX_QUEUED ||
+	else if (st->queued >= s->p.queue_cap[c] || s->queued_total >= CONFIG_SCHED_MAX_QUEUED ||
 		 !s->nfree)
 		why = SCHED_REFUSE_QUEUE_FULL;
 	if (why)
@@ -1000,10 +1268,10 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 		e->gen = 1;
 	e->deadline_us = r->deadline_us;
 	e->arrival_us = s->now_us;
-	e->dispatch_us = 0;
 	e->paused_total_us = 0;
 	e->ctx = r->ctx;
-	e->seq = s->seq++;
+	e->st = st;
+	e->m = m;
 	e->fifo_key = s->arrivals++;
 	e->hint_us = r->cost_hint_us;
 	e->work_us = r->cost_hint_us ? r->cost_hint_us : m->est.ewma_us;
@@ -1013,13 +1281,13 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->replica = -1;
 	e->last_replica = -1;
 
-	if (ops(s)->admit && s->now_us + wait_est_us(s, e) + own_est(s, e) > e->deadline_us) {
+	if (s->admit && !admit_at_arrival(s, e)) {
 		entry_free(s, idx);
 		why = SCHED_REFUSE_DEADLINE_INFEASIBLE;
 		goto refused;
 	}
 	heap_push(s, idx);
-	m->cum.cls[c].queued++;
+	st->queued++;
 	if (id_out)
 		*id_out = ((uint64_t)e->gen << 32) | idx;
 	if (reason_out)
@@ -1028,7 +1296,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	return 0;
 
 refused:
-	BOTH(m, c, refused[why], ++);
+	st->refused[why]++;
 	if (reason_out)
 		*reason_out = why;
 	return -EAGAIN;
@@ -1047,10 +1315,10 @@ static struct entry *entry_by_id(const struct sched *s, uint64_t id, uint32_t *i
 }
 
 /* Takes a running/paused entry off its replica and slot. */
-static void release(struct sched *s, uint32_t idx)
+static inline __attribute__((always_inline)) void release(struct sched *s, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
-	struct model *m = &s->models[e->model];
+	struct model *m = e->m;
 	struct replica *rp = &m->rep[e->replica];
 	bool was_paused = e->state == ST_PAUSED;
 	if (was_paused) {
@@ -1061,12 +1329,15 @@ static void release(struct sched *s, uint32_t idx)
 	}
 	if (rp->inflight)
 		rp->inflight--;
-	if (was_paused)
-		model_refresh(m);
-	else if (replica_usable(rp) && rp->inflight < rp->concurrency)
-		m->free_cap++;
+	if (was_paused) {
+		model_refresh(s, e->model);
+	} else if (rp->usable && rp->inflight < rp->concurrency) {
+		m->free_rep |= 1u << e->replica;
+		if (!m->free_cap++)
+			cap_sync(s, m);
+	}
 	held_remove(s, idx);
-	m->cum.cls[e->cls].running--;
+	e->st->running--;
 }
 
 int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uint64_t service_us, uint64_t now_us)
@@ -1076,36 +1347,34 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 	if (!e || (e->state != ST_RUNNING && e->state != ST_PAUSED))
 		return -ENOENT;
 	set_now(s, now_us);
-	struct model *m = &s->models[e->model];
-	unsigned c = e->cls;
+	struct sched_class_stats *st = e->st;
 	release(s, idx);
 	if (outcome == SCHED_DONE_RETRY && e->attempt < SCHED_MAX_RETRIES && s->now_us < e->deadline_us) {
 		e->attempt++;
 		e->last_replica = e->replica;
 		e->replica = -1;
-		BOTH(m, c, retries, ++);
+		st->retries++;
 		heap_push(s, idx);
-		m->cum.cls[c].queued++;
+		st->queued++;
 		pump(s);
 		return 0;
 	}
 	if (outcome == SCHED_DONE_OK) {
 		uint64_t active = service_us > e->paused_total_us ? service_us - e->paused_total_us : service_us;
 		if (service_us) {
-			est_add(&m->est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
-			BOTH(m, c, service_sum_us, += active);
-			m->win_busy_us += active;
+			est_add(&e->m->est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
+			st->service_sum_us += active;
 		}
 		if (s->now_us <= e->deadline_us)
-			BOTH(m, c, on_time, ++);
+			st->on_time++;
 		else
-			BOTH(m, c, late, ++);
-		count_latency(m, c, s->now_us - e->arrival_us);
+			st->late++;
+		count_latency(st, s->now_us - e->arrival_us);
 	} else {
-		BOTH(m, c, failed, ++);
+		st->failed++;
 	}
 	entry_free(s, idx);
-	pump(s);
+	pump_inline(s);
 	return 0;
 }
 
@@ -1116,14 +1385,13 @@ int sched_cancel(struct sched *s, uint64_t id, uint64_t now_us)
 	if (!e)
 		return -ENOENT;
 	set_now(s, now_us);
-	struct model *m = &s->models[e->model];
 	if (e->state == ST_QUEUED) {
 		heap_remove(s, idx);
-		m->cum.cls[e->cls].queued--;
+		e->st->queued--;
 	} else {
 		release(s, idx);
 	}
-	BOTH(m, e->cls, cancelled, ++);
+	e->st->cancelled++;
 	entry_free(s, idx);
 	pump(s);
 	return 0;
@@ -1135,9 +1403,9 @@ int sched_cancel(struct sched *s, uint64_t id, uint64_t now_us)
 static uint64_t head_due_us(const struct sched *s, unsigned hid)
 {
 	const struct heap *h = &s->heaps[hid];
-	const struct entry *e = &s->pool[h->a[0].idx];
+	const struct entry *e = &s->pool[heap_head(h)];
 	const struct model *m = &s->models[hid / SLA_NCLASSES];
-	if (ops(s)->admit) {
+	if (s->admit) {
 		uint64_t own = own_est(s, e);
 		return e->deadline_us > own ? e->deadline_us - own : 0;
 	}
@@ -1171,7 +1439,7 @@ void sched_tick(struct sched *s, uint64_t now_us)
 		struct heap *h = &s->heaps[hid];
 		const struct model *m = &s->models[hid / SLA_NCLASSES];
 		while (h->n) {
-			uint32_t idx = h->a[0].idx;
+			uint32_t idx = heap_head(h);
 			uint64_t due = head_due_us(s, hid);
 			if (due == UINT64_MAX || s->now_us <= due)
 				break;
@@ -1244,12 +1512,26 @@ int sched_window_take(struct sched *s, int model, uint64_t now_us, struct sched_
 	memset(out, 0, sizeof(*out));
 	out->start_us = m->win_start_us;
 	out->end_us = s->now_us;
-	out->st = m->win;
 	for (int c = 0; c < SLA_NCLASSES; c++) {
-		out->st.cls[c].queued = m->cum.cls[c].queued;
-		out->st.cls[c].running = m->cum.cls[c].running;
+		const struct sched_class_stats *a = &m->cum.cls[c], *b = &m->win_base.cls[c];
+		struct sched_class_stats *o = &out->st.cls[c];
+		o->offered = a->offered - b->offered;
+		o->on_time = a->on_time - b->on_time;
+		o->late = a->late - b->late;
+		o->failed = a->failed - b->failed;
+		for (int r = 0; r < SCHED_NREFUSALS; r++)
+			o->refused[r] = a->refused[r] - b->refused[r];
+		o->cancelled = a->cancelled - b->cancelled;
+		o->retries = a->retries - b->retries;
+		o->preempted = a->preempted - b->preempted;
+		for (int k = 0; k < SCHED_LAT_NBUCKETS; k++)
+			o->lat_bucket[k] = a->lat_bucket[k] - b->lat_bucket[k];
+		o->lat_sum_us = a->lat_sum_us - b->lat_sum_us;
+		o->service_sum_us = a->service_sum_us - b->service_sum_us;
+		o->queued = a->queued;
+		o->running = a->running;
+		out->busy_us += o->service_sum_us;
 	}
-	out->busy_us = m->win_busy_us;
 	out->est_us = m->est.est_us;
 	out->ewma_us = m->est.ewma_us;
 	out->replicas_ready = m->usable_ready;
@@ -1259,8 +1541,7 @@ int sched_window_take(struct sched *s, int model, uint64_t now_us, struct sched_
 		if (r->present && r->ready && !r->draining)
 			out->concurrency_total += r->concurrency;
 	}
-	memset(&m->win, 0, sizeof(m->win));
-	m->win_busy_us = 0;
+	m->win_base = m->cum;
 	m->win_start_us = s->now_us;
 	return 0;
 }

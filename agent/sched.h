@@ -23,10 +23,12 @@
  * (absolute deadline, arrival sequence) - ties go to the earlier arrival
  * (exact unless 65536 requests share one deadline microsecond).
  * Under the fifo policy the key is the arrival sequence alone. Internally
- * there is one binary heap per (model, class) over one preallocated pool of
+ * there is one 4-ary heap per (model, class) over one preallocated pool of
  * request entries; the global order is the minimum over the heap heads, so a
- * model without a free replica never blocks another model's requests. When a
- * slot frees, the earliest request whose model has a free replica gets it.
+ * model without a free replica never blocks another model's requests (a
+ * bitmask of the heaps whose model has a free replica limits the heads
+ * compared). When a slot frees, the earliest request whose model has a free
+ * replica gets it.
  *
  * Policies (an ops table inside sched.c; choose with sched_params.policy):
  *   fifo        arrival order, never refuses for time.
@@ -52,7 +54,8 @@
  * Service-time estimator (per model, used by admission). Each successful
  * completion's service time updates an EWMA (weight 1/8; the first sample
  * replaces the initial estimate) and a ring of the last SCHED_EST_RING
- * samples kept sorted beside it. A request's own service estimate is the
+ * samples (with its largest samples tracked, so the percentile is updated
+ * per completion, not recomputed). A request's own service estimate is the
  * SCHED_EST_PCT percentile of the ring once it holds SCHED_EST_MIN_SAMPLES
  * samples; before that it is 0, so admission never refuses for a model it
  * has not measured yet (the initial estimate only feeds the wait of others).
@@ -60,7 +63,10 @@
  * of it in EDF order (queued requests with an earlier deadline, interpolated
  * per (model, class) heap between its earliest and latest deadline, plus the
  * remaining work of running requests) divided by slots, and at least the
- * soonest expected completion when every slot is busy. A request submitted
+ * soonest expected completion when every slot is busy. Since the work ahead
+ * is at most all queued work (a running sum), a request whose wait computed
+ * from all queued work still fits is admitted in O(1), without the per-heap
+ * interpolation (the same decision). A request submitted
  * with cost_hint_us > 0 uses that value instead of the estimates (the
  * --oracle-cost reference of berth-sim).
  *

@@ -55,6 +55,7 @@ struct replica {
 	uint32_t restarts;
 	uint64_t ready_since_ms;
 	uint64_t exited_ms;
+	uint64_t created_ms;         /* create sent, until its first ready (start-up time); 0 none */
 	uint64_t retire_start_ms;
 	uint64_t retire_until_ms;    /* removed then even with requests in flight */
 	struct health_probe live;
@@ -75,6 +76,7 @@ struct deployment {
 	uint32_t restarts;
 	bool migration_raised;
 	char last_error[128];
+	uint32_t startup_ms;             /* last measured create -> ready; 0 none yet */
 	uint64_t create_not_before_ms;   /* after a failed create */
 	struct backoff create_bo;
 };
@@ -179,6 +181,11 @@ static void set_ready(struct replica *r, bool ready)
 	if (ready) {
 		r->ready_since_ms = now_ms(s);
 		backoff_healthy(&r->bo, now_ms(s));
+		if (r->created_ms) { /* the autoscaler's start-up time: create -> first ready */
+			uint64_t took = r->ready_since_ms - r->created_ms;
+			r->dep->startup_ms = took > UINT32_MAX ? UINT32_MAX : (uint32_t)took;
+			r->created_ms = 0;
+		}
 	} else {
 		backoff_unhealthy(&r->bo);
 	}
@@ -863,6 +870,7 @@ static void create_replica(struct deployment *d, struct replica *r)
 	r->id[0] = '\0';
 	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->retiring = false;
 	r->restarts = 0;
+	r->created_ms = now_ms(s);
 	backoff_init(&r->bo, sp->backoff_initial_ms, sp->backoff_max_ms, sp->backoff_reset_ms, JITTER_PERMILLE, true,
 		     &s->rng);
 	LOG_INF("event=replica_create deployment=%s replica=%u name=%s port=%u", sp->name, r->slot, name,
@@ -1732,6 +1740,8 @@ static void fill_status(const struct supervisor *s, const struct deployment *d, 
 	o->restarts = d->restarts;
 	o->migration_needed = d->migration_raised;
 	o->spec_hash = d->spec.spec_hash;
+	o->sla_class = d->spec.sla_class;
+	o->startup_ms = d->startup_ms;
 	snprintf(o->last_error, sizeof(o->last_error), "%s", d->last_error);
 	for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
 		const struct replica *r = &d->r[j];

@@ -82,6 +82,8 @@ struct sup_status {
 	bool migration_needed;
 	char last_error[128];
 	uint64_t spec_hash;
+	enum sla_class sla_class;          /* of the spec */
+	uint32_t startup_ms;               /* last measured start-up (create to ready); 0 none yet */
 };
 
 enum sup_event { SUP_EV_READY = 1, SUP_EV_UNREADY, SUP_EV_GONE };

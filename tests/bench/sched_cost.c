@@ -117,22 +117,29 @@ int main(void)
 	for (int i = 0; i < QUEUED; i++)
 		bh_push(deadline_at(now));
 
-	/* Pre-draw the keys so the RNG is outside both measured regions. */
+	/* Pre-draw the keys and service times so the RNG is outside both
+	 * measured regions. Each completion reports a measured service time
+	 * (8..12 ms), as the dispatcher does, so the estimator update is part
+	 * of the decision. */
 	uint64_t *keys = calloc(ROUNDS, sizeof(*keys));
-	if (!keys)
+	uint32_t *svc = calloc(ROUNDS, sizeof(*svc));
+	if (!keys || !svc)
 		return 1;
-	for (int i = 0; i < ROUNDS; i++)
+	for (int i = 0; i < ROUNDS; i++) {
 		keys[i] = deadline_at(now + (uint64_t)i * MS);
+		svc[i] = (uint32_t)(8 * MS + xorshift() % (4 * MS));
+	}
 
 	/* One decision: a request arrives (admission + enqueue), the running one
-	 * completes and the earliest deadline is dequeued and dispatched. */
+	 * completes (estimator, counters, latency histogram) and the earliest
+	 * deadline is dequeued and dispatched. */
 	CALLGRIND_ZERO_STATS;
 	CALLGRIND_TOGGLE_COLLECT;
 	for (int i = 0; i < ROUNDS; i++) {
 		now += MS;
 		struct sched_req rq = { .model = m, .cls = (enum sla_class)(i % SLA_NCLASSES), .deadline_us = keys[i] };
 		if (sched_submit(s, &rq, now, NULL, NULL) < 0 ||
-		    sched_complete(s, running_id, SCHED_DONE_OK, 0, now) < 0)
+		    sched_complete(s, running_id, SCHED_DONE_OK, svc[i], now) < 0)
 			return 1;
 	}
 	CALLGRIND_TOGGLE_COLLECT;
@@ -149,6 +156,7 @@ int main(void)
 
 	printf("sched_cost: queued=%d rounds=%d dispatched=%llu sink=%llu\n", QUEUED, ROUNDS,
 	       (unsigned long long)dispatched, (unsigned long long)(sink & 0xff));
+	free(svc);
 	free(keys);
 	free(bh);
 	sched_destroy(s);

@@ -43,7 +43,7 @@ pairs 10 50 && ok "20 requests in pairs all 200" || bad "pairs: not all 200"
 s0=$(wstat "$P" served); s1=$(wstat $((P + 1)) served)
 [ "${s0:-0}" -ge 1 ] && [ "${s1:-0}" -ge 1 ] && [ $((s0 + s1)) -eq $sent ] \
   && ok "both replicas served (replica 0: $s0, replica 1: $s1 of $sent)" || bad "served 0:$s0 1:$s1 of $sent"
-addr=$(curl -s -m 5 "$API/v1/state" | jget '",".join(r["address"] for r in d["deployments"][0]["replicas"])')
+addr=$(curl -s -m 5 "$API/v1/state" | jget '",".join(r["address"] for r in d["dispatch"]["deployments"][0]["replicas"])')
 [ "$addr" = "127.0.0.1:$P,127.0.0.1:$((P + 1))" ] && ok "/v1/state lists the replicas at port_base+index" || bad "replicas $addr"
 
 # --- readiness failure: no requests until ready again

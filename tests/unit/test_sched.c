@@ -744,6 +744,134 @@ static void pool_recycles_under_churn(void **state)
 	assert_int_equal(st.cls[0].on_time + st.cls[1].on_time + st.cls[2].on_time, 2000);
 }
 
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/* The estimate is always the SCHED_EST_PCT percentile of the last
+ * SCHED_EST_RING samples (sorted, index ((n-1)*pct+50)/100), whatever the
+ * samples: wide random values, few distinct values (ties), slow ramps up and
+ * down (the largest samples leave together). */
+static void estimator_is_the_ring_percentile(void **state)
+{
+	struct rec *r = *state;
+	struct sched *s = mk(r, SCHED_EDF, 1, 0);
+	int m = mk_model(s, "m", 1);
+	uint64_t t = T0;
+	uint32_t ring[SCHED_EST_RING];
+	unsigned n = 0, head = 0;
+	for (int i = 0; i < 6000; i++) {
+		uint32_t us;
+		switch ((i / 1000) % 3) {
+		case 0: us = 1 + (uint32_t)(rnd() % 100000); break;
+		case 1: us = 1000 * (1 + (uint32_t)(rnd() % 4)); break;
+		default: us = 5000 + 37 * (uint32_t)(i % 200 < 100 ? i % 200 : 200 - i % 200); break;
+		}
+		r->n = 0;
+		assert_int_equal(submit(s, m, SLA_NORMAL, i, t, 100000, 0, NULL), 0);
+		t += us;
+		assert_int_equal(sched_complete(s, r->ev[0].id, SCHED_DONE_OK, us, t), 0);
+		ring[head] = us;
+		head = (head + 1) % SCHED_EST_RING;
+		if (n < SCHED_EST_RING)
+			n++;
+		uint32_t sorted[SCHED_EST_RING];
+		memcpy(sorted, ring, n * sizeof(*sorted));
+		for (unsigned a = 1; a < n; a++) /* insertion sort */
+			for (unsigned b = a; b > 0 && sorted[b - 1] > sorted[b]; b--) {
+				uint32_t x = sorted[b];
+				sorted[b] = sorted[b - 1];
+				sorted[b - 1] = x;
+			}
+		uint32_t want = n < SCHED_EST_MIN_SAMPLES ? 0 : sorted[((n - 1) * SCHED_EST_PCT + 50) / 100];
+		if (sched_estimate_us(s, m) != want)
+			fail_msg("sample %d: estimate %u, ring percentile %u", i, sched_estimate_us(s, m), want);
+	}
+}
+
+/* Every latency lands in the first bucket whose bound is >= it. */
+static void latency_buckets_at_every_bound(void **state)
+{
+	struct rec *r = *state;
+	struct sched *s = mk(r, SCHED_EDF, 1, 0);
+	int m = mk_model(s, "m", 1);
+	uint64_t t = T0;
+	for (int b = 0; b < SCHED_LAT_NBUCKETS - 1; b++) {
+		for (int d = -1; d <= 1; d++) {
+			uint64_t lat = sched_lat_bounds_us[b] + (uint64_t)(int64_t)d;
+			struct sched_model_stats before, after;
+			assert_int_equal(sched_model_stats(s, m, &before), 0);
+			r->n = 0;
+			assert_int_equal(submit(s, m, SLA_BATCH, 1, t, 100000, 0, NULL), 0);
+			t += lat;
+			assert_int_equal(sched_complete(s, r->ev[0].id, SCHED_DONE_OK, 0, t), 0);
+			assert_int_equal(sched_model_stats(s, m, &after), 0);
+			int want = d > 0 ? b + 1 : b;
+			for (int k = 0; k < SCHED_LAT_NBUCKETS; k++)
+				assert_int_equal(after.cls[SLA_BATCH].lat_bucket[k] - before.cls[SLA_BATCH].lat_bucket[k],
+						 k == want);
+		}
+	}
+}
+
+/* Random arrivals (few distinct deadlines: many ties), cancellations of
+ * queued requests anywhere in their heaps and completions: each dispatch is
+ * the earliest deadline waiting, ties to the earlier arrival. */
+static void dispatch_order_under_random_cancel(void **state)
+{
+	struct rec *r = *state;
+	struct sched *s = mk(r, SCHED_EDF, 1, 0);
+	int m = mk_model(s, "m", 1);
+	int m2 = mk_model(s, "m2", 1);
+	enum { N = 3000 };
+	static struct { uint64_t id, deadline; int live; } q[N];
+	int nq = 0;
+	uint64_t t = T0, running = 0;
+	for (int step = 0; step < 6 * N; step++) {
+		unsigned op = (unsigned)(rnd() % 8);
+		r->n = 0;
+		if (op < 4 && nq < N) {
+			struct sched_req rq = {
+				.model = (rnd() & 1) ? m : m2,
+				.cls = (enum sla_class)(rnd() % SLA_NCLASSES),
+				.deadline_us = t + 1000 * MS + (rnd() % 50) * MS,
+				.ctx = (void *)(intptr_t)nq,
+			};
+			q[nq].deadline = rq.deadline_us;
+			q[nq].live = 1;
+			assert_int_equal(sched_submit(s, &rq, t, &q[nq].id, NULL), 0);
+			nq++;
+		} else if (op < 6 && nq) {
+			int k = (int)(rnd() % (unsigned)nq);
+			if (q[k].live && q[k].id != running) {
+				assert_int_equal(sched_cancel(s, q[k].id, t), 0);
+				q[k].live = 0;
+			}
+		} else if (running) {
+			t += MS;
+			assert_int_equal(sched_complete(s, running, SCHED_DONE_OK, MS, t), 0);
+			running = 0;
+		}
+		for (int i = 0; i < r->n; i++) {
+			assert_int_equal(r->ev[i].kind, 'D');
+			int k = r->ev[i].tag;
+			/* the earliest (deadline, arrival) of everything still waiting */
+			int best = -1;
+			for (int j = 0; j < nq; j++)
+				if (q[j].live && (best < 0 || q[j].deadline < q[best].deadline))
+					best = j;
+			assert_int_equal(k, best);
+			q[k].live = 0;
+			running = r->ev[i].id;
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -769,6 +897,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(cancel_frees_queue_and_slot, setup, teardown),
 		cmocka_unit_test_setup_teardown(window_counts_and_resets, setup, teardown),
 		cmocka_unit_test_setup_teardown(pool_recycles_under_churn, setup, teardown),
+		cmocka_unit_test_setup_teardown(estimator_is_the_ring_percentile, setup, teardown),
+		cmocka_unit_test_setup_teardown(latency_buckets_at_every_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(dispatch_order_under_random_cancel, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
