@@ -61,4 +61,18 @@ for i in 0 1; do
 done
 wait_for 5 disp_ready bulk 0 && wait_for 5 disp_ready bulk 1 && ok "both bulk replicas running and ready" || bad "bulk not ready after"
 log_has "event=replica_kill deployment=bulk" && bad "a paused replica was killed by its liveness probe" || true
+
+# --- berthd stopped while a replica is paused: it resumes it before it exits
+rm -f "$WORK/paused"
+for b in 0 1; do ( infer bulk 3000 -H 'X-Berth-Deadline-Ms: 20000' ) & done
+wait_for 5 both_busy || bad "second round: batch requests not running on both replicas"
+( infer fast 3000 -H 'X-Berth-Deadline-Ms: 10000' -H 'X-Berth-Class: urgent' ) &
+watch_paused
+[ -s "$WORK/paused" ] || bad "second round: no bulk replica paused"
+berthd_kill -TERM
+states=$(for i in 0 1; do ctr_field bulk $i State; done | tr '\n' ' ')
+[ "$states" = "running running " ] && ok "berthd stopped during a pause: bulk replicas left $states" \
+  || bad "after berthd stopped, bulk replicas are: $states"
+log_has "event=replica_resume deployment=bulk replica=[01] reason=shutdown" && ok "resumed at shutdown" \
+  || bad "no replica_resume reason=shutdown in the log"
 finish
