@@ -296,7 +296,7 @@ static void rollback_discards_the_tick(void **state)
 /* The invariant the forwarder relies on: every row appended is acknowledged,
  * still in the outbox, or counted as dropped - exactly; and every seq given
  * out and not acknowledged is in the outbox or among those counted. Ticks of
- * 1..13 rows make the cap hit mid-transaction too. */
+ * 1..23 rows make the cap hit mid-transaction too. */
 static void every_row_is_acked_kept_or_counted(void **state)
 {
 	struct fx *f = *state;
@@ -309,9 +309,9 @@ static void every_row_is_acked_kept_or_counted(void **state)
 	body[sizeof(body) - 1] = '"';
 	uint64_t calls = 0, nacked = 0;
 	int64_t seq = 0;
-	for (int i = 0; i < 600; i++) {
+	for (int i = 0; i < 300; i++) {
 		assert_int_equal(store_begin(f->s), 0);
-		for (int r = 0; r < 1 + i % 13; r++, calls++) {
+		for (int r = 0; r < 1 + i % 23; r++, calls++) {
 			bool ev = calls % 50 == 0;
 			int rc = store_append(f->s, ev ? STORE_EVENT : STORE_TELEMETRY,
 					      ev ? STORE_PRIO_EVENT : STORE_PRIO_TELEMETRY, i, body, sizeof(body), &seq);
