@@ -12,9 +12,12 @@
 #include "agent/dispatch.h"
 #include "agent/deploy.h"
 #include "agent/events.h"
+#include "agent/figures.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "agent/metrics.h"
+#include "agent/scaler.h"
+#include "agent/sched.h"
 #include "agent/store.h"
 #include "agent/suptarget.h"
 #include "agent/supervisor.h"
@@ -52,6 +55,17 @@ struct agent {
 	struct hal_invoke *infer_invoke;
 	struct dispatch *dispatch;
 	struct api *api;
+
+	/* --- autoscaling, request and container figures, reported state --- */
+	struct figures *figures;
+	struct scaler *scaler;
+	/* --- inference wiring: supervisor -> dispatcher (see infer_*) --- */
+	struct loop_timer infer_sync_timer;
+	struct sup_replica *infer_views;     /* scratch of the level sync */
+	struct sup_status infer_status[SUP_MAX_DEPLOYMENTS];
+	bool infer_supervised[DEPLOY_MAX];   /* dispatcher models fed by the supervisor */
+	bool infer_static[DEPLOY_MAX];       /* models of api.static_replicas: left alone */
+	bool infer_full_logged;
 };
 
 /* --- store, telemetry and MQTT sync ------------------------------------- */
@@ -270,6 +284,281 @@ static void inference_stop(struct agent *a)
 	a->infer_invoke = NULL;
 }
 
+/* --- autoscaling, request and container figures, reported state -------------
+ * Runs once supervision, sync and the inference path exist: the scheduler's
+ * and the containers' figures become telemetry sources, the reported state
+ * gains its SLA fields and is what GET /v1/state answers, and the
+ * autoscaler (autoscale.enabled) moves replica counts. */
+
+static int agent_state(void *arg, char *buf, size_t len)
+{
+	struct agent *a = arg;
+	return sync_report(a->sync, buf, len);
+}
+
+static int figures_start(struct agent *a, const struct berth_config *cfg)
+{
+	int rc;
+	suptarget_set_dispatch(a->target, a->dispatch);
+	a->figures = figures_create(a->metrics, a->dispatch, (unsigned)cfg->telemetry.interval_ms);
+	if (!a->figures)
+		return -ENOMEM;
+	if ((rc = telemetry_register(a->telemetry, "containers", figures_containers_source, a->figures)) ||
+	    (rc = telemetry_register(a->telemetry, "scheduler", figures_scheduler_source, a->figures)))
+		return rc;
+	if (a->api)
+		api_set_state_fn(a->api, agent_state, a);
+	if (!cfg->autoscale.enabled) {
+		LOG_INF("event=autoscaler_disabled");
+		return 0;
+	}
+	struct scaler_deps sd = {
+		.loop = a->loop,
+		.sup = a->sup,
+		.dispatch = a->dispatch,
+		.metrics = a->metrics,
+		.store = a->store,
+		.events = a->events,
+	};
+	a->scaler = scaler_create(&sd, cfg);
+	if (!a->scaler)
+		return -EINVAL;
+	return telemetry_register(a->telemetry, "autoscale", scaler_telemetry_source, a->scaler);
+}
+
+/* Before the inference path and the store go: the scaler saves its forecasts. */
+static void figures_stop(struct agent *a)
+{
+	if (a->telemetry) {
+		telemetry_unregister(a->telemetry, "autoscale");
+		telemetry_unregister(a->telemetry, "scheduler");
+		telemetry_unregister(a->telemetry, "containers");
+	}
+	if (a->api)
+		api_set_state_fn(a->api, NULL, NULL);
+	scaler_destroy(a->scaler);
+	a->scaler = NULL;
+	figures_destroy(a->figures);
+	a->figures = NULL;
+	if (a->target)
+		suptarget_set_dispatch(a->target, NULL);
+}
+
+/* --- inference wiring: supervisor -> dispatcher, preemption, drain, chaos ----
+ * The dispatcher learns models and replicas from the supervisor: every
+ * replica event is applied at once (readiness exactly as the probes say),
+ * and a level sync every AGENT_INFER_SYNC_MS (and soon after any event)
+ * declares models from the deployment specs, removes replicas the supervisor
+ * no longer has, and withdraws models whose deployment is gone. Pausing for
+ * edf-preempt goes through the supervisor (which holds the probes of a
+ * paused replica); a replica left paused that the scheduler no longer holds
+ * paused is resumed by the same sync. */
+
+#define AGENT_INFER_VIEWS (SUP_MAX_DEPLOYMENTS * DEPLOY_MAX_REPLICAS)
+#define AGENT_INFER_STATUSES SUP_MAX_DEPLOYMENTS
+#define AGENT_INFER_SYNC_MS 250u
+#define AGENT_RESUME_RETRY_MS 20u
+#define AGENT_SHUTDOWN_RESUME_MS 2000
+
+/* Dispatcher index of a supervised deployment's model, declared from its
+ * spec; a deployment being removed keeps its model until its replicas are
+ * gone. -ENOENT when neither. */
+static int infer_model(struct agent *a, const char *name)
+{
+	const struct deploy_spec *sp = supervisor_spec(a->sup, name);
+	int m;
+	if (sp) {
+		m = dispatch_model_set(a->dispatch, name, sp->deadline_ms, sp->sla_class, sp->concurrency);
+		if (m < 0) {
+			if (!a->infer_full_logged)
+				LOG_ERR("event=model_not_declared model=%s err=%s", name, strerror(-m));
+			a->infer_full_logged = true;
+			return m;
+		}
+	} else {
+		m = dispatch_model_find(a->dispatch, name);
+		if (m < 0)
+			return m;
+	}
+	if (m >= DEPLOY_MAX || a->infer_static[m])
+		return -EEXIST; /* listed in api.static_replicas: not fed by the supervisor */
+	a->infer_supervised[m] = true;
+	return m;
+}
+
+static void infer_apply(struct agent *a, enum sup_event ev, const struct sup_replica *v)
+{
+	int m = infer_model(a, v->deployment);
+	if (m < 0)
+		return;
+	if (ev == SUP_EV_GONE) {
+		dispatch_replica_remove(a->dispatch, m, v->slot);
+		return;
+	}
+	/* Paused is the scheduler's business (it paused it); readiness is the probe's. */
+	bool ready = v->ready && v->state == SUP_R_RUNNING && !v->draining;
+	int rc = dispatch_replica_set(a->dispatch, m, v->slot, v->host, v->port, ready);
+	if (rc == 0)
+		rc = dispatch_replica_set_draining(a->dispatch, m, v->slot, v->draining);
+	if (rc < 0)
+		LOG_WRN("event=replica_not_dispatched model=%s replica=%u err=%s", v->deployment, v->slot,
+			strerror(-rc));
+}
+
+static void infer_sync_soon(struct agent *a, unsigned ms)
+{
+	if (a->dispatch && (!loop_timer_armed(&a->infer_sync_timer) || ms < AGENT_INFER_SYNC_MS) &&
+	    loop_timer_start(a->loop, &a->infer_sync_timer, ms, AGENT_INFER_SYNC_MS) < 0)
+		LOG_ERR("event=timer_full what=infer_sync");
+}
+
+static void on_sup_replica(void *arg, enum sup_event ev, const struct sup_replica *v)
+{
+	struct agent *a = arg;
+	if (!a->dispatch)
+		return;
+	infer_apply(a, ev, v);
+	if (ev == SUP_EV_GONE)
+		infer_sync_soon(a, 0);
+}
+
+/* Whether the scheduler holds a request of this replica paused. */
+static bool infer_sched_paused(const struct agent *a, const char *model, unsigned slot)
+{
+	int m = dispatch_model_find(a->dispatch, model);
+	struct sched_replica_info ri;
+	return m >= 0 && sched_replica_get(dispatch_sched(a->dispatch), m, (int)slot, &ri) == 0 && ri.paused;
+}
+
+/* Resumes replicas paused in the engine that nothing holds paused any more.
+ * Returns how many are still paused (or on their way back). */
+static unsigned infer_resume_orphans(struct agent *a, bool all)
+{
+	unsigned n = supervisor_replicas(a->sup, a->infer_views, AGENT_INFER_VIEWS), left = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct sup_replica *v = &a->infer_views[i];
+		if (!v->paused || (!all && infer_sched_paused(a, v->deployment, v->slot)))
+			continue;
+		left++;
+		int rc = supervisor_replica_pause(a->sup, v->deployment, v->slot, false);
+		if (rc == 0)
+			LOG_INF("event=replica_resume deployment=%s replica=%u reason=%s", v->deployment, v->slot,
+				all ? "shutdown" : "not_held");
+	}
+	return left;
+}
+
+static void on_infer_sync(void *arg)
+{
+	struct agent *a = arg;
+	bool seen[DEPLOY_MAX] = { false };
+	bool has[DEPLOY_MAX][DEPLOY_MAX_REPLICAS];
+	memset(has, 0, sizeof(has));
+	unsigned n = supervisor_replicas(a->sup, a->infer_views, AGENT_INFER_VIEWS);
+	for (unsigned i = 0; i < n; i++) {
+		const struct sup_replica *v = &a->infer_views[i];
+		int m = infer_model(a, v->deployment);
+		if (m < 0)
+			continue;
+		seen[m] = true;
+		if (v->slot < DEPLOY_MAX_REPLICAS)
+			has[m][v->slot] = true;
+		infer_apply(a, SUP_EV_READY, v);
+	}
+	unsigned ns = supervisor_statuses(a->sup, a->infer_status, AGENT_INFER_STATUSES);
+	for (unsigned i = 0; i < ns; i++) {
+		int m = infer_model(a, a->infer_status[i].name);
+		if (m >= 0 && !a->infer_status[i].removing)
+			seen[m] = true;
+	}
+	for (int m = 0; m < DEPLOY_MAX; m++) {
+		if (!a->infer_supervised[m])
+			continue;
+		struct dispatch_replica_stats st;
+		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++)
+			if (!has[m][j] && dispatch_replica_stats(a->dispatch, m, j, &st) == 0)
+				dispatch_replica_remove(a->dispatch, m, j);
+		if (!seen[m]) {
+			dispatch_model_withdraw(a->dispatch, m);
+			a->infer_supervised[m] = false;
+		}
+	}
+	if (infer_resume_orphans(a, false))
+		infer_sync_soon(a, AGENT_RESUME_RETRY_MS);
+}
+
+static int infer_pause(void *arg, const char *model, unsigned replica, bool pause)
+{
+	struct agent *a = arg;
+	int rc = supervisor_replica_pause(a->sup, model, replica, pause);
+	LOG_INF("event=%s model=%s replica=%u rc=%d", pause ? "preempt_pause" : "preempt_resume", model, replica, rc);
+	if (pause)
+		return rc == -EALREADY ? 0 : rc;
+	if (rc < 0 && rc != -EALREADY && rc != -ENOENT)
+		infer_sync_soon(a, AGENT_RESUME_RETRY_MS); /* e.g. the pause call still in flight */
+	return 0;
+}
+
+static unsigned infer_inflight(void *arg, const char *deployment, unsigned slot)
+{
+	struct agent *a = arg;
+	int m = a->dispatch ? dispatch_model_find(a->dispatch, deployment) : -ENOENT;
+	struct dispatch_replica_stats st;
+	return m >= 0 && dispatch_replica_stats(a->dispatch, m, slot, &st) == 0 ? st.inflight : 0;
+}
+
+/* Requests that failed because replicas died count against a chaos run. */
+static void infer_miss(void *arg, const char *model, enum dispatch_reason why, int http_status)
+{
+	struct agent *a = arg;
+	if (why == DISPATCH_NO_READY_REPLICA || why == DISPATCH_BREAKER_OPEN || why == DISPATCH_REPLICA_FAILED ||
+	    why == DISPATCH_DEADLINE_EXCEEDED || (why == DISPATCH_OK && http_status >= 500))
+		chaos_note_failed_request(a->chaos, model);
+}
+
+static int infer_wire(struct agent *a)
+{
+	for (int m = 0; m < DEPLOY_MAX; m++) {
+		struct dispatch_replica_stats st;
+		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS && !a->infer_static[m]; j++)
+			a->infer_static[m] = dispatch_replica_stats(a->dispatch, m, j, &st) == 0;
+	}
+	a->infer_views = calloc(AGENT_INFER_VIEWS, sizeof(*a->infer_views));
+	if (!a->infer_views)
+		return -ENOMEM;
+	loop_timer_init(&a->infer_sync_timer, on_infer_sync, a);
+	int rc = supervisor_observe(a->sup, on_sup_replica, a);
+	if (rc < 0)
+		return rc;
+	supervisor_set_inflight_fn(a->sup, infer_inflight, a);
+	dispatch_set_pause_fn(a->dispatch, infer_pause, a);
+	dispatch_set_miss_fn(a->dispatch, infer_miss, a);
+	infer_sync_soon(a, 0);
+	return 0;
+}
+
+/* Before the dispatcher goes: no more pauses, every paused replica resumed
+ * (the loop runs up to AGENT_SHUTDOWN_RESUME_MS for the engine's answers),
+ * and the supervisor no longer asks the dispatcher. */
+static void infer_unwire(struct agent *a)
+{
+	if (!a->infer_views)
+		return;
+	loop_timer_stop(a->loop, &a->infer_sync_timer);
+	if (a->dispatch) {
+		dispatch_set_pause_fn(a->dispatch, NULL, NULL);
+		dispatch_set_miss_fn(a->dispatch, NULL, NULL);
+	}
+	if (a->sup) {
+		supervisor_set_inflight_fn(a->sup, NULL, NULL);
+		uint64_t end = hal_clock_now_us() + AGENT_SHUTDOWN_RESUME_MS * 1000ull;
+		while (infer_resume_orphans(a, true) && hal_clock_now_us() < end)
+			(void)loop_run_once(a->loop, (int)AGENT_RESUME_RETRY_MS);
+	}
+	free(a->infer_views);
+	a->infer_views = NULL;
+}
+
 static void on_watchdog(void *arg)
 {
 	struct agent *a = arg;
@@ -315,6 +604,13 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 		goto errout;
 	if (inference_start(a, cfg) < 0)
 		goto errout;
+	int frc = figures_start(a, cfg);
+	if (frc < 0) {
+		LOG_ERR("event=figures_failed err=%s", strerror(-frc));
+		goto errout;
+	}
+	if (infer_wire(a) < 0)
+		goto errout;
 
 	LOG_INF("event=started device=%s data_dir=%s", cfg->device_id, cfg->data_dir);
 	return a;
@@ -346,6 +642,8 @@ void agent_destroy(struct agent *a)
 {
 	if (!a)
 		return;
+	figures_stop(a);
+	infer_unwire(a);
 	inference_stop(a);
 	sync_stop(a);
 	loop_timer_stop(a->loop, &a->watchdog_timer);

@@ -257,6 +257,8 @@ struct api {
 	unsigned in_use;
 	char *scratch;               /* /metrics and /v1/state text, grown as needed */
 	size_t scratch_cap;
+	api_state_fn state_fn;       /* the agent's state document for /v1/state; NULL: dispatch's alone */
+	void *state_arg;
 	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
 };
 
@@ -403,10 +405,51 @@ static enum MHD_Result send_error(struct api *a, struct MHD_Connection *conn, un
 	return ret;
 }
 
+#define API_SCRATCH_MAX (4u * 1024 * 1024)
+
+/* /v1/state with the agent's document: {..state.., "dispatch": {..figures..}}.
+ * The scratch buffer doubles (up to API_SCRATCH_MAX) until both fit. */
+static enum MHD_Result send_state(struct api *a, struct MHD_Connection *conn)
+{
+	for (;;) {
+		int n = a->state_fn(a->state_arg, a->scratch, a->scratch_cap);
+		if (n > 1 && a->scratch[n - 1] == '}') {
+			size_t o = (size_t)n - 1;
+			const char key[] = ",\"dispatch\":";
+			if (o + sizeof(key) < a->scratch_cap) {
+				memcpy(a->scratch + o, key, sizeof(key) - 1);
+				o += sizeof(key) - 1;
+				o += dispatch_render_state(a->dispatch, a->scratch + o, a->scratch_cap - o);
+				if (o + 2 <= a->scratch_cap) {
+					a->scratch[o++] = '}';
+					return send_buf(conn, 200, a->scratch, o, "application/json");
+				}
+			}
+		} else if (n >= 0) {
+			break; /* not an object: a bug in the renderer */
+		}
+		size_t cap = a->scratch_cap * 2;
+		char *nb = cap <= API_SCRATCH_MAX ? realloc(a->scratch, cap) : NULL;
+		if (!nb)
+			break;
+		a->scratch = nb;
+		a->scratch_cap = cap;
+	}
+	return send_error(a, conn, 500, "state too large to render", NULL, NULL, NULL, 0);
+}
+
+void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
+{
+	a->state_fn = fn;
+	a->state_arg = arg;
+}
+
 /* Renders /metrics or /v1/state into the scratch buffer, growing it once
  * when the text outgrew it (figures grow with models, not with requests). */
 static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn, bool metrics)
 {
+	if (!metrics && a->state_fn)
+		return send_state(a, conn);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		size_t n = metrics ? dispatch_render_metrics(a->dispatch, a->scratch, a->scratch_cap)
 				   : dispatch_render_state(a->dispatch, a->scratch, a->scratch_cap);

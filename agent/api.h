@@ -24,6 +24,14 @@ struct api_config {
  * must outlive the API). Never blocks. Returns NULL and logs why when a
  * listener cannot be opened. Free with api_destroy(). */
 struct api *api_create(struct loop *l, const struct api_config *cfg, struct dispatch *d);
+/* Renders the document of GET /v1/state (a JSON object) into buf: returns
+ * its length, or -ENOSPC when len is too small (the API retries with a
+ * larger buffer). */
+typedef int (*api_state_fn)(void *arg, char *buf, size_t len);
+/* With fn set, GET /v1/state answers fn's document (the reported state)
+ * with the dispatcher's figures - what it answers without fn - added as the
+ * member "dispatch". NULL restores the dispatcher's figures alone. */
+void api_set_state_fn(struct api *a, api_state_fn fn, void *arg);
 /* Answers requests still waiting in the queue with 503, closes the
  * listeners and frees. NULL is safe. */
 void api_destroy(struct api *a);

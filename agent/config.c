@@ -99,7 +99,7 @@ static const struct cfg_key keys[] = {
 	DBL("autoscale.target_low", autoscale.target_low, 0, 1, "0.95"),
 	DBL("autoscale.target_high", autoscale.target_high, 0, 1, "0.98"),
 	INT("autoscale.cooldown_s", autoscale.cooldown_s, 0, 86400, "300"),
-	INT("autoscale.cpu_ceiling_pct", autoscale.cpu_ceiling_pct, 10, 100, "80"),
+	INT("autoscale.cpu_ceiling_pct", autoscale.cpu_ceiling_pct, 10, 1000, "80"),
 	INT("autoscale.mem_ceiling_pct", autoscale.mem_ceiling_pct, 10, 100, "80"),
 	BOOL("autoscale.predictive", autoscale.predictive, "true"),
 	INT("autoscale.bucket_s", autoscale.bucket_s, 1, 3600, "60"),

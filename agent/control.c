@@ -134,6 +134,16 @@ int control_report(struct control *c, char *buf, size_t len)
 		memcpy(buf + n, "[]", 3);
 	}
 	n += m;
+	if (c->ops->report_extra) {
+		if ((size_t)n + 2 > len)
+			return -ENOSPC;
+		buf[n] = ',';
+		m = c->ops->report_extra(c->tctx, buf + n + 1, len - (size_t)n - 1);
+		if (m < 0)
+			return m;
+		if (m > 0)
+			n += 1 + m;
+	}
 	if ((size_t)n + 2 > len)
 		return -ENOSPC;
 	buf[n++] = '}';

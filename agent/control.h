@@ -28,6 +28,10 @@ struct control_target_ops {
 		     struct command_error *err);
 	/* Writes the deployments' state as a JSON array into buf; returns its length or -ENOSPC. */
 	int (*report)(void *ctx, char *buf, size_t len);
+	/* Writes further top-level members of the reported state ("key":value
+	 * pairs separated by commas, no leading comma) into buf; returns the
+	 * length (0: none) or -ENOSPC. NULL: none. */
+	int (*report_extra)(void *ctx, char *buf, size_t len);
 };
 
 /* Where a reply goes: the v5 response topic with its correlation data when
@@ -76,7 +80,8 @@ void control_handle(struct control *c, const char *topic_verb, const char *paylo
 int control_handle_desired(struct control *c, const char *payload, size_t len);
 
 /* The reported state: {"schema":1,"device":..,"ts":..,"desired_version":N,
- * "deployments":[...]}. Returns its length or -ENOSPC. */
+ * "deployments":[...]} plus the target's report_extra members. Returns its
+ * length or -ENOSPC. */
 int control_report(struct control *c, char *buf, size_t len);
 
 uint64_t control_desired_version(const struct control *c);

@@ -45,6 +45,7 @@ struct replica {
 
 struct model {
 	bool used;
+	bool withdrawn;              /* its deployment went away: unknown to new requests */
 	char name[DEPLOY_NAME_MAX];
 	char infer_path[DEPLOY_NAME_MAX + 24];
 	uint32_t deadline_ms;
@@ -60,8 +61,12 @@ struct dispatch {
 	bool admit;                        /* policy refuses what it predicts late */
 	dispatch_done_fn done;
 	void *done_arg;
+	dispatch_arrival_fn arrival_fn;
+	void *arrival_arg;
 	dispatch_pause_fn pause_fn;
 	void *pause_arg;
+	dispatch_miss_fn miss_fn;
+	void *miss_arg;
 	struct model models[DEPLOY_MAX];
 	struct loop_timer sched_timer;     /* sched_tick at sched_next_due_us */
 	struct loop_timer breaker_timer;   /* earliest open breaker turning half-open */
@@ -143,11 +148,19 @@ static unsigned retry_after_s(const struct dispatch *d, const struct dispatch_re
 	}
 }
 
+static void note_miss(struct dispatch *d, int model, enum dispatch_reason why, int http_status)
+{
+	if (d->miss_fn && model >= 0 && model < DEPLOY_MAX && d->models[model].used &&
+	    (why != DISPATCH_OK || http_status >= 500))
+		d->miss_fn(d->miss_arg, d->models[model].name, why, http_status);
+}
+
 /* Ends r: tells the API, or, while r is still inside dispatch_submit, leaves
  * the outcome for dispatch_submit to return. */
 static void finish(struct dispatch *d, struct dispatch_req *r, enum dispatch_reason why, int http_status,
 		   const void *body, size_t len)
 {
+	note_miss(d, r->model, why, http_status);
 	r->state = REQ_IDLE;
 	r->handle = 0;
 	r->reason = why;
@@ -260,6 +273,11 @@ static void on_invoke_done(void *arg, const struct hal_invoke_res *res)
 	int m = r->model, i = r->replica;
 	r->handle = 0;
 	r->service_us = now - r->sent_us;
+	if (r->state == REQ_PAUSED && d->pause_fn) {
+		/* Ended while frozen (its deadline passed): never leave the replica paused. */
+		(void)d->pause_fn(d->pause_arg, d->models[m].name, (unsigned)i, false);
+		r->state = REQ_SENDING;
+	}
 	if (res->err == 0) {
 		/* The replica answered: pass its status and body through. A 5xx
 		 * is the replica's failure (breaker, counted failed), a 4xx the
@@ -470,10 +488,22 @@ void dispatch_set_done_fn(struct dispatch *d, dispatch_done_fn done, void *arg)
 	d->done_arg = arg;
 }
 
+void dispatch_set_arrival_fn(struct dispatch *d, dispatch_arrival_fn fn, void *arg)
+{
+	d->arrival_fn = fn;
+	d->arrival_arg = arg;
+}
+
 void dispatch_set_pause_fn(struct dispatch *d, dispatch_pause_fn fn, void *arg)
 {
 	d->pause_fn = fn;
 	d->pause_arg = arg;
+}
+
+void dispatch_set_miss_fn(struct dispatch *d, dispatch_miss_fn fn, void *arg)
+{
+	d->miss_fn = fn;
+	d->miss_arg = arg;
 }
 
 void dispatch_destroy(struct dispatch *d)
@@ -516,6 +546,9 @@ int dispatch_model_set(struct dispatch *d, const char *name, uint32_t deadline_m
 	if (idx >= DEPLOY_MAX)
 		return -ENOSPC;
 	struct model *m = &d->models[idx];
+	if (m->withdrawn)
+		LOG_INF("event=model_restored model=%s", name);
+	m->withdrawn = false;
 	if (!m->used) {
 		m->used = true;
 		snprintf(m->name, sizeof(m->name), "%s", name);
@@ -537,7 +570,20 @@ int dispatch_model_set(struct dispatch *d, const char *name, uint32_t deadline_m
 int dispatch_model_find(const struct dispatch *d, const char *name)
 {
 	int m = sched_model_find(d->sched, name);
-	return model_at(d, m) ? m : -ENOENT;
+	const struct model *md = model_at(d, m);
+	return md && !md->withdrawn ? m : -ENOENT;
+}
+
+void dispatch_model_withdraw(struct dispatch *d, int model)
+{
+	struct model *m = model_at(d, model);
+	if (!m || m->withdrawn)
+		return;
+	for (unsigned i = 0; i < DEPLOY_MAX_REPLICAS; i++)
+		if (m->rep[i].present)
+			dispatch_replica_remove(d, model, i);
+	m->withdrawn = true;
+	LOG_INF("event=model_withdrawn model=%s", m->name);
 }
 
 int dispatch_model_defaults(const struct dispatch *d, int model, uint32_t *deadline_ms, enum sla_class *cls)
@@ -553,7 +599,7 @@ int dispatch_model_defaults(const struct dispatch *d, int model, uint32_t *deadl
 bool dispatch_model_ready(const struct dispatch *d, int model)
 {
 	const struct model *m = model_at(d, model);
-	if (!m)
+	if (!m || m->withdrawn)
 		return false;
 	for (unsigned i = 0; i < DEPLOY_MAX_REPLICAS; i++)
 		if (m->rep[i].present && m->rep[i].ready && m->rep[i].brk != BRK_OPEN)
@@ -565,7 +611,7 @@ bool dispatch_all_ready(const struct dispatch *d)
 {
 	unsigned n = 0;
 	for (int m = 0; m < DEPLOY_MAX; m++) {
-		if (!d->models[m].used)
+		if (!d->models[m].used || d->models[m].withdrawn)
 			continue;
 		n++;
 		if (!dispatch_model_ready(d, m))
@@ -689,6 +735,8 @@ int dispatch_submit(struct dispatch *d, struct dispatch_req *r)
 	enum dispatch_reason why = DISPATCH_NO_READY_REPLICA;
 
 	if (model_at(d, r->model)) {
+		if (d->arrival_fn)
+			d->arrival_fn(d->arrival_arg, r->model);
 		struct sched_req sr = {
 			.model = r->model,
 			.cls = r->cls,
@@ -710,6 +758,7 @@ int dispatch_submit(struct dispatch *d, struct dispatch_req *r)
 			return -EAGAIN;   /* finished inside: reason and status already set */
 		/* -EINVAL: the deadline already passed while the body arrived. */
 		why = rc == -EAGAIN ? from_refusal(refusal) : DISPATCH_DEADLINE_INFEASIBLE;
+		note_miss(d, r->model, why, 503);
 	}
 	r->state = REQ_IDLE;
 	r->reason = why;
@@ -741,6 +790,8 @@ int dispatch_replica_stats(const struct dispatch *d, int model, unsigned index, 
 	if (!m || index >= DEPLOY_MAX_REPLICAS || !m->rep[index].present)
 		return -ENOENT;
 	*st = m->rep[index].st;
+	struct sched_replica_info ri;
+	st->inflight = sched_replica_get(d->sched, model, (int)index, &ri) == 0 ? ri.inflight : 0;
 	return 0;
 }
 
@@ -895,6 +946,8 @@ size_t dispatch_render_state(const struct dispatch *d, char *buf, size_t len)
 		outf(&o, "%s{\"name\":", first ? "" : ",");
 		json_name(&o, md->name);
 		first = false;
+		if (md->withdrawn)
+			outf(&o, ",\"withdrawn\":true");
 		outf(&o, ",\"ready\":%s,\"default_deadline_ms\":%u,\"default_class\":\"%s\",\"concurrency\":%u,"
 			 "\"estimate_us\":%u,\"ewma_us\":%u,\"classes\":{",
 		     dispatch_model_ready(d, m) ? "true" : "false", md->deadline_ms, class_name(md->cls),

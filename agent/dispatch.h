@@ -77,6 +77,11 @@ struct dispatch_config {
 struct dispatch *dispatch_create(struct loop *l, struct hal_invoke *inv, const struct dispatch_config *cfg);
 /* Sets who hears of finished requests (the API); NULL stops it. */
 void dispatch_set_done_fn(struct dispatch *d, dispatch_done_fn done, void *arg);
+/* Hears every request offered to a known model, accepted or refused, from
+ * inside dispatch_submit before it is scheduled (the autoscaler's arrival
+ * count for the forecaster). Must not call dispatch_*. NULL stops it. */
+typedef void (*dispatch_arrival_fn)(void *arg, int model);
+void dispatch_set_arrival_fn(struct dispatch *d, dispatch_arrival_fn fn, void *arg);
 /* Cancels transfers in flight (their requests' done does not run). NULL is safe. */
 void dispatch_destroy(struct dispatch *d);
 
@@ -87,8 +92,13 @@ void dispatch_destroy(struct dispatch *d);
 int dispatch_model_set(struct dispatch *d, const char *name, uint32_t deadline_ms, enum sla_class cls,
 		       uint32_t concurrency)
 	__attribute__((warn_unused_result));
-/* Index of model name, or -ENOENT. */
+/* Index of model name, or -ENOENT (unknown, or withdrawn). */
 int dispatch_model_find(const struct dispatch *d, const char *name);
+/* Withdraws model idx (its deployment was removed): its replicas are removed
+ * (queued requests are refused with no_ready_replica), new requests for it
+ * get -ENOENT from dispatch_model_find (404 at the API), its counters stay in
+ * /metrics. dispatch_model_set() of the same name brings it back. */
+void dispatch_model_withdraw(struct dispatch *d, int model);
 /* Default deadline and class of model idx. Returns 0 or -ENOENT. */
 int dispatch_model_defaults(const struct dispatch *d, int model, uint32_t *deadline_ms, enum sla_class *cls);
 /* A model is ready when at least one replica is ready with its breaker not open. */
@@ -118,9 +128,17 @@ int dispatch_static_replicas(struct dispatch *d, const char *list, uint32_t defa
 
 /* Preemption (edf-preempt): pause_fn(arg, model, replica, pause) pauses or
  * resumes a replica's container and returns 0 when it will (a negative errno
- * keeps it running). Without it, preemption is not used. */
+ * keeps it running). Without it, preemption is not used. A paused request
+ * that ends (answer, timeout, cancel) resumes its replica first. */
 typedef int (*dispatch_pause_fn)(void *arg, const char *model, unsigned replica, bool pause);
 void dispatch_set_pause_fn(struct dispatch *d, dispatch_pause_fn fn, void *arg);
+
+/* Observer of requests that end without a replica's successful answer:
+ * refused (at arrival or later), failed (502/504), or answered 5xx by the
+ * replica (reason DISPATCH_OK, http_status >= 500). Called from the loop,
+ * also from inside dispatch_submit for refusals at arrival. NULL stops it. */
+typedef void (*dispatch_miss_fn)(void *arg, const char *model, enum dispatch_reason reason, int http_status);
+void dispatch_set_miss_fn(struct dispatch *d, dispatch_miss_fn fn, void *arg);
 
 /* --- requests ------------------------------------------------------------ */
 
@@ -140,6 +158,7 @@ struct dispatch_replica_stats {
 	uint64_t failures;           /* connection errors, timeouts and 5xx answers */
 	uint64_t breaker_opens;
 	bool breaker_open;           /* open or half-open */
+	unsigned inflight;           /* requests at the replica now (paused ones included) */
 };
 /* Returns 0 or -ENOENT. */
 int dispatch_replica_stats(const struct dispatch *d, int model, unsigned index, struct dispatch_replica_stats *st);

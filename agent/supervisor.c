@@ -42,6 +42,7 @@ struct replica {
 	bool draining;
 	bool paused;
 	bool remove_wanted;
+	bool retiring;               /* draining before a scale-down/roll/removal takes it */
 	bool liveness_killed;        /* the coming exit is a liveness restart */
 	bool half_open_try;          /* this start is the circuit's half-open trial */
 	bool clear_pending;          /* gone, cleared when the last call in flight returns */
@@ -54,6 +55,9 @@ struct replica {
 	uint32_t restarts;
 	uint64_t ready_since_ms;
 	uint64_t exited_ms;
+	uint64_t created_ms;         /* create sent, until its first ready (start-up time); 0 none */
+	uint64_t retire_start_ms;
+	uint64_t retire_until_ms;    /* removed then even with requests in flight */
 	struct health_probe live;
 	struct health_probe readiness;
 	struct backoff bo;
@@ -72,6 +76,7 @@ struct deployment {
 	uint32_t restarts;
 	bool migration_raised;
 	char last_error[128];
+	uint32_t startup_ms;             /* last measured create -> ready; 0 none yet */
 	uint64_t create_not_before_ms;   /* after a failed create */
 	struct backoff create_bo;
 };
@@ -105,6 +110,9 @@ struct supervisor {
 	struct loop_timer housekeep_timer;
 	struct observer obs[SUP_MAX_OBSERVERS];
 	unsigned nobs;
+	sup_inflight_fn inflight_fn;     /* requests a replica still serves (dispatcher) */
+	void *inflight_arg;
+	struct loop_timer drain_timer;   /* polls retiring replicas */
 	char spec_json[EVENTS_DETAIL_MAX - 256]; /* scratch for migration_needed */
 };
 
@@ -173,6 +181,11 @@ static void set_ready(struct replica *r, bool ready)
 	if (ready) {
 		r->ready_since_ms = now_ms(s);
 		backoff_healthy(&r->bo, now_ms(s));
+		if (r->created_ms) { /* the autoscaler's start-up time: create -> first ready */
+			uint64_t took = r->ready_since_ms - r->created_ms;
+			r->dep->startup_ms = took > UINT32_MAX ? UINT32_MAX : (uint32_t)took;
+			r->created_ms = 0;
+		}
 	} else {
 		backoff_unhealthy(&r->bo);
 	}
@@ -242,6 +255,7 @@ static void replica_clear(struct replica *r)
 	r->pid = 0;
 	r->hash = 0;
 	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->half_open_try = false;
+	r->retiring = false;
 	r->clear_pending = false;
 	r->op_busy = r->pause_busy = false;
 	kick(s);
@@ -633,7 +647,7 @@ static void replica_exited(struct replica *r, int exit_code, bool oom)
 		set_error(d, "replica %u exited with code %d%s", r->slot, exit_code, oom ? " (out of memory)" : "");
 	LOG_INF("event=replica_exited deployment=%s replica=%u exit_code=%d oom=%d liveness=%d wall_ms=%" PRId64,
 		d->spec.name, r->slot, exit_code, oom, liveness, hal_clock_wall_ms());
-	if (r->remove_wanted || d->removing) {
+	if (r->remove_wanted || r->retiring || d->removing) {
 		replica_remove(r);
 		return;
 	}
@@ -854,8 +868,9 @@ static void create_replica(struct deployment *d, struct replica *r)
 	r->st = SUP_R_CREATING;
 	r->hash = sp->spec_hash;
 	r->id[0] = '\0';
-	r->draining = r->paused = r->remove_wanted = r->liveness_killed = false;
+	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->retiring = false;
 	r->restarts = 0;
+	r->created_ms = now_ms(s);
 	backoff_init(&r->bo, sp->backoff_initial_ms, sp->backoff_max_ms, sp->backoff_reset_ms, JITTER_PERMILLE, true,
 		     &s->rng);
 	LOG_INF("event=replica_create deployment=%s replica=%u name=%s port=%u", sp->name, r->slot, name,
@@ -895,7 +910,7 @@ static struct deployment *alloc_dep(struct supervisor *s)
 				r->id[0] = '\0';
 				r->inflight = 0;
 				r->op_busy = r->pause_busy = r->clear_pending = false;
-				r->ready = r->draining = r->paused = r->remove_wanted = false;
+				r->ready = r->draining = r->paused = r->remove_wanted = r->retiring = false;
 				r->generation = 0;
 				r->restarts = 0;
 				backoff_init(&r->bo, 1000, 300000, 600000, JITTER_PERMILLE, true, &s->rng);
@@ -922,6 +937,7 @@ static void adopt(struct replica *r, const struct hal_ctr_info *c, uint64_t hash
 	r->hash = hash;
 	r->known_since_us = loop_now_us(s->loop);
 	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->half_open_try = false;
+	r->retiring = false;
 	backoff_init(&r->bo, d->spec.backoff_initial_ms ? d->spec.backoff_initial_ms : 1000,
 		     d->spec.backoff_max_ms ? d->spec.backoff_max_ms : 300000,
 		     d->spec.backoff_reset_ms ? d->spec.backoff_reset_ms : 600000, JITTER_PERMILLE, true, &s->rng);
@@ -1064,7 +1080,105 @@ static void request_list(struct supervisor *s)
 /* --- decisions ----------------------------------------------------------- */
 static bool removable_now(const struct replica *r)
 {
-	return r->st != SUP_R_EMPTY && !r->remove_wanted && r->st != SUP_R_REMOVING;
+	return r->st != SUP_R_EMPTY && !r->remove_wanted && !r->retiring && r->st != SUP_R_REMOVING;
+}
+
+/* --- retiring without losing requests ---------------------------------------
+ * A replica that goes away by decision (scale-down, roll, removal) first
+ * drains: it leaves the ready list (observers mark it draining, so the
+ * dispatcher sends it nothing new), and is stopped once the requests it runs
+ * are answered (inflight_fn says 0) or after the drain bound. */
+static uint32_t drain_bound_ms(const struct deployment *d)
+{
+	uint64_t ms = 2u * (uint64_t)d->spec.deadline_ms;
+	if (ms < SUP_DRAIN_MIN_MS)
+		ms = SUP_DRAIN_MIN_MS;
+	return ms > SUP_DRAIN_MAX_MS ? SUP_DRAIN_MAX_MS : (uint32_t)ms;
+}
+
+static void drain_check(struct supervisor *s)
+{
+	bool waiting = false;
+	uint64_t t = now_ms(s);
+	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
+		struct deployment *d = &s->deps[i];
+		if (!d->used)
+			continue;
+		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
+			struct replica *r = &d->r[j];
+			if (!r->retiring || r->remove_wanted)
+				continue;
+			if (r->st != SUP_R_RUNNING || r->op_busy) {
+				/* Exited meanwhile (removed by the exit path) or a call in flight: look again. */
+				if (r->st == SUP_R_BACKOFF || r->st == SUP_R_EXITED) {
+					replica_remove(r);
+					continue;
+				}
+				waiting = true;
+				continue;
+			}
+			unsigned n = s->inflight_fn ? s->inflight_fn(s->inflight_arg, d->spec.name, r->slot) : 0;
+			if (n && t < r->retire_until_ms) {
+				waiting = true;
+				continue;
+			}
+			if (n)
+				LOG_WRN("event=drain_timeout deployment=%s replica=%u inflight=%u waited_ms=%" PRIu64,
+					d->spec.name, r->slot, n, t - r->retire_start_ms);
+			else
+				LOG_INF("event=drain_done deployment=%s replica=%u waited_ms=%" PRIu64, d->spec.name, r->slot,
+					t - r->retire_start_ms);
+			replica_remove(r);
+		}
+	}
+	if (waiting && !loop_timer_armed(&s->drain_timer) &&
+	    loop_timer_start(s->loop, &s->drain_timer, SUP_DRAIN_POLL_MS, 0) < 0)
+		LOG_ERR("event=timer_full what=drain");
+}
+
+static void on_drain_timer(void *arg) { drain_check(arg); }
+
+static void replica_retire(struct replica *r, const char *why)
+{
+	struct supervisor *s = r->dep->sup;
+	if (r->retiring || r->remove_wanted)
+		return;
+	if (!s->inflight_fn || r->st != SUP_R_RUNNING || r->op_busy) {
+		replica_remove(r);
+		return;
+	}
+	bool was = serving(r);
+	r->retiring = true;
+	r->draining = true;
+	r->retire_start_ms = now_ms(s);
+	r->retire_until_ms = r->retire_start_ms + drain_bound_ms(r->dep);
+	LOG_INF("event=replica_drain deployment=%s replica=%u reason=%s bound_ms=%u", r->dep->spec.name, r->slot, why,
+		drain_bound_ms(r->dep));
+	if (was)
+		serving_changed(r, was);
+	else
+		notify(s, r, SUP_EV_UNREADY); /* observers learn it is draining */
+	drain_check(s);
+}
+
+/* Scaled back up while a replica of the current spec still drains: keep it. */
+static bool unretire_one(struct deployment *d)
+{
+	for (unsigned i = 0; i < DEPLOY_MAX_REPLICAS; i++) {
+		struct replica *r = &d->r[i];
+		if (!r->retiring || r->remove_wanted || r->st != SUP_R_RUNNING || r->hash != d->spec.spec_hash)
+			continue;
+		bool was = serving(r);
+		r->retiring = false;
+		r->draining = false;
+		LOG_INF("event=replica_drain_cancelled deployment=%s replica=%u", d->spec.name, r->slot);
+		if (serving(r) != was)
+			serving_changed(r, was);
+		else
+			notify(d->sup, r, r->ready ? SUP_EV_READY : SUP_EV_UNREADY);
+		return true;
+	}
+	return false;
 }
 
 static void reconcile_dep(struct supervisor *s, struct deployment *d)
@@ -1076,8 +1190,8 @@ static void reconcile_dep(struct supervisor *s, struct deployment *d)
 			if (r->st == SUP_R_EMPTY)
 				continue;
 			any = true;
-			if (!r->op_busy && r->st != SUP_R_REMOVING && r->st != SUP_R_CREATING)
-				replica_remove(r);
+			if (!r->op_busy && !r->retiring && r->st != SUP_R_REMOVING && r->st != SUP_R_CREATING)
+				replica_retire(r, "removed");
 		}
 		if (!any) {
 			LOG_INF("event=deployment_removed deployment=%s", d->spec.name);
@@ -1109,12 +1223,12 @@ static void reconcile_dep(struct supervisor *s, struct deployment *d)
 		bool judged = r->st != SUP_R_RUNNING || r->readiness.probes > 0 || sp->readiness.kind == PROBE_NONE;
 		if (!serving(r) && judged && r->st != SUP_R_CREATING && r->st != SUP_R_STARTING) {
 			LOG_INF("event=roll_remove_unready deployment=%s replica=%u", sp->name, i);
-			replica_remove(r);
+			replica_retire(r, "roll");
 			old--;
 		} else if (serving(r) && ready >= sp->replicas + 1) {
 			LOG_INF("event=roll_remove deployment=%s replica=%u ready=%u desired=%u", sp->name, i, ready,
 				sp->replicas);
-			replica_remove(r);
+			replica_retire(r, "roll");
 			old--;
 			ready--;
 		}
@@ -1136,9 +1250,11 @@ static void reconcile_dep(struct supervisor *s, struct deployment *d)
 		if (!victim)
 			break;
 		LOG_INF("event=scale_down deployment=%s replica=%u", sp->name, victim->slot);
-		replica_remove(victim);
+		replica_retire(victim, "scale_down");
 		cur--;
 	}
+	while (cur < sp->replicas && unretire_one(d))
+		cur++;
 	/* Missing replicas: all at once, or one surge replica at a time while old ones remain. */
 	if (!s->list_fresh || !s->engine_up || now_ms(s) < d->create_not_before_ms)
 		return;
@@ -1346,6 +1462,7 @@ struct supervisor *supervisor_create(struct loop *l, struct hal_engine *engine, 
 	loop_timer_init(&s->kick_timer, on_kick, s);
 	loop_timer_init(&s->engine_timer, on_engine_retry, s);
 	loop_timer_init(&s->housekeep_timer, on_housekeep, s);
+	loop_timer_init(&s->drain_timer, on_drain_timer, s);
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
 		struct deployment *d = &s->deps[i];
 		d->sup = s;
@@ -1373,6 +1490,7 @@ void supervisor_destroy(struct supervisor *s)
 	loop_timer_stop(s->loop, &s->kick_timer);
 	loop_timer_stop(s->loop, &s->engine_timer);
 	loop_timer_stop(s->loop, &s->housekeep_timer);
+	loop_timer_stop(s->loop, &s->drain_timer);
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
 		struct deployment *d = &s->deps[i];
 		loop_timer_stop(s->loop, &d->circuit_timer);
@@ -1622,6 +1740,8 @@ static void fill_status(const struct supervisor *s, const struct deployment *d, 
 	o->restarts = d->restarts;
 	o->migration_needed = d->migration_raised;
 	o->spec_hash = d->spec.spec_hash;
+	o->sla_class = d->spec.sla_class;
+	o->startup_ms = d->startup_ms;
 	snprintf(o->last_error, sizeof(o->last_error), "%s", d->last_error);
 	for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
 		const struct replica *r = &d->r[j];
@@ -1666,6 +1786,22 @@ unsigned supervisor_statuses(const struct supervisor *s, struct sup_status *out,
 }
 
 bool supervisor_engine_available(const struct supervisor *s) { return s->engine_up; }
+
+const struct deploy_spec *supervisor_spec(const struct supervisor *s, const char *deployment)
+{
+	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
+		const struct deployment *d = &s->deps[i];
+		if (d->used && !d->removing && !strcmp(d->spec.name, deployment))
+			return &d->spec;
+	}
+	return NULL;
+}
+
+void supervisor_set_inflight_fn(struct supervisor *s, sup_inflight_fn fn, void *arg)
+{
+	s->inflight_fn = fn;
+	s->inflight_arg = arg;
+}
 
 int supervisor_observe(struct supervisor *s, sup_observer_fn fn, void *arg)
 {

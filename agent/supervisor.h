@@ -21,6 +21,9 @@ struct supervisor;
 #define SUP_CIRCUIT_STABLE_MS 10000u /* a half-open trial ready this long (at most reset_after_ms) closes the circuit */
 #define SUP_ENGINE_RETRY_MIN_MS 500u  /* back-off while the engine is unavailable */
 #define SUP_ENGINE_RETRY_MAX_MS 30000u
+#define SUP_DRAIN_MIN_MS 1000u        /* a retiring replica drains at least this long (when busy) */
+#define SUP_DRAIN_MAX_MS 30000u       /* and at most this long: 2 x the deployment's deadline, clamped */
+#define SUP_DRAIN_POLL_MS 20u         /* how often its in-flight count is read while it drains */
 
 struct sup_config {
 	char device_id[64];            /* io.berth.owner of every container made */
@@ -79,6 +82,8 @@ struct sup_status {
 	bool migration_needed;
 	char last_error[128];
 	uint64_t spec_hash;
+	enum sla_class sla_class;          /* of the spec */
+	uint32_t startup_ms;               /* last measured start-up (create to ready); 0 none yet */
 };
 
 enum sup_event { SUP_EV_READY = 1, SUP_EV_UNREADY, SUP_EV_GONE };
@@ -140,6 +145,20 @@ int supervisor_status(const struct supervisor *s, const char *deployment, struct
 	__attribute__((warn_unused_result));
 /* Status of every tracked deployment, at most max; returns how many. */
 unsigned supervisor_statuses(const struct supervisor *s, struct sup_status *out, unsigned max);
+
+/* Spec of a desired (not removing) deployment, or NULL. Valid until the
+ * next supervisor_apply() or supervisor_set_replicas(); do not keep it. */
+const struct deploy_spec *supervisor_spec(const struct supervisor *s, const char *deployment);
+
+/* Requests replica slot of deployment still serves (the dispatcher's count).
+ * With it set, a replica that goes by decision (scale-down, a roll retiring
+ * an old replica, deployment removed) is first marked draining (observers
+ * hear SUP_EV_UNREADY with draining set), then stopped once this returns 0,
+ * or after 2 x the deployment's deadline_ms (clamped to SUP_DRAIN_MIN_MS..
+ * SUP_DRAIN_MAX_MS). Without it, such replicas are stopped at once. A scale
+ * back up while one drains keeps it instead of starting another. */
+typedef unsigned (*sup_inflight_fn)(void *arg, const char *deployment, unsigned slot);
+void supervisor_set_inflight_fn(struct supervisor *s, sup_inflight_fn fn, void *arg);
 
 /* Whether the engine answered its last call. */
 bool supervisor_engine_available(const struct supervisor *s);

@@ -8,6 +8,9 @@
 
 #include "agent/chaos.h"
 #include "agent/deploy.h"
+#include "agent/dispatch.h"
+#include "agent/events.h"
+#include "agent/figures.h"
 #include "agent/log.h"
 #include "agent/supervisor.h"
 #include "agent/telemetry.h"
@@ -17,6 +20,7 @@
 struct suptarget {
 	struct supervisor *sup;
 	struct chaos *chaos;
+	struct dispatch *dispatch;    /* request figures for the SLA fields; may be NULL */
 	struct deploy_set cur;        /* last applied set */
 	struct deploy_set scratch;    /* parse buffer (sets are large: not on the stack) */
 	struct sup_status st[SUP_MAX_DEPLOYMENTS];
@@ -34,6 +38,8 @@ struct suptarget *suptarget_create(struct supervisor *sup, struct chaos *chaos)
 }
 
 void suptarget_destroy(struct suptarget *t) { free(t); }
+
+void suptarget_set_dispatch(struct suptarget *t, struct dispatch *d) { t->dispatch = d; }
 
 static int spec_error(const struct deploy_error *de, struct command_error *err)
 {
@@ -145,9 +151,12 @@ static int chaos(void *ctx, const char *name, uint32_t interval_s, uint32_t dura
 	return rc;
 }
 
+/* --- reported state --------------------------------------------------------- */
+
 static int report(void *ctx, char *buf, size_t len)
 {
 	struct suptarget *t = ctx;
+	const struct sched *sch = t->dispatch ? dispatch_sched(t->dispatch) : NULL;
 	unsigned n = supervisor_statuses(t->sup, t->st, SUP_MAX_DEPLOYMENTS);
 	size_t o = 0;
 	int w = snprintf(buf, len, "[");
@@ -156,14 +165,19 @@ static int report(void *ctx, char *buf, size_t len)
 	o = (size_t)w;
 	for (unsigned i = 0; i < n; i++) {
 		const struct sup_status *s = &t->st[i];
+		char err[sizeof(s->last_error) * 2];
+		events_json_escape(s->last_error, err, sizeof(err));
+		int model = t->dispatch ? dispatch_model_find(t->dispatch, s->name) : -ENOENT;
 		w = snprintf(buf + o, len - o,
-			     "%s{\"name\":\"%s\",\"replicas_desired\":%u,\"replicas_min\":%u,\"replicas_max\":%u,"
-			     "\"replicas_ready\":%u,\"replicas_running\":%u,\"health\":\"%s\",\"circuit\":\"%s\","
-			     "\"restarts\":%u,\"rolling\":%s,\"removing\":%s,\"migration_needed\":%s}",
-			     i ? "," : "", s->name, s->replicas_desired, s->replicas_min, s->replicas_max, s->replicas_ready,
-			     s->replicas_running, s->health ? s->health : "unknown", supervisor_circuit_name(s->circuit),
-			     s->restarts, s->rolling ? "true" : "false", s->removing ? "true" : "false",
-			     s->migration_needed ? "true" : "false");
+			     "%s{\"name\":\"%s\",\"sla_class\":\"%s\",\"replicas_desired\":%u,\"replicas_min\":%u,"
+			     "\"replicas_max\":%u,\"replicas_ready\":%u,\"replicas_running\":%u,\"health\":\"%s\","
+			     "\"circuit\":\"%s\",\"restarts\":%u,\"rolling\":%s,\"removing\":%s,\"migration_needed\":%s,"
+			     "\"last_error\":\"%s\",\"sla_compliance\":%.4f}",
+			     i ? "," : "", s->name, deploy_sla_class_name(s->sla_class), s->replicas_desired, s->replicas_min,
+			     s->replicas_max, s->replicas_ready, s->replicas_running, s->health ? s->health : "unknown",
+			     supervisor_circuit_name(s->circuit), s->restarts, s->rolling ? "true" : "false",
+			     s->removing ? "true" : "false", s->migration_needed ? "true" : "false", err,
+			     figures_model_compliance(sch, model));
 		if (w < 0 || (size_t)w >= len - o)
 			return -ENOSPC;
 		o += (size_t)w;
@@ -175,11 +189,39 @@ static int report(void *ctx, char *buf, size_t len)
 	return (int)o;
 }
 
+/* Top level: SLA compliance per class (every model together) and the engine. */
+static int report_extra(void *ctx, char *buf, size_t len)
+{
+	struct suptarget *t = ctx;
+	int n = snprintf(buf, len, "\"sla\":");
+	if (n < 0 || (size_t)n >= len)
+		return -ENOSPC;
+	int m = figures_sla_json(t->dispatch ? dispatch_sched(t->dispatch) : NULL, buf + n, len - (size_t)n);
+	if (m < 0)
+		return m;
+	n += m;
+	int w = snprintf(buf + n, len - (size_t)n, ",\"engine\":\"%s\"",
+			 supervisor_engine_available(t->sup) ? "available" : "unavailable");
+	if (w < 0 || (size_t)w >= len - (size_t)n)
+		return -ENOSPC;
+	return n + w;
+}
+
+int suptarget_report(struct suptarget *t, char *buf, size_t len) { return report(t, buf, len); }
+
+/* Written in place: a table larger than the row leaves the source out
+ * (counted by the sampler as sources_truncated). */
 void suptarget_telemetry_source(void *ctx, struct telemetry_buf *b)
 {
-	char tmp[8192];
-	int n = report(ctx, tmp, sizeof(tmp));
-	telemetry_buf_printf(b, "%s", n > 0 ? tmp : "[]");
+	if (b->overflow)
+		return;
+	int n = report(ctx, b->p + b->len, b->cap - b->len);
+	if (n < 0) {
+		b->overflow = true;
+		b->p[b->len] = '\0';
+		return;
+	}
+	b->len += (size_t)n;
 }
 
 const struct control_target_ops suptarget_ops = {
@@ -191,4 +233,5 @@ const struct control_target_ops suptarget_ops = {
 	.remove = remove_dep,
 	.chaos = chaos,
 	.report = report,
+	.report_extra = report_extra,
 };

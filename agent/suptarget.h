@@ -17,11 +17,26 @@ struct suptarget;
  * lists supervisor_statuses(). */
 extern const struct control_target_ops suptarget_ops;
 
+struct dispatch;
+
 /* sup and chaos are borrowed (chaos may be NULL: the verb is refused). */
 struct suptarget *suptarget_create(struct supervisor *sup, struct chaos *chaos);
 void suptarget_destroy(struct suptarget *t);
 
-/* Telemetry source "deployments": per deployment replicas, health, circuit, restarts. */
+/* Request figures for the reported state's SLA fields (borrowed; NULL:
+ * none, compliance then reads 1.0). Set once the dispatcher exists. */
+void suptarget_set_dispatch(struct suptarget *t, struct dispatch *d);
+
+/* The deployments array of the reported state (what ops.report writes):
+ * per deployment name, sla_class, replicas desired/min/max/ready/running,
+ * health, circuit, restarts, rolling, removing, migration_needed,
+ * last_error, sla_compliance (on time / decided since berthd started, all
+ * classes; 1.0 when nothing was decided). Returns the length or -ENOSPC.
+ * ops.report_extra adds "sla" (per class: requests, on_time, late, failed,
+ * refused, compliance) and "engine" ("available" or "unavailable"). */
+int suptarget_report(struct suptarget *t, char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* Telemetry source "deployments": the same entries as the reported state. */
 void suptarget_telemetry_source(void *t, struct telemetry_buf *b);
 
 #endif

@@ -18,7 +18,7 @@
 
 #define LOG_TAG "sync"
 
-#define REPORT_CHECK_MS 5000
+#define REPORT_CHECK_MS 1000   /* the reported state is checked (and at most published) this often */
 #define REPORT_MAX 32768
 
 struct sync {
@@ -143,9 +143,13 @@ void sync_state_changed(void *arg)
 {
 	struct sync *s = arg;
 	s->report_dirty = true;
+	/* A command's change goes out at once (commands are few, and each has a
+	 * reply anyway); figures that drift are left to the once-a-second check. */
 	if (s->up && uplink_connected(s->up))
 		publish_report(s, false);
 }
+
+int sync_report(struct sync *s, char *buf, size_t len) { return control_report(s->ctl, buf, len); }
 
 void sync_kick(void *arg)
 {

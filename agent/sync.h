@@ -31,9 +31,15 @@ int sync_boot(struct sync *s, const char *fallback_json) __attribute__((warn_unu
 
 /* New rows are in the outbox: send what the window allows. */
 void sync_kick(void *s);
-/* The supervisor's state changed: the reported state is republished (at
- * most once per CONFIG_... second; unchanged content is not republished). */
+/* A command changed the state: the reported state is republished at once
+ * (unchanged content is not). Other changes (replicas coming up, request
+ * figures) are found by a check once a second, so those go out at most
+ * once a second. */
 void sync_state_changed(void *s);
+
+/* Writes the reported state (control_report) into buf: GET /v1/state.
+ * Returns its length or -ENOSPC. */
+int sync_report(struct sync *s, char *buf, size_t len) __attribute__((warn_unused_result));
 
 /* Telemetry source "uplink": connection, forwarding and command counters. */
 void sync_telemetry_source(void *s, struct telemetry_buf *b);

@@ -169,7 +169,7 @@ expect 'berth_api_errors_total{code="400"}' 2
 expect 'berth_api_errors_total{code="404"}' 1
 expect 'berth_api_errors_total{code="413"}' 2
 expect 'berth_api_errors_total{code="405"}' 1
-curl -s -m 5 "$api/v1/state" | json 'd["deployments"][0]["classes"]["normal"]["on_time"]' | grep -qx 21 \
+curl -s -m 5 "$api/v1/state" | json 'd["dispatch"]["deployments"][0]["classes"]["normal"]["on_time"]' | grep -qx 21 \
   || fail "/v1/state does not match"
 ok "/metrics and /v1/state count exactly what was sent"
 

@@ -462,6 +462,79 @@ static void metrics_text_matches_the_counters(void **state)
 	assert_non_null(strstr(js, "\"address\":\"127.0.0.1:9001\""));
 }
 
+static void on_miss(void *arg, const char *model, enum dispatch_reason why, int http_status)
+{
+	struct fixture *f = arg;
+	(void)model;
+	(void)http_status;
+	if (why == DISPATCH_NO_READY_REPLICA || why == DISPATCH_REPLICA_FAILED || http_status >= 500)
+		f->pauses += 100; /* counted in hundreds, apart from the pause calls */
+}
+
+static int on_pause(void *arg, const char *model, unsigned replica, bool pause)
+{
+	struct fixture *f = arg;
+	assert_string_equal(model, "m");
+	assert_int_equal(replica, 0);
+	if (pause)
+		f->pauses++;
+	else
+		f->resumes++;
+	return 0;
+}
+
+static void misses_withdrawn_models_and_inflight(void **state)
+{
+	struct fixture *f = *state = make("edf-admit", 2);
+	dispatch_set_miss_fn(f->d, on_miss, f);
+	assert_int_equal(submit(f, 0, SLA_NORMAL, 100), -EAGAIN); /* no replica yet */
+	assert_int_equal(f->pauses, 100);
+	assert_int_equal(dispatch_replica_set(f->d, f->m, 0, "127.0.0.1", 9001, true), 0);
+	assert_int_equal(submit(f, 1, SLA_NORMAL, 500), 0);
+	struct dispatch_replica_stats st;
+	assert_int_equal(dispatch_replica_stats(f->d, f->m, 0, &st), 0);
+	assert_int_equal(st.inflight, 1);
+	fake_invoke_finish(0, 0, 500, "{}");              /* the replica's 5xx is a miss too */
+	assert_int_equal(f->pauses, 200);
+	assert_int_equal(dispatch_replica_stats(f->d, f->m, 0, &st), 0);
+	assert_int_equal(st.inflight, 0);
+	assert_int_equal(submit(f, 2, SLA_NORMAL, 500), 0);
+	fake_invoke_finish(1, 0, 200, "{}");              /* a success is not */
+	assert_int_equal(f->pauses, 200);
+
+	/* withdrawn: unknown to new requests, counters kept, back with dispatch_model_set */
+	dispatch_model_withdraw(f->d, f->m);
+	assert_int_equal(dispatch_model_find(f->d, "m"), -ENOENT);
+	assert_false(dispatch_all_ready(f->d));
+	assert_int_equal(dispatch_replica_stats(f->d, f->m, 0, &st), -ENOENT);
+	char buf[8192];
+	dispatch_render_metrics(f->d, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "berth_requests_total{model=\"m\",class=\"normal\"} 3"));
+	assert_int_equal(dispatch_model_set(f->d, "m", 1000, SLA_NORMAL, 1), f->m);
+	assert_int_equal(dispatch_model_find(f->d, "m"), f->m);
+}
+
+static void paused_request_that_ends_resumes_its_replica(void **state)
+{
+	struct fixture *f = *state = make("edf-preempt", 1);
+	dispatch_set_pause_fn(f->d, on_pause, f);
+	int u = dispatch_model_set(f->d, "u", 1000, SLA_URGENT, 1);
+	assert_true(u >= 0);
+	assert_int_equal(dispatch_replica_set(f->d, f->m, 0, "127.0.0.1", 9001, true), 0);
+	assert_int_equal(dispatch_replica_set(f->d, u, 0, "127.0.0.1", 9101, true), 0);
+	assert_int_equal(submit(f, 0, SLA_BATCH, 300), 0);   /* takes the only slot */
+	f->req[1] = (struct dispatch_req){ .model = u, .cls = SLA_URGENT, .arrival_us = hal_clock_now_us(),
+					   .deadline_us = hal_clock_now_us() + 100000, .body = "{}", .body_len = 2 };
+	assert_int_equal(dispatch_submit(f->d, &f->req[1]), 0);
+	assert_int_equal(f->pauses, 1);                      /* the batch replica was paused for it */
+	assert_int_equal(g_fake_inv->nstarted, 2);
+	/* the batch transfer times out while still paused: its replica is resumed */
+	sim_clock_advance_ms(300);
+	fake_invoke_finish(0, -ETIMEDOUT, 0, NULL);
+	assert_int_equal(f->resumes, 1);
+	assert_int_equal(f->req[0].reason, DISPATCH_DEADLINE_EXCEEDED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +553,8 @@ int main(void)
 		cmocka_unit_test_teardown(start_failure_finishes_inside_submit, teardown),
 		cmocka_unit_test_teardown(static_replica_list, teardown),
 		cmocka_unit_test_teardown(metrics_text_matches_the_counters, teardown),
+		cmocka_unit_test_teardown(misses_withdrawn_models_and_inflight, teardown),
+		cmocka_unit_test_teardown(paused_request_that_ends_resumes_its_replica, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

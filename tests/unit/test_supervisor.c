@@ -570,6 +570,77 @@ static void scale_drain_and_pause(void **state)
 	assert_int_equal(c.state, HAL_CTR_RUNNING);
 }
 
+/* The dispatcher's in-flight count of each replica of "a", set by the tests. */
+static unsigned g_inflight[DEPLOY_MAX_REPLICAS];
+static unsigned inflight_of(void *arg, const char *deployment, unsigned slot)
+{
+	(void)arg;
+	return !strcmp(deployment, "a") && slot < DEPLOY_MAX_REPLICAS ? g_inflight[slot] : 0;
+}
+
+static bool draining_of(struct fx *f, const char *dep, unsigned slot)
+{
+	struct sup_replica r[SUP_MAX_DEPLOYMENTS * DEPLOY_MAX_REPLICAS];
+	unsigned n = supervisor_replicas(f->s, r, SUP_MAX_DEPLOYMENTS * DEPLOY_MAX_REPLICAS);
+	for (unsigned i = 0; i < n; i++)
+		if (!strcmp(r[i].deployment, dep) && r[i].slot == slot)
+			return r[i].draining;
+	return false;
+}
+
+static void scale_down_waits_for_requests_in_flight(void **state)
+{
+	struct fx *f = *state;
+	memset(g_inflight, 0, sizeof(g_inflight));
+	supervisor_set_inflight_fn(f->s, inflight_of, NULL);
+	/* deadline 400 ms: the drain bound is 2 x 400, clamped up to SUP_DRAIN_MIN_MS */
+	apply(f, "{\"version\":1,\"deployments\":[{\"name\":\"a\",\"image\":\"w\",\"replicas\":{\"min\":1,\"max\":4,\"desired\":3},"
+		 "\"sla\":{\"deadline_ms\":400},\"inference\":{\"port\":9000}," PROBES "}]}");
+	RUN_UNTIL(f, 3000, ready_of(f, "a") == 3);
+	assert_non_null(supervisor_spec(f->s, "a"));
+	assert_int_equal(supervisor_spec(f->s, "a")->deadline_ms, 400);
+	assert_null(supervisor_spec(f->s, "zz"));
+
+	/* 3 -> 2: replica 2 drains (out of the ready list at once) while it serves a request */
+	g_inflight[2] = 1;
+	assert_int_equal(supervisor_set_replicas(f->s, "a", 2), 0);
+	run_ms(f, 5);
+	assert_int_equal(ready_of(f, "a"), 2);
+	assert_true(draining_of(f, "a", 2));
+	run_ms(f, 500);
+	assert_int_equal(engine_count("a", true), 3);   /* still running: its request is not answered */
+	g_inflight[2] = 0;
+	RUN_UNTIL(f, 1000, engine_count("a", false) == 2);
+	assert_int_equal(engine_count("a", false), 2);
+	struct hal_ctr_info c;
+	assert_int_equal(sim_ctr_get("berth-gw1-a-2", &c), -ENOENT);
+
+	/* a request that never ends: stopped at the bound (1 s), not later */
+	g_inflight[1] = 1;
+	assert_int_equal(supervisor_set_replicas(f->s, "a", 1), 0);
+	run_ms(f, SUP_DRAIN_MIN_MS - 100);
+	assert_int_equal(engine_count("a", true), 2);
+	RUN_UNTIL(f, 1500, engine_count("a", false) == 1);
+	assert_int_equal(engine_count("a", false), 1);
+	g_inflight[1] = 0;
+
+	/* scaled back up while one drains: the draining replica is kept, nothing new is made */
+	assert_int_equal(supervisor_set_replicas(f->s, "a", 2), 0);
+	RUN_UNTIL(f, 3000, ready_of(f, "a") == 2);
+	g_inflight[1] = 1;
+	assert_int_equal(supervisor_set_replicas(f->s, "a", 1), 0);
+	run_ms(f, 50);
+	assert_int_equal(ready_of(f, "a"), 1);
+	unsigned creates = engine_count("a", false);
+	assert_int_equal(supervisor_set_replicas(f->s, "a", 2), 0);
+	run_ms(f, 50);
+	assert_int_equal(ready_of(f, "a"), 2);
+	assert_false(draining_of(f, "a", 1));
+	assert_int_equal(engine_count("a", false), creates);
+	run_ms(f, 2000);
+	assert_int_equal(engine_count("a", true), 2);
+}
+
 static void noop_cb(void *arg, const struct hal_engine_result *res)
 {
 	(void)arg;
@@ -708,6 +779,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(engine_outage_backs_off_and_recovers_without_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(slow_engine_create_is_not_duplicated, setup, teardown),
 		cmocka_unit_test_setup_teardown(scale_drain_and_pause, setup, teardown),
+		cmocka_unit_test_setup_teardown(scale_down_waits_for_requests_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(removed_outside_is_recreated, setup, teardown),
 		cmocka_unit_test_setup_teardown(on_failure_and_never_policies, setup, teardown),
 		cmocka_unit_test_setup_teardown(chaos_keeps_min_running_and_times_recovery, setup, teardown),
