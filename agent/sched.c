@@ -51,15 +51,19 @@ struct entry {
 /* 4-ary min-heap of pool entries for one (model, class): half the levels of
  * a binary heap, so a removal moves a node and records its position half as
  * often, for three key compares a level instead of one. key[] has HEAP_D
- * slots beyond cap, and every slot at or past n holds UINT64_MAX, so the
+ * slots beyond cap, and every slot at or past an holds UINT64_MAX, so the
  * children of a node are compared without bounds checks (on equal keys the
  * lower index wins, so a real child always beats the padding). */
 #define HEAP_D 4
 struct heap {
 	uint64_t *key;               /* cap + HEAP_D */
 	uint32_t *id;                /* cap: pool index of each node */
-	uint32_t n;
+	uint32_t an;                 /* nodes in key[]/id[] */
+	uint32_t n;                  /* queued: an + front */
 	uint32_t cap;
+	uint32_t front;              /* 1: the head is held in front of the array */
+	uint64_t top_key;            /* key of the head; UINT64_MAX when n == 0 */
+	uint32_t top_id;             /* pool index of the head (n > 0) */
 	uint64_t work_us;            /* sum of entries' work_us */
 	uint64_t max_deadline_us;    /* upper bound of deadlines in the heap (exact until removals) */
 };
@@ -84,7 +88,7 @@ struct estimator {
 	uint32_t ring[SCHED_EST_RING];   /* arrival order of samples */
 	uint32_t sorted[SCHED_EST_RING]; /* while the ring fills: the same samples, ascending */
 	uint64_t top_mask;               /* full ring: the slots of the ntop largest samples */
-	uint8_t top[EST_TOPMAX];         /* those slots by ascending sample */
+	uint64_t top[EST_TOPMAX];        /* sample << 8 | slot of those, descending */
 	uint32_t ntop;                   /* EST_TOPK..EST_TOPMAX */
 	uint32_t n;
 	uint32_t head;                   /* next ring slot to overwrite */
@@ -226,80 +230,76 @@ static inline uint32_t sorted_find(const uint32_t *a, uint32_t n, uint32_t v)
 }
 
 /* The percentile of a full ring is its EST_TOPK-th largest sample, so only
- * the slots of the largest samples are tracked: top[0..ntop) ascending,
- * EST_TOPK <= ntop <= EST_TOPMAX, and every other sample is no larger than
- * any of them. Most samples enter and leave below them and cost a compare
- * or two; one entering above the smallest of them joins them (the smallest
- * drops out when there are EST_TOPMAX); one of them leaving just leaves,
- * until fewer than EST_TOPK remain and a scan of the ring takes the largest
- * of the others back up to EST_TOPMAX. */
-
-/* Inserts slot j at its place among the tracked slots (ntop < EST_TOPMAX). */
-static void est_top_insert(struct estimator *e, uint32_t j)
+ * the largest samples are tracked: top[0..ntop) holds (sample << 8 | slot)
+ * in descending order, EST_TOPK <= ntop <= EST_TOPMAX, and every other
+ * sample is no larger than any of them. Most samples enter and leave below
+ * them and cost a compare or two; one entering above the smallest of them
+ * joins them (the smallest drops out when there are EST_TOPMAX); one of
+ * them leaving just leaves, until fewer than EST_TOPK remain and a scan of
+ * the ring takes the largest of the others back up to EST_TOPMAX. */
+static inline uint64_t est_key(const struct estimator *e, uint32_t slot)
 {
-	uint32_t v = e->ring[j];
-	uint32_t m = e->ntop++;
-	while (m > 0 && e->ring[e->top[m - 1]] > v) {
-		e->top[m] = e->top[m - 1];
-		m--;
-	}
-	e->top[m] = (uint8_t)j;
-	e->top_mask |= 1ull << j;
+	return (uint64_t)e->ring[slot] << 8 | slot;
 }
 
 /* Tracks the largest untracked samples until EST_TOPMAX are tracked. Each
- * one is no larger than any tracked one, so they go in front. */
-static void est_top_refill(struct estimator *e)
+ * one is no larger than any tracked one, so they go behind them. */
+static __attribute__((noinline)) void est_top_refill(struct estimator *e)
 {
-	uint32_t want = EST_TOPMAX - e->ntop, nb = 0;
-	uint8_t buf[EST_TOPMAX];         /* ascending by sample */
+	uint64_t *t = e->top;
+	uint32_t lo = e->ntop, n = lo;
 	for (uint64_t cand = ~e->top_mask; cand; cand &= cand - 1) {
-		uint32_t i = (uint32_t)__builtin_ctzll(cand);
-		uint32_t v = e->ring[i], p;
-		if (nb < want) {
-			p = nb++;
-		} else if (v > e->ring[buf[0]]) {
-			p = nb - 1;
-			for (uint32_t q = 0; q < p; q++) /* drop the smallest */
-				buf[q] = buf[q + 1];
-		} else {
+		uint64_t k = est_key(e, (uint32_t)__builtin_ctzll(cand));
+		uint32_t p;
+		if (n < EST_TOPMAX)
+			p = n++;
+		else if (k > t[EST_TOPMAX - 1])
+			p = EST_TOPMAX - 1; /* the smallest drops out */
+		else
 			continue;
-		}
-		while (p > 0 && e->ring[buf[p - 1]] > v) {
-			buf[p] = buf[p - 1];
+		while (p > lo && t[p - 1] < k) {
+			t[p] = t[p - 1];
 			p--;
 		}
-		buf[p] = (uint8_t)i;
+		t[p] = k;
 	}
-	memmove(&e->top[nb], &e->top[0], e->ntop);
-	memcpy(&e->top[0], buf, nb);
-	e->ntop += nb;
-	for (uint32_t q = 0; q < nb; q++)
-		e->top_mask |= 1ull << buf[q];
+	for (uint32_t q = lo; q < n; q++)
+		e->top_mask |= 1ull << (t[q] & 0xff);
+	e->ntop = n;
 }
 
 /* Full ring: sample us replaces the one in slot h. */
-static void est_replace(struct estimator *e, uint32_t h, uint32_t us)
+static inline void est_replace(struct estimator *e, uint32_t h, uint32_t us)
 {
+	uint64_t *t = e->top;
 	uint64_t bit = 1ull << h;
-	e->ring[h] = us;
-	if (e->top_mask & bit) {
+	if (e->top_mask & bit) { /* the leaving sample is tracked: drop it */
+		uint64_t old = est_key(e, h);
 		uint32_t p = 0;
-		while (e->top[p] != h)
+		while (t[p] != old)
 			p++;
-		e->ntop--;
-		for (; p < e->ntop; p++)
-			e->top[p] = e->top[p + 1];
+		uint32_t n = --e->ntop;
+		for (; p < n; p++)
+			t[p] = t[p + 1];
 		e->top_mask &= ~bit;
 	}
-	if (e->ntop && us > e->ring[e->top[0]]) {
-		if (e->ntop == EST_TOPMAX) {
-			e->top_mask &= ~(1ull << e->top[0]);
-			e->ntop--;
-			memmove(&e->top[0], &e->top[1], e->ntop);
+	e->ring[h] = us;
+	uint64_t k = (uint64_t)us << 8 | h;
+	uint32_t n = e->ntop;
+	if (k > t[n - 1]) { /* ntop >= EST_TOPK - 1 >= 1 here */
+		if (n == EST_TOPMAX) {
+			e->top_mask &= ~(1ull << (t[n - 1] & 0xff));
+			n--;
 		}
-		est_top_insert(e, h);
-	} else if (e->ntop < EST_TOPK) {
+		uint32_t p = n;
+		while (p > 0 && t[p - 1] < k) {
+			t[p] = t[p - 1];
+			p--;
+		}
+		t[p] = k;
+		e->top_mask |= bit;
+		e->ntop = n + 1;
+	} else if (n < EST_TOPK) {
 		est_top_refill(e);
 	}
 }
@@ -313,7 +313,7 @@ static void est_add(struct estimator *e, uint32_t us)
 		est_replace(e, e->head, us);
 		e->head = (e->head + 1) % SCHED_EST_RING;
 		e->ewma_us = (uint32_t)(((uint64_t)e->ewma_us * 7 + us) / 8);
-		e->est_us = e->ring[e->top[e->ntop - EST_TOPK]];
+		e->est_us = (uint32_t)(e->top[EST_TOPK - 1] >> 8);
 		return;
 	}
 	uint32_t *a = e->sorted;
@@ -396,7 +396,7 @@ static void heap_down(struct sched *s, struct heap *h, uint32_t i)
 	uint64_t *k = h->key;
 	uint32_t *id = h->id;
 	uint32_t *pos = s->pos;
-	const uint32_t len = h->n;
+	const uint32_t len = h->an;
 	const uint64_t nk = k[i];
 	const uint32_t nid = id[i];
 	for (;;) {
@@ -424,7 +424,7 @@ static inline __attribute__((always_inline)) void heap_pop_root(struct sched *s,
 	uint64_t *k = h->key;
 	uint32_t *id = h->id;
 	uint32_t *pos = s->pos;
-	const uint32_t len = --h->n;
+	const uint32_t len = --h->an;
 	const uint64_t lk = k[len];
 	const uint32_t lid = id[len];
 	k[len] = UINT64_MAX;
@@ -459,18 +459,50 @@ static inline __attribute__((always_inline)) void heap_pop_root(struct sched *s,
 
 static inline unsigned heap_id(unsigned model, unsigned cls) { return model * SLA_NCLASSES + cls; }
 
+/* The head of a heap is either the root of its array or, when a request
+ * arrived with a key below every queued one, held in front of the array
+ * (front = 1): such a request is queued and later taken in O(1) instead of
+ * climbing to the root and being removed from it. The front is below every
+ * node of the array; top_key/top_id name the head either way. */
+#define POS_FRONT UINT32_MAX
+
+/* Appends pool entry idx with key k to h's array. */
+static inline __attribute__((always_inline)) void heap_array_push(struct sched *s, struct heap *h, uint32_t idx, uint64_t k)
+{
+	uint32_t i = h->an++;
+	h->key[i] = k;
+	h->id[i] = idx;
+	heap_up(s, h, i);
+}
+
+/* The array's root is the head again (no front). */
+static inline void heap_top_from_array(struct heap *h)
+{
+	h->front = 0;
+	h->top_key = h->key[0];
+	h->top_id = h->id[0];
+}
+
 static inline __attribute__((always_inline)) void heap_push(struct sched *s, uint32_t idx)
 {
 	struct entry *e = &s->pool[idx];
 	unsigned hid = heap_id(e->model, e->cls);
 	struct heap *h = &s->heaps[hid];
-	uint32_t i = h->n++;
-	h->key[i] = entry_key(s, e);
-	h->id[i] = idx;
-	heap_up(s, h, i);
+	uint64_t k = entry_key(s, e);
+	h->n++;
+	if (k <= h->top_key) { /* UINT64_MAX when empty */
+		if (h->front) /* the old head is below every node: it becomes the root */
+			heap_array_push(s, h, h->top_id, h->top_key);
+		h->front = 1;
+		h->top_key = k;
+		h->top_id = idx;
+		s->pos[idx] = POS_FRONT;
+	} else {
+		heap_array_push(s, h, idx, k);
+	}
 	h->work_us += e->work_us;
 	s->queued_work_us += e->work_us;
-	if (h->n == 1 || e->deadline_us > h->max_deadline_us)
+	if (e->deadline_us > h->max_deadline_us) /* 0 when it was empty */
 		h->max_deadline_us = e->deadline_us;
 	s->nonempty |= 1ull << hid;
 	e->state = ST_QUEUED;
@@ -482,8 +514,10 @@ static inline void heap_removed(struct sched *s, struct heap *h, unsigned hid, c
 {
 	h->work_us -= e->work_us; /* exact integer sums: zero when the heap is empty */
 	s->queued_work_us -= e->work_us;
-	if (!h->n)
+	if (!--h->n) {
 		s->nonempty &= ~(1ull << hid);
+		h->max_deadline_us = 0;
+	}
 	s->queued_total--;
 }
 
@@ -491,7 +525,9 @@ static inline void heap_removed(struct sched *s, struct heap *h, unsigned hid, c
 static inline __attribute__((always_inline)) void heap_take_head(struct sched *s, unsigned hid, const struct entry *e)
 {
 	struct heap *h = &s->heaps[hid];
-	heap_pop_root(s, h);
+	if (!h->front)
+		heap_pop_root(s, h);
+	heap_top_from_array(h);
 	heap_removed(s, h, hid, e);
 }
 
@@ -501,10 +537,12 @@ static void heap_remove(struct sched *s, uint32_t idx)
 	unsigned hid = heap_id(e->model, e->cls);
 	struct heap *h = &s->heaps[hid];
 	uint32_t i = s->pos[idx];
-	if (i == 0) {
+	if (i == POS_FRONT) {
+		heap_top_from_array(h);
+	} else if (i == 0) {
 		heap_pop_root(s, h);
 	} else {
-		uint32_t last = --h->n;
+		uint32_t last = --h->an;
 		if (i != last) {
 			uint32_t moved = h->id[last];
 			h->key[i] = h->key[last];
@@ -517,11 +555,13 @@ static void heap_remove(struct sched *s, uint32_t idx)
 			h->key[last] = UINT64_MAX;
 		}
 	}
+	if (!h->front)
+		heap_top_from_array(h);
 	heap_removed(s, h, hid, e);
 }
 
 /* Pool index of the head of heap h (h->n > 0). */
-static inline uint32_t heap_head(const struct heap *h) { return h->id[0]; }
+static inline uint32_t heap_head(const struct heap *h) { return h->top_id; }
 
 /* --- models and replicas ---------------------------------------------------- */
 
@@ -617,9 +657,7 @@ static const uint8_t lat_first[64] = {
 /* First bucket whose bound is >= lat_us (the last one is +Inf). */
 static inline unsigned lat_bucket_of(uint64_t lat_us)
 {
-	if (!lat_us)
-		return 0;
-	unsigned b = lat_first[63 - __builtin_clzll(lat_us)];
+	unsigned b = lat_first[63 - __builtin_clzll(lat_us | 1)]; /* 0 us: bucket 0 */
 	return b + (lat_us > sched_lat_bounds_us[b]);
 }
 
@@ -835,13 +873,13 @@ static inline __attribute__((always_inline)) void pump_body(struct sched *s)
 			unsigned bhid = 0;
 			if (mask) {
 				bhid = (unsigned)__builtin_ctzll(mask);
-				uint64_t bkey = s->heaps[bhid].key[0];
+				uint64_t bkey = s->heaps[bhid].top_key;
 				mask &= mask - 1;
 				while (mask) {
 					unsigned hid = (unsigned)__builtin_ctzll(mask);
 					mask &= mask - 1;
-					if (s->heaps[hid].key[0] < bkey) {
-						bkey = s->heaps[hid].key[0];
+					if (s->heaps[hid].top_key < bkey) {
+						bkey = s->heaps[hid].top_key;
 						bhid = hid;
 					}
 				}
@@ -1092,6 +1130,7 @@ int sched_model_add(struct sched *s, const char *name, uint32_t initial_est_us)
 		}
 		for (uint32_t i = 0; i < h->cap + HEAP_D; i++)
 			h->key[i] = UINT64_MAX;
+		h->top_key = UINT64_MAX;
 	}
 	struct model *m = &s->models[mi];
 	memset(m, 0, sizeof(*m));
@@ -1340,6 +1379,19 @@ static inline __attribute__((always_inline)) void release(struct sched *s, uint3
 	e->st->running--;
 }
 
+/* SCHED_DONE_RETRY with time left: idx (released) goes back to its queue. */
+static __attribute__((noinline)) void requeue(struct sched *s, uint32_t idx)
+{
+	struct entry *e = &s->pool[idx];
+	e->attempt++;
+	e->last_replica = e->replica;
+	e->replica = -1;
+	e->st->retries++;
+	heap_push(s, idx);
+	e->st->queued++;
+	pump(s);
+}
+
 int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uint64_t service_us, uint64_t now_us)
 {
 	uint32_t idx;
@@ -1349,16 +1401,6 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 	set_now(s, now_us);
 	struct sched_class_stats *st = e->st;
 	release(s, idx);
-	if (outcome == SCHED_DONE_RETRY && e->attempt < SCHED_MAX_RETRIES && s->now_us < e->deadline_us) {
-		e->attempt++;
-		e->last_replica = e->replica;
-		e->replica = -1;
-		st->retries++;
-		heap_push(s, idx);
-		st->queued++;
-		pump(s);
-		return 0;
-	}
 	if (outcome == SCHED_DONE_OK) {
 		uint64_t active = service_us > e->paused_total_us ? service_us - e->paused_total_us : service_us;
 		if (service_us) {
@@ -1370,6 +1412,9 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 		else
 			st->late++;
 		count_latency(st, s->now_us - e->arrival_us);
+	} else if (outcome == SCHED_DONE_RETRY && e->attempt < SCHED_MAX_RETRIES && s->now_us < e->deadline_us) {
+		requeue(s, idx);
+		return 0;
 	} else {
 		st->failed++;
 	}

@@ -24,7 +24,8 @@
  * (exact unless 65536 requests share one deadline microsecond).
  * Under the fifo policy the key is the arrival sequence alone. Internally
  * there is one 4-ary heap per (model, class) over one preallocated pool of
- * request entries; the global order is the minimum over the heap heads, so a
+ * request entries (a request arriving below everything queued in its heap
+ * is held in front of the heap's array, so taking it is O(1)); the global order is the minimum over the heap heads, so a
  * model without a free replica never blocks another model's requests (a
  * bitmask of the heaps whose model has a free replica limits the heads
  * compared). When a slot frees, the earliest request whose model has a free
