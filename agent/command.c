@@ -380,25 +380,8 @@ int command_parse_desired(const char *payload, size_t len, uint64_t *version, ch
 
 int command_json_string(char *buf, size_t len, const char *s)
 {
-	size_t o = 0;
-#define PUT(c) do { if (o + 1 >= len) return -ENOSPC; buf[o++] = (c); } while (0)
-	PUT('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\') {
-			PUT('\\');
-			PUT((char)*p);
-		} else if (*p < 0x20) {
-			if (o + 7 >= len)
-				return -ENOSPC;
-			o += (size_t)snprintf(buf + o, len - o, "\\u%04x", *p);
-		} else {
-			PUT((char)*p);
-		}
-	}
-	PUT('"');
-#undef PUT
-	buf[o] = '\0';
-	return (int)o;
+	size_t n = jsonutil_quote(buf, len, s);
+	return n < len ? (int)n : -ENOSPC;
 }
 
 int command_format_reply(char *buf, size_t len, const char *id, const char *result_json,
