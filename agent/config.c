@@ -93,6 +93,7 @@ static const struct cfg_key keys[] = {
 	INT("telemetry.inflight_max", telemetry.inflight_max, 1, 100, XSTR(CONFIG_UPLINK_INFLIGHT)),
 	INT("telemetry.disk_budget_kb", telemetry.disk_budget_kb, 256, 4194304, XSTR(CONFIG_STORE_BUDGET_KB)),
 	ENUM("telemetry.synchronous", telemetry.synchronous, "full|normal", "full"),
+	INT("telemetry.state_refresh_s", telemetry.state_refresh_s, 1, 3600, "30"),
 
 	BOOL("autoscale.enabled", autoscale.enabled, "true"),
 	INT("autoscale.interval_s", autoscale.interval_s, 1, 3600, "30"),

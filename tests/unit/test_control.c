@@ -63,8 +63,9 @@ static int f_chaos(void *ctx, const char *n, uint32_t a, uint32_t b, uint32_t c,
 	((struct fake *)ctx)->chaos++;
 	return 0;
 }
-static int f_report(void *ctx, char *buf, size_t len)
+static int f_report(void *ctx, char *buf, size_t len, bool figures)
 {
+	(void)figures;
 	int n = snprintf(buf, len, "[]");
 	return n < (int)len ? n : -ENOSPC;
 }
