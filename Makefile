@@ -187,7 +187,7 @@ bench: $(BENCHES)
 bench-%: all
 	$(Q)tests/bench/bench-$*.sh $(O)
 demo:
-	$(Q)scripts/demo.sh
+	$(Q)scripts/demo.sh $(O)
 
 # --- install ---------------------------------------------------------------
 # Never overwrites an operator's /etc/berth files; without an example

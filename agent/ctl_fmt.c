@@ -514,7 +514,9 @@ static void telemetry_row(FILE *out, int64_t seq, const char *when, const cJSON 
 
 static void event_row(FILE *out, int64_t seq, const char *when, const cJSON *data)
 {
-	const char *type = cJSON_IsObject(data) ? str(data, "type") : NULL;
+	/* berthd's rows are {"event": TYPE, "detail": {..}}; "type" is read too. */
+	const char *key = cJSON_IsObject(data) && str(data, "event") ? "event" : "type";
+	const char *type = cJSON_IsObject(data) ? str(data, key) : NULL;
 	const cJSON *detail = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "detail") : NULL;
 	char *d = NULL;
 	if (detail) {
@@ -523,7 +525,7 @@ static void event_row(FILE *out, int64_t seq, const char *when, const cJSON *dat
 		/* Everything but the type. */
 		cJSON *copy = cJSON_Duplicate(data, true);
 		if (copy && cJSON_IsObject(copy))
-			cJSON_DeleteItemFromObjectCaseSensitive(copy, "type");
+			cJSON_DeleteItemFromObjectCaseSensitive(copy, key);
 		d = copy ? cJSON_PrintUnformatted(copy) : NULL;
 		cJSON_Delete(copy);
 	}

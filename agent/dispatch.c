@@ -259,6 +259,10 @@ static void breaker_result(struct dispatch *d, int m, int i, bool ok, uint64_t n
 
 /* --- transfers ----------------------------------------------------------- */
 
+/* A timeout is the replica's fault (breaker) when it had at least this many
+ * service-time estimates to answer. */
+#define DISPATCH_TIMEOUT_FAULT_FACTOR 4u
+
 
 static bool connection_failure(int err)
 {
@@ -297,7 +301,16 @@ static void on_invoke_done(void *arg, const struct hal_invoke_res *res)
 		 * one is free, or refuses it at dispatch when time ran out. */
 		(void)sched_complete(d->sched, r->id, SCHED_DONE_RETRY, 0, now);
 	} else {
-		breaker_result(d, m, i, false, now);
+		/* A transfer cut at the request's own deadline says little about a
+		 * replica that had about one service time for it: under load a
+		 * healthy replica runs slow. Such a timeout counts against the
+		 * breaker only when the replica had several estimated service times
+		 * (a hung replica still trips it) or answered a half-open probe. */
+		uint64_t had_us = r->deadline_us > r->sent_us ? r->deadline_us - r->sent_us : 0;
+		bool fault = res->err != -ETIMEDOUT || d->models[m].rep[i].brk == BRK_PROBING ||
+			     had_us >= DISPATCH_TIMEOUT_FAULT_FACTOR * (uint64_t)sched_estimate_us(d->sched, m);
+		if (fault)
+			breaker_result(d, m, i, false, now);
 		(void)sched_complete(d->sched, r->id, SCHED_DONE_FAILED, 0, now);
 		if (res->err == -ETIMEDOUT)
 			finish(d, r, DISPATCH_DEADLINE_EXCEEDED, 504, NULL, 0);

@@ -2,17 +2,21 @@
 /*
  * usage: loadgen --trace FILE --target HOST:PORT[,HOST:PORT...] [--model M]
  *                [--skip N] [--limit N] [--speedup K] [--cost-scale F]
- *                [--conns N] [--raw FILE]
+ *                [--conns N] [--raw FILE] [--progress FILE]
  * Each trace row (t_ms,model,deadline_ms[,class][,cost_ms]) becomes one POST
  * /v2/models/M/infer at t_ms/K with X-Berth-Deadline-Ms, X-Berth-Class and
- * body parameters.cost_ms = cost_ms*F. With several targets each request goes
+ * body parameters.cost_ms = cost_ms*F; M is --model, or the row's model. With several targets each request goes
  * to the target with the fewest requests in flight (a client balancing over
  * replicas by itself). Open loop: a request is sent at its time on an idle
  * keep-alive connection, or a new one (up to --conns per target).
  * Prints one line per class and a last line
  *   LOADGEN n=.. ok=.. p50_ms=.. p90_ms=.. p99_ms=.. urgent_miss_pct=.. overhead_p50_ms=.. overhead_p99_ms=..
  * (overhead_*: latency minus X-Berth-Queue-Ms minus X-Berth-Service-Ms, when present).
- * --raw writes "latency_ms,class,status,deadline_ms" per request.
+ * --raw writes "latency_ms,class,status,deadline_ms,sent_ms,model,queue_ms,service_ms,reason"
+ * per request (sent_ms from the start of the replay; latency -1 when unanswered; reason
+ * from the JSON error body of a refusal, else empty).
+ * --progress FILE is rewritten (atomically) every 250 ms and at the end with
+ * "sent=N ok=N refused=N failed=N inflight=N total=N done=0|1" (refused: 503).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -34,14 +38,18 @@
 #define MAX_TARGETS 8
 #define MAX_CONNS 256
 #define BUF_SIZE 65536
+#define MAX_MODELS 16
+#define MODEL_NAME_MAX 48
 
 struct row {
 	double t_ms, deadline_ms, cost_ms;
 	int cls;                   /* 0 urgent, 1 normal, 2 batch */
+	int model;                 /* index into g_models */
 	/* results */
 	int status;
-	double latency_ms, queue_ms, service_ms;
+	double latency_ms, queue_ms, service_ms, sent_ms;
 	bool done, have_berth;
+	char reason[24];           /* "reason" of an error body (503 refusals) */
 };
 
 struct conn {
@@ -62,7 +70,9 @@ static struct conn g_conns[MAX_CONNS * MAX_TARGETS];
 static unsigned g_nconns;
 static struct sockaddr_in g_targets[MAX_TARGETS];
 static unsigned g_ntargets, g_inflight[MAX_TARGETS];
-static const char *g_model = "m";
+static const char *g_model;   /* --model; NULL: each row's own */
+static char g_models[MAX_MODELS][MODEL_NAME_MAX];
+static unsigned g_nmodels;
 static unsigned g_max_conns = 64;
 
 static double now_ms(void)
@@ -81,6 +91,18 @@ static int class_of(const char *s)
 	return 1;
 }
 static const char *const class_names[3] = { "urgent", "normal", "batch" };
+
+/* Index of model name s (interned), or -1 when the table is full. */
+static int model_of(const char *s)
+{
+	for (unsigned i = 0; i < g_nmodels; i++)
+		if (!strcmp(g_models[i], s))
+			return (int)i;
+	if (g_nmodels == MAX_MODELS)
+		return -1;
+	snprintf(g_models[g_nmodels], MODEL_NAME_MAX, "%s", s);
+	return (int)g_nmodels++;
+}
 
 static int load_trace(const char *path, size_t skip, size_t limit, double speedup, double cost_scale)
 {
@@ -104,14 +126,21 @@ static int load_trace(const char *path, size_t skip, size_t limit, double speedu
 		}
 		char *save = NULL;
 		char *t = strtok_r(line, ",\n", &save);
-		strtok_r(NULL, ",\n", &save);   /* model: every request goes to --model */
+		char *mo = strtok_r(NULL, ",\n", &save);
 		char *dl = strtok_r(NULL, ",\n", &save);
 		char *cl = strtok_r(NULL, ",\n", &save);
 		char *co = strtok_r(NULL, ",\n", &save);
-		if (!t || !dl)
+		if (!t || !mo || !dl)
 			continue;
+		int mi = model_of(g_model ? g_model : mo);
+		if (mi < 0) {
+			fprintf(stderr, "loadgen: more than %d models in %s\n", MAX_MODELS, path);
+			fclose(f);
+			return -E2BIG;
+		}
 		struct row *r = &g_rows[g_nrows++];
 		memset(r, 0, sizeof(*r));
+		r->model = mi;
 		double tm = atof(t);
 		if (t0 < 0)
 			t0 = tm;
@@ -195,11 +224,12 @@ static bool send_req(struct row *r, double t)
 			  "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}],"
 			  "\"parameters\":{\"cost_ms\":%d}}",
 			  r->cost_ms < 1 ? 1 : (int)(r->cost_ms + 0.5));
+	r->sent_ms = t;
 	c->out_len = (size_t)snprintf(c->out, sizeof(c->out),
 				      "POST /v2/models/%s/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 				      "Content-Type: application/json\r\nContent-Length: %d\r\n"
 				      "X-Berth-Deadline-Ms: %d\r\nX-Berth-Class: %s\r\n\r\n%s",
-				      g_model, bl, (int)(r->deadline_ms + 0.5), class_names[r->cls], body);
+				      g_models[r->model], bl, (int)(r->deadline_ms + 0.5), class_names[r->cls], body);
 	c->out_off = 0;
 	c->busy = true;
 	c->req = r;
@@ -257,12 +287,52 @@ static void on_readable(struct conn *c, double t)
 	r->queue_ms = header_ms(c->buf, "\r\nX-Berth-Queue-Ms:", &found);
 	r->service_ms = header_ms(c->buf, "\r\nX-Berth-Service-Ms:", &found);
 	r->have_berth = found;
+	if (status != 200) {
+		const char *rs = strstr(hend + 4, "\"reason\":\"");
+		if (rs) {
+			rs += 10;
+			size_t n = strcspn(rs, "\"");
+			if (n >= sizeof(r->reason))
+				n = sizeof(r->reason) - 1;
+			memcpy(r->reason, rs, n);
+			r->reason[n] = '\0';
+		}
+	}
 	bool close_after = strcasestr(c->buf, "\r\nConnection: close") != NULL;
 	finish(c, status, t);
 	if (close_after) {
 		close(c->fd);
 		c->fd = -1;
 	}
+}
+
+/* Rewrites the progress file (write to a temporary name, then rename, so a
+ * reader never sees half a line). */
+static void write_progress(const char *path, size_t sent, bool done)
+{
+	if (!path)
+		return;
+	size_t ok = 0, refused = 0, failed = 0, inflight = 0;
+	for (size_t i = 0; i < sent; i++) {
+		const struct row *r = &g_rows[i];
+		if (!r->done)
+			inflight++;
+		else if (r->status == 200)
+			ok++;
+		else if (r->status == 503)
+			refused++;
+		else
+			failed++;
+	}
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "sent=%zu ok=%zu refused=%zu failed=%zu inflight=%zu total=%zu done=%d\n", sent, ok, refused, failed,
+		inflight, g_nrows, done);
+	if (fclose(f) == 0)
+		rename(tmp, path);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -281,7 +351,7 @@ static double pct(double *v, size_t n, double p)
 
 int main(int argc, char **argv)
 {
-	const char *trace = NULL, *targets = NULL, *raw = NULL;
+	const char *trace = NULL, *targets = NULL, *raw = NULL, *progress = NULL;
 	size_t skip = 0, limit = 0;
 	double speedup = 1, cost_scale = 1;
 	for (int i = 1; i < argc; i++) {
@@ -299,6 +369,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--cost-scale")) cost_scale = atof(v);
 		else if (!strcmp(a, "--conns")) g_max_conns = (unsigned)atoi(v);
 		else if (!strcmp(a, "--raw")) raw = v;
+		else if (!strcmp(a, "--progress")) progress = v;
 		else {
 			fprintf(stderr, "loadgen: unknown option %s\n", a);
 			return 2;
@@ -307,7 +378,7 @@ int main(int argc, char **argv)
 	}
 	if (!trace || !targets || speedup <= 0 || g_max_conns < 1 || g_max_conns > MAX_CONNS) {
 		fprintf(stderr, "usage: loadgen --trace FILE --target HOST:PORT[,..] [--model M] [--skip N] [--limit N]"
-				" [--speedup K] [--cost-scale F] [--conns N] [--raw FILE]\n");
+				" [--speedup K] [--cost-scale F] [--conns N] [--raw FILE] [--progress FILE]\n");
 		return 2;
 	}
 	char tbuf[512];
@@ -334,9 +405,13 @@ int main(int argc, char **argv)
 	int map[MAX_CONNS * MAX_TARGETS];
 	size_t next = 0, ndone = 0;
 	double start = now_ms() + 50;
-	double give_up = 0;
+	double give_up = 0, next_progress = 0;
 	while (ndone < g_nrows) {
 		double t = now_ms();
+		if (t >= next_progress) {
+			write_progress(progress, next, false);
+			next_progress = t + 250;
+		}
 		while (next < g_nrows && start + g_rows[next].t_ms <= t) {
 			if (!send_req(&g_rows[next], t))
 				break;   /* every connection busy: send when one frees */
@@ -380,6 +455,8 @@ int main(int argc, char **argv)
 			ndone += g_rows[i].done;
 	}
 
+	write_progress(progress, next, true);
+
 	/* Summary. */
 	double *lat = calloc(g_nrows, sizeof(double)), *ovh = calloc(g_nrows, sizeof(double));
 	size_t nlat = 0, novh = 0, ok = 0;
@@ -392,8 +469,9 @@ int main(int argc, char **argv)
 		if (!on_time)
 			miss[r->cls]++;
 		if (rf)
-			fprintf(rf, "%.4f,%s,%d,%.1f\n", r->done ? r->latency_ms : -1.0, class_names[r->cls], r->status,
-				r->deadline_ms);
+			fprintf(rf, "%.4f,%s,%d,%.1f,%.3f,%s,%.3f,%.3f,%s\n", r->done ? r->latency_ms : -1.0,
+				class_names[r->cls], r->status, r->deadline_ms, r->sent_ms ? r->sent_ms - start : -1.0,
+				g_models[r->model], r->queue_ms, r->service_ms, r->reason);
 		if (r->done && r->status == 200) {
 			ok++;
 			lat[nlat++] = r->latency_ms;

@@ -300,7 +300,7 @@ static void replies_accepted_and_refused(void **state)
 static void batches_as_rows(void **state)
 {
 	const char *ev = "{\"schema\":1,\"device\":\"gw-01\",\"kind\":\"event\",\"first_seq\":7,\"last_seq\":8,\"rows\":["
-			 "{\"seq\":7,\"ts\":1735732790000,\"data\":{\"type\":\"circuit_open\",\"detail\":{\"deployment\":\"a\"}}},"
+			 "{\"seq\":7,\"ts\":1735732790000,\"data\":{\"event\":\"circuit_open\",\"detail\":{\"deployment\":\"a\"}}},"
 			 "{\"seq\":8,\"ts\":1735732795000,\"data\":{\"type\":\"store_recovered\",\"moved_to\":\"x\"}}]}";
 	bool header = false;
 	FILE *f = mem_open();

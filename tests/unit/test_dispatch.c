@@ -315,6 +315,46 @@ static void success_resets_the_failure_count(void **state)
 	assert_int_equal(rs.breaker_opens, 0);
 }
 
+/* A request that reaches a healthy replica with about one service time left
+ * times out under load; that is not the replica's fault and must not shut it
+ * out of every other request. Timeouts with ample time still open it. */
+static void tight_deadline_timeouts_leave_the_breaker_closed(void **state)
+{
+	struct fixture *f = *state = make("edf-admit", 2);
+	struct dispatch_replica_stats rs;
+	assert_int_equal(dispatch_replica_set(f->d, f->m, 0, "127.0.0.1", 9001, true), 0);
+	/* teach the estimator a 10 ms service time */
+	unsigned n = 0;
+	for (unsigned i = 0; i < 8; i++) {
+		assert_int_equal(submit(f, n++, SLA_NORMAL, 500), 0);
+		sim_clock_advance_ms(10);
+		fake_invoke_finish(g_fake_inv->nstarted - 1, 0, 200, "ok");
+	}
+	uint32_t est_ms = (sched_estimate_us(dispatch_sched(f->d), f->m) + 999) / 1000;
+	assert_true(est_ms >= 1 && est_ms < 100);
+
+	for (unsigned i = 0; i < 2 * CONFIG_DISPATCH_BREAKER_FAILURES; i++) {
+		assert_int_equal(submit(f, n, SLA_NORMAL, 2 * est_ms), 0);
+		sim_clock_advance_ms(2 * est_ms);
+		fake_invoke_finish(g_fake_inv->nstarted - 1, -ETIMEDOUT, 0, NULL);
+		assert_int_equal(f->req[n].http_status, 504);
+		n++;
+	}
+	assert_int_equal(dispatch_replica_stats(f->d, f->m, 0, &rs), 0);
+	assert_false(rs.breaker_open);
+	assert_true(dispatch_model_ready(f->d, f->m));
+
+	/* a replica that lets requests with 10 service times left run out is hung */
+	for (unsigned i = 0; i < CONFIG_DISPATCH_BREAKER_FAILURES; i++) {
+		assert_int_equal(submit(f, n, SLA_NORMAL, 10 * est_ms), 0);
+		sim_clock_advance_ms(10 * est_ms);
+		fake_invoke_finish(g_fake_inv->nstarted - 1, -ETIMEDOUT, 0, NULL);
+		n++;
+	}
+	assert_int_equal(dispatch_replica_stats(f->d, f->m, 0, &rs), 0);
+	assert_true(rs.breaker_open);
+}
+
 static void cancel_stops_the_transfer_without_done(void **state)
 {
 	struct fixture *f = *state = make("edf-admit", 1);
@@ -548,6 +588,7 @@ int main(void)
 		cmocka_unit_test_teardown(timeout_answers_504, teardown),
 		cmocka_unit_test_teardown(replica_5xx_is_passed_through_and_counted_failed, teardown),
 		cmocka_unit_test_teardown(breaker_opens_half_opens_and_closes, teardown),
+		cmocka_unit_test_teardown(tight_deadline_timeouts_leave_the_breaker_closed, teardown),
 		cmocka_unit_test_teardown(success_resets_the_failure_count, teardown),
 		cmocka_unit_test_teardown(cancel_stops_the_transfer_without_done, teardown),
 		cmocka_unit_test_teardown(start_failure_finishes_inside_submit, teardown),
