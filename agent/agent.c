@@ -23,6 +23,7 @@
 #include "agent/supervisor.h"
 #include "agent/sync.h"
 #include "agent/telemetry.h"
+#include "agent/textfile.h"
 #include "hal/clock.h"
 #include "hal/engine.h"
 #include "hal/invoke.h"
@@ -76,20 +77,13 @@ static char *read_deployments_file(const char *path)
 {
 	if (!path[0])
 		return NULL;
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		LOG_WRN("event=deployments_file_unreadable path=%s err=%s", path, strerror(errno));
-		return NULL;
-	}
-	char *buf = malloc(CONFIG_CONFIG_MAX_BYTES + 1);
-	size_t n = buf ? fread(buf, 1, CONFIG_CONFIG_MAX_BYTES + 1, f) : 0;
-	fclose(f);
-	if (!buf || n > CONFIG_CONFIG_MAX_BYTES) {
+	char *buf;
+	size_t len;
+	int rc = textfile_read(path, CONFIG_CONFIG_MAX_BYTES, &buf, &len);
+	if (rc == -EFBIG)
 		LOG_WRN("event=deployments_file_too_large path=%s max=%d", path, CONFIG_CONFIG_MAX_BYTES);
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
+	else if (rc)
+		LOG_WRN("event=deployments_file_unreadable path=%s err=%s", path, strerror(-rc));
 	return buf;
 }
 

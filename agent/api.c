@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent/dispatch.h"
+#include "agent/jsonutil.h"
 #include "agent/log.h"
 #include "agent/loop.h"
 #include "hal/clock.h"
@@ -134,26 +135,7 @@ int api_parse_class(const char *value, enum sla_class *cls)
 /* Appends s as a JSON string (quoted, escaped). */
 static size_t json_str(char *buf, size_t len, size_t off, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-#define PUT(c) do { if (off + 1 < len) buf[off] = (c); off++; } while (0)
-	PUT('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\') {
-			PUT('\\');
-			PUT((char)*p);
-		} else if (*p < 0x20) {
-			PUT('\\'); PUT('u'); PUT('0'); PUT('0');
-			PUT(hex[*p >> 4]);
-			PUT(hex[*p & 15]);
-		} else {
-			PUT((char)*p);
-		}
-	}
-	PUT('"');
-#undef PUT
-	if (len)
-		buf[off < len ? off : len - 1] = '\0';
-	return off;
+	return off + jsonutil_quote(off < len ? buf + off : NULL, off < len ? len - off : 0, s);
 }
 
 static size_t json_raw(char *buf, size_t len, size_t off, const char *s)

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/jsonutil.h"
+
 static const char *const verb_names[CMD_NVERBS] = {
 	[CMD_DEPLOY] = "deploy",           [CMD_SCALE] = "scale",
 	[CMD_RESTART] = "restart",         [CMD_REMOVE] = "remove",
@@ -43,17 +45,6 @@ static int set_err(struct command_error *err, const char *code, const char *fmt,
 	return -EINVAL;
 }
 
-static const char *type_name(const cJSON *v)
-{
-	if (cJSON_IsString(v)) return "a string";
-	if (cJSON_IsNumber(v)) return "a number";
-	if (cJSON_IsBool(v)) return "a boolean";
-	if (cJSON_IsNull(v)) return "null";
-	if (cJSON_IsArray(v)) return "an array";
-	if (cJSON_IsObject(v)) return "an object";
-	return "invalid";
-}
-
 static bool id_char_ok(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
@@ -64,9 +55,8 @@ static bool id_char_ok(char c)
 static int check_keys(const cJSON *obj, const char *prefix, const char *allowed, struct command_error *err)
 {
 	for (const cJSON *c = obj->child; c; c = c->next) {
-		for (const cJSON *d = obj->child; d != c; d = d->next)
-			if (strcmp(d->string, c->string) == 0)
-				return set_err(err, "bad_field", "%s%.64s appears twice", prefix, c->string);
+		if (jsonutil_key_repeated(obj, c))
+			return set_err(err, "bad_field", "%s%.64s appears twice", prefix, c->string);
 		size_t n = strlen(c->string);
 		bool found = false;
 		for (const char *p = allowed; *p && !found;) {
@@ -92,7 +82,7 @@ static int get_uint(const cJSON *obj, const char *key, const char *path, bool re
 		return 0;
 	}
 	if (!cJSON_IsNumber(v))
-		return set_err(err, "bad_type", "%s must be an integer, got %s", path, type_name(v));
+		return set_err(err, "bad_type", "%s must be an integer, got %s", path, jsonutil_type_name(v));
 	double d = v->valuedouble;
 	if (!isfinite(d) || d != floor(d))
 		return set_err(err, "bad_type", "%s must be an integer, got %g", path, d);
@@ -109,7 +99,7 @@ static int get_name(const cJSON *args, char *out, struct command_error *err)
 	if (!v)
 		return set_err(err, "missing_field", "args.deployment is missing");
 	if (!cJSON_IsString(v))
-		return set_err(err, "bad_type", "args.deployment must be a string, got %s", type_name(v));
+		return set_err(err, "bad_type", "args.deployment must be a string, got %s", jsonutil_type_name(v));
 	size_t n = strlen(v->valuestring);
 	if (n == 0 || n >= DEPLOY_NAME_MAX)
 		return set_err(err, "bad_value", "args.deployment must be 1..%d characters", DEPLOY_NAME_MAX - 1);
@@ -137,7 +127,7 @@ static int parse_desired_obj(const cJSON *obj, const char *prefix, uint64_t *ver
 	if (!deps)
 		return set_err(err, "missing_field", "%sdeployments is missing", prefix);
 	if (!cJSON_IsArray(deps))
-		return set_err(err, "bad_type", "%sdeployments must be an array, got %s", prefix, type_name(deps));
+		return set_err(err, "bad_type", "%sdeployments must be an array, got %s", prefix, jsonutil_type_name(deps));
 	int n = cJSON_GetArraySize(deps);
 	if (n > DEPLOY_MAX)
 		return set_err(err, "out_of_range", "%sdeployments has %d entries, at most %d", prefix, n, DEPLOY_MAX);
@@ -145,7 +135,7 @@ static int parse_desired_obj(const cJSON *obj, const char *prefix, uint64_t *ver
 	for (const cJSON *d = deps->child; d; d = d->next, i++) {
 		if (!cJSON_IsObject(d))
 			return set_err(err, "bad_type", "%sdeployments[%d] must be an object, got %s", prefix, i,
-				       type_name(d));
+				       jsonutil_type_name(d));
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(d, "name");
 		if (!cJSON_IsString(name) || !name->valuestring[0])
 			return set_err(err, "missing_field", "%sdeployments[%d].name is missing", prefix, i);
@@ -191,7 +181,7 @@ static cJSON *parse_root(const char *payload, size_t len, struct command_error *
 		return NULL;
 	}
 	if (!cJSON_IsObject(root)) {
-		set_err(err, "bad_envelope", "the message must be a JSON object, got %s", type_name(root));
+		set_err(err, "bad_envelope", "the message must be a JSON object, got %s", jsonutil_type_name(root));
 		cJSON_Delete(root);
 		return NULL;
 	}
@@ -203,7 +193,7 @@ static int check_schema(const cJSON *root, struct command_error *err)
 	uint64_t schema = COMMAND_SCHEMA;
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "schema");
 	if (v && !cJSON_IsNumber(v))
-		return set_err(err, "bad_type", "schema must be an integer, got %s", type_name(v));
+		return set_err(err, "bad_type", "schema must be an integer, got %s", jsonutil_type_name(v));
 	if (v && (v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 || v->valuedouble > 1e9))
 		return set_err(err, "bad_type", "schema must be an integer");
 	if (v)
@@ -259,7 +249,7 @@ static int parse_args(struct command *cmd, const cJSON *args, struct command_err
 		if (!l)
 			return set_err(err, "missing_field", "args.level is missing");
 		if (!cJSON_IsString(l))
-			return set_err(err, "bad_type", "args.level must be a string, got %s", type_name(l));
+			return set_err(err, "bad_type", "args.level must be a string, got %s", jsonutil_type_name(l));
 		static const char *const levels[] = { "err", "wrn", "inf", "dbg" };
 		for (size_t i = 0; i < 4; i++) {
 			if (strcmp(l->valuestring, levels[i]) == 0) {
@@ -294,7 +284,7 @@ int command_parse(const char *topic_verb, const char *payload, size_t len, struc
 		goto out;
 	}
 	if (!cJSON_IsString(id)) {
-		rc = set_err(err, "bad_type", "id must be a string, got %s", type_name(id));
+		rc = set_err(err, "bad_type", "id must be a string, got %s", jsonutil_type_name(id));
 		goto out;
 	}
 	size_t idlen = strlen(id->valuestring);
@@ -320,7 +310,7 @@ int command_parse(const char *topic_verb, const char *payload, size_t len, struc
 		goto out;
 	}
 	if (!cJSON_IsString(verb)) {
-		rc = set_err(err, "bad_type", "verb must be a string, got %s", type_name(verb));
+		rc = set_err(err, "bad_type", "verb must be a string, got %s", jsonutil_type_name(verb));
 		goto out;
 	}
 	if (command_verb_parse(verb->valuestring) < 0) {
@@ -337,7 +327,7 @@ int command_parse(const char *topic_verb, const char *payload, size_t len, struc
 	if (ts) {
 		if (!cJSON_IsNumber(ts) || ts->valuedouble < 0 || ts->valuedouble > 9e15 ||
 		    ts->valuedouble != floor(ts->valuedouble)) {
-			rc = set_err(err, "bad_type", "ts must be milliseconds since the epoch, got %s", type_name(ts));
+			rc = set_err(err, "bad_type", "ts must be milliseconds since the epoch, got %s", jsonutil_type_name(ts));
 			goto out;
 		}
 		cmd->ts_ms = (int64_t)ts->valuedouble;
@@ -351,7 +341,7 @@ int command_parse(const char *topic_verb, const char *payload, size_t len, struc
 		}
 		args = empty = cJSON_CreateObject();
 	} else if (!cJSON_IsObject(args)) {
-		rc = set_err(err, "bad_type", "args must be an object, got %s", type_name(args));
+		rc = set_err(err, "bad_type", "args must be an object, got %s", jsonutil_type_name(args));
 		goto out;
 	}
 	rc = args ? parse_args(cmd, args, err) : set_err(err, "internal", "out of memory");
@@ -390,25 +380,8 @@ int command_parse_desired(const char *payload, size_t len, uint64_t *version, ch
 
 int command_json_string(char *buf, size_t len, const char *s)
 {
-	size_t o = 0;
-#define PUT(c) do { if (o + 1 >= len) return -ENOSPC; buf[o++] = (c); } while (0)
-	PUT('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\') {
-			PUT('\\');
-			PUT((char)*p);
-		} else if (*p < 0x20) {
-			if (o + 7 >= len)
-				return -ENOSPC;
-			o += (size_t)snprintf(buf + o, len - o, "\\u%04x", *p);
-		} else {
-			PUT((char)*p);
-		}
-	}
-	PUT('"');
-#undef PUT
-	buf[o] = '\0';
-	return (int)o;
+	size_t n = jsonutil_quote(buf, len, s);
+	return n < len ? (int)n : -ENOSPC;
 }
 
 int command_format_reply(char *buf, size_t len, const char *id, const char *result_json,

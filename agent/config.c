@@ -3,14 +3,14 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "agent/jsonutil.h"
+#include "agent/textfile.h"
 
 enum cfg_type { CT_STR, CT_INT, CT_DBL, CT_BOOL, CT_ENUM };
 
@@ -93,6 +93,7 @@ static const struct cfg_key keys[] = {
 	INT("telemetry.inflight_max", telemetry.inflight_max, 1, 100, XSTR(CONFIG_UPLINK_INFLIGHT)),
 	INT("telemetry.disk_budget_kb", telemetry.disk_budget_kb, 256, 4194304, XSTR(CONFIG_STORE_BUDGET_KB)),
 	ENUM("telemetry.synchronous", telemetry.synchronous, "full|normal", "full"),
+	INT("telemetry.state_refresh_s", telemetry.state_refresh_s, 1, 3600, "30"),
 
 	BOOL("autoscale.enabled", autoscale.enabled, "true"),
 	INT("autoscale.interval_s", autoscale.interval_s, 1, 3600, "30"),
@@ -257,24 +258,13 @@ const char *config_key_type(size_t i)
 	return i < NKEYS ? names[keys[i].type] : NULL;
 }
 
-static const char *json_type_name(const cJSON *v)
-{
-	if (cJSON_IsString(v)) return "a string";
-	if (cJSON_IsNumber(v)) return "a number";
-	if (cJSON_IsBool(v)) return "a boolean";
-	if (cJSON_IsNull(v)) return "null";
-	if (cJSON_IsArray(v)) return "an array";
-	if (cJSON_IsObject(v)) return "an object";
-	return "invalid";
-}
-
 static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const cJSON *v,
 		       struct config_error *err)
 {
 	switch (k->type) {
 	case CT_STR:
 		if (!cJSON_IsString(v)) {
-			set_err(err, k->path, "expected a string, got %s", json_type_name(v));
+			set_err(err, k->path, "expected a string, got %s", jsonutil_type_name(v));
 			return -EINVAL;
 		}
 		if (strlen(v->valuestring) >= k->size) {
@@ -290,7 +280,7 @@ static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const 
 		return 0;
 	case CT_ENUM:
 		if (!cJSON_IsString(v)) {
-			set_err(err, k->path, "expected a string, got %s", json_type_name(v));
+			set_err(err, k->path, "expected a string, got %s", jsonutil_type_name(v));
 			return -EINVAL;
 		}
 		if (!enum_has(k->choices, v->valuestring) || strlen(v->valuestring) >= k->size) {
@@ -301,7 +291,7 @@ static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const 
 		return 0;
 	case CT_INT: {
 		if (!cJSON_IsNumber(v)) {
-			set_err(err, k->path, "expected an integer, got %s", json_type_name(v));
+			set_err(err, k->path, "expected an integer, got %s", jsonutil_type_name(v));
 			return -EINVAL;
 		}
 		/* Range before any conversion: casting 1e300 to an integer is undefined. */
@@ -324,7 +314,7 @@ static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const 
 	}
 	case CT_DBL:
 		if (!cJSON_IsNumber(v)) {
-			set_err(err, k->path, "expected a number, got %s", json_type_name(v));
+			set_err(err, k->path, "expected a number, got %s", jsonutil_type_name(v));
 			return -EINVAL;
 		}
 		if (v->valuedouble < k->min || v->valuedouble > k->max) {
@@ -335,7 +325,7 @@ static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const 
 		return 0;
 	case CT_BOOL:
 		if (!cJSON_IsBool(v)) {
-			set_err(err, k->path, "expected true or false, got %s", json_type_name(v));
+			set_err(err, k->path, "expected true or false, got %s", jsonutil_type_name(v));
 			return -EINVAL;
 		}
 		*(bool *)field(cfg, k) = cJSON_IsTrue(v);
@@ -354,15 +344,13 @@ static int walk(struct berth_config *cfg, const cJSON *obj, const char *prefix, 
 			set_err(err, prefix, "key name too long");
 			return -EINVAL;
 		}
-		for (const cJSON *d = obj->child; d != c; d = d->next) {
-			if (strcmp(d->string, c->string) == 0) {
-				set_err(err, path, "duplicate key");
-				return -EINVAL;
-			}
+		if (jsonutil_key_repeated(obj, c)) {
+			set_err(err, path, "duplicate key");
+			return -EINVAL;
 		}
 		if (is_object_path(path)) {
 			if (!cJSON_IsObject(c)) {
-				set_err(err, path, "expected an object, got %s", json_type_name(c));
+				set_err(err, path, "expected an object, got %s", jsonutil_type_name(c));
 				return -EINVAL;
 			}
 			int rc = walk(cfg, c, path, seen, err);
@@ -450,7 +438,7 @@ int config_parse(const char *text, size_t len, struct berth_config *cfg, struct 
 		return -EINVAL;
 	}
 	if (!cJSON_IsObject(root)) {
-		set_err(err, "", "the top level must be a JSON object, got %s", json_type_name(root));
+		set_err(err, "", "the top level must be a JSON object, got %s", jsonutil_type_name(root));
 		goto out;
 	}
 	rc = walk(cfg, root, "", seen, err);
@@ -472,42 +460,26 @@ out:
 int config_load(const char *path, struct berth_config *cfg, struct config_error *err)
 {
 	memset(err, 0, sizeof(*err));
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		set_err(err, "", "cannot open: %s", strerror(e));
-		return -e;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
+	char *buf;
+	size_t len;
+	int rc = textfile_read(path, CONFIG_CONFIG_MAX_BYTES, &buf, &len);
+	switch (rc) {
+	case 0:
+		break;
+	case -EINVAL:
 		set_err(err, "", "not a regular file");
-		return -EINVAL;
-	}
-	if (st.st_size > CONFIG_CONFIG_MAX_BYTES) {
-		close(fd);
-		set_err(err, "", "file is %lld bytes, at most %d allowed", (long long)st.st_size,
-			CONFIG_CONFIG_MAX_BYTES);
-		return -EFBIG;
-	}
-	char *buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
+		return rc;
+	case -EFBIG:
+		set_err(err, "", "file is %lld bytes, at most %d allowed", (long long)len, CONFIG_CONFIG_MAX_BYTES);
+		return rc;
+	case -ENOMEM:
 		set_err(err, "", "out of memory");
-		return -ENOMEM;
+		return rc;
+	default:
+		set_err(err, "", "cannot open: %s", strerror(-rc));
+		return rc;
 	}
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	buf[got] = '\0';
-	int rc = config_parse(buf, got, cfg, err);
+	rc = config_parse(buf, len, cfg, err);
 	free(buf);
 	return rc;
 }

@@ -64,6 +64,7 @@ struct berth_config {
 		int inflight_max;
 		int disk_budget_kb;
 		char synchronous[8];       /* "full" or "normal" */
+		int state_refresh_s;
 	} telemetry;
 
 	struct {

@@ -117,7 +117,7 @@ int control_boot(struct control *c, const char *fallback_json)
 	return 0;
 }
 
-int control_report(struct control *c, char *buf, size_t len)
+int control_report(struct control *c, char *buf, size_t len, bool figures)
 {
 	int n = snprintf(buf, len, "{\"schema\":%d,\"device\":\"%s\",\"ts\":%lld,\"desired_version\":%llu,\"deployments\":",
 			 COMMAND_SCHEMA, c->device_id, (long long)hal_clock_wall_ms(), (unsigned long long)c->version);
@@ -125,7 +125,7 @@ int control_report(struct control *c, char *buf, size_t len)
 		return -ENOSPC;
 	int m = 2;
 	if (c->ops->report) {
-		m = c->ops->report(c->tctx, buf + n, len - (size_t)n);
+		m = c->ops->report(c->tctx, buf + n, len - (size_t)n, figures);
 		if (m < 0)
 			return m;
 	} else {
@@ -138,7 +138,7 @@ int control_report(struct control *c, char *buf, size_t len)
 		if ((size_t)n + 2 > len)
 			return -ENOSPC;
 		buf[n] = ',';
-		m = c->ops->report_extra(c->tctx, buf + n + 1, len - (size_t)n - 1);
+		m = c->ops->report_extra(c->tctx, buf + n + 1, len - (size_t)n - 1, figures);
 		if (m < 0)
 			return m;
 		if (m > 0)
@@ -237,7 +237,7 @@ static int execute(struct control *c, struct command *cmd, struct command_error 
 		snprintf(c->result, sizeof(c->result), "{\"pong\":true,\"ts\":%lld}", (long long)now_ms);
 		return 0;
 	case CMD_GET_STATE:
-		return control_report(c, c->result, sizeof(c->result)) < 0
+		return control_report(c, c->result, sizeof(c->result), true) < 0
 			       ? err_set(err, "internal", "state too large%s", "")
 			       : 0;
 	case CMD_SET_LOG_LEVEL: {

@@ -26,12 +26,14 @@ struct control_target_ops {
 	int (*remove)(void *ctx, const char *name, struct command_error *err);
 	int (*chaos)(void *ctx, const char *name, uint32_t interval_s, uint32_t duration_s, uint32_t min_running,
 		     struct command_error *err);
-	/* Writes the deployments' state as a JSON array into buf; returns its length or -ENOSPC. */
-	int (*report)(void *ctx, char *buf, size_t len);
+	/* Writes the deployments' state as a JSON array into buf; returns its
+	 * length or -ENOSPC. figures false: without the fast-moving figures
+	 * (request counts, SLA compliance), which change under steady load. */
+	int (*report)(void *ctx, char *buf, size_t len, bool figures);
 	/* Writes further top-level members of the reported state ("key":value
 	 * pairs separated by commas, no leading comma) into buf; returns the
-	 * length (0: none) or -ENOSPC. NULL: none. */
-	int (*report_extra)(void *ctx, char *buf, size_t len);
+	 * length (0: none) or -ENOSPC. figures as for report. NULL: none. */
+	int (*report_extra)(void *ctx, char *buf, size_t len, bool figures);
 };
 
 /* Where a reply goes: the v5 response topic with its correlation data when
@@ -80,9 +82,11 @@ void control_handle(struct control *c, const char *topic_verb, const char *paylo
 int control_handle_desired(struct control *c, const char *payload, size_t len);
 
 /* The reported state: {"schema":1,"device":..,"ts":..,"desired_version":N,
- * "deployments":[...]} plus the target's report_extra members. Returns its
- * length or -ENOSPC. */
-int control_report(struct control *c, char *buf, size_t len);
+ * "deployments":[...]} plus the target's report_extra members. figures
+ * false leaves out the fast-moving figures (see ops.report): what is left is
+ * the state's structure, which a publisher compares to see what changed.
+ * Returns its length or -ENOSPC. */
+int control_report(struct control *c, char *buf, size_t len, bool figures);
 
 uint64_t control_desired_version(const struct control *c);
 void control_get_stats(const struct control *c, struct control_stats *out);

@@ -3,16 +3,15 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "agent/config.h"
+#include "agent/jsonutil.h"
+#include "agent/textfile.h"
 
 /* Defaults of absent fields; docs/deployments.md lists the same values. */
 #define DEF_PORT 8500
@@ -42,17 +41,6 @@ static int fail(struct pctx *c, const char *field, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static const char *type_name(const cJSON *v)
-{
-	if (cJSON_IsString(v)) return "a string";
-	if (cJSON_IsNumber(v)) return "a number";
-	if (cJSON_IsBool(v)) return "a boolean";
-	if (cJSON_IsNull(v)) return "null";
-	if (cJSON_IsArray(v)) return "an array";
-	if (cJSON_IsObject(v)) return "an object";
-	return "invalid";
-}
-
 static void join(char *out, size_t len, const char *prefix, const char *key)
 {
 	snprintf(out, len, "%s%s%s", prefix, *prefix ? "." : "", key);
@@ -64,9 +52,8 @@ static int check_keys(struct pctx *c, const cJSON *obj, const char *prefix, cons
 	for (const cJSON *k = obj->child; k; k = k->next) {
 		char path[64];
 		join(path, sizeof(path), prefix, k->string);
-		for (const cJSON *d = obj->child; d != k; d = d->next)
-			if (strcmp(d->string, k->string) == 0)
-				return fail(c, path, "duplicate key");
+		if (jsonutil_key_repeated(obj, k))
+			return fail(c, path, "duplicate key");
 		bool ok = false;
 		const char *best = NULL;
 		unsigned best_d = ~0u;
@@ -99,7 +86,7 @@ static int get_obj(struct pctx *c, const cJSON *obj, const char *key, const char
 	if (!cJSON_IsObject(v)) {
 		char path[64];
 		join(path, sizeof(path), prefix, key);
-		return fail(c, path, "expected an object, got %s", type_name(v));
+		return fail(c, path, "expected an object, got %s", jsonutil_type_name(v));
 	}
 	*out = v;
 	return 0;
@@ -115,7 +102,7 @@ static int get_u64(struct pctx *c, const cJSON *obj, const char *key, const char
 		return 0;
 	join(path, sizeof(path), prefix, key);
 	if (!cJSON_IsNumber(v))
-		return fail(c, path, "expected an integer, got %s", type_name(v));
+		return fail(c, path, "expected an integer, got %s", jsonutil_type_name(v));
 	double d = v->valuedouble;
 	if (!isfinite(d) || d != floor(d))
 		return fail(c, path, "expected an integer, got %g", d);
@@ -144,7 +131,7 @@ static int get_str(struct pctx *c, const cJSON *obj, const char *key, const char
 	if (!v)
 		return required ? fail(c, path, "required field is missing") : 0;
 	if (!cJSON_IsString(v))
-		return fail(c, path, "expected a string, got %s", type_name(v));
+		return fail(c, path, "expected a string, got %s", jsonutil_type_name(v));
 	size_t n = strlen(v->valuestring);
 	if (n >= size)
 		return fail(c, path, "too long: %zu bytes, at most %zu", n, size - 1);
@@ -158,7 +145,7 @@ static int get_str(struct pctx *c, const cJSON *obj, const char *key, const char
 static int get_argv(struct pctx *c, const cJSON *v, const char *path, char *rows, size_t w, size_t nrows)
 {
 	if (!cJSON_IsArray(v))
-		return fail(c, path, "expected an array of strings, got %s", type_name(v));
+		return fail(c, path, "expected an array of strings, got %s", jsonutil_type_name(v));
 	size_t i = 0;
 	for (const cJSON *a = v->child; a; a = a->next, i++) {
 		char p[64];
@@ -166,7 +153,7 @@ static int get_argv(struct pctx *c, const cJSON *v, const char *path, char *rows
 		if (i >= nrows - 1)
 			return fail(c, path, "too many words: at most %zu", nrows - 1);
 		if (!cJSON_IsString(a))
-			return fail(c, p, "expected a string, got %s", type_name(a));
+			return fail(c, p, "expected a string, got %s", jsonutil_type_name(a));
 		size_t n = strlen(a->valuestring);
 		if (n == 0)
 			return fail(c, p, "must not be empty");
@@ -207,7 +194,7 @@ static int cmp_env(const void *a, const void *b) { return strcmp(a, b); }
 static int parse_env(struct pctx *c, const cJSON *v, struct deploy_spec *d)
 {
 	if (!cJSON_IsObject(v))
-		return fail(c, "env", "expected an object of strings, got %s", type_name(v));
+		return fail(c, "env", "expected an object of strings, got %s", jsonutil_type_name(v));
 	size_t i = 0;
 	for (const cJSON *e = v->child; e; e = e->next, i++) {
 		char path[64];
@@ -219,11 +206,10 @@ static int parse_env(struct pctx *c, const cJSON *v, struct deploy_spec *d)
 		if (!strcmp(e->string, "BERTH_PORT") || !strcmp(e->string, "BERTH_REPLICA") ||
 		    !strcmp(e->string, "BERTH_MODEL"))
 			return fail(c, path, "is set by berth for each replica");
-		for (const cJSON *p = v->child; p != e; p = p->next)
-			if (strcmp(p->string, e->string) == 0)
-				return fail(c, path, "duplicate key");
+		if (jsonutil_key_repeated(v, e))
+			return fail(c, path, "duplicate key");
 		if (!cJSON_IsString(e))
-			return fail(c, path, "expected a string, got %s", type_name(e));
+			return fail(c, path, "expected a string, got %s", jsonutil_type_name(e));
 		int n = snprintf(d->env[i], sizeof(d->env[i]), "%s=%s", e->string, e->valuestring);
 		if (n < 0 || (size_t)n >= sizeof(d->env[i]))
 			return fail(c, path, "too long: KEY=value is %d bytes, at most %zu", n, sizeof(d->env[i]) - 1);
@@ -248,7 +234,7 @@ static int parse_cpu(struct pctx *c, const cJSON *v, uint64_t *nano)
 				    v->valuestring);
 		cores = m / 1000.0;
 	} else {
-		return fail(c, "resources.cpu", "expected a number of cores or \"NNNm\", got %s", type_name(v));
+		return fail(c, "resources.cpu", "expected a number of cores or \"NNNm\", got %s", jsonutil_type_name(v));
 	}
 	if (!isfinite(cores) || cores < 0.001 || cores > 1024)
 		return fail(c, "resources.cpu", "%g cores is out of range [0.001, 1024]", cores);
@@ -278,7 +264,7 @@ static int parse_mem(struct pctx *c, const cJSON *v, uint64_t *bytes)
 				    v->valuestring);
 		b = n * units[i].mult;
 	} else {
-		return fail(c, "resources.memory", "expected a size, got %s", type_name(v));
+		return fail(c, "resources.memory", "expected a size, got %s", jsonutil_type_name(v));
 	}
 	if (!isfinite(b) || b < (double)MIN_MEM_BYTES || b > 1099511627776.0)
 		return fail(c, "resources.memory", "%.0f bytes is out of range [6Mi, 1Ti]", b);
@@ -367,14 +353,14 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 	memset(d, 0, sizeof(*d));
 	snprintf(where, sizeof(where), "deployments[%u]", idx);
 	if (!cJSON_IsObject(o))
-		return fail(c, where, "expected an object, got %s", type_name(o));
+		return fail(c, where, "expected an object, got %s", jsonutil_type_name(o));
 	v = cJSON_GetObjectItemCaseSensitive(o, "name");
 	char nf[48];
 	snprintf(nf, sizeof(nf), "%s.name", where);
 	if (!v)
 		return fail(c, nf, "required field is missing");
 	if (!cJSON_IsString(v))
-		return fail(c, nf, "expected a string, got %s", type_name(v));
+		return fail(c, nf, "expected a string, got %s", jsonutil_type_name(v));
 	if (!valid_name(v->valuestring))
 		return fail(c, nf, "\"%.48s\" is not a valid name (1-%d of a-z 0-9 -, not starting or ending with -)",
 			    v->valuestring, DEPLOY_NAME_MAX - 1);
@@ -403,7 +389,7 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 		d->replicas_min = d->replicas_max = d->replicas = (uint32_t)n;
 	} else if (v) {
 		if (!cJSON_IsObject(v))
-			return fail(c, "replicas", "expected an integer or an object, got %s", type_name(v));
+			return fail(c, "replicas", "expected an integer or an object, got %s", jsonutil_type_name(v));
 		if ((rc = check_keys(c, v, "replicas", rkeys)) ||
 		    (rc = get_u32(c, v, "min", "replicas", 0, DEPLOY_MAX_REPLICAS - 1, &d->replicas_min)) ||
 		    (rc = get_u32(c, v, "max", "replicas", 1, DEPLOY_MAX_REPLICAS - 1, &d->replicas_max)) ||
@@ -531,7 +517,7 @@ int deploy_parse(const char *text, size_t len, struct deploy_set *set, struct de
 		return fail(&c, "", "not valid JSON (syntax error at line %u, byte %zu)", line, off);
 	}
 	if (!cJSON_IsObject(root)) {
-		rc = fail(&c, "", "the top level must be a JSON object, got %s", type_name(root));
+		rc = fail(&c, "", "the top level must be a JSON object, got %s", jsonutil_type_name(root));
 		goto out;
 	}
 	if ((rc = check_keys(&c, root, "", keys)))
@@ -548,7 +534,7 @@ int deploy_parse(const char *text, size_t len, struct deploy_set *set, struct de
 		goto out;
 	}
 	if (!cJSON_IsArray(deps)) {
-		rc = fail(&c, "deployments", "expected an array, got %s", type_name(deps));
+		rc = fail(&c, "deployments", "expected an array, got %s", jsonutil_type_name(deps));
 		goto out;
 	}
 	if (cJSON_GetArraySize(deps) > DEPLOY_MAX) {
@@ -586,40 +572,25 @@ int deploy_load(const char *path, struct deploy_set *set, struct deploy_error *e
 {
 	struct pctx c = { .err = err, .dep = "" };
 	memset(err, 0, sizeof(*err));
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		fail(&c, "", "cannot open %s: %s", path, strerror(e));
-		return -e;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
+	char *buf;
+	size_t len;
+	int rc = textfile_read(path, CONFIG_CONFIG_MAX_BYTES, &buf, &len);
+	switch (rc) {
+	case 0:
+		break;
+	case -EINVAL:
 		return fail(&c, "", "%s is not a regular file", path);
-	}
-	if (st.st_size > CONFIG_CONFIG_MAX_BYTES) {
-		close(fd);
-		fail(&c, "", "%s is %lld bytes, at most %d allowed", path, (long long)st.st_size,
-		     CONFIG_CONFIG_MAX_BYTES);
-		return -EFBIG;
-	}
-	char *buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
+	case -EFBIG:
+		fail(&c, "", "%s is %lld bytes, at most %d allowed", path, (long long)len, CONFIG_CONFIG_MAX_BYTES);
+		return rc;
+	case -ENOMEM:
 		fail(&c, "", "out of memory");
-		return -ENOMEM;
+		return rc;
+	default:
+		fail(&c, "", "cannot open %s: %s", path, strerror(-rc));
+		return rc;
 	}
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	int rc = deploy_parse(buf, got, set, err);
+	rc = deploy_parse(buf, len, set, err);
 	free(buf);
 	return rc;
 }

@@ -124,17 +124,21 @@ static void replica_remove(struct replica *r);
 /* --- small helpers ------------------------------------------------------- */
 static uint64_t now_ms(const struct supervisor *s) { return loop_now_ms(s->loop); }
 
-static void kick(struct supervisor *s)
+/* Arms a one-shot timer. A full timer table is logged; the periodic list and
+ * housekeeping recover what the lost timer would have done. */
+static void arm(struct supervisor *s, struct loop_timer *t, uint32_t ms, const char *what)
 {
-	if (!loop_timer_armed(&s->kick_timer) && loop_timer_start(s->loop, &s->kick_timer, 0, 0) < 0)
-		LOG_ERR("event=timer_full what=kick");
+	if (loop_timer_start(s->loop, t, ms, 0) < 0)
+		LOG_ERR("event=timer_full what=%s", what);
 }
 
 static void kick_later(struct supervisor *s, unsigned ms)
 {
-	if (!loop_timer_armed(&s->kick_timer) && loop_timer_start(s->loop, &s->kick_timer, ms, 0) < 0)
-		LOG_ERR("event=timer_full what=kick");
+	if (!loop_timer_armed(&s->kick_timer))
+		arm(s, &s->kick_timer, ms, "kick");
 }
+
+static void kick(struct supervisor *s) { kick_later(s, 0); }
 
 static uint16_t replica_port(const struct replica *r) { return (uint16_t)(r->dep->spec.port_base + r->slot); }
 
@@ -172,6 +176,22 @@ static bool serving(const struct replica *r)
 	return r->ready && !r->draining && !r->paused && !r->remove_wanted && r->st == SUP_R_RUNNING;
 }
 
+/* Tells observers (and the log) when serving() changed from was. */
+static void serving_changed(struct replica *r, bool was)
+{
+	struct supervisor *s = r->dep->sup;
+	bool is = serving(r);
+	if (is && !was) {
+		LOG_INF("event=replica_ready deployment=%s replica=%u port=%u generation=%u restarts=%u wall_ms=%" PRId64,
+			r->dep->spec.name, r->slot, replica_port(r), r->generation, r->restarts, hal_clock_wall_ms());
+		notify(s, r, SUP_EV_READY);
+	} else if (!is && was) {
+		LOG_INF("event=replica_unready deployment=%s replica=%u wall_ms=%" PRId64, r->dep->spec.name, r->slot,
+			hal_clock_wall_ms());
+		notify(s, r, SUP_EV_UNREADY);
+	}
+}
+
 /* Readiness as seen by dispatch changed? Tell observers. */
 static void set_ready(struct replica *r, bool ready)
 {
@@ -189,32 +209,7 @@ static void set_ready(struct replica *r, bool ready)
 	} else {
 		backoff_unhealthy(&r->bo);
 	}
-	bool is = serving(r);
-	if (is && !was) {
-		LOG_INF("event=replica_ready deployment=%s replica=%u port=%u generation=%u restarts=%u wall_ms=%" PRId64,
-			r->dep->spec.name, r->slot, replica_port(r), r->generation, r->restarts, hal_clock_wall_ms());
-		notify(s, r, SUP_EV_READY);
-	} else if (!is && was) {
-		LOG_INF("event=replica_unready deployment=%s replica=%u wall_ms=%" PRId64, r->dep->spec.name, r->slot,
-			hal_clock_wall_ms());
-		notify(s, r, SUP_EV_UNREADY);
-	}
-}
-
-/* Changes that leave serving() by another route than ready. */
-static void serving_changed(struct replica *r, bool was)
-{
-	struct supervisor *s = r->dep->sup;
-	bool is = serving(r);
-	if (is && !was) {
-		LOG_INF("event=replica_ready deployment=%s replica=%u port=%u generation=%u restarts=%u wall_ms=%" PRId64,
-			r->dep->spec.name, r->slot, replica_port(r), r->generation, r->restarts, hal_clock_wall_ms());
-		notify(s, r, SUP_EV_READY);
-	} else if (!is && was) {
-		LOG_INF("event=replica_unready deployment=%s replica=%u wall_ms=%" PRId64, r->dep->spec.name, r->slot,
-			hal_clock_wall_ms());
-		notify(s, r, SUP_EV_UNREADY);
-	}
+	serving_changed(r, was);
 }
 
 static void set_error(struct deployment *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -230,6 +225,13 @@ static void stop_probes(struct replica *r)
 {
 	health_probe_stop(&r->live);
 	health_probe_stop(&r->readiness);
+}
+
+/* The per-container flags, for a slot that holds a container new to it. */
+static void clear_flags(struct replica *r)
+{
+	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->half_open_try = false;
+	r->retiring = false;
 }
 
 /* Forgets the slot's container (it is gone from the engine). */
@@ -254,8 +256,7 @@ static void replica_clear(struct replica *r)
 	r->id[0] = '\0';
 	r->pid = 0;
 	r->hash = 0;
-	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->half_open_try = false;
-	r->retiring = false;
+	clear_flags(r);
 	r->clear_pending = false;
 	r->op_busy = r->pause_busy = false;
 	kick(s);
@@ -276,6 +277,15 @@ static bool call_done(struct replica *r)
 	return true;
 }
 
+/* The same for the answer to an exclusive lifecycle call (op_busy). */
+static bool op_done(struct replica *r)
+{
+	if (!call_done(r))
+		return false;
+	r->op_busy = false;
+	return true;
+}
+
 static bool engine_trouble(int err) { return err == -EHOSTDOWN || err == -ETIMEDOUT || err == -ECONNREFUSED; }
 
 static void engine_failed(struct supervisor *s, int err, const char *what)
@@ -290,8 +300,7 @@ static void engine_failed(struct supervisor *s, int err, const char *what)
 	}
 	if (!loop_timer_armed(&s->engine_timer)) {
 		uint32_t d = backoff_next_ms(&s->engine_bo);
-		if (loop_timer_start(s->loop, &s->engine_timer, d, 0) < 0)
-			LOG_ERR("event=timer_full what=engine_retry");
+		arm(s, &s->engine_timer, d, "engine_retry");
 	}
 }
 
@@ -349,8 +358,7 @@ static void on_readiness(void *arg, struct health_probe *p, bool ok)
 		/* The trial is ready; it closes the circuit if it stays up a while. */
 		uint32_t stable = d->spec.backoff_reset_ms < SUP_CIRCUIT_STABLE_MS ? d->spec.backoff_reset_ms
 										  : SUP_CIRCUIT_STABLE_MS;
-		if (loop_timer_start(d->sup->loop, &d->circuit_timer, stable, 0) < 0)
-			LOG_ERR("event=timer_full what=circuit");
+		arm(d->sup, &d->circuit_timer, stable, "circuit");
 	}
 	kick(d->sup);
 }
@@ -383,8 +391,7 @@ static void on_kill_inspect(void *arg, const struct hal_engine_result *res)
 	if (res->err) {
 		if (engine_trouble(res->err))
 			engine_failed(s, res->err, "inspect");
-		if (loop_timer_start(s->loop, &r->kill_check, KILL_CHECK_MS, 0) < 0)
-			LOG_ERR("event=timer_full what=kill_check");
+		arm(s, &r->kill_check, KILL_CHECK_MS, "kill_check");
 		return;
 	}
 	const struct hal_ctr_info *c = &res->ctrs[0];
@@ -393,21 +400,18 @@ static void on_kill_inspect(void *arg, const struct hal_engine_result *res)
 		return;
 	}
 	/* Not down yet: the die event will come; look again in case it does not. */
-	if (loop_timer_start(s->loop, &r->kill_check, KILL_CHECK_MS, 0) < 0)
-		LOG_ERR("event=timer_full what=kill_check");
+	arm(s, &r->kill_check, KILL_CHECK_MS, "kill_check");
 }
 
 static void on_kill(void *arg, const struct hal_engine_result *res)
 {
 	struct replica *r = arg;
 	struct supervisor *s = r->dep->sup;
-	if (!call_done(r))
+	if (!op_done(r))
 		return;
-	r->op_busy = false;
 	if (res->err && engine_trouble(res->err)) {
 		engine_failed(s, res->err, "kill");
-		if (loop_timer_start(s->loop, &r->kill_check, KILL_CHECK_MS, 0) < 0)
-			LOG_ERR("event=timer_full what=kill_check");
+		arm(s, &r->kill_check, KILL_CHECK_MS, "kill_check");
 		return;
 	}
 	engine_answered(s);
@@ -430,8 +434,8 @@ static void kill_replica(struct replica *r, const char *why)
 		r->dep->spec.name, r->slot, why, r->live.consecutive_fail, hal_clock_wall_ms());
 	if (sent_or_retry(s, r, hal_engine_kill(s->engine, r->id, SIGKILL, on_kill, r), "kill") == 0)
 		r->op_busy = true;
-	else if (loop_timer_start(s->loop, &r->kill_check, BUSY_RETRY_MS, 0) < 0)
-		LOG_ERR("event=timer_full what=kill_check");
+	else
+		arm(s, &r->kill_check, BUSY_RETRY_MS, "kill_check");
 }
 
 static void on_liveness(void *arg, struct health_probe *p, bool ok)
@@ -472,9 +476,8 @@ static void on_start(void *arg, const struct hal_engine_result *res)
 {
 	struct replica *r = arg;
 	struct supervisor *s = r->dep->sup;
-	if (!call_done(r))
+	if (!op_done(r))
 		return;
-	r->op_busy = false;
 	if (r->st != SUP_R_STARTING)
 		return;
 	if (res->err) {
@@ -529,8 +532,7 @@ static void on_restart_timer(void *arg)
 		return;
 	if (r->op_busy) {
 		/* e.g. the kill call is still answering after the die was seen: look again shortly */
-		if (loop_timer_start(s->loop, &r->restart_timer, OP_WAIT_MS, 0) < 0)
-			LOG_ERR("event=timer_full what=restart");
+		arm(s, &r->restart_timer, OP_WAIT_MS, "restart");
 		return;
 	}
 	if (r->remove_wanted || d->removing) {
@@ -564,8 +566,8 @@ static void close_circuit(struct deployment *d)
 	events_emit(d->sup->cfg.events, "circuit_closed", "{\"deployment\":\"%s\"}", d->spec.name);
 	/* Replicas held by the open circuit restart now. */
 	for (unsigned i = 0; i < DEPLOY_MAX_REPLICAS; i++)
-		if (d->r[i].st == SUP_R_BACKOFF && loop_timer_start(d->sup->loop, &d->r[i].restart_timer, 0, 0) < 0)
-			LOG_ERR("event=timer_full what=restart");
+		if (d->r[i].st == SUP_R_BACKOFF)
+			arm(d->sup, &d->r[i].restart_timer, 0, "restart");
 	kick(d->sup);
 }
 
@@ -603,8 +605,7 @@ static void open_circuit(struct deployment *d, uint32_t delay_ms)
 	struct supervisor *s = d->sup;
 	bool was_closed = d->circuit == SUP_CIRCUIT_CLOSED;
 	d->circuit = SUP_CIRCUIT_OPEN;
-	if (loop_timer_start(s->loop, &d->circuit_timer, delay_ms, 0) < 0)
-		LOG_ERR("event=timer_full what=circuit");
+	arm(s, &d->circuit_timer, delay_ms, "circuit");
 	LOG_WRN("event=circuit_open deployment=%s retry_in_ms=%u", d->spec.name, delay_ms);
 	if (was_closed)
 		events_emit(s->cfg.events, "circuit_open", "{\"deployment\":\"%s\",\"retry_in_ms\":%u,\"last_error\":\"%s\"}",
@@ -671,17 +672,16 @@ static void replica_exited(struct replica *r, int exit_code, bool oom)
 	}
 	LOG_INF("event=replica_backoff deployment=%s replica=%u failures=%u delay_ms=%u circuit=%s", d->spec.name,
 		r->slot, r->bo.failures, delay, supervisor_circuit_name(d->circuit));
-	if (d->circuit == SUP_CIRCUIT_CLOSED && loop_timer_start(s->loop, &r->restart_timer, delay, 0) < 0)
-		LOG_ERR("event=timer_full what=restart");
+	if (d->circuit == SUP_CIRCUIT_CLOSED)
+		arm(s, &r->restart_timer, delay, "restart");
 }
 
 static void on_remove(void *arg, const struct hal_engine_result *res)
 {
 	struct replica *r = arg;
 	struct supervisor *s = r->dep->sup;
-	if (!call_done(r))
+	if (!op_done(r))
 		return;
-	r->op_busy = false;
 	if (res->err && res->err != -ENOENT) {
 		if (engine_trouble(res->err))
 			engine_failed(s, res->err, "remove");
@@ -700,9 +700,8 @@ static void on_stop(void *arg, const struct hal_engine_result *res)
 {
 	struct replica *r = arg;
 	struct supervisor *s = r->dep->sup;
-	if (!call_done(r))
+	if (!op_done(r))
 		return;
-	r->op_busy = false;
 	if (res->err == -ENOENT) {
 		replica_clear(r);
 		return;
@@ -744,14 +743,21 @@ static void replica_remove(struct replica *r)
 
 static void on_create_inspect(void *arg, const struct hal_engine_result *res);
 
+static const char *label_of(const struct hal_ctr_info *c, const char *key)
+{
+	for (unsigned i = 0; i < c->nlabels && i < HAL_ENGINE_MAX_LABELS; i++)
+		if (!strcmp(c->labels[i].key, key))
+			return c->labels[i].value;
+	return NULL;
+}
+
 static void on_create(void *arg, const struct hal_engine_result *res)
 {
 	struct replica *r = arg;
 	struct deployment *d = r->dep;
 	struct supervisor *s = d->sup;
-	if (!call_done(r))
+	if (!op_done(r))
 		return;
-	r->op_busy = false;
 	if (res->err == -EEXIST) {
 		/* A container of that name exists (made before a restart, or before the engine
 		 * lost our answer): find out what it is instead of making a duplicate. */
@@ -795,9 +801,8 @@ static void on_create_inspect(void *arg, const struct hal_engine_result *res)
 {
 	struct replica *r = arg;
 	struct supervisor *s = r->dep->sup;
-	if (!call_done(r))
+	if (!op_done(r))
 		return;
-	r->op_busy = false;
 	if (res->err || !res->nctrs) {
 		if (engine_trouble(res->err))
 			engine_failed(s, res->err, "inspect");
@@ -808,10 +813,8 @@ static void on_create_inspect(void *arg, const struct hal_engine_result *res)
 	const struct hal_ctr_info *c = &res->ctrs[0];
 	snprintf(r->id, sizeof(r->id), "%s", c->id);
 	r->known_since_us = loop_now_us(s->loop);
-	r->hash = 0;
-	for (unsigned i = 0; i < c->nlabels; i++)
-		if (!strcmp(c->labels[i].key, LABEL_HASH))
-			r->hash = strtoull(c->labels[i].value, NULL, 16);
+	const char *hash = label_of(c, LABEL_HASH);
+	r->hash = hash ? strtoull(hash, NULL, 16) : 0;
 	if (c->state == HAL_CTR_RUNNING || c->state == HAL_CTR_PAUSED) {
 		replica_running(r);
 	} else {
@@ -921,14 +924,6 @@ static struct deployment *alloc_dep(struct supervisor *s)
 	return NULL;
 }
 
-static const char *label_of(const struct hal_ctr_info *c, const char *key)
-{
-	for (unsigned i = 0; i < c->nlabels && i < HAL_ENGINE_MAX_LABELS; i++)
-		if (!strcmp(c->labels[i].key, key))
-			return c->labels[i].value;
-	return NULL;
-}
-
 static void adopt(struct replica *r, const struct hal_ctr_info *c, uint64_t hash)
 {
 	struct deployment *d = r->dep;
@@ -936,8 +931,7 @@ static void adopt(struct replica *r, const struct hal_ctr_info *c, uint64_t hash
 	snprintf(r->id, sizeof(r->id), "%s", c->id);
 	r->hash = hash;
 	r->known_since_us = loop_now_us(s->loop);
-	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->half_open_try = false;
-	r->retiring = false;
+	clear_flags(r);
 	backoff_init(&r->bo, d->spec.backoff_initial_ms ? d->spec.backoff_initial_ms : 1000,
 		     d->spec.backoff_max_ms ? d->spec.backoff_max_ms : 300000,
 		     d->spec.backoff_reset_ms ? d->spec.backoff_reset_ms : 600000, JITTER_PERMILLE, true, &s->rng);
@@ -1131,9 +1125,8 @@ static void drain_check(struct supervisor *s)
 			replica_remove(r);
 		}
 	}
-	if (waiting && !loop_timer_armed(&s->drain_timer) &&
-	    loop_timer_start(s->loop, &s->drain_timer, SUP_DRAIN_POLL_MS, 0) < 0)
-		LOG_ERR("event=timer_full what=drain");
+	if (waiting && !loop_timer_armed(&s->drain_timer))
+		arm(s, &s->drain_timer, SUP_DRAIN_POLL_MS, "drain");
 }
 
 static void on_drain_timer(void *arg) { drain_check(arg); }
@@ -1293,8 +1286,8 @@ static void reconcile_all(struct supervisor *s)
 		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
 			struct replica *r = &d->r[j];
 			if (r->st == SUP_R_BACKOFF && !r->op_busy && !loop_timer_armed(&r->restart_timer) &&
-			    d->circuit == SUP_CIRCUIT_CLOSED && loop_timer_start(s->loop, &r->restart_timer, 0, 0) < 0)
-				LOG_ERR("event=timer_full what=restart");
+			    d->circuit == SUP_CIRCUIT_CLOSED)
+				arm(s, &r->restart_timer, 0, "restart");
 		}
 		reconcile_dep(s, d);
 	}
@@ -1607,6 +1600,16 @@ int supervisor_replica_drain(struct supervisor *s, const char *deployment, unsig
 	return 0;
 }
 
+/* Out of a pause (or a pause that failed): probes run again and it may serve. */
+static void replica_resumed(struct replica *r)
+{
+	bool was = serving(r);
+	r->paused = false;
+	if (health_probe_resume(&r->live) < 0 || health_probe_resume(&r->readiness) < 0)
+		LOG_ERR("event=timer_full what=probe");
+	serving_changed(r, was);
+}
+
 static void on_pause(void *arg, const struct hal_engine_result *res)
 {
 	struct replica *r = arg;
@@ -1620,13 +1623,8 @@ static void on_pause(void *arg, const struct hal_engine_result *res)
 		LOG_WRN("event=pause_failed deployment=%s replica=%u err=%s", r->dep->spec.name, r->slot,
 			strerror(-res->err));
 		/* Probes were held for the pause; resume them. */
-		if (r->st == SUP_R_RUNNING && r->paused) {
-			bool was = serving(r);
-			r->paused = false;
-			if (health_probe_resume(&r->live) < 0 || health_probe_resume(&r->readiness) < 0)
-				LOG_ERR("event=timer_full what=probe");
-			serving_changed(r, was);
-		}
+		if (r->st == SUP_R_RUNNING && r->paused)
+			replica_resumed(r);
 		return;
 	}
 	LOG_INF("event=replica_paused deployment=%s replica=%u", r->dep->spec.name, r->slot);
@@ -1648,12 +1646,8 @@ static void on_unpause(void *arg, const struct hal_engine_result *res)
 	}
 	if (r->st != SUP_R_RUNNING || !r->paused)
 		return;
-	bool was = serving(r);
-	r->paused = false;
-	if (health_probe_resume(&r->live) < 0 || health_probe_resume(&r->readiness) < 0)
-		LOG_ERR("event=timer_full what=probe");
 	LOG_INF("event=replica_unpaused deployment=%s replica=%u", r->dep->spec.name, r->slot);
-	serving_changed(r, was);
+	replica_resumed(r);
 }
 
 int supervisor_replica_pause(struct supervisor *s, const char *deployment, unsigned slot, bool pause)

@@ -153,7 +153,7 @@ static int chaos(void *ctx, const char *name, uint32_t interval_s, uint32_t dura
 
 /* --- reported state --------------------------------------------------------- */
 
-static int report(void *ctx, char *buf, size_t len)
+static int report(void *ctx, char *buf, size_t len, bool figures)
 {
 	struct suptarget *t = ctx;
 	const struct sched *sch = t->dispatch ? dispatch_sched(t->dispatch) : NULL;
@@ -172,12 +172,18 @@ static int report(void *ctx, char *buf, size_t len)
 			     "%s{\"name\":\"%s\",\"sla_class\":\"%s\",\"replicas_desired\":%u,\"replicas_min\":%u,"
 			     "\"replicas_max\":%u,\"replicas_ready\":%u,\"replicas_running\":%u,\"health\":\"%s\","
 			     "\"circuit\":\"%s\",\"restarts\":%u,\"rolling\":%s,\"removing\":%s,\"migration_needed\":%s,"
-			     "\"last_error\":\"%s\",\"sla_compliance\":%.4f}",
+			     "\"last_error\":\"%s\"",
 			     i ? "," : "", s->name, deploy_sla_class_name(s->sla_class), s->replicas_desired, s->replicas_min,
 			     s->replicas_max, s->replicas_ready, s->replicas_running, s->health ? s->health : "unknown",
 			     supervisor_circuit_name(s->circuit), s->restarts, s->rolling ? "true" : "false",
-			     s->removing ? "true" : "false", s->migration_needed ? "true" : "false", err,
-			     figures_model_compliance(sch, model));
+			     s->removing ? "true" : "false", s->migration_needed ? "true" : "false", err);
+		if (w < 0 || (size_t)w >= len - o)
+			return -ENOSPC;
+		o += (size_t)w;
+		if (figures)
+			w = snprintf(buf + o, len - o, ",\"sla_compliance\":%.4f}", figures_model_compliance(sch, model));
+		else
+			w = snprintf(buf + o, len - o, "}");
 		if (w < 0 || (size_t)w >= len - o)
 			return -ENOSPC;
 		o += (size_t)w;
@@ -189,25 +195,28 @@ static int report(void *ctx, char *buf, size_t len)
 	return (int)o;
 }
 
-/* Top level: SLA compliance per class (every model together) and the engine. */
-static int report_extra(void *ctx, char *buf, size_t len)
+/* Top level: SLA compliance per class (every model together; a figure) and the engine. */
+static int report_extra(void *ctx, char *buf, size_t len, bool figures)
 {
 	struct suptarget *t = ctx;
-	int n = snprintf(buf, len, "\"sla\":");
-	if (n < 0 || (size_t)n >= len)
-		return -ENOSPC;
-	int m = figures_sla_json(t->dispatch ? dispatch_sched(t->dispatch) : NULL, buf + n, len - (size_t)n);
-	if (m < 0)
-		return m;
-	n += m;
-	int w = snprintf(buf + n, len - (size_t)n, ",\"engine\":\"%s\"",
+	int n = 0;
+	if (figures) {
+		n = snprintf(buf, len, "\"sla\":");
+		if (n < 0 || (size_t)n >= len)
+			return -ENOSPC;
+		int m = figures_sla_json(t->dispatch ? dispatch_sched(t->dispatch) : NULL, buf + n, len - (size_t)n);
+		if (m < 0)
+			return m;
+		n += m;
+	}
+	int w = snprintf(buf + n, len - (size_t)n, "%s\"engine\":\"%s\"", figures ? "," : "",
 			 supervisor_engine_available(t->sup) ? "available" : "unavailable");
 	if (w < 0 || (size_t)w >= len - (size_t)n)
 		return -ENOSPC;
 	return n + w;
 }
 
-int suptarget_report(struct suptarget *t, char *buf, size_t len) { return report(t, buf, len); }
+int suptarget_report(struct suptarget *t, char *buf, size_t len) { return report(t, buf, len, true); }
 
 /* Written in place: a table larger than the row leaves the source out
  * (counted by the sampler as sources_truncated). */
@@ -215,7 +224,7 @@ void suptarget_telemetry_source(void *ctx, struct telemetry_buf *b)
 {
 	if (b->overflow)
 		return;
-	int n = report(ctx, b->p + b->len, b->cap - b->len);
+	int n = report(ctx, b->p + b->len, b->cap - b->len, true);
 	if (n < 0) {
 		b->overflow = true;
 		b->p[b->len] = '\0';

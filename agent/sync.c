@@ -10,6 +10,7 @@
 #include "agent/forward.h"
 #include "agent/log.h"
 #include "agent/loop.h"
+#include "agent/reporter.h"
 #include "agent/store.h"
 #include "agent/telemetry.h"
 #include "agent/uplink.h"
@@ -18,7 +19,7 @@
 
 #define LOG_TAG "sync"
 
-#define REPORT_CHECK_MS 1000   /* the reported state is checked (and at most published) this often */
+#define REPORT_CHECK_MS 1000   /* the reported state's structure is checked (and at most published) this often */
 #define REPORT_MAX 32768
 
 struct sync {
@@ -32,20 +33,9 @@ struct sync {
 	char t_status[160], t_reported[160], t_desired[160], t_cmd_sub[160], t_cmd_prefix[160];
 	char t_telemetry[160], t_events[160];
 	char will[256];
-	char *report;                  /* REPORT_MAX */
-	uint64_t report_hash;          /* of the last published report, without its ts */
-	bool report_dirty;
-	struct loop_timer report_timer;
+	struct reporter *reporter;     /* NULL without a broker */
 	char topic_buf[256];
 };
-
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return h;
-}
 
 static void publish_status(struct sync *s, bool online)
 {
@@ -56,28 +46,22 @@ static void publish_status(struct sync *s, bool online)
 		LOG_WRN("event=status_not_sent online=%d", online);
 }
 
-static void publish_report(struct sync *s, bool force)
-{
-	int n = control_report(s->ctl, s->report, REPORT_MAX);
-	if (n < 0) {
-		LOG_ERR("event=report_too_large max=%d", REPORT_MAX);
-		return;
-	}
-	const char *body = strstr(s->report, "\"desired_version\"");
-	uint64_t h = fnv1a(body ? body : s->report);
-	if (!force && h == s->report_hash)
-		return;
-	if (uplink_publish(s->up, s->t_reported, s->report, (size_t)n, 1, true, NULL, 0, NULL) == 0) {
-		s->report_hash = h;
-		s->report_dirty = false;
-	}
-}
-
-static void on_report_timer(void *arg)
+static int report_render(void *arg, char *buf, size_t len, bool figures)
 {
 	struct sync *s = arg;
-	if (s->up && uplink_connected(s->up))
-		publish_report(s, false);
+	return control_report(s->ctl, buf, len, figures);
+}
+
+static bool report_can_publish(void *arg)
+{
+	struct sync *s = arg;
+	return s->up && uplink_connected(s->up);
+}
+
+static int report_publish(void *arg, const char *json, size_t len)
+{
+	struct sync *s = arg;
+	return uplink_publish(s->up, s->t_reported, json, len, 1, true, NULL, 0, NULL);
 }
 
 static void on_connected(void *arg)
@@ -88,7 +72,7 @@ static void on_connected(void *arg)
 	if (uplink_subscribe(s->up, s->t_cmd_sub, 1) || uplink_subscribe(s->up, s->t_desired, 1))
 		LOG_ERR("event=subscribe_failed");
 	publish_status(s, true);
-	publish_report(s, true);
+	reporter_connected(s->reporter);
 	forward_on_connected(s->fwd);
 }
 
@@ -142,14 +126,13 @@ static void send_reply(void *arg, const struct control_reply_to *rt, const char 
 void sync_state_changed(void *arg)
 {
 	struct sync *s = arg;
-	s->report_dirty = true;
 	/* A command's change goes out at once (commands are few, and each has a
-	 * reply anyway); figures that drift are left to the once-a-second check. */
-	if (s->up && uplink_connected(s->up))
-		publish_report(s, false);
+	 * reply anyway); other changes are left to the reporter's checks. */
+	if (s->reporter)
+		reporter_changed(s->reporter);
 }
 
-int sync_report(struct sync *s, char *buf, size_t len) { return control_report(s->ctl, buf, len); }
+int sync_report(struct sync *s, char *buf, size_t len) { return control_report(s->ctl, buf, len, true); }
 
 void sync_kick(void *arg)
 {
@@ -186,11 +169,6 @@ struct sync *sync_create(struct loop *l, struct store *st, const struct berth_co
 	snprintf(s->t_telemetry, sizeof(s->t_telemetry), "%stelemetry", s->base);
 	snprintf(s->t_events, sizeof(s->t_events), "%sevents", s->base);
 	snprintf(s->will, sizeof(s->will), "{\"schema\":1,\"device\":\"%s\",\"online\":false}", cfg->device_id);
-	s->report = malloc(REPORT_MAX);
-	loop_timer_init(&s->report_timer, on_report_timer, s);
-	if (!s->report)
-		goto errout;
-
 	struct control_cbs ccbs = { .send_reply = send_reply, .state_changed = sync_state_changed, .arg = s };
 	s->ctl = control_create(st, cfg->device_id, ops, target_ctx, &ccbs);
 	if (!s->ctl)
@@ -241,7 +219,17 @@ struct sync *sync_create(struct loop *l, struct store *st, const struct berth_co
 	s->fwd = forward_create(l, st, s->up, &fo);
 	if (!s->fwd)
 		goto errout;
-	if (loop_timer_start(l, &s->report_timer, REPORT_CHECK_MS, REPORT_CHECK_MS) < 0)
+	struct reporter_opts ro = {
+		.check_ms = REPORT_CHECK_MS,
+		.refresh_ms = (uint32_t)cfg->telemetry.state_refresh_s * 1000u,
+		.max_bytes = REPORT_MAX,
+		.render = report_render,
+		.can_publish = report_can_publish,
+		.publish = report_publish,
+		.arg = s,
+	};
+	s->reporter = reporter_create(l, &ro);
+	if (!s->reporter)
 		goto errout;
 	return s;
 errout:
@@ -254,13 +242,12 @@ void sync_destroy(struct sync *s)
 {
 	if (!s)
 		return;
-	loop_timer_stop(s->loop, &s->report_timer);
+	reporter_destroy(s->reporter);
 	if (s->up && uplink_connected(s->up))
 		publish_status(s, false);
 	uplink_destroy(s->up);
 	forward_destroy(s->fwd);
 	control_destroy(s->ctl);
-	free(s->report);
 	free(s);
 }
 

@@ -14,7 +14,7 @@ struct sync;
 
 /* Topics live under berth/v1/<device_id>/ (docs/mqtt-api.md):
  *   status          retained, QoS 1, Last Will {"online":false}
- *   state/reported  retained, QoS 1, on connect and on every change
+ *   state/reported  retained, QoS 1, on connect and on change (see sync_state_changed)
  *   state/desired   subscribed, retained (console-owned)
  *   cmd/<verb>      subscribed (cmd/+), replies to the v5 response topic or cmd/<verb>/reply
  *   telemetry, events  QoS 1 batches from the outbox
@@ -32,9 +32,10 @@ int sync_boot(struct sync *s, const char *fallback_json) __attribute__((warn_unu
 /* New rows are in the outbox: send what the window allows. */
 void sync_kick(void *s);
 /* A command changed the state: the reported state is republished at once
- * (unchanged content is not). Other changes (replicas coming up, request
- * figures) are found by a check once a second, so those go out at most
- * once a second. */
+ * (unchanged content is not). Other changes are found by a check once a
+ * second: a change of the state's structure (replicas, health, circuit,
+ * engine, ...) goes out then, a change of the request figures alone at most
+ * every telemetry.state_refresh_s (agent/reporter.h). */
 void sync_state_changed(void *s);
 
 /* Writes the reported state (control_report) into buf: GET /v1/state.

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agent/log.h"
 #include "agent/loop.h"
@@ -32,6 +33,57 @@ void curl_loop_global_init(void)
 		g_curl_inited = true;
 	else
 		LOG_ERR("event=curl_global_init_failed");
+}
+
+int curl_loop_errno(CURLcode rc, bool overflow)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_WRITE_ERROR:
+		return overflow ? -EMSGSIZE : -EIO;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+void curl_loop_easy_defaults(CURL *easy, void *priv, curl_write_callback write_fn, void *write_arg)
+{
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, priv);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_fn);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, write_arg);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_PROXY, ""); /* never through $http_proxy */
+	curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
+}
+
+int curl_loop_body_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n, size_t initial_bytes,
+			  size_t max_bytes)
+{
+	if (*len + n > max_bytes)
+		return -EMSGSIZE;
+	if (*len + n + 1 > *cap) {
+		size_t want = *cap ? *cap : initial_bytes;
+		while (want < *len + n + 1)
+			want *= 2;
+		if (want > max_bytes + 1)
+			want = max_bytes + 1;
+		char *nb = realloc(*buf, want);
+		if (!nb)
+			return -ENOMEM;
+		*buf = nb;
+		*cap = want;
+	}
+	memcpy(*buf + *len, data, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return 0;
 }
 
 /* Hands every finished transfer to the owner. Only ever called from a loop

@@ -24,6 +24,7 @@
 #define ENGINE_EVENTS_BUF 65536    /* one event line must fit */
 #define ENGINE_EVENTS_BACKOFF_MIN_MS 250
 #define ENGINE_RETAIN_BYTES (64u * 1024u)
+#define ENGINE_INITIAL_BYTES 4096u
 
 enum op {
 	OP_PING,
@@ -132,19 +133,9 @@ static bool valid_ref(const char *s)
 
 static int map_curl(CURLcode rc, bool overflow)
 {
-	switch (rc) {
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
+	if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
 		return -EHOSTDOWN;
-	case CURLE_OPERATION_TIMEDOUT:
-		return -ETIMEDOUT;
-	case CURLE_WRITE_ERROR:
-		return overflow ? -EMSGSIZE : -EIO;
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	default:
-		return -EIO;
-	}
+	return curl_loop_errno(rc, overflow);
 }
 
 /* HTTP status (and podman's "cause", which it sends with a 500 where Docker
@@ -174,24 +165,11 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 	size_t n = size * nmemb;
 	if (c->discard)
 		return n;
-	if (c->len + n > (size_t)CONFIG_ENGINE_MAX_BODY_BYTES) {
+	int rc = curl_loop_body_append(&c->resp, &c->len, &c->cap, data, n, ENGINE_INITIAL_BYTES,
+				       CONFIG_ENGINE_MAX_BODY_BYTES);
+	if (rc == -EMSGSIZE)
 		c->overflow = true;
-		return 0;
-	}
-	if (c->len + n + 1 > c->cap) {
-		size_t cap = c->cap ? c->cap : 4096;
-		while (cap < c->len + n + 1)
-			cap *= 2;
-		char *nb = realloc(c->resp, cap);
-		if (!nb)
-			return 0;
-		c->resp = nb;
-		c->cap = cap;
-	}
-	memcpy(c->resp + c->len, data, n);
-	c->len += n;
-	c->resp[c->len] = '\0';
-	return n;
+	return rc ? 0 : n;
 }
 
 /* --- calls --------------------------------------------------------------- */
@@ -316,14 +294,13 @@ static void call_fail_later(struct call *c, int err)
 	}
 }
 
-static void easy_setup(struct hal_engine *e, CURL *easy, void *priv, const char *url, unsigned timeout_ms)
+static void easy_setup(struct hal_engine *e, CURL *easy, void *priv, curl_write_callback write_fn, void *write_arg,
+		       const char *url, unsigned timeout_ms)
 {
 	curl_easy_reset(easy);
-	curl_easy_setopt(easy, CURLOPT_PRIVATE, priv);
+	curl_loop_easy_defaults(easy, priv, write_fn, write_arg);
 	curl_easy_setopt(easy, CURLOPT_UNIX_SOCKET_PATH, e->sock);
 	curl_easy_setopt(easy, CURLOPT_URL, url);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_PROXY, "");
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)e->timeout_ms);
 	if (timeout_ms)
 		curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
@@ -347,9 +324,7 @@ static void call_send(struct call *c)
 		 c->path);
 	c->len = 0;
 	c->overflow = false;
-	easy_setup(e, c->easy, c, url, c->timeout_ms);
-	curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
+	easy_setup(e, c->easy, c, on_write, c, url, c->timeout_ms);
 	if (strcmp(c->method, "POST") == 0) {
 		curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
 		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body ? c->body : "");
@@ -439,9 +414,7 @@ static void version_start(struct hal_engine *e)
 		c->len = 0;
 		c->overflow = false;
 		c->discard = false;
-		easy_setup(e, c->easy, c, "http://localhost/version", e->timeout_ms);
-		curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
-		curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
+		easy_setup(e, c->easy, c, on_write, c, "http://localhost/version", e->timeout_ms);
 	}
 	if (!c->easy || curl_loop_add(e->cl, c->easy)) {
 		e->ver_state = VER_UNKNOWN;
@@ -634,9 +607,7 @@ static void watch_connect(struct hal_engine *e)
 	/* filters={"type":["container"]} */
 	snprintf(w->url, sizeof(w->url),
 		 "http://localhost/%s/events?filters=%%7B%%22type%%22%%3A%%5B%%22container%%22%%5D%%7D", e->api);
-	easy_setup(e, w->easy, w, w->url, 0); /* a stream: no total timeout */
-	curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, watch_write);
-	curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, e);
+	easy_setup(e, w->easy, w, watch_write, e, w->url, 0); /* a stream: no total timeout */
 	curl_easy_setopt(w->easy, CURLOPT_HEADERFUNCTION, watch_header);
 	curl_easy_setopt(w->easy, CURLOPT_HEADERDATA, e);
 	w->len = 0;

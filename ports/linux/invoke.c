@@ -95,19 +95,13 @@ static int map_curl(CURLcode rc, bool overflow)
 		return 0;
 	case CURLE_COULDNT_CONNECT:
 		return -ECONNREFUSED;
-	case CURLE_OPERATION_TIMEDOUT:
-		return -ETIMEDOUT;
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
 	case CURLE_GOT_NOTHING:
 	case CURLE_PARTIAL_FILE:
 		return -ECONNRESET;
-	case CURLE_WRITE_ERROR:
-		return overflow ? -EMSGSIZE : -EIO;
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
 	default:
-		return -EIO;
+		return curl_loop_errno(rc, overflow);
 	}
 }
 
@@ -135,26 +129,11 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct xfer *x = userp;
 	size_t n = size * nmemb;
-	if (x->len + n > (size_t)CONFIG_INVOKE_MAX_BODY_BYTES) {
+	int rc = curl_loop_body_append(&x->buf, &x->len, &x->cap, data, n, INVOKE_INITIAL_BYTES,
+				       CONFIG_INVOKE_MAX_BODY_BYTES);
+	if (rc == -EMSGSIZE)
 		x->overflow = true;
-		return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-	}
-	if (x->len + n + 1 > x->cap) {
-		size_t cap = x->cap ? x->cap : INVOKE_INITIAL_BYTES;
-		while (cap < x->len + n + 1)
-			cap *= 2;
-		if (cap > (size_t)CONFIG_INVOKE_MAX_BODY_BYTES + 1)
-			cap = (size_t)CONFIG_INVOKE_MAX_BODY_BYTES + 1;
-		char *nb = realloc(x->buf, cap);
-		if (!nb)
-			return 0;
-		x->buf = nb;
-		x->cap = cap;
-	}
-	memcpy(x->buf + x->len, data, n);
-	x->len += n;
-	x->buf[x->len] = '\0';
-	return n;
+	return rc ? 0 : n; /* 0 aborts the transfer with CURLE_WRITE_ERROR */
 }
 
 /* Options that never change for a slot: set once when the handle is made. */
@@ -164,16 +143,9 @@ static int easy_init(struct xfer *x)
 	if (!x->easy)
 		return -ENOMEM;
 	CURL *e = x->easy;
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_loop_easy_defaults(e, x, on_write, x);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_PROXY, "");  /* never route replica calls through $http_proxy */
-	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
 	return 0;
 }
 

@@ -25,21 +25,15 @@ tmp=$(mktemp -d)
 containers=()
 berthd_pid=""
 cleanup() {
-  local c
   [ -n "$berthd_pid" ] && kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
-  for c in "${containers[@]}"; do
-    curl -s -m 10 -X DELETE --unix-socket "$BERTH_ENGINE_SOCK" \
-      "http://localhost/v1.41/containers/$c?force=true" >/dev/null || true
-  done
+  engine_rm "${containers[@]}"
   rm -rf "$tmp"
   [ -z "$own" ] || services_stop
 }
 trap cleanup EXIT
-now_ms() { date +%s%3N; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-is200() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$1" || true)" = 200 ]; }
-wait_for() { local deadline=$(( $(now_ms) + $1 )); shift
-  until "$@"; do [ "$(now_ms)" -lt $deadline ] || return 1; sleep 0.05; done; }
+# shellcheck source=tests/integration/lib-common.sh
+source "$here/tests/integration/lib-common.sh"
+is200() { [ "$(T=2 code "$1")" = 200 ]; }
 
 ${CC:-cc} -O2 -o "$tmp/loadgen" "$here/tests/bench/loadgen.c"
 

@@ -16,33 +16,16 @@ fi
 
 fail() { echo "FAIL: $*" >&2; [ -f "$tmp/berthd.log" ] && tail -30 "$tmp/berthd.log" >&2; exit 1; }
 ok() { echo "ok: $*"; }
-now_ms() { date +%s%3N; }
-engine() { # engine METHOD PATH [JSON]: sets $status and $body
-  local args=(-s -m 30 -X "$1" --unix-socket "$BERTH_ENGINE_SOCK" -o "$tmp/ebody" -w '%{http_code}')
-  [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' -d "$3")
-  : > "$tmp/ebody"
-  status=$(curl "${args[@]}" "http://localhost/v1.41$2") || status=000
-  body=$(cat "$tmp/ebody")
-}
-json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # wait_for MS CMD...: poll until CMD succeeds or MS pass
-  local deadline=$(( $(now_ms) + $1 )); shift
-  until "$@"; do [ "$(now_ms)" -lt $deadline ] || return 1; sleep 0.05; done
-}
-code() { curl -s -m 5 -o /dev/null -w '%{http_code}' "$@" || true; }
+# shellcheck source=tests/integration/lib-common.sh
+source "$here/tests/integration/lib-common.sh"
 is() { [ "$(code "$2")" = "$1" ]; }   # is STATUS URL (re-evaluated on every poll)
 
 tmp=$(mktemp -d)
 containers=()
 berthd_pid=""
 cleanup() {
-  local c
   [ -n "$berthd_pid" ] && kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
-  for c in "${containers[@]}"; do
-    curl -s -m 10 -X DELETE --unix-socket "$BERTH_ENGINE_SOCK" \
-      "http://localhost/v1.41/containers/$c?force=true" >/dev/null || true
-  done
+  engine_rm "${containers[@]}"
   rm -rf "$tmp"
   [ -z "$own" ] || services_stop
 }
@@ -52,13 +35,13 @@ trap cleanup EXIT
 ports=()
 for i in 0 1; do
   p=$(free_port); ports+=("$p")
-  engine POST "/containers/create?name=berth-test-api-$$-$i" \
+  engine_call POST "/containers/create?name=berth-test-api-$$-$i" \
     "{\"Image\":\"$BERTH_WORKER_IMAGE\",\"Env\":[\"BERTH_PORT=$p\",\"BERTH_REPLICA=$i\",\"BERTH_MODEL=m1\",\"WORKER_COST_MS=5\"],
       \"Labels\":{\"io.berth.owner\":\"test-api-$$\",\"io.berth.replica\":\"$i\"},
       \"HostConfig\":{\"NetworkMode\":\"host\"}}"
   [ "$status" = 201 ] || fail "create worker $i: $status $body"
   cid=$(echo "$body" | json 'd["Id"]'); containers+=("$cid")
-  engine POST "/containers/$cid/start"
+  engine_call POST "/containers/$cid/start"
   [ "$status" = 204 ] || fail "start worker $i: $status"
 done
 for p in "${ports[@]}"; do
@@ -131,7 +114,7 @@ kpid=$!
 busy=""
 busy_idx() { for i in 0 1; do [ "$(inflight "${ports[$i]}")" -ge 1 ] && { busy=$i; return 0; }; done; return 1; }
 wait_for 2000 busy_idx || fail "no worker busy with the slow request"
-engine POST "/containers/${containers[$busy]}/kill"
+engine_call POST "/containers/${containers[$busy]}/kill"
 [ "$status" = 204 ] || fail "kill worker $busy: $status $body"
 wait "$kpid" || true
 elapsed=$(( $(now_ms) - t0 ))
@@ -144,7 +127,7 @@ ok "replica $busy killed mid-request: retried on the other, 200 in ${elapsed} ms
 
 # --- no ready replica: immediate 503
 other=$(( 1 - busy ))
-engine POST "/containers/${containers[$other]}/kill"
+engine_call POST "/containers/${containers[$other]}/kill"
 [ "$status" = 204 ] || fail "kill worker $other: $status"
 wait_for 5000 is 503 "$api/v2/models/m1/ready" || fail "model still ready with both replicas dead: $(curl -s "$api/v1/state")"
 infer -d "$body5" "$api/v2/models/m1/infer"

@@ -32,7 +32,8 @@ ${CC:-cc} -std=c11 -D_GNU_SOURCE -I"$here" -I"$build/include" -imacros "$build/i
   -Wl,--start-group "$build/lib/libberth-core.a" "$build/lib/libberth-linux.a" -Wl,--end-group \
   -lcurl -lcjson -lm
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# shellcheck source=tests/integration/lib-common.sh
+source "$here/tests/integration/lib-common.sh"
 
 echo "== container lifecycle"
 out=$work/lifecycle.txt

@@ -15,58 +15,40 @@ fi
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
-now_ms() { date +%s%3N; }
-api() { # api METHOD PATH [JSON]: sets $status (HTTP status) and $body
-  local method=$1 path=$2 data=${3:-}
-  local args=(-s -m 30 -X "$method" --unix-socket "$BERTH_ENGINE_SOCK" -o "$tmp/body" -w '%{http_code}')
-  [ -n "$data" ] && args+=(-H 'Content-Type: application/json' -d "$data")
-  : > "$tmp/body"
-  status=$(curl "${args[@]}" "http://localhost/v1.41$path") || status=000
-  body=$(cat "$tmp/body")
-}
-json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# poll CMD... until it succeeds or the deadline (ms) passes
-wait_for() {
-  local deadline=$(( $(now_ms) + $1 )); shift
-  until "$@"; do [ "$(now_ms)" -lt $deadline ] || return 1; sleep 0.05; done
-}
+# shellcheck source=tests/integration/lib-common.sh
+source "$here/tests/integration/lib-common.sh"
 
 tmp=$(mktemp -d)
 containers=()
 cleanup() {
-  local c
-  for c in "${containers[@]}"; do
-    curl -s -m 10 -X DELETE --unix-socket "$BERTH_ENGINE_SOCK" \
-      "http://localhost/v1.41/containers/$c?force=true" >/dev/null || true
-  done
+  engine_rm "${containers[@]}"
   rm -rf "$tmp"
 }
 trap 'cleanup; [ -z "$own" ] || services_stop' EXIT
 
 # 1. the engine answers /_ping
-api GET /_ping
+engine_call GET /_ping
 [ "$status" = 200 ] && [ "$body" = OK ] || fail "engine /_ping: status=$status body=$body"
 ok "engine /_ping"
 
 # 2. create + start + remove a busybox container with labels and host networking
-api POST "/containers/create?name=berth-smoke-$$" \
+engine_call POST "/containers/create?name=berth-smoke-$$" \
   "{\"Image\":\"$BERTH_BUSYBOX_IMAGE\",\"Cmd\":[\"sleep\",\"300\"],
     \"Labels\":{\"io.berth.owner\":\"smoke\",\"io.berth.replica\":\"0\"},
     \"HostConfig\":{\"NetworkMode\":\"host\"}}"
 [ "$status" = 201 ] || fail "create busybox: status=$status body=$body"
 cid=$(echo "$body" | json 'd["Id"]'); containers+=("$cid")
-api POST "/containers/$cid/start"
+engine_call POST "/containers/$cid/start"
 [ "$status" = 204 ] || fail "start busybox: status=$status"
-api GET "/containers/$cid/json"
+engine_call GET "/containers/$cid/json"
 [ "$(echo "$body" | json 'd["State"]["Running"]')" = True ] || fail "busybox not running: $body"
 [ "$(echo "$body" | json 'd["Config"]["Labels"]["io.berth.owner"]')" = smoke ] || fail "label lost: $body"
 [ "$(echo "$body" | json 'd["HostConfig"]["NetworkMode"]')" = host ] || fail "network mode not host"
-api GET '/containers/json?filters=%7B%22label%22%3A%5B%22io.berth.owner%3Dsmoke%22%5D%7D'
+engine_call GET '/containers/json?filters=%7B%22label%22%3A%5B%22io.berth.owner%3Dsmoke%22%5D%7D'
 [ "$(echo "$body" | json 'len(d)')" = 1 ] || fail "list by label: $body"
-api DELETE "/containers/$cid?force=true"
+engine_call DELETE "/containers/$cid?force=true"
 [ "$status" = 204 ] || fail "remove busybox: status=$status"
-api GET "/containers/$cid/json"
+engine_call GET "/containers/$cid/json"
 [ "$status" = 404 ] || fail "busybox still there after remove: status=$status"
 containers=()
 ok "busybox container created, started, listed by label and removed"
@@ -88,13 +70,13 @@ ok "broker carried a message"
 
 # 4. the worker image serves infers
 port=$(free_port)
-api POST "/containers/create?name=berth-smoke-worker-$$" \
+engine_call POST "/containers/create?name=berth-smoke-worker-$$" \
   "{\"Image\":\"$BERTH_WORKER_IMAGE\",\"Env\":[\"BERTH_PORT=$port\",\"BERTH_REPLICA=0\"],
     \"Labels\":{\"io.berth.owner\":\"smoke\"},\"HostConfig\":{\"NetworkMode\":\"host\"}}"
 [ "$status" = 201 ] || fail "create worker: status=$status body=$body"
 wid=$(echo "$body" | json 'd["Id"]'); containers+=("$wid")
 t0=$(now_ms)
-api POST "/containers/$wid/start"
+engine_call POST "/containers/$wid/start"
 [ "$status" = 204 ] || fail "start worker: status=$status"
 ready() { curl -sf -m 1 "http://127.0.0.1:$port/v2/health/ready" >/dev/null; }
 wait_for 10000 ready || fail "worker not ready on port $port within 10 s"
@@ -127,7 +109,7 @@ ok "bad JSON gets 400, unknown path 404"
 # 5. the crash fault makes the container exit
 curl -s -m 5 -d crash "http://127.0.0.1:$port/admin/fault" >/dev/null || true
 exited() {
-  api GET "/containers/$wid/json"
+  engine_call GET "/containers/$wid/json"
   [ "$(echo "$body" | json 'd["State"]["Status"]')" = exited ]
 }
 wait_for 10000 exited || fail "worker did not exit after the crash fault: $body"

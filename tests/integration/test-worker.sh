@@ -10,14 +10,9 @@ worker=$build/worker
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
-now_ms() { date +%s%3N; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # wait_for MS CMD...: poll until CMD succeeds or MS pass
-  local deadline=$(( $(now_ms) + $1 )); shift
-  until "$@"; do [ "$(now_ms)" -lt $deadline ] || return 1; sleep 0.02; done
-}
-code() { curl -s -m "${T:-5}" -o /dev/null -w '%{http_code}' "$@" || true; }
-field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
+# shellcheck source=tests/integration/lib-common.sh
+source "$here/tests/integration/lib-common.sh"
+WAIT_STEP=0.02
 
 tmp=$(mktemp -d)
 pids=()
@@ -51,17 +46,17 @@ ok "WORKER_STARTUP_MS delays listening"
 
 # --- infer reply, cost by header and by body, errors
 out=$(curl -s -m 5 -H 'X-Cost-Ms: 30' -d '{"id":"r1","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[0.5,1.5]}]}' "$(infer_url alpha)")
-[ "$(echo "$out" | field 'd["model_name"], d["id"], d["outputs"][0]["shape"], len(d["outputs"][0]["data"])')" = "('alpha', 'r1', [1, 4], 4)" ] \
+[ "$(echo "$out" | json 'd["model_name"], d["id"], d["outputs"][0]["shape"], len(d["outputs"][0]["data"])')" = "('alpha', 'r1', [1, 4], 4)" ] \
   || fail "infer reply: $out"
-[ "$(echo "$out" | field 'd["parameters"]["compute_ms"] >= 30')" = True ] || fail "X-Cost-Ms 30 not spent: $out"
+[ "$(echo "$out" | json 'd["parameters"]["compute_ms"] >= 30')" = True ] || fail "X-Cost-Ms 30 not spent: $out"
 out2=$(curl -s -m 5 -H 'X-Cost-Ms: 0' -d '{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[-3,2]}]}' "$(infer_url)")
-[ "$(echo "$out" | field 'd["outputs"][0]["data"]')" != "$(echo "$out2" | field 'd["outputs"][0]["data"]')" ] \
+[ "$(echo "$out" | json 'd["outputs"][0]["data"]')" != "$(echo "$out2" | json 'd["outputs"][0]["data"]')" ] \
   || fail "output does not depend on the input"
 out=$(curl -s -m 5 -d '{"parameters":{"cost_ms":40}}' "$(infer_url)")
-[ "$(echo "$out" | field 'd["parameters"]["cost_ms"] == 40 and d["parameters"]["compute_ms"] >= 40')" = True ] \
+[ "$(echo "$out" | json 'd["parameters"]["cost_ms"] == 40 and d["parameters"]["compute_ms"] >= 40')" = True ] \
   || fail "parameters.cost_ms 40 not spent: $out"
 out=$(curl -s -m 5 -d '' "$(infer_url)")
-[ "$(echo "$out" | field 'd["parameters"]["cost_ms"]')" = 10 ] || fail "default cost is not 10 ms: $out"
+[ "$(echo "$out" | json 'd["parameters"]["cost_ms"]')" = 10 ] || fail "default cost is not 10 ms: $out"
 [ "$(code -d '{"inputs":[1,2' "$(infer_url)")" = 400 ] || fail "truncated JSON not 400"
 [ "$(code -d '{"a":1} x' "$(infer_url)")" = 400 ] || fail "trailing garbage not 400"
 [ "$(code -H 'X-Cost-Ms: ten' -d '{}' "$(infer_url)")" = 400 ] || fail "bad X-Cost-Ms not 400"
@@ -101,7 +96,7 @@ for n in 1 2; do
   wait_jobs=$(jobs -p); for j in $wait_jobs; do [ "$j" = "$wpid" ] || wait "$j" 2>/dev/null || true; done
   dt=$(( $(now_ms) - t0 ))
   stats=$(curl -s -m 5 "http://127.0.0.1:$port/admin/stats")
-  [ "$(echo "$stats" | field 'd["served"], d["max_inflight"], d["concurrency"]')" = "(4, $n, $n)" ] \
+  [ "$(echo "$stats" | json 'd["served"], d["max_inflight"], d["concurrency"]')" = "(4, $n, $n)" ] \
     || fail "concurrency $n: stats $stats"
   [ $dt -ge $(( 400 / n - 10 )) ] || fail "4 infers of 100 ms at concurrency $n took only $dt ms"
   kill "$wpid"

@@ -107,6 +107,7 @@ static void minimal_config_takes_every_default(void **state)
 	assert_int_equal(cfg.telemetry.interval_ms, CONFIG_METRIC_INTERVAL_MS);
 	assert_int_equal(cfg.telemetry.disk_budget_kb, CONFIG_STORE_BUDGET_KB);
 	assert_string_equal(cfg.telemetry.synchronous, "full");
+	assert_int_equal(cfg.telemetry.state_refresh_s, 30);
 	assert_float_equal(cfg.autoscale.target_low, 0.95, 1e-12);
 	assert_float_equal(cfg.autoscale.target_high, 0.98, 1e-12);
 	assert_false(cfg.watchdog.enabled);

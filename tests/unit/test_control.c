@@ -13,6 +13,7 @@
 #include "agent/control.h"
 #include "agent/store.h"
 #include "ports/sim/sim.h"
+#include "tests/unit/helpers.h"
 
 /* A fake supervisor: remembers what it was told. */
 struct fake {
@@ -62,8 +63,9 @@ static int f_chaos(void *ctx, const char *n, uint32_t a, uint32_t b, uint32_t c,
 	((struct fake *)ctx)->chaos++;
 	return 0;
 }
-static int f_report(void *ctx, char *buf, size_t len)
+static int f_report(void *ctx, char *buf, size_t len, bool figures)
 {
+	(void)figures;
 	int n = snprintf(buf, len, "[]");
 	return n < (int)len ? n : -ENOSPC;
 }
@@ -103,10 +105,8 @@ static int setup(void **state)
 {
 	sim_reset();
 	struct fx *x = calloc(1, sizeof(*x));
-	strcpy(x->dir, "/tmp/berth-ctl-XXXXXX");
-	if (!mkdtemp(x->dir))
+	if (test_tmpdir(x->dir, sizeof(x->dir), "ctl", x->path, sizeof(x->path)))
 		return -1;
-	snprintf(x->path, sizeof(x->path), "%s/berth.db", x->dir);
 	struct store_opts o = { .path = x->path, .budget_kb = 1024, .sync_full = true };
 	if (store_open(&o, &x->st))
 		return -1;
@@ -120,9 +120,7 @@ static int teardown(void **state)
 	struct fx *x = *state;
 	control_destroy(x->c);
 	store_close(x->st);
-	char cmd[160];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", x->dir);
-	if (system(cmd) != 0)
+	if (test_rmtree(x->dir))
 		return -1;
 	free(x);
 	return 0;

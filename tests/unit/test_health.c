@@ -14,6 +14,7 @@
 #include "hal/engine.h"
 #include "hal/invoke.h"
 #include "ports/sim/sim.h"
+#include "tests/unit/helpers.h"
 
 struct fx {
 	struct loop *l;
@@ -61,14 +62,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void run_ms(struct fx *f, uint64_t ms)
-{
-	uint64_t end = hal_clock_now_us() + ms * 1000u;
-	while (hal_clock_now_us() < end) {
-		uint64_t left = (end - hal_clock_now_us() + 999) / 1000;
-		loop_run_once(f->l, left < 5 ? (int)left : 5);
-	}
-}
+static void run_ms(struct fx *f, uint64_t ms) { test_run_ms(f->l, ms, 5); }
 
 static struct health_target target(struct fx *f)
 {

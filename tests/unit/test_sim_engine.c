@@ -15,6 +15,7 @@
 #include "hal/engine.h"
 #include "hal/invoke.h"
 #include "ports/sim/sim.h"
+#include "tests/unit/helpers.h"
 
 struct fx {
 	struct loop *l;
@@ -106,12 +107,7 @@ static void run_until(struct fx *f, struct res *r, int calls)
 	assert_int_equal(r->calls, calls);
 }
 
-static void run_ms(struct fx *f, uint64_t ms)
-{
-	uint64_t end = hal_clock_now_us() + ms * 1000u;
-	while (hal_clock_now_us() < end)
-		loop_run_once(f->l, (int)((end - hal_clock_now_us() + 999) / 1000));
-}
+static void run_ms(struct fx *f, uint64_t ms) { test_run_ms(f->l, ms, UINT64_MAX); }
 
 static const struct hal_label g_labels[2] = { { "io.berth.owner", "dev1" }, { "io.berth.replica", "0" } };
 

@@ -15,6 +15,7 @@
 
 #include "agent/store.h"
 #include "ports/sim/sim.h"
+#include "tests/unit/helpers.h"
 
 struct fx {
 	char dir[64];
@@ -26,10 +27,8 @@ static int setup(void **state)
 {
 	sim_reset();
 	struct fx *f = calloc(1, sizeof(*f));
-	strcpy(f->dir, "/tmp/berth-store-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (test_tmpdir(f->dir, sizeof(f->dir), "store", f->path, sizeof(f->path)))
 		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/berth.db", f->dir);
 	*state = f;
 	return 0;
 }
@@ -38,9 +37,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	store_close(f->s);
-	char cmd[160];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	if (system(cmd) != 0)
+	if (test_rmtree(f->dir))
 		return -1;
 	free(f);
 	return 0;

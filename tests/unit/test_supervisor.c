@@ -20,6 +20,7 @@
 #include "hal/engine.h"
 #include "hal/invoke.h"
 #include "ports/sim/sim.h"
+#include "tests/unit/helpers.h"
 
 #define DEV "gw1"
 
@@ -116,14 +117,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void run_ms(struct fx *f, uint64_t ms)
-{
-	uint64_t end = hal_clock_now_us() + ms * 1000u;
-	while (hal_clock_now_us() < end) {
-		uint64_t left_ms = (end - hal_clock_now_us() + 999) / 1000;
-		loop_run_once(f->l, left_ms < 10 ? (int)left_ms : 10);
-	}
-}
+static void run_ms(struct fx *f, uint64_t ms) { test_run_ms(f->l, ms, 10); }
 
 /* Runs until cond holds (checked every 5 ms of virtual time) or max_ms passes. */
 #define RUN_UNTIL(f, max_ms, cond)                                               \

@@ -15,6 +15,7 @@
 #include "agent/telemetry.h"
 #include "agent/uplink.h"
 #include "ports/sim/sim.h"
+#include "tests/unit/helpers.h"
 
 struct fx {
 	char dir[64], path[128];
@@ -30,10 +31,8 @@ static int setup(void **state)
 {
 	sim_reset();
 	struct fx *x = calloc(1, sizeof(*x));
-	strcpy(x->dir, "/tmp/berth-tel-XXXXXX");
-	if (!mkdtemp(x->dir))
+	if (test_tmpdir(x->dir, sizeof(x->dir), "tel", x->path, sizeof(x->path)))
 		return -1;
-	snprintf(x->path, sizeof(x->path), "%s/berth.db", x->dir);
 	struct store_opts o = { .path = x->path, .budget_kb = 1024, .sync_full = false };
 	if (store_open(&o, &x->st))
 		return -1;
@@ -50,9 +49,7 @@ static int teardown(void **state)
 	telemetry_destroy(x->t);
 	loop_destroy(x->loop);
 	store_close(x->st);
-	char cmd[160];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", x->dir);
-	if (system(cmd) != 0)
+	if (test_rmtree(x->dir))
 		return -1;
 	free(x);
 	return 0;
