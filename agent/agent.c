@@ -164,28 +164,6 @@ static void sync_stop(struct agent *a)
 
 /* --- supervision ----------------------------------------------------------- */
 
-/* Loads the deployments file (when configured) and makes it the desired
- * state. A bad file changes nothing: running containers are left alone. */
-static int supervision_load(struct agent *a, const struct berth_config *cfg)
-{
-	if (!cfg->deployments_file[0])
-		return 0;
-	struct deploy_set *set = malloc(sizeof(*set));
-	if (!set)
-		return -ENOMEM;
-	struct deploy_error err;
-	int rc = deploy_load(cfg->deployments_file, set, &err);
-	if (rc == 0) {
-		rc = supervisor_apply(a->sup, set);
-	} else {
-		char msg[512];
-		deploy_error_format(&err, msg, sizeof(msg));
-		LOG_ERR("event=deployments_invalid file=%s reason=\"%s\"", cfg->deployments_file, msg);
-	}
-	free(set);
-	return rc;
-}
-
 static int supervision_create(struct agent *a, const struct berth_config *cfg)
 {
 	a->events = events_create(AGENT_EVENTS_RING);
@@ -630,12 +608,19 @@ int agent_reload(struct agent *a, const struct berth_config *cfg)
 	if (strcmp(cfg->device_id, a->cfg.device_id) || strcmp(cfg->data_dir, a->cfg.data_dir))
 		LOG_WRN("event=reload_needs_restart keys=device_id,data_dir");
 
-	/* --- supervision: the deployments file is read again --- */
+	/* --- supervision: the deployments file is read again and becomes the
+	 * desired state the way it did at start (through the command target, so
+	 * commands and the reported state see it); a bad file changes nothing. */
 	snprintf(a->cfg.deployments_file, sizeof(a->cfg.deployments_file), "%s", cfg->deployments_file);
-	if (!sync_has_console_state(a->sync))
-		(void)supervision_load(a, cfg);
-	else
+	if (!sync_has_console_state(a->sync)) {
+		char *file = read_deployments_file(cfg->deployments_file);
+		int rc = file ? sync_boot(a->sync, file) : 0;
+		free(file);
+		if (rc)
+			LOG_WRN("event=deployments_file_not_applied path=%s err=%s", cfg->deployments_file, strerror(-rc));
+	} else {
 		LOG_INF("event=deployments_file_ignored reason=console_desired_state");
+	}
 	LOG_INF("event=reloaded log_level=%s", log_level_name(log_get_level()));
 	return 0;
 }
