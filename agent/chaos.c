@@ -222,15 +222,14 @@ void chaos_report(const struct chaos *c, struct chaos_report *out) { *out = c->r
 int chaos_report_json(const struct chaos *c, char *buf, size_t len)
 {
 	const struct chaos_report *r = &c->rep;
-	int n = r->runs ? snprintf(buf, len,
-				   "{\"deployment\":\"%s\",\"running\":%s,\"interval_ms\":%u,\"duration_ms\":%u,"
-				   "\"min_running\":%u,\"runs\":%u,\"kills\":%u,\"skipped\":%u,\"recovered\":%u,"
-				   "\"pending\":%u,\"mttr_mean_ms\":%u,\"mttr_p95_ms\":%u,\"mttr_max_ms\":%u,"
-				   "\"failed_requests\":%" PRIu64 "}",
-				   c->cfg.deployment, r->running ? "true" : "false", c->cfg.interval_ms,
-				   c->cfg.duration_ms, c->cfg.min_running, r->runs, r->kills, r->skipped, r->recovered,
-				   r->pending, r->mttr_mean_ms, r->mttr_p95_ms, r->mttr_max_ms, r->failed_requests)
-			: snprintf(buf, len, "null");
+	int n = snprintf(buf, len,
+			 "{\"deployment\":\"%s\",\"running\":%s,\"interval_ms\":%u,\"duration_ms\":%u,"
+			 "\"min_running\":%u,\"runs\":%u,\"kills\":%u,\"skipped\":%u,\"recovered\":%u,"
+			 "\"pending\":%u,\"mttr_mean_ms\":%u,\"mttr_p95_ms\":%u,\"mttr_max_ms\":%u,"
+			 "\"failed_requests\":%" PRIu64 "}",
+			 c->cfg.deployment, r->running ? "true" : "false", c->cfg.interval_ms, c->cfg.duration_ms,
+			 c->cfg.min_running, r->runs, r->kills, r->skipped, r->recovered, r->pending, r->mttr_mean_ms,
+			 r->mttr_p95_ms, r->mttr_max_ms, r->failed_requests);
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
 	return n;

@@ -54,8 +54,8 @@ int chaos_start(struct chaos *c, const struct chaos_config *cfg) __attribute__((
 void chaos_stop(struct chaos *c);
 void chaos_report(const struct chaos *c, struct chaos_report *out);
 /* The last (or current) run as a JSON object {"deployment":..,"running":..,
- * "kills":..,...} into buf; "null" before the first run. Returns the length,
- * or -ENOSPC. */
+ * "kills":..,...} into buf (before the first run: deployment "", runs 0 and
+ * zeros). Returns the length, or -ENOSPC. */
 int chaos_report_json(const struct chaos *c, char *buf, size_t len);
 
 /* The dispatcher calls this for every request to a model that did not get a

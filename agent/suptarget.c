@@ -207,7 +207,7 @@ static int report_extra(void *ctx, char *buf, size_t len)
 	n += w;
 	if (!t->chaos)
 		return n;
-	/* The last chaos run, null before the first. */
+	/* The last chaos run (runs 0 before the first). */
 	w = snprintf(buf + n, len - (size_t)n, ",\"chaos\":");
 	if (w < 0 || (size_t)w >= len - (size_t)n)
 		return -ENOSPC;
