@@ -58,8 +58,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_PAGE_COUNT] = "PRAGMA page_count",
 	[ST_FREELIST] = "PRAGMA freelist_count",
 	[ST_MIN_PRIO] = "SELECT MIN(prio) FROM outbox",
-	[ST_PRUNE_COUNT] = ("SELECT kind, COUNT(*) FROM (SELECT kind FROM outbox WHERE prio = ?1 ORDER BY seq LIMIT ?2)"
-			    " GROUP BY kind"),
+	[ST_PRUNE_COUNT] = ("SELECT kind, COUNT(*), MIN(seq), MAX(seq) FROM"
+			    " (SELECT kind, seq FROM outbox WHERE prio = ?1 ORDER BY seq LIMIT ?2) GROUP BY kind"),
 	[ST_PRUNE] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE prio = ?1 ORDER BY seq LIMIT ?2)",
 	[ST_DESIRED_GET] = "SELECT version, body FROM desired WHERE id = 1",
 	[ST_DESIRED_SET] = "INSERT OR REPLACE INTO desired(id, version, body, updated_ms) VALUES (1, ?1, ?2, ?3)",
@@ -87,6 +87,10 @@ struct store {
 	bool pruned;              /* this transaction pruned: check the WAL at commit */
 	int64_t last_seq;
 	uint64_t dropped[2];     /* per kind, mirrored in kv */
+	uint64_t txn_pruned[2];  /* of which pruned in the open transaction (undone by a rollback) */
+	uint32_t txn_rows[2];    /* rows appended in the open transaction */
+	int64_t txn_last_seq;    /* last_seq when it began */
+	bool counters_dirty;     /* dropped[] changed outside a prune: kv not yet written (flush_counters) */
 	bool in_txn;
 	bool recovered;
 };
@@ -367,8 +371,10 @@ int store_begin(struct store *s)
 	if (s->in_txn)
 		return -EALREADY;
 	int rc = step_done(s, ST_BEGIN);
-	if (rc == 0)
+	if (rc == 0) {
 		s->in_txn = true;
+		s->txn_last_seq = s->last_seq;
+	}
 	return rc;
 }
 
@@ -378,12 +384,33 @@ static uint32_t used_pages(struct store *s)
 	return pc > fl && fl >= 0 ? (uint32_t)(pc - fl) : 0;
 }
 
-/* Deletes the oldest rows of the lowest priority until used pages fall to
- * low_pages. Runs inside the caller's transaction when there is one. */
-static int prune(struct store *s)
+static int save_counters(struct store *s)
 {
 	static const char *const keys[2] = { "store.dropped_telemetry", "store.dropped_events" };
+	int rc = 0;
+	for (int k = 0; k < 2 && rc == 0; k++) {
+		char v[32];
+		snprintf(v, sizeof(v), "%llu", (unsigned long long)s->dropped[k]);
+		rc = store_kv_set(s, keys[k], v);
+	}
+	return rc;
+}
+
+/* Counts a row that never made it into the outbox (it has no seq). */
+static void count_refused(struct store *s, enum store_kind kind)
+{
+	s->dropped[kind == STORE_EVENT ? 1 : 0]++;
+	s->counters_dirty = true;
+}
+
+/* Deletes the oldest rows of the lowest priority until used pages fall to
+ * low_pages, inside the caller's transaction. The rows are counted before
+ * they are deleted, the counters are written in the same transaction, and a
+ * rollback takes the counts back with the rows. */
+static int prune(struct store *s)
+{
 	uint64_t before[2] = { s->dropped[0], s->dropped[1] };
+	int64_t lo = INT64_MAX, hi = 0;
 	int rc = 0;
 	unsigned rounds = 0;
 	while (used_pages(s) > s->low_pages && rounds++ < 100000) {
@@ -400,8 +427,12 @@ static int prune(struct store *s)
 		while (sqlite3_step(c) == SQLITE_ROW) {
 			int kind = sqlite3_column_int(c, 0);
 			int64_t cnt = sqlite3_column_int64(c, 1);
+			int64_t first = sqlite3_column_int64(c, 2), last = sqlite3_column_int64(c, 3);
 			s->dropped[kind == STORE_EVENT ? 1 : 0] += (uint64_t)cnt;
+			s->txn_pruned[kind == STORE_EVENT ? 1 : 0] += (uint64_t)cnt;
 			n += (uint64_t)cnt;
+			lo = first < lo ? first : lo;
+			hi = last > hi ? last : hi;
 		}
 		sqlite3_reset(c);
 		if (!n)
@@ -411,18 +442,16 @@ static int prune(struct store *s)
 		if ((rc = step_done(s, ST_PRUNE)))
 			break;
 	}
-	for (int k = 0; k < 2 && rc == 0; k++) {
-		if (s->dropped[k] == before[k])
-			continue;
-		char v[32];
-		snprintf(v, sizeof(v), "%llu", (unsigned long long)s->dropped[k]);
-		rc = store_kv_set(s, keys[k], v);
-	}
-	if (s->dropped[0] != before[0] || s->dropped[1] != before[1])
-		LOG_WRN("event=budget_prune dropped_telemetry=%llu dropped_events=%llu total_telemetry=%llu "
-			"total_events=%llu",
-			(unsigned long long)(s->dropped[0] - before[0]), (unsigned long long)(s->dropped[1] - before[1]),
-			(unsigned long long)s->dropped[0], (unsigned long long)s->dropped[1]);
+	if (s->dropped[0] == before[0] && s->dropped[1] == before[1])
+		return rc;
+	if (rc == 0)
+		rc = save_counters(s);
+	/* The rows dropped all lie in first_seq..last_seq (rows of that range
+	 * not dropped were acknowledged before, or have a higher priority). */
+	LOG_WRN("event=budget_prune dropped_telemetry=%llu dropped_events=%llu first_seq=%lld last_seq=%lld "
+		"total_telemetry=%llu total_events=%llu",
+		(unsigned long long)(s->dropped[0] - before[0]), (unsigned long long)(s->dropped[1] - before[1]),
+		(long long)lo, (long long)hi, (unsigned long long)s->dropped[0], (unsigned long long)s->dropped[1]);
 	return rc;
 }
 
@@ -437,18 +466,74 @@ static int maybe_prune(struct store *s)
 	return prune(s);
 }
 
+static void txn_reset(struct store *s)
+{
+	for (int k = 0; k < 2; k++) {
+		s->txn_pruned[k] = 0;
+		s->txn_rows[k] = 0;
+	}
+	s->in_txn = false;
+}
+
+/* The transaction ended without its changes: its prunes did not happen. */
+static void txn_undone(struct store *s)
+{
+	for (int k = 0; k < 2; k++)
+		s->dropped[k] -= s->txn_pruned[k];
+	s->last_seq = s->txn_last_seq; /* the rolled back seqs are given out again */
+	txn_reset(s);
+}
+
+/* SQLite rolled the open transaction back by itself (a FULL outside a
+ * statement journal does, as do IOERR and NOMEM): the rows appended in it
+ * are lost, not by the caller's choice, so they count as dropped. */
+static void txn_lost(struct store *s, const char *op, int src)
+{
+	uint32_t lost[2] = { s->txn_rows[0], s->txn_rows[1] };
+	txn_undone(s);
+	for (int k = 0; k < 2; k++)
+		s->dropped[k] += lost[k];
+	if (lost[0] || lost[1])
+		s->counters_dirty = true;
+	LOG_WRN("event=txn_rolled_back op=%s rc=%d dropped_telemetry=%u dropped_events=%u", op, src, lost[0], lost[1]);
+}
+
+/* Writes counts of refused or lost rows, in a transaction of their own so
+ * that a full database cannot cost another transaction its rows. On failure
+ * they stay pending for the next commit. */
+static void flush_counters(struct store *s)
+{
+	if (!s->counters_dirty || s->in_txn)
+		return;
+	if (step_done(s, ST_BEGIN))
+		return;
+	int rc = save_counters(s);
+	if (rc == 0)
+		rc = step_done(s, ST_COMMIT);
+	if (rc && !sqlite3_get_autocommit(s->db))
+		(void)step_done(s, ST_ROLLBACK);
+	if (rc == 0)
+		s->counters_dirty = false;
+}
+
 int store_commit(struct store *s)
 {
 	if (!s->in_txn)
 		return -EINVAL;
 	int rc = maybe_prune(s);
+	if (rc == 0 && sqlite3_get_autocommit(s->db)) {
+		txn_lost(s, "commit", rc);
+		flush_counters(s);
+		return -EIO;
+	}
 	if (rc == 0)
 		rc = step_done(s, ST_COMMIT);
 	if (rc) {
 		store_rollback(s);
 		return rc;
 	}
-	s->in_txn = false;
+	txn_reset(s);
+	flush_counters(s);
 	/* A large transaction (a prune) can leave the WAL above its share:
 	 * checkpoint and truncate it now so the budget holds on disk. */
 	bool check_wal = s->pruned || ++s->commits % 32 == 0;
@@ -467,7 +552,8 @@ void store_rollback(struct store *s)
 		return;
 	if (sqlite3_get_autocommit(s->db) == 0)
 		(void)step_done(s, ST_ROLLBACK);
-	s->in_txn = false;
+	txn_undone(s);
+	flush_counters(s);
 }
 
 static int insert(struct store *s, enum store_kind kind, int prio, int64_t ts_ms, const char *body, size_t len)
@@ -489,8 +575,9 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 	if (kind != STORE_TELEMETRY && kind != STORE_EVENT)
 		return -EINVAL;
 	if (len > STORE_ROW_MAX_BYTES) {
-		s->dropped[kind == STORE_EVENT ? 1 : 0]++;
+		count_refused(s, kind);
 		LOG_WRN("event=row_dropped reason=too_large kind=%d len=%zu max=%d", kind, len, STORE_ROW_MAX_BYTES);
+		flush_counters(s);
 		return -EMSGSIZE;
 	}
 	bool own_txn = !s->in_txn;
@@ -499,37 +586,38 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 		return rc;
 	int src = insert(s, kind, prio, ts_ms, body, len);
 	if (src == SQLITE_FULL) {
-		/* The hard cap was hit between two budget checks: prune now and retry once. */
-		s->pruned = true;
-		if (prune(s) == 0)
-			src = insert(s, kind, prio, ts_ms, body, len);
+		/* The hard cap was hit between two budget checks. SQLite has most
+		 * likely rolled the transaction back: begin again (the caller's
+		 * transaction goes on in the new one), prune in it, retry once. */
+		if (sqlite3_get_autocommit(s->db))
+			txn_lost(s, "append", src);
+		if (s->in_txn || store_begin(s) == 0) {
+			s->pruned = true;
+			if (prune(s) == 0)
+				src = insert(s, kind, prio, ts_ms, body, len);
+		}
 	}
-	if (s->in_txn && sqlite3_get_autocommit(s->db)) {
-		/* SQLite rolled the whole transaction back (it may on FULL/IOERR/NOMEM). */
-		s->in_txn = false;
-		LOG_WRN("event=txn_rolled_back rc=%d", src);
-		return src == SQLITE_FULL ? -ENOSPC : map_rc(src);
+	if (src == SQLITE_DONE) {
+		s->last_seq = sqlite3_last_insert_rowid(s->db);
+		s->appended += len + 64;
+		s->txn_rows[kind == STORE_EVENT ? 1 : 0]++;
+		if (seq)
+			*seq = s->last_seq;
+		return own_txn ? store_commit(s) : 0;
 	}
+	if (s->in_txn && sqlite3_get_autocommit(s->db))
+		txn_lost(s, "append", src);
 	if (src == SQLITE_FULL) {
-		s->dropped[kind == STORE_EVENT ? 1 : 0]++;
+		count_refused(s, kind);
 		LOG_WRN("event=row_dropped reason=store_full kind=%d len=%zu", kind, len);
-		if (own_txn)
-			store_rollback(s);
-		return -ENOSPC;
-	}
-	if (src != SQLITE_DONE) {
+		rc = -ENOSPC;
+	} else {
 		rc = fail(s, src, "append");
-		if (own_txn)
-			store_rollback(s);
-		return rc;
 	}
-	s->last_seq = sqlite3_last_insert_rowid(s->db);
-	s->appended += len + 64;
-	if (seq)
-		*seq = s->last_seq;
 	if (own_txn)
-		return store_commit(s);
-	return 0;
+		store_rollback(s);
+	flush_counters(s);
+	return rc;
 }
 
 int store_scan(struct store *s, int64_t after_seq, int64_t before_seq, unsigned max_rows, store_row_fn fn, void *arg)

@@ -56,7 +56,14 @@ int store_open(const struct store_opts *o, struct store **out) __attribute__((wa
 void store_close(struct store *s);
 
 /* One transaction around the appends of one tick. Without begin, every
- * append commits by itself. commit also enforces the budget. */
+ * append commits by itself. commit also enforces the budget.
+ * Drop accounting: a pruned row is counted in the transaction that deletes
+ * it, so a rollback takes the count back with the row; a refused row (too
+ * large, or no room even after pruning) is counted at once and written to the
+ * database outside the caller's transaction. A rollback by the caller
+ * discards the rows it appended in the transaction; a rollback forced by
+ * SQLite (a full database) counts them as dropped, and the transaction goes
+ * on in a new one. The seqs of rows rolled back are given out again. */
 int store_begin(struct store *s) __attribute__((warn_unused_result));
 int store_commit(struct store *s) __attribute__((warn_unused_result));
 void store_rollback(struct store *s);

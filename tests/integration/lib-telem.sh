@@ -143,6 +143,55 @@ print(u[0] if u else 0, u[-1] if u else 0, len(seqs), len(u), len(seqs) - len(u)
 EOF
 }
 
+# seq_account TELFILE LAST KEPTFILE LOGFILE: accounts for every seq 1..LAST given
+# out by a berthd that has stopped. A seq is delivered (a row in TELFILE), kept
+# (listed in KEPTFILE: still in the outbox) or missing. Prints
+# "missing outside in_range_delivered refused suppressed":
+#   outside: missing seqs in no first_seq..last_seq range of an
+#            event=budget_prune line of LOGFILE (must be 0);
+#   in_range_delivered: delivered telemetry rows inside those ranges (a row
+#            sent, then pruned before its PUBACK, is delivered and counted);
+#   refused: rows counted as dropped that never had a seq (event=row_dropped,
+#            and rows of a transaction SQLite rolled back: event=txn_rolled_back);
+#   suppressed: budget_prune/row_dropped lines the log rate limit left out.
+seq_account() {
+  $PY - "$@" <<'EOF'
+import json, re, sys
+tel, last, keptf, logf = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+delivered, tel_rows = set(), set()
+for line in open(tel, errors="replace"):
+    try:
+        m = json.loads(line)
+        p = json.loads(m["payload"]) if isinstance(m["payload"], str) else m["payload"]
+    except Exception:
+        continue
+    if not isinstance(p, dict) or "rows" not in p:
+        continue
+    for r in p["rows"]:
+        delivered.add(r["seq"])
+        if p.get("kind") == "telemetry":
+            tel_rows.add(r["seq"])
+kept = {int(x) for x in open(keptf).read().split()}
+ranges, refused, suppressed = [], 0, 0
+for line in open(logf, errors="replace"):
+    if "event=budget_prune" in line:
+        m = re.search(r"first_seq=(\d+) last_seq=(\d+)", line)
+        ranges.append((int(m.group(1)), int(m.group(2))))
+    elif "event=row_dropped" in line:
+        refused += 1
+    elif "event=txn_rolled_back" in line:
+        refused += sum(int(x) for x in re.findall(r"dropped_\w+=(\d+)", line))
+    else:
+        continue
+    m = re.search(r"suppressed=(\d+)", line)
+    suppressed += int(m.group(1)) if m else 0
+inr = lambda q: any(lo <= q <= hi for lo, hi in ranges)
+missing = [q for q in range(1, last + 1) if q not in delivered and q not in kept]
+outside = [q for q in missing if not inr(q)]
+print(len(missing), len(outside), sum(1 for q in tel_rows if inr(q)), refused, suppressed)
+EOF
+}
+
 # last_seq: the highest seq berthd has given out (from its database).
 db_last_seq() { sqlite3 "$T/data/berth.db" "SELECT seq FROM sqlite_sequence WHERE name='outbox'" 2>/dev/null || echo 0; }
 db_rows() { sqlite3 "$T/data/berth.db" "SELECT COUNT(*) FROM outbox" 2>/dev/null || echo -1; }

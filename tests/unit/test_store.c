@@ -293,6 +293,137 @@ static void rollback_discards_the_tick(void **state)
 	assert_int_equal(store_commit(f->s), 0);
 }
 
+/* The invariant the forwarder relies on: every row appended is acknowledged,
+ * still in the outbox, or counted as dropped - exactly; and every seq given
+ * out and not acknowledged is in the outbox or among those counted. Ticks of
+ * 1..23 rows make the cap hit mid-transaction too. */
+static void every_row_is_acked_kept_or_counted(void **state)
+{
+	struct fx *f = *state;
+	f->s = open_store(f, 256);
+	static bool acked[8192];
+	memset(acked, 0, sizeof(acked));
+	char body[700];
+	memset(body, 'y', sizeof(body));
+	body[0] = '"';
+	body[sizeof(body) - 1] = '"';
+	uint64_t calls = 0, nacked = 0;
+	int64_t seq = 0;
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(store_begin(f->s), 0);
+		for (int r = 0; r < 1 + i % 23; r++, calls++) {
+			bool ev = calls % 50 == 0;
+			int rc = store_append(f->s, ev ? STORE_EVENT : STORE_TELEMETRY,
+					      ev ? STORE_PRIO_EVENT : STORE_PRIO_TELEMETRY, i, body, sizeof(body), &seq);
+			assert_true(rc == 0 || rc == -ENOSPC);
+		}
+		assert_int_equal(store_commit(f->s), 0);
+		/* Now and then a short "connection" acknowledges the oldest rows. */
+		if (i % 80 == 79) {
+			struct collect c = { 0 };
+			assert_true(store_scan(f->s, 0, 0, 40, on_row, &c) > 0);
+			for (int k = 0; k < c.n; k++)
+				acked[c.seq[k]] = true;
+			nacked += (uint64_t)c.n;
+			assert_int_equal(store_ack_range(f->s, c.seq[0], c.seq[c.n - 1]), 0);
+		}
+	}
+	struct collect c = { 0 };
+	assert_true(store_scan(f->s, 0, 0, 4096, on_row, &c) > 0);
+	static bool kept[8192];
+	memset(kept, 0, sizeof(kept));
+	for (int k = 0; k < c.n; k++)
+		kept[c.seq[k]] = true;
+	struct store_stats st;
+	store_get_stats(f->s, &st);
+	assert_true(st.last_seq < 8192);
+	uint64_t missing = 0;
+	for (int64_t q = 1; q <= st.last_seq; q++)
+		missing += !acked[q] && !kept[q];
+	uint64_t dropped = st.dropped_telemetry + st.dropped_events;
+	assert_true(st.dropped_telemetry > 1000);
+	assert_int_equal(calls, nacked + (uint64_t)c.n + dropped);
+	assert_true(missing <= dropped);
+	assert_int_equal(st.rows, (uint64_t)c.n);
+	/* The counts survive a restart. */
+	store_close(f->s);
+	f->s = open_store(f, 256);
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.dropped_telemetry + st.dropped_events, dropped);
+}
+
+/* A row refused outright has no seq; it is counted at once, and the count is
+ * written with the next commit so that it survives a restart. */
+static void refused_rows_are_counted_durably(void **state)
+{
+	struct fx *f = *state;
+	f->s = open_store(f, 256);
+	static char big[STORE_ROW_MAX_BYTES + 1];
+	memset(big, 'z', sizeof(big));
+	assert_int_equal(store_append(f->s, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, 1, big, sizeof(big), NULL),
+			 -EMSGSIZE);
+	assert_int_equal(store_append(f->s, STORE_EVENT, STORE_PRIO_EVENT, 1, big, sizeof(big), NULL), -EMSGSIZE);
+	struct store_stats st;
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.dropped_telemetry, 1);
+	assert_int_equal(st.dropped_events, 1);
+	assert_int_equal(store_append(f->s, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, 2, "{}", 2, NULL), 0);
+	store_close(f->s);
+	f->s = open_store(f, 256);
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.dropped_telemetry, 1);
+	assert_int_equal(st.dropped_events, 1);
+}
+
+/* Hitting the cap mid-transaction: SQLite rolls the transaction back, so
+ * the rows appended in it so far count as dropped and the transaction goes on
+ * in a new one after a prune; if the caller then rolls back, the prune did
+ * not happen and its count goes back, and the seqs are given out again. */
+static void cap_mid_transaction_counts_exactly(void **state)
+{
+	struct fx *f = *state;
+	f->s = open_store(f, 256);
+	char body[1000];
+	memset(body, 'w', sizeof(body));
+	body[0] = '"';
+	body[sizeof(body) - 1] = '"';
+	/* Past one prune, then up to where the next commit would prune (above
+	 * 7/8 of the database's 48 pages): a prune after the rollback has work. */
+	struct store_stats st0, st;
+	int n = 0;
+	do {
+		assert_int_equal(store_append(f->s, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, n, body, sizeof(body), NULL), 0);
+		store_get_stats(f->s, &st0);
+	} while (++n < 1000 && (st0.dropped_telemetry == 0 || st0.used_bytes <= 42u * 4096));
+	assert_true(st0.dropped_telemetry > 0);
+	assert_true(st0.used_bytes > 42u * 4096);
+	assert_int_equal(store_begin(f->s), 0);
+	int before = -1;
+	for (int i = 0; i < 100 && before < 0; i++) {
+		assert_int_equal(store_append(f->s, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, i, body, sizeof(body), NULL), 0);
+		store_get_stats(f->s, &st);
+		if (st.dropped_telemetry != st0.dropped_telemetry)
+			before = i; /* rows appended in the transaction before the one that hit the cap */
+	}
+	assert_true(before > 0);
+	/* Lost rows and a prune, both counted. */
+	assert_true(st.dropped_telemetry > st0.dropped_telemetry + (uint64_t)before);
+	assert_int_equal(st.rows, st0.rows - (st.dropped_telemetry - st0.dropped_telemetry - (uint64_t)before) + 1);
+	store_rollback(f->s);
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.dropped_telemetry, st0.dropped_telemetry + (uint64_t)before);
+	assert_int_equal(st.rows, st0.rows);
+	assert_int_equal(st.last_seq, n);
+	int64_t seq = 0;
+	assert_int_equal(store_append(f->s, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, 1, "{}", 2, &seq), 0);
+	assert_int_equal(seq, n + 1);
+	uint64_t dropped = st.dropped_telemetry;
+	store_close(f->s);
+	f->s = open_store(f, 256);
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.dropped_telemetry, dropped);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +437,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(desired_state_persists, setup, teardown),
 		cmocka_unit_test_setup_teardown(journal_answers_until_ttl_and_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(rollback_discards_the_tick, setup, teardown),
+		cmocka_unit_test_setup_teardown(every_row_is_acked_kept_or_counted, setup, teardown),
+		cmocka_unit_test_setup_teardown(refused_rows_are_counted_durably, setup, teardown),
+		cmocka_unit_test_setup_teardown(cap_mid_transaction_counts_exactly, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
