@@ -37,7 +37,8 @@ void hal_watchdog_kick(void)
 		return;
 	/* Any write also keeps a watchdog alive; used where the keepalive
 	 * ioctl is not supported. */
-	if (ioctl(g_wd_fd, WDIOC_KEEPALIVE, 0) < 0 && write(g_wd_fd, "k", 1) != 1) {
+	int dummy = 0; /* WDIOC_KEEPALIVE is declared with an int argument, unused by drivers */
+	if (ioctl(g_wd_fd, WDIOC_KEEPALIVE, &dummy) < 0 && write(g_wd_fd, "k", 1) != 1) {
 		/* Nothing to do: the next kick tries again. */
 	}
 }
