@@ -158,28 +158,6 @@ static void sync_stop(struct agent *a)
 
 /* --- supervision ----------------------------------------------------------- */
 
-/* Loads the deployments file (when configured) and makes it the desired
- * state. A bad file changes nothing: running containers are left alone. */
-static int supervision_load(struct agent *a, const struct berth_config *cfg)
-{
-	if (!cfg->deployments_file[0])
-		return 0;
-	struct deploy_set *set = malloc(sizeof(*set));
-	if (!set)
-		return -ENOMEM;
-	struct deploy_error err;
-	int rc = deploy_load(cfg->deployments_file, set, &err);
-	if (rc == 0) {
-		rc = supervisor_apply(a->sup, set);
-	} else {
-		char msg[512];
-		deploy_error_format(&err, msg, sizeof(msg));
-		LOG_ERR("event=deployments_invalid file=%s reason=\"%s\"", cfg->deployments_file, msg);
-	}
-	free(set);
-	return rc;
-}
-
 static int supervision_create(struct agent *a, const struct berth_config *cfg)
 {
 	a->events = events_create(AGENT_EVENTS_RING);
@@ -197,7 +175,7 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 	if (!a->sup)
 		return -ENOMEM;
 	a->metrics = metrics_create(a->loop, a->sup, cfg->data_dir, (unsigned)cfg->telemetry.interval_ms);
-	a->chaos = chaos_create(a->loop, a->sup);
+	a->chaos = chaos_create(a->loop, a->sup, a->events);
 	if (!a->metrics || !a->chaos)
 		return -ENOMEM;
 	int rc = supervisor_start(a->sup);
@@ -501,13 +479,15 @@ static unsigned infer_inflight(void *arg, const char *deployment, unsigned slot)
 	return m >= 0 && dispatch_replica_stats(a->dispatch, m, slot, &st) == 0 ? st.inflight : 0;
 }
 
-/* Requests that failed because replicas died count against a chaos run. */
+/* Every request a producer saw fail (refused, failed, timed out or answered
+ * 5xx) while a chaos run is active counts against it, so its figure is what
+ * the producers saw. */
 static void infer_miss(void *arg, const char *model, enum dispatch_reason why, int http_status)
 {
 	struct agent *a = arg;
-	if (why == DISPATCH_NO_READY_REPLICA || why == DISPATCH_BREAKER_OPEN || why == DISPATCH_REPLICA_FAILED ||
-	    why == DISPATCH_DEADLINE_EXCEEDED || (why == DISPATCH_OK && http_status >= 500))
-		chaos_note_failed_request(a->chaos, model);
+	(void)why;
+	(void)http_status;
+	chaos_note_failed_request(a->chaos, model);
 }
 
 static int infer_wire(struct agent *a)
@@ -622,12 +602,19 @@ int agent_reload(struct agent *a, const struct berth_config *cfg)
 	if (strcmp(cfg->device_id, a->cfg.device_id) || strcmp(cfg->data_dir, a->cfg.data_dir))
 		LOG_WRN("event=reload_needs_restart keys=device_id,data_dir");
 
-	/* --- supervision: the deployments file is read again --- */
+	/* --- supervision: the deployments file is read again and becomes the
+	 * desired state the way it did at start (through the command target, so
+	 * commands and the reported state see it); a bad file changes nothing. */
 	snprintf(a->cfg.deployments_file, sizeof(a->cfg.deployments_file), "%s", cfg->deployments_file);
-	if (!sync_has_console_state(a->sync))
-		(void)supervision_load(a, cfg);
-	else
+	if (!sync_has_console_state(a->sync)) {
+		char *file = read_deployments_file(cfg->deployments_file);
+		int rc = file ? sync_boot(a->sync, file) : 0;
+		free(file);
+		if (rc)
+			LOG_WRN("event=deployments_file_not_applied path=%s err=%s", cfg->deployments_file, strerror(-rc));
+	} else {
 		LOG_INF("event=deployments_file_ignored reason=console_desired_state");
+	}
 	LOG_INF("event=reloaded log_level=%s", log_level_name(log_get_level()));
 	return 0;
 }

@@ -44,6 +44,7 @@ struct replica {
 	bool remove_wanted;
 	bool retiring;               /* draining before a scale-down/roll/removal takes it */
 	bool liveness_killed;        /* the coming exit is a liveness restart */
+	bool chaos_killed;           /* the coming exit is a chaos experiment's kill */
 	bool half_open_try;          /* this start is the circuit's half-open trial */
 	bool clear_pending;          /* gone, cleared when the last call in flight returns */
 	bool die_pending;            /* a die event came while the start call was in flight */
@@ -230,7 +231,7 @@ static void stop_probes(struct replica *r)
 /* The per-container flags, for a slot that holds a container new to it. */
 static void clear_flags(struct replica *r)
 {
-	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->half_open_try = false;
+	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->chaos_killed = r->half_open_try = false;
 	r->retiring = false;
 }
 
@@ -636,7 +637,8 @@ static void replica_exited(struct replica *r, int exit_code, bool oom)
 	struct supervisor *s = d->sup;
 	bool was = serving(r);
 	bool liveness = r->liveness_killed;
-	r->liveness_killed = false;
+	bool chaos = r->chaos_killed;
+	r->liveness_killed = r->chaos_killed = false;
 	r->st = SUP_R_BACKOFF;
 	r->pid = 0;
 	r->exited_ms = now_ms(s);
@@ -644,7 +646,7 @@ static void replica_exited(struct replica *r, int exit_code, bool oom)
 	stop_probes(r);
 	r->ready = false;
 	serving_changed(r, was);
-	if (!liveness && exit_code != -1)
+	if (!liveness && !chaos && exit_code != -1)
 		set_error(d, "replica %u exited with code %d%s", r->slot, exit_code, oom ? " (out of memory)" : "");
 	LOG_INF("event=replica_exited deployment=%s replica=%u exit_code=%d oom=%d liveness=%d wall_ms=%" PRId64,
 		d->spec.name, r->slot, exit_code, oom, liveness, hal_clock_wall_ms());
@@ -659,9 +661,18 @@ static void replica_exited(struct replica *r, int exit_code, bool oom)
 			deploy_restart_name(d->spec.restart));
 		return;
 	}
-	uint32_t delay = backoff_next_ms(&r->bo);
 	r->restarts++;
 	d->restarts++;
+	if (chaos && d->circuit == SUP_CIRCUIT_CLOSED) {
+		/* A kill on purpose is no failure of the workload: restarted at once,
+		 * without a step of back-off, a failed recovery or the circuit. */
+		LOG_INF("event=replica_backoff deployment=%s replica=%u failures=%u delay_ms=0 circuit=closed reason=chaos",
+			d->spec.name, r->slot, r->bo.failures);
+		if (loop_timer_start(s->loop, &r->restart_timer, 0, 0) < 0)
+			LOG_ERR("event=timer_full what=restart");
+		return;
+	}
+	uint32_t delay = backoff_next_ms(&r->bo);
 	/* Failures after the first one in a row are failed recoveries. */
 	raise_migration(d, r->bo.failures - 1);
 	if (r->half_open_try || d->circuit == SUP_CIRCUIT_HALF_OPEN) {
@@ -871,7 +882,7 @@ static void create_replica(struct deployment *d, struct replica *r)
 	r->st = SUP_R_CREATING;
 	r->hash = sp->spec_hash;
 	r->id[0] = '\0';
-	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->retiring = false;
+	r->draining = r->paused = r->remove_wanted = r->liveness_killed = r->chaos_killed = r->retiring = false;
 	r->restarts = 0;
 	r->created_ms = now_ms(s);
 	backoff_init(&r->bo, sp->backoff_initial_ms, sp->backoff_max_ms, sp->backoff_reset_ms, JITTER_PERMILLE, true,
@@ -1689,6 +1700,7 @@ int supervisor_replica_kill(struct supervisor *s, const char *deployment, unsign
 		return -ENOENT;
 	if (r->st != SUP_R_RUNNING || r->op_busy)
 		return -EBUSY;
+	r->chaos_killed = true;
 	kill_replica(r, "chaos");
 	return 0;
 }

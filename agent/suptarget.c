@@ -213,7 +213,16 @@ static int report_extra(void *ctx, char *buf, size_t len, bool figures)
 			 supervisor_engine_available(t->sup) ? "available" : "unavailable");
 	if (w < 0 || (size_t)w >= len - (size_t)n)
 		return -ENOSPC;
-	return n + w;
+	n += w;
+	if (!t->chaos)
+		return n;
+	/* The last chaos run (runs 0 before the first). */
+	w = snprintf(buf + n, len - (size_t)n, ",\"chaos\":");
+	if (w < 0 || (size_t)w >= len - (size_t)n)
+		return -ENOSPC;
+	n += w;
+	int m = chaos_report_json(t->chaos, buf + n, len - (size_t)n);
+	return m < 0 ? m : n + m;
 }
 
 int suptarget_report(struct suptarget *t, char *buf, size_t len) { return report(t, buf, len, true); }

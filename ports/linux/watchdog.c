@@ -20,7 +20,8 @@ int hal_watchdog_open(const char *path, unsigned timeout_s)
 {
 	if (g_wd_fd >= 0)
 		return 0;
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	/* Non-blocking: a kick from the event loop must never wait. */
+	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	int t = (int)timeout_s;
@@ -32,8 +33,14 @@ int hal_watchdog_open(const char *path, unsigned timeout_s)
 
 void hal_watchdog_kick(void)
 {
-	if (g_wd_fd >= 0)
-		(void)ioctl(g_wd_fd, WDIOC_KEEPALIVE, 0);
+	if (g_wd_fd < 0)
+		return;
+	/* Any write also keeps a watchdog alive; used where the keepalive
+	 * ioctl is not supported. */
+	int dummy = 0; /* WDIOC_KEEPALIVE is declared with an int argument, unused by drivers */
+	if (ioctl(g_wd_fd, WDIOC_KEEPALIVE, &dummy) < 0 && write(g_wd_fd, "k", 1) != 1) {
+		/* Nothing to do: the next kick tries again. */
+	}
 }
 
 void hal_watchdog_close(void)

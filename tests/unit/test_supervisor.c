@@ -687,29 +687,80 @@ static void on_failure_and_never_policies(void **state)
 static void chaos_keeps_min_running_and_times_recovery(void **state)
 {
 	struct fx *f = *state;
+	/* A kill on purpose takes no step of back-off: with back-off it would be
+	 * 2 s, 4 s, ... and the circuit would open. */
 	apply(f, "{\"version\":1,\"deployments\":[{\"name\":\"a\",\"image\":\"w\",\"replicas\":3,"
-		 "\"inference\":{\"port\":9000},\"readiness\":{\"type\":\"http\",\"path\":\"/v2/health/ready\",\"period_ms\":100},"
-		 "\"restart\":{\"backoff_initial_ms\":2000,\"reset_after_ms\":100}}]}");
+		 "\"inference\":{\"port\":9000},\"readiness\":{\"type\":\"http\",\"path\":\"/v2/health/ready\",\"period_ms\":50},"
+		 "\"restart\":{\"backoff_initial_ms\":2000,\"backoff_max_ms\":4000,\"reset_after_ms\":600000}}]}");
 	RUN_UNTIL(f, 3000, ready_of(f, "a") == 3);
-	struct chaos *c = chaos_create(f->l, f->s);
+	struct chaos *c = chaos_create(f->l, f->s, f->ev);
 	assert_non_null(c);
+	char json[512];
+	assert_true(chaos_report_json(c, json, sizeof(json)) > 0);
+	assert_non_null(strstr(json, "{\"deployment\":\"\",\"running\":false,"));
+	assert_non_null(strstr(json, "\"runs\":0,\"kills\":0,"));
 	track(f, 0);
-	struct chaos_config cc = { .deployment = "a", .interval_ms = 100, .duration_ms = 5000, .min_running = 2,
+	struct chaos_config cc = { .deployment = "a", .interval_ms = 20, .duration_ms = 3000, .min_running = 2,
 				   .seed = 3 };
 	assert_int_equal(chaos_start(c, &cc), 0);
+	assert_true(has_event(f, "chaos_started"));
 	chaos_note_failed_request(c, "a");
 	chaos_note_failed_request(c, "other");
-	run_ms(f, 5200);
+	run_ms(f, 2990);
 	struct chaos_report rep;
 	chaos_report(c, &rep);
+	assert_true(rep.running);
+	run_ms(f, 1000); /* the duration is over and the last victim is back */
+	chaos_report(c, &rep);
 	assert_false(rep.running);
-	assert_true(rep.kills >= 2);
+	assert_int_equal(rep.runs, 1);
+	assert_true(rep.kills >= 20);
 	assert_true(rep.skipped >= 1);     /* min_running held some intervals back */
-	assert_true(rep.recovered >= 1);
-	assert_true(rep.mttr_mean_ms > 0 && rep.mttr_p95_ms >= rep.mttr_mean_ms / 2);
-	assert_true(rep.mttr_p95_ms <= rep.mttr_max_ms);
+	assert_int_equal(rep.recovered, rep.kills);
+	assert_int_equal(rep.pending, 0);
+	assert_true(rep.mttr_mean_ms > 0 && rep.mttr_mean_ms < 1000);
+	assert_true(rep.mttr_p95_ms >= rep.mttr_mean_ms / 2 && rep.mttr_p95_ms <= rep.mttr_max_ms);
 	assert_int_equal(rep.failed_requests, 1);
 	assert_true(f->t.min_ready[0] >= 2);
+	/* No back-off, no circuit, no migration for kills on purpose. */
+	struct sup_status st;
+	assert_int_equal(supervisor_status(f->s, "a", &st), 0);
+	assert_int_equal(st.circuit, SUP_CIRCUIT_CLOSED);
+	assert_false(st.migration_needed);
+	assert_false(has_event(f, "migration_needed"));
+	assert_false(has_event(f, "circuit_open"));
+	assert_true(has_event(f, "chaos_done"));
+	assert_true(chaos_report_json(c, json, sizeof(json)) > 0);
+	assert_non_null(strstr(json, "\"running\":false"));
+	assert_non_null(strstr(json, "\"failed_requests\":1}"));
+	chaos_destroy(c);
+}
+
+/* A run whose victim does not come back reports once the recovery wait is over. */
+static void chaos_reports_a_victim_that_never_returns(void **state)
+{
+	struct fx *f = *state;
+	apply(f, "{\"version\":1,\"deployments\":[{\"name\":\"a\",\"image\":\"w\",\"replicas\":2,"
+		 "\"inference\":{\"port\":9000},\"restart\":{\"policy\":\"never\"},"
+		 "\"readiness\":{\"type\":\"http\",\"path\":\"/v2/health/ready\",\"period_ms\":50}}]}");
+	RUN_UNTIL(f, 3000, ready_of(f, "a") == 2);
+	struct chaos *c = chaos_create(f->l, f->s, f->ev);
+	assert_non_null(c);
+	struct chaos_config cc = { .deployment = "a", .interval_ms = 100, .duration_ms = 150, .min_running = 1,
+				   .seed = 1 };
+	assert_int_equal(chaos_start(c, &cc), 0);
+	run_ms(f, 250);
+	struct chaos_report rep;
+	chaos_report(c, &rep);
+	assert_true(rep.running);
+	assert_int_equal(rep.kills, 1);
+	assert_int_equal(rep.pending, 1);
+	run_ms(f, CHAOS_RECOVERY_WAIT_MS);
+	chaos_report(c, &rep);
+	assert_false(rep.running);
+	assert_int_equal(rep.recovered, 0);
+	assert_int_equal(rep.pending, 1);
+	assert_true(has_event(f, "chaos_done"));
 	chaos_destroy(c);
 }
 
@@ -777,6 +828,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(removed_outside_is_recreated, setup, teardown),
 		cmocka_unit_test_setup_teardown(on_failure_and_never_policies, setup, teardown),
 		cmocka_unit_test_setup_teardown(chaos_keeps_min_running_and_times_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(chaos_reports_a_victim_that_never_returns, setup, teardown),
 		cmocka_unit_test_setup_teardown(metrics_sample_replicas_and_node, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
