@@ -4,7 +4,9 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#if IS_ENABLED(CONFIG_LOCAL_API)
 #include <microhttpd.h>
+#endif
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +202,8 @@ int api_check_infer_head(const char *deadline_hdr, const char *class_hdr, const 
 }
 
 /* --- the server ------------------------------------------------------------ */
+
+#if IS_ENABLED(CONFIG_LOCAL_API)
 
 enum ctx_state { CTX_FREE = 0, CTX_READING, CTX_QUEUED, CTX_DONE };
 
@@ -879,3 +883,25 @@ void api_destroy(struct api *a)
 	free(a->scratch);
 	free(a);
 }
+
+#else /* !CONFIG_LOCAL_API: the pure parsers above stay, the server is left out. */
+
+struct api *api_create(struct loop *l, const struct api_config *cfg, struct dispatch *d)
+{
+	(void)l;
+	(void)cfg;
+	(void)d;
+	LOG_ERR("event=api_unavailable reason=\"built without CONFIG_LOCAL_API\"");
+	return NULL;
+}
+
+void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
+{
+	(void)a;
+	(void)fn;
+	(void)arg;
+}
+
+void api_destroy(struct api *a) { (void)a; }
+
+#endif

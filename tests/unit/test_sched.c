@@ -828,7 +828,7 @@ static void dispatch_order_under_random_cancel(void **state)
 	struct sched *s = mk(r, SCHED_EDF, 1, 0);
 	int m = mk_model(s, "m", 1);
 	int m2 = mk_model(s, "m2", 1);
-	enum { N = 3000 };
+	enum { N = CONFIG_SCHED_MAX_QUEUED < 3000 ? CONFIG_SCHED_MAX_QUEUED : 3000 }; /* never more queued than the build allows */
 	static struct { uint64_t id, deadline; int live; } q[N];
 	int nq = 0;
 	uint64_t t = T0, running = 0;
