@@ -17,12 +17,12 @@ started_services=0
 if [ -z "${BERTH_ENGINE_SOCK:-}" ] || [ ! -S "${BERTH_ENGINE_SOCK:-/nonexistent}" ]; then
   # shellcheck source=scripts/test-services.sh
   source "$here/scripts/test-services.sh"
-  engine_start || { echo "bench-heal: the engine did not start"; exit 1; }
+  services_start || { echo "bench-heal: the test services did not start"; exit 1; }
   started_services=1
 fi
 TEST=bench-heal
 source "$here/tests/integration/lib-supervise.sh"
-trap 'cleanup; [ $started_services -eq 1 ] && engine_stop || true' EXIT INT TERM
+trap 'cleanup; [ $started_services -eq 1 ] && services_stop || true' EXIT INT TERM
 
 P=$(pick_ports)
 # Readiness every 100 ms so a restarted replica is seen ready promptly; reset_after 2 s so
