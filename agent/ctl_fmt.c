@@ -302,6 +302,50 @@ static void state_json(FILE *out, const char *device, const struct ctl_status *s
 	cJSON_Delete(root);
 }
 
+/* fmt_ms: a duration field in ms as "483 ms", or "-" when absent. */
+static void fmt_ms(const cJSON *o, const char *key, char *buf, size_t len)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (cJSON_IsNumber(v))
+		snprintf(buf, len, "%.0f ms", v->valuedouble);
+	else
+		snprintf(buf, len, "-");
+}
+
+/* The last chaos experiment (the state's "chaos" object, as in its chaos_done
+ * event), two lines; nothing before the first run. */
+static void state_chaos(FILE *out, const cJSON *ch)
+{
+	if (!cJSON_IsObject(ch))
+		return;
+	int64_t runs = num_i64(ch, "runs", 0);
+	bool running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ch, "running"));
+	if (runs <= 0 && !running)
+		return;
+	const char *dep = str(ch, "deployment");
+	char every[24] = "-", dur[24] = "-", minr[16], kills[16], skipped[16], rec[16], pend[16], failed[16];
+	char mean[24], p95[24], max[24];
+	int64_t iv = num_i64(ch, "interval_ms", -1), du = num_i64(ch, "duration_ms", -1);
+	if (iv >= 0 && iv <= UINT32_MAX)
+		ctl_fmt_seconds((uint32_t)iv, every, sizeof(every));
+	if (du >= 0 && du <= UINT32_MAX)
+		ctl_fmt_seconds((uint32_t)du, dur, sizeof(dur));
+	fmt_u(ch, "min_running", minr, sizeof(minr));
+	fmt_u(ch, "kills", kills, sizeof(kills));
+	fmt_u(ch, "skipped", skipped, sizeof(skipped));
+	fmt_u(ch, "recovered", rec, sizeof(rec));
+	fmt_u(ch, "pending", pend, sizeof(pend));
+	fmt_u(ch, "failed_requests", failed, sizeof(failed));
+	fmt_ms(ch, "mttr_mean_ms", mean, sizeof(mean));
+	fmt_ms(ch, "mttr_p95_ms", p95, sizeof(p95));
+	fmt_ms(ch, "mttr_max_ms", max, sizeof(max));
+	fprintf(out, "\nchaos: %s, run %" PRId64 " since berthd started (%s): a kill every %s for %s, at least %s running\n",
+		dep && dep[0] ? dep : "-", runs, running ? "running" : "finished", every, dur, minr);
+	fprintf(out, "  kills %s, skipped %s, replaced %s, pending %s; time to replacement mean %s, p95 %s, max %s; "
+		     "failed requests %s\n",
+		kills, skipped, rec, pend, mean, p95, max, failed);
+}
+
 int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, const char *state_json_text,
 		  size_t len, int64_t now_ms, bool json)
 {
@@ -397,6 +441,7 @@ int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, co
 		}
 		table_print(&t, out);
 	}
+	state_chaos(out, cJSON_GetObjectItemCaseSensitive(root, "chaos"));
 	cJSON_Delete(root);
 	return 0;
 }

@@ -51,8 +51,10 @@ void ctl_fmt_devices(FILE *out, struct ctl_device *devs, size_t n, int64_t now_m
 
 /* Prints a reported state (berth/v1/<device>/state/reported, or the result
  * of get_state): a presence line, one row per deployment (DEPLOYMENT CLASS
- * READY/DESIRED MIN-MAX HEALTH CIRCUIT RESTARTS SLA) and, when the state
- * carries it, SLA compliance per class. Fields the state lacks print as
+ * READY/DESIRED MIN-MAX HEALTH CIRCUIT RESTARTS SLA), when the state
+ * carries them SLA compliance per class and the last chaos run (kills,
+ * mean/p95/max time to replacement, failed requests; nothing before the
+ * first run). Fields the state lacks print as
  * "-". With json: {"device":..,"status":{..},"state":STATE}. Returns 0, or
  * -EINVAL when state_json is not a JSON object (nothing printed). */
 int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, const char *state_json, size_t len,

@@ -329,6 +329,10 @@ int store_open(const struct store_opts *o, struct store **out)
 
 	int rc = open_db(s, o);
 	if (rc == -EBADMSG) {
+		/* Closed as found: the last connection's close would otherwise checkpoint the
+		 * WAL into the bad file and delete the -wal and -shm that move_aside() keeps. */
+		if (s->db)
+			(void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 		close_db(s);
 		move_aside(s->path);
 		s->recovered = true;

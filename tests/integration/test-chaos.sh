@@ -149,6 +149,14 @@ sk=$(echo "$st" | jget 'd["chaos"]["kills"]'); sf=$(echo "$st" | jget 'd["chaos"
 sr=$(echo "$st" | jget 'd["chaos"]["running"]'); sm=$(echo "$st" | jget 'd["chaos"]["mttr_p95_ms"]')
 [ "$sk" = "$kills" ] && [ "$sf" = "$failed" ] && [ "$sr" = False ] && [ "$sm" = "$p95" ] \
   && ok "/v1/state chaos: kills $sk, p95 $sm ms, failed $sf" || bad "/v1/state chaos: $(echo "$st" | jget 'd.get("chaos")')"
+# berthctl state shows the same run from the retained reported state
+ctl_chaos() {
+  "${CTL[@]}" state "$DEV" > "$WORK/state.txt" 2>/dev/null \
+    && grep -qx "chaos: w, run 1 since berthd started (finished): a kill every 2 s for 10 s, at least 2 running" "$WORK/state.txt"
+}
+if wait_for 5 ctl_chaos && grep -Eqx "  kills $kills, skipped $skipped, replaced $recovered, pending $pending; time to replacement mean $mean ms, p95 $p95 ms, max [0-9]+ ms; failed requests $failed" "$WORK/state.txt"; then
+  ok "berthctl state: $(grep -A1 '^chaos:' "$WORK/state.txt" | tr '\n' ' ')"
+else bad "berthctl state lacks the chaos run: $(cat "$WORK/state.txt")"; fi
 log_has "event=migration_needed" && bad "a chaos kill raised migration_needed" || ok "no migration_needed, no back-off for kills on purpose"
 wait_for 10 ready_is w 3 || bad "w not back to 3 ready"
 

@@ -229,7 +229,10 @@ static const char sample_state[] =
 	"\"restarts\":7,\"migration_needed\":true,\"last_error\":\"exit code 137\"},"
 	"{\"name\":\"old-agent\",\"replicas_desired\":1}],"
 	"\"sla\":{\"urgent\":{\"requests\":1200,\"on_time\":1191,\"late\":0,\"refused\":9,\"compliance\":0.9925},"
-	"\"batch\":0.5}}";
+	"\"batch\":0.5},"
+	"\"chaos\":{\"deployment\":\"detector\",\"running\":false,\"interval_ms\":2000,\"duration_ms\":10000,"
+	"\"min_running\":2,\"runs\":1,\"kills\":4,\"skipped\":1,\"recovered\":4,\"pending\":0,\"mttr_mean_ms\":483,"
+	"\"mttr_p95_ms\":556,\"mttr_max_ms\":561,\"failed_requests\":3}}";
 
 static void state_table_from_a_sample(void **state)
 {
@@ -250,12 +253,34 @@ static void state_table_from_a_sample(void **state)
 			    "\n"
 			    "CLASS   REQUESTS  ON TIME  LATE  REFUSED  COMPLIANCE\n"
 			    "urgent  1200      1191     0     9        99.2%\n"
-			    "batch   -         -        -     -        50.0%\n");
+			    "batch   -         -        -     -        50.0%\n"
+			    "\n"
+			    "chaos: detector, run 1 since berthd started (finished): a kill every 2 s for 10 s, at least 2 "
+			    "running\n"
+			    "  kills 4, skipped 1, replaced 4, pending 0; time to replacement mean 483 ms, p95 556 ms, max 561 ms; "
+			    "failed requests 3\n");
 
 	f = mem_open();
 	assert_int_equal(ctl_fmt_state(f, "gw-01", &st, "{\"deployments\":[]}", 18, NOW_MS, false), 0);
 	fclose(f);
 	assert_non_null(strstr(outbuf, "\nno deployments\n"));
+
+	/* Before the first chaos run (runs 0) there is no chaos section; a run in progress says so and shows
+	 * its figures so far, a figure the state lacks as "-". */
+	const char *idle = "{\"deployments\":[],\"chaos\":{\"deployment\":\"\",\"running\":false,\"runs\":0,\"kills\":0}}";
+	f = mem_open();
+	assert_int_equal(ctl_fmt_state(f, "gw-01", &st, idle, strlen(idle), NOW_MS, false), 0);
+	fclose(f);
+	assert_null(strstr(outbuf, "chaos"));
+	const char *busy = "{\"deployments\":[],\"chaos\":{\"deployment\":\"w\",\"running\":true,\"interval_ms\":500,"
+			   "\"duration_ms\":60000,\"min_running\":1,\"runs\":2,\"kills\":1,\"skipped\":0,\"recovered\":0,"
+			   "\"pending\":1,\"failed_requests\":0}}";
+	f = mem_open();
+	assert_int_equal(ctl_fmt_state(f, "gw-01", &st, busy, strlen(busy), NOW_MS, false), 0);
+	fclose(f);
+	assert_non_null(strstr(outbuf, "\nno deployments\n\nchaos: w, run 2 since berthd started (running): a kill every "
+				       "0.5 s for 60 s, at least 1 running\n  kills 1, skipped 0, replaced 0, pending 1; "
+				       "time to replacement mean -, p95 -, max -; failed requests 0\n"));
 
 	f = mem_open();
 	assert_int_equal(ctl_fmt_state(f, "gw-01", &st, "{\"ts\":1}", 8, NOW_MS, true), 0);

@@ -211,6 +211,15 @@ static void corrupt_file_is_moved_aside_with_event(void **state)
 	struct stat sb;
 	snprintf(aside, sizeof(aside), "%s.corrupt", f->path);
 	assert_int_equal(stat(aside, &sb), 0);
+	assert_int_equal(sb.st_size, 2000 * 23);
+	/* The -wal beside it is moved aside too, as it was (not deleted by the close). */
+	char wal[4] = "";
+	snprintf(aside, sizeof(aside), "%s.corrupt-wal", f->path);
+	fp = fopen(aside, "r");
+	assert_non_null(fp);
+	assert_int_equal(fread(wal, 1, sizeof(wal), fp), 4);
+	fclose(fp);
+	assert_memory_equal(wal, "junk", 4);
 	assert_int_equal(store_integrity_check(f->s), 0);
 }
 
