@@ -1523,6 +1523,26 @@ int supervisor_start(struct supervisor *s)
 	return 0;
 }
 
+/* Everything but replicas min/max/desired equal (spec_hash covers the
+ * container-shaping fields). */
+static bool same_but_replicas(const struct deploy_spec *a, const struct deploy_spec *b)
+{
+	return a->spec_hash == b->spec_hash && a->sla_class == b->sla_class && a->deadline_ms == b->deadline_ms &&
+	       !memcmp(&a->liveness, &b->liveness, sizeof(a->liveness)) &&
+	       !memcmp(&a->readiness, &b->readiness, sizeof(a->readiness)) && a->restart == b->restart &&
+	       a->backoff_initial_ms == b->backoff_initial_ms && a->backoff_max_ms == b->backoff_max_ms &&
+	       a->backoff_reset_ms == b->backoff_reset_ms && a->startup_ms == b->startup_ms;
+}
+
+static uint32_t clamp_replicas(uint32_t n, const struct deploy_spec *sp)
+{
+	if (n < sp->replicas_min)
+		return sp->replicas_min;
+	if (n > sp->replicas_max)
+		return sp->replicas_max;
+	return n;
+}
+
 int supervisor_apply(struct supervisor *s, const struct deploy_set *set)
 {
 	if (s->applied && set->version < s->version) {
@@ -1554,8 +1574,17 @@ int supervisor_apply(struct supervisor *s, const struct deploy_set *set)
 		}
 		bool probes_changed = memcmp(&d->spec.liveness, &sp->liveness, sizeof(sp->liveness)) ||
 				      memcmp(&d->spec.readiness, &sp->readiness, sizeof(sp->readiness));
+		/* A deployment whose spec is unchanged apart from its replica counts
+		 * keeps its current count (the autoscaler's or a scale command's),
+		 * clamped into the new min..max; a new or changed one takes desired. */
+		bool keep = d->used && !d->removing && same_but_replicas(&d->spec, sp);
+		uint32_t n = keep ? clamp_replicas(d->spec.replicas, sp) : sp->replicas;
+		if (keep && n != sp->replicas)
+			LOG_INF("event=replicas_kept deployment=%s replicas=%u desired=%u min=%u max=%u", sp->name, n,
+				sp->replicas, sp->replicas_min, sp->replicas_max);
 		d->removing = false;
 		d->spec = *sp;
+		d->spec.replicas = n;
 		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
 			struct replica *r = &d->r[j];
 			/* Back-off settings apply from the next failure on. */

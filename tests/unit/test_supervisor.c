@@ -491,6 +491,77 @@ static void rolling_update_never_below_desired_ready(void **state)
 		assert_true(r[i].current);
 }
 
+static uint32_t desired_of(struct fx *f, const char *dep)
+{
+	struct sup_status st;
+	assert_int_equal(supervisor_status(f->s, dep, &st), 0);
+	return st.replicas_desired;
+}
+
+/* A deploy leaves a deployment whose spec changed only in its replica counts
+ * at its current count (clamped into min..max); a changed spec takes desired. */
+static void redeploy_keeps_scaled_count_of_unchanged_spec(void **state)
+{
+	struct fx *f = *state;
+#define RDOC(ver, image, min, max, desired)                                                                  \
+	"{\"version\":" #ver ",\"deployments\":[{\"name\":\"a\",\"image\":\"" image "\",\"replicas\":{\"min\":" #min \
+	",\"max\":" #max ",\"desired\":" #desired "},\"inference\":{\"port\":9000}," PROBES "},"                  \
+	"{\"name\":\"b\",\"image\":\"worker\",\"replicas\":{\"min\":1,\"max\":4,\"desired\":1},"                    \
+	"\"inference\":{\"port\":9100},\"readiness\":{\"type\":\"tcp\",\"period_ms\":100}}]}"
+	apply(f, RDOC(1, "worker", 1, 4, 1));
+	RUN_UNTIL(f, 3000, ready_of(f, "a") == 1 && ready_of(f, "b") == 1);
+	assert_int_equal(supervisor_set_replicas(f->s, "a", 3), 0); /* as the autoscaler or `scale` does */
+	RUN_UNTIL(f, 3000, ready_of(f, "a") == 3);
+	assert_int_equal(ready_of(f, "a"), 3);
+	char id0[80];
+	ctr_id_of(f, "a", 0, id0);
+
+	/* same spec, desired 1: stays at 3, nothing replaced */
+	apply(f, RDOC(2, "worker", 1, 4, 1));
+	run_ms(f, 3000);
+	assert_int_equal(desired_of(f, "a"), 3);
+	assert_int_equal(ready_of(f, "a"), 3);
+	assert_int_equal(engine_count("a", false), 3);
+	char now[80];
+	ctr_id_of(f, "a", 0, now);
+	assert_string_equal(now, id0);
+	assert_int_equal(desired_of(f, "b"), 1);
+
+	/* only the bounds change and 3 is above the new max: clamped to 2 */
+	apply(f, RDOC(3, "worker", 1, 2, 1));
+	RUN_UNTIL(f, 3000, engine_count("a", false) == 2);
+	assert_int_equal(desired_of(f, "a"), 2);
+	assert_int_equal(engine_count("a", false), 2);
+	ctr_id_of(f, "a", 0, now);
+	assert_string_equal(now, id0);
+	/* below a raised min: clamped up to it */
+	apply(f, RDOC(4, "worker", 3, 4, 3));
+	RUN_UNTIL(f, 3000, ready_of(f, "a") == 3);
+	assert_int_equal(desired_of(f, "a"), 3);
+	assert_int_equal(ready_of(f, "a"), 3);
+
+	/* a changed image rolls and takes the new desired count */
+	uint64_t h_old = f->set.d[0].spec_hash;
+	apply(f, RDOC(5, "worker2", 1, 4, 2));
+	assert_int_not_equal(f->set.d[0].spec_hash, h_old);
+	assert_int_equal(desired_of(f, "a"), 2);
+	struct sup_status st;
+	uint64_t end = hal_clock_now_us() + 8000000;
+	do {
+		run_ms(f, 5);
+		assert_int_equal(supervisor_status(f->s, "a", &st), 0);
+	} while ((st.rolling || st.replicas_ready < 2 || engine_count("a", false) != 2) && hal_clock_now_us() < end);
+	assert_false(st.rolling);
+	assert_int_equal(st.replicas_ready, 2);
+	assert_int_equal(engine_count("a", false), 2);
+	struct sup_replica r[4];
+	assert_int_equal(supervisor_ready_replicas(f->s, "a", r, 4), 2);
+	for (int i = 0; i < 2; i++)
+		assert_true(r[i].current);
+	assert_int_equal(sim_ctr_get(id0, &(struct hal_ctr_info){ 0 }), -ENOENT);
+#undef RDOC
+}
+
 static void engine_outage_backs_off_and_recovers_without_duplicates(void **state)
 {
 	struct fx *f = *state;
@@ -821,6 +892,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(crash_loop_backs_off_then_opens_circuit, setup, teardown),
 		cmocka_unit_test_setup_teardown(circuit_closes_when_the_half_open_try_is_ready, setup, teardown),
 		cmocka_unit_test_setup_teardown(rolling_update_never_below_desired_ready, setup, teardown),
+		cmocka_unit_test_setup_teardown(redeploy_keeps_scaled_count_of_unchanged_spec, setup, teardown),
 		cmocka_unit_test_setup_teardown(engine_outage_backs_off_and_recovers_without_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(slow_engine_create_is_not_duplicated, setup, teardown),
 		cmocka_unit_test_setup_teardown(scale_drain_and_pause, setup, teardown),
