@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,13 +106,22 @@ double figures_model_compliance(const struct sched *s, int model)
 {
 	struct sched_model_stats ms;
 	if (!s || model < 0 || sched_model_stats(s, model, &ms) < 0)
-		return 1.0;
+		return NAN;
 	uint64_t on_time = 0, decided = 0;
 	for (unsigned c = 0; c < SLA_NCLASSES; c++) {
 		on_time += ms.cls[c].on_time;
 		decided += figures_decided(&ms.cls[c]);
 	}
-	return decided ? (double)on_time / (double)decided : 1.0;
+	return decided ? (double)on_time / (double)decided : NAN;
+}
+
+const char *figures_ratio_json(double r, char *buf, size_t len)
+{
+	if (!isfinite(r))
+		snprintf(buf, len, "null");
+	else
+		snprintf(buf, len, "%.4f", r);
+	return buf;
 }
 
 int figures_sla_json(const struct sched *s, char *buf, size_t len)
@@ -122,11 +132,13 @@ int figures_sla_json(const struct sched *s, char *buf, size_t len)
 	for (unsigned c = 0; c < SLA_NCLASSES; c++) {
 		const struct sched_class_stats *t = &tot[c];
 		uint64_t decided = figures_decided(t);
+		char comp[24];
+		figures_ratio_json(decided ? (double)t->on_time / (double)decided : NAN, comp, sizeof(comp));
 		int w = snprintf(buf + o, len - o,
 				 "%s\"%s\":{\"requests\":%" PRIu64 ",\"on_time\":%" PRIu64 ",\"late\":%" PRIu64
-				 ",\"failed\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"compliance\":%.4f}",
+				 ",\"failed\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"compliance\":%s}",
 				 c ? "," : "{", sched_class_name((enum sla_class)c), t->offered, t->on_time, t->late,
-				 t->failed, sched_refused_total(t), decided ? (double)t->on_time / (double)decided : 1.0);
+				 t->failed, sched_refused_total(t), comp);
 		if (w < 0 || (size_t)w >= len - o)
 			return -ENOSPC;
 		o += (size_t)w;
@@ -240,6 +252,8 @@ void figures_scheduler_source(void *arg, struct telemetry_buf *b)
 			if (!st->offered && !st->queued && !st->running)
 				continue;
 			uint64_t decided = figures_decided(st);
+			char comp[24];
+			figures_ratio_json(decided ? (double)st->on_time / (double)decided : NAN, comp, sizeof(comp));
 			size_t mark = b->len;
 			telemetry_buf_printf(b,
 					     "%s{\"model\":\"%s\",\"class\":\"%s\",\"requests\":%" PRIu64 ",\"on_time\":%" PRIu64
@@ -250,10 +264,10 @@ void figures_scheduler_source(void *arg, struct telemetry_buf *b)
 			refused_json(b, st);
 			telemetry_buf_printf(b,
 					     ",\"deadline_misses\":%" PRIu64 ",\"queued\":%u,\"running\":%u,"
-					     "\"compliance\":%.4f,\"latency_n\":%" PRIu64
+					     "\"compliance\":%s,\"latency_n\":%" PRIu64
 					     ",\"p50_ms\":%.1f,\"p95_ms\":%.1f,\"p99_ms\":%.1f}",
 					     decided - st->on_time, st->queued, st->running,
-					     decided ? (double)st->on_time / (double)decided : 1.0, nwin,
+					     comp, nwin,
 					     figures_percentile_ms(win, 0.50), figures_percentile_ms(win, 0.95),
 					     figures_percentile_ms(win, 0.99));
 			if (entry_fits(b, mark, end))

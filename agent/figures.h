@@ -67,11 +67,16 @@ uint64_t figures_decided(const struct sched_class_stats *st);
 void figures_class_totals(const struct sched *s, struct sched_class_stats out[SLA_NCLASSES]);
 
 /* SLA compliance of model over all classes since start: on_time / decided,
- * 1.0 when nothing was decided or the model is unknown. */
+ * NAN when nothing was decided or the model is unknown (no figure yet). */
 double figures_model_compliance(const struct sched *s, int model);
 
+/* A ratio as a JSON value into buf: "%.4f", or null when r is not finite
+ * (NAN: nothing to measure yet). Returns buf. */
+const char *figures_ratio_json(double r, char *buf, size_t len);
+
 /* Writes the reported state's "sla" object: per class requests, on_time,
- * late, failed, refused, compliance (every class present). Returns the
+ * late, failed, refused, compliance (every class present; compliance null
+ * while the class has no request decided). Returns the
  * length or -ENOSPC. */
 int figures_sla_json(const struct sched *s, char *buf, size_t len) __attribute__((warn_unused_result));
 

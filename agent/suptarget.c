@@ -180,9 +180,11 @@ static int report(void *ctx, char *buf, size_t len, bool figures)
 		if (w < 0 || (size_t)w >= len - o)
 			return -ENOSPC;
 		o += (size_t)w;
-		if (figures)
-			w = snprintf(buf + o, len - o, ",\"sla_compliance\":%.4f}", figures_model_compliance(sch, model));
-		else
+		if (figures) {
+			char comp[24];
+			w = snprintf(buf + o, len - o, ",\"sla_compliance\":%s}",
+				     figures_ratio_json(figures_model_compliance(sch, model), comp, sizeof(comp)));
+		} else
 			w = snprintf(buf + o, len - o, "}");
 		if (w < 0 || (size_t)w >= len - o)
 			return -ENOSPC;

@@ -24,14 +24,14 @@ struct suptarget *suptarget_create(struct supervisor *sup, struct chaos *chaos);
 void suptarget_destroy(struct suptarget *t);
 
 /* Request figures for the reported state's SLA fields (borrowed; NULL:
- * none, compliance then reads 1.0). Set once the dispatcher exists. */
+ * none, compliance then reads null). Set once the dispatcher exists. */
 void suptarget_set_dispatch(struct suptarget *t, struct dispatch *d);
 
 /* The deployments array of the reported state (what ops.report writes):
  * per deployment name, sla_class, replicas desired/min/max/ready/running,
  * health, circuit, restarts, rolling, removing, migration_needed,
  * last_error, sla_compliance (on time / decided since berthd started, all
- * classes; 1.0 when nothing was decided). Returns the length or -ENOSPC.
+ * classes; null when nothing was decided). Returns the length or -ENOSPC.
  * ops.report_extra adds "sla" (per class: requests, on_time, late, failed,
  * refused, compliance) and "engine" ("available" or "unavailable"). */
 int suptarget_report(struct suptarget *t, char *buf, size_t len) __attribute__((warn_unused_result));

@@ -294,6 +294,30 @@ static void state_table_from_a_sample(void **state)
 	assert_string_equal(outbuf, "");
 }
 
+/* berthd reports compliance null while nothing was decided: "-", not 100%. */
+static void state_without_requests_shows_no_compliance(void **state)
+{
+	(void)state;
+	static const char fresh[] =
+		"{\"deployments\":[{\"name\":\"detector\",\"sla_class\":\"urgent\",\"replicas_ready\":1,"
+		"\"replicas_desired\":1,\"replicas_min\":1,\"replicas_max\":2,\"health\":\"healthy\",\"circuit\":\"closed\","
+		"\"restarts\":0,\"sla_compliance\":null},"
+		"{\"name\":\"busy\",\"sla_class\":\"normal\",\"replicas_ready\":1,\"replicas_desired\":1,\"replicas_min\":1,"
+		"\"replicas_max\":1,\"health\":\"healthy\",\"circuit\":\"closed\",\"restarts\":0,\"sla_compliance\":1}],"
+		"\"sla\":{\"urgent\":{\"requests\":0,\"on_time\":0,\"late\":0,\"failed\":0,\"refused\":0,\"compliance\":null},"
+		"\"normal\":{\"requests\":3,\"on_time\":3,\"late\":0,\"failed\":0,\"refused\":0,\"compliance\":1.0000}}}";
+	struct ctl_status st = { .known = true, .online = true, .since_ms = NOW_MS - 3600000 };
+	FILE *f = mem_open();
+	assert_int_equal(ctl_fmt_state(f, "gw-01", &st, fresh, strlen(fresh), NOW_MS, false), 0);
+	fclose(f);
+	assert_non_null(strstr(outbuf, "DEPLOYMENT  CLASS   READY/DESIRED  MIN-MAX  HEALTH   CIRCUIT  RESTARTS  SLA\n"
+				       "detector    urgent  1/1            1-2      healthy  closed   0         -\n"
+				       "busy        normal  1/1            1-1      healthy  closed   0         100.0%\n"));
+	assert_non_null(strstr(outbuf, "CLASS   REQUESTS  ON TIME  LATE  REFUSED  COMPLIANCE\n"
+				       "urgent  0         0        0     0        -\n"
+				       "normal  3         3        0     0        100.0%\n"));
+}
+
 static void replies_accepted_and_refused(void **state)
 {
 	char errbuf[512];
@@ -369,6 +393,7 @@ int main(void)
 		cmocka_unit_test(no_answer_messages),
 		cmocka_unit_test(devices_table_and_json),
 		cmocka_unit_test(state_table_from_a_sample),
+		cmocka_unit_test(state_without_requests_shows_no_compliance),
 		cmocka_unit_test(replies_accepted_and_refused),
 		cmocka_unit_test(batches_as_rows),
 	};

@@ -233,8 +233,8 @@ static void sla_json_has_every_class(void **state)
 	for (int i = 0; i < 3; i++) {
 		cJSON *c = cJSON_GetObjectItemCaseSensitive(j, cls[i]);
 		assert_true(cJSON_IsObject(c));
-		const char *keys[] = { "requests", "on_time", "late", "failed", "refused", "compliance" };
-		for (int k = 0; k < 6; k++)
+		const char *keys[] = { "requests", "on_time", "late", "failed", "refused" };
+		for (int k = 0; k < 5; k++)
 			assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(c, keys[k])));
 	}
 	cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "urgent");
@@ -245,16 +245,27 @@ static void sla_json_has_every_class(void **state)
 	cJSON *nm = cJSON_GetObjectItemCaseSensitive(j, "normal");
 	assert_int_equal(cJSON_GetObjectItemCaseSensitive(nm, "refused")->valueint, 1);
 	assert_true(cJSON_GetObjectItemCaseSensitive(nm, "compliance")->valuedouble == 0);
+	/* batch saw no request: compliance null (no figure), not 100% */
 	cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "batch");
-	assert_true(cJSON_GetObjectItemCaseSensitive(b, "compliance")->valuedouble == 1.0);
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(b, "requests")->valueint, 0);
+	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(b, "compliance")));
+	assert_non_null(strstr(buf, "\"batch\":{\"requests\":0,\"on_time\":0,\"late\":0,\"failed\":0,\"refused\":0,"
+				    "\"compliance\":null}"));
 	cJSON_Delete(j);
 	/* Too small a buffer. */
 	assert_int_equal(figures_sla_json(s, buf, 40), -ENOSPC);
-	/* Per model, all classes: m 1 of 2, idle 0 of 1, unknown 1.0. */
+	/* Per model, all classes: m 1 of 2, idle 0 of 1, unknown or without figures NAN (JSON null). */
 	assert_true(fabs(figures_model_compliance(s, sched_model_find(s, "m")) - 0.5) < 1e-9);
 	assert_true(figures_model_compliance(s, sched_model_find(s, "idle")) == 0);
-	assert_true(figures_model_compliance(s, -ENOENT) == 1.0);
-	assert_true(figures_model_compliance(NULL, 0) == 1.0);
+	int fresh = sched_model_add(s, "fresh", 0);
+	assert_true(fresh >= 0);
+	assert_true(isnan(figures_model_compliance(s, fresh)));
+	assert_true(isnan(figures_model_compliance(s, -ENOENT)));
+	assert_true(isnan(figures_model_compliance(NULL, 0)));
+	char v[24];
+	assert_string_equal(figures_ratio_json(figures_model_compliance(NULL, 0), v, sizeof(v)), "null");
+	assert_string_equal(figures_ratio_json(0.5, v, sizeof(v)), "0.5000");
+	assert_string_equal(figures_ratio_json(0, v, sizeof(v)), "0.0000");
 	sched_destroy(s);
 }
 
