@@ -463,20 +463,8 @@ int config_load(const char *path, struct berth_config *cfg, struct config_error 
 	char *buf;
 	size_t len;
 	int rc = textfile_read(path, CONFIG_CONFIG_MAX_BYTES, &buf, &len);
-	switch (rc) {
-	case 0:
-		break;
-	case -EINVAL:
-		set_err(err, "", "not a regular file");
-		return rc;
-	case -EFBIG:
-		set_err(err, "", "file is %lld bytes, at most %d allowed", (long long)len, CONFIG_CONFIG_MAX_BYTES);
-		return rc;
-	case -ENOMEM:
-		set_err(err, "", "out of memory");
-		return rc;
-	default:
-		set_err(err, "", "cannot open: %s", strerror(-rc));
+	if (rc) {
+		textfile_describe(rc, NULL, len, CONFIG_CONFIG_MAX_BYTES, err->message, sizeof(err->message));
 		return rc;
 	}
 	rc = config_parse(buf, len, cfg, err);

@@ -570,24 +570,12 @@ out:
 
 int deploy_load(const char *path, struct deploy_set *set, struct deploy_error *err)
 {
-	struct pctx c = { .err = err, .dep = "" };
 	memset(err, 0, sizeof(*err));
 	char *buf;
 	size_t len;
 	int rc = textfile_read(path, CONFIG_CONFIG_MAX_BYTES, &buf, &len);
-	switch (rc) {
-	case 0:
-		break;
-	case -EINVAL:
-		return fail(&c, "", "%s is not a regular file", path);
-	case -EFBIG:
-		fail(&c, "", "%s is %lld bytes, at most %d allowed", path, (long long)len, CONFIG_CONFIG_MAX_BYTES);
-		return rc;
-	case -ENOMEM:
-		fail(&c, "", "out of memory");
-		return rc;
-	default:
-		fail(&c, "", "cannot open %s: %s", path, strerror(-rc));
+	if (rc) {
+		textfile_describe(rc, path, len, CONFIG_CONFIG_MAX_BYTES, err->message, sizeof(err->message));
 		return rc;
 	}
 	rc = deploy_parse(buf, len, set, err);

@@ -670,6 +670,22 @@ static int copy_text(sqlite3_stmt *q, int col, char *buf, size_t len)
 	return 0;
 }
 
+/* Steps statement id (bound by the caller) for one row and copies its first column into buf.
+ * Returns 0; -ENOENT without a row; -ENOSPC when it does not fit; the SQLite error, logged as
+ * what. Resets the statement and clears its bindings. */
+static int step_text(struct store *s, enum stmt_id id, const char *what, char *buf, size_t len)
+{
+	sqlite3_stmt *q = s->st[id];
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		rc = copy_text(q, 0, buf, len);
+	else
+		rc = rc == SQLITE_DONE ? -ENOENT : fail(s, rc, what);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc;
+}
+
 int store_desired_get(struct store *s, uint64_t *version, char *buf, size_t len)
 {
 	sqlite3_stmt *q = s->st[ST_DESIRED_GET];
@@ -698,14 +714,7 @@ int store_journal_get(struct store *s, const char *id, int64_t now_ms, char *buf
 	sqlite3_stmt *q = s->st[ST_JOURNAL_GET];
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, now_ms - (int64_t)CONFIG_STORE_JOURNAL_TTL_S * 1000);
-	int rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW)
-		rc = copy_text(q, 0, buf, len);
-	else
-		rc = rc == SQLITE_DONE ? -ENOENT : fail(s, rc, "journal_get");
-	sqlite3_reset(q);
-	sqlite3_clear_bindings(q);
-	return rc;
+	return step_text(s, ST_JOURNAL_GET, "journal_get", buf, len);
 }
 
 int store_journal_put(struct store *s, const char *id, const char *reply, int64_t now_ms)
@@ -728,14 +737,7 @@ int store_kv_get(struct store *s, const char *key, char *buf, size_t len)
 {
 	sqlite3_stmt *q = s->st[ST_KV_GET];
 	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW)
-		rc = copy_text(q, 0, buf, len);
-	else
-		rc = rc == SQLITE_DONE ? -ENOENT : fail(s, rc, "kv_get");
-	sqlite3_reset(q);
-	sqlite3_clear_bindings(q);
-	return rc;
+	return step_text(s, ST_KV_GET, "kv_get", buf, len);
 }
 
 int store_kv_set(struct store *s, const char *key, const char *value)

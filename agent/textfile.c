@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,4 +52,22 @@ int textfile_read(const char *path, size_t max_bytes, char **buf_out, size_t *le
 errout_with_fd:
 	close(fd);
 	return rc;
+}
+
+void textfile_describe(int rc, const char *path, size_t len, size_t max_bytes, char *msg, size_t n)
+{
+	switch (rc) {
+	case -EINVAL:
+		snprintf(msg, n, "%s%snot a regular file", path ? path : "", path ? " is " : "");
+		break;
+	case -EFBIG:
+		snprintf(msg, n, "%s is %zu bytes, at most %zu allowed", path ? path : "file", len, max_bytes);
+		break;
+	case -ENOMEM:
+		snprintf(msg, n, "out of memory");
+		break;
+	default:
+		snprintf(msg, n, "cannot open%s%s: %s", path ? " " : "", path ? path : "", strerror(-rc));
+		break;
+	}
 }

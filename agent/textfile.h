@@ -13,4 +13,10 @@
 int textfile_read(const char *path, size_t max_bytes, char **buf_out, size_t *len_out)
 	__attribute__((warn_unused_result));
 
+/* Writes into msg (n bytes) what the error rc of textfile_read() means, with len as it returned
+ * it. With path NULL: "not a regular file", "file is LEN bytes, at most MAX allowed", "out of
+ * memory", "cannot open: <strerror>"; with a path, the file is named: "PATH is not a regular
+ * file", "PATH is LEN bytes, at most MAX allowed", "cannot open PATH: <strerror>". */
+void textfile_describe(int rc, const char *path, size_t len, size_t max_bytes, char *msg, size_t n);
+
 #endif

@@ -162,37 +162,27 @@ BASE=$(free_range 30)
 P_DET=$BASE P_CLS=$((BASE + 10)) P_SUM=$((BASE + 20))
 probe_ready='"readiness": { "type": "http", "path": "/v2/health/ready", "period_ms": 100, "timeout_ms": 250, "failure_threshold": 2 }'
 probe_live='"liveness": { "type": "http", "path": "/v2/health/live", "period_ms": 1000, "timeout_ms": 500, "failure_threshold": 3 }'
+# demo_deployment NAME MAX CLASS DEADLINE_MS PORT: one worker deployment entry
+demo_deployment() {
+  cat <<EOF
+    { "name": "$1", "image": "$BERTH_WORKER_IMAGE",
+      "env": { "WORKER_STARTUP_MS": "300" },
+      "replicas": { "min": 1, "max": $2, "desired": 1 },
+      "resources": { "memory": "64Mi" },
+      "sla": { "class": "$3", "deadline_ms": $4 },
+      "inference": { "port": $5, "concurrency": 1 },
+      $probe_live, $probe_ready,
+      "restart": { "policy": "always", "backoff_initial_ms": 500 },
+      "startup_ms": 300 }
+EOF
+}
 cat > "$RUN/deployments.json" <<EOF
 {
   "version": 1,
   "deployments": [
-    { "name": "detector", "image": "$BERTH_WORKER_IMAGE",
-      "env": { "WORKER_STARTUP_MS": "300" },
-      "replicas": { "min": 1, "max": 3, "desired": 1 },
-      "resources": { "memory": "64Mi" },
-      "sla": { "class": "urgent", "deadline_ms": 100 },
-      "inference": { "port": $P_DET, "concurrency": 1 },
-      $probe_live, $probe_ready,
-      "restart": { "policy": "always", "backoff_initial_ms": 500 },
-      "startup_ms": 300 },
-    { "name": "classifier", "image": "$BERTH_WORKER_IMAGE",
-      "env": { "WORKER_STARTUP_MS": "300" },
-      "replicas": { "min": 1, "max": 2, "desired": 1 },
-      "resources": { "memory": "64Mi" },
-      "sla": { "class": "normal", "deadline_ms": 1000 },
-      "inference": { "port": $P_CLS, "concurrency": 1 },
-      $probe_live, $probe_ready,
-      "restart": { "policy": "always", "backoff_initial_ms": 500 },
-      "startup_ms": 300 },
-    { "name": "summarizer", "image": "$BERTH_WORKER_IMAGE",
-      "env": { "WORKER_STARTUP_MS": "300" },
-      "replicas": { "min": 1, "max": 2, "desired": 1 },
-      "resources": { "memory": "64Mi" },
-      "sla": { "class": "batch", "deadline_ms": 10000 },
-      "inference": { "port": $P_SUM, "concurrency": 1 },
-      $probe_live, $probe_ready,
-      "restart": { "policy": "always", "backoff_initial_ms": 500 },
-      "startup_ms": 300 }
+$(demo_deployment detector 3 urgent 100 "$P_DET"),
+$(demo_deployment classifier 2 normal 1000 "$P_CLS"),
+$(demo_deployment summarizer 2 batch 10000 "$P_SUM")
   ]
 }
 EOF

@@ -21,18 +21,12 @@ source "$here/scripts/test-services.sh"
 own=""
 if [ -z "${SERVICES_DIR:-}" ]; then own=1; services_start; fi
 
+# shellcheck source=tests/integration/lib-common.sh
+source "$here/tests/integration/lib-common.sh"
 tmp=$(mktemp -d)
 containers=()
 berthd_pid=""
-cleanup() {
-  [ -n "$berthd_pid" ] && kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
-  engine_rm "${containers[@]}"
-  rm -rf "$tmp"
-  [ -z "$own" ] || services_stop
-}
-trap cleanup EXIT
-# shellcheck source=tests/integration/lib-common.sh
-source "$here/tests/integration/lib-common.sh"
+trap scratch_cleanup EXIT
 is200() { [ "$(T=2 code "$1")" = 200 ]; }
 
 ${CC:-cc} -O2 -o "$tmp/loadgen" "$here/tests/bench/loadgen.c"
@@ -40,14 +34,7 @@ ${CC:-cc} -O2 -o "$tmp/loadgen" "$here/tests/bench/loadgen.c"
 ports=()
 for i in 0 1; do
   p=$(free_port); ports+=("$p")
-  cid=$(curl -s -m 30 --unix-socket "$BERTH_ENGINE_SOCK" -H 'Content-Type: application/json' \
-    -d "{\"Image\":\"$BERTH_WORKER_IMAGE\",\"Env\":[\"BERTH_PORT=$p\",\"BERTH_REPLICA=$i\",\"WORKER_CONCURRENCY=1\"],
-         \"Labels\":{\"io.berth.owner\":\"bench-dispatch-$$\",\"io.berth.replica\":\"$i\"},
-         \"HostConfig\":{\"NetworkMode\":\"host\"}}" \
-    "http://localhost/v1.41/containers/create?name=berth-bench-dispatch-$$-$i" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Id"])')
-  containers+=("$cid")
-  curl -s -m 30 -X POST --unix-socket "$BERTH_ENGINE_SOCK" "http://localhost/v1.41/containers/$cid/start" >/dev/null
+  worker_run "berth-bench-dispatch-$$-$i" "bench-dispatch-$$" "$i" "$p" WORKER_CONCURRENCY=1 || exit 1
 done
 for p in "${ports[@]}"; do wait_for 15000 is200 "http://127.0.0.1:$p/v2/health/ready" || { echo "worker $p not ready" >&2; exit 1; }; done
 

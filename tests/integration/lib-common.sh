@@ -1,5 +1,6 @@
 # tests/integration/lib-common.sh - small helpers shared by the standalone integration scripts and
-# benchmarks: time, free ports, polling with a deadline, HTTP status, JSON fields, Engine API calls.
+# benchmarks: time, free ports, polling with a deadline, HTTP status, JSON fields, Engine API calls,
+# worker containers and the cleanup trap.
 # Source it. engine_call needs $tmp (a scratch directory) and BERTH_ENGINE_SOCK.
 # shellcheck shell=bash
 
@@ -37,4 +38,32 @@ engine_rm() {
     curl -s -m 10 -X DELETE --unix-socket "$BERTH_ENGINE_SOCK" \
       "http://localhost/v1.41/containers/$c?force=true" >/dev/null || true
   done
+}
+
+# scratch_cleanup: for EXIT traps of scripts that run berthd and worker containers: stops
+# $berthd_pid, removes the containers in the containers array and $tmp, and stops the test services
+# when $own is set (the script started them).
+scratch_cleanup() {
+  [ -n "${berthd_pid:-}" ] && kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
+  engine_rm "${containers[@]}"
+  rm -rf "$tmp"
+  [ -z "${own:-}" ] || services_stop
+}
+
+# worker_run NAME OWNER INDEX PORT [ENV...]: creates and starts a reference-worker container named
+# NAME with host networking, BERTH_PORT=PORT, BERTH_REPLICA=INDEX and the extra ENV entries, labelled
+# io.berth.owner=OWNER and io.berth.replica=INDEX; appends its id to the caller's containers array.
+# 1 with a message on stderr when the engine refuses either call.
+worker_run() {
+  local name=$1 owner=$2 i=$3 port=$4 env e cid; shift 4
+  env="\"BERTH_PORT=$port\",\"BERTH_REPLICA=$i\""
+  for e in "$@"; do env+=",\"$e\""; done
+  engine_call POST "/containers/create?name=$name" \
+    "{\"Image\":\"$BERTH_WORKER_IMAGE\",\"Env\":[$env],
+      \"Labels\":{\"io.berth.owner\":\"$owner\",\"io.berth.replica\":\"$i\"},
+      \"HostConfig\":{\"NetworkMode\":\"host\"}}"
+  [ "$status" = 201 ] || { echo "create worker $i: $status $body" >&2; return 1; }
+  cid=$(echo "$body" | json 'd["Id"]'); containers+=("$cid")
+  engine_call POST "/containers/$cid/start"
+  [ "$status" = 204 ] || { echo "start worker $i: $status" >&2; return 1; }
 }

@@ -196,6 +196,39 @@ EOF
 db_last_seq() { sqlite3 "$T/data/berth.db" "SELECT seq FROM sqlite_sequence WHERE name='outbox'" 2>/dev/null || echo 0; }
 db_rows() { sqlite3 "$T/data/berth.db" "SELECT COUNT(*) FROM outbox" 2>/dev/null || echo -1; }
 
+# outbox_at_most N: whether berthd's outbox holds N rows or fewer.
+outbox_at_most() { [ "$(sqlite3 "$T/data/berth.db" 'SELECT COUNT(*) FROM outbox')" -le "$1" ]; }
+
+# seq_reached FILE LAST: whether the rows in consumer output FILE reach seq LAST.
+seq_reached() { local r; r=$(seq_report "$1"); [ "$(echo "$r" | cut -d' ' -f2)" -ge "$2" ]; }
+
+# telem_flow_up: the broker, consumer "tel" of telemetry and events (they share one sequence),
+# then berthd; fails unless berthd connects within 10 s.
+telem_flow_up() {
+  broker_up
+  consumer_up tel "berth/v1/$DEV/telemetry" "berth/v1/$DEV/events"
+  sleep 0.3
+  berthd_up
+  wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+}
+
+# telem_flow_check MAXROWS: waits (30 s) for the outbox to drain to MAXROWS rows, stops berthd
+# (TERM), waits (20 s) for consumer "tel" to reach the last seq berthd gave out, then sets
+# last, first, lastseen, count, unique, dups and gaps, and fails unless the rows received start
+# at seq 1 and have no gap.
+# shellcheck disable=SC2034 # the figures are for the caller
+telem_flow_check() {
+  wait_for 30 outbox_at_most "$1" || fail "backlog did not drain"
+  berthd_down TERM
+  last=$(db_last_seq)
+  wait_for 20 seq_reached "$T/tel.out" "$last" \
+    || fail "consumer never reached seq $last: $(seq_report "$T/tel.out")"
+  read -r first lastseen count unique dups gaps <<< "$(seq_report "$T/tel.out")"
+  log "rows: first=$first last=$lastseen received=$count unique=$unique duplicates=$dups gaps=$gaps db_last=$last"
+  [ "$first" -eq 1 ] || fail "first seq is $first, expected 1"
+  [ "$gaps" -eq 0 ] || fail "$gaps sequence numbers missing"
+}
+
 # cmd VERB JSON: publishes a command (v3.1.1) and returns; replies land in the "replies" consumer.
 cmd() {
   mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/$1" -m "$2" || fail "publish $1"

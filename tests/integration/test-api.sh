@@ -23,26 +23,14 @@ is() { [ "$(code "$2")" = "$1" ]; }   # is STATUS URL (re-evaluated on every pol
 tmp=$(mktemp -d)
 containers=()
 berthd_pid=""
-cleanup() {
-  [ -n "$berthd_pid" ] && kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null || true
-  engine_rm "${containers[@]}"
-  rm -rf "$tmp"
-  [ -z "$own" ] || services_stop
-}
-trap cleanup EXIT
+trap scratch_cleanup EXIT
 
 # --- two worker replicas on the engine, host networking, one port each
 ports=()
 for i in 0 1; do
   p=$(free_port); ports+=("$p")
-  engine_call POST "/containers/create?name=berth-test-api-$$-$i" \
-    "{\"Image\":\"$BERTH_WORKER_IMAGE\",\"Env\":[\"BERTH_PORT=$p\",\"BERTH_REPLICA=$i\",\"BERTH_MODEL=m1\",\"WORKER_COST_MS=5\"],
-      \"Labels\":{\"io.berth.owner\":\"test-api-$$\",\"io.berth.replica\":\"$i\"},
-      \"HostConfig\":{\"NetworkMode\":\"host\"}}"
-  [ "$status" = 201 ] || fail "create worker $i: $status $body"
-  cid=$(echo "$body" | json 'd["Id"]'); containers+=("$cid")
-  engine_call POST "/containers/$cid/start"
-  [ "$status" = 204 ] || fail "start worker $i: $status"
+  worker_run "berth-test-api-$$-$i" "test-api-$$" "$i" "$p" BERTH_MODEL=m1 WORKER_COST_MS=5 \
+    || fail "worker $i did not start"
 done
 for p in "${ports[@]}"; do
   wait_for 15000 is 200 "http://127.0.0.1:$p/v2/health/ready" || fail "worker on $p not ready"

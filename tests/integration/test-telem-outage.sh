@@ -8,11 +8,7 @@ telem_setup
 OUTAGES=${BERTH_OUTAGES:-5}
 OUTAGE_S=${BERTH_OUTAGE_S:-4}
 
-broker_up
-consumer_up tel "berth/v1/$DEV/telemetry" "berth/v1/$DEV/events"
-sleep 0.3
-berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+telem_flow_up
 
 for i in $(seq 1 "$OUTAGES"); do
   sleep 2
@@ -26,15 +22,7 @@ for i in $(seq 1 "$OUTAGES"); do
 done
 
 # Let the backlog drain, then stop producing and compare.
-wait_for 30 bash -c "[ \"\$(sqlite3 '$T/data/berth.db' 'SELECT COUNT(*) FROM outbox')\" -le 2 ]" || fail "backlog did not drain"
-berthd_down TERM
-last=$(db_last_seq)
-wait_for 20 bash -c "r=\$(source '$TELEM_ROOT/tests/integration/lib-telem.sh'; T='$T'; seq_report '$T/tel.out'); [ \"\$(echo \$r | cut -d' ' -f2)\" -ge $last ]" \
-  || fail "consumer never reached seq $last: $(seq_report "$T/tel.out")"
-read -r first lastseen count unique dups gaps <<< "$(seq_report "$T/tel.out")"
-log "rows: first=$first last=$lastseen received=$count unique=$unique duplicates=$dups gaps=$gaps db_last=$last"
-[ "$first" -eq 1 ] || fail "first seq is $first, expected 1"
-[ "$gaps" -eq 0 ] || fail "$gaps sequence numbers missing"
+telem_flow_check 2
 [ "$lastseen" -eq "$last" ] || fail "last seq $lastseen != $last"
 grep -q 'event=connected' "$T/berthd.log"
 n=$(grep -c 'event=connected' "$T/berthd.log")

@@ -10,11 +10,7 @@ INTERVAL_MS=100
 # and a synchronous delete per row, so a kill right after connecting lands mid-drain.
 TELEMETRY_JSON=', "batch_max_bytes": 512, "inflight_max": 1'
 
-broker_up
-consumer_up tel "berth/v1/$DEV/telemetry" "berth/v1/$DEV/events"
-sleep 0.3
-berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+telem_flow_up
 
 middrain=0
 rand_ms() { echo $(( RANDOM % $2 + $1 )); }
@@ -42,15 +38,7 @@ for i in $(seq 1 "$KILLS"); do
   berthd_up
 done
 [ -n "${BROKER_PID:-}" ] || broker_up
-wait_for 30 bash -c "[ \"\$(sqlite3 '$T/data/berth.db' 'SELECT COUNT(*) FROM outbox')\" -le 3 ]" || fail "backlog did not drain"
-berthd_down TERM
-last=$(db_last_seq)
-wait_for 20 bash -c "source '$TELEM_ROOT/tests/integration/lib-telem.sh'; r=\$(seq_report '$T/tel.out'); [ \"\$(echo \$r | cut -d' ' -f2)\" -ge $last ]" \
-  || fail "consumer never reached seq $last: $(seq_report "$T/tel.out")"
-read -r first lastseen count unique dups gaps <<< "$(seq_report "$T/tel.out")"
-log "rows: first=$first last=$lastseen received=$count unique=$unique duplicates=$dups gaps=$gaps db_last=$last"
-[ "$first" -eq 1 ] || fail "first seq is $first"
-[ "$gaps" -eq 0 ] || fail "$gaps sequence numbers missing"
+telem_flow_check 3
 [ "$(db_rows)" -eq 0 ] || fail "$(db_rows) rows never acknowledged"
 [ "$(sqlite3 "$T/data/berth.db" 'PRAGMA integrity_check')" = ok ] || fail "final integrity_check"
 echo "ok: $KILLS kills ($middrain with a backlog left mid-drain), $unique rows, 0 gaps, $dups duplicates"
