@@ -3,8 +3,9 @@
 # replica's container (busybox sh of the worker image). A readiness exec probe gates readiness
 # (a file in the container turns the replica unready, removing it makes it ready again, with
 # no restart), and a liveness exec probe that starts failing makes berthd kill and restart the
-# replica after exactly failure_threshold failed probes (the file is in /dev, a tmpfs the
-# runtime makes afresh at each start, so the restarted process is healthy).
+# replica after exactly failure_threshold failed probes. The liveness file is named after the
+# start time of the container's pid 1, so the restarted process (a new pid 1) is healthy
+# whatever the runtime does with /tmp or /dev across a restart.
 TEST=exec
 source "$(dirname "$0")/lib-supervise.sh"
 : "${BERTH_PODMAN:?needs the test services}"
@@ -16,7 +17,7 @@ cat > "$WORK/deployments.json" <<EOF
  {"name":"ex","image":"$BERTH_WORKER_IMAGE","replicas":2,"inference":{"port":$P},
   "readiness":{"type":"exec","command":["/bin/sh","-c","test ! -e /tmp/unready"],
                "period_ms":300,"timeout_ms":3000,"failure_threshold":2},
-  "liveness":{"type":"exec","command":["/bin/sh","-c","test ! -e /dev/dead"],
+  "liveness":{"type":"exec","command":["/bin/sh","-c","test ! -e /tmp/dead.\$(cut -d' ' -f22 /proc/1/stat)"],
               "period_ms":400,"timeout_ms":3000,"failure_threshold":3}}]}
 EOF
 berthd_start
@@ -45,7 +46,7 @@ wait_for 10 ready_is ex 2 && ok "replica 0 ready again once the file is gone" ||
 id1=$(ctr_field ex 1 Id)
 pid1=$(ctr_pid "$id1")
 t1=$(now_ms)
-"$BERTH_PODMAN" exec "$id1" touch /dev/dead || bad "podman exec touch failed"
+"$BERTH_PODMAN" exec "$id1" sh -c 'touch /tmp/dead.$(cut -d" " -f22 /proc/1/stat)' || bad "podman exec touch failed"
 killed1() { log_has "event=replica_kill deployment=ex replica=1 reason=liveness"; }
 if wait_for 15 killed1; then
   line=$(grep -E "event=replica_kill deployment=ex replica=1 reason=liveness" "$WORK/berthd.log" | head -1)
@@ -58,11 +59,11 @@ if wait_for 15 killed1; then
     ok "killed for liveness $(( kill_ms - t1 )) ms after the file appeared, after exactly 3 failed exec probes"
   else bad "liveness kill with liveness_failures=$failures, failed probes seen: $seen(want 1 2 3)"; fi
   [ $(( kill_ms - t1 )) -ge 800 ] || bad "killed $(( kill_ms - t1 )) ms after the fault: sooner than 3 periods of 400 ms allow"
-else bad "replica 1 never killed for liveness with /dev/dead present"; fi
+else bad "replica 1 never killed for liveness with its dead file present"; fi
 restarted1() { log_has "event=replica_started deployment=ex replica=1 .*restarts=1 "; }
 wait_for 10 restarted1 && ok "replica 1 restarted" || bad "replica 1 not restarted"
-# The container is restarted in place, and its /dev is a tmpfs made afresh at each start: the
-# new process starts without the file, so its liveness passes.
+# The container is restarted in place with a new pid 1 (a new start time): its liveness file
+# is another name, so its liveness passes.
 newpid() { p=$(ctr_pid "$id1" 2>/dev/null) && [ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$pid1" ]; }
 wait_for 10 newpid && ok "new worker process in replica 1 (pid $pid1 -> $(ctr_pid "$id1"))" \
   || bad "no new process in replica 1"
