@@ -3,9 +3,10 @@
 # replica's container (busybox sh of the worker image). A readiness exec probe gates readiness
 # (a file in the container turns the replica unready, removing it makes it ready again, with
 # no restart), and a liveness exec probe that starts failing makes berthd kill and restart the
-# replica after exactly failure_threshold failed probes. The liveness file is named after the
-# start time of the container's pid 1, so the restarted process (a new pid 1) is healthy
-# whatever the runtime does with /tmp or /dev across a restart.
+# replica after exactly failure_threshold failed probes. The files are named after the replica
+# (BERTH_REPLICA) and, for liveness, the start time of the container's pid 1, so the restarted
+# process (a new pid 1) is healthy and no replica sees another's file, whatever the runtime
+# keeps across a restart or shares between containers.
 TEST=exec
 source "$(dirname "$0")/lib-supervise.sh"
 : "${BERTH_PODMAN:?needs the test services}"
@@ -15,9 +16,9 @@ P=$(pick_ports)
 cat > "$WORK/deployments.json" <<EOF
 {"version":1,"deployments":[
  {"name":"ex","image":"$BERTH_WORKER_IMAGE","replicas":2,"inference":{"port":$P},
-  "readiness":{"type":"exec","command":["/bin/sh","-c","test ! -e /tmp/unready"],
+  "readiness":{"type":"exec","command":["/bin/sh","-c","test ! -e /tmp/unready.\$BERTH_REPLICA"],
                "period_ms":300,"timeout_ms":3000,"failure_threshold":2},
-  "liveness":{"type":"exec","command":["/bin/sh","-c","test ! -e /tmp/dead.\$(cut -d' ' -f22 /proc/1/stat)"],
+  "liveness":{"type":"exec","command":["/bin/sh","-c","test ! -e /tmp/dead.\$BERTH_REPLICA.\$(cut -d' ' -f22 /proc/1/stat)"],
               "period_ms":400,"timeout_ms":3000,"failure_threshold":3}}]}
 EOF
 berthd_start
@@ -28,7 +29,7 @@ log_has 'event=probe_failed probe=liveness replica=ex/' && bad "a healthy replic
 # --- readiness: a file in the container gates it ---------------------------------------------
 id0=$(ctr_field ex 0 Id)
 unready0() { log_has "event=replica_unready deployment=ex replica=0 "; }
-"$BERTH_PODMAN" exec "$id0" touch /tmp/unready || bad "podman exec touch failed"
+"$BERTH_PODMAN" exec "$id0" sh -c 'touch /tmp/unready.$BERTH_REPLICA' || bad "podman exec touch failed"
 if wait_for 10 unready0; then
   n=$(log_count 'event=probe_failed probe=readiness replica=ex/0 ')
   [ "$n" -eq 2 ] && ok "replica 0 unready after exactly 2 failed readiness probes (exit 1)" \
@@ -37,7 +38,7 @@ if wait_for 10 unready0; then
     || bad "the readiness failure does not carry the probe's exit code"
 else bad "replica 0 never turned unready with /tmp/unready present"; fi
 [ "$(ready_now ex)" -eq 1 ] && ok "1 of 2 ready while the file exists" || bad "ready $(ready_now ex), want 1"
-"$BERTH_PODMAN" exec "$id0" rm -f /tmp/unready || bad "podman exec rm failed"
+"$BERTH_PODMAN" exec "$id0" sh -c 'rm -f /tmp/unready.$BERTH_REPLICA' || bad "podman exec rm failed"
 wait_for 10 ready_is ex 2 && ok "replica 0 ready again once the file is gone" || bad "replica 0 not ready again"
 [ "$(ctr_field ex 0 Id)" = "$id0" ] && ! log_has "event=replica_kill deployment=ex replica=0 " \
   && ok "readiness did not restart or replace the replica" || bad "a readiness failure restarted replica 0"
@@ -46,7 +47,7 @@ wait_for 10 ready_is ex 2 && ok "replica 0 ready again once the file is gone" ||
 id1=$(ctr_field ex 1 Id)
 pid1=$(ctr_pid "$id1")
 t1=$(now_ms)
-"$BERTH_PODMAN" exec "$id1" sh -c 'touch /tmp/dead.$(cut -d" " -f22 /proc/1/stat)' || bad "podman exec touch failed"
+"$BERTH_PODMAN" exec "$id1" sh -c 'touch /tmp/dead.$BERTH_REPLICA.$(cut -d" " -f22 /proc/1/stat)' || bad "podman exec touch failed"
 killed1() { log_has "event=replica_kill deployment=ex replica=1 reason=liveness"; }
 if wait_for 15 killed1; then
   line=$(grep -E "event=replica_kill deployment=ex replica=1 reason=liveness" "$WORK/berthd.log" | head -1)
