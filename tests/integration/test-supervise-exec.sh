@@ -3,10 +3,10 @@
 # replica's container (busybox sh of the worker image). A readiness exec probe gates readiness
 # (a file in the container turns the replica unready, removing it makes it ready again, with
 # no restart), and a liveness exec probe that starts failing makes berthd kill and restart the
-# replica after exactly failure_threshold failed probes. The files are named after the replica
-# (BERTH_REPLICA) and, for liveness, the start time of the container's pid 1, so the restarted
-# process (a new pid 1) is healthy and no replica sees another's file, whatever the runtime
-# keeps across a restart or shares between containers.
+# replica after exactly failure_threshold failed probes: the liveness command asks the worker
+# (busybox wget) and the worker is told to fail liveness, a state of its process that a restart
+# clears. Readiness files are named after the replica (BERTH_REPLICA), so no replica sees
+# another's file even on a runtime that shares /tmp between containers.
 TEST=exec
 source "$(dirname "$0")/lib-supervise.sh"
 : "${BERTH_PODMAN:?needs the test services}"
@@ -18,7 +18,7 @@ cat > "$WORK/deployments.json" <<EOF
  {"name":"ex","image":"$BERTH_WORKER_IMAGE","replicas":2,"inference":{"port":$P},
   "readiness":{"type":"exec","command":["/bin/sh","-c","test ! -e /tmp/unready.\$BERTH_REPLICA"],
                "period_ms":300,"timeout_ms":3000,"failure_threshold":2},
-  "liveness":{"type":"exec","command":["/bin/sh","-c","test ! -e /tmp/dead.\$BERTH_REPLICA.\$(cut -d' ' -f22 /proc/1/stat)"],
+  "liveness":{"type":"exec","command":["/bin/sh","-c","wget -q -O /dev/null http://127.0.0.1:\$BERTH_PORT/v2/health/live"],
               "period_ms":400,"timeout_ms":3000,"failure_threshold":3}}]}
 EOF
 berthd_start
@@ -47,7 +47,8 @@ wait_for 10 ready_is ex 2 && ok "replica 0 ready again once the file is gone" ||
 id1=$(ctr_field ex 1 Id)
 pid1=$(ctr_pid "$id1")
 t1=$(now_ms)
-"$BERTH_PODMAN" exec "$id1" sh -c 'touch /tmp/dead.$BERTH_REPLICA.$(cut -d" " -f22 /proc/1/stat)' || bad "podman exec touch failed"
+[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' -d unlive "http://127.0.0.1:$((P + 1))/admin/fault")" = 200 ] \
+  || bad "worker of replica 1 refused the unlive fault"
 killed1() { log_has "event=replica_kill deployment=ex replica=1 reason=liveness"; }
 if wait_for 15 killed1; then
   line=$(grep -E "event=replica_kill deployment=ex replica=1 reason=liveness" "$WORK/berthd.log" | head -1)
@@ -57,14 +58,13 @@ if wait_for 15 killed1; then
   seen=$(grep -E 'event=probe_failed probe=liveness replica=ex/1 ' "$WORK/berthd.log" \
     | sed -E 's/.*consecutive=([0-9]+).*/\1/' | tr '\n' ' ')
   if [ "$failures" -eq 3 ] && [ "$seen" = "1 2 3 " ]; then
-    ok "killed for liveness $(( kill_ms - t1 )) ms after the file appeared, after exactly 3 failed exec probes"
+    ok "killed for liveness $(( kill_ms - t1 )) ms after the fault, after exactly 3 failed exec probes"
   else bad "liveness kill with liveness_failures=$failures, failed probes seen: $seen(want 1 2 3)"; fi
   [ $(( kill_ms - t1 )) -ge 800 ] || bad "killed $(( kill_ms - t1 )) ms after the fault: sooner than 3 periods of 400 ms allow"
-else bad "replica 1 never killed for liveness with its dead file present"; fi
+else bad "replica 1 never killed for liveness while its worker answers 500"; fi
 restarted1() { log_has "event=replica_started deployment=ex replica=1 .*restarts=1 "; }
 wait_for 10 restarted1 && ok "replica 1 restarted" || bad "replica 1 not restarted"
-# The container is restarted in place with a new pid 1 (a new start time): its liveness file
-# is another name, so its liveness passes.
+# The container is restarted in place with a new worker process, which answers liveness again.
 newpid() { p=$(ctr_pid "$id1" 2>/dev/null) && [ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$pid1" ]; }
 wait_for 10 newpid && ok "new worker process in replica 1 (pid $pid1 -> $(ctr_pid "$id1"))" \
   || bad "no new process in replica 1"
