@@ -32,7 +32,8 @@ endif
 # The user's CFLAGS/LDFLAGS add to these; they cannot drop them.
 # Size first (a gateway's flash and RAM); the scheduler's per-request path,
 # measured in instructions by bench-sched-cost, is built for speed (HOT_CFLAGS).
-CFLAGS ?= -Os -g
+# _FORTIFY_SOURCE and full RELRO: what Debian's hardening asks of a packaged daemon.
+CFLAGS ?= -Os -g -D_FORTIFY_SOURCE=2
 HOT_CFLAGS ?= -O2
 LDFLAGS ?=
 WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
@@ -49,7 +50,7 @@ REQ_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 REQ_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 FINAL_CFLAGS = $(REQ_CFLAGS) $(CFLAGS) $(OBJ_CFLAGS)
-FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed -Wl,--gc-sections
+FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed -Wl,--gc-sections -Wl,-z,relro -Wl,-z,now
 LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 
 # --- sources -------------------------------------------------------------
@@ -70,7 +71,8 @@ TEST_RUNNER ?=
 
 .SECONDARY:
 .PHONY: all test unit-tests check bench demo install clean menuconfig savedefconfig \
-	defconfig integration fuzz fuzz-smoke cross-arm64 minimal-build print-% help
+	defconfig integration fuzz fuzz-smoke cross-arm64 cross-armhf minimal-build print-% help \
+	deb deb-test deb-test-arm
 all: $(BINS)
 
 # --- Kconfig ------------------------------------------------------------
@@ -155,6 +157,8 @@ check:
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 	$(Q)scripts/integration.sh $(O)
 	$(Q)$(MAKE) --no-print-directory cross-arm64
+	$(Q)$(MAKE) --no-print-directory cross-armhf
+	$(Q)$(MAKE) --no-print-directory deb
 	$(Q)tests/summary.sh
 
 # The minimal preset (no local API, forecaster, TLS or watchdog) must keep building.
@@ -168,6 +172,12 @@ cross-arm64:
 	$(Q)$(MAKE) --no-print-directory O=$(O)/arm64 CROSS_COMPILE=aarch64-linux-gnu- WERROR=1 test \
 		TEST_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu"
 	$(Q)qemu-aarch64-static -L /usr/aarch64-linux-gnu $(O)/arm64/berthd --version
+
+cross-armhf:
+	$(Q)$(MAKE) --no-print-directory O=$(O)/armhf CROSS_COMPILE=arm-linux-gnueabihf- WERROR=1 all
+	$(Q)$(MAKE) --no-print-directory O=$(O)/armhf CROSS_COMPILE=arm-linux-gnueabihf- WERROR=1 test \
+		TEST_RUNNER="qemu-arm-static -L /usr/arm-linux-gnueabihf"
+	$(Q)qemu-arm-static -L /usr/arm-linux-gnueabihf $(O)/armhf/berthd --version
 
 integration: all
 	$(Q)scripts/integration.sh $(O)
@@ -217,6 +227,29 @@ install: all
 		install -m 0640 docs/examples/deployments.json $(DESTDIR)/etc/berth/deployments.json; else \
 		printf '{"version":1,"deployments":[]}\n' > $(DESTDIR)/etc/berth/deployments.json && \
 		chmod 0640 $(DESTDIR)/etc/berth/deployments.json; fi; }
+
+# --- Debian packages (docs/packaging.md) ------------------------------------
+# berth_<version>-<DEB_REVISION>_<arch>.deb for amd64, arm64 and armhf into $(O)/debs, each
+# checked by lintian (remaining tags are overridden with a reason in ports/linux/debian/).
+DEB_ARCHES := amd64 arm64 armhf
+DEB_NATIVE := $(shell dpkg --print-architecture 2>/dev/null)
+deb_dir = $(if $(filter $(1),$(DEB_NATIVE)),$(O),$(O)/$(1))
+deb_cross = $(if $(filter $(1),$(DEB_NATIVE)),,$(if $(filter arm64,$(1)),aarch64-linux-gnu-,arm-linux-gnueabihf-))
+deb: $(addprefix deb-,$(DEB_ARCHES))
+deb-%:
+	$(Q)$(MAKE) --no-print-directory O=$(call deb_dir,$*) CROSS_COMPILE=$(call deb_cross,$*) \
+		WERROR=1 $(call deb_dir,$*)/berthd $(call deb_dir,$*)/berthctl
+	$(Q)scripts/mkdeb.sh $(call deb_dir,$*) $* $(O)/debs
+	$(Q)out=$$(lintian --fail-on warning $(O)/debs/berth_*_$*.deb 2>&1); rc=$$?; \
+		echo "$$out" | grep -v '^running with root privileges' || true; \
+		[ $$rc -eq 0 ] && echo "deb: lintian: berth_*_$*.deb clean" || \
+		{ echo "deb: lintian found problems in berth_*_$*.deb"; exit 1; }
+# The packages in fresh Debian 12 roots (tests/deb-install.sh): install, upgrade, start,
+# remove and purge on the native architecture; dpkg -i and the programs under qemu on the others.
+deb-test: deb-test-$(DEB_NATIVE)
+deb-test-arm: deb-test-arm64 deb-test-armhf
+deb-test-%: deb-%
+	$(Q)tests/deb-install.sh $(O) $*
 
 clean:
 	rm -rf $(O)
