@@ -99,7 +99,7 @@ static void on_event(void *arg, const struct event *ev)
 static int sync_start(struct agent *a, const struct berth_config *cfg)
 {
 	char path[CONFIG_STR_MAX + 16];
-	if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
+	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
 		log_err("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(errno));
 		return -errno;
 	}
@@ -594,29 +594,71 @@ errout:
 	return NULL;
 }
 
+/* Keys a SIGHUP applies to the running agent; every other changed key is refused by name
+ * ("needs a restart") and keeps its running value. */
+static bool reload_is_live(const char *key)
+{
+	static const char *const live[] = { "log_level", "log_syslog", "deployments_file" };
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (!strcmp(key, live[i]))
+			return true;
+	return false;
+}
+
+/* Appends key to a comma-separated list, bounded: a list that does not fit ends in "...". */
+static void list_add(char *list, size_t len, const char *key)
+{
+	size_t n = strlen(list);
+	if (n + strlen(key) + 5 >= len) {
+		if (n + 4 < len && (n < 3 || strcmp(list + n - 3, "...")))
+			snprintf(list + n, len - n, "%s...", n ? "," : "");
+		return;
+	}
+	snprintf(list + n, len - n, "%s%s", n ? "," : "", key);
+}
+
 int agent_reload(struct agent *a, const struct berth_config *cfg)
 {
-	int lvl = log_level_parse(cfg->log_level);
+	char changed[512] = "", applied[512] = "", refused[512] = "";
+	bool syslog_changed = a->cfg.log_syslog != cfg->log_syslog;
+	for (size_t i = 0; config_key_path(i); i++) {
+		if (!config_key_differs(i, &a->cfg, cfg))
+			continue;
+		const char *key = config_key_path(i);
+		list_add(changed, sizeof(changed), key);
+		if (reload_is_live(key)) {
+			config_key_copy(i, &a->cfg, cfg);
+			list_add(applied, sizeof(applied), key);
+		} else {
+			list_add(refused, sizeof(refused), key);
+		}
+	}
+	/* one line for all of them: a per-key line would meet the per-site rate limit */
+	if (refused[0])
+		log_wrn("event=reload_keys_refused keys=%s reason=\"needs a restart\"", refused);
+	int lvl = log_level_parse(a->cfg.log_level);
 	if (lvl >= 0)
 		log_set_level((enum log_level)lvl);
-	if (strcmp(cfg->device_id, a->cfg.device_id) || strcmp(cfg->data_dir, a->cfg.data_dir))
-		log_wrn("event=reload_needs_restart keys=device_id,data_dir");
+	if (syslog_changed)
+		log_set_syslog(a->cfg.log_syslog ? "berthd" : NULL);
 
-	/* --- supervision: the deployments file is read again and becomes the
-	 * desired state the way it did at start (through the command target, so
-	 * commands and the reported state see it); a bad file changes nothing. */
-	snprintf(a->cfg.deployments_file, sizeof(a->cfg.deployments_file), "%s", cfg->deployments_file);
+	/* --- supervision: the deployments file is read again (its content may have changed
+	 * under the same name) and becomes the desired state the way it did at start (through
+	 * the command target, so commands and the reported state see it); a bad file changes
+	 * nothing. */
 	if (!console_has_desired_state(a->sync)) {
-		char *file = read_deployments_file(cfg->deployments_file);
+		char *file = read_deployments_file(a->cfg.deployments_file);
 		int rc = file ? console_boot(a->sync, file) : 0;
 		free(file);
 		if (rc)
-			log_wrn("event=deployments_file_not_applied path=%s err=%s", cfg->deployments_file, strerror(-rc));
+			log_wrn("event=deployments_file_not_applied path=%s err=%s", a->cfg.deployments_file,
+				strerror(-rc));
 	} else {
 		log_inf("event=deployments_file_ignored reason=console_desired_state");
 	}
-	log_inf("event=reloaded log_level=%s", log_level_name(log_get_level()));
-	return 0;
+	log_inf("event=reloaded changed=%s applied=%s needs_restart=%s log_level=%s", changed[0] ? changed : "-",
+		applied[0] ? applied : "-", refused[0] ? refused : "-", log_level_name(log_get_level()));
+	return refused[0] ? -EAGAIN : 0;
 }
 
 void agent_destroy(struct agent *a)

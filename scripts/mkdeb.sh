@@ -14,8 +14,8 @@ case "$arch" in
   armhf) cross=arm-linux-gnueabihf- ;;
   *) echo "mkdeb: unknown architecture '$arch' (amd64, arm64 or armhf)" >&2; exit 2 ;;
 esac
-upstream=$(sed -n 's/^#define BERTH_VERSION "\(.*\)"$/\1/p' "$here/agent/version.h")
-[ -n "$upstream" ] || { echo "mkdeb: no BERTH_VERSION in agent/version.h" >&2; exit 1; }
+upstream=$(sed -n 's/^#define BERTH_VERSION "\(.*\)"$/\1/p' "$here/agent/base/version.h")
+[ -n "$upstream" ] || { echo "mkdeb: no BERTH_VERSION in agent/base/version.h" >&2; exit 1; }
 version=$upstream-${DEB_REVISION:-1}
 for b in berthd berthctl; do
   [ -x "$build/$b" ] || { echo "mkdeb: $build/$b missing (build it first)" >&2; exit 1; }

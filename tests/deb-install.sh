@@ -18,7 +18,7 @@ ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
 t0=$(date +%s)
 
-version=$(sed -n 's/^#define BERTH_VERSION "\(.*\)"$/\1/p' "$repo/agent/version.h")
+version=$(sed -n 's/^#define BERTH_VERSION "\(.*\)"$/\1/p' "$repo/agent/base/version.h")
 deb=$build/debs/berth_${version}-1_${arch}.deb
 [ -f "$deb" ] || { echo "deb-install: $deb missing (make deb first)"; exit 1; }
 cache=$build/debroot/bookworm-$arch

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/cmd/secrets.h"
 #include "agent/model/config.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
@@ -45,7 +47,11 @@ static void on_sig_readable(void *arg, int fd, unsigned events)
 		if (sigs[i] == SIGHUP) {
 			struct berth_config cfg;
 			struct config_error err;
-			if (config_load(d->config_path, &cfg, &err) == 0) {
+			char smsg[512];
+			if (config_load(d->config_path, &cfg, &err) == 0 &&
+			    secrets_check(d->config_path, &cfg, smsg, sizeof(smsg)) != 0) {
+				log_err("event=reload_refused reason=\"%s\"", smsg);
+			} else if (config_load(d->config_path, &cfg, &err) == 0) {
 				(void)agent_reload(d->agent, &cfg);
 			} else {
 				char msg[512];
@@ -80,6 +86,11 @@ static int check_config(const char *path)
 		fprintf(stderr, "berthd: invalid config: %s\n", msg);
 		return EXIT_CONFIG;
 	}
+	char msg[512];
+	if (secrets_check(path, &cfg, msg, sizeof(msg)) != 0) {
+		fprintf(stderr, "berthd: refused config: %s\n", msg);
+		return EXIT_CONFIG;
+	}
 	printf("%s: ok (device_id=%s)\n", path, cfg.device_id);
 	return 0;
 }
@@ -100,6 +111,8 @@ static int setup_signals(void)
 
 int main(int argc, char **argv)
 {
+	/* The data dir, the database and its WAL hold commands and telemetry: berth's alone. */
+	umask(0077);
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
@@ -139,6 +152,11 @@ int main(int argc, char **argv)
 		char msg[512];
 		config_error_format(config_path, &err, msg, sizeof(msg));
 		fprintf(stderr, "berthd: invalid config: %s\n", msg);
+		return EXIT_CONFIG;
+	}
+	char smsg[512];
+	if (secrets_check(config_path, &cfg, smsg, sizeof(smsg)) != 0) {
+		fprintf(stderr, "berthd: refused config: %s\n", smsg);
 		return EXIT_CONFIG;
 	}
 	int lvl = log_level_parse(cfg.log_level);
