@@ -95,6 +95,18 @@ static int check_config(const char *path)
 	return 0;
 }
 
+/* systemd sets JOURNAL_STREAM to "DEV:INODE" of the journal stream it gave us; only when it
+ * is still our stderr (not redirected since) do lines carry sd-daemon priority prefixes. */
+static bool stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 static int setup_signals(void)
 {
 	if (pipe2(g_sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
@@ -113,6 +125,7 @@ int main(int argc, char **argv)
 {
 	/* The data dir, the database and its WAL hold commands and telemetry: berth's alone. */
 	umask(0077);
+	log_set_journal(stderr_is_journal());
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },

@@ -946,8 +946,11 @@ static void adopt(struct replica *r, const struct hal_ctr_info *c, uint64_t hash
 	backoff_init(&r->bo, d->spec.backoff_initial_ms ? d->spec.backoff_initial_ms : 1000,
 		     d->spec.backoff_max_ms ? d->spec.backoff_max_ms : 300000,
 		     d->spec.backoff_reset_ms ? d->spec.backoff_reset_ms : 600000, JITTER_PERMILLE, true, &s->rng);
-	log_inf("event=replica_adopted deployment=%s replica=%u id=%.12s state=%d current=%d", d->spec.name, r->slot,
-		r->id, (int)c->state, hash == d->spec.spec_hash);
+	static const char *const ctr_state[] = { "unknown", "created", "running", "paused", "restarting",
+						 "exited", "dead" };
+	log_inf("event=replica_adopted deployment=%s replica=%u id=%.12s state=%s spec=%s", d->spec.name, r->slot,
+		r->id, (unsigned)c->state < sizeof(ctr_state) / sizeof(ctr_state[0]) ? ctr_state[c->state] : "unknown",
+		hash == d->spec.spec_hash ? "current" : "changed");
 	if (d->removing) {
 		r->st = c->state == HAL_CTR_RUNNING ? SUP_R_RUNNING : SUP_R_BACKOFF;
 		replica_remove(r);
