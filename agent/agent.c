@@ -268,6 +268,13 @@ static int agent_state(void *arg, char *buf, size_t len)
 	return console_report(a->sync, buf, len);
 }
 
+static size_t agent_metrics(void *arg, char *buf, size_t len)
+{
+	struct agent *a = arg;
+	size_t n = console_render_metrics(a->sync, buf, len);
+	return n + supervisor_render_metrics(a->sup, buf + (n < len ? n : len), n < len ? len - n : 0);
+}
+
 static int figures_start(struct agent *a, const struct berth_config *cfg)
 {
 	int rc;
@@ -278,8 +285,10 @@ static int figures_start(struct agent *a, const struct berth_config *cfg)
 	if ((rc = collector_register(a->telemetry, "containers", reported_containers_source, a->figures)) ||
 	    (rc = collector_register(a->telemetry, "scheduler", reported_scheduler_source, a->figures)))
 		return rc;
-	if (a->api)
+	if (a->api) {
 		api_set_state_fn(a->api, agent_state, a);
+		api_set_metrics_fn(a->api, agent_metrics, a);
+	}
 	if (!cfg->autoscale.enabled) {
 		log_inf("event=autoscaler_disabled");
 		return 0;
@@ -306,8 +315,10 @@ static void figures_stop(struct agent *a)
 		collector_unregister(a->telemetry, "scheduler");
 		collector_unregister(a->telemetry, "containers");
 	}
-	if (a->api)
+	if (a->api) {
 		api_set_state_fn(a->api, NULL, NULL);
+		api_set_metrics_fn(a->api, NULL, NULL);
+	}
 	autoscaler_destroy(a->scaler);
 	a->scaler = NULL;
 	reported_destroy(a->figures);

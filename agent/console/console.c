@@ -281,3 +281,54 @@ bool console_has_desired_state(struct console *s)
 	int rc = store_desired_get(s->st, &version, probe, sizeof(probe));
 	return rc == 0 || rc == -ENOSPC;
 }
+
+size_t console_render_metrics(struct console *s, char *buf, size_t len)
+{
+	struct uplink_stats us = { 0 };
+	struct outbox_stats fs = { 0 };
+	struct store_stats ss;
+	if (s->up) {
+		uplink_get_stats(s->up, &us);
+		outbox_get_stats(s->fwd, &fs);
+	}
+	store_get_stats(s->st, &ss);
+	int k = snprintf(buf, len,
+			 "# HELP berth_uplink_connected Whether the MQTT uplink is connected (0 also when disabled).\n"
+			 "# TYPE berth_uplink_connected gauge\n"
+			 "berth_uplink_connected %d\n"
+			 "# HELP berth_uplink_connects_total Successful connections to the broker.\n"
+			 "# TYPE berth_uplink_connects_total counter\n"
+			 "berth_uplink_connects_total %llu\n"
+			 "# HELP berth_uplink_reconnects_total Connections to the broker after the first.\n"
+			 "# TYPE berth_uplink_reconnects_total counter\n"
+			 "berth_uplink_reconnects_total %llu\n"
+			 "# HELP berth_uplink_disconnects_total Connections to the broker lost.\n"
+			 "# TYPE berth_uplink_disconnects_total counter\n"
+			 "berth_uplink_disconnects_total %llu\n"
+			 "# HELP berth_uplink_connect_failures_total Connection attempts that failed.\n"
+			 "# TYPE berth_uplink_connect_failures_total counter\n"
+			 "berth_uplink_connect_failures_total %llu\n"
+			 "# HELP berth_outbox_rows Telemetry and event rows buffered for the broker.\n"
+			 "# TYPE berth_outbox_rows gauge\n"
+			 "berth_outbox_rows %llu\n"
+			 "# HELP berth_outbox_bytes Bytes the buffered rows use in the database.\n"
+			 "# TYPE berth_outbox_bytes gauge\n"
+			 "berth_outbox_bytes %llu\n"
+			 "# HELP berth_outbox_budget_bytes The database's disk budget.\n"
+			 "# TYPE berth_outbox_budget_bytes gauge\n"
+			 "berth_outbox_budget_bytes %llu\n"
+			 "# HELP berth_outbox_rows_acked_total Rows the broker acknowledged (then deleted).\n"
+			 "# TYPE berth_outbox_rows_acked_total counter\n"
+			 "berth_outbox_rows_acked_total %llu\n"
+			 "# HELP berth_outbox_dropped_total Rows pruned by the disk budget before they were sent.\n"
+			 "# TYPE berth_outbox_dropped_total counter\n"
+			 "berth_outbox_dropped_total{kind=\"telemetry\"} %llu\n"
+			 "berth_outbox_dropped_total{kind=\"event\"} %llu\n",
+			 us.connected ? 1 : 0, (unsigned long long)us.connects,
+			 (unsigned long long)(us.connects ? us.connects - 1 : 0), (unsigned long long)us.disconnects,
+			 (unsigned long long)us.connect_failures, (unsigned long long)ss.rows,
+			 (unsigned long long)ss.used_bytes, (unsigned long long)ss.budget_bytes,
+			 (unsigned long long)fs.rows_acked, (unsigned long long)ss.dropped_telemetry,
+			 (unsigned long long)ss.dropped_events);
+	return (size_t)(k > 0 ? k : 0);
+}

@@ -20,6 +20,8 @@
 #include "agent/infer/dispatch.h"
 #include "agent/base/jsonutil.h"
 #include "agent/base/log.h"
+#include "agent/base/version.h"
+#include "hal/sys.h"
 #include "agent/base/loop.h"
 #include "hal/clock.h"
 
@@ -66,22 +68,33 @@ int api_route_parse(const char *method, const char *url, struct api_route *route
 		route->kind = API_ROUTE_METRICS;
 	else if (PATH_IS("/v1/state"))
 		route->kind = API_ROUTE_STATE;
+	else if (PATH_IS("/v2") || PATH_IS("/v2/"))
+		route->kind = API_ROUTE_SERVER_META;
 #undef PATH_IS
 	else if (ulen > sizeof(models) - 1 && strncmp(url, models, sizeof(models) - 1) == 0) {
 		const char *m = url + sizeof(models) - 1;
 		const char *end = url + ulen;
 		const char *slash = memchr(m, '/', (size_t)(end - m));
-		if (!slash)
-			return -ENOENT;
-		const char *rest = slash + 1;
+		const char *mend = slash ? slash : end;
+		const char *rest = slash ? slash + 1 : end;
+		static const char versions[] = "versions/";
+		if ((size_t)(end - rest) > sizeof(versions) - 1 && !strncmp(rest, versions, sizeof(versions) - 1)) {
+			const char *v = rest + sizeof(versions) - 1;
+			const char *vslash = memchr(v, '/', (size_t)(end - v));
+			if (vslash == v)
+				return -ENOENT;
+			rest = vslash ? vslash + 1 : end;
+		}
 		size_t rlen = (size_t)(end - rest);
-		if (rlen == 5 && strncmp(rest, "infer", 5) == 0)
+		if (rlen == 0)
+			route->kind = API_ROUTE_MODEL_META;
+		else if (rlen == 5 && strncmp(rest, "infer", 5) == 0)
 			route->kind = API_ROUTE_INFER;
 		else if (rlen == 5 && strncmp(rest, "ready", 5) == 0)
 			route->kind = API_ROUTE_MODEL_READY;
 		else
 			return -ENOENT;
-		if (copy_model(m, (size_t)(slash - m), route) < 0) {
+		if (copy_model(m, (size_t)(mend - m), route) < 0) {
 			route->kind = API_ROUTE_NOT_FOUND;
 			return -EINVAL;
 		}
@@ -244,6 +257,8 @@ struct api {
 	char *scratch;               /* /metrics and /v1/state text, grown as needed */
 	size_t scratch_cap;
 	api_state_fn state_fn;       /* the agent's state document for /v1/state; NULL: dispatch's alone */
+	api_metrics_fn metrics_fn;   /* the rest of the agent's series for /metrics; NULL: none */
+	void *metrics_arg;
 	void *state_arg;
 	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
 };
@@ -424,6 +439,12 @@ static enum MHD_Result send_state(struct api *a, struct MHD_Connection *conn)
 	return send_error(a, conn, 500, "state too large to render", NULL, NULL, NULL, 0);
 }
 
+void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg)
+{
+	a->metrics_fn = fn;
+	a->metrics_arg = arg;
+}
+
 void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
 {
 	a->state_fn = fn;
@@ -432,6 +453,41 @@ void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
 
 /* Renders /metrics or /v1/state into the scratch buffer, growing it once
  * when the text outgrew it (figures grow with models, not with requests). */
+/* Build information and berthd's own process, under Prometheus' usual names. */
+static size_t render_process(char *buf, size_t len)
+{
+	struct hal_proc_stats ps;
+	int k = snprintf(buf, len,
+			 "# HELP berth_build_info The running berth build (always 1).\n"
+			 "# TYPE berth_build_info gauge\n"
+			 "berth_build_info{version=\"" BERTH_VERSION "\"} 1\n");
+	size_t n = (size_t)(k > 0 ? k : 0);
+	if (hal_sys_proc_stats(&ps) != 0)
+		return n;
+	k = snprintf(buf + (n < len ? n : len), n < len ? len - n : 0,
+		     "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+		     "# TYPE process_cpu_seconds_total counter\n"
+		     "process_cpu_seconds_total %.2f\n"
+		     "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+		     "# TYPE process_resident_memory_bytes gauge\n"
+		     "process_resident_memory_bytes %llu\n"
+		     "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+		     "# TYPE process_virtual_memory_bytes gauge\n"
+		     "process_virtual_memory_bytes %llu\n"
+		     "# HELP process_open_fds Number of open file descriptors.\n"
+		     "# TYPE process_open_fds gauge\n"
+		     "process_open_fds %u\n"
+		     "# HELP process_max_fds Maximum number of open file descriptors.\n"
+		     "# TYPE process_max_fds gauge\n"
+		     "process_max_fds %u\n"
+		     "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+		     "# TYPE process_start_time_seconds gauge\n"
+		     "process_start_time_seconds %llu\n",
+		     ps.cpu_seconds, (unsigned long long)ps.rss_bytes, (unsigned long long)ps.vsize_bytes, ps.open_fds,
+		     ps.max_fds, (unsigned long long)ps.start_time_s);
+	return n + (size_t)(k > 0 ? k : 0);
+}
+
 static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn, bool metrics)
 {
 	if (!metrics && a->state_fn)
@@ -455,6 +511,11 @@ static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn,
 					 (unsigned long long)a->http_errors[ERR_405], (unsigned long long)a->http_errors[ERR_413],
 					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL]);
 			n += (size_t)(k > 0 ? k : 0);
+			n += render_process(a->scratch + (n < a->scratch_cap ? n : a->scratch_cap),
+					    n < a->scratch_cap ? a->scratch_cap - n : 0);
+			if (a->metrics_fn)
+				n += a->metrics_fn(a->metrics_arg, a->scratch + (n < a->scratch_cap ? n : a->scratch_cap),
+						   n < a->scratch_cap ? a->scratch_cap - n : 0);
 		}
 		if (n < a->scratch_cap)
 			return send_buf(conn, 200, a->scratch, n,
@@ -488,6 +549,21 @@ static enum MHD_Result answer_simple(struct api *a, struct MHD_Connection *conn,
 		n = json_str(body, sizeof(body), n, rt->model);
 		n = json_raw(body, sizeof(body), n, ok ? ",\"ready\":true}" : ",\"ready\":false}");
 		return send_buf(conn, ok ? 200 : 503, body, n, "application/json");
+	}
+	case API_ROUTE_SERVER_META: {
+		static const char body[] = "{\"name\":\"berth\",\"version\":\"" BERTH_VERSION "\",\"extensions\":[]}";
+		return send_buf(conn, 200, body, sizeof(body) - 1, "application/json");
+	}
+	case API_ROUTE_MODEL_META: {
+		/* The tensors are the worker's own: berth does not know them, so inputs and
+		 * outputs are empty (the protocol requires the arrays, not their content). */
+		if (dispatch_model_find(a->dispatch, rt->model) < 0)
+			return send_error(a, conn, 404, "unknown model", NULL, NULL, rt->model, 0);
+		char body[160];
+		size_t n = json_raw(body, sizeof(body), 0, "{\"name\":");
+		n = json_str(body, sizeof(body), n, rt->model);
+		n = json_raw(body, sizeof(body), n, ",\"platform\":\"berth\",\"inputs\":[],\"outputs\":[]}");
+		return send_buf(conn, 200, body, n, "application/json");
 	}
 	case API_ROUTE_METRICS:
 		return send_rendered(a, conn, true);
@@ -896,6 +972,13 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 }
 
 void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
+{
+	(void)a;
+	(void)fn;
+	(void)arg;
+}
+
+void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg)
 {
 	(void)a;
 	(void)fn;

@@ -1789,6 +1789,7 @@ static void fill_status(const struct supervisor *s, const struct deployment *d, 
 			o->replicas_ready++;
 		if (r->st != SUP_R_EMPTY && r->hash != d->spec.spec_hash && !d->removing)
 			o->rolling = true;
+		o->probe_failures += r->live.failures + r->readiness.failures;
 	}
 	if (d->removing)
 		o->health = "stopped";
@@ -1874,4 +1875,34 @@ const char *supervisor_state_name(enum sup_replica_state st)
 	case SUP_R_REMOVING: return "removing";
 	default: return "?";
 	}
+}
+
+size_t supervisor_render_metrics(const struct supervisor *s, char *buf, size_t len)
+{
+	static const struct { const char *name, *type, *help; } fam[] = {
+		{ "berth_deployment_restarts_total", "counter", "Replica restarts of the deployment since berthd started." },
+		{ "berth_deployment_probe_failures_total", "counter",
+		  "Liveness and readiness probe failures of the deployment's replicas." },
+		{ "berth_deployment_replicas_ready", "gauge", "Replicas of the deployment ready for requests." },
+		{ "berth_deployment_replicas_desired", "gauge", "Replicas the deployment should have." },
+	};
+	struct sup_status st;
+	size_t n = 0;
+	for (unsigned f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		int k = snprintf(buf + (n < len ? n : len), n < len ? len - n : 0, "# HELP %s %s\n# TYPE %s %s\n",
+				 fam[f].name, fam[f].help, fam[f].name, fam[f].type);
+		n += (size_t)(k > 0 ? k : 0);
+		for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
+			const struct deployment *d = &s->deps[i];
+			if (!d->used)
+				continue;
+			fill_status(s, d, &st);
+			unsigned long long v = f == 0 ? st.restarts : f == 1 ? st.probe_failures
+					       : f == 2 ? st.replicas_ready : st.replicas_desired;
+			k = snprintf(buf + (n < len ? n : len), n < len ? len - n : 0, "%s{deployment=\"%s\"} %llu\n",
+				     fam[f].name, st.name, v);
+			n += (size_t)(k > 0 ? k : 0);
+		}
+	}
+	return n;
 }
