@@ -9,6 +9,7 @@
 
 #include "agent/model/config.h"
 #include "agent/cmd/ctl_args.h"
+#include "agent/cmd/ctl_check.h"
 #include "agent/cmd/ctl_fmt.h"
 #include "agent/model/deploy.h"
 #include "agent/base/log.h"
@@ -287,10 +288,17 @@ static int session_start(struct ctl *c)
 		uint64_t now = now_ms();
 		if (interrupted)
 			return CTL_EXIT_TIMEOUT;
-		if (now >= deadline) {
-			fprintf(stderr, "berthctl: cannot connect to the broker %s within %s%s%s\n",
-				broker_addr(c, addr, sizeof(addr)), secs(c), s.last_error ? ": " : "",
+		/* Nothing listens there: waiting out the timeout would not change that. */
+		if (now >= deadline || s.last_error == -ECONNREFUSED || s.last_error == -EHOSTUNREACH ||
+		    s.last_error == -ENETUNREACH) {
+			fprintf(stderr, "berthctl: cannot connect to the broker %s%s%s%s%s\n",
+				broker_addr(c, addr, sizeof(addr)), now >= deadline ? " within " : "",
+				now >= deadline ? secs(c) : "", s.last_error ? ": " : "",
 				s.last_error ? strerror(-s.last_error) : "");
+			fprintf(stderr, "berthctl: hint: name the broker with -b HOST[:PORT] or -c CONFIG (its broker.host "
+					"and broker.port%s); on the gateway itself, berthctl state --local -c "
+					"/etc/berth/config.json asks berthd without the broker\n",
+				c->a->config_file || c->a->broker ? "" : "; none given, so 127.0.0.1:1883 was tried");
 			return CTL_EXIT_BROKER;
 		}
 		(void)loop_run_once(c->loop, (int)(deadline - now < 50 ? deadline - now : 50));
@@ -630,13 +638,48 @@ static int check_deployments(const char *path)
 	return 0;
 }
 
+/* state --local: /v1/state from berthd's local API, formatted as the reported state. */
+static int local_state(const struct ctl_args *a)
+{
+	const char *path = a->config_file ? a->config_file : "/etc/berth/config.json";
+	struct berth_config *cfg = malloc(sizeof(*cfg));
+	struct config_error err;
+	char msg[512];
+	char *body = NULL;
+	int rc = CTL_EXIT_USAGE;
+	if (!cfg)
+		return rc;
+	if (config_load(path, cfg, &err) != 0) {
+		config_error_format(path, &err, msg, sizeof(msg));
+		fprintf(stderr, "berthctl: %s\n", msg);
+		goto out;
+	}
+	int st = ctl_local_get(cfg, "/v1/state", a->timeout_ms, &body, msg, sizeof(msg));
+	if (st < 0 || st != 200) {
+		if (st < 0)
+			fprintf(stderr, "berthctl: %s (is berthd running with api.enabled?)\n", msg);
+		else
+			fprintf(stderr, "berthctl: berthd's local API answered GET /v1/state with %d\n", st);
+		rc = CTL_EXIT_BROKER;
+		goto out;
+	}
+	struct ctl_status cs = { .known = true, .online = true };
+	if (ctl_fmt_state(stdout, cfg->device_id, &cs, body, strlen(body), hal_clock_wall_ms(), a->json)) {
+		fprintf(stderr, "berthctl: berthd's /v1/state is not a JSON object\n");
+		rc = CTL_EXIT_REFUSED;
+		goto out;
+	}
+	rc = CTL_EXIT_OK;
+out:
+	free(body);
+	free(cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_args a;
 	char err[512];
-	/* Offline validation, no broker: berthd's own parser. */
-	if (argc == 3 && strcmp(argv[1], "check-deployments") == 0)
-		return check_deployments(argv[2]);
 	if (ctl_args_parse(argc, argv, &a, err, sizeof(err))) {
 		fprintf(stderr, "berthctl: %s\n", err);
 		return CTL_EXIT_USAGE;
@@ -649,6 +692,14 @@ int main(int argc, char **argv)
 		printf("berthctl %s\n", BERTH_VERSION);
 		return CTL_EXIT_OK;
 	}
+	/* Offline validation, no broker: berthd's own parser. */
+	if (a.verb == CTL_CHECK_DEPLOYMENTS)
+		return check_deployments(a.file);
+	if (a.verb == CTL_CHECK)
+		return (int)ctl_check_run(stdout, a.config_file ? a.config_file : "/etc/berth/config.json",
+					  a.timeout_ms);
+	if (a.verb == CTL_STATE && a.local)
+		return local_state(&a);
 	/* The uplink's log lines only on request: the output is for people and scripts. */
 	log_set_level(a.verbose >= 2 ? LOG_LEVEL_DBG : a.verbose ? LOG_LEVEL_INF : LOG_LEVEL_ERR);
 
