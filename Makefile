@@ -103,7 +103,7 @@ savedefconfig: $(O)/.config
 	@echo "wrote $(O)/defconfig"
 
 # Goals that must work before dependencies are installed never read it.
-ifeq ($(filter clean menuconfig savedefconfig %_defconfig check demo,$(MAKECMDGOALS)),)
+ifeq ($(filter clean menuconfig savedefconfig %_defconfig check demo help,$(MAKECMDGOALS)),)
 -include $(O)/auto.conf
 endif
 
@@ -255,6 +255,27 @@ deb-test-%: deb-%
 
 clean:
 	rm -rf $(O)
+
+help:
+	@printf '%s\n' \
+	  'berth make targets (add O=DIR for an out-of-tree build, V=1 for the commands):' \
+	  '  all (default)        build/berthd, build/berthctl, build/berth-sim' \
+	  '  demo                 the whole agent on a local broker and engine, with a summary (DEMO_KEEP=1 keeps it)' \
+	  '  check                every test, as CI runs it (installs missing Debian packages first)' \
+	  '  test                 unit tests (TEST_RUNNER= for qemu)' \
+	  '  integration          integration tests against a real broker and engine' \
+	  '  fuzz-smoke | fuzz    libFuzzer targets, 10 s each | 300 s each' \
+	  '  bench | bench-NAME   benchmarks, each ending with RESULT key=value' \
+	  '  cross-arm64          arm64 build and unit tests under qemu (CROSS_COMPILE=aarch64-linux-gnu-)' \
+	  '  cross-armhf          armhf build and unit tests under qemu (CROSS_COMPILE=arm-linux-gnueabihf-)' \
+	  '  minimal-build        the minimal preset must build and fit' \
+	  '  deb | deb-ARCH       berth_<version>-1_<arch>.deb for amd64, arm64, armhf in $$(O)/debs, lintian-checked' \
+	  '  deb-test             the native package installed, upgraded, started, removed, purged in a Debian 12 root' \
+	  '  deb-test-arm         the arm64 and armhf packages in emulated Debian roots (about 20 min each the first time)' \
+	  '  install              DESTDIR=... PREFIX=...: binaries, systemd unit, example config' \
+	  '  gateway_defconfig | minimal_defconfig | menuconfig | savedefconfig   compile-time configuration' \
+	  '  clean                remove $$(O)' \
+	  '  help                 this list'
 
 print-%:
 	@echo '$($*)'

@@ -51,8 +51,8 @@ if [ "$arch" != "$native" ]; then
   out=$(in_root berthctl --help 2>&1) && echo "$out" | grep -q '^usage: berthctl' && ok "berthctl --help" \
     || bad "berthctl --help: $out"
   in_root getent passwd berth >/dev/null && ok "berth user created" || bad "no berth user"
-  [ "$(stat -c '%U %a' "$R/var/lib/berth" 2>&1)" = "berth 700" ] && ok "/var/lib/berth berth 0700" \
-    || bad "/var/lib/berth: $(stat -c '%U %a' "$R/var/lib/berth" 2>&1)"
+  [ "$(in_root stat -c '%U %a' /var/lib/berth 2>&1)" = "berth 700" ] && ok "/var/lib/berth berth 0700" \
+    || bad "/var/lib/berth: $(in_root stat -c '%U %a' /var/lib/berth 2>&1)"
   echo "deb-install: $arch root $((t_root - t0))s, tests $(( $(date +%s) - t_root ))s"
   [ "$FAILS" -eq 0 ] && { echo "deb-install $arch: all passed"; exit 0; }
   echo "deb-install $arch: $FAILS failed"; exit 1
