@@ -173,7 +173,7 @@ static int report(void *ctx, char *buf, size_t len, bool figures)
 			     "\"replicas_max\":%u,\"replicas_ready\":%u,\"replicas_running\":%u,\"health\":\"%s\","
 			     "\"circuit\":\"%s\",\"restarts\":%u,\"rolling\":%s,\"removing\":%s,\"migration_needed\":%s,"
 			     "\"last_error\":\"%s\"",
-			     i ? "," : "", s->name, deploy_sla_class_name(s->sla_class), s->replicas_desired, s->replicas_min,
+			     i ? "," : "", s->name, sla_class_name(s->sla_class), s->replicas_desired, s->replicas_min,
 			     s->replicas_max, s->replicas_ready, s->replicas_running, s->health ? s->health : "unknown",
 			     supervisor_circuit_name(s->circuit), s->restarts, s->rolling ? "true" : "false",
 			     s->removing ? "true" : "false", s->migration_needed ? "true" : "false", err);

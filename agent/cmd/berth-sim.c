@@ -321,7 +321,7 @@ static int load_trace(struct sim *sm)
 			cost_ms = strtod(fields[col_cost], &end);
 		int cls = SLA_NORMAL;
 		if (col_cls >= 0 && col_cls < nf && *fields[col_cls])
-			cls = sched_class_parse(fields[col_cls]);
+			cls = sla_class_parse(fields[col_cls], strlen(fields[col_cls]), false);
 		int model = model_index(sm, fields[col_model]);
 		if (!(t_ms >= 0) || !(dl_ms > 0) || !(cost_ms > 0) || cls < 0 || model < 0) {
 			fprintf(stderr, "berth-sim: %s:%zu: bad request line\n", sm->o.trace, lineno);
@@ -745,7 +745,7 @@ static int report(struct sim *sm)
 	       BERTH_VERSION, sm->o.trace, sm->n, sched_policy_name(sm->o.policy), sm->o.slots, sm->o.replicas,
 	       sm->o.autoscale == AS_NONE ? "none" : as_mode_names[sm->o.autoscale],
 	       sm->o.policy == SCHED_EDF_RESERVE ? sm->o.reserve : 0, sm->o.speedup, sm->o.oracle ? "yes" : "no",
-	       sm->o.only_class >= 0 ? sched_class_name((enum sla_class)sm->o.only_class) : "all", sm->o.seed);
+	       sm->o.only_class >= 0 ? sla_class_name((enum sla_class)sm->o.only_class) : "all", sm->o.seed);
 	printf("%-7s %8s %8s %8s %8s %7s %9s %9s\n", "class", "offered", "on_time", "late", "refused", "miss%",
 	       "p50_ms", "p99_ms");
 	for (int c = 0; c < SLA_NCLASSES; c++) {
@@ -772,7 +772,7 @@ static int report(struct sim *sm)
 		miss_pct[c] = off ? 100.0 * (double)(late + ref) / (double)off : 0;
 		ontime_all += on;
 		printf("%-7s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %7.2f %9.2f %9.2f\n",
-		       sched_class_name((enum sla_class)c), off, on, late, ref, miss_pct[c], pct_ms(lat, nl, 50),
+		       sla_class_name((enum sla_class)c), off, on, late, ref, miss_pct[c], pct_ms(lat, nl, 50),
 		       pct_ms(lat, nl, 99));
 	}
 	double load = work_s / (sm->o.slots * dur_s);
@@ -794,7 +794,7 @@ static int report(struct sim *sm)
 	       "goodput_per_s=%.3f useful_util=%.3f ontime=%" PRIu64 " oracle_cost=%d only_class=%s\n",
 	       sched_policy_name(sm->o.policy), load, miss_pct[SLA_URGENT], miss_pct[SLA_NORMAL],
 	       miss_pct[SLA_BATCH], goodput, useful, ontime_all, sm->o.oracle,
-	       sm->o.only_class >= 0 ? sched_class_name((enum sla_class)sm->o.only_class) : "all");
+	       sm->o.only_class >= 0 ? sla_class_name((enum sla_class)sm->o.only_class) : "all");
 	free(lat);
 	return 0;
 }
@@ -903,7 +903,7 @@ int main(int argc, char **argv)
 		case 'k': sm.o.speedup = strtod(optarg, &end); break;
 		case 'o': sm.o.oracle = 1; break;
 		case 'c':
-			sm.o.only_class = sched_class_parse(optarg);
+			sm.o.only_class = sla_class_parse(optarg, strlen(optarg), false);
 			if (sm.o.only_class < 0) {
 				fprintf(stderr, "berth-sim: unknown class '%s'\n", optarg);
 				return 2;

@@ -137,7 +137,7 @@ int reported_sla_json(const struct sched *s, char *buf, size_t len)
 		int w = snprintf(buf + o, len - o,
 				 "%s\"%s\":{\"requests\":%" PRIu64 ",\"on_time\":%" PRIu64 ",\"late\":%" PRIu64
 				 ",\"failed\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"compliance\":%s}",
-				 c ? "," : "{", sched_class_name((enum sla_class)c), t->offered, t->on_time, t->late,
+				 c ? "," : "{", sla_class_name((enum sla_class)c), t->offered, t->on_time, t->late,
 				 t->failed, sched_refused_total(t), comp);
 		if (w < 0 || (size_t)w >= len - o)
 			return -ENOSPC;
@@ -259,7 +259,7 @@ void reported_scheduler_source(void *arg, struct collector_buf *b)
 					     "%s{\"model\":\"%s\",\"class\":\"%s\",\"requests\":%" PRIu64 ",\"on_time\":%" PRIu64
 					     ",\"late\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"cancelled\":%" PRIu64
 					     ",\"refused\":",
-					     n ? "," : "", esc, sched_class_name((enum sla_class)c), st->offered, st->on_time,
+					     n ? "," : "", esc, sla_class_name((enum sla_class)c), st->offered, st->on_time,
 					     st->late, st->failed, st->cancelled);
 			refused_json(b, st);
 			collector_buf_printf(b,

@@ -31,13 +31,6 @@
 
 /* --- pure helpers ---------------------------------------------------------- */
 
-static const char *const class_names[SLA_NCLASSES] = { "urgent", "normal", "batch" };
-
-const char *api_class_name(enum sla_class cls)
-{
-	return (unsigned)cls < SLA_NCLASSES ? class_names[cls] : "?";
-}
-
 static int copy_model(const char *s, size_t n, struct api_route *route)
 {
 	if (n == 0 || n >= sizeof(route->model) || memchr(s, '/', n))
@@ -125,13 +118,11 @@ int api_parse_class(const char *value, enum sla_class *cls)
 	size_t n = strlen(value);
 	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
 		n--;
-	for (unsigned i = 0; i < SLA_NCLASSES; i++) {
-		if (strlen(class_names[i]) == n && strncasecmp(value, class_names[i], n) == 0) {
-			*cls = (enum sla_class)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	int k = sla_class_parse(value, n, true);
+	if (k < 0)
+		return k;
+	*cls = (enum sla_class)k;
+	return 0;
 }
 
 /* Appends s as a JSON string (quoted, escaped). */

@@ -14,6 +14,9 @@
 #include "hal/invoke.h"
 #include "hal/sys.h"
 
+_Static_assert(SCHED_MAX_MODELS == DEPLOY_MAX && SCHED_MAX_REPLICAS == DEPLOY_MAX_REPLICAS &&
+		       SCHED_NAME_MAX == DEPLOY_NAME_MAX, "the scheduler's bounds are the deployment spec's");
+
 #define LOG_TAG "dispatch"
 
 enum req_state { REQ_IDLE = 0, REQ_QUEUED, REQ_SENDING, REQ_PAUSED };
@@ -832,7 +835,7 @@ static void help(struct out *o, const char *name, const char *type, const char *
 
 static const char *class_name(unsigned c)
 {
-	return sched_class_name((enum sla_class)c);
+	return sla_class_name((enum sla_class)c);
 }
 
 size_t dispatch_render_metrics(const struct dispatch *d, char *buf, size_t len)

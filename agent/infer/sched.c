@@ -98,7 +98,7 @@ struct estimator {
 };
 
 struct model {
-	char name[DEPLOY_NAME_MAX];
+	char name[SCHED_NAME_MAX];
 	struct replica rep[SCHED_MAX_REPLICAS];
 	unsigned free_cap;               /* spare concurrency on usable replicas */
 	uint32_t free_rep;               /* bit i: replica i is usable and below its concurrency */
@@ -153,7 +153,6 @@ static const char *const policy_names[SCHED_NPOLICIES] = {
 static const char *const refusal_names[SCHED_NREFUSALS] = {
 	"none", "deadline_infeasible", "queue_full", "no_ready_replica", "breaker_open",
 };
-static const char *const class_names[SLA_NCLASSES] = { "urgent", "normal", "batch" };
 
 const char *sched_policy_name(enum sched_policy p)
 {
@@ -171,19 +170,6 @@ int sched_policy_parse(const char *s)
 const char *sched_refusal_name(enum sched_refusal r)
 {
 	return (unsigned)r < SCHED_NREFUSALS ? refusal_names[r] : "?";
-}
-
-const char *sched_class_name(enum sla_class c)
-{
-	return (unsigned)c < SLA_NCLASSES ? class_names[c] : "?";
-}
-
-int sched_class_parse(const char *s)
-{
-	for (int i = 0; s && i < SLA_NCLASSES; i++)
-		if (!strcmp(s, class_names[i]))
-			return i;
-	return -EINVAL;
 }
 
 /* --- policy ops ----------------------------------------------------------
@@ -1025,7 +1011,7 @@ static int params_check(const struct sched_params *p)
 	}
 	for (int c = 0; c < SLA_NCLASSES; c++) {
 		if (p->queue_cap[c] < 1 || p->queue_cap[c] > CONFIG_SCHED_MAX_QUEUED) {
-			log_err("event=bad_params class=%s queue_cap=%u", class_names[c], p->queue_cap[c]);
+			log_err("event=bad_params class=%s queue_cap=%u", sla_class_name((enum sla_class)c), p->queue_cap[c]);
 			return -EINVAL;
 		}
 	}
@@ -1105,7 +1091,7 @@ enum sched_policy sched_policy(const struct sched *s) { return s->p.policy; }
 
 int sched_model_add(struct sched *s, const char *name, uint32_t initial_est_us)
 {
-	if (!name || !*name || strlen(name) >= DEPLOY_NAME_MAX)
+	if (!name || !*name || strlen(name) >= SCHED_NAME_MAX)
 		return -EINVAL;
 	int found = sched_model_find(s, name);
 	if (found >= 0)

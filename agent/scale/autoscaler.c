@@ -270,7 +270,7 @@ static void sync_deployments(struct autoscaler *s, uint64_t wall_ms)
 		seen[idx] = true;
 		changed = true;
 		log_inf("event=autoscale_%s deployment=%s class=%s min=%u max=%u concurrency=%u", fresh ? "added" : "updated",
-			ad.name, sched_class_name(ad.cls), ad.replicas_min, ad.replicas_max, ad.concurrency);
+			ad.name, sla_class_name(ad.cls), ad.replicas_min, ad.replicas_max, ad.concurrency);
 		if (fresh)
 			forecast_restore(s, idx, wall_ms);
 	}
@@ -332,7 +332,7 @@ static void on_blocked(void *arg, const struct autoscale_blocked *b)
 		    "\"granted\":%u,\"mem_per_replica_bytes\":%" PRIu64 ",\"mem_projected_bytes\":%" PRIu64
 		    ",\"mem_ceiling_bytes\":%" PRIu64 ",\"cpu_per_replica_cores\":%.3f,\"cpu_projected_cores\":%.3f,"
 		    "\"cpu_ceiling_cores\":%.3f,\"suppressed\":%" PRIu64 "}",
-		    b->name, sched_class_name(b->cls), b->resource ? b->resource : "none", b->replicas, b->wanted,
+		    b->name, sla_class_name(b->cls), b->resource ? b->resource : "none", b->replicas, b->wanted,
 		    b->granted, b->mem_per_replica_bytes, b->mem_projected_bytes, b->mem_ceiling_bytes,
 		    b->cpu_per_replica_cores, b->cpu_projected_cores, b->cpu_ceiling_cores, k->suppressed);
 	k->active = true;
