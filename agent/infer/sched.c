@@ -1511,20 +1511,6 @@ uint32_t sched_backlog_ms(const struct sched *s, uint64_t now_us)
 	return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
 }
 
-double sched_compliance(const struct sched_class_stats *st)
-{
-	uint64_t decided = st->on_time + st->late + st->failed + sched_refused_total(st) + st->cancelled;
-	return decided ? (double)st->on_time / (double)decided : 1.0;
-}
-
-uint64_t sched_refused_total(const struct sched_class_stats *st)
-{
-	uint64_t n = 0;
-	for (int r = 1; r < SCHED_NREFUSALS; r++)
-		n += st->refused[r];
-	return n;
-}
-
 int sched_model_stats(const struct sched *s, int model, struct sched_model_stats *out)
 {
 	const struct model *m = model_get(s, model);

@@ -350,6 +350,11 @@ struct sched_model_stats {
 double sched_compliance(const struct sched_class_stats *st);
 /* Total refusals of st (all reasons). */
 uint64_t sched_refused_total(const struct sched_class_stats *st);
+/* Every model's counters of s summed per class (gauges too); zeros when s is NULL. */
+void sched_class_totals(const struct sched *s, struct sched_class_stats out[SLA_NCLASSES]);
+/* SLA compliance of model over every class since start: on_time / decided,
+ * NAN when nothing was decided, the model is unknown or s is NULL. */
+double sched_model_compliance(const struct sched *s, int model);
 
 /* Cumulative counters of model since sched_create (never reset), with the
  * gauges current. Returns 0 or -ENOENT. */
