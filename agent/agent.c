@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "agent/infer/api.h"
 #include "agent/supervise/chaos.h"
@@ -26,6 +25,7 @@
 #include "agent/base/textfile.h"
 #include "hal/clock.h"
 #include "hal/engine.h"
+#include "hal/fs.h"
 #include "hal/invoke.h"
 #include "hal/watchdog.h"
 
@@ -93,9 +93,10 @@ static void on_event(void *arg, const struct event *ev)
 static int start_store_and_console(struct agent *a, const struct berth_config *cfg)
 {
 	char path[CONFIG_STR_MAX + 16];
-	if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
-		log_err("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(errno));
-		return -errno;
+	int rc = hal_fs_mkdir(cfg->data_dir, 0750);
+	if (rc < 0 && rc != -EEXIST) {
+		log_err("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(-rc));
+		return rc;
 	}
 	snprintf(path, sizeof(path), "%s/berth.db", cfg->data_dir);
 	struct store_opts so = {
@@ -103,7 +104,7 @@ static int start_store_and_console(struct agent *a, const struct berth_config *c
 		.budget_kb = (uint32_t)cfg->telemetry.disk_budget_kb,
 		.sync_full = strcmp(cfg->telemetry.synchronous, "full") == 0,
 	};
-	int rc = store_open(&so, &a->store);
+	rc = store_open(&so, &a->store);
 	if (rc) {
 		log_err("event=store_open_failed path=%s err=%s", path, strerror(-rc));
 		return rc;
