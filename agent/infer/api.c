@@ -16,6 +16,7 @@
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "hal/clock.h"
+#include "hal/invoke.h"
 #include "hal/net.h"
 
 #define LOG_TAG "api"
@@ -587,7 +588,8 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 	c->req.cls = head.cls;
 	c->req.arrival_us = now_us;
 	c->req.deadline_us = now_us + (uint64_t)head.deadline_ms * 1000u;
-	const char *cost = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms");
+	/* The sim port's simulated service time; production ignores the header. */
+	const char *cost = hal_invoke_cost_hints() ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms") : NULL;
 	if (cost)
 		c->req.cost_hint_ms = (uint32_t)strtoul(cost, NULL, 10);
 	*con_cls = c;

@@ -40,7 +40,7 @@ struct dispatch_req {
 	const void *body;            /* borrowed until done */
 	size_t body_len;
 	const char *content_type;    /* borrowed until done; NULL: none */
-	uint32_t cost_hint_ms;       /* sim port only; 0 */
+	uint32_t cost_hint_ms;       /* 0; X-Cost-Ms when the port honours it (hal_invoke_cost_hints: sim only) */
 
 	/* filled before done runs (or when dispatch_submit refuses) */
 	enum dispatch_reason reason;
