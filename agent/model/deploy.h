@@ -14,6 +14,12 @@
 #define DEPLOY_NAME_MAX 48       /* also the model name served */
 #define DEPLOY_MAX_REPLICAS 16
 
+/* Restart back-off of a replica when the spec does not say (restart.*): the
+ * one home of these defaults. */
+#define DEPLOY_BACKOFF_INITIAL_MS 1000
+#define DEPLOY_BACKOFF_MAX_MS 300000
+#define DEPLOY_BACKOFF_RESET_MS 600000
+
 enum probe_kind { PROBE_NONE = 0, PROBE_HTTP, PROBE_TCP, PROBE_EXEC };
 
 struct probe_spec {
