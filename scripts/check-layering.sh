@@ -24,11 +24,11 @@ rank() { case $1 in base) echo 0;; model) echo 1;; telemetry) echo 2;; supervise
 folder() { case $1 in agent/*/*) f=${1#agent/}; echo "${f%%/*}";; agent/*) echo top;; esac; }
 
 includes() { grep -Hn -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]' "$@" 2>/dev/null |
-	sed -E 's/^([^:]*):([0-9]*):.*include[[:space:]]*[<"]([^>"]*)[>"].*/\1 \2 \3/'; }
+	sed -E 's/^([^:]*):([0-9]*):.*include[[:space:]]*([<"])([^>"]*)[>"].*/\1 \2 \3 \4/'; }
 
 mapfile -t srcs < <(find agent hal ports -name '*.[ch]' | sort)
-while read -r file line inc; do
-	where="$file:$line: #include <$inc>"
+while read -r file line delim inc; do
+	[ "$delim" = '<' ] && where="$file:$line: #include <$inc>" || where="$file:$line: #include \"$inc\""
 	case $file in
 	ports/*)
 		port=${file#ports/}; port=${port%%/*}
