@@ -16,7 +16,7 @@
 #include "agent/supervise/supervisor.h"
 #include "agent/telemetry/collector.h"
 
-#define LOG_TAG "suptarget"
+#define LOG_TAG "actions"
 
 struct actions {
 	struct supervisor *sup;

@@ -17,7 +17,7 @@
 #include "agent/base/version.h"
 #include "hal/clock.h"
 
-#define LOG_TAG "sync"
+#define LOG_TAG "console"
 
 #define REPORT_CHECK_MS 1000   /* the reported state's structure is checked (and at most published) this often */
 #define REPORT_MAX 32768
@@ -247,7 +247,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		goto errout;
 	return s;
 errout:
-	log_err("event=sync_create_failed");
+	log_err("event=console_create_failed");
 	console_destroy(s);
 	return NULL;
 }
