@@ -453,9 +453,9 @@ static int parse_restart(struct pctx *c, const cJSON *o, struct deploy_spec *d)
 
 	const cJSON *rs;
 	d->restart = RESTART_ALWAYS;
-	d->backoff_initial_ms = DEPLOY_BACKOFF_INITIAL_MS;
-	d->backoff_max_ms = DEPLOY_BACKOFF_MAX_MS;
-	d->backoff_reset_ms = DEPLOY_BACKOFF_RESET_MS;
+	d->backoff_initial_ms = DEPLOY_DEFAULT_BACKOFF_INITIAL_MS;
+	d->backoff_max_ms = DEPLOY_DEFAULT_BACKOFF_MAX_MS;
+	d->backoff_reset_ms = DEPLOY_DEFAULT_BACKOFF_RESET_MS;
 	if ((rc = get_obj(c, o, "restart", "", &rs)))
 		return rc;
 	if (rs) {
