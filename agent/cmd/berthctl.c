@@ -692,6 +692,7 @@ int main(int argc, char **argv)
 		printf("berthctl %s\n", BERTH_VERSION);
 		return CTL_EXIT_OK;
 	}
+	signal(SIGPIPE, SIG_IGN);
 	/* Offline validation, no broker: berthd's own parser. */
 	if (a.verb == CTL_CHECK_DEPLOYMENTS)
 		return check_deployments(a.file);

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -15,6 +14,7 @@
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "agent/base/version.h"
+#include "hal/fs.h"
 #include "hal/watchdog.h"
 
 #define LOG_TAG "main"
@@ -76,21 +76,28 @@ static void usage(FILE *f)
 		"Signals: TERM/INT stop cleanly, HUP reloads the config.\n");
 }
 
-static int check_config(const char *path)
+/* Loads and validates path, secrets private included; 0, or EXIT_CONFIG with the reason on stderr. */
+static int load_config(const char *path, struct berth_config *cfg)
 {
-	struct berth_config cfg;
 	struct config_error err;
-	if (config_load(path, &cfg, &err) != 0) {
-		char msg[512];
+	char msg[512];
+	if (config_load(path, cfg, &err) != 0) {
 		config_error_format(path, &err, msg, sizeof(msg));
 		fprintf(stderr, "berthd: invalid config: %s\n", msg);
 		return EXIT_CONFIG;
 	}
-	char msg[512];
-	if (secrets_check(path, &cfg, msg, sizeof(msg)) != 0) {
+	if (secrets_check(path, cfg, msg, sizeof(msg)) != 0) {
 		fprintf(stderr, "berthd: refused config: %s\n", msg);
 		return EXIT_CONFIG;
 	}
+	return 0;
+}
+
+static int check_config(const char *path)
+{
+	struct berth_config cfg;
+	if (load_config(path, &cfg))
+		return EXIT_CONFIG;
 	printf("%s: ok (device_id=%s)\n", path, cfg.device_id);
 	return 0;
 }
@@ -101,10 +108,18 @@ static bool stderr_is_journal(void)
 {
 	const char *e = getenv("JOURNAL_STREAM");
 	unsigned long long dev, ino;
-	struct stat st;
-	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+	uint64_t d, i;
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || hal_fs_fd_id(STDERR_FILENO, &d, &i) < 0)
 		return false;
-	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+	return d == dev && i == ino;
+}
+
+/* The data dir, the database and its WAL hold commands and telemetry: berth's alone;
+ * log lines carry journald priorities when stderr is the journal. */
+static void setup_process(void)
+{
+	hal_fs_private_files();
+	log_set_journal(stderr_is_journal());
 }
 
 static int setup_signals(void)
@@ -123,9 +138,7 @@ static int setup_signals(void)
 
 int main(int argc, char **argv)
 {
-	/* The data dir, the database and its WAL hold commands and telemetry: berth's alone. */
-	umask(0077);
-	log_set_journal(stderr_is_journal());
+	setup_process();
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
@@ -160,18 +173,8 @@ int main(int argc, char **argv)
 	}
 
 	struct berth_config cfg;
-	struct config_error err;
-	if (config_load(config_path, &cfg, &err) != 0) {
-		char msg[512];
-		config_error_format(config_path, &err, msg, sizeof(msg));
-		fprintf(stderr, "berthd: invalid config: %s\n", msg);
+	if (load_config(config_path, &cfg))
 		return EXIT_CONFIG;
-	}
-	char smsg[512];
-	if (secrets_check(config_path, &cfg, smsg, sizeof(smsg)) != 0) {
-		fprintf(stderr, "berthd: refused config: %s\n", smsg);
-		return EXIT_CONFIG;
-	}
 	int lvl = log_level_parse(cfg.log_level);
 	log_set_level(lvl >= 0 ? (enum log_level)lvl : LOG_LEVEL_INF);
 	if (cfg.log_syslog)

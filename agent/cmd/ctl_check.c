@@ -3,21 +3,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent/cmd/secrets.h"
 #include "agent/model/config.h"
+#include "hal/fs.h"
+#include "hal/net.h"
 #include "hal/sys.h"
 
 #define HTTP_BODY_MAX (1024u * 1024u)   /* a /v1/state or /version answer larger than this is cut */
@@ -33,53 +31,6 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* A connected non-blocking stream socket, or -errno (-ETIMEDOUT after timeout_ms). */
-static int connect_to(const char *unix_path, const char *host, int port, unsigned timeout_ms)
-{
-	int fd;
-	if (unix_path && *unix_path) {
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
-		if (strlen(unix_path) >= sizeof(sa.sun_path))
-			return -ENAMETOOLONG;
-		memcpy(sa.sun_path, unix_path, strlen(unix_path) + 1);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0)
-			return -errno;
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS && errno != EAGAIN) {
-			int e = errno;
-			close(fd);
-			return -e;
-		}
-	} else {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
-		char ps[8];
-		snprintf(ps, sizeof(ps), "%d", port);
-		if (getaddrinfo(host, ps, &hints, &res) != 0)
-			return -EHOSTUNREACH;
-		fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0) {
-			freeaddrinfo(res);
-			return -errno;
-		}
-		int rc = connect(fd, res->ai_addr, res->ai_addrlen);
-		int e = errno;
-		freeaddrinfo(res);
-		if (rc < 0 && e != EINPROGRESS) {
-			close(fd);
-			return -e;
-		}
-	}
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
-	int r = poll(&p, 1, (int)timeout_ms);
-	int soerr = 0;
-	socklen_t sl = sizeof(soerr);
-	if (r <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
-		close(fd);
-		return r == 0 ? -ETIMEDOUT : -(soerr ? soerr : EIO);
-	}
-	return fd;
-}
-
 /* One HTTP/1.0 GET on fd (consumed); returns the status and *body (malloc'd) or -errno. */
 static int http_get(int fd, const char *path, unsigned timeout_ms, char **body)
 {
@@ -91,7 +42,7 @@ static int http_get(int fd, const char *path, unsigned timeout_ms, char **body)
 	int rc = -ENOMEM;
 	if (!buf)
 		goto out;
-	if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+	if (write(fd, req, (size_t)n) != n) { /* berthctl ignores SIGPIPE */
 		rc = -EIO;
 		goto out;
 	}
@@ -131,7 +82,7 @@ static int http_get(int fd, const char *path, unsigned timeout_ms, char **body)
 	rc = status;
 out:
 	free(buf);
-	close(fd);
+	hal_net_close(fd);
 	return rc;
 }
 
@@ -139,7 +90,7 @@ int ctl_local_get(const struct berth_config *cfg, const char *path, unsigned tim
 		  size_t msglen)
 {
 	const char *host = cfg->api.listen[0] && strcmp(cfg->api.listen, "0.0.0.0") ? cfg->api.listen : "127.0.0.1";
-	int fd = connect_to(cfg->api.unix_socket, host, cfg->api.port, timeout_ms);
+	int fd = hal_net_connect(cfg->api.unix_socket, host, (uint16_t)cfg->api.port, timeout_ms);
 	if (fd < 0) {
 		if (cfg->api.unix_socket[0])
 			snprintf(msg, msglen, "berthd's local API at %s: %s", cfg->api.unix_socket, strerror(-fd));
@@ -312,36 +263,37 @@ static void report(struct checker *k, enum ctl_check_result r, const char *what,
 static void check_data_dir(struct checker *k, const struct berth_config *cfg)
 {
 	char found[512], fix[512];
-	struct stat st;
-	if (stat(cfg->data_dir, &st) < 0) {
-		snprintf(found, sizeof(found), "%s: %s (berthd makes it, 0700, at start)", cfg->data_dir, strerror(errno));
+	struct hal_fs_info st;
+	int rc = hal_fs_info(cfg->data_dir, &st);
+	if (rc < 0) {
+		snprintf(found, sizeof(found), "%s: %s (berthd makes it, 0700, at start)", cfg->data_dir, strerror(-rc));
 		snprintf(fix, sizeof(fix), "start berthd once, or: install -d -m 0700 -o berth -g berth %s", cfg->data_dir);
-		report(k, errno == ENOENT ? CTL_CHECK_WARN : CTL_CHECK_FAIL, "data dir", found, fix);
+		report(k, rc == -ENOENT ? CTL_CHECK_WARN : CTL_CHECK_FAIL, "data dir", found, fix);
 		return;
 	}
-	if (!S_ISDIR(st.st_mode)) {
+	if (!st.is_dir) {
 		snprintf(found, sizeof(found), "%s is not a directory", cfg->data_dir);
 		report(k, CTL_CHECK_FAIL, "data dir", found, "set data_dir to a directory");
 		return;
 	}
 	struct passwd *pw = getpwnam("berth");
-	if (pw && st.st_uid != pw->pw_uid) {
+	if (pw && st.uid != (uint32_t)pw->pw_uid) {
 		snprintf(found, sizeof(found), "%s is owned by uid %u, not the berth user", cfg->data_dir,
-			 (unsigned)st.st_uid);
+			 (unsigned)st.uid);
 		snprintf(fix, sizeof(fix), "chown -R berth:berth %s", cfg->data_dir);
 		report(k, CTL_CHECK_WARN, "data dir", found, fix);
 	}
-	if (st.st_mode & 077) {
+	if (st.perm & 077) {
 		snprintf(found, sizeof(found), "%s is mode %04o: others may read the command and telemetry buffer",
-			 cfg->data_dir, (unsigned)(st.st_mode & 07777));
+			 cfg->data_dir, st.perm);
 		snprintf(fix, sizeof(fix), "chmod 0700 %s", cfg->data_dir);
 		report(k, CTL_CHECK_WARN, "data dir", found, fix);
 		return;
 	}
 	char db[CONFIG_STR_MAX + 16];
 	snprintf(db, sizeof(db), "%s/berth.db", cfg->data_dir);
-	if (stat(db, &st) == 0 && (st.st_mode & 077)) {
-		snprintf(found, sizeof(found), "%s is mode %04o", db, (unsigned)(st.st_mode & 07777));
+	if (hal_fs_info(db, &st) == 0 && (st.perm & 077)) {
+		snprintf(found, sizeof(found), "%s is mode %04o", db, st.perm);
 		snprintf(fix, sizeof(fix), "chmod 0600 %s*", db);
 		report(k, CTL_CHECK_WARN, "data dir", found, fix);
 		return;
@@ -367,7 +319,7 @@ static void json_string(const char *json, const char *key, char *out, size_t len
 static void check_engine(struct checker *k, const struct berth_config *cfg, unsigned timeout_ms)
 {
 	char found[512], fix[512];
-	int fd = connect_to(cfg->engine.socket, NULL, 0, timeout_ms);
+	int fd = hal_net_connect(cfg->engine.socket, NULL, 0, timeout_ms);
 	char *body = NULL;
 	int st = fd < 0 ? fd : http_get(fd, "/version", timeout_ms, &body);
 	if (st != 200) {
@@ -421,7 +373,7 @@ static void check_broker(struct checker *k, const struct berth_config *cfg, cons
 		report(k, CTL_CHECK_OK, "broker", "disabled (broker.enabled is false): no console link", NULL);
 		return;
 	}
-	int fd = connect_to(NULL, cfg->broker.host, cfg->broker.port, timeout_ms);
+	int fd = hal_net_connect(NULL, cfg->broker.host, (uint16_t)cfg->broker.port, timeout_ms);
 	if (fd < 0) {
 		snprintf(found, sizeof(found), "%s:%d: %s", cfg->broker.host, cfg->broker.port, strerror(-fd));
 		snprintf(fix, sizeof(fix), "%s; broker.host and broker.port in %s name it",
@@ -430,7 +382,7 @@ static void check_broker(struct checker *k, const struct berth_config *cfg, cons
 			 config_path);
 		report(k, CTL_CHECK_FAIL, "broker", found, fix);
 	} else {
-		close(fd);
+		hal_net_close(fd);
 		snprintf(found, sizeof(found), "%s:%d reachable (TCP%s)", cfg->broker.host, cfg->broker.port,
 			 cfg->broker.tls.enabled ? ", TLS" : "");
 		report(k, CTL_CHECK_OK, "broker", found, NULL);
@@ -461,8 +413,8 @@ static void check_node(struct checker *k, const struct berth_config *cfg)
 {
 	char found[512], fix[256];
 	struct hal_node_stats ns;
-	struct stat st;
-	const char *where = stat(cfg->data_dir, &st) == 0 ? cfg->data_dir : "/";
+	struct hal_fs_info st;
+	const char *where = hal_fs_info(cfg->data_dir, &st) == 0 ? cfg->data_dir : "/";
 	if (hal_sys_node_stats(where, &ns) != 0) {
 		report(k, CTL_CHECK_WARN, "disk", "node figures unreadable (/proc, statvfs)", "run on the gateway itself");
 		return;
@@ -470,7 +422,7 @@ static void check_node(struct checker *k, const struct berth_config *cfg)
 	uint64_t budget = (uint64_t)cfg->telemetry.disk_budget_kb * 1024u;
 	char db[CONFIG_STR_MAX + 16];
 	snprintf(db, sizeof(db), "%s/berth.db", cfg->data_dir);
-	uint64_t used = stat(db, &st) == 0 ? (uint64_t)st.st_size : 0;
+	uint64_t used = hal_fs_info(db, &st) == 0 ? st.size : 0;
 	uint64_t need = budget > used ? budget - used : 0;
 	snprintf(found, sizeof(found), "%llu MB free on %s for a telemetry budget of %llu MB (%llu MB used)",
 		 (unsigned long long)(ns.disk_free_bytes >> 20), where, (unsigned long long)(budget >> 20),

@@ -4,22 +4,22 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "agent/model/config.h"
+#include "hal/fs.h"
 
 static int exposed(const char *path, const char *key, char *msg, size_t len)
 {
-	struct stat st;
-	if (stat(path, &st) < 0) {
-		int err = errno;
-		snprintf(msg, len, "%s (%s): %s", path, key, strerror(err));
-		return -err;
+	struct hal_fs_info fi;
+	int rc = hal_fs_info(path, &fi);
+	if (rc < 0) {
+		snprintf(msg, len, "%s (%s): %s", path, key, strerror(-rc));
+		return rc;
 	}
-	if (!(st.st_mode & S_IROTH))
+	if (!(fi.perm & 04))
 		return 0;
 	snprintf(msg, len, "%s holds %s and is readable by others (mode %04o); run chmod o-r %s",
-		 path, key, (unsigned)(st.st_mode & 07777), path);
+		 path, key, fi.perm, path);
 	return -EACCES;
 }
 

@@ -1,44 +1,34 @@
 /* agent/infer/api.c - the local HTTP API on libmicrohttpd, driven from berth's loop (no MHD thread). */
 #include "agent/infer/api.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #if IS_ENABLED(CONFIG_LOCAL_API)
 #include <microhttpd.h>
 #endif
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "agent/infer/dispatch.h"
 #include "agent/base/jsonutil.h"
 #include "agent/base/log.h"
 #include "agent/base/version.h"
-#include "hal/sys.h"
+#include "agent/infer/process_metrics.h"
 #include "agent/base/loop.h"
 #include "hal/clock.h"
+#include "hal/invoke.h"
+#include "hal/net.h"
 
 #define LOG_TAG "api"
 
 #define API_MAX_DAEMONS 2            /* TCP and unix socket */
 #define API_SCRATCH_INITIAL (64 * 1024)
 #define API_LISTEN_BACKLOG 128
+#define API_UNIX_MODE 0660             /* owner and group may connect */
 
 /* --- pure helpers ---------------------------------------------------------- */
-
-static const char *const class_names[SLA_NCLASSES] = { "urgent", "normal", "batch" };
-
-const char *api_class_name(enum sla_class cls)
-{
-	return (unsigned)cls < SLA_NCLASSES ? class_names[cls] : "?";
-}
 
 static int copy_model(const char *s, size_t n, struct api_route *route)
 {
@@ -138,13 +128,11 @@ int api_parse_class(const char *value, enum sla_class *cls)
 	size_t n = strlen(value);
 	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
 		n--;
-	for (unsigned i = 0; i < SLA_NCLASSES; i++) {
-		if (strlen(class_names[i]) == n && strncasecmp(value, class_names[i], n) == 0) {
-			*cls = (enum sla_class)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	int k = sla_class_parse(value, n, true);
+	if (k < 0)
+		return k;
+	*cls = (enum sla_class)k;
+	return 0;
 }
 
 /* Appends s as a JSON string (quoted, escaped). */
@@ -453,41 +441,6 @@ void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
 
 /* Renders /metrics or /v1/state into the scratch buffer, growing it once
  * when the text outgrew it (figures grow with models, not with requests). */
-/* Build information and berthd's own process, under Prometheus' usual names. */
-static size_t render_process(char *buf, size_t len)
-{
-	struct hal_proc_stats ps;
-	int k = snprintf(buf, len,
-			 "# HELP berth_build_info The running berth build (always 1).\n"
-			 "# TYPE berth_build_info gauge\n"
-			 "berth_build_info{version=\"" BERTH_VERSION "\"} 1\n");
-	size_t n = (size_t)(k > 0 ? k : 0);
-	if (hal_sys_proc_stats(&ps) != 0)
-		return n;
-	k = snprintf(buf + (n < len ? n : len), n < len ? len - n : 0,
-		     "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
-		     "# TYPE process_cpu_seconds_total counter\n"
-		     "process_cpu_seconds_total %.2f\n"
-		     "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-		     "# TYPE process_resident_memory_bytes gauge\n"
-		     "process_resident_memory_bytes %llu\n"
-		     "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
-		     "# TYPE process_virtual_memory_bytes gauge\n"
-		     "process_virtual_memory_bytes %llu\n"
-		     "# HELP process_open_fds Number of open file descriptors.\n"
-		     "# TYPE process_open_fds gauge\n"
-		     "process_open_fds %u\n"
-		     "# HELP process_max_fds Maximum number of open file descriptors.\n"
-		     "# TYPE process_max_fds gauge\n"
-		     "process_max_fds %u\n"
-		     "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
-		     "# TYPE process_start_time_seconds gauge\n"
-		     "process_start_time_seconds %llu\n",
-		     ps.cpu_seconds, (unsigned long long)ps.rss_bytes, (unsigned long long)ps.vsize_bytes, ps.open_fds,
-		     ps.max_fds, (unsigned long long)ps.start_time_s);
-	return n + (size_t)(k > 0 ? k : 0);
-}
-
 static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn, bool metrics)
 {
 	if (!metrics && a->state_fn)
@@ -511,7 +464,7 @@ static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn,
 					 (unsigned long long)a->http_errors[ERR_405], (unsigned long long)a->http_errors[ERR_413],
 					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL]);
 			n += (size_t)(k > 0 ? k : 0);
-			n += render_process(a->scratch + (n < a->scratch_cap ? n : a->scratch_cap),
+			n += process_metrics_render(a->scratch + (n < a->scratch_cap ? n : a->scratch_cap),
 					    n < a->scratch_cap ? a->scratch_cap - n : 0);
 			if (a->metrics_fn)
 				n += a->metrics_fn(a->metrics_arg, a->scratch + (n < a->scratch_cap ? n : a->scratch_cap),
@@ -676,7 +629,8 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 	c->req.cls = head.cls;
 	c->req.arrival_us = now_us;
 	c->req.deadline_us = now_us + (uint64_t)head.deadline_ms * 1000u;
-	const char *cost = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms");
+	/* The sim port's simulated service time; production ignores the header. */
+	const char *cost = hal_invoke_cost_hints() ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms") : NULL;
 	if (cost)
 		c->req.cost_hint_ms = (uint32_t)strtoul(cost, NULL, 10);
 	*con_cls = c;
@@ -776,64 +730,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_wrn("event=mhd_error msg=\"%s\"", msg);
 }
 
-static int open_tcp(const char *addr, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	int family;
-	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-		family = AF_INET;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		sl = sizeof(*s4);
-	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-		family = AF_INET6;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		sl = sizeof(*s6);
-	} else {
-		return -EINVAL;
-	}
-	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
-static int open_unix(const char *path)
-{
-	struct sockaddr_un sun;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sun.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	/* A socket left by a previous run would make bind fail; replace only sockets. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		(void)unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	(void)chmod(path, 0660);
-	return fd;
-}
-
 static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned nlisteners)
 {
 	struct api_daemon *ad = &a->daemons[a->ndaemons];
@@ -850,7 +746,7 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
 				   MHD_OPTION_END);
 	if (!ad->mhd) {
-		close(listen_fd);
+		hal_net_close(listen_fd);
 		log_err("event=listen_failed on=%s err=\"MHD_start_daemon failed\"", what);
 		return -EIO;
 	}
@@ -892,7 +788,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
 	unsigned nlisteners = (cfg->port ? 1u : 0u) + (want_unix ? 1u : 0u);
 	if (cfg->port) {
-		int fd = open_tcp(cfg->listen, cfg->port);
+		int fd = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG);
 		if (fd < 0) {
 			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd));
 			goto errout;
@@ -903,7 +799,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	}
 	if (want_unix) {
 		snprintf(a->unix_path, sizeof(a->unix_path), "%s", cfg->unix_socket);
-		int fd = open_unix(cfg->unix_socket);
+		int fd = hal_net_listen_unix(cfg->unix_socket, API_UNIX_MODE, API_LISTEN_BACKLOG);
 		if (fd < 0) {
 			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd));
 			a->unix_path[0] = '\0';
@@ -948,10 +844,10 @@ void api_destroy(struct api *a)
 		MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
 		MHD_stop_daemon(ad->mhd);
 		if (lfd != MHD_INVALID_SOCKET)
-			close(lfd);
+			hal_net_close(lfd);
 	}
 	if (a->unix_path[0])
-		(void)unlink(a->unix_path);
+		hal_net_unlink_unix(a->unix_path);
 	for (unsigned i = 0; i < CONFIG_API_MAX_CONNECTIONS; i++)
 		free(a->ctx[i].body);
 	if (a->dispatch)
