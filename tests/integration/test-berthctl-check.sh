@@ -12,7 +12,7 @@ CTL=$build/berthctl
 echo '{"version":1,"deployments":[]}' > "$WORK/deployments.json"
 mkdir -m 0700 -p "$WORK/data"
 berthd_start
-wait_for 10 http_is 200 "$API/v2/health/live" || bad "berthd not live"
+wait_until 10 "the condition below" http_is 200 "$API/v2/health/live" || bad "berthd not live"
 chmod 0600 "$WORK/config.json"
 
 rc=0; "$CTL" -t 20 -c "$WORK/config.json" check > "$WORK/check.out" 2>&1 || rc=$?

@@ -8,14 +8,14 @@ TEST=reload-keys
 source "$(dirname "$0")/lib-infer.sh"
 echo '{"version":1,"deployments":[]}' > "$WORK/deployments.json"
 berthd_start
-wait_for 10 http_is 200 "$API/v2/health/live" && ok "berthd live on $API_PORT" || bad "berthd not live"
+wait_until 10 "the condition below" http_is 200 "$API/v2/health/live" && ok "berthd live on $API_PORT" || bad "berthd not live"
 n_reloads() { grep -c 'event=reloaded ' "$WORK/berthd.log" || true; }
 # hup: rewrite the config (write_config with the current SCHED_JSON/EXTRA_CONFIG), SIGHUP, wait for the reload line
 hup() {
   local before; before=$(n_reloads)
   write_config; [ -n "${1:-}" ] && sed -i "$1" "$WORK/config.json"
   kill -HUP "$BERTHD_PID"
-  wait_for 5 reloaded_since "$before"
+  wait_until 5 "the condition below" reloaded_since "$before"
 }
 reloaded_since() { [ "$(n_reloads)" -gt "$1" ]; }
 last_reload() { grep 'event=reloaded ' "$WORK/berthd.log" | tail -1; }
@@ -55,7 +55,7 @@ before=$(grep -c 'event=reload_refused' "$WORK/berthd.log" || true)
 write_config; sed -i 's/"broker": { "enabled": false }/"broker": { "enabled": false, "password": "s3cret" }/' "$WORK/config.json"
 chmod 0644 "$WORK/config.json"; kill -HUP "$BERTHD_PID"
 refused_since() { [ "$(grep -c 'event=reload_refused' "$WORK/berthd.log" || true)" -gt "$1" ]; }
-wait_for 5 refused_since "$before" && log_has "event=reload_refused reason=\"$WORK/config.json holds broker.password and is readable by others" \
+wait_until 5 "the condition below" refused_since "$before" && log_has "event=reload_refused reason=\"$WORK/config.json holds broker.password and is readable by others" \
   && ok "a world-readable config with broker.password is refused, the path named" || bad "no refusal: $(tail -2 "$WORK/berthd.log")"
 rc=0; "$build/berthd" --check-config "$WORK/config.json" > "$WORK/cc.out" 2>&1 || rc=$?
 [ $rc -eq 2 ] && grep -q "readable by others (mode 0644)" "$WORK/cc.out" && ok "--check-config refuses it too: $(cat "$WORK/cc.out")" \
