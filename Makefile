@@ -224,7 +224,7 @@ demo:
 DOCDIR := $(PREFIX)/share/doc/berth
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/berth $(DESTDIR)/lib/systemd/system $(DESTDIR)$(DOCDIR)
-	install -d -m 0750 $(DESTDIR)/var/lib/berth
+	install -d -m 0700 $(DESTDIR)/var/lib/berth
 	install -m 0755 $(O)/berthd $(O)/berthctl $(DESTDIR)$(PREFIX)/bin/
 	$(STRIP) $(DESTDIR)$(PREFIX)/bin/berthd $(DESTDIR)$(PREFIX)/bin/berthctl
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@DOCDIR@|$(DOCDIR)|g' ports/linux/berthd.service.in \

@@ -112,8 +112,9 @@ grep -q '"deb-test"' "$R/etc/berth/config.json" && ok "the edited config.json ke
 [ "$(in_root stat -c '%U:%G %a' /etc/berth/config.json 2>&1)" = "root:berth 640" ] \
   && ok "edited config still root:berth 0640" || bad "config after upgrade: $(in_root stat -c '%U:%G %a' /etc/berth/config.json)"
 
-# A direct start as the unit would (no service manager in a chroot): berth user, its groups, UMask.
-in_root sh -c 'echo $$ > /tmp/berthd.pid; umask 0077; exec setpriv --reuid=berth --regid=berth --init-groups berthd -c /etc/berth/config.json' \
+# A direct start as the unit would (no service manager in a chroot): berth user, its groups; a
+# umask of 0022 around it, so berth.db 0600 shows berthd's own umask.
+in_root sh -c 'echo $$ > /tmp/berthd.pid; umask 0022; exec setpriv --reuid=berth --regid=berth --init-groups berthd -c /etc/berth/config.json' \
   > "$build/deb-install-berthd.log" 2>&1 &
 wpid=$!
 for _ in $(seq 50); do [ -s "$R/tmp/berthd.pid" ] && break; sleep 0.1; done
