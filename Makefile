@@ -39,7 +39,7 @@ LDFLAGS ?=
 WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
 	-Wvla -Wundef -Wno-unused-parameter
 AUTOCONF := $(O)/include/generated/autoconf.h
-REQ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(O)/include -imacros $(AUTOCONF) \
+REQ_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -I$(O)/include -imacros $(AUTOCONF) \
 	-include agent/base/kconfig.h $(WARNINGS) -MMD -MP -fno-common \
 	-ffunction-sections -fdata-sections
 ifneq ($(WERROR),)
@@ -243,15 +243,19 @@ DEB_ARCHES := amd64 arm64 armhf
 DEB_NATIVE := $(shell dpkg --print-architecture 2>/dev/null)
 deb_dir = $(if $(filter $(1),$(DEB_NATIVE)),$(O),$(O)/$(1))
 deb_cross = $(if $(filter $(1),$(DEB_NATIVE)),,$(if $(filter arm64,$(1)),aarch64-linux-gnu-,arm-linux-gnueabihf-))
-deb: $(addprefix deb-,$(DEB_ARCHES))
-deb-%:
+# One lintian run for the three (it takes about 20 s to start, whatever it checks).
+lint_debs = out=$$(lintian --fail-on warning $(1) 2>&1); rc=$$?; \
+	echo "$$out" | grep -v '^running with root privileges' || true; \
+	[ $$rc -eq 0 ] && echo "deb: lintian: $(notdir $(1)) clean" || \
+	{ echo "deb: lintian found problems in $(notdir $(1))"; exit 1; }
+deb: $(addprefix deb-build-,$(DEB_ARCHES))
+	$(Q)$(call lint_debs,$(foreach a,$(DEB_ARCHES),$(O)/debs/berth_*_$(a).deb))
+deb-build-%:
 	$(Q)$(MAKE) --no-print-directory O=$(call deb_dir,$*) CROSS_COMPILE=$(call deb_cross,$*) \
 		WERROR=1 $(call deb_dir,$*)/berthd $(call deb_dir,$*)/berthctl
 	$(Q)scripts/mkdeb.sh $(call deb_dir,$*) $* $(O)/debs
-	$(Q)out=$$(lintian --fail-on warning $(O)/debs/berth_*_$*.deb 2>&1); rc=$$?; \
-		echo "$$out" | grep -v '^running with root privileges' || true; \
-		[ $$rc -eq 0 ] && echo "deb: lintian: berth_*_$*.deb clean" || \
-		{ echo "deb: lintian found problems in berth_*_$*.deb"; exit 1; }
+deb-%: deb-build-%
+	$(Q)$(call lint_debs,$(O)/debs/berth_*_$*.deb)
 # The packages in fresh Debian 12 roots (tests/deb-install.sh): install, upgrade, start,
 # remove and purge on the native architecture; dpkg -i and the programs under qemu on the others.
 deb-test: deb-test-$(DEB_NATIVE)
