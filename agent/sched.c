@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent/log.h"
+#include "agent/sched_fit.h"
 
 #define LOG_TAG "sched"
 
@@ -27,9 +28,11 @@ struct entry {
 	struct model *m;               /* its model */
 	struct sched_class_stats *st;  /* its model's cumulative counters of its class */
 	uint32_t gen;
+	uint32_t size;               /* request size (sched_req.size), 0 unknown */
 	uint64_t fifo_key;           /* arrival number: fifo heap key, edf tie-break */
-	uint32_t hint_us;            /* caller-known cost, 0 unknown */
-	uint32_t work_us;            /* what it adds to its heap's work sum */
+	uint32_t hint_us;            /* own estimate fixed at arrival: the caller's known cost
+	                              * (cost_hint_us) or the size fit's; 0: the model's percentile */
+	uint32_t work_us;            /* what it adds to its heap's work sum (its mean estimate) */
 	uint8_t model;
 	uint8_t cls;
 	uint8_t state;
@@ -95,6 +98,7 @@ struct estimator {
 	uint32_t ewma_us;
 	uint32_t init_us;
 	uint32_t est_us;                 /* cached estimate of one request */
+	struct sched_fit fit;            /* service time against size (sched_fit.h) */
 };
 
 struct model {
@@ -617,7 +621,7 @@ static void model_refresh(struct sched *s, unsigned mi)
 
 static struct model *model_get(const struct sched *s, int model)
 {
-	if (model < 0 || (unsigned)model >= s->nmodels)
+	if ((unsigned)model >= s->nmodels) /* a negative model too */
 		return NULL;
 	return &s->models[model];
 }
@@ -636,6 +640,30 @@ static inline uint32_t own_est(const struct sched *s, const struct entry *e)
 {
 	(void)s;
 	return e->hint_us ? e->hint_us : e->m->est.est_us;
+}
+
+/* A completion with a size feeds the model's size fit (out of line, as below). */
+static __attribute__((noinline)) void fit_add(struct model *m, uint32_t size, uint64_t us)
+{
+	sched_fit_add(&m->est.fit, size, us > UINT32_MAX ? UINT32_MAX : (uint32_t)us);
+}
+
+/* A new request with a known cost (hint_us) or a size: with a known cost,
+ * that is its own estimate and its work; with a size, once the model's size
+ * fit is usable, its own estimate is fixed at arrival from the fit (kept in
+ * hint_us) and its work is the fit's mean for its size; else the model's
+ * EWMA is its work (and its own estimate the current percentile). Out of
+ * line: the common path has neither. */
+static __attribute__((noinline)) void est_fixed(const struct model *m, struct entry *e)
+{
+	if (e->hint_us) {
+		e->work_us = e->hint_us;
+	} else if (m->est.fit.usable) {
+		e->hint_us = sched_fit_upper_us(&m->est.fit, e->size);
+		e->work_us = sched_fit_mean_us(&m->est.fit, e->size);
+	} else {
+		e->work_us = m->est.ewma_us;
+	}
 }
 
 /* --- counters --------------------------------------------------------------- */
@@ -782,11 +810,11 @@ static void resume(struct sched *s, uint32_t idx)
 		s->cb.resume(s->cb.arg, &d);
 }
 
-/* Estimated remaining service of a running request at now. */
+/* Estimated remaining service of a running request at now: its mean
+ * estimate at arrival (work_us) less the time it has run. */
 static inline uint64_t remaining_us(const struct sched *s, const struct entry *e)
 {
-	uint64_t est = e->hint_us ? e->hint_us : e->m->est.ewma_us;
-	uint64_t end = e->dispatch_us + est;
+	uint64_t end = e->dispatch_us + e->work_us;
 	return end > s->now_us ? end - s->now_us : 0;
 }
 
@@ -1313,7 +1341,11 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->m = m;
 	e->fifo_key = s->arrivals++;
 	e->hint_us = r->cost_hint_us;
-	e->work_us = r->cost_hint_us ? r->cost_hint_us : m->est.ewma_us;
+	e->size = r->size;
+	if (r->cost_hint_us | r->size)
+		est_fixed(m, e);
+	else
+		e->work_us = m->est.ewma_us;
 	e->model = (uint8_t)r->model;
 	e->cls = (uint8_t)c;
 	e->attempt = 0;
@@ -1405,6 +1437,8 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 		uint64_t active = service_us > e->paused_total_us ? service_us - e->paused_total_us : service_us;
 		if (service_us) {
 			est_add(&e->m->est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
+			if (e->size)
+				fit_add(e->m, e->size, active);
 			st->service_sum_us += active;
 		}
 		if (s->now_us <= e->deadline_us)
@@ -1504,6 +1538,16 @@ uint32_t sched_estimate_us(const struct sched *s, int model)
 	return m ? m->est.est_us : 0;
 }
 
+uint32_t sched_estimate_size_us(const struct sched *s, int model, uint32_t size)
+{
+	const struct model *m = model_get(s, model);
+	if (!m)
+		return 0;
+	if (size && m->est.fit.usable)
+		return sched_fit_upper_us(&m->est.fit, size);
+	return m->est.est_us;
+}
+
 uint32_t sched_ewma_us(const struct sched *s, int model)
 {
 	const struct model *m = model_get(s, model);
@@ -1517,7 +1561,7 @@ uint32_t sched_backlog_ms(const struct sched *s, uint64_t now_us)
 		w += s->heaps[h].work_us;
 	for (uint32_t i = 0; i < s->nheld; i++) {
 		const struct entry *e = &s->pool[s->held[i]];
-		uint64_t est = e->hint_us ? e->hint_us : s->models[e->model].est.ewma_us;
+		uint64_t est = e->hint_us ? e->work_us : s->models[e->model].est.ewma_us;
 		uint64_t end = e->dispatch_us + est;
 		w += end > now_us ? end - now_us : 0;
 	}

@@ -272,6 +272,8 @@ struct sched_req {
 	enum sla_class cls;
 	uint64_t deadline_us;        /* absolute, same clock as now_us; must be > now_us */
 	uint32_t cost_hint_us;       /* 0: unknown (estimator); > 0: known service time (oracle) */
+	uint32_t size;               /* request size known at arrival (input elements, tokens,
+	                              * bytes: one unit per model), 0 unknown */
 	void *ctx;                   /* returned in every callback about this request */
 };
 
@@ -313,6 +315,9 @@ void sched_tick(struct sched *s, uint64_t now_us);
 /* Current service-time estimate of one request of model (us), as used by
  * admission. 0 when model is not a model. */
 uint32_t sched_estimate_us(const struct sched *s, int model);
+/* The same for a request of the given size (0: unknown): the size fit's
+ * estimate once it is usable for model (sched_fit.h), else sched_estimate_us. */
+uint32_t sched_estimate_size_us(const struct sched *s, int model, uint32_t size);
 /* EWMA of the model's service time (us). */
 uint32_t sched_ewma_us(const struct sched *s, int model);
 /* Estimated time (ms) until the current backlog (queued + running work)

@@ -44,6 +44,7 @@ struct trace_req {
 	uint64_t t_us;                    /* arrival, after --speedup */
 	uint64_t deadline_rel_us;
 	uint32_t cost_us;                 /* true service time */
+	uint32_t size;                    /* size known at arrival (trace's size column), 0 none */
 	int model;                        /* index into sim.model_names / the scheduler's models */
 	enum sla_class cls;
 };
@@ -91,6 +92,7 @@ struct sim_opts {
 	double speedup;
 	double cost_ms;                   /* when the trace has no cost_ms */
 	int oracle;
+	int ignore_size;                  /* do not pass the size column to the scheduler */
 	int only_class;                   /* -1: all */
 	unsigned long seed;
 	int verbose;
@@ -256,7 +258,8 @@ static int cmp_req(const void *a, const void *b)
 }
 
 /* Reads the CSV trace: a header naming the columns (t_ms, model,
- * deadline_ms required; class, cost_ms optional), then one request a line. */
+ * deadline_ms required; class, cost_ms, size optional), then one request a
+ * line. size: a non-negative integer (0 or empty: unknown). */
 static int load_trace(struct sim *sm)
 {
 	FILE *f = fopen(sm->o.trace, "r");
@@ -265,7 +268,7 @@ static int load_trace(struct sim *sm)
 		return -1;
 	}
 	char line[512];
-	int col_t = -1, col_model = -1, col_dl = -1, col_cls = -1, col_cost = -1;
+	int col_t = -1, col_model = -1, col_dl = -1, col_cls = -1, col_cost = -1, col_size = -1;
 	size_t cap = 0, lineno = 0;
 	int rc = -1;
 	if (!fgets(line, sizeof(line), f)) {
@@ -287,6 +290,8 @@ static int load_trace(struct sim *sm)
 				col_cls = c;
 			else if (!strcmp(tok, "cost_ms"))
 				col_cost = c;
+			else if (!strcmp(tok, "size"))
+				col_size = c;
 		}
 	}
 	if (col_t < 0 || col_model < 0 || col_dl < 0) {
@@ -319,6 +324,15 @@ static int load_trace(struct sim *sm)
 		double cost_ms = sm->o.cost_ms;
 		if (col_cost >= 0 && col_cost < nf && *fields[col_cost])
 			cost_ms = strtod(fields[col_cost], &end);
+		double size = 0;
+		if (col_size >= 0 && col_size < nf && *fields[col_size]) {
+			size = strtod(fields[col_size], &end);
+			if (*end || !(size >= 0) || size > UINT32_MAX || size != floor(size)) {
+				fprintf(stderr, "berth-sim: %s:%zu: bad size '%s' (a whole number 0..%u)\n", sm->o.trace,
+					lineno, fields[col_size], UINT32_MAX);
+				goto out;
+			}
+		}
 		int cls = SLA_NORMAL;
 		if (col_cls >= 0 && col_cls < nf && *fields[col_cls])
 			cls = sched_class_parse(fields[col_cls]);
@@ -340,6 +354,7 @@ static int load_trace(struct sim *sm)
 			.t_us = (uint64_t)llround(t_ms * 1000.0 / sm->o.speedup),
 			.deadline_rel_us = (uint64_t)llround(dl_ms * 1000.0),
 			.cost_us = (uint32_t)llround(cost_ms * 1000.0),
+			.size = (uint32_t)size,
 			.model = model,
 			.cls = (enum sla_class)cls,
 		};
@@ -668,6 +683,7 @@ static int replay(struct sim *sm)
 				.cls = q->cls,
 				.deadline_us = sm->now_us + q->deadline_rel_us,
 				.cost_hint_us = sm->o.oracle ? q->cost_us : 0,
+				.size = sm->o.ignore_size ? 0 : q->size,
 				.ctx = (void *)(uintptr_t)(next + 1),
 			};
 			enum sched_refusal why;
@@ -806,14 +822,16 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: berth-sim --trace FILE [--policy fifo|edf|edf-admit|edf-reserve|edf-preempt]\n"
 		"                 [--slots N] [--replicas N] [--reserve N] [--speedup K] [--concurrency N]\n"
-		"                 [--cost-ms N] [--oracle-cost] [--only-class urgent|normal|batch] [--seed S]\n"
+		"                 [--cost-ms N] [--oracle-cost] [--ignore-size] [--only-class urgent|normal|batch]\n"
+		"                 [--seed S]\n"
 		"                 [--verbose]\n"
 		"                 [--autoscale off|reactive|predictive [--replicas-min N] [--replicas-max N]\n"
 		"                  [--startup-ms N] [--replica-mem-mb N] [--node-mem-mb N] [--base-mem-mb N]\n"
 		"                  [--interval-s N] [--cooldown-s N] [--bucket-s N] [--day-s N]\n"
 		"                  [--target-low X] [--target-high X] [--replicas-csv FILE]]\n"
-		"Replays a CSV trace (t_ms,model,deadline_ms[,class][,cost_ms]) through the scheduler in\n"
-		"virtual time and prints per-class figures and a RESULT line. With --autoscale the\n"
+		"Replays a CSV trace (t_ms,model,deadline_ms[,class][,cost_ms][,size]) through the scheduler in\n"
+		"virtual time and prints per-class figures and a RESULT line. The size column goes to the\n"
+		"scheduler's size-aware estimator unless --ignore-size. With --autoscale the\n"
 		"autoscaler decides every model's replicas (off: --replicas N stay, the forecaster runs\n"
 		"alongside) and the RESULT line carries autoscale=.. violation_s=.. replica_s=.. mase=..\n"
 		"Defaults: slots 2, replicas = slots (--autoscale: replicas-min), concurrency 1, cost 10 ms;\n"
@@ -824,7 +842,7 @@ static void usage(FILE *f)
 enum {
 	OPT_CONCURRENCY = 256, OPT_COST_MS, OPT_AUTOSCALE, OPT_RMIN, OPT_RMAX, OPT_STARTUP_MS, OPT_REPLICA_MEM,
 	OPT_NODE_MEM, OPT_BASE_MEM, OPT_INTERVAL_S, OPT_COOLDOWN_S, OPT_BUCKET_S, OPT_DAY_S, OPT_TARGET_LOW,
-	OPT_TARGET_HIGH, OPT_CSV,
+	OPT_TARGET_HIGH, OPT_CSV, OPT_IGNORE_SIZE,
 };
 
 int main(int argc, char **argv)
@@ -837,6 +855,7 @@ int main(int argc, char **argv)
 		{ "reserve", required_argument, NULL, 'R' },
 		{ "speedup", required_argument, NULL, 'k' },
 		{ "oracle-cost", no_argument, NULL, 'o' },
+		{ "ignore-size", no_argument, NULL, OPT_IGNORE_SIZE },
 		{ "only-class", required_argument, NULL, 'c' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -938,6 +957,7 @@ int main(int argc, char **argv)
 		case OPT_TARGET_LOW: sm.o.target_low = strtod(optarg, &end); break;
 		case OPT_TARGET_HIGH: sm.o.target_high = strtod(optarg, &end); break;
 		case OPT_CSV: sm.o.csv_path = optarg; break;
+		case OPT_IGNORE_SIZE: sm.o.ignore_size = 1; break;
 		default: usage(stderr); return 2;
 		}
 		if (end && *end) {
