@@ -142,7 +142,22 @@ struct sched {
 	bool preempt;
 	uint64_t capmask;                /* bit h set: the model of heaps[h] has free_cap > 0 */
 	uint64_t urgent_mask;            /* bits of every model's urgent heap */
+	bool mc;
+	bool urgent_gate;                /* reserve || mc */
+	/* edf-mc: work arriving per class, measured online (load_note) */
+	uint64_t load_acc_us[SLA_NCLASSES]; /* work arrived in the current window */
+	uint64_t load_win_end_us;           /* end of the current window */
+	double load[SLA_NCLASSES];          /* slots' worth of work arriving (EWMA over windows) */
+	double load_above[SLA_NCLASSES];    /* MC_LOAD_SHARE x the load of the classes above */
 };
+
+/* edf-mc: arrivals are summed per class over windows of MC_WIN_US, and the
+ * load is an EWMA of the windows with weight MC_LOAD_WEIGHT (a time constant
+ * of 12.8 s); lower classes count MC_LOAD_SHARE of the load of the classes
+ * above them as taken (docs/scheduling.md: the designs measured). */
+#define MC_WIN_US 100000u
+#define MC_LOAD_WEIGHT (1.0 / 128.0)
+#define MC_LOAD_SHARE 0.8
 
 const uint64_t sched_lat_bounds_us[SCHED_LAT_NBUCKETS] = {
 	1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000,
@@ -152,7 +167,7 @@ const uint64_t sched_lat_bounds_us[SCHED_LAT_NBUCKETS] = {
 /* --- names ---------------------------------------------------------------- */
 
 static const char *const policy_names[SCHED_NPOLICIES] = {
-	"fifo", "edf", "edf-admit", "edf-reserve", "edf-preempt",
+	"fifo", "edf", "edf-admit", "edf-reserve", "edf-preempt", "edf-mc",
 };
 static const char *const refusal_names[SCHED_NREFUSALS] = {
 	"none", "deadline_infeasible", "queue_full", "no_ready_replica", "breaker_open",
@@ -197,6 +212,7 @@ struct policy_ops {
 	bool admit;          /* refuse predicted misses at arrival and dispatch */
 	bool reserve;        /* keep reserve_urgent slots for urgent requests */
 	bool preempt;        /* pause batch replicas for urgent requests */
+	bool mc;             /* criticality-aware admission (urgent as if alone) */
 };
 
 static const struct policy_ops policy_ops[SCHED_NPOLICIES] = {
@@ -205,6 +221,7 @@ static const struct policy_ops policy_ops[SCHED_NPOLICIES] = {
 	[SCHED_EDF_ADMIT] = { .edf = true, .admit = true },
 	[SCHED_EDF_RESERVE] = { .edf = true, .admit = true, .reserve = true },
 	[SCHED_EDF_PREEMPT] = { .edf = true, .admit = true, .preempt = true },
+	[SCHED_EDF_MC] = { .edf = true, .admit = true, .preempt = true, .mc = true },
 };
 
 
@@ -861,7 +878,10 @@ static bool try_preempt(struct sched *s)
 	for (uint32_t i = 0; i < s->nheld; i++) {
 		uint32_t idx = s->held[i];
 		const struct entry *e = &s->pool[idx];
-		if (e->state != ST_RUNNING || e->cls != SLA_BATCH || !entry_before(ue, e) ||
+		/* edf-preempt: a batch request due after the urgent one; edf-mc: any
+		 * normal or batch request (urgent work runs first) */
+		bool victim_class = s->mc ? e->cls != SLA_URGENT : e->cls == SLA_BATCH && entry_before(ue, e);
+		if (e->state != ST_RUNNING || !victim_class ||
 		    s->models[e->model].rep[e->replica].inflight != 1)
 			continue;
 		if (victim == UINT32_MAX || entry_before(&s->pool[victim], e))
@@ -884,6 +904,22 @@ static bool try_preempt(struct sched *s)
 	return true;
 }
 
+/* An urgent request waits whose model has a free replica: the condition
+ * for preempting (try_preempt), cheap to test first. */
+static inline bool urgent_may_preempt(const struct sched *s)
+{
+	return (s->nonempty & s->urgent_mask & s->capmask) != 0;
+}
+
+/* edf-reserve: only urgent heads while the free slots are all reserved;
+ * edf-mc: urgent heads before all others. */
+static inline uint64_t urgent_gate(const struct sched *s, uint64_t mask)
+{
+	if (s->reserve ? s->p.slots - s->busy <= s->p.reserve_urgent : (mask & s->urgent_mask) != 0)
+		mask &= s->urgent_mask;
+	return mask;
+}
+
 /* Gives free slots to the earliest requests that can run. Runs the
  * callbacks; nested calls from callbacks only mark that another pass is due. */
 static inline __attribute__((always_inline)) void pump_body(struct sched *s)
@@ -895,8 +931,8 @@ static inline __attribute__((always_inline)) void pump_body(struct sched *s)
 			/* Heads of heaps whose model has a free replica (urgent ones
 			 * only while the free slots are all reserved). */
 			uint64_t mask = s->nonempty & s->capmask;
-			if (s->reserve && s->p.slots - s->busy <= s->p.reserve_urgent)
-				mask &= s->urgent_mask;
+			if (s->urgent_gate)
+				mask = urgent_gate(s, mask);
 			uint32_t best = UINT32_MAX;
 			unsigned bhid = 0;
 			if (mask) {
@@ -915,7 +951,9 @@ static inline __attribute__((always_inline)) void pump_body(struct sched *s)
 			}
 			if (s->preempt && s->nheld > s->busy) {
 				uint32_t p = best_paused(s);
-				if (p != UINT32_MAX && (best == UINT32_MAX || entry_before(&s->pool[p], &s->pool[best]))) {
+				if (p != UINT32_MAX && (best == UINT32_MAX ||
+							(!(s->mc && s->pool[best].cls == SLA_URGENT) &&
+							 entry_before(&s->pool[p], &s->pool[best])))) {
 					resume(s, p);
 					continue;
 				}
@@ -930,7 +968,7 @@ static inline __attribute__((always_inline)) void pump_body(struct sched *s)
 			}
 			start(s, bhid, best);
 		}
-		if (s->preempt && s->busy >= s->p.slots && try_preempt(s))
+		if (s->preempt && s->busy >= s->p.slots && urgent_may_preempt(s) && try_preempt(s))
 			s->repump = true;
 	} while (s->repump);
 	s->pumping = false;
@@ -945,7 +983,7 @@ static inline void pump(struct sched *s)
 		return;
 	}
 	/* Every slot taken and nothing to preempt: nothing can change. */
-	if (s->busy >= s->p.slots && !s->preempt)
+	if (s->busy >= s->p.slots && !(s->preempt && urgent_may_preempt(s)))
 		return;
 	pump_run(s);
 }
@@ -959,14 +997,20 @@ static inline __attribute__((always_inline)) void pump_inline(struct sched *s)
 		pump_body(s);
 }
 
+static inline void set_now(struct sched *s, uint64_t now_us)
+{
+	if (now_us > s->now_us)
+		s->now_us = now_us;
+}
+
 /* --- arrival admission ---------------------------------------------------------- */
 
 /* EWMA work (us) queued ahead of a request with deadline d: whole heaps whose
  * latest deadline is <= d, a linear share of heaps straddling d. */
-static uint64_t work_ahead_us(const struct sched *s, uint64_t d)
+static uint64_t work_ahead_us(const struct sched *s, uint64_t d, uint64_t heaps)
 {
 	uint64_t w = 0;
-	uint64_t mask = s->nonempty;
+	uint64_t mask = s->nonempty & heaps;
 	while (mask) {
 		unsigned hid = (unsigned)__builtin_ctzll(mask);
 		mask &= mask - 1;
@@ -999,13 +1043,12 @@ static inline uint64_t wait_est_us(const struct sched *s, uint64_t ahead, uint64
 	return w;
 }
 
-/* Arrival admission of e (not yet queued): false when now + estimated wait
- * + own estimate > deadline. The work ahead of e is at most all queued
- * work, so when the wait that would give still fits, the request is admitted
- * without interpolating the heaps (the same decision, in O(1)). */
-static bool admit_at_arrival(const struct sched *s, const struct entry *e)
+/* Remaining work of the running requests that a new request of class cls
+ * waits for (edf-preempt: an urgent one does not wait for batch, which
+ * yields), and the soonest of them to end (UINT64_MAX: none). */
+static inline uint64_t running_ahead_us(const struct sched *s, unsigned cls, uint64_t *soonest_out)
 {
-	bool skip_batch = s->preempt && e->cls == SLA_URGENT;
+	bool skip_batch = s->preempt && cls == SLA_URGENT;
 	uint64_t run = 0, soonest = UINT64_MAX;
 	for (uint32_t i = 0; i < s->nheld; i++) {
 		const struct entry *r = &s->pool[s->held[i]];
@@ -1016,13 +1059,149 @@ static bool admit_at_arrival(const struct sched *s, const struct entry *e)
 		if (rem < soonest)
 			soonest = rem;
 	}
+	*soonest_out = soonest;
+	return run;
+}
+
+/* Arrival admission of e (not yet queued): false when now + estimated wait
+ * + own estimate > deadline. The work ahead of e is at most all queued
+ * work, so when the wait that would give still fits, the request is admitted
+ * without interpolating the heaps (the same decision, in O(1)). */
+static bool admit_at_arrival(const struct sched *s, const struct entry *e)
+{
+	uint64_t soonest;
+	uint64_t run = running_ahead_us(s, e->cls, &soonest);
 	uint64_t own = own_est(s, e);
 	uint64_t slack = e->deadline_us - s->now_us; /* > 0: checked by sched_submit */
 	if (own <= slack && s->queued_work_us < (1ull << 50) &&
 	    wait_est_us(s, s->queued_work_us, run, soonest) <= slack - own)
 		return true;
-	uint64_t ahead = work_ahead_us(s, e->deadline_us);
+	uint64_t ahead = work_ahead_us(s, e->deadline_us, UINT64_MAX);
 	return !(s->now_us + wait_est_us(s, ahead, run, soonest) + own > e->deadline_us);
+}
+
+static uint64_t mc_wait_us(const struct sched *s, unsigned cls, uint64_t d);
+
+uint64_t sched_predict_wait_us(struct sched *s, enum sla_class cls, uint64_t deadline_us, uint64_t now_us)
+{
+	if ((unsigned)cls >= SLA_NCLASSES)
+		return 0;
+	set_now(s, now_us);
+	if (s->mc)
+		return mc_wait_us(s, cls, deadline_us);
+	uint64_t soonest;
+	uint64_t run = running_ahead_us(s, cls, &soonest);
+	return wait_est_us(s, work_ahead_us(s, deadline_us, UINT64_MAX), run, soonest);
+}
+
+/* --- edf-mc: criticality-aware admission ------------------------------------------- */
+
+/* Work queued in every model's urgent heap. */
+static inline uint64_t urgent_queued_us(const struct sched *s)
+{
+	uint64_t w = 0;
+	for (uint64_t mask = s->nonempty & s->urgent_mask; mask; mask &= mask - 1)
+		w += s->heaps[__builtin_ctzll(mask)].work_us;
+	return w;
+}
+
+/* Closes the load windows that ended before now (an idle stretch decays
+ * the load as empty windows would, in one step past 64 of them). */
+static __attribute__((noinline)) void load_roll(struct sched *s)
+{
+	if (!s->load_win_end_us) {
+		s->load_win_end_us = s->now_us + MC_WIN_US;
+		return;
+	}
+	while (s->now_us >= s->load_win_end_us) {
+		for (int c = 0; c < SLA_NCLASSES; c++) {
+			double r = (double)s->load_acc_us[c] / (double)MC_WIN_US;
+			s->load[c] += MC_LOAD_WEIGHT * (r - s->load[c]);
+			s->load_acc_us[c] = 0;
+		}
+		s->load_win_end_us += MC_WIN_US;
+		if (s->now_us >= s->load_win_end_us + 64ull * MC_WIN_US) {
+			uint64_t skip = (s->now_us - s->load_win_end_us) / MC_WIN_US;
+			double keep = 1.0;
+			for (uint64_t i = 0; i < skip && keep > 1e-9; i++)
+				keep *= 1.0 - MC_LOAD_WEIGHT;
+			for (int c = 0; c < SLA_NCLASSES; c++)
+				s->load[c] *= keep;
+			s->load_win_end_us += skip * MC_WIN_US;
+		}
+	}
+	double above = 0;
+	for (int c = 0; c < SLA_NCLASSES; c++) {
+		s->load_above[c] = above;
+		above += MC_LOAD_SHARE * s->load[c];
+	}
+}
+
+/* Counts the estimated work of an arrival of class cls. */
+static inline void load_note(struct sched *s, unsigned cls, uint32_t work_us)
+{
+	if (s->now_us >= s->load_win_end_us)
+		load_roll(s);
+	s->load_acc_us[cls] += work_us;
+}
+
+/* Predicted wait of a request of class cls with deadline d under edf-mc.
+ * Urgent: as if alone - urgent requests run before any other class and
+ * preempt them, so it waits for the urgent work queued ahead of it and the
+ * running urgent work only.
+ * Normal and batch: everything queued ahead of it (every urgent request,
+ * and the lower-class work due before it) and all running work, served by
+ * the capacity the classes above it are predicted not to need
+ * (MC_LOAD_SHARE of their measured load). UINT64_MAX: no capacity left. */
+static uint64_t mc_wait_us(const struct sched *s, unsigned cls, uint64_t d)
+{
+	uint64_t run = 0, soonest = UINT64_MAX;
+	unsigned busy = 0;
+	for (uint32_t i = 0; i < s->nheld; i++) {
+		const struct entry *r = &s->pool[s->held[i]];
+		if (r->state == ST_PAUSED || (cls == SLA_URGENT && r->cls != SLA_URGENT))
+			continue;
+		uint64_t rem = remaining_us(s, r);
+		run += rem;
+		busy++;
+		if (rem < soonest)
+			soonest = rem;
+	}
+	uint64_t ahead;
+	if (cls == SLA_URGENT)
+		ahead = work_ahead_us(s, d, s->urgent_mask);
+	else
+		ahead = work_ahead_us(s, d, ~s->urgent_mask) + urgent_queued_us(s);
+	if (!ahead && busy < s->p.slots)
+		return 0;
+	double cap = (double)s->p.slots - s->load_above[cls];
+	if (cap < 0.05 * (double)s->p.slots)
+		return UINT64_MAX;
+	double w = (double)(ahead + run) / cap;
+	if (busy >= s->p.slots && soonest != UINT64_MAX && w < (double)soonest)
+		w = (double)soonest;
+	return w > 1e18 ? UINT64_MAX : (uint64_t)w;
+}
+
+/* Arrival admission under edf-mc. First an upper bound in O(slots): all
+ * queued work and the whole estimates of the running requests, on the
+ * capacity left for its class; admitted at once when that fits. Else the
+ * wait from the work ahead of it (mc_wait_us). */
+static __attribute__((noinline)) bool mc_admit(struct sched *s, const struct entry *e)
+{
+	load_note(s, e->cls, e->work_us);
+	uint64_t own = own_est(s, e);
+	uint64_t slack = e->deadline_us - s->now_us;
+	if (own > slack)
+		return false;
+	uint64_t run = 0;
+	for (uint32_t i = 0; i < s->nheld; i++)
+		run += s->pool[s->held[i]].work_us;
+	double cap = (double)s->p.slots - s->load_above[e->cls];
+	if ((double)(s->queued_work_us + run) <= (double)(slack - own) * cap)
+		return true;
+	uint64_t w = mc_wait_us(s, e->cls, e->deadline_us);
+	return w != UINT64_MAX && w <= slack - own;
 }
 
 /* --- public API -------------------------------------------------------------------- */
@@ -1073,6 +1252,8 @@ struct sched *sched_create(const struct sched_params *p, const struct sched_call
 	s->admit = policy_ops[p->policy].admit;
 	s->reserve = policy_ops[p->policy].reserve;
 	s->preempt = policy_ops[p->policy].preempt;
+	s->mc = policy_ops[p->policy].mc;
+	s->urgent_gate = s->reserve || s->mc;
 	s->urgent_mask = urgent_heaps();
 	s->models = calloc(SCHED_MAX_MODELS, sizeof(*s->models));
 	s->pool = calloc(POOL_SIZE, sizeof(*s->pool));
@@ -1107,12 +1288,6 @@ void sched_destroy(struct sched *s)
 	free(s->pool);
 	free(s->models);
 	free(s);
-}
-
-static inline void set_now(struct sched *s, uint64_t now_us)
-{
-	if (now_us > s->now_us)
-		s->now_us = now_us;
 }
 
 int sched_set_slots(struct sched *s, unsigned slots, uint64_t now_us)
@@ -1352,7 +1527,7 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->replica = -1;
 	e->last_replica = -1;
 
-	if (s->admit && !admit_at_arrival(s, e)) {
+	if (s->admit && !(s->mc ? mc_admit(s, e) : admit_at_arrival(s, e))) {
 		entry_free(s, idx);
 		why = SCHED_REFUSE_DEADLINE_INFEASIBLE;
 		goto refused;

@@ -118,6 +118,7 @@ enum sched_policy {
 	SCHED_EDF_ADMIT,
 	SCHED_EDF_RESERVE,
 	SCHED_EDF_PREEMPT,
+	SCHED_EDF_MC,
 	SCHED_NPOLICIES
 };
 
@@ -320,6 +321,11 @@ uint32_t sched_estimate_us(const struct sched *s, int model);
 uint32_t sched_estimate_size_us(const struct sched *s, int model, uint32_t size);
 /* EWMA of the model's service time (us). */
 uint32_t sched_ewma_us(const struct sched *s, int model);
+/* The wait for a slot that arrival admission predicts at now_us for a request of class cls with the given absolute deadline
+ * (the work queued ahead of it in EDF order, interpolated per heap, and
+ * the remaining work of the running requests it waits for, over the
+ * slots). For producers and for measuring the prediction (berth-sim). */
+uint64_t sched_predict_wait_us(struct sched *s, enum sla_class cls, uint64_t deadline_us, uint64_t now_us);
 /* Estimated time (ms) until the current backlog (queued + running work)
  * drains at the current slot count: a Retry-After hint for queue_full and
  * deadline_infeasible answers. */

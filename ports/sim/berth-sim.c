@@ -58,6 +58,9 @@ struct req_state {
 	uint32_t version;                 /* invalidates a completion event on pause */
 	uint8_t outcome;                  /* 0 pending, 1 on time, 2 late, 3 refused */
 	uint8_t refusal;
+	uint8_t refused_late;             /* refused after acceptance */
+	uint8_t dispatched;
+	uint64_t wait_pred_us;            /* the wait predicted at arrival */
 	int8_t replica;                   /* where it runs (for drains) */
 	uint64_t latency_us;
 };
@@ -201,7 +204,9 @@ static void on_dispatch(void *arg, const struct sched_dispatch *d)
 	uint32_t i = req_of(d);
 	struct req_state *r = &sm->st[i];
 	r->id = d->id;
-	r->first_dispatch_us = d->now_us;
+	if (!r->dispatched)
+		r->first_dispatch_us = d->now_us;
+	r->dispatched = 1;
 	r->run_start_us = d->now_us;
 	r->remaining_us = sm->reqs[i].cost_us;
 	r->replica = (int8_t)d->replica;
@@ -214,6 +219,7 @@ static void on_refuse(void *arg, const struct sched_dispatch *d, enum sched_refu
 	struct req_state *r = &sm->st[req_of(d)];
 	r->outcome = 3;
 	r->refusal = (uint8_t)why;
+	r->refused_late = 1;
 	sm->refused_later++;
 }
 
@@ -687,6 +693,7 @@ static int replay(struct sim *sm)
 				.ctx = (void *)(uintptr_t)(next + 1),
 			};
 			enum sched_refusal why;
+			sm->st[next].wait_pred_us = sched_predict_wait_us(sm->sched, q->cls, rq.deadline_us, sm->now_us);
 			int rc = sched_submit(sm->sched, &rq, sm->now_us, NULL, &why);
 			if (rc == -EAGAIN) {
 				sm->st[next].outcome = 3;
@@ -794,6 +801,30 @@ static int report(struct sim *sm)
 	double load = work_s / (sm->o.slots * dur_s);
 	double useful = useful_s / (sm->o.slots * dur_s);
 	double goodput = (double)ontime_all / dur_s;
+	/* Refusals after acceptance, and the wait predicted at arrival against
+	 * the actual wait of requests that were dispatched. */
+	uint64_t ref_all = 0, ref_late = 0, late_cls[SLA_NCLASSES] = { 0 };
+	size_t nw = 0;
+	for (size_t i = 0; i < sm->n; i++) {
+		const struct req_state *r = &sm->st[i];
+		if (r->outcome == 3) {
+			ref_all++;
+			ref_late += r->refused_late;
+			late_cls[sm->reqs[i].cls] += r->refused_late;
+		}
+		if (r->dispatched) {
+			uint64_t actual = r->first_dispatch_us - (SIM_T0_US + sm->reqs[i].t_us);
+			lat[nw++] = actual > r->wait_pred_us ? actual - r->wait_pred_us : r->wait_pred_us - actual;
+		}
+	}
+	qsort(lat, nw, sizeof(*lat), cmp_u64);
+	double werr50 = pct_ms(lat, nw, 50), werr95 = pct_ms(lat, nw, 95);
+	double late_pct = ref_all ? 100.0 * (double)ref_late / (double)ref_all : 0;
+	printf("refusals=%" PRIu64 " after_acceptance=%" PRIu64 " (%.1f%%: urgent=%" PRIu64 " normal=%" PRIu64
+	       " batch=%" PRIu64 ")\n",
+	       ref_all, ref_late, late_pct, late_cls[SLA_URGENT], late_cls[SLA_NORMAL], late_cls[SLA_BATCH]);
+	printf("wait_error_ms (|predicted at arrival - actual|, %zu dispatched): p50=%.2f p95=%.2f\n", nw, werr50,
+	       werr95);
 	printf("refused_by_reason");
 	for (int r = 1; r < SCHED_NREFUSALS; r++)
 		printf(" %s=%" PRIu64, sched_refusal_name((enum sched_refusal)r), refused_by[r]);
@@ -807,10 +838,13 @@ static int report(struct sim *sm)
 		return 0;
 	}
 	printf("RESULT policy=%s load=%.3f urgent_miss_pct=%.2f normal_miss_pct=%.2f batch_miss_pct=%.2f "
-	       "goodput_per_s=%.3f useful_util=%.3f ontime=%" PRIu64 " oracle_cost=%d only_class=%s\n",
+	       "goodput_per_s=%.3f useful_util=%.3f ontime=%" PRIu64 " oracle_cost=%d only_class=%s size=%s "
+	       "refused=%" PRIu64 " refused_late=%" PRIu64 " late_refusal_pct=%.1f wait_err_p50_ms=%.2f "
+	       "wait_err_p95_ms=%.2f\n",
 	       sched_policy_name(sm->o.policy), load, miss_pct[SLA_URGENT], miss_pct[SLA_NORMAL],
 	       miss_pct[SLA_BATCH], goodput, useful, ontime_all, sm->o.oracle,
-	       sm->o.only_class >= 0 ? sched_class_name((enum sla_class)sm->o.only_class) : "all");
+	       sm->o.only_class >= 0 ? sched_class_name((enum sla_class)sm->o.only_class) : "all",
+	       sm->o.ignore_size ? "ignored" : "used", ref_all, ref_late, late_pct, werr50, werr95);
 	free(lat);
 	return 0;
 }
