@@ -9,9 +9,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "agent/log.h"
-#include "agent/sched.h"
-#include "agent/sched_fit.h"
+#include "agent/base/log.h"
+#include "agent/infer/sched.h"
+#include "agent/infer/sched_fit.h"
 
 #define MS 1000ull
 

@@ -8,8 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "agent/log.h"
-#include "agent/sched.h"
+#include "agent/base/log.h"
+#include "agent/infer/sched.h"
 
 #define MS 1000ull
 #define T0 (1000 * MS)
