@@ -42,6 +42,8 @@ struct dispatch_req {
 	size_t body_len;
 	const char *content_type;    /* borrowed until done; NULL: none */
 	uint32_t cost_hint_ms;       /* sim port only; 0 */
+	uint32_t size;               /* the request's size for the scheduler's estimator
+	                              * (sched_req.size), 0 unknown */
 
 	/* filled before done runs (or when dispatch_submit refuses) */
 	enum dispatch_reason reason;
