@@ -854,7 +854,7 @@ static int report(struct sim *sm)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: berth-sim --trace FILE [--policy fifo|edf|edf-admit|edf-reserve|edf-preempt]\n"
+		"usage: berth-sim --trace FILE [--policy fifo|edf|edf-admit|edf-reserve|edf-preempt|edf-mc]\n"
 		"                 [--slots N] [--replicas N] [--reserve N] [--speedup K] [--concurrency N]\n"
 		"                 [--cost-ms N] [--oracle-cost] [--ignore-size] [--only-class urgent|normal|batch]\n"
 		"                 [--seed S]\n"
@@ -868,7 +868,7 @@ static void usage(FILE *f)
 		"scheduler's size-aware estimator unless --ignore-size. With --autoscale the\n"
 		"autoscaler decides every model's replicas (off: --replicas N stay, the forecaster runs\n"
 		"alongside) and the RESULT line carries autoscale=.. violation_s=.. replica_s=.. mase=..\n"
-		"Defaults: slots 2, replicas = slots (--autoscale: replicas-min), concurrency 1, cost 10 ms;\n"
+		"Defaults: policy " CONFIG_SCHED_DEFAULT_POLICY ", slots 2, replicas = slots (--autoscale: replicas-min), concurrency 1, cost 10 ms;\n"
 		"replicas 1..8, start-up 3000 ms, 256 MiB each, node 2048 MiB with 256 MiB in use, interval\n"
 		"30 s, cool-down 300 s, bucket 60 s, day 86400 s, targets 0.95 / 0.98.\n");
 }
@@ -915,7 +915,8 @@ int main(int argc, char **argv)
 	};
 	struct sim sm;
 	memset(&sm, 0, sizeof(sm));
-	sm.o.policy = SCHED_EDF_ADMIT;
+	int def_policy = sched_policy_parse(CONFIG_SCHED_DEFAULT_POLICY);
+	sm.o.policy = def_policy < 0 ? SCHED_EDF_MC : (enum sched_policy)def_policy;
 	sm.o.slots = 2;
 	sm.o.replicas = 0;
 	sm.o.reserve = 1;

@@ -1209,7 +1209,8 @@ static __attribute__((noinline)) bool mc_admit(struct sched *s, const struct ent
 void sched_params_default(struct sched_params *p, unsigned ncpu)
 {
 	memset(p, 0, sizeof(*p));
-	p->policy = SCHED_EDF_ADMIT;
+	int pol = sched_policy_parse(CONFIG_SCHED_DEFAULT_POLICY);
+	p->policy = pol < 0 ? SCHED_EDF_MC : (enum sched_policy)pol;
 	p->slots = ncpu < 1 ? 1 : ncpu > CONFIG_SCHED_MAX_SLOTS ? CONFIG_SCHED_MAX_SLOTS : ncpu;
 	p->reserve_urgent = p->slots > 1 ? 1 : 0;
 	for (int c = 0; c < SLA_NCLASSES; c++)

@@ -163,7 +163,7 @@ struct sched_params {
 	unsigned queue_cap[SLA_NCLASSES];    /* max queued per class, 1..CONFIG_SCHED_MAX_QUEUED */
 };
 
-/* Defaults: edf-admit, slots = ncpu (clamped to 1..CONFIG_SCHED_MAX_SLOTS),
+/* Defaults: CONFIG_SCHED_DEFAULT_POLICY (edf-mc), slots = ncpu (clamped to 1..CONFIG_SCHED_MAX_SLOTS),
  * reserve_urgent = 1 when slots > 1 (0 otherwise), every class cap =
  * CONFIG_SCHED_MAX_QUEUED. */
 void sched_params_default(struct sched_params *p, unsigned ncpu);
