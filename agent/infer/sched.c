@@ -857,8 +857,9 @@ static uint32_t best_paused(const struct sched *s)
  * and its slot goes to urgent work. A prediction from the current queue
  * alone (wait for the soonest completion, or the urgent backlog on the
  * slots batch does not hold) preempted too late under bursts, when more
- * urgent requests arrive right behind (docs/scheduling.md). Returns true
- * when it paused one. */
+ * urgent requests arrive right behind (docs/scheduling.md). edf-mc: the
+ * victim is the latest-deadline normal or batch request, whatever its
+ * deadline (urgent work runs first). Returns true when it paused one. */
 static bool try_preempt(struct sched *s)
 {
 	uint32_t u = UINT32_MAX;

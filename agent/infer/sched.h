@@ -51,6 +51,17 @@
  *               when a slot is free and it is the earliest deadline
  *               waiting. Urgent admission ignores the remaining work of
  *               running batch requests, since they yield.
+ *   edf-mc      criticality-aware (the default, CONFIG_SCHED_DEFAULT_POLICY):
+ *               a free slot goes to the earliest urgent request that can run
+ *               before any other class; an urgent request that finds every
+ *               slot taken pauses the replica running the latest-deadline
+ *               normal or batch request (as edf-preempt); urgent admission
+ *               counts only urgent work (as if alone); normal and batch
+ *               admission counts everything ahead of them and running,
+ *               served by slots - 0.8 x the load of the classes above them,
+ *               measured online (work arriving per class, 100 ms windows,
+ *               EWMA 1/128 per window). sched_predict_wait_us gives the
+ *               predicted wait.
  *
  * Service-time estimator (per model, used by admission). Each successful
  * completion's service time updates an EWMA (weight 1/8; the first sample
@@ -69,7 +80,10 @@
  * from all queued work still fits is admitted in O(1), without the per-heap
  * interpolation (the same decision). A request submitted
  * with cost_hint_us > 0 uses that value instead of the estimates (the
- * --oracle-cost reference of berth-sim).
+ * --oracle-cost reference of berth-sim). A request submitted with a size
+ * (sched_req.size > 0) gets its own estimate and its queued work from the
+ * model's size fit (sched_fit.h: service time = a + b x size, learnt from
+ * completions with a size) once that fit is usable, fixed at arrival.
  *
  * Refusals. Every refusal carries a reason (enum sched_refusal):
  *   deadline_infeasible  admission predicts a miss (admit policies only)
