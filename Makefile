@@ -56,8 +56,9 @@ LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 CORE_SRCS := $(wildcard agent/*.c agent/*/*.c)
 # the programs' mains are linked on their own; berthctl's helpers live in the core library
 CORE_SRCS := $(filter-out agent/cmd/berthd.c agent/cmd/berthctl.c agent/cmd/berth-sim.c,$(CORE_SRCS))
-LINUX_SRCS := $(wildcard ports/linux/*.c)
-SIM_SRCS := $(wildcard ports/sim/*.c)
+# ports/posix holds what both ports do the same way (files, listening sockets)
+LINUX_SRCS := $(wildcard ports/linux/*.c ports/posix/*.c)
+SIM_SRCS := $(wildcard ports/sim/*.c ports/posix/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_LINUX_SRCS := $(wildcard tests/unit/linux/test_*.c)
 
@@ -72,7 +73,7 @@ TEST_RUNNER ?=
 
 .SECONDARY:
 .PHONY: all test unit-tests check bench demo install clean menuconfig savedefconfig \
-	defconfig integration fuzz fuzz-smoke cross-arm64 minimal-build print-% help
+	defconfig integration fuzz fuzz-smoke cross-arm64 minimal-build layering print-% help
 all: $(BINS)
 
 # --- Kconfig ------------------------------------------------------------
@@ -112,6 +113,7 @@ $(O)/obj/%.o: %.c $(AUTOCONF)
 	$(Q)$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(call obj,agent/infer/sched.c): OBJ_CFLAGS = $(HOT_CFLAGS)
+$(call obj,agent/infer/sched_mc.c): OBJ_CFLAGS = $(HOT_CFLAGS)
 $(CORE_LIB): $(call obj,$(CORE_SRCS))
 $(LINUX_LIB): $(call obj,$(LINUX_SRCS))
 $(SIM_LIB): $(call obj,$(SIM_SRCS))
@@ -149,6 +151,7 @@ test: unit-tests
 
 # --- the whole check, as CI runs it -----------------------------------------
 check:
+	$(Q)scripts/check-layering.sh
 	$(Q)scripts/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory WERROR=1 all
 	$(Q)tests/size-check.sh $(O)/berthd $(STRIP)
@@ -158,6 +161,10 @@ check:
 	$(Q)scripts/integration.sh $(O)
 	$(Q)$(MAKE) --no-print-directory cross-arm64
 	$(Q)tests/summary.sh
+
+# Includes, library homes, layers and sizes (docs/development.md); first in check.
+layering:
+	$(Q)scripts/check-layering.sh
 
 # The minimal preset (no local API, forecaster, TLS or watchdog) must keep building.
 minimal-build:

@@ -1,42 +1,33 @@
 /* agent/infer/api.c - the local HTTP API on libmicrohttpd, driven from berth's loop (no MHD thread). */
 #include "agent/infer/api.h"
+#include "agent/infer/reqsize.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #if IS_ENABLED(CONFIG_LOCAL_API)
 #include <microhttpd.h>
 #endif
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "agent/infer/dispatch.h"
 #include "agent/base/jsonutil.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "hal/clock.h"
+#include "hal/invoke.h"
+#include "hal/net.h"
 
 #define LOG_TAG "api"
 
 #define API_MAX_DAEMONS 2            /* TCP and unix socket */
 #define API_SCRATCH_INITIAL (64 * 1024)
 #define API_LISTEN_BACKLOG 128
+#define API_UNIX_MODE 0660             /* owner and group may connect */
 
 /* --- pure helpers ---------------------------------------------------------- */
-
-static const char *const class_names[SLA_NCLASSES] = { "urgent", "normal", "batch" };
-
-const char *api_class_name(enum sla_class cls)
-{
-	return (unsigned)cls < SLA_NCLASSES ? class_names[cls] : "?";
-}
 
 static int copy_model(const char *s, size_t n, struct api_route *route)
 {
@@ -125,13 +116,11 @@ int api_parse_class(const char *value, enum sla_class *cls)
 	size_t n = strlen(value);
 	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
 		n--;
-	for (unsigned i = 0; i < SLA_NCLASSES; i++) {
-		if (strlen(class_names[i]) == n && strncasecmp(value, class_names[i], n) == 0) {
-			*cls = (enum sla_class)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	int k = sla_class_parse(value, n, true);
+	if (k < 0)
+		return k;
+	*cls = (enum sla_class)k;
+	return 0;
 }
 
 /* Appends s as a JSON string (quoted, escaped). */
@@ -172,194 +161,6 @@ size_t api_error_json(char *buf, size_t len, const char *msg, const char *reason
 	if (len && off >= len)
 		buf[len - 1] = '\0';
 	return off < len ? off : (len ? len - 1 : 0);
-}
-
-int api_parse_size(const char *value, uint32_t *size)
-{
-	if (!value)
-		return -EINVAL;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (!isdigit((unsigned char)*value))
-		return -EINVAL;
-	uint64_t v = 0;
-	while (isdigit((unsigned char)*value)) {
-		v = v * 10 + (uint64_t)(*value - '0');
-		if (v > UINT32_MAX)
-			return -EINVAL;
-		value++;
-	}
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (*value)
-		return -EINVAL;
-	*size = (uint32_t)v;
-	return 0;
-}
-
-/* --- KServe v2 input shapes: a JSON walk without allocation ---------------- */
-
-struct v2scan {
-	const char *p, *end;
-	int depth;
-};
-
-static void v2_ws(struct v2scan *j)
-{
-	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-		j->p++;
-}
-
-static bool v2_eat(struct v2scan *j, char c)
-{
-	v2_ws(j);
-	if (j->p < j->end && *j->p == c) {
-		j->p++;
-		return true;
-	}
-	return false;
-}
-
-/* A string; its contents when they equal want (want may be NULL). */
-static int v2_string(struct v2scan *j, const char *want, bool *equal)
-{
-	v2_ws(j);
-	if (j->p >= j->end || *j->p != '"')
-		return -1;
-	const char *s = ++j->p;
-	while (j->p < j->end && *j->p != '"') {
-		if (*j->p == '\\')
-			j->p++;
-		j->p++;
-	}
-	if (j->p >= j->end)
-		return -1;
-	if (equal)
-		*equal = want && (size_t)(j->p - s) == strlen(want) && !memcmp(s, want, (size_t)(j->p - s));
-	j->p++;
-	return 0;
-}
-
-static int v2_skip(struct v2scan *j);
-
-/* The elements of an array or the members of an object, each skipped. */
-static int v2_skip_seq(struct v2scan *j, char close, bool members)
-{
-	if (v2_eat(j, close))
-		return 0;
-	do {
-		if (members && (v2_string(j, NULL, NULL) < 0 || !v2_eat(j, ':')))
-			return -1;
-		if (v2_skip(j) < 0)
-			return -1;
-	} while (v2_eat(j, ','));
-	return v2_eat(j, close) ? 0 : -1;
-}
-
-static int v2_skip(struct v2scan *j)
-{
-	v2_ws(j);
-	if (j->p >= j->end || ++j->depth > 64)
-		return -1;
-	int rc = 0;
-	char c = *j->p;
-	if (c == '"') {
-		rc = v2_string(j, NULL, NULL);
-	} else if (c == '{' || c == '[') {
-		j->p++;
-		rc = v2_skip_seq(j, c == '{' ? '}' : ']', c == '{');
-	} else {
-		const char *s = j->p;
-		while (j->p < j->end && (isalnum((unsigned char)*j->p) || *j->p == '-' || *j->p == '+' || *j->p == '.'))
-			j->p++;
-		rc = j->p > s ? 0 : -1;
-	}
-	j->depth--;
-	return rc;
-}
-
-/* [d0, d1, ...] of whole numbers: their product, saturating. */
-static int v2_shape(struct v2scan *j, uint64_t *prod)
-{
-	if (!v2_eat(j, '['))
-		return -1;
-	*prod = 1;
-	if (v2_eat(j, ']'))
-		return 0;
-	do {
-		v2_ws(j);
-		if (j->p >= j->end || !isdigit((unsigned char)*j->p))
-			return -1;
-		uint64_t d = 0;
-		while (j->p < j->end && isdigit((unsigned char)*j->p)) {
-			d = d * 10 + (uint64_t)(*j->p++ - '0');
-			if (d > UINT32_MAX)
-				d = UINT32_MAX;
-		}
-		*prod = *prod * d > UINT32_MAX ? UINT32_MAX : *prod * d;
-	} while (v2_eat(j, ','));
-	return v2_eat(j, ']') ? 0 : -1;
-}
-
-/* One input object: the product of its shape (-1 without one). */
-static int v2_input(struct v2scan *j, uint64_t *elems)
-{
-	bool have = false;
-	if (!v2_eat(j, '{'))
-		return -1;
-	if (!v2_eat(j, '}')) {
-		do {
-			bool is_shape;
-			if (v2_string(j, "shape", &is_shape) < 0 || !v2_eat(j, ':'))
-				return -1;
-			if (is_shape) {
-				if (v2_shape(j, elems) < 0)
-					return -1;
-				have = true;
-			} else if (v2_skip(j) < 0) {
-				return -1;
-			}
-		} while (v2_eat(j, ','));
-		if (!v2_eat(j, '}'))
-			return -1;
-	}
-	return have ? 0 : -1;
-}
-
-uint32_t api_v2_input_size(const char *body, size_t len)
-{
-	if (!body)
-		return 0;
-	struct v2scan j = { body, body + len, 0 };
-	uint64_t total = 0;
-	bool inputs = false;
-	if (!v2_eat(&j, '{') || v2_eat(&j, '}'))
-		return 0;
-	do {
-		bool is_inputs;
-		if (v2_string(&j, "inputs", &is_inputs) < 0 || !v2_eat(&j, ':'))
-			return 0;
-		if (!is_inputs) {
-			if (v2_skip(&j) < 0)
-				return 0;
-			continue;
-		}
-		if (!v2_eat(&j, '[') || v2_eat(&j, ']'))
-			return 0;
-		do {
-			uint64_t e = 0;
-			if (v2_input(&j, &e) < 0)
-				return 0;
-			total = total + e > UINT32_MAX ? UINT32_MAX : total + e;
-		} while (v2_eat(&j, ','));
-		if (!v2_eat(&j, ']'))
-			return 0;
-		inputs = true;
-	} while (v2_eat(&j, ','));
-	if (!v2_eat(&j, '}'))
-		return 0;
-	v2_ws(&j);
-	return inputs && j.p == j.end ? (uint32_t)total : 0;
 }
 
 int api_check_infer_head(const char *deadline_hdr, const char *class_hdr, const char *content_length,
@@ -777,7 +578,7 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 
 	const char *size_hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Berth-Size");
 	uint32_t size = 0;
-	if (size_hdr && api_parse_size(size_hdr, &size) < 0)
+	if (size_hdr && reqsize_parse_header(size_hdr, &size) < 0)
 		return send_error(a, conn, 400, "bad header X-Berth-Size", NULL, "X-Berth-Size", rt->model, 0);
 
 	struct api_ctx *c = ctx_get(a);
@@ -796,7 +597,8 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 	c->req.deadline_us = now_us + (uint64_t)head.deadline_ms * 1000u;
 	c->size_given = size_hdr != NULL;
 	c->req.size = size;
-	const char *cost = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms");
+	/* The sim port's simulated service time; production ignores the header. */
+	const char *cost = hal_invoke_cost_hints() ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms") : NULL;
 	if (cost)
 		c->req.cost_hint_ms = (uint32_t)strtoul(cost, NULL, 10);
 	*con_cls = c;
@@ -810,7 +612,7 @@ static enum MHD_Result finish_infer(struct api *a, struct api_ctx *c)
 	c->req.body = c->body;
 	c->req.body_len = c->body_len;
 	if (!c->size_given)
-		c->req.size = api_v2_input_size(c->body, c->body_len);
+		c->req.size = reqsize_v2_inputs(c->body, c->body_len);
 	c->req.content_type = c->content_type[0] ? c->content_type : "application/json";
 	if (dispatch_submit(a->dispatch, &c->req) == 0) {
 		c->state = CTX_QUEUED;
@@ -898,64 +700,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_wrn("event=mhd_error msg=\"%s\"", msg);
 }
 
-static int open_tcp(const char *addr, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	int family;
-	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-		family = AF_INET;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		sl = sizeof(*s4);
-	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-		family = AF_INET6;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		sl = sizeof(*s6);
-	} else {
-		return -EINVAL;
-	}
-	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
-static int open_unix(const char *path)
-{
-	struct sockaddr_un sun;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sun.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	/* A socket left by a previous run would make bind fail; replace only sockets. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		(void)unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	(void)chmod(path, 0660);
-	return fd;
-}
-
 static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned nlisteners)
 {
 	struct api_daemon *ad = &a->daemons[a->ndaemons];
@@ -972,7 +716,7 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
 				   MHD_OPTION_END);
 	if (!ad->mhd) {
-		close(listen_fd);
+		hal_net_close(listen_fd);
 		log_err("event=listen_failed on=%s err=\"MHD_start_daemon failed\"", what);
 		return -EIO;
 	}
@@ -1014,7 +758,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
 	unsigned nlisteners = (cfg->port ? 1u : 0u) + (want_unix ? 1u : 0u);
 	if (cfg->port) {
-		int fd = open_tcp(cfg->listen, cfg->port);
+		int fd = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG);
 		if (fd < 0) {
 			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd));
 			goto errout;
@@ -1025,7 +769,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	}
 	if (want_unix) {
 		snprintf(a->unix_path, sizeof(a->unix_path), "%s", cfg->unix_socket);
-		int fd = open_unix(cfg->unix_socket);
+		int fd = hal_net_listen_unix(cfg->unix_socket, API_UNIX_MODE, API_LISTEN_BACKLOG);
 		if (fd < 0) {
 			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd));
 			a->unix_path[0] = '\0';
@@ -1070,10 +814,10 @@ void api_destroy(struct api *a)
 		MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
 		MHD_stop_daemon(ad->mhd);
 		if (lfd != MHD_INVALID_SOCKET)
-			close(lfd);
+			hal_net_close(lfd);
 	}
 	if (a->unix_path[0])
-		(void)unlink(a->unix_path);
+		hal_net_unlink_unix(a->unix_path);
 	for (unsigned i = 0; i < CONFIG_API_MAX_CONNECTIONS; i++)
 		free(a->ctx[i].body);
 	if (a->dispatch)

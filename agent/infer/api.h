@@ -65,26 +65,11 @@ int api_route_parse(const char *method, const char *url, struct api_route *route
 int api_parse_deadline_ms(const char *value, uint32_t *deadline_ms)
 	__attribute__((warn_unused_result));
 
-/* Value of X-Berth-Size: the request's size for the scheduler's service-time
- * estimate (input elements, tokens, bytes: one unit per model, the producer's
- * choice), a decimal integer 0..4294967295 with optional surrounding blanks;
- * 0 is unknown. Returns 0 or -EINVAL. */
-int api_parse_size(const char *value, uint32_t *size)
-	__attribute__((warn_unused_result));
-
-/* The size of a KServe v2 JSON inference request: the sum over its
- * "inputs" of the product of each input's "shape" (saturating at
- * UINT32_MAX). 0 when the body is not such a request (not JSON, no
- * inputs, an input without a shape of whole numbers): unknown, not an
- * error - the model server judges the body. No allocation. */
-uint32_t api_v2_input_size(const char *body, size_t len);
-
 /* Value of X-Berth-Class: "urgent", "normal" or "batch", any case.
  * Returns 0 or -EINVAL. */
 int api_parse_class(const char *value, enum sla_class *cls)
 	__attribute__((warn_unused_result));
 
-const char *api_class_name(enum sla_class cls);
 
 /* Formats a JSON error body {"error":msg[,"reason":reason][,"header":header]
  * [,"model":model][,"retry_after_s":n]}; NULL/"" members and retry_after_s 0

@@ -73,51 +73,6 @@ static void deadline_header_values(void **state)
 	assert_int_equal(api_parse_deadline_ms(NULL, &ms), -EINVAL);
 }
 
-static void size_header_values(void **state)
-{
-	(void)state;
-	uint32_t n = 0;
-	assert_int_equal(api_parse_size("4808", &n), 0);
-	assert_int_equal(n, 4808);
-	assert_int_equal(api_parse_size(" 0 ", &n), 0);
-	assert_int_equal(n, 0);
-	assert_int_equal(api_parse_size("4294967295", &n), 0);
-	assert_int_equal(n, UINT32_MAX);
-	const char *bad[] = { "", "-1", "1e3", "12 tokens", "4294967296", "0x10", " ", "1.0" };
-	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		n = 77;
-		assert_int_equal(api_parse_size(bad[i], &n), -EINVAL);
-		assert_int_equal(n, 77);
-	}
-	assert_int_equal(api_parse_size(NULL, &n), -EINVAL);
-}
-
-static uint32_t v2(const char *body) { return api_v2_input_size(body, strlen(body)); }
-
-/* The size of a KServe v2 request is the sum of its inputs' shape products. */
-static void v2_input_size_from_shapes(void **state)
-{
-	(void)state;
-	assert_int_equal(v2("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3000],\"datatype\":\"FP32\",\"data\":[1,2]}]}"), 3000);
-	/* two inputs, members in any order, nested parameters and strings with brackets skipped */
-	assert_int_equal(v2(" { \"id\" : \"a]\\\"}\", \"parameters\":{\"cost_ms\":3,\"t\":[{}]},"
-			    "\"inputs\" : [ {\"data\":[[1,2],[3,4]],\"shape\":[2,2],\"name\":\"a\"},"
-			    " {\"shape\":[4,8,2]} ] } "), 4 + 64);
-	assert_int_equal(v2("{\"inputs\":[{\"shape\":[]}]}"), 1); /* a scalar */
-	assert_int_equal(v2("{\"inputs\":[{\"shape\":[100000,100000]}]}"), UINT32_MAX);
-	/* not such a request: unknown */
-	const char *none[] = { "", "{}", "[]", "{\"inputs\":[]}", "{\"inputs\":[{\"name\":\"x\"}]}",
-			       "{\"inputs\":[{\"shape\":[1,-3]}]}", "{\"inputs\":[{\"shape\":[1.5]}]}",
-			       "{\"inputs\":[{\"shape\":[2]}]", "{\"inputs\":[{\"shape\":[2]}]} x",
-			       "{\"outputs\":[{\"shape\":[2]}]}", "not json", "{\"inputs\":{\"shape\":[2]}}" };
-	for (unsigned i = 0; i < sizeof(none) / sizeof(none[0]); i++)
-		assert_int_equal(v2(none[i]), 0);
-	assert_int_equal(api_v2_input_size(NULL, 0), 0);
-	/* a body cut short */
-	const char *b = "{\"inputs\":[{\"shape\":[1,3000]}]}";
-	assert_int_equal(api_v2_input_size(b, strlen(b) - 1), 0);
-}
-
 static void class_header_values(void **state)
 {
 	enum sla_class c = SLA_BATCH;
@@ -130,8 +85,8 @@ static void class_header_values(void **state)
 	assert_int_equal(api_parse_class("urgentx", &c), -EINVAL);
 	assert_int_equal(api_parse_class("", &c), -EINVAL);
 	assert_int_equal(api_parse_class("high", &c), -EINVAL);
-	assert_string_equal(api_class_name(SLA_URGENT), "urgent");
-	assert_string_equal(api_class_name(SLA_BATCH), "batch");
+	assert_string_equal(sla_class_name(SLA_URGENT), "urgent");
+	assert_string_equal(sla_class_name(SLA_BATCH), "batch");
 }
 
 static void infer_head_defaults_and_errors(void **state)
@@ -184,8 +139,6 @@ int main(void)
 		cmocka_unit_test(unknown_paths_and_wrong_methods),
 		cmocka_unit_test(deadline_header_values),
 		cmocka_unit_test(class_header_values),
-		cmocka_unit_test(size_header_values),
-		cmocka_unit_test(v2_input_size_from_shapes),
 		cmocka_unit_test(infer_head_defaults_and_errors),
 		cmocka_unit_test(error_bodies_are_json),
 	};
