@@ -1,5 +1,6 @@
 /* agent/model/deploy.c - parsing, validation, canonical hash and JSON form of the deployment spec. */
 #include "agent/model/deploy.h"
+#include "agent/model/imageref.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -339,7 +340,8 @@ static int parse_probe(struct pctx *c, const cJSON *root, const char *key, struc
 static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct deploy_spec *d)
 {
 	static const char *const keys[] = { "name", "image", "cmd", "env", "replicas", "resources", "sla",
-					    "inference", "liveness", "readiness", "restart", "startup_ms", NULL };
+					    "inference", "liveness", "readiness", "restart", "startup_ms",
+					    "image_pull_policy", NULL };
 	static const char *const rkeys[] = { "min", "max", "desired", NULL };
 	static const char *const reskeys[] = { "cpu", "memory", NULL };
 	static const char *const slakeys[] = { "class", "deadline_ms", NULL };
@@ -371,6 +373,21 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 		return rc;
 	if ((rc = get_str(c, o, "image", "", d->image, sizeof(d->image), true)))
 		return rc;
+	struct imageref ref;
+	char why[128];
+	if (imageref_parse(d->image, &ref, why, sizeof(why)))
+		return fail(c, "image", "\"%.64s\": %s", d->image, why);
+	char pull[16] = "if-not-present";
+	if ((rc = get_str(c, o, "image_pull_policy", "", pull, sizeof(pull), false)))
+		return rc;
+	if (!strcmp(pull, "if-not-present"))
+		d->pull_policy = PULL_IF_NOT_PRESENT;
+	else if (!strcmp(pull, "always"))
+		d->pull_policy = PULL_ALWAYS;
+	else if (!strcmp(pull, "never"))
+		d->pull_policy = PULL_NEVER;
+	else
+		return fail(c, "image_pull_policy", "\"%s\" is not one of always|if-not-present|never", pull);
 	if ((v = cJSON_GetObjectItemCaseSensitive(o, "cmd")) &&
 	    (rc = get_argv(c, v, "cmd", &d->cmd[0][0], sizeof(d->cmd[0]), DEPLOY_MAX_ARGS)))
 		return rc;
@@ -664,6 +681,16 @@ const char *deploy_restart_name(enum restart_policy p)
 	}
 }
 
+const char *deploy_pull_policy_name(enum pull_policy p)
+{
+	switch (p) {
+	case PULL_IF_NOT_PRESENT: return "if-not-present";
+	case PULL_ALWAYS: return "always";
+	case PULL_NEVER: return "never";
+	default: return "?";
+	}
+}
+
 const char *deploy_probe_kind_name(enum probe_kind k)
 {
 	switch (k) {
@@ -703,6 +730,8 @@ int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len)
 		return -ENOMEM;
 	cJSON_AddStringToObject(o, "name", d->name);
 	cJSON_AddStringToObject(o, "image", d->image);
+	if (d->pull_policy != PULL_IF_NOT_PRESENT)
+		cJSON_AddStringToObject(o, "image_pull_policy", deploy_pull_policy_name(d->pull_policy));
 	if (d->cmd[0][0]) {
 		cJSON *a = cJSON_AddArrayToObject(o, "cmd");
 		for (unsigned i = 0; a && i < DEPLOY_MAX_ARGS && d->cmd[i][0]; i++)

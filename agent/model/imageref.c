@@ -1,5 +1,5 @@
-/* agent/images/imageref.c - image references parsed and checked against the distribution grammar (pure). */
-#include "agent/images/imageref.h"
+/* agent/model/imageref.c - image references parsed and checked against the distribution grammar (pure). */
+#include "agent/model/imageref.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
-/* agent/images/imageref.h - image references (registry/name:tag@sha256:digest) parsed and checked (pure). */
-#ifndef BERTH_IMAGES_IMAGEREF_H
-#define BERTH_IMAGES_IMAGEREF_H
+/* agent/model/imageref.h - image references (registry/name:tag@sha256:digest) parsed and checked (pure). */
+#ifndef BERTH_MODEL_IMAGEREF_H
+#define BERTH_MODEL_IMAGEREF_H
 
 #include <stdbool.h>
 #include <stddef.h>
