@@ -56,8 +56,9 @@ LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 CORE_SRCS := $(wildcard agent/*.c agent/*/*.c)
 # the programs' mains are linked on their own; berthctl's helpers live in the core library
 CORE_SRCS := $(filter-out agent/cmd/berthd.c agent/cmd/berthctl.c agent/cmd/berth-sim.c,$(CORE_SRCS))
-LINUX_SRCS := $(wildcard ports/linux/*.c)
-SIM_SRCS := $(wildcard ports/sim/*.c)
+# ports/posix holds what both ports do the same way (files, listening sockets)
+LINUX_SRCS := $(wildcard ports/linux/*.c ports/posix/*.c)
+SIM_SRCS := $(wildcard ports/sim/*.c ports/posix/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_LINUX_SRCS := $(wildcard tests/unit/linux/test_*.c)
 

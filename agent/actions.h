@@ -36,6 +36,11 @@ void actions_set_dispatch(struct actions *t, struct dispatch *d);
  * refused, compliance) and "engine" ("available" or "unavailable"). */
 int actions_report(struct actions *t, char *buf, size_t len) __attribute__((warn_unused_result));
 
+/* The sampler's targets (sampler_targets_fn; arg: the struct actions): the
+ * supervisor's replicas. */
+struct sampler_target;
+unsigned actions_sampler_targets(void *t, struct sampler_target *out, unsigned max);
+
 /* Telemetry source "deployments": the same entries as the reported state. */
 void actions_telemetry_source(void *t, struct collector_buf *b);
 

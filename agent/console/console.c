@@ -64,6 +64,13 @@ static int report_publish(void *arg, const char *json, size_t len)
 	return uplink_publish(s->up, s->t_reported, json, len, 1, true, NULL, 0, NULL);
 }
 
+/* The outbox's batches: QoS 1, not retained. */
+static int publish_batch(void *arg, const char *topic, const void *payload, size_t len, int *mid)
+{
+	struct console *s = arg;
+	return uplink_publish(s->up, topic, payload, len, 1, false, NULL, 0, mid);
+}
+
 static void on_connected(void *arg)
 {
 	struct console *s = arg;
@@ -216,7 +223,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
 		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
 	};
-	s->fwd = outbox_create(l, st, s->up, &fo);
+	s->fwd = outbox_create(l, st, publish_batch, s, &fo);
 	if (!s->fwd)
 		goto errout;
 	struct republish_opts ro = {

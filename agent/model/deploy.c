@@ -444,19 +444,16 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 	if ((rc = get_obj(c, o, "sla", "", &sla)))
 		return rc;
 	if (sla) {
-		char cls[16] = "normal";
+		char cls[16];
+		snprintf(cls, sizeof(cls), "%s", sla_class_name(SLA_NORMAL));
 		if ((rc = check_keys(c, sla, "sla", slakeys)) ||
 		    (rc = get_str(c, sla, "class", "sla", cls, sizeof(cls), false)) ||
 		    (rc = get_u32(c, sla, "deadline_ms", "sla", 1, 3600000, &d->deadline_ms)))
 			return rc;
-		if (!strcmp(cls, "urgent"))
-			d->sla_class = SLA_URGENT;
-		else if (!strcmp(cls, "normal"))
-			d->sla_class = SLA_NORMAL;
-		else if (!strcmp(cls, "batch"))
-			d->sla_class = SLA_BATCH;
-		else
+		int k = sla_class_parse(cls, strlen(cls), false);
+		if (k < 0)
 			return fail(c, "sla.class", "\"%s\" is not one of urgent|normal|batch", cls);
+		d->sla_class = (enum sla_class)k;
 	}
 
 	const cJSON *inf;
@@ -658,16 +655,6 @@ const struct deploy_spec *deploy_find(const struct deploy_set *set, const char *
 	return NULL;
 }
 
-const char *deploy_sla_class_name(enum sla_class c)
-{
-	switch (c) {
-	case SLA_URGENT: return "urgent";
-	case SLA_NORMAL: return "normal";
-	case SLA_BATCH: return "batch";
-	default: return "?";
-	}
-}
-
 const char *deploy_restart_name(enum restart_policy p)
 {
 	switch (p) {
@@ -756,7 +743,7 @@ int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len)
 			cJSON_AddNumberToObject(res, "memory", (double)d->mem_bytes);
 	}
 	cJSON *sla = cJSON_AddObjectToObject(o, "sla");
-	cJSON_AddStringToObject(sla, "class", deploy_sla_class_name(d->sla_class));
+	cJSON_AddStringToObject(sla, "class", sla_class_name(d->sla_class));
 	cJSON_AddNumberToObject(sla, "deadline_ms", d->deadline_ms);
 	cJSON *inf = cJSON_AddObjectToObject(o, "inference");
 	cJSON_AddNumberToObject(inf, "port", d->port_base);
