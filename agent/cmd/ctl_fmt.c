@@ -488,6 +488,8 @@ int ctl_fmt_reply(FILE *out, FILE *err, const char *verb, const char *device, co
 		fprintf(out, "%s: %s scaled to %" PRId64 " replicas\n", device, dep, num_i64(r, "replicas", -1));
 	} else if (!strcmp(verb, "restart")) {
 		fprintf(out, "%s: %s is restarting\n", device, dep);
+	} else if (!strcmp(verb, "rollback")) {
+		fprintf(out, "%s: %s is rolling back to its last-known-good version\n", device, dep);
 	} else if (!strcmp(verb, "remove")) {
 		fprintf(out, "%s: %s removed\n", device, dep);
 	} else if (!strcmp(verb, "chaos")) {

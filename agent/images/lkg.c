@@ -332,12 +332,12 @@ int lkg_rollback(struct lkg *k, const char *deployment, const char *reason)
 	return 0;
 }
 
-int lkg_report(struct lkg *k, const char *deployment, char *buf, size_t len)
+int lkg_report(struct lkg *k, const char *deployment, bool figures, char *buf, size_t len)
 {
 	const struct deploy_spec *sp = supervisor_spec(k->sup, deployment);
 	struct lkg_dep *e = sp ? dep_get(k, deployment) : NULL;
 	if (!e)
-		return snprintf(buf, len, "\"image\":null,\"image_state\":null,\"last_known_good\":null,"
+		return snprintf(buf, len, "\"image\":null,\"image_state\":null,\"pull\":null,\"last_known_good\":null,"
 					  "\"last_rollback\":null") >= (int)len ? -ENOSPC : (int)strlen(buf);
 	struct image_status is;
 	bool known = images_status(k->im, sp->image, &is) == 0;
@@ -348,7 +348,7 @@ int lkg_report(struct lkg *k, const char *deployment, char *buf, size_t len)
 	if (e->rb_wall_ms)
 		snprintf(rb, sizeof(rb), "{\"reason\":\"%s\",\"from_image\":\"%s\",\"to_image\":\"%s\",\"wall_ms\":%lld}",
 			 e->rb_reason, e->rb_from, e->lkg_image, (long long)e->rb_wall_ms);
-	if (known && (is.state == IMAGE_PULLING || is.state == IMAGE_RETRY_WAIT)) {
+	if (figures && known && (is.state == IMAGE_PULLING || is.state == IMAGE_RETRY_WAIT)) {
 		char err[sizeof(is.last_error) * 2];
 		events_json_escape(is.last_error, err, sizeof(err));
 		snprintf(pull, sizeof(pull), "{\"bytes_done\":%llu,\"bytes_total\":%llu,\"attempts\":%u,\"last_error\":\"%.60s\"}",

@@ -43,8 +43,9 @@ int lkg_rollback(struct lkg *k, const char *deployment, const char *reason) __at
 
 /* The reported state's fields for one deployment, without braces:
  * "image":..,"image_state":..,"pull":{bytes..}|null,"last_known_good":{image,digest,since_ms}|null,
- * "last_rollback":{reason,from_image,to_image,wall_ms}|null. Returns the length or -ENOSPC. */
-int lkg_report(struct lkg *k, const char *deployment, char *buf, size_t len);
+ * "last_rollback":{reason,from_image,to_image,wall_ms}|null; "pull" (progress, a figure) only
+ * when figures. Returns the length or -ENOSPC. */
+int lkg_report(struct lkg *k, const char *deployment, bool figures, char *buf, size_t len);
 
 struct lkg_stats {
 	uint64_t recorded;           /* versions recorded as last-known-good */

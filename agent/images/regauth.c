@@ -5,9 +5,13 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agent/images/images.h"
+#include "hal/fs.h"
+
+#define REGAUTH_FILE_MAX 65536
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -135,5 +139,65 @@ out:
 			explicit_bzero(regs[i].password, sizeof(regs[i].password));
 	}
 	cJSON_Delete(root);
+	return rc;
+}
+
+int regauth_load(const char *hosts, const char *path, struct images_registry *regs, unsigned cap, unsigned *n,
+		 char *err, size_t err_len)
+{
+	*n = 0;
+	for (const char *h = hosts; *h;) {
+		size_t len = strcspn(h, ",");
+		if (*n >= cap || len >= sizeof(regs[0].host)) {
+			snprintf(err, err_len, "images.registries: more than %u registries or a host too long", cap);
+			return -EINVAL;
+		}
+		memset(&regs[*n], 0, sizeof(regs[0]));
+		memcpy(regs[*n].host, h, len);
+		regs[(*n)++].host[len] = '\0';
+		h += len + (h[len] == ',');
+	}
+	if (!path || !*path)
+		return 0;
+	unsigned mode;
+	int rc = hal_fs_mode(path, &mode);
+	if (rc) {
+		snprintf(err, err_len, "%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (mode & 077) {
+		snprintf(err, err_len, "%s: holds registry passwords but is readable by others (mode %04o; chmod 600)", path,
+			 mode);
+		return -EPERM;
+	}
+	char *text = NULL;
+	size_t tlen = 0;
+	if ((rc = hal_fs_read(path, REGAUTH_FILE_MAX, &text, &tlen))) {
+		snprintf(err, err_len, "%s: %s", path, rc == -EFBIG ? "too large" : strerror(-rc));
+		return rc;
+	}
+	struct images_registry creds[8];
+	unsigned nc = 0;
+	char why[160];
+	rc = regauth_parse(text, tlen, creds, 8, &nc, why, sizeof(why));
+	explicit_bzero(text, tlen);
+	free(text);
+	if (rc) {
+		snprintf(err, err_len, "%s: %s", path, why);
+		return rc;
+	}
+	for (unsigned i = 0; i < nc && !rc; i++) {
+		unsigned j = 0;
+		while (j < *n && strcmp(regs[j].host, creds[i].host) != 0)
+			j++;
+		if (j == *n) {
+			snprintf(err, err_len, "%s: registries.%s: not in images.registries", path, creds[i].host);
+			rc = -EINVAL;
+			break;
+		}
+		memcpy(regs[j].username, creds[i].username, sizeof(regs[j].username));
+		memcpy(regs[j].password, creds[i].password, sizeof(regs[j].password));
+	}
+	explicit_bzero(creds, sizeof(creds));
 	return rc;
 }

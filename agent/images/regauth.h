@@ -20,4 +20,11 @@ int regauth_header(const char *username, const char *password, const char *serve
 int regauth_parse(const char *text, size_t len, struct images_registry *regs, unsigned cap, unsigned *n, char *err,
 		  size_t err_len) __attribute__((warn_unused_result));
 
+/* The registries of the config ("host[:port],...") with their credentials
+ * from path ("" none): the file must be private to its owner (mode & 077 == 0)
+ * and every host in it must be in the list. Returns 0 and *n, or -EINVAL /
+ * -EPERM / -errno with err naming the file and the key (never a secret). */
+int regauth_load(const char *hosts, const char *path, struct images_registry *regs, unsigned cap, unsigned *n,
+		 char *err, size_t err_len) __attribute__((warn_unused_result));
+
 #endif
