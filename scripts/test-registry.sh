@@ -18,6 +18,8 @@
 # shellcheck shell=bash
 
 _tr_log() { echo "test-registry: $*" >&2; }
+# the helpers of scripts/test-services.sh (free ports, time), when a test was started by it
+declare -F _ts_free_port >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/test-services.sh"
 
 registry_start() {
   [ -n "${SERVICES_DIR:-}" ] && [ -d "$SERVICES_DIR" ] || { _tr_log "no SERVICES_DIR"; return 1; }
