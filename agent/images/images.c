@@ -142,6 +142,19 @@ static void on_progress(void *arg, const struct hal_pull_progress *p)
 		    p->layers_seen);
 }
 
+static const char *pull_error_class(int err)
+{
+	switch (err) {
+	case -ENOENT: return "not in the registry";
+	case -EACCES: return "refused by the registry";
+	case -EHOSTUNREACH: return "registry unreachable";
+	case -ETIMEDOUT: return "pull stalled";
+	case -EHOSTDOWN: return "engine unreachable";
+	case -ECANCELED: return "cancelled";
+	default: return "pull failed";
+	}
+}
+
 static void mark_pulled(struct images *im, const struct image_slot *s)
 {
 	if (!im->st)
@@ -179,14 +192,18 @@ static void on_pulled(void *arg, const struct hal_engine_result *res)
 	}
 	im->stats.pulls_failed++;
 	s->attempts++;
-	snprintf(s->error, sizeof(s->error), "%s", res->message && *res->message ? res->message : strerror(-res->err));
+	/* what kind of failure, then the end of the engine's words (where the cause is) */
+	const char *msg = res->message && *res->message ? res->message : strerror(-res->err);
+	size_t mlen = strlen(msg);
+	snprintf(s->error, sizeof(s->error), "%s: %s", pull_error_class(res->err),
+		 mlen > 120 ? msg + mlen - 120 : msg);
 	uint32_t delay = backoff_next_ms(&s->bo);
 	s->retry_at_ms = now_ms() + delay;
-	char msg[sizeof(s->error) * 2];
-	events_json_escape(s->error, msg, sizeof(msg));
+	char reason[sizeof(s->error) * 2];
+	events_json_escape(s->error, reason, sizeof(reason));
 	events_emit(im->ev, "image_pull_failed",
 		    "{\"image\":\"%s\",\"err\":%d,\"reason\":\"%s\",\"attempt\":%u,\"retry_in_ms\":%u,\"bytes_done\":%llu}",
-		    s->ref, res->err, msg, s->attempts, delay, (unsigned long long)s->progress.bytes_done);
+		    s->ref, res->err, reason, s->attempts, delay, (unsigned long long)s->progress.bytes_done);
 	/* policy always with a copy on disk: the copy keeps serving while it retries */
 	set_state(im, s, IMAGE_RETRY_WAIT);
 out:

@@ -485,7 +485,9 @@ int engine_json_pull_line(const char *buf, size_t len, struct engine_pull_line *
 		err = str_of(detail, "message");
 	if (err) {
 		out->kind = PULL_LINE_ERROR;
-		copy_trunc(out->text, sizeof(out->text), err);
+		/* the cause comes last ("...: manifest unknown"): keep the tail of a long message */
+		size_t n = strlen(err);
+		copy_trunc(out->text, sizeof(out->text), n >= sizeof(out->text) ? err + n - (sizeof(out->text) - 1) : err);
 		for (char *p = out->text; *p; p++)
 			if (*p == '\n' || *p == '\r' || *p == '"')
 				*p = '\'';
