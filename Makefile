@@ -73,7 +73,7 @@ TEST_RUNNER ?=
 
 .SECONDARY:
 .PHONY: all test unit-tests check bench demo install clean menuconfig savedefconfig \
-	defconfig integration fuzz fuzz-smoke cross-arm64 minimal-build print-% help
+	defconfig integration fuzz fuzz-smoke cross-arm64 minimal-build layering print-% help
 all: $(BINS)
 
 # --- Kconfig ------------------------------------------------------------
@@ -150,6 +150,7 @@ test: unit-tests
 
 # --- the whole check, as CI runs it -----------------------------------------
 check:
+	$(Q)scripts/check-layering.sh
 	$(Q)scripts/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory WERROR=1 all
 	$(Q)tests/size-check.sh $(O)/berthd $(STRIP)
@@ -159,6 +160,10 @@ check:
 	$(Q)scripts/integration.sh $(O)
 	$(Q)$(MAKE) --no-print-directory cross-arm64
 	$(Q)tests/summary.sh
+
+# Includes, library homes, layers and sizes (docs/development.md); first in check.
+layering:
+	$(Q)scripts/check-layering.sh
 
 # The minimal preset (no local API, forecaster, TLS or watchdog) must keep building.
 minimal-build:

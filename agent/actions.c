@@ -17,7 +17,7 @@
 #include "agent/telemetry/collector.h"
 #include "agent/images/lkg.h"
 
-#define LOG_TAG "suptarget"
+#define LOG_TAG "actions"
 
 struct actions {
 	struct supervisor *sup;

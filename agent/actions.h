@@ -1,6 +1,6 @@
 /* agent/actions.h - the console's commands acting on the supervisor (and its chaos experiment). */
-#ifndef BERTH_SUPTARGET_H
-#define BERTH_SUPTARGET_H
+#ifndef BERTH_ACTIONS_H
+#define BERTH_ACTIONS_H
 
 #include "agent/console/control.h"
 

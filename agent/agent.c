@@ -414,7 +414,7 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 		goto errout;
 	int frc = start_scaling_and_reports(a, cfg);
 	if (frc < 0) {
-		log_err("event=figures_failed err=%s", strerror(-frc));
+		log_err("event=reporting_failed err=%s", strerror(-frc));
 		goto errout;
 	}
 	a->serve = serve_create(a->loop, a->sup, a->dispatch, a->chaos);

@@ -102,61 +102,61 @@ static void defaults(struct sim_opts *o)
 }
 
 /* One option. Returns 0, 1 (printed help or version: done), or -EINVAL. */
-static int option(int opt, const char *optarg, struct sim_opts *o, char **end)
+static int option(int opt, const char *arg, struct sim_opts *o, char **end)
 {
 	int rc;
 	switch (opt) {
-	case 't': o->trace = optarg; break;
+	case 't': o->trace = arg; break;
 	case 'p':
-		rc = sched_policy_parse(optarg);
+		rc = sched_policy_parse(arg);
 		if (rc < 0) {
-			fprintf(stderr, "berth-sim: unknown policy '%s'\n", optarg);
+			fprintf(stderr, "berth-sim: unknown policy '%s'\n", arg);
 			return -EINVAL;
 		}
 		o->policy = (enum sched_policy)rc;
 		break;
-	case 's': o->slots = (unsigned)strtoul(optarg, end, 10); break;
-	case 'r': o->replicas = (unsigned)strtoul(optarg, end, 10); break;
-	case 'R': o->reserve = (unsigned)strtoul(optarg, end, 10); break;
-	case 'k': o->speedup = strtod(optarg, end); break;
+	case 's': o->slots = (unsigned)strtoul(arg, end, 10); break;
+	case 'r': o->replicas = (unsigned)strtoul(arg, end, 10); break;
+	case 'R': o->reserve = (unsigned)strtoul(arg, end, 10); break;
+	case 'k': o->speedup = strtod(arg, end); break;
 	case 'o': o->oracle = 1; break;
 	case 'c':
-		o->only_class = sla_class_parse(optarg, strlen(optarg), false);
+		o->only_class = sla_class_parse(arg, strlen(arg), false);
 		if (o->only_class < 0) {
-			fprintf(stderr, "berth-sim: unknown class '%s'\n", optarg);
+			fprintf(stderr, "berth-sim: unknown class '%s'\n", arg);
 			return -EINVAL;
 		}
 		break;
-	case 'S': o->seed = strtoul(optarg, end, 10); break;
+	case 'S': o->seed = strtoul(arg, end, 10); break;
 	case 'v': o->verbose = 1; break;
 	case 'V': printf("berth-sim %s\n", BERTH_VERSION); return 1;
 	case 'h': usage(stdout); return 1;
-	case OPT_CONCURRENCY: o->concurrency = (unsigned)strtoul(optarg, end, 10); break;
-	case OPT_COST_MS: o->cost_ms = strtod(optarg, end); break;
+	case OPT_CONCURRENCY: o->concurrency = (unsigned)strtoul(arg, end, 10); break;
+	case OPT_COST_MS: o->cost_ms = strtod(arg, end); break;
 	case OPT_AUTOSCALE:
 		o->autoscale = AS_NONE;
 		for (int i = 0; i < 3; i++)
-			if (!strcmp(optarg, sim_args_as_modes[i]))
+			if (!strcmp(arg, sim_args_as_modes[i]))
 				o->autoscale = (enum as_mode)i;
 		if (o->autoscale == AS_NONE) {
-			fprintf(stderr, "berth-sim: unknown autoscale mode '%s'\n", optarg);
+			fprintf(stderr, "berth-sim: unknown autoscale mode '%s'\n", arg);
 			return -EINVAL;
 		}
 		break;
-	case OPT_RMIN: o->rmin = (unsigned)strtoul(optarg, end, 10); break;
-	case OPT_RMAX: o->rmax = (unsigned)strtoul(optarg, end, 10); break;
-	case OPT_STARTUP_MS: o->startup_ms = (uint32_t)strtoul(optarg, end, 10); break;
-	case OPT_REPLICA_MEM: o->replica_mem = strtoull(optarg, end, 10) * SIM_ARGS_MB; break;
-	case OPT_NODE_MEM: o->node_mem = strtoull(optarg, end, 10) * SIM_ARGS_MB; break;
-	case OPT_BASE_MEM: o->base_mem = strtoull(optarg, end, 10) * SIM_ARGS_MB; break;
-	case OPT_INTERVAL_S: o->interval_s = (uint32_t)strtoul(optarg, end, 10); break;
-	case OPT_COOLDOWN_S: o->cooldown_s = (uint32_t)strtoul(optarg, end, 10); break;
-	case OPT_BUCKET_S: o->bucket_s = (uint32_t)strtoul(optarg, end, 10); break;
-	case OPT_DAY_S: o->day_s = (uint32_t)strtoul(optarg, end, 10); break;
-	case OPT_TARGET_LOW: o->target_low = strtod(optarg, end); break;
-	case OPT_TARGET_HIGH: o->target_high = strtod(optarg, end); break;
-	case OPT_CSV: o->csv_path = optarg; break;
-	case OPT_JITTER: o->cost_jitter_pct = strtod(optarg, end); break;
+	case OPT_RMIN: o->rmin = (unsigned)strtoul(arg, end, 10); break;
+	case OPT_RMAX: o->rmax = (unsigned)strtoul(arg, end, 10); break;
+	case OPT_STARTUP_MS: o->startup_ms = (uint32_t)strtoul(arg, end, 10); break;
+	case OPT_REPLICA_MEM: o->replica_mem = strtoull(arg, end, 10) * SIM_ARGS_MB; break;
+	case OPT_NODE_MEM: o->node_mem = strtoull(arg, end, 10) * SIM_ARGS_MB; break;
+	case OPT_BASE_MEM: o->base_mem = strtoull(arg, end, 10) * SIM_ARGS_MB; break;
+	case OPT_INTERVAL_S: o->interval_s = (uint32_t)strtoul(arg, end, 10); break;
+	case OPT_COOLDOWN_S: o->cooldown_s = (uint32_t)strtoul(arg, end, 10); break;
+	case OPT_BUCKET_S: o->bucket_s = (uint32_t)strtoul(arg, end, 10); break;
+	case OPT_DAY_S: o->day_s = (uint32_t)strtoul(arg, end, 10); break;
+	case OPT_TARGET_LOW: o->target_low = strtod(arg, end); break;
+	case OPT_TARGET_HIGH: o->target_high = strtod(arg, end); break;
+	case OPT_CSV: o->csv_path = arg; break;
+	case OPT_JITTER: o->cost_jitter_pct = strtod(arg, end); break;
 	default: usage(stderr); return -EINVAL;
 	}
 	return 0;

@@ -1,6 +1,6 @@
 /* agent/console/reported.h - telemetry sources of the scheduler and of the replicas' metrics, and SLA summaries for the reported state. */
-#ifndef BERTH_FIGURES_H
-#define BERTH_FIGURES_H
+#ifndef BERTH_REPORTED_H
+#define BERTH_REPORTED_H
 
 /*
  * Contract

@@ -20,7 +20,7 @@
 #include "hal/clock.h"
 #include "hal/sys.h"
 
-#define LOG_TAG "scaler"
+#define LOG_TAG "autoscaler"
 
 #define KV_PREFIX "forecast."
 #define SCALER_TELEMETRY_BUDGET 4096

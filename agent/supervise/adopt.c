@@ -43,6 +43,19 @@ void adopt_on_conflict_inspect(void *arg, const struct hal_engine_result *res)
 	}
 }
 
+static const char *ctr_state_name(enum hal_ctr_state st)
+{
+	switch (st) {
+	case HAL_CTR_CREATED: return "created";
+	case HAL_CTR_RUNNING: return "running";
+	case HAL_CTR_PAUSED: return "paused";
+	case HAL_CTR_RESTARTING: return "restarting";
+	case HAL_CTR_EXITED: return "exited";
+	case HAL_CTR_DEAD: return "dead";
+	default: return "unknown";
+	}
+}
+
 /* An empty slot takes the container found in it. */
 static void adopt_one(struct replica *r, const struct hal_ctr_info *c, uint64_t hash)
 {
@@ -60,8 +73,8 @@ static void adopt_one(struct replica *r, const struct hal_ctr_info *c, uint64_t 
 		     d->spec.backoff_max_ms ? d->spec.backoff_max_ms : DEPLOY_DEFAULT_BACKOFF_MAX_MS,
 		     d->spec.backoff_reset_ms ? d->spec.backoff_reset_ms : DEPLOY_DEFAULT_BACKOFF_RESET_MS,
 		     SUP_JITTER_PERMILLE, true, &s->rng);
-	log_inf("event=replica_adopted deployment=%s replica=%u id=%.12s state=%d current=%d", d->spec.name, r->slot,
-		r->id, (int)c->state, hash == d->spec.spec_hash);
+	log_inf("event=replica_adopted deployment=%s replica=%u id=%.12s state=%s current=%d", d->spec.name, r->slot,
+		r->id, ctr_state_name(c->state), hash == d->spec.spec_hash);
 	if (d->removing) {
 		r->st = c->state == HAL_CTR_RUNNING ? SUP_R_RUNNING : SUP_R_BACKOFF;
 		replica_remove(r);

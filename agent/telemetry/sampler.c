@@ -11,7 +11,7 @@
 #include "hal/clock.h"
 #include "hal/sys.h"
 
-#define LOG_TAG "metrics"
+#define LOG_TAG "sampler"
 #define RING CONFIG_METRIC_RING_LEN
 #define MAX_VIEWS (2 * METRICS_MAX_CTRS)
 

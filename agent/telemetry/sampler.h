@@ -1,6 +1,6 @@
 /* agent/telemetry/sampler.h - per-container and node metrics sampled at the metric interval into fixed rings. */
-#ifndef BERTH_METRICS_H
-#define BERTH_METRICS_H
+#ifndef BERTH_SAMPLER_H
+#define BERTH_SAMPLER_H
 
 #include <stdbool.h>
 #include <stdint.h>
