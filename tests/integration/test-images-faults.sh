@@ -45,7 +45,7 @@ images_in_engine() { "$BERTH_PODMAN" images --format '{{.Repository}}:{{.Tag}}' 
 # 1. wrong credentials: nothing runs, the reason is reported
 deployments 1 "a=$REG/berth-worker:v1"
 berthd_start
-wait_until 20 "an unauthorized pull failure" log_has "event=image_pull_failed .*\"image\":\"$REG/berth-worker:v1\".*unauthorized" &&
+wait_until 45 "an unauthorized pull failure" log_has "event=image_pull_failed .*\"image\":\"$REG/berth-worker:v1\".*unauthorized" &&
   ok "wrong credentials: the pull fails with 'unauthorized', reported, retried with back-off" || bad "no unauthorized failure"
 log_has "s3cret|wrong" && bad "a registry password appears in berthd's log" || ok "no password in berthd's log"
 berthd_kill -TERM
