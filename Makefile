@@ -159,6 +159,7 @@ check:
 	$(Q)scripts/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory WERROR=1 all
 	$(Q)tests/size-check.sh $(O)/berthd $(STRIP)
+	$(Q)tests/sim-fixture.sh $(O)
 	$(Q)$(MAKE) --no-print-directory minimal-build
 	$(Q)$(MAKE) --no-print-directory O=$(O)/asan SANITIZE=address,undefined WERROR=1 test
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke
