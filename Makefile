@@ -50,10 +50,10 @@ REQ_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 FINAL_CFLAGS = $(REQ_CFLAGS) $(CFLAGS) $(OBJ_CFLAGS)
 FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed -Wl,--gc-sections
-LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
+LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lcrypto -lm
 
 # --- sources -------------------------------------------------------------
-CORE_SRCS := $(wildcard agent/*.c)
+CORE_SRCS := $(wildcard agent/*.c agent/trust/*.c)
 LINUX_SRCS := $(wildcard ports/linux/*.c)
 SIM_SRCS := $(filter-out ports/sim/berth-sim.c,$(wildcard ports/sim/*.c))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
