@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/jsonutil.h"
+#include "agent/base/jsonutil.h"
 
 /* --- canonical JSON, streamed into a sink (a hash or a buffer) ------------ */
 

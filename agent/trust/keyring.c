@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "agent/jsonutil.h"
+#include "agent/base/jsonutil.h"
 
 const struct keyring_key *keyring_find(const struct keyring *kr, const char *id)
 {

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "agent/jsonutil.h"
+#include "agent/base/jsonutil.h"
 
 static const char *const rule_names[POLICY_NRULES] = {
 	[POLICY_REGISTRIES] = "registries", [POLICY_DIGEST] = "digest",     [POLICY_RESOURCES] = "resources",

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/deploy.h"
+#include "agent/model/deploy.h"
 #include "agent/trust/envelope.h"
 #include "agent/trust/trust_err.h"
 

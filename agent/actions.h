@@ -1,0 +1,42 @@
+/* agent/actions.h - the console's commands acting on the supervisor (and its chaos experiment). */
+#ifndef BERTH_SUPTARGET_H
+#define BERTH_SUPTARGET_H
+
+#include "agent/console/control.h"
+
+struct supervisor;
+struct chaos;
+struct collector_buf;
+struct actions;
+
+/* ops act on a struct actions: validate and apply parse the desired state
+ * with deploy_parse() and hand it to supervisor_apply(); scale sets the
+ * replicas (within min..max); restart kills every replica of the deployment
+ * (each is restarted like after a crash, with its back-off); remove applies
+ * the current set without it; chaos starts the built-in experiment; report
+ * lists supervisor_statuses(). */
+extern const struct control_target_ops actions_ops;
+
+struct dispatch;
+
+/* sup and chaos are borrowed (chaos may be NULL: the verb is refused). */
+struct actions *actions_create(struct supervisor *sup, struct chaos *chaos);
+void actions_destroy(struct actions *t);
+
+/* Request figures for the reported state's SLA fields (borrowed; NULL:
+ * none, compliance then reads null). Set once the dispatcher exists. */
+void actions_set_dispatch(struct actions *t, struct dispatch *d);
+
+/* The deployments array of the reported state (what ops.report writes):
+ * per deployment name, sla_class, replicas desired/min/max/ready/running,
+ * health, circuit, restarts, rolling, removing, migration_needed,
+ * last_error, sla_compliance (on time / decided since berthd started, all
+ * classes; null when nothing was decided). Returns the length or -ENOSPC.
+ * ops.report_extra adds "sla" (per class: requests, on_time, late, failed,
+ * refused, compliance) and "engine" ("available" or "unavailable"). */
+int actions_report(struct actions *t, char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* Telemetry source "deployments": the same entries as the reported state. */
+void actions_telemetry_source(void *t, struct collector_buf *b);
+
+#endif
