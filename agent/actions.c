@@ -21,6 +21,7 @@ struct actions {
 	struct supervisor *sup;
 	struct chaos *chaos;
 	struct dispatch *dispatch;    /* request figures for the SLA fields; may be NULL */
+	struct events *events;        /* trust refusals and decisions; may be NULL */
 	struct deploy_set cur;        /* last applied set */
 	struct deploy_set scratch;    /* parse buffer (sets are large: not on the stack) */
 	struct sup_status st[SUP_MAX_DEPLOYMENTS];
@@ -40,6 +41,14 @@ struct actions *actions_create(struct supervisor *sup, struct chaos *chaos)
 void actions_destroy(struct actions *t) { free(t); }
 
 void actions_set_dispatch(struct actions *t, struct dispatch *d) { t->dispatch = d; }
+
+void actions_set_events(struct actions *t, struct events *ev) { t->events = ev; }
+
+static void emit_event(void *ctx, const char *type, const char *detail_json)
+{
+	struct actions *t = ctx;
+	events_emit(t->events, type, "%s", detail_json);
+}
 
 static int spec_error(const struct deploy_error *de, struct command_error *err)
 {
@@ -254,4 +263,5 @@ const struct control_target_ops actions_ops = {
 	.chaos = chaos,
 	.report = report,
 	.report_extra = report_extra,
+	.event = emit_event,
 };

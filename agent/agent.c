@@ -117,6 +117,7 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 	a->target = actions_create(a->sup, a->chaos);
 	if (!a->target)
 		return -ENOMEM;
+	actions_set_events(a->target, a->events);
 	a->sync = console_create(a->loop, a->store, cfg, &actions_ops, a->target);
 	if (!a->sync)
 		return -ENOMEM;

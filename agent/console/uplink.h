@@ -27,6 +27,7 @@ struct uplink_opts {
 	const char *will_topic;       /* retained QoS 1 Last Will; NULL: none */
 	const char *will_payload;
 	uint32_t max_queued;          /* publishes libmosquitto may hold unacknowledged (bound) */
+	uint32_t session_expiry_s;    /* >0: persistent session (clean start off) kept this long offline */
 };
 
 struct uplink_msg {
