@@ -431,7 +431,7 @@ void uplink_destroy(struct uplink *u)
 }
 
 static int publish_props(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
-			 const char *response_topic, const void *corr, size_t corr_len, int *mid)
+			 const char *response_topic, const void *corr, size_t corr_len, uint32_t expiry_s, int *mid)
 {
 	if (!u->mosq || !u->connected)
 		return -ENOTCONN;
@@ -445,6 +445,8 @@ static int publish_props(struct uplink *u, const char *topic, const void *payloa
 		prc = mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr, (uint16_t)corr_len);
 	if (prc == MOSQ_ERR_SUCCESS && u->v5 && response_topic && response_topic[0])
 		prc = mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, response_topic);
+	if (prc == MOSQ_ERR_SUCCESS && u->v5 && expiry_s)
+		prc = mosquitto_property_add_int32(&props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, expiry_s);
 	if (prc != MOSQ_ERR_SUCCESS) {
 		mosquitto_property_free_all(&props);
 		return map_mosq(prc);
@@ -468,13 +470,19 @@ static int publish_props(struct uplink *u, const char *topic, const void *payloa
 int uplink_publish(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
 		   const void *corr, size_t corr_len, int *mid)
 {
-	return publish_props(u, topic, payload, len, qos, retain, NULL, corr, corr_len, mid);
+	return publish_props(u, topic, payload, len, qos, retain, NULL, corr, corr_len, 0, mid);
 }
 
 int uplink_publish_request(struct uplink *u, const char *topic, const void *payload, size_t len, int qos,
 			   const char *response_topic, const void *corr, size_t corr_len, int *mid)
 {
-	return publish_props(u, topic, payload, len, qos, false, response_topic, corr, corr_len, mid);
+	return publish_props(u, topic, payload, len, qos, false, response_topic, corr, corr_len, 0, mid);
+}
+
+int uplink_publish_expiring(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
+			    const char *response_topic, const void *corr, size_t corr_len, uint32_t expiry_s, int *mid)
+{
+	return publish_props(u, topic, payload, len, qos, retain, response_topic, corr, corr_len, expiry_s, mid);
 }
 
 int uplink_subscribe(struct uplink *u, const char *topic, int qos)
