@@ -242,6 +242,7 @@ static int inference_start(struct agent *a, const struct berth_config *cfg)
 		.port = (uint16_t)cfg->api.port,
 		.unix_socket = cfg->api.unix_socket,
 		.max_body_bytes = (size_t)cfg->api.max_body_bytes,
+		.token = cfg->api.token,
 	};
 	a->api = api_create(a->loop, &ac, a->dispatch);
 	return a->api ? 0 : -EIO;

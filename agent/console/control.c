@@ -329,6 +329,9 @@ static int gate(struct control *c, const struct command *cmd, const char *payloa
 {
 	struct trust_verdict v;
 	struct trust_err te = { 0 };
+	/* The decision log entries and the admission reach the disk in one
+	 * commit, before the command is applied (at most once). */
+	bool txn = store_begin(c->st) == 0;
 	int rc = trust_verify(c->trust, payload, len, NULL, &v, &te);
 	if (rc == 0) {
 		int64_t replicas = cmd->verb == CMD_SCALE ? (int64_t)cmd->args.replicas : -1;
@@ -337,6 +340,12 @@ static int gate(struct control *c, const struct command *cmd, const char *payloa
 	}
 	if (rc == 0)
 		rc = trust_admit(c->trust, &v, &te);
+	if (txn) {
+		int crc = store_commit(c->st);
+		if (crc && rc == 0)
+			rc = trust_err_set(&te, crc, "store_failed", "", "the admission could not be persisted: %s",
+					   strerror(-crc));
+	}
 	if (rc)
 		trust_to_command_err(&te, err);
 	return rc;
