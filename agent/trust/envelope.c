@@ -73,7 +73,7 @@ static int cmp_members(const void *a, const void *b)
 	return strcmp(x->string, y->string);
 }
 
-/* Returns 0, or -EINVAL for a repeated key, -ENOMEM. */
+/* Returns 0, or -EINVAL for a repeated key or a non-finite number, -ENOMEM. */
 static int canon_value(const struct canon_sink *k, const cJSON *v)
 {
 	if (cJSON_IsObject(v)) {
@@ -86,7 +86,8 @@ static int canon_value(const struct canon_sink *k, const cJSON *v)
 		size_t i = 0;
 		for (const cJSON *c = v->child; c; c = c->next)
 			m[i++] = c;
-		qsort(m, n, sizeof(*m), cmp_members);
+		if (n > 1)
+			qsort(m, n, sizeof(*m), cmp_members);
 		int rc = 0;
 		put(k, "{", 1);
 		for (i = 0; i < n && !rc; i++) {
@@ -121,6 +122,8 @@ static int canon_value(const struct canon_sink *k, const cJSON *v)
 		return 0;
 	}
 	if (cJSON_IsNumber(v)) {
+		if (!isfinite(v->valuedouble))
+			return -EINVAL; /* 1e999: no JSON number reads back the same */
 		canon_number(k, v->valuedouble);
 		return 0;
 	}
@@ -389,7 +392,8 @@ int envelope_parse(const char *msg, size_t len, const char *doc_kind, struct env
 		goto out;
 	if ((rc = body_hash(root, env->body_sha256)))
 		rc = trust_err_set(e, rc, rc == -EINVAL ? "bad_json" : "internal", "",
-				   rc == -EINVAL ? "the message has a repeated key" : "could not hash the message");
+				   rc == -EINVAL ? "the message has a repeated key or a number out of range"
+						 : "could not hash the message");
 out:
 	cJSON_Delete(auth);
 	cJSON_Delete(root);
@@ -453,7 +457,7 @@ int envelope_sign(const char *msg, size_t len, const char *doc_kind, const char 
 	snprintf(env.key_id, sizeof(env.key_id), "%s", key_id);
 	snprintf(env.target, sizeof(env.target), "%s", target);
 	if ((rc = body_hash(root, env.body_sha256))) {
-		rc = trust_err_set(e, rc, "bad_json", "", "the message has a repeated key");
+		rc = trust_err_set(e, rc, "bad_json", "", "the message has a repeated key or a number out of range");
 		goto out;
 	}
 	char tbs[512], sigtxt[96];

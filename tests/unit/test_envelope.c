@@ -92,6 +92,7 @@ static void canonical_json(void **state)
 	}
 	assert_int_equal(envelope_canonical("{\"a\":1,\"a\":2}", 13, buf, sizeof(buf)), -EINVAL);
 	assert_int_equal(envelope_canonical("{\"a\":", 5, buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(envelope_canonical("{\"a\":1e999}", 11, buf, sizeof(buf)), -EINVAL); /* found by fuzz_envelope */
 	assert_int_equal(envelope_canonical("{\"a\":1}", 7, buf, 4), -ENOSPC);
 }
 
