@@ -156,6 +156,20 @@ int main(int argc, char **argv)
 	}
 	if (store_commit(s_verify))
 		return 1;
+	/* The floor under it all: OpenSSL's Ed25519 verification of the same signed bytes. */
+	double *r = calloc(n, sizeof(double));
+	for (size_t i = 0; i < n; i++) {
+		struct envelope env;
+		char tbs[512];
+		if (envelope_parse(signed_[i], strlen(signed_[i]), NULL, &env, &e))
+			return 1;
+		int len = envelope_signed_bytes(&env, tbs, sizeof(tbs));
+		double sc = cpu_us();
+		if (sig_verify(pub, tbs, (size_t)len, env.sig))
+			return 1;
+		r[i] = cpu_us() - sc;
+	}
+	double r50 = pct(r, n, 0.5);
 	if (refused || denied || replies != (int)(2 * n)) {
 		fprintf(stderr, "bench_trust: %d refused, %d denied, %d replies of %zu: the bench measured refusals\n",
 			refused, denied, replies, 2 * n);
@@ -170,12 +184,13 @@ int main(int argc, char **argv)
 	       b50, b99);
 	printf("verify + policy (+ its decision log entry, not synced) alone: median %.1f us, p99 %.1f us\n", v50, v99);
 	printf("of which verification (envelope, key window, Ed25519, replay check): median %.1f us\n", vo50);
+	printf("OpenSSL's Ed25519 verification alone (CPU): median %.1f us\n", r50);
 	printf("CPU time (this thread) medians: apply %.1f us, apply with trust %.1f us (added %.1f us), verify + policy %.1f us\n",
 	       ac50, bc50, bc50 - ac50, vc50);
 	printf("RESULT commands=%zu apply_us=%.1f apply_trusted_us=%.1f added_us=%.1f verify_policy_us=%.1f "
 	       "verify_policy_p99_us=%.1f verify_us=%.1f apply_cpu_us=%.1f apply_trusted_cpu_us=%.1f added_cpu_us=%.1f "
-	       "verify_policy_cpu_us=%.1f target_added_us=200\n",
-	       n, a50, b50, b50 - a50, v50, v99, vo50, ac50, bc50, bc50 - ac50, vc50);
+	       "verify_policy_cpu_us=%.1f ed25519_cpu_us=%.1f target_added_us=200\n",
+	       n, a50, b50, b50 - a50, v50, v99, vo50, ac50, bc50, bc50 - ac50, vc50, r50);
 	control_destroy(c_plain);
 	control_destroy(c_trust);
 	trust_destroy(t_gate);

@@ -125,6 +125,7 @@ assert st[('big','digest')]=='repaired', st; assert p['violations']>=1 and p['re
 assert ('big' not in n or n['big']['removing']) and 'foreign' in n and not n['foreign']['removing'], n" \
   || fail "big was not stopped"
 "$CTL" "${B[@]}" policy "$DEV" > "$T/policy.txt" || fail "berthctl policy (table)"
+cat "$T/policy.txt"
 grep -Eq '^big +replicas +repair +repaired' "$T/policy.txt" || fail "policy table: $(cat "$T/policy.txt")"
 wait_for 5 grep -q 'policy_decision' "$T/events.out" || fail "no policy_decision event"
 log "policy v1: big (replicas 3 > 2, repair) stopped, foreign (registry, deny) awaiting approval, decisions sent as events"
