@@ -428,14 +428,20 @@ int control_handle_desired(struct control *c, const char *payload, size_t len)
 	}
 	struct trust_verdict v;
 	struct trust_err te = { 0 };
+	bool txn = c->trust && version > c->version && store_begin(c->st) == 0;
 	if (c->trust && version > c->version &&
 	    ((rc = trust_verify(c->trust, payload, len, "desired", &v, &te)) ||
 	     (rc = trust_authorize(c->trust, &v, "desired", NULL, -1, json, &te)))) {
+		if (txn)
+			if (store_commit(c->st)) /* the decision entries stay */
+				log_err("event=decisions_not_persisted source=retained");
 		log_wrn("event=desired_refused source=retained version=%llu code=%s message=\"%s\"",
 			(unsigned long long)version, te.code ? te.code : "internal", te.message);
 		free(json);
 		return rc;
 	}
+	if (txn && store_commit(c->st))
+		log_err("event=decisions_not_persisted source=retained");
 	if (version <= c->version) {
 		if (version < c->version)
 			log_inf("event=desired_ignored source=retained version=%llu current=%llu",
@@ -487,11 +493,15 @@ static void refresh_drift(struct control *c)
 {
 	if (!c->trust || !c->desired)
 		return;
-	/* The repair edits c->desired: check a copy. */
+	/* The repair edits c->desired: check a copy. Its decision entries and
+	 * repairs reach the disk in one commit. */
 	char *copy = strdup(c->desired);
 	if (!copy)
 		return;
+	bool txn = store_begin(c->st) == 0;
 	int v = trust_drift(c->trust, copy, repair_stop, c);
+	if (txn && store_commit(c->st))
+		log_err("event=drift_not_persisted");
 	free(copy);
 	if (v > 0)
 		log_wrn("event=policy_violations count=%d policy_version=%llu", v,
