@@ -112,6 +112,8 @@ $(O)/obj/%.o: %.c $(AUTOCONF)
 	$(Q)$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(call obj,agent/infer/sched.c): OBJ_CFLAGS = $(HOT_CFLAGS)
+# The trust flow is size-bound code off the hot path: no unwind tables (C, no exceptions).
+$(call obj,$(wildcard agent/trust/*.c)): OBJ_CFLAGS = -fno-asynchronous-unwind-tables
 $(CORE_LIB): $(call obj,$(CORE_SRCS))
 $(LINUX_LIB): $(call obj,$(LINUX_SRCS))
 $(SIM_LIB): $(call obj,$(SIM_SRCS))
