@@ -1,6 +1,6 @@
 /* agent/actions.h - the console's commands acting on the supervisor (and its chaos experiment). */
-#ifndef BERTH_SUPTARGET_H
-#define BERTH_SUPTARGET_H
+#ifndef BERTH_ACTIONS_H
+#define BERTH_ACTIONS_H
 
 #include "agent/console/control.h"
 
@@ -38,6 +38,11 @@ void actions_set_dispatch(struct actions *t, struct dispatch *d);
  * ops.report_extra adds "sla" (per class: requests, on_time, late, failed,
  * refused, compliance) and "engine" ("available" or "unavailable"). */
 int actions_report(struct actions *t, char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* The sampler's targets (sampler_targets_fn; arg: the struct actions): the
+ * supervisor's replicas. */
+struct sampler_target;
+unsigned actions_sampler_targets(void *t, struct sampler_target *out, unsigned max);
 
 /* Telemetry source "deployments": the same entries as the reported state. */
 void actions_telemetry_source(void *t, struct collector_buf *b);

@@ -1,7 +1,6 @@
 /* agent/cmd/berthctl.c - the console's command line: talks to berth gateways through the MQTT broker. */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include "agent/model/config.h"
 #include "agent/cmd/ctl_args.h"
 #include "agent/cmd/ctl_fmt.h"
+#include "agent/cmd/ctl_sign.h"
 #include "agent/model/deploy.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
@@ -314,92 +314,6 @@ static int session_start(struct ctl *c)
 }
 
 
-/* --- signing keys ------------------------------------------------------------ */
-
-/* A key file is {"id":ID,"private":BASE64,"public":BASE64} (mode 0600). */
-static int key_load(const char *path, char *id, uint8_t priv[SIG_PRIVATE_LEN])
-{
-	char buf[1024];
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "berthctl: signing key %s: %s\n", path, strerror(errno));
-		return -errno;
-	}
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	cJSON *root = cJSON_Parse(buf);
-	const cJSON *jid = cJSON_GetObjectItemCaseSensitive(root, "id");
-	const cJSON *jpriv = cJSON_GetObjectItemCaseSensitive(root, "private");
-	int rc = -EINVAL;
-	if (cJSON_IsString(jid) && strlen(jid->valuestring) <= ENVELOPE_KEY_ID_MAX && jid->valuestring[0] &&
-	    cJSON_IsString(jpriv) && envelope_b64_decode(jpriv->valuestring, priv, SIG_PRIVATE_LEN) == SIG_PRIVATE_LEN) {
-		strcpy(id, jid->valuestring);
-		rc = 0;
-	} else {
-		fprintf(stderr, "berthctl: signing key %s: not a berthctl key file ({\"id\",\"private\",\"public\"})\n", path);
-	}
-	cJSON_Delete(root);
-	memset(buf, 0, sizeof(buf));
-	return rc;
-}
-
-/* berthctl keygen ID FILE: writes the key, prints a key list holding it. */
-static int keygen(const char *id, const char *path)
-{
-	uint8_t priv[SIG_PRIVATE_LEN], pub[SIG_PUBLIC_LEN];
-	char p64[64], q64[64];
-	if (!id[0] || strlen(id) > ENVELOPE_KEY_ID_MAX ||
-	    strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") != strlen(id)) {
-		fprintf(stderr, "berthctl: keygen: ID must be 1..%d characters of A-Z a-z 0-9 - _ . :\n",
-			ENVELOPE_KEY_ID_MAX);
-		return CTL_EXIT_USAGE;
-	}
-	if (sig_keygen(priv, pub) || envelope_b64_encode(priv, sizeof(priv), p64, sizeof(p64)) < 0 ||
-	    envelope_b64_encode(pub, sizeof(pub), q64, sizeof(q64)) < 0) {
-		fprintf(stderr, "berthctl: keygen: no key could be made\n");
-		return CTL_EXIT_USAGE;
-	}
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f) {
-		fprintf(stderr, "berthctl: keygen: %s: %s (an existing key is never overwritten)\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return CTL_EXIT_USAGE;
-	}
-	fprintf(f, "{\"id\":\"%s\",\"private\":\"%s\",\"public\":\"%s\"}\n", id, p64, q64);
-	memset(priv, 0, sizeof(priv));
-	memset(p64, 0, sizeof(p64));
-	if (fclose(f)) {
-		fprintf(stderr, "berthctl: keygen: %s: %s\n", path, strerror(errno));
-		return CTL_EXIT_USAGE;
-	}
-	printf("{\"schema\":1,\"version\":1,\"keys\":[{\"id\":\"%s\",\"public\":\"%s\"}]}\n", id, q64);
-	return CTL_EXIT_OK;
-}
-
-/* Signs msg for device as kind (NULL: a command). Returns malloc'ed text or NULL. */
-static char *sign_text(const char *msg, size_t len, const char *kind, const char *key_id, const uint8_t *priv,
-		       const char *target, uint32_t expire_s)
-{
-	int64_t now = hal_clock_wall_ms();
-	char *out = NULL;
-	struct trust_err e = { 0 };
-	if (envelope_sign(msg, len, kind, key_id, priv, target, now, kind ? 0 : now + (int64_t)expire_s * 1000, &out,
-			  &e)) {
-		fprintf(stderr, "berthctl: cannot sign: %s%s%s\n", e.path, e.path[0] ? ": " : "", e.message);
-		return NULL;
-	}
-	return out;
-}
-
-static const char *sign_key_path(const struct ctl_args *a)
-{
-	const char *p = a && a->sign_key ? a->sign_key : getenv("BERTH_SIGN_KEY");
-	return p && p[0] ? p : NULL;
-}
-
 static void no_answer(const struct ctl *c)
 {
 	char msg[384];
@@ -429,7 +343,7 @@ static int send_command(struct ctl *c, const char *verb, cJSON *args)
 	if (c->has_key) {
 		char target[ENVELOPE_TARGET_MAX + 1];
 		snprintf(target, sizeof(target), "%s%s", c->a->target ? "" : "device:", c->a->target ? c->a->target : c->a->device);
-		char *signed_payload = sign_text(payload, strlen(payload), NULL, c->key_id, c->priv, target, c->a->expire_s);
+		char *signed_payload = ctl_sign_text(payload, strlen(payload), NULL, c->key_id, c->priv, target, c->a->expire_s);
 		free(payload);
 		if (!signed_payload)
 			return CTL_EXIT_USAGE;
@@ -751,7 +665,7 @@ static int cmd_set_doc(struct ctl *c, bool policy)
 	}
 	char target[ENVELOPE_TARGET_MAX + 1];
 	snprintf(target, sizeof(target), "%s%s", c->a->target ? "" : "device:", c->a->target ? c->a->target : c->a->device);
-	char *signed_doc = sign_text(text, len, kind, c->key_id, c->priv, target, 0);
+	char *signed_doc = ctl_sign_text(text, len, kind, c->key_id, c->priv, target, 0);
 	free(text);
 	if (!signed_doc)
 		return CTL_EXIT_USAGE;
@@ -770,56 +684,6 @@ static int cmd_set_doc(struct ctl *c, bool policy)
 	if (!rc)
 		printf("%s: %s version %llu in force\n", c->a->device, kind, (unsigned long long)c->want_version);
 	return rc;
-}
-
-/* berthctl sign KIND DEVICE FILE|- [--sign-key F] [--target T] [--expire S]: no broker. */
-static int sign_cmd(int argc, char **argv)
-{
-	const char *key = getenv("BERTH_SIGN_KEY"), *target = NULL, *pos[3];
-	unsigned npos = 0;
-	uint32_t expire_s = 3600;
-	for (int i = 2; i < argc; i++) {
-		if (!strcmp(argv[i], "--sign-key") && i + 1 < argc)
-			key = argv[++i];
-		else if (!strcmp(argv[i], "--target") && i + 1 < argc)
-			target = argv[++i];
-		else if (!strcmp(argv[i], "--expire") && i + 1 < argc)
-			expire_s = (uint32_t)strtoul(argv[++i], NULL, 10);
-		else if (npos < 3)
-			pos[npos++] = argv[i];
-		else
-			npos = 4;
-	}
-	if (npos != 3 || !key || !expire_s ||
-	    (strcmp(pos[0], "command") && strcmp(pos[0], "desired") && strcmp(pos[0], "policy") && strcmp(pos[0], "keys"))) {
-		fprintf(stderr, "berthctl: usage: berthctl sign command|desired|policy|keys DEVICE FILE|- "
-				"[--sign-key FILE] [--target device:ID|group:G] [--expire S]\n");
-		return CTL_EXIT_USAGE;
-	}
-	char id[ENVELOPE_KEY_ID_MAX + 1];
-	uint8_t priv[SIG_PRIVATE_LEN];
-	if (key_load(key, id, priv))
-		return CTL_EXIT_USAGE;
-	char *buf = malloc(CONFIG_COMMAND_MAX_BYTES + 1);
-	FILE *f = strcmp(pos[2], "-") ? fopen(pos[2], "rb") : stdin;
-	size_t n = buf && f ? fread(buf, 1, CONFIG_COMMAND_MAX_BYTES + 1, f) : 0;
-	if (f && f != stdin)
-		fclose(f);
-	if (!buf || !f || n > CONFIG_COMMAND_MAX_BYTES) {
-		fprintf(stderr, "berthctl: sign: %s: %s\n", pos[2], !f ? strerror(errno) : "unreadable or too large");
-		free(buf);
-		return CTL_EXIT_USAGE;
-	}
-	char tgt[ENVELOPE_TARGET_MAX + 1];
-	snprintf(tgt, sizeof(tgt), "%s%s", target ? "" : "device:", target ? target : pos[1]);
-	char *out = sign_text(buf, n, strcmp(pos[0], "command") ? pos[0] : NULL, id, priv, tgt, expire_s);
-	free(buf);
-	memset(priv, 0, sizeof(priv));
-	if (!out)
-		return CTL_EXIT_USAGE;
-	printf("%s\n", out);
-	free(out);
-	return CTL_EXIT_OK;
 }
 
 /* --- main --------------------------------------------------------------------- */
@@ -907,6 +771,18 @@ static int check_deployments(const char *path)
 	return 0;
 }
 
+/* The subcommands that need no broker: keygen and sign. */
+static int offline_command(int argc, char **argv)
+{
+	if (strcmp(argv[1], "sign") == 0)
+		return ctl_sign_main(argc, argv);
+	if (argc != 4) {
+		fprintf(stderr, "berthctl: usage: berthctl keygen ID FILE\n");
+		return CTL_EXIT_USAGE;
+	}
+	return ctl_sign_keygen(argv[2], argv[3]);
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_args a;
@@ -914,15 +790,8 @@ int main(int argc, char **argv)
 	/* Offline validation, no broker: berthd's own parser. */
 	if (argc == 3 && strcmp(argv[1], "check-deployments") == 0)
 		return check_deployments(argv[2]);
-	if (argc >= 2 && strcmp(argv[1], "keygen") == 0) {
-		if (argc != 4) {
-			fprintf(stderr, "berthctl: usage: berthctl keygen ID FILE\n");
-			return CTL_EXIT_USAGE;
-		}
-		return keygen(argv[2], argv[3]);
-	}
-	if (argc >= 2 && strcmp(argv[1], "sign") == 0)
-		return sign_cmd(argc, argv);
+	if (argc >= 2 && (strcmp(argv[1], "keygen") == 0 || strcmp(argv[1], "sign") == 0))
+		return offline_command(argc, argv);
 	if (ctl_args_parse(argc, argv, &a, err, sizeof(err))) {
 		fprintf(stderr, "berthctl: %s\n", err);
 		return CTL_EXIT_USAGE;
@@ -945,9 +814,9 @@ int main(int argc, char **argv)
 	int rc = load_settings(c);
 	if (rc)
 		goto out;
-	const char *kp = sign_key_path(&a);
+	const char *kp = ctl_sign_key_path(&a);
 	if (kp) {
-		if (key_load(kp, c->key_id, c->priv)) {
+		if (ctl_sign_key_load(kp, c->key_id, c->priv)) {
 			rc = CTL_EXIT_USAGE;
 			goto out;
 		}

@@ -346,37 +346,9 @@ static void state_chaos(FILE *out, const cJSON *ch)
 		kills, skipped, rec, pend, mean, p95, max, failed);
 }
 
-int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, const char *state_json_text,
-		  size_t len, int64_t now_ms, bool json)
+/* The deployments table, then what needs the operator's attention. */
+static void state_deployments(FILE *out, const cJSON *deps)
 {
-	cJSON *root = cJSON_ParseWithLength(state_json_text, len);
-	if (!cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return -EINVAL;
-	}
-	if (json) {
-		state_json(out, device, st, root);
-		cJSON_Delete(root);
-		return 0;
-	}
-	char presence[160], age[32];
-	ctl_fmt_presence(st, now_ms, presence, sizeof(presence));
-	fprintf(out, "device %s: %s", device, presence);
-	int64_t dv = num_i64(root, "desired_version", -1);
-	if (dv >= 0)
-		fprintf(out, "; desired version %" PRId64, dv);
-	int64_t ts = num_i64(root, "ts", 0);
-	if (ts) {
-		ctl_fmt_age(now_ms, ts, age, sizeof(age));
-		fprintf(out, "; state reported %s", age);
-	}
-	fprintf(out, "\n");
-	const cJSON *engine = cJSON_GetObjectItemCaseSensitive(root, "engine");
-	if (cJSON_IsBool(engine) || cJSON_IsString(engine))
-		fprintf(out, "engine: %s\n",
-			cJSON_IsString(engine) ? engine->valuestring : cJSON_IsTrue(engine) ? "available" : "unavailable");
-
-	const cJSON *deps = cJSON_GetObjectItemCaseSensitive(root, "deployments");
 	int ndeps = cJSON_IsArray(deps) ? cJSON_GetArraySize(deps) : 0;
 	fprintf(out, "\n");
 	if (ndeps == 0) {
@@ -421,9 +393,11 @@ int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, co
 				fprintf(out, "  %s: last error: %s\n", name ? name : "?", last);
 		}
 	}
+}
 
-	/* SLA compliance per class: {"urgent":0.99,...} or {"urgent":{"compliance":..,"requests":..}}. */
-	const cJSON *sla = cJSON_GetObjectItemCaseSensitive(root, "sla");
+/* SLA compliance per class: {"urgent":0.99,...} or {"urgent":{"compliance":..,"requests":..}}. */
+static void state_sla(FILE *out, const cJSON *sla)
+{
 	if (cJSON_IsObject(sla) && sla->child) {
 		struct table t = { .ncols = 6 };
 		fprintf(out, "\n");
@@ -441,6 +415,40 @@ int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, co
 		}
 		table_print(&t, out);
 	}
+}
+
+int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, const char *state_json_text,
+		  size_t len, int64_t now_ms, bool json)
+{
+	cJSON *root = cJSON_ParseWithLength(state_json_text, len);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return -EINVAL;
+	}
+	if (json) {
+		state_json(out, device, st, root);
+		cJSON_Delete(root);
+		return 0;
+	}
+	char presence[160], age[32];
+	ctl_fmt_presence(st, now_ms, presence, sizeof(presence));
+	fprintf(out, "device %s: %s", device, presence);
+	int64_t dv = num_i64(root, "desired_version", -1);
+	if (dv >= 0)
+		fprintf(out, "; desired version %" PRId64, dv);
+	int64_t ts = num_i64(root, "ts", 0);
+	if (ts) {
+		ctl_fmt_age(now_ms, ts, age, sizeof(age));
+		fprintf(out, "; state reported %s", age);
+	}
+	fprintf(out, "\n");
+	const cJSON *engine = cJSON_GetObjectItemCaseSensitive(root, "engine");
+	if (cJSON_IsBool(engine) || cJSON_IsString(engine))
+		fprintf(out, "engine: %s\n",
+			cJSON_IsString(engine) ? engine->valuestring : cJSON_IsTrue(engine) ? "available" : "unavailable");
+
+	state_deployments(out, cJSON_GetObjectItemCaseSensitive(root, "deployments"));
+	state_sla(out, cJSON_GetObjectItemCaseSensitive(root, "sla"));
 	state_chaos(out, cJSON_GetObjectItemCaseSensitive(root, "chaos"));
 	cJSON_Delete(root);
 	return 0;

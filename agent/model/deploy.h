@@ -6,13 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/model/sla.h"
+
 #define DEPLOY_MAX 16            /* deployments per gateway */
 #define DEPLOY_MAX_ARGS 16       /* cmd words */
 #define DEPLOY_MAX_ENV 16
 #define DEPLOY_NAME_MAX 48       /* also the model name served */
 #define DEPLOY_MAX_REPLICAS 16
-
-enum sla_class { SLA_URGENT = 0, SLA_NORMAL, SLA_BATCH, SLA_NCLASSES };
 
 enum probe_kind { PROBE_NONE = 0, PROBE_HTTP, PROBE_TCP, PROBE_EXEC };
 
@@ -103,7 +103,6 @@ const struct deploy_spec *deploy_find(const struct deploy_set *set, const char *
  * too small (buf then holds a truncated, NUL-terminated prefix). */
 int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len);
 
-const char *deploy_sla_class_name(enum sla_class c);
 const char *deploy_restart_name(enum restart_policy p);
 const char *deploy_probe_kind_name(enum probe_kind k);
 

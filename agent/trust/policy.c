@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent/base/jsonutil.h"
+#include "agent/model/sla.h"
 
 static const char *const rule_names[POLICY_NRULES] = {
 	[POLICY_REGISTRIES] = "registries", [POLICY_DIGEST] = "digest",     [POLICY_RESOURCES] = "resources",
@@ -205,7 +206,9 @@ static int parse_resources(const cJSON *r, struct policy *p, struct trust_err *e
 			return rc;
 		if (!c->child)
 			return BAD(path, "%s names no class: it could never match", path);
-		static const char *const classes[SLA_NCLASSES] = { "urgent", "normal", "batch" };
+		const char *classes[SLA_NCLASSES];
+		for (int i = 0; i < SLA_NCLASSES; i++)
+			classes[i] = sla_class_name((enum sla_class)i);
 		if ((rc = check_keys(c, path, classes, SLA_NCLASSES, e)))
 			return rc;
 		for (int i = 0; i < SLA_NCLASSES; i++) {
@@ -478,6 +481,60 @@ static int verb_index(const struct policy *p, const char *verb)
 	return -1;
 }
 
+/* The rules about a deployment's spec (a deploy, a desired state, a drift check). */
+static void evaluate_deployment(const struct policy *p, const struct policy_input *in, struct policy_decision *d)
+{
+	const struct policy_deployment *dep = in->dep;
+	if (p->has[POLICY_REGISTRIES]) {
+		struct policy_match *m = add(d, p, POLICY_REGISTRIES);
+		char reg[128];
+		policy_image_registry(dep->image, reg, sizeof(reg));
+		if (!registry_allowed(p, reg))
+			violate(m, "image %.80s comes from registry %.40s, not in rules.registries.allow", dep->image,
+				reg);
+	}
+	if (p->has[POLICY_DIGEST]) {
+		struct policy_match *m = add(d, p, POLICY_DIGEST);
+		if (!policy_image_pinned(dep->image))
+			violate(m, "image %.100s is not pinned by digest (name@sha256:...)", dep->image);
+	}
+	if (p->has[POLICY_RESOURCES]) {
+		struct policy_match *m = add(d, p, POLICY_RESOURCES);
+		const char *cls = sla_class_name(dep->sla_class);
+		char scope[48];
+		cap_check(m, "cpu", "cores", dep->cpu_nano, p->dep_cpu_nano, 1e9, "per-deployment");
+		cap_check(m, "memory", "MB", dep->mem_bytes, p->dep_mem_bytes, 1048576.0, "per-deployment");
+		if ((unsigned)dep->sla_class < SLA_NCLASSES) {
+			snprintf(scope, sizeof(scope), "class %s", cls);
+			cap_check(m, "cpu", "cores", dep->cpu_nano, p->class_cpu_nano[dep->sla_class], 1e9, scope);
+			cap_check(m, "memory", "MB", dep->mem_bytes, p->class_mem_bytes[dep->sla_class], 1048576.0,
+				  scope);
+		}
+	}
+	if (p->has[POLICY_REPLICAS] && in->replicas < 0) {
+		struct policy_match *m = add(d, p, POLICY_REPLICAS);
+		if (dep->replicas_max > p->replicas_max)
+			violate(m, "replicas.max %u is above the cap %u", dep->replicas_max, p->replicas_max);
+	}
+	if (p->has[POLICY_FORBIDDEN]) {
+		struct policy_match *m = add(d, p, POLICY_FORBIDDEN);
+		unsigned bad = dep->settings & p->forbidden_settings;
+		for (size_t j = 0; j < N_SETTINGS && bad; j++)
+			if (bad & (1u << j)) {
+				violate(m, "setting %s is forbidden", setting_names[j]);
+				bad = 0;
+			}
+		for (unsigned i = 0; i < dep->n_env && !m->violated; i++)
+			for (unsigned j = 0; j < p->n_env; j++) {
+				size_t l = strlen(p->env[j]);
+				if (strncmp(dep->env[i], p->env[j], l) == 0 && dep->env[i][l] == '=') {
+					violate(m, "environment variable %s is forbidden", p->env[j]);
+					break;
+				}
+			}
+	}
+}
+
 void policy_evaluate(const struct policy *p, const struct policy_input *in, struct policy_decision *d)
 {
 	memset(d, 0, sizeof(*d));
@@ -505,57 +562,8 @@ void policy_evaluate(const struct policy *p, const struct policy_input *in, stru
 		if ((uint64_t)in->replicas > p->replicas_max)
 			violate(m, "replicas %lld is above the cap %u", (long long)in->replicas, p->replicas_max);
 	}
-	const struct policy_deployment *dep = in->dep;
-	if (dep) {
-		if (p->has[POLICY_REGISTRIES]) {
-			struct policy_match *m = add(d, p, POLICY_REGISTRIES);
-			char reg[128];
-			policy_image_registry(dep->image, reg, sizeof(reg));
-			if (!registry_allowed(p, reg))
-				violate(m, "image %.80s comes from registry %.40s, not in rules.registries.allow", dep->image,
-					reg);
-		}
-		if (p->has[POLICY_DIGEST]) {
-			struct policy_match *m = add(d, p, POLICY_DIGEST);
-			if (!policy_image_pinned(dep->image))
-				violate(m, "image %.100s is not pinned by digest (name@sha256:...)", dep->image);
-		}
-		if (p->has[POLICY_RESOURCES]) {
-			struct policy_match *m = add(d, p, POLICY_RESOURCES);
-			const char *cls = deploy_sla_class_name(dep->sla_class);
-			char scope[48];
-			cap_check(m, "cpu", "cores", dep->cpu_nano, p->dep_cpu_nano, 1e9, "per-deployment");
-			cap_check(m, "memory", "MB", dep->mem_bytes, p->dep_mem_bytes, 1048576.0, "per-deployment");
-			if ((unsigned)dep->sla_class < SLA_NCLASSES) {
-				snprintf(scope, sizeof(scope), "class %s", cls);
-				cap_check(m, "cpu", "cores", dep->cpu_nano, p->class_cpu_nano[dep->sla_class], 1e9, scope);
-				cap_check(m, "memory", "MB", dep->mem_bytes, p->class_mem_bytes[dep->sla_class], 1048576.0,
-					  scope);
-			}
-		}
-		if (p->has[POLICY_REPLICAS] && in->replicas < 0) {
-			struct policy_match *m = add(d, p, POLICY_REPLICAS);
-			if (dep->replicas_max > p->replicas_max)
-				violate(m, "replicas.max %u is above the cap %u", dep->replicas_max, p->replicas_max);
-		}
-		if (p->has[POLICY_FORBIDDEN]) {
-			struct policy_match *m = add(d, p, POLICY_FORBIDDEN);
-			unsigned bad = dep->settings & p->forbidden_settings;
-			for (size_t j = 0; j < N_SETTINGS && bad; j++)
-				if (bad & (1u << j)) {
-					violate(m, "setting %s is forbidden", setting_names[j]);
-					bad = 0;
-				}
-			for (unsigned i = 0; i < dep->n_env && !m->violated; i++)
-				for (unsigned j = 0; j < p->n_env; j++) {
-					size_t l = strlen(p->env[j]);
-					if (strncmp(dep->env[i], p->env[j], l) == 0 && dep->env[i][l] == '=') {
-						violate(m, "environment variable %s is forbidden", p->env[j]);
-						break;
-					}
-				}
-		}
-	}
+	if (in->dep)
+		evaluate_deployment(p, in, d);
 	for (unsigned i = 0; i < d->n; i++) {
 		const struct policy_match *m = &d->m[i];
 		if (!m->violated || m->mode == POLICY_MODE_AUDIT)
@@ -626,7 +634,7 @@ int policy_decision_json(char *buf, size_t len, const char *decision_id, uint64_
 		emit(&o, ",\"image\":");
 		emit_str(&o, in->dep->image);
 		emit(&o, ",\"class\":\"%s\",\"cpu\":%g,\"memory_mb\":%llu,\"replicas_max\":%u}",
-		     deploy_sla_class_name(in->dep->sla_class), (double)in->dep->cpu_nano / 1e9,
+		     sla_class_name(in->dep->sla_class), (double)in->dep->cpu_nano / 1e9,
 		     (unsigned long long)(in->dep->mem_bytes >> 20), in->dep->replicas_max);
 	}
 	emit(&o, "},\"result\":\"%s\",\"reason\":", d->allow ? "allow" : "deny");

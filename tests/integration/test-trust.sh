@@ -19,7 +19,7 @@ berthd_config ", \"engine\": { \"socket\": \"$T/no-engine.sock\", \"timeout_ms\"
 consumer_up replies "berth/v1/$DEV/cmd/+/reply"
 consumer_up events "berth/v1/$DEV/events"
 berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+wait_until 10 "event=connected in berthd.log" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
 log() { echo "ok: $*"; }
 json() { $PY -c "import json,sys; d=json.load(sys.stdin); $1"; }
 
@@ -30,7 +30,7 @@ pub() {
   if [ "${1:-}" != unsigned ]; then out=$(printf '%s' "$msg" | "$CTL" sign command "$DEV" - "$@") || fail "sign"; fi
   mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/$verb" -m "$out" || fail "publish"
 }
-wait_reply() { wait_for 10 bash -c "[ -n \"\$(source '$here/lib-telem.sh'; T='$T'; reply_for '$1')\" ]" || fail "no reply to $1"; reply_for "$1"; }
+wait_reply() { wait_until 10 "a reply to $1" has_reply "$1" || fail "no reply to $1"; reply_for "$1"; }
 code_of() { wait_reply "$1" | json "print(d['error']['code'] if not d['ok'] else 'ok')"; }
 desired_version() { "$CTL" "${B[@]}" state "$DEV" --json | json "print(d['state']['desired_version'])"; }
 
@@ -58,7 +58,7 @@ done
 "$CTL" "${B[@]}" state "$DEV" --json | json "b=[x for x in d['state']['deployments'] if x['name']=='big'][0]; assert b['replicas_desired']==1, b" \
   || fail "a refused command changed the replicas"
 grep -q 'command_applied id=u-' "$T/berthd.log" && fail "a refused command was applied"
-wait_for 5 grep -q 'trust_refused' "$T/events.out" || fail "no trust_refused event"
+wait_until 5 "a trust_refused event" grep -q 'trust_refused' "$T/events.out" || fail "no trust_refused event"
 log "unsigned, untrusted key, other device, tampered: refused (unsigned, unknown_key, wrong_target, bad_signature), nothing changed, events sent"
 
 # --- replay: the same signed message again, and after a restart ------------------------------------
@@ -66,12 +66,13 @@ signed=$(printf '%s' '{"id":"r-1","verb":"restart","args":{"deployment":"big"}}'
 mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/restart" -m "$signed"
 wait_reply r-1 > /dev/null
 mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/restart" -m "$signed"
-wait_for 5 bash -c "[ \"\$(source '$here/lib-telem.sh'; T='$T'; replies_count r-1)\" -ge 2 ]" || fail "replay not answered"
+replies_at_least() { [ "$(replies_count "$1")" -ge "$2" ]; }
+wait_until 5 "two replies to r-1" replies_at_least r-1 2 || fail "replay not answered"
 berthd_down TERM
 berthd_up
-wait_for 10 bash -c "[ \$(grep -c 'event=connected' '$T/berthd.log') -ge 2 ]" || fail "berthd did not reconnect"
+wait_until 10 "a second event=connected" bash -c "[ \$(grep -c 'event=connected' '$T/berthd.log') -ge 2 ]" || fail "berthd did not reconnect"
 mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/restart" -m "$signed"
-wait_for 5 bash -c "[ \"\$(source '$here/lib-telem.sh'; T='$T'; replies_count r-1)\" -ge 3 ]" || fail "replay after restart not answered"
+wait_until 5 "three replies to r-1" replies_at_least r-1 3 || fail "replay after restart not answered"
 [ "$(grep -c 'event=command_applied id=r-1' "$T/berthd.log")" -eq 1 ] || fail "r-1 applied more than once"
 log "a replayed command is answered with its first reply and applied once, also after a restart"
 
@@ -88,7 +89,8 @@ EOK
   && fail "a key list signed by an untrusted key was accepted"
 "$CTL" "${B[@]}" set-keys "$DEV" "$T/keys2.json" > "$T/rot.out" 2>&1 || fail "rotation refused: $(cat "$T/rot.out")"
 "$CTL" "${B[@]}" --sign-key "$T/k2.key" scale "$DEV" big 2 > /dev/null 2>&1 || fail "the new key is refused"
-while [ "$(date +%s%3N)" -le $((until_ms + 200)) ]; do sleep 0.2; done
+past_window() { [ "$(date +%s%3N)" -gt $((until_ms + 200)) ]; }
+wait_until 10 "the old key's not_after to pass" past_window || fail "clock did not pass the key's window"
 pub '{"id":"k-1","verb":"ping"}' ping
 c=$(code_of k-1); [ "$c" = key_expired ] || fail "the old key after its window: $c"
 log "key list v2 signed by the old key rotated in (one signed by an untrusted key refused); the new key works; the old key is refused after its window"
@@ -98,7 +100,7 @@ export BERTH_SIGN_KEY=$T/k2.key
 berthd_down TERM
 pub '{"id":"o-1","verb":"scale","args":{"deployment":"big","replicas":3}}' scale
 pub '{"id":"o-2","verb":"scale","args":{"deployment":"big","replicas":1}}' scale --expire 1
-sleep 1.5
+sleep 1.5  # a window: o-2's signed expiry (1 s) passes while berthd is down
 berthd_up
 c=$(code_of o-1); [ "$c" = ok ] || fail "o-1 sent while offline: $c"
 c=$(code_of o-2); [ "$c" = expired ] || fail "o-2 past its expiry: $c"
@@ -127,7 +129,7 @@ assert ('big' not in n or n['big']['removing']) and 'foreign' in n and not n['fo
 "$CTL" "${B[@]}" policy "$DEV" > "$T/policy.txt" || fail "berthctl policy (table)"
 cat "$T/policy.txt"
 grep -Eq '^big +replicas +repair +repaired' "$T/policy.txt" || fail "policy table: $(cat "$T/policy.txt")"
-wait_for 5 grep -q 'policy_decision' "$T/events.out" || fail "no policy_decision event"
+wait_until 5 "a policy_decision event" grep -q 'policy_decision' "$T/events.out" || fail "no policy_decision event"
 log "policy v1: big (replicas 3 > 2, repair) stopped, foreign (registry, deny) awaiting approval, decisions sent as events"
 cat > "$T/v2.json" <<'EOD'
 {"version":2,"deployments":[{"name":"evil","image":"docker.io/evil/miner:1"}]}
