@@ -20,8 +20,8 @@ libcrypto  openssl/.*\.h                  agent/trust/sig.c
 platform='sys/socket\.h|sys/stat\.h|sys/un\.h|sys/ioctl\.h|sys/statvfs\.h|sys/mman\.h|netinet/.*|arpa/.*|netdb\.h|dirent\.h|linux/.*'
 core_only='fcntl\.h|unistd\.h'
 # agent/ folders by layer: a folder includes its own headers and those of lower layers only.
-rank() { case $1 in base) echo 0;; model) echo 1;; telemetry) echo 2;; supervise|trust) echo 3;; infer) echo 4;;
-	scale|console) echo 5;; top) echo 6;; cmd) echo 7;; *) echo 99;; esac; }
+rank() { case $1 in base) echo 0;; model) echo 1;; telemetry) echo 2;; supervise) echo 3;; infer) echo 4;;
+	scale|console|images|site) echo 5;; trust) echo 4;; top) echo 6;; cmd) echo 7;; *) echo 99;; esac; }
 folder() { case $1 in agent/*/*) f=${1#agent/}; echo "${f%%/*}";; agent/*) echo top;; esac; }
 
 includes() { grep -Hn -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]' "$@" 2>/dev/null |

@@ -14,8 +14,8 @@ static const char *const verb_names[] = {
 	[CTL_HELP] = "help",       [CTL_VERSION] = "version", [CTL_DEVICES] = "devices",
 	[CTL_STATE] = "state",     [CTL_DEPLOY] = "deploy",   [CTL_SCALE] = "scale",
 	[CTL_RESTART] = "restart", [CTL_REMOVE] = "remove",   [CTL_CHAOS] = "chaos",
-	[CTL_EVENTS] = "events",   [CTL_TELEMETRY] = "telemetry", [CTL_POLICY] = "policy",
-	[CTL_SET_POLICY] = "set-policy", [CTL_SET_KEYS] = "set-keys",
+	[CTL_EVENTS] = "events",   [CTL_TELEMETRY] = "telemetry", [CTL_ROLLBACK] = "rollback",
+	[CTL_POLICY] = "policy", [CTL_SET_POLICY] = "set-policy", [CTL_SET_KEYS] = "set-keys",
 };
 #define NVERBS (sizeof(verb_names) / sizeof(verb_names[0]))
 
@@ -32,6 +32,7 @@ static const char *const positionals[][3] = {
 	[CTL_CHAOS] = { "DEVICE", "DEPLOYMENT" },
 	[CTL_EVENTS] = { "DEVICE" },
 	[CTL_TELEMETRY] = { "DEVICE" },
+	[CTL_ROLLBACK] = { "DEVICE", "DEPLOYMENT" },
 	[CTL_POLICY] = { "DEVICE" },
 	[CTL_SET_POLICY] = { "DEVICE", "FILE" },
 	[CTL_SET_KEYS] = { "DEVICE", "FILE" },
@@ -374,6 +375,7 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	case CTL_RESTART:
 	case CTL_REMOVE:
 	case CTL_CHAOS:
+	case CTL_ROLLBACK:
 		a->deployment = pos[1];
 		if (!valid_deployment(a->deployment))
 			return fail(err, errlen, "%s: DEPLOYMENT '%s' must be 1..%d characters of a-z, 0-9 and '-'",

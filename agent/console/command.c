@@ -16,9 +16,10 @@ static const char *const verb_names[CMD_NVERBS] = {
 	[CMD_RESTART] = "restart",         [CMD_REMOVE] = "remove",
 	[CMD_GET_STATE] = "get_state",     [CMD_SET_LOG_LEVEL] = "set_log_level",
 	[CMD_CHAOS] = "chaos",             [CMD_PING] = "ping",
+	[CMD_ROLLBACK] = "rollback",
 };
 
-#define VERB_LIST "deploy|scale|restart|remove|get_state|set_log_level|chaos|ping"
+#define VERB_LIST "deploy|scale|restart|remove|get_state|set_log_level|chaos|ping|rollback"
 
 const char *command_verb_name(enum command_verb v)
 {
@@ -222,6 +223,7 @@ static int parse_args(struct command *cmd, const cJSON *args, struct command_err
 		return 0;
 	case CMD_RESTART:
 	case CMD_REMOVE:
+	case CMD_ROLLBACK:
 		if ((rc = check_keys(args, "args.", "deployment", err)))
 			return rc;
 		return get_name(args, cmd->args.deployment, err);
