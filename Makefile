@@ -117,6 +117,7 @@ $(O)/obj/%.o: %.c $(AUTOCONF)
 	$(Q)$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(call obj,agent/infer/sched.c): OBJ_CFLAGS = $(HOT_CFLAGS)
+$(call obj,agent/infer/sched_mc.c): OBJ_CFLAGS = $(HOT_CFLAGS)
 $(CORE_LIB): $(call obj,$(CORE_SRCS))
 $(LINUX_LIB): $(call obj,$(LINUX_SRCS))
 $(SIM_LIB): $(call obj,$(SIM_SRCS))
