@@ -48,10 +48,10 @@ static void on_sig_readable(void *arg, int fd, unsigned events)
 			struct berth_config cfg;
 			struct config_error err;
 			char smsg[512];
-			if (config_load(d->config_path, &cfg, &err) == 0 &&
-			    secrets_check(d->config_path, &cfg, smsg, sizeof(smsg)) != 0) {
+			int lrc = config_load(d->config_path, &cfg, &err);
+			if (lrc == 0 && secrets_check(d->config_path, &cfg, smsg, sizeof(smsg)) != 0) {
 				log_err("event=reload_refused reason=\"%s\"", smsg);
-			} else if (config_load(d->config_path, &cfg, &err) == 0) {
+			} else if (lrc == 0) {
 				(void)agent_reload(d->agent, &cfg);
 			} else {
 				char msg[512];

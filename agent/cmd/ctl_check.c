@@ -12,8 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/cmd/ctl_args.h"
+#include "agent/cmd/ctl_fmt.h"
 #include "agent/cmd/secrets.h"
 #include "agent/model/config.h"
+#include "hal/clock.h"
 #include "hal/fs.h"
 #include "hal/net.h"
 #include "hal/sys.h"
@@ -466,4 +469,42 @@ enum ctl_check_result ctl_check_run(FILE *out, const char *config_path, unsigned
 	check_node(&k, cfg);
 	free(cfg);
 	return k.worst;
+}
+
+/* state --local: /v1/state from berthd's local API, formatted as the reported state. */
+int ctl_local_state(const struct ctl_args *a)
+{
+	const char *path = a->config_file ? a->config_file : "/etc/berth/config.json";
+	struct berth_config *cfg = malloc(sizeof(*cfg));
+	struct config_error err;
+	char msg[512];
+	char *body = NULL;
+	int rc = CTL_EXIT_USAGE;
+	if (!cfg)
+		return rc;
+	if (config_load(path, cfg, &err) != 0) {
+		config_error_format(path, &err, msg, sizeof(msg));
+		fprintf(stderr, "berthctl: %s\n", msg);
+		goto out;
+	}
+	int st = ctl_local_get(cfg, "/v1/state", a->timeout_ms, &body, msg, sizeof(msg));
+	if (st < 0 || st != 200) {
+		if (st < 0)
+			fprintf(stderr, "berthctl: %s (is berthd running with api.enabled?)\n", msg);
+		else
+			fprintf(stderr, "berthctl: berthd's local API answered GET /v1/state with %d\n", st);
+		rc = CTL_EXIT_BROKER;
+		goto out;
+	}
+	struct ctl_status cs = { .known = true, .online = true };
+	if (ctl_fmt_state(stdout, cfg->device_id, &cs, body, strlen(body), hal_clock_wall_ms(), a->json)) {
+		fprintf(stderr, "berthctl: berthd's /v1/state is not a JSON object\n");
+		rc = CTL_EXIT_REFUSED;
+		goto out;
+	}
+	rc = CTL_EXIT_OK;
+out:
+	free(body);
+	free(cfg);
+	return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 struct berth_config;
+struct ctl_args;
 
 enum ctl_check_result { CTL_CHECK_OK = 0, CTL_CHECK_WARN = 1, CTL_CHECK_FAIL = 2 };
 
@@ -24,6 +25,11 @@ enum ctl_check_result ctl_check_run(FILE *out, const char *config_path, unsigned
  * caller frees it); -errno when the API cannot be reached (msg says where). */
 int ctl_local_get(const struct berth_config *cfg, const char *path, unsigned timeout_ms, char **body, char *msg,
 		  size_t msglen);
+
+/* berthctl state --local: GET /v1/state from the local API of the berthd whose config is
+ * a->config_file (default /etc/berth/config.json), printed as `berthctl state` prints the
+ * reported state (--json: the document). Returns a berthctl exit code (CTL_EXIT_*). */
+int ctl_local_state(const struct ctl_args *a);
 
 /* Days until the first certificate of the PEM file expires (negative: expired).
  * Returns 0 and *days, -ENOENT/-EACCES when unreadable, -EINVAL when no
