@@ -8,7 +8,8 @@
 # the minimal preset (no local API: no live_ms, no requests).
 # Usage: tests/bench/bench-footprint.sh [BUILD_DIR]
 # Env: FOOTPRINT_IDLE_S (20), FOOTPRINT_REQUESTS (10000), FOOTPRINT_PRESET (gateway|minimal),
-#      FOOTPRINT_MAX_DIRTY_KB (when set: exit 1 if idle private dirty exceeds it - the regression check).
+#      FOOTPRINT_MAX_DIRTY_KB (when set: exit 1 if idle private dirty exceeds it - the regression check),
+#      FOOTPRINT_SMAPS (a file: berthd's /proc/PID/smaps at the idle reading is copied there).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-build}" && pwd)
@@ -99,6 +100,7 @@ c0=$(cpu_ticks "$berthd_pid")
 sleep "$IDLE_S"   # the idle window being measured: nothing is sent to berthd during it
 c1=$(cpu_ticks "$berthd_pid")
 idle_cpu=$(awk -v t=$((c1 - c0)) -v hz="$hz" -v s="$IDLE_S" 'BEGIN {printf "%.2f", 100 * t / hz / s}')
+[ -n "${FOOTPRINT_SMAPS:-}" ] && cp "/proc/$berthd_pid/smaps" "$FOOTPRINT_SMAPS"
 rss=$(smaps Rss "$berthd_pid"); pss=$(smaps Pss "$berthd_pid"); u=$(uss "$berthd_pid"); pd=$(smaps Private_Dirty "$berthd_pid")
 brss=$(smaps Rss "$broker_pid"); buss=$(uss "$broker_pid")
 echo "bench-footprint ($PRESET): idle ${IDLE_S} s with 3 deployments and the broker connected"
