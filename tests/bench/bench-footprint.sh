@@ -9,6 +9,7 @@
 # Usage: tests/bench/bench-footprint.sh [BUILD_DIR]
 # Env: FOOTPRINT_IDLE_S (20), FOOTPRINT_REQUESTS (10000), FOOTPRINT_PRESET (gateway|minimal),
 #      FOOTPRINT_MAX_DIRTY_KB (when set: exit 1 if idle private dirty exceeds it - the regression check),
+#      FOOTPRINT_MAX_GROWTH_KB (when set: exit 1 if private dirty after the requests exceeds idle by more),
 #      FOOTPRINT_SMAPS (a file: berthd's /proc/PID/smaps at the idle reading is copied there).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -125,5 +126,9 @@ fi
 echo "RESULT bench=footprint preset=$PRESET berthd_rss_kb=$rss berthd_pss_kb=$pss berthd_uss_kb=$u berthd_private_dirty_kb=$pd broker_rss_kb=$brss broker_uss_kb=$buss live_ms=$live_ms idle_cpu_pct=$idle_cpu private_dirty_after_load_kb=$pd_after"
 if [ -n "${FOOTPRINT_MAX_DIRTY_KB:-}" ] && [ "$pd" -gt "$FOOTPRINT_MAX_DIRTY_KB" ]; then
   echo "bench-footprint: idle private dirty $pd kB is over the limit of $FOOTPRINT_MAX_DIRTY_KB kB" >&2
+  exit 1
+fi
+if [ -n "${FOOTPRINT_MAX_GROWTH_KB:-}" ] && [ $((pd_after - pd)) -gt "$FOOTPRINT_MAX_GROWTH_KB" ]; then
+  echo "bench-footprint: private dirty grew by $((pd_after - pd)) kB under $REQUESTS requests, over the limit of $FOOTPRINT_MAX_GROWTH_KB kB" >&2
   exit 1
 fi
