@@ -650,9 +650,12 @@ unsigned hal_sys_ncpu(void)
 }
 
 /* glibc's default threshold (128 KiB, raised as mmapped chunks are freed)
- * puts tables of 32-128 KiB in the heap, where calloc clears reused memory
- * and so touches every page; a fixed threshold keeps them untouched. */
-#define SYS_MMAP_THRESHOLD_BYTES (32 * 1024)
+ * puts tables of 24-128 KiB in the heap, where calloc clears reused memory
+ * and so touches every page; a fixed threshold keeps them untouched. The
+ * local API's connection pools (32 KiB each) get their own pages too and
+ * go back to the system when the connection closes, so a burst of
+ * connections leaves no dirty heap behind. */
+#define SYS_MMAP_THRESHOLD_BYTES (24 * 1024)
 #define SYS_TRIM_THRESHOLD_BYTES (64 * 1024)
 
 void hal_sys_tune_memory(void)

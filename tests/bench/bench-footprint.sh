@@ -10,7 +10,8 @@
 # Env: FOOTPRINT_IDLE_S (20), FOOTPRINT_REQUESTS (10000), FOOTPRINT_PRESET (gateway|minimal),
 #      FOOTPRINT_MAX_DIRTY_KB (when set: exit 1 if idle private dirty exceeds it - the regression check),
 #      FOOTPRINT_MAX_GROWTH_KB (when set: exit 1 if private dirty after the requests exceeds idle by more),
-#      FOOTPRINT_SMAPS (a file: berthd's /proc/PID/smaps at the idle reading is copied there).
+#      FOOTPRINT_SMAPS (a file: berthd's /proc/PID/smaps at the idle reading is copied there, and
+#      to FILE.after after the requests).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-build}" && pwd)
@@ -121,6 +122,7 @@ if [ "$PRESET" != minimal ]; then
   idle() { [ "$(curl -s -m 1 "http://127.0.0.1:$api_port/v1/state" | json '(d["dispatch"]["scheduler"]["slots_busy"], d["dispatch"]["scheduler"]["backlog_ms"])')" = "(0, 0)" ]; }
   wait_until 10 "berthd idle after the requests (/v1/state)" idle || true
   pd_after=$(smaps Private_Dirty "$berthd_pid")
+  [ -n "${FOOTPRINT_SMAPS:-}" ] && cp "/proc/$berthd_pid/smaps" "$FOOTPRINT_SMAPS.after"
   echo "  after the requests: rss $(smaps Rss "$berthd_pid") kB, private dirty $pd_after kB ($(( pd_after - pd )) kB more)"
 fi
 echo "RESULT bench=footprint preset=$PRESET berthd_rss_kb=$rss berthd_pss_kb=$pss berthd_uss_kb=$u berthd_private_dirty_kb=$pd broker_rss_kb=$brss broker_uss_kb=$buss live_ms=$live_ms idle_cpu_pct=$idle_cpu private_dirty_after_load_kb=$pd_after"
