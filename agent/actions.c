@@ -15,6 +15,7 @@
 #include "agent/base/log.h"
 #include "agent/supervise/supervisor.h"
 #include "agent/telemetry/collector.h"
+#include "agent/images/lkg.h"
 
 #define LOG_TAG "actions"
 
@@ -22,6 +23,8 @@ struct actions {
 	struct supervisor *sup;
 	struct chaos *chaos;
 	struct dispatch *dispatch;    /* request figures for the SLA fields; may be NULL */
+	struct events *events;        /* trust refusals and decisions; may be NULL */
+	struct lkg *lkg;              /* last-known-good and image fields; may be NULL */
 	struct deploy_set cur;        /* last applied set */
 	struct deploy_set scratch;    /* parse buffer (sets are large: not on the stack) */
 	struct sup_status st[SUP_MAX_DEPLOYMENTS];
@@ -41,6 +44,38 @@ struct actions *actions_create(struct supervisor *sup, struct chaos *chaos)
 void actions_destroy(struct actions *t) { free(t); }
 
 void actions_set_dispatch(struct actions *t, struct dispatch *d) { t->dispatch = d; }
+
+void actions_set_events(struct actions *t, struct events *ev) { t->events = ev; }
+
+static void emit_event(void *ctx, const char *type, const char *detail_json)
+{
+	struct actions *t = ctx;
+	events_emit(t->events, type, "%s", detail_json);
+}
+
+void actions_set_lkg(struct actions *t, struct lkg *k) { t->lkg = k; }
+
+static int rollback(void *ctx, const char *name, struct command_error *err)
+{
+	struct actions *t = ctx;
+	if (!t->lkg) {
+		err->code = "unsupported";
+		snprintf(err->message, sizeof(err->message), "no images flow in this agent");
+		return -ENOTSUP;
+	}
+	int rc = lkg_rollback(t->lkg, name, "requested");
+	if (rc == -ENODATA) {
+		err->code = "no_last_known_good";
+		snprintf(err->message, sizeof(err->message), "%s has no last-known-good version yet", name);
+	} else if (rc == -EALREADY) {
+		err->code = "already_last_known_good";
+		snprintf(err->message, sizeof(err->message), "%s already runs its last-known-good version", name);
+	} else if (rc) {
+		err->code = rc == -ENOENT ? "unknown_deployment" : "internal";
+		snprintf(err->message, sizeof(err->message), "rollback %s: %s", name, strerror(-rc));
+	}
+	return rc;
+}
 
 unsigned actions_sampler_targets(void *arg, struct sampler_target *out, unsigned max)
 {
@@ -199,6 +234,15 @@ static int report(void *ctx, char *buf, size_t len, bool figures)
 		if (w < 0 || (size_t)w >= len - o)
 			return -ENOSPC;
 		o += (size_t)w;
+		if (t->lkg && !s->removing) {
+			if (o + 2 > len)
+				return -ENOSPC;
+			buf[o++] = ',';
+			w = lkg_report(t->lkg, s->name, figures, buf + o, len - o);
+			if (w < 0)
+				return w;
+			o += (size_t)w;
+		}
 		if (figures) {
 			char comp[24];
 			w = snprintf(buf + o, len - o, ",\"sla_compliance\":%s}",
@@ -272,7 +316,9 @@ const struct control_target_ops actions_ops = {
 	.scale = scale,
 	.restart = restart,
 	.remove = remove_dep,
+	.rollback = rollback,
 	.chaos = chaos,
 	.report = report,
 	.report_extra = report_extra,
+	.event = emit_event,
 };

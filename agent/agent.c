@@ -14,6 +14,9 @@
 #include "agent/telemetry/events.h"
 #include "agent/console/reported.h"
 #include "agent/base/log.h"
+#include "agent/images/images.h"
+#include "agent/images/lkg.h"
+#include "agent/images/regauth.h"
 #include "agent/base/loop.h"
 #include "agent/telemetry/sampler.h"
 #include "agent/scale/autoscaler.h"
@@ -27,9 +30,12 @@
 #include "hal/engine.h"
 #include "hal/fs.h"
 #include "hal/invoke.h"
+#include "hal/sys.h"
 #include "hal/watchdog.h"
 
 #define LOG_TAG "agent"
+
+#define LKG_MAX_CRASHES 3 /* exits of a new version that make it a crash loop */
 
 struct agent {
 	struct loop *loop;
@@ -61,6 +67,11 @@ struct agent {
 	struct reported *reported;
 	struct autoscaler *autoscaler;
 	struct serve *serve;             /* supervisor -> dispatcher */
+
+	/* --- images: pulls, last-known-good, rollback --- */
+	struct images_registry registries[8];
+	struct images *images;
+	struct lkg *lkg;
 };
 
 /* --- store, telemetry and MQTT console ------------------------------------- */
@@ -90,6 +101,43 @@ static void on_event(void *arg, const struct event *ev)
 		log_wrn("event=event_not_stored type=%s", ev->type);
 }
 
+/* The images flow sits between the supervisor and the desired state: it must
+ * hook the supervisor before the first desired state is applied. */
+static int images_start(struct agent *a, const struct berth_config *cfg)
+{
+	unsigned nreg = 0;
+	char err[320];
+	int rc = regauth_load(cfg->images.registries, cfg->images.credentials_file, a->registries,
+			      sizeof(a->registries) / sizeof(a->registries[0]), &nreg, err, sizeof(err));
+	if (rc) {
+		log_err("event=registry_credentials_refused msg=\"%s\"", err);
+		return rc;
+	}
+	uint64_t budget = (uint64_t)cfg->images.budget_mb * 1000000u;
+	struct hal_node_stats ns;
+	if (cfg->images.budget_pct && hal_sys_node_stats(cfg->images.engine_dir, &ns) == 0)
+		budget = ns.disk_total_bytes / 100u * (uint64_t)cfg->images.budget_pct;
+	else if (cfg->images.budget_pct)
+		log_wrn("event=image_budget_unknown engine_dir=%s", cfg->images.engine_dir);
+	struct images_opts io = {
+		.stall_s = (unsigned)cfg->images.pull_stall_s,
+		.budget_bytes = budget,
+		.remove_foreign = cfg->images.remove_foreign,
+		.gc_interval_s = (unsigned)cfg->images.gc_interval_s,
+		.registries = a->registries,
+		.nregistries = nreg,
+	};
+	a->images = images_create(a->loop, a->engine, a->store, a->events, &io);
+	struct lkg_opts lo = {
+		.rollback = cfg->images.rollback,
+		.stable_ms = (uint32_t)cfg->images.lkg_stable_s * 1000u,
+		.window_ms = (uint32_t)cfg->images.rollout_window_s * 1000u,
+		.max_crashes = LKG_MAX_CRASHES,
+	};
+	a->lkg = a->images ? lkg_create(a->loop, a->sup, a->images, a->store, a->events, &lo) : NULL;
+	return a->lkg ? 0 : -ENOMEM;
+}
+
 static int start_store_and_console(struct agent *a, const struct berth_config *cfg)
 {
 	char path[CONFIG_STR_MAX + 16];
@@ -109,9 +157,13 @@ static int start_store_and_console(struct agent *a, const struct berth_config *c
 		log_err("event=store_open_failed path=%s err=%s", path, strerror(-rc));
 		return rc;
 	}
+	if ((rc = images_start(a, cfg)))
+		return rc;
 	a->actions = actions_create(a->sup, a->chaos);
 	if (!a->actions)
 		return -ENOMEM;
+	actions_set_events(a->actions, a->events);
+	actions_set_lkg(a->actions, a->lkg);
 	sampler_set_targets(a->sampler, actions_sampler_targets, a->actions);
 	a->console = console_create(a->loop, a->store, cfg, &actions_ops, a->actions);
 	if (!a->console)
@@ -148,6 +200,8 @@ static void stop_store_and_console(struct agent *a)
 	if (a->sampler)
 		sampler_set_targets(a->sampler, NULL, NULL);
 	actions_destroy(a->actions);
+	lkg_destroy(a->lkg);
+	images_destroy(a->images);
 	store_close(a->store);
 }
 
@@ -239,6 +293,7 @@ static int inference_start(struct agent *a, const struct berth_config *cfg)
 		.port = (uint16_t)cfg->api.port,
 		.unix_socket = cfg->api.unix_socket,
 		.max_body_bytes = (size_t)cfg->api.max_body_bytes,
+		.token = cfg->api.token,
 	};
 	a->api = api_create(a->loop, &ac, a->dispatch);
 	return a->api ? 0 : -EIO;

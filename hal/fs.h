@@ -17,6 +17,10 @@ int hal_fs_read(const char *path, size_t max_bytes, char **buf_out, size_t *len_
 int hal_fs_mkdir(const char *path, unsigned mode) __attribute__((warn_unused_result));
 /* Size of the file at path in bytes. Returns 0 or a negative errno. */
 int hal_fs_size(const char *path, uint64_t *bytes_out) __attribute__((warn_unused_result));
+/* Permission bits of the file at path (st_mode & 07777), following links.
+ * Returns 0 or a negative errno. A file holding a secret is refused when
+ * (mode & 077) != 0: readable or writable by others than its owner. */
+int hal_fs_mode(const char *path, unsigned *mode_out) __attribute__((warn_unused_result));
 /* Removes the file at path. Returns 0 or a negative errno (-ENOENT). */
 int hal_fs_unlink(const char *path);
 

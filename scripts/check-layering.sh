@@ -13,6 +13,7 @@ sqlite3    sqlite3\.h                     agent/telemetry/store.c
 mosquitto  (mosquitto|mqtt_protocol)\.h   agent/console/uplink.c
 microhttpd microhttpd\.h                  agent/infer/api.c
 curl       curl/curl\.h                   ports/linux/curl_loop.h
+libcrypto  openssl/.*\.h                  agent/trust/sig.c
 '
 # Platform headers: none outside ports/; the core (agent/ but its program mains in
 # agent/cmd/) also leaves process and file-descriptor calls to the HAL.
@@ -20,7 +21,7 @@ platform='sys/socket\.h|sys/stat\.h|sys/un\.h|sys/ioctl\.h|sys/statvfs\.h|sys/mm
 core_only='fcntl\.h|unistd\.h'
 # agent/ folders by layer: a folder includes its own headers and those of lower layers only.
 rank() { case $1 in base) echo 0;; model) echo 1;; telemetry) echo 2;; supervise) echo 3;; infer) echo 4;;
-	scale|console) echo 5;; top) echo 6;; cmd) echo 7;; *) echo 99;; esac; }
+	scale|console|images|site) echo 5;; trust) echo 4;; top) echo 6;; cmd) echo 7;; *) echo 99;; esac; }
 folder() { case $1 in agent/*/*) f=${1#agent/}; echo "${f%%/*}";; agent/*) echo top;; esac; }
 
 includes() { grep -Hn -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]' "$@" 2>/dev/null |

@@ -391,6 +391,18 @@ static void state_deployments(FILE *out, const cJSON *deps)
 				fprintf(out, "  %s: migration needed (local recovery keeps failing)\n", name ? name : "?");
 			if (last && last[0])
 				fprintf(out, "  %s: last error: %s\n", name ? name : "?", last);
+			const char *ist = str(d, "image_state");
+			if (ist && strcmp(ist, "present") != 0)
+				fprintf(out, "  %s: image %s is %s\n", name ? name : "?", str(d, "image") ? str(d, "image") : "?", ist);
+			const cJSON *lkg = cJSON_GetObjectItemCaseSensitive(d, "last_known_good");
+			const cJSON *rb = cJSON_GetObjectItemCaseSensitive(d, "last_rollback");
+			if (cJSON_IsObject(rb))
+				fprintf(out, "  %s: rolled back (%s) from %s to %s\n", name ? name : "?",
+					str(rb, "reason") ? str(rb, "reason") : "?", str(rb, "from_image") ? str(rb, "from_image") : "?",
+					str(rb, "to_image") ? str(rb, "to_image") : "?");
+			else if (cJSON_IsObject(lkg) && str(d, "image") && str(lkg, "image") &&
+				 strcmp(str(d, "image"), str(lkg, "image")) != 0)
+				fprintf(out, "  %s: last-known-good is %s\n", name ? name : "?", str(lkg, "image"));
 		}
 	}
 }
@@ -496,6 +508,8 @@ int ctl_fmt_reply(FILE *out, FILE *err, const char *verb, const char *device, co
 		fprintf(out, "%s: %s scaled to %" PRId64 " replicas\n", device, dep, num_i64(r, "replicas", -1));
 	} else if (!strcmp(verb, "restart")) {
 		fprintf(out, "%s: %s is restarting\n", device, dep);
+	} else if (!strcmp(verb, "rollback")) {
+		fprintf(out, "%s: %s is rolling back to its last-known-good version\n", device, dep);
 	} else if (!strcmp(verb, "remove")) {
 		fprintf(out, "%s: %s removed\n", device, dep);
 	} else if (!strcmp(verb, "chaos")) {

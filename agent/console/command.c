@@ -16,9 +16,10 @@ static const char *const verb_names[CMD_NVERBS] = {
 	[CMD_RESTART] = "restart",         [CMD_REMOVE] = "remove",
 	[CMD_GET_STATE] = "get_state",     [CMD_SET_LOG_LEVEL] = "set_log_level",
 	[CMD_CHAOS] = "chaos",             [CMD_PING] = "ping",
+	[CMD_ROLLBACK] = "rollback",
 };
 
-#define VERB_LIST "deploy|scale|restart|remove|get_state|set_log_level|chaos|ping"
+#define VERB_LIST "deploy|scale|restart|remove|get_state|set_log_level|chaos|ping|rollback"
 
 const char *command_verb_name(enum command_verb v)
 {
@@ -222,6 +223,7 @@ static int parse_args(struct command *cmd, const cJSON *args, struct command_err
 		return 0;
 	case CMD_RESTART:
 	case CMD_REMOVE:
+	case CMD_ROLLBACK:
 		if ((rc = check_keys(args, "args.", "deployment", err)))
 			return rc;
 		return get_name(args, cmd->args.deployment, err);
@@ -299,7 +301,7 @@ int command_parse(const char *topic_verb, const char *payload, size_t len, struc
 	if ((rc = parse_id(root, cmd, err)))
 		goto out;
 
-	if ((rc = check_keys(root, "", "id|verb|args|ts|schema", err)) || (rc = check_schema(root, err)))
+	if ((rc = check_keys(root, "", "id|verb|args|ts|schema|auth", err)) || (rc = check_schema(root, err)))
 		goto out;
 	int tv = command_verb_parse(topic_verb);
 	if (tv < 0) {
@@ -371,7 +373,7 @@ int command_parse_desired(const char *payload, size_t len, uint64_t *version, ch
 	cJSON *root = parse_root(payload, len, err);
 	if (!root)
 		return -EINVAL;
-	int rc = check_keys(root, "", "schema|version|deployments|ts", err);
+	int rc = check_keys(root, "", "schema|version|deployments|ts|auth", err);
 	if (!rc)
 		rc = check_schema(root, err);
 	if (!rc)

@@ -1,5 +1,6 @@
 /* agent/infer/api.c - the local HTTP API on libmicrohttpd, driven from berth's loop (no MHD thread). */
 #include "agent/infer/api.h"
+#include "agent/infer/reqsize.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -209,6 +210,7 @@ struct api_ctx {
 	struct MHD_Response *resp;   /* prepared while suspended, queued on resume */
 	unsigned resp_status;
 	struct dispatch_req req;
+	bool size_given;             /* X-Berth-Size present (else the v2 input shapes) */
 	struct api_ctx *next_free;
 };
 
@@ -223,6 +225,7 @@ struct api {
 	struct loop *loop;
 	struct dispatch *dispatch;
 	size_t max_body_bytes;
+	char token[128];              /* "" none */
 	struct api_daemon daemons[API_MAX_DAEMONS];
 	unsigned ndaemons;
 	char unix_path[CONFIG_API_UNIX_PATH_MAX];
@@ -581,6 +584,11 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 		return send_error(a, conn, 400, msg, NULL, bad, rt->model, 0);
 	}
 
+	const char *size_hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Berth-Size");
+	uint32_t size = 0;
+	if (size_hdr && reqsize_parse_header(size_hdr, &size) < 0)
+		return send_error(a, conn, 400, "bad header X-Berth-Size", NULL, "X-Berth-Size", rt->model, 0);
+
 	struct api_ctx *c = ctx_get(a);
 	if (!c) {
 		a->http_errors[ERR_POOL]++;
@@ -595,6 +603,8 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 	c->req.cls = head.cls;
 	c->req.arrival_us = now_us;
 	c->req.deadline_us = now_us + (uint64_t)head.deadline_ms * 1000u;
+	c->size_given = size_hdr != NULL;
+	c->req.size = size;
 	/* The sim port's simulated service time; production ignores the header. */
 	const char *cost = hal_invoke_cost_hints() ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms") : NULL;
 	if (cost)
@@ -609,6 +619,8 @@ static enum MHD_Result finish_infer(struct api *a, struct api_ctx *c)
 		return send_error(a, c->conn, 413, "request body too large", NULL, NULL, c->model, 0);
 	c->req.body = c->body;
 	c->req.body_len = c->body_len;
+	if (!c->size_given)
+		c->req.size = reqsize_v2_inputs(c->body, c->body_len);
 	c->req.content_type = c->content_type[0] ? c->content_type : "application/json";
 	if (dispatch_submit(a->dispatch, &c->req) == 0) {
 		c->state = CTX_QUEUED;
@@ -625,12 +637,30 @@ static enum MHD_Result finish_infer(struct api *a, struct api_ctx *c)
 	return ret;
 }
 
+/* Constant-time comparison: the time taken does not tell how much matched. */
+static bool token_ok(const struct api *a, struct MHD_Connection *conn)
+{
+	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!h || strncmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	size_t n = strlen(a->token);
+	if (strlen(h) != n)
+		return false;
+	unsigned char diff = 0;
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(h[i] ^ a->token[i]);
+	return diff == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **con_cls)
 {
 	struct api *a = cls;
 	struct api_ctx *c = *con_cls;
+	if (!c && a->token[0] && !token_ok(a, conn))
+		return send_error(a, conn, 401, "unauthorized (Authorization: Bearer TOKEN)", NULL, NULL, NULL, 0);
 	if (!c) {
 		struct api_route rt;
 		int rc = api_route_parse(method, url, &rt);
@@ -741,6 +771,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	a->loop = l;
 	a->dispatch = d;
 	a->max_body_bytes = cfg->max_body_bytes;
+	snprintf(a->token, sizeof(a->token), "%s", cfg->token ? cfg->token : "");
 	a->scratch_cap = API_SCRATCH_INITIAL;
 	a->scratch = malloc(a->scratch_cap);
 	if (!a->scratch)

@@ -65,6 +65,7 @@ static const struct cfg_key keys[] = {
 	INT("broker.keepalive_s", broker.keepalive_s, 5, 3600, "30"),
 	INT("broker.reconnect_min_ms", broker.reconnect_min_ms, 100, 600000, "1000"),
 	INT("broker.reconnect_max_ms", broker.reconnect_max_ms, 100, 3600000, "120000"),
+	INT("broker.session_expiry_s", broker.session_expiry_s, 0, 2592000, "604800"),
 	BOOL("broker.tls.enabled", broker.tls.enabled, "false"),
 	STR("broker.tls.ca_file", broker.tls.ca_file, false, ""),
 	STR("broker.tls.cert_file", broker.tls.cert_file, false, ""),
@@ -75,11 +76,18 @@ static const struct cfg_key keys[] = {
 	STR("api.listen", api.listen, false, "127.0.0.1"),
 	INT("api.port", api.port, 0, 65535, "8480"),
 	STR("api.unix_socket", api.unix_socket, false, ""),
+	STR("api.token", api.token, false, ""),
 	INT("api.max_body_bytes", api.max_body_bytes, 1024, 67108864, "4194304"),
 	STR("api.static_replicas", api.static_replicas, false, ""),
 
+	STR("trust.keys_file", trust.keys_file, false, ""),
+	STR("trust.policy_file", trust.policy_file, false, ""),
+	STR("trust.groups", trust.groups, false, ""),
+	BOOL("trust.require_signatures", trust.require_signatures, "true"),
+
 	INT("scheduler.slots", scheduler.slots, 0, CONFIG_SCHED_MAX_SLOTS, "0"),
-	ENUM("scheduler.policy", scheduler.policy, "fifo|edf|edf-admit|edf-reserve|edf-preempt", "edf-admit"),
+	ENUM("scheduler.policy", scheduler.policy, "fifo|edf|edf-admit|edf-reserve|edf-preempt|edf-mc",
+	     CONFIG_SCHED_DEFAULT_POLICY),
 	INT("scheduler.queue_cap_urgent", scheduler.queue_cap_urgent, 1, CONFIG_SCHED_MAX_QUEUED,
 	    XSTR(CONFIG_SCHED_MAX_QUEUED)),
 	INT("scheduler.queue_cap_normal", scheduler.queue_cap_normal, 1, CONFIG_SCHED_MAX_QUEUED,
@@ -115,6 +123,18 @@ static const struct cfg_key keys[] = {
 	INT("chaos.interval_s", chaos.interval_s, 1, 86400, "30"),
 	INT("chaos.duration_s", chaos.duration_s, 0, 604800, "0"),
 	INT("chaos.min_running", chaos.min_running, 0, 64, "1"),
+
+	STR("images.registries", images.registries, false, ""),
+	STR("images.credentials_file", images.credentials_file, false, ""),
+	INT("images.budget_mb", images.budget_mb, 0, 16777216, "0"),
+	INT("images.budget_pct", images.budget_pct, 0, 95, "0"),
+	STR("images.engine_dir", images.engine_dir, false, "/var/lib/containers"),
+	BOOL("images.remove_foreign", images.remove_foreign, "false"),
+	INT("images.pull_stall_s", images.pull_stall_s, 5, 3600, "60"),
+	INT("images.gc_interval_s", images.gc_interval_s, 10, 86400, "300"),
+	BOOL("images.rollback", images.rollback, "true"),
+	INT("images.lkg_stable_s", images.lkg_stable_s, 1, 86400, "60"),
+	INT("images.rollout_window_s", images.rollout_window_s, 5, 3600, "120"),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -376,6 +396,11 @@ static int walk(struct berth_config *cfg, const cJSON *obj, const char *prefix, 
 	return 0;
 }
 
+bool config_loopback(const char *addr)
+{
+	return strcmp(addr, "localhost") == 0 || strcmp(addr, "::1") == 0 || strncmp(addr, "127.", 4) == 0;
+}
+
 static int cross_check(const struct berth_config *cfg, struct config_error *err)
 {
 	if (cfg->broker.reconnect_min_ms > cfg->broker.reconnect_max_ms) {
@@ -401,8 +426,36 @@ static int cross_check(const struct berth_config *cfg, struct config_error *err)
 		set_err(err, "broker.tls.enabled", "this build has no TLS support (CONFIG_TLS)");
 		return -EINVAL;
 	}
+	if (cfg->images.budget_mb && cfg->images.budget_pct) {
+		set_err(err, "images.budget_pct", "give images.budget_mb or images.budget_pct, not both");
+		return -EINVAL;
+	}
+	for (const char *h = cfg->images.registries; *h;) {
+		size_t n = strcspn(h, ",");
+		char one[160];
+		if (!n || n >= sizeof(one)) {
+			set_err(err, "images.registries", "an empty or over-long entry (a comma-separated list of host[:port])");
+			return -EINVAL;
+		}
+		memcpy(one, h, n);
+		one[n] = '\0';
+		for (size_t i = 0; i < n; i++) {
+			char ch = one[i];
+			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+			      ch == '-' || ch == ':')) {
+				set_err(err, "images.registries", "\"%s\" is not a host[:port]", one);
+				return -EINVAL;
+			}
+		}
+		h += n + (h[n] == ',');
+	}
 	if (cfg->api.enabled && !IS_ENABLED(CONFIG_LOCAL_API)) {
 		set_err(err, "api.enabled", "this build has no local API (CONFIG_LOCAL_API)");
+		return -EINVAL;
+	}
+	if (cfg->api.enabled && cfg->api.port != 0 && !config_loopback(cfg->api.listen) && !cfg->api.token[0]) {
+		set_err(err, "api.token", "api.listen \"%s\" is not a loopback address: set api.token (clients send "
+			"\"Authorization: Bearer TOKEN\") or listen on 127.0.0.1, ::1 or a unix socket", cfg->api.listen);
 		return -EINVAL;
 	}
 	if (cfg->scheduler.slots && cfg->scheduler.urgent_reserve_slots >= cfg->scheduler.slots) {

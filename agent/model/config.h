@@ -31,6 +31,7 @@ struct berth_config {
 		int keepalive_s;
 		int reconnect_min_ms;
 		int reconnect_max_ms;
+		int session_expiry_s;      /* persistent session kept this long while offline; 0: clean */
 		struct {
 			bool enabled;
 			char ca_file[CONFIG_STR_MAX];
@@ -45,9 +46,17 @@ struct berth_config {
 		char listen[64];
 		int port;
 		char unix_socket[CONFIG_STR_MAX];
+		char token[128];           /* bearer token; required to listen beyond loopback */
 		int max_body_bytes;
 		char static_replicas[1024]; /* "model=host:port,..." replicas run outside berth */
 	} api;
+
+	struct {
+		char keys_file[CONFIG_STR_MAX];    /* the console keys trusted at first (a key list) */
+		char policy_file[CONFIG_STR_MAX];  /* an initial admission policy; "" none */
+		char groups[CONFIG_STR_MAX];       /* comma-separated groups commands may target */
+		bool require_signatures;
+	} trust;
 
 	struct {
 		int slots;                 /* 0: one per CPU core */
@@ -95,6 +104,20 @@ struct berth_config {
 		int duration_s;
 		int min_running;
 	} chaos;
+
+	struct {
+		char registries[1024];      /* "host[:port],..." the gateway may pull from */
+		char credentials_file[CONFIG_STR_MAX]; /* root-only JSON: registries.HOST.username/password */
+		int budget_mb;              /* images on disk at most this (0: no byte budget) */
+		int budget_pct;             /* ... or this share of engine_dir's filesystem (0: none) */
+		char engine_dir[CONFIG_STR_MAX]; /* where the engine keeps images (for budget_pct) */
+		bool remove_foreign;        /* the budget may remove images berth did not pull */
+		int pull_stall_s;           /* a pull silent this long fails and is retried */
+		int gc_interval_s;
+		bool rollback;              /* roll a failing new version back to the last-known-good */
+		int lkg_stable_s;           /* ready this long makes a version last-known-good */
+		int rollout_window_s;       /* a new version not ready within this fails */
+	} images;
 };
 
 /* Where an error was found, for a message that names it. */
@@ -119,6 +142,9 @@ int config_parse(const char *text, size_t len, struct berth_config *cfg, struct 
  * -EINVAL on bad content; err is filled in every error case. */
 int config_load(const char *path, struct berth_config *cfg, struct config_error *err)
 	__attribute__((warn_unused_result));
+
+/* Whether addr is a loopback address ("localhost", "::1", 127.0.0.0/8). */
+bool config_loopback(const char *addr);
 
 /* Formats "FILE: KEY: MESSAGE" (or "FILE: MESSAGE" without a key) into buf. */
 void config_error_format(const char *path, const struct config_error *err, char *buf, size_t len);

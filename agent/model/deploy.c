@@ -1,5 +1,6 @@
 /* agent/model/deploy.c - parsing, validation, canonical hash and JSON form of the deployment spec. */
 #include "agent/model/deploy.h"
+#include "agent/model/imageref.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -481,10 +482,35 @@ static int parse_restart(struct pctx *c, const cJSON *o, struct deploy_spec *d)
 	return 0;
 }
 
+/* image: a reference checked by imageref_parse; image_pull_policy: when it is pulled. */
+static int parse_image(struct pctx *c, const cJSON *o, struct deploy_spec *d)
+{
+	int rc;
+	if ((rc = get_str(c, o, "image", "", d->image, sizeof(d->image), true)))
+		return rc;
+	struct imageref ref;
+	char why[128];
+	if (imageref_parse(d->image, &ref, why, sizeof(why)))
+		return fail(c, "image", "\"%.64s\": %s", d->image, why);
+	char pull[16] = "if-not-present";
+	if ((rc = get_str(c, o, "image_pull_policy", "", pull, sizeof(pull), false)))
+		return rc;
+	if (!strcmp(pull, "if-not-present"))
+		d->pull_policy = PULL_IF_NOT_PRESENT;
+	else if (!strcmp(pull, "always"))
+		d->pull_policy = PULL_ALWAYS;
+	else if (!strcmp(pull, "never"))
+		d->pull_policy = PULL_NEVER;
+	else
+		return fail(c, "image_pull_policy", "\"%s\" is not one of always|if-not-present|never", pull);
+	return 0;
+}
+
 static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct deploy_spec *d)
 {
 	static const char *const keys[] = { "name", "image", "cmd", "env", "replicas", "resources", "sla",
-					    "inference", "liveness", "readiness", "restart", "startup_ms", NULL };
+					    "inference", "liveness", "readiness", "restart", "startup_ms",
+					    "image_pull_policy", NULL };
 	char where[32];
 	const cJSON *v;
 	int rc;
@@ -508,7 +534,7 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 
 	if ((rc = check_keys(c, o, "", keys)))
 		return rc;
-	if ((rc = get_str(c, o, "image", "", d->image, sizeof(d->image), true)))
+	if ((rc = parse_image(c, o, d)))
 		return rc;
 	if ((v = cJSON_GetObjectItemCaseSensitive(o, "cmd")) &&
 	    (rc = get_argv(c, v, "cmd", &d->cmd[0][0], sizeof(d->cmd[0]), DEPLOY_MAX_ARGS)))
@@ -692,6 +718,16 @@ const char *deploy_restart_name(enum restart_policy p)
 	}
 }
 
+const char *deploy_pull_policy_name(enum pull_policy p)
+{
+	switch (p) {
+	case PULL_IF_NOT_PRESENT: return "if-not-present";
+	case PULL_ALWAYS: return "always";
+	case PULL_NEVER: return "never";
+	default: return "?";
+	}
+}
+
 const char *deploy_probe_kind_name(enum probe_kind k)
 {
 	switch (k) {
@@ -731,6 +767,8 @@ int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len)
 		return -ENOMEM;
 	cJSON_AddStringToObject(o, "name", d->name);
 	cJSON_AddStringToObject(o, "image", d->image);
+	if (d->pull_policy != PULL_IF_NOT_PRESENT)
+		cJSON_AddStringToObject(o, "image_pull_policy", deploy_pull_policy_name(d->pull_policy));
 	if (d->cmd[0][0]) {
 		cJSON *a = cJSON_AddArrayToObject(o, "cmd");
 		for (unsigned i = 0; a && i < DEPLOY_MAX_ARGS && d->cmd[i][0]; i++)

@@ -65,6 +65,15 @@ int hal_fs_size(const char *path, uint64_t *bytes_out)
 	return 0;
 }
 
+int hal_fs_mode(const char *path, unsigned *mode_out)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -errno;
+	*mode_out = (unsigned)(st.st_mode & 07777);
+	return 0;
+}
+
 int hal_fs_unlink(const char *path)
 {
 	return unlink(path) < 0 ? -errno : 0;

@@ -68,6 +68,8 @@ infer -H 'X-Berth-Deadline-Ms: soon' -d "$body5" "$api/v2/models/m1/infer"
 [ "$st" = 400 ] && [ "$(echo "$out" | json 'd["header"]')" = X-Berth-Deadline-Ms ] || fail "bad deadline: $st $out"
 infer -H 'X-Berth-Class: vip' -d "$body5" "$api/v2/models/m1/infer"
 [ "$st" = 400 ] && [ "$(echo "$out" | json 'd["header"]')" = X-Berth-Class ] || fail "bad class: $st $out"
+infer -H 'X-Berth-Size: 12 tokens' -d "$body5" "$api/v2/models/m1/infer"
+[ "$st" = 400 ] && [ "$(echo "$out" | json 'd["header"]')" = X-Berth-Size ] || fail "bad size: $st $out"
 head -c 10000 /dev/zero | tr '\0' x > "$tmp/big"
 infer --data-binary @"$tmp/big" "$api/v2/models/m1/infer"
 [ "$st" = 413 ] || fail "oversized body (Content-Length): $st"
@@ -137,7 +139,7 @@ expect 'berth_requests_refused_total{model="m1",class="urgent",reason="deadline_
 expect 'berth_requests_refused_total{model="m1",class="normal",reason="no_ready_replica"}' 1
 expect 'berth_requests_retried_total{model="m1",class="normal"}' 1
 expect 'berth_request_latency_seconds_count{model="m1",class="normal"}' 21
-expect 'berth_api_errors_total{code="400"}' 2
+expect 'berth_api_errors_total{code="400"}' 3
 expect 'berth_api_errors_total{code="404"}' 1
 expect 'berth_api_errors_total{code="413"}' 2
 expect 'berth_api_errors_total{code="405"}' 1
@@ -149,3 +151,17 @@ kill "$berthd_pid"; wait "$berthd_pid" || fail "berthd exit status $?"
 berthd_pid=""
 grep -q 'event=exit code=0' "$tmp/berthd.log" || fail "berthd did not exit cleanly"
 ok "berthd stopped cleanly"
+
+# --- a token: every request without "Authorization: Bearer TOKEN" gets 401
+sed 's/"max_body_bytes": 4096,/"max_body_bytes": 4096, "token": "t0ken-for-test",/' "$tmp/config.json" > "$tmp/config-token.json"
+"$BERTH_BUILD/berthd" -c "$tmp/config-token.json" > "$tmp/berthd-token.log" 2>&1 &
+berthd_pid=$!
+is_auth() { [ "$(code -H "Authorization: Bearer t0ken-for-test" "$1")" = 200 ]; }
+wait_until 10 "berthd with a token ready" is_auth "$api/v2/health/ready" || fail "berthd with a token not ready"
+[ "$(code "$api/v2/health/ready")" = 401 ] || fail "no token: $(code "$api/v2/health/ready"), expected 401"
+[ "$(code -H "Authorization: Bearer wrong-token-xx" "$api/v1/state")" = 401 ] || fail "wrong token accepted"
+[ "$(code -H "Authorization: Bearer t0ken-for-test" "$api/v1/state")" = 200 ] || fail "right token refused"
+kill "$berthd_pid"; wait "$berthd_pid" || true
+berthd_pid=""
+ok "api.token: 401 without it or with a wrong one, 200 with it"
+
