@@ -15,6 +15,7 @@
 #include "agent/base/loop.h"
 #include "agent/base/version.h"
 #include "hal/fs.h"
+#include "hal/sys.h"
 #include "hal/watchdog.h"
 
 #define LOG_TAG "main"
@@ -138,6 +139,7 @@ static int setup_signals(void)
 
 int main(int argc, char **argv)
 {
+	hal_sys_tune_memory();
 	setup_process();
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },

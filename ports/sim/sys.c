@@ -147,3 +147,5 @@ int hal_sys_proc_stats(struct hal_proc_stats *out)
 	memset(out, 0, sizeof(*out));
 	return -ENOSYS;
 }
+
+void hal_sys_tune_memory(void) {}
