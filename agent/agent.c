@@ -108,6 +108,7 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 		.path = path,
 		.budget_kb = (uint32_t)cfg->telemetry.disk_budget_kb,
 		.sync_full = strcmp(cfg->telemetry.synchronous, "full") == 0,
+		.degrade = true, /* an unopenable file: run without buffering, never a crash loop */
 	};
 	int rc = store_open(&so, &a->store);
 	if (rc) {

@@ -21,7 +21,11 @@ struct outbox;
  * contiguous range of sequence numbers of one kind; a row is deleted only
  * when the PUBACK of the message carrying it arrives. A lost connection
  * forgets everything in flight and the rows are sent again (consumers drop
- * duplicates by seq). */
+ * duplicates by seq).
+ * Command replies (the store's reply queue) go first, one per message, to
+ * the topic and with the correlation data they were queued with, holding at
+ * most inflight_max - 1 slots too; a reply is deleted on its PUBACK, and one
+ * in flight when the connection drops is sent again. */
 struct outbox_opts {
 	const char *telemetry_topic;   /* berth/v1/<device>/telemetry */
 	const char *events_topic;      /* berth/v1/<device>/events */
@@ -36,6 +40,8 @@ struct outbox_stats {
 	uint64_t msgs_acked;
 	uint64_t rows_acked;
 	uint64_t msgs_refused;         /* PUBACK with a failure reason: rows kept, sent again later */
+	uint64_t replies_sent;         /* command replies from the store's reply queue */
+	uint64_t replies_acked;
 	uint32_t inflight;
 	int64_t backlog_end;           /* rows below this seq are backlog */
 };

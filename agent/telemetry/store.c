@@ -34,6 +34,9 @@ static const char *const migrations[] = {
 	"CREATE TABLE journal (id TEXT PRIMARY KEY, reply TEXT NOT NULL, at_ms INTEGER NOT NULL);"
 	"CREATE INDEX journal_at ON journal(at_ms);"
 	"CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+	/* 1 -> 2: command replies waiting for the broker's acknowledgement */
+	"CREATE TABLE replies (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, corr BLOB,"
+	" body TEXT NOT NULL, at_ms INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -45,6 +48,7 @@ enum stmt_id {
 	ST_DESIRED_GET, ST_DESIRED_SET,
 	ST_JOURNAL_GET, ST_JOURNAL_PUT, ST_JOURNAL_EXPIRE, ST_JOURNAL_CAP,
 	ST_KV_GET, ST_KV_SET, ST_ROWS,
+	ST_REPLY_PUT, ST_REPLY_SCAN, ST_REPLY_DEL, ST_REPLY_COUNT, ST_REPLY_DROP,
 	ST_COUNT
 };
 
@@ -70,6 +74,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
 	[ST_KV_SET] = "INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)",
 	[ST_ROWS] = "SELECT COUNT(*) FROM outbox",
+	[ST_REPLY_PUT] = "INSERT INTO replies(topic, corr, body, at_ms) VALUES (?1, ?2, ?3, ?4)",
+	[ST_REPLY_SCAN] = "SELECT id, topic, corr, body FROM replies WHERE id > ?1 ORDER BY id LIMIT 1",
+	[ST_REPLY_DEL] = "DELETE FROM replies WHERE id = ?1",
+	[ST_REPLY_COUNT] = "SELECT COUNT(*) FROM replies",
+	[ST_REPLY_DROP] = "DELETE FROM replies WHERE id IN (SELECT id FROM replies ORDER BY id LIMIT ?1)",
 };
 
 struct store {
@@ -93,6 +102,12 @@ struct store {
 	bool counters_dirty;     /* dropped[] changed outside a prune: kv not yet written (flush_counters) */
 	bool in_txn;
 	bool recovered;
+	uint64_t replies;         /* rows in the reply queue */
+	uint64_t dropped_replies; /* dropped past CONFIG_STORE_REPLY_QUEUE_MAX (this run) */
+	/* Degraded mode (store_opts.degrade): the file could not be opened. */
+	struct store_opts opts;
+	bool unavailable;
+	int open_err;
 };
 
 static uint64_t file_size(const char *path, const char *sfx)
@@ -131,6 +146,9 @@ static int fail(struct store *s, int rc, const char *what)
 	log_err("event=sqlite_error op=%s rc=%d msg=\"%s\"", what, rc, s->db ? sqlite3_errmsg(s->db) : "");
 	return map_rc(rc);
 }
+
+/* In degraded mode every call that needs the database fails with this. */
+#define NEED_DB(s, ret) do { if (!(s)->db) return (ret); } while (0)
 
 static int step_done(struct store *s, enum stmt_id id)
 {
@@ -178,6 +196,8 @@ static int pragma_int(struct store *s, const char *sql, int64_t *out)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(s, rc, sql);
 }
 
+static void flush_counters(struct store *s);
+
 static void close_db(struct store *s)
 {
 	for (int i = 0; i < ST_COUNT; i++) {
@@ -220,8 +240,12 @@ static void load_counters(struct store *s)
 	static const char *const keys[2] = { "store.dropped_telemetry", "store.dropped_events" };
 	for (int k = 0; k < 2; k++) {
 		char buf[32];
+		/* Rows dropped while the store was unavailable are added to the saved counts. */
+		uint64_t pending = s->dropped[k];
 		if (store_kv_get(s, keys[k], buf, sizeof(buf)) == 0)
-			s->dropped[k] = strtoull(buf, NULL, 10);
+			s->dropped[k] = strtoull(buf, NULL, 10) + pending;
+		if (pending)
+			s->counters_dirty = true;
 	}
 	sqlite3_stmt *q = NULL;
 	s->last_seq = 0;
@@ -296,6 +320,7 @@ static int open_db(struct store *s, const struct store_opts *o)
 			return fail(s, rc, stmt_sql[i]);
 	}
 	load_counters(s);
+	s->replies = (uint64_t)(query_int(s, ST_REPLY_COUNT) > 0 ? query_int(s, ST_REPLY_COUNT) : 0);
 	return 0;
 }
 
@@ -312,21 +337,9 @@ static void move_aside(const char *path)
 	}
 }
 
-int store_open(const struct store_opts *o, struct store **out)
+/* open_db, and a corrupt file moved aside for a fresh one. */
+static int open_recover(struct store *s, const struct store_opts *o)
 {
-	*out = NULL;
-	if (!o->path || !o->path[0] || o->budget_kb < 256)
-		return -EINVAL;
-	struct store *s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	if (strlen(o->path) >= sizeof(s->path)) {
-		free(s);
-		return -ENAMETOOLONG;
-	}
-	strcpy(s->path, o->path);
-	s->budget_bytes = (uint64_t)o->budget_kb * 1024u;
-
 	int rc = open_db(s, o);
 	if (rc == -EBADMSG) {
 		/* Closed as found: the last connection's close would otherwise checkpoint the
@@ -347,6 +360,39 @@ int store_open(const struct store_opts *o, struct store **out)
 				log_wrn("event=recovery_event_lost");
 			log_wrn("event=store_recovered path=%s moved_to=%s.corrupt", s->path, s->path);
 		}
+	}
+	if (rc) {
+		if (s->db)
+			(void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+		close_db(s);
+	}
+	return rc;
+}
+
+int store_open(const struct store_opts *o, struct store **out)
+{
+	*out = NULL;
+	if (!o->path || !o->path[0] || o->budget_kb < 256)
+		return -EINVAL;
+	struct store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	if (strlen(o->path) >= sizeof(s->path)) {
+		free(s);
+		return -ENAMETOOLONG;
+	}
+	strcpy(s->path, o->path);
+	s->opts = *o;
+	s->opts.path = s->path;
+	s->budget_bytes = (uint64_t)o->budget_kb * 1024u;
+
+	int rc = open_recover(s, o);
+	if (rc && o->degrade && rc != -ENOMEM) {
+		s->unavailable = true;
+		s->open_err = rc;
+		log_err("event=store_unavailable path=%s err=%s mode=degraded", s->path, strerror(-rc));
+		*out = s;
+		return 0;
 	}
 	if (rc) {
 		store_close(s);
@@ -370,8 +416,28 @@ void store_close(struct store *s)
 
 int store_schema_version(void) { return SCHEMA_VERSION; }
 
+bool store_available(const struct store *s) { return s && s->db; }
+
+int store_retry(struct store *s)
+{
+	if (s->db)
+		return 0;
+	int rc = open_recover(s, &s->opts);
+	if (rc) {
+		s->open_err = rc;
+		return rc;
+	}
+	s->unavailable = false;
+	s->open_err = 0;
+	flush_counters(s);
+	log_wrn("event=store_available path=%s last_seq=%lld dropped_telemetry=%llu dropped_events=%llu", s->path,
+		(long long)s->last_seq, (unsigned long long)s->dropped[0], (unsigned long long)s->dropped[1]);
+	return 0;
+}
+
 int store_begin(struct store *s)
 {
+	NEED_DB(s, -ENODEV);
 	if (s->in_txn)
 		return -EALREADY;
 	int rc = step_done(s, ST_BEGIN);
@@ -485,6 +551,8 @@ static void txn_undone(struct store *s)
 	for (int k = 0; k < 2; k++)
 		s->dropped[k] -= s->txn_pruned[k];
 	s->last_seq = s->txn_last_seq; /* the rolled back seqs are given out again */
+	int64_t nrep = query_int(s, ST_REPLY_COUNT);
+	s->replies = nrep > 0 ? (uint64_t)nrep : 0;
 	txn_reset(s);
 }
 
@@ -507,7 +575,7 @@ static void txn_lost(struct store *s, const char *op, int src)
  * they stay pending for the next commit. */
 static void flush_counters(struct store *s)
 {
-	if (!s->counters_dirty || s->in_txn)
+	if (!s->counters_dirty || s->in_txn || !s->db)
 		return;
 	if (step_done(s, ST_BEGIN))
 		return;
@@ -533,7 +601,12 @@ int store_commit(struct store *s)
 	if (rc == 0)
 		rc = step_done(s, ST_COMMIT);
 	if (rc) {
-		store_rollback(s);
+		/* The rows of a transaction that could not commit (disk full, I/O error) are
+		 * lost, not by the caller's choice: counted as dropped. */
+		if (sqlite3_get_autocommit(s->db) == 0)
+			(void)step_done(s, ST_ROLLBACK);
+		txn_lost(s, "commit", rc);
+		flush_counters(s);
 		return rc;
 	}
 	txn_reset(s);
@@ -578,6 +651,11 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 {
 	if (kind != STORE_TELEMETRY && kind != STORE_EVENT)
 		return -EINVAL;
+	if (!s->db) {
+		/* Degraded: nothing is buffered; the row is counted (saved when the store is back). */
+		count_refused(s, kind);
+		return -ENODEV;
+	}
 	if (len > STORE_ROW_MAX_BYTES) {
 		count_refused(s, kind);
 		log_wrn("event=row_dropped reason=too_large kind=%d len=%zu max=%d", kind, len, STORE_ROW_MAX_BYTES);
@@ -624,8 +702,15 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 	return rc;
 }
 
+void store_count_dropped(struct store *s, enum store_kind kind)
+{
+	count_refused(s, kind);
+	flush_counters(s);
+}
+
 int store_scan(struct store *s, int64_t after_seq, int64_t before_seq, unsigned max_rows, store_row_fn fn, void *arg)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_SCAN];
 	sqlite3_bind_int64(q, 1, after_seq);
 	sqlite3_bind_int64(q, 2, before_seq > 0 ? before_seq : INT64_MAX);
@@ -652,6 +737,7 @@ int store_scan(struct store *s, int64_t after_seq, int64_t before_seq, unsigned 
 
 int store_ack_range(struct store *s, int64_t lo, int64_t hi)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_bind_int64(s->st[ST_ACK], 1, lo);
 	sqlite3_bind_int64(s->st[ST_ACK], 2, hi);
 	return step_done(s, ST_ACK);
@@ -688,6 +774,7 @@ static int step_text(struct store *s, enum stmt_id id, const char *what, char *b
 
 int store_desired_get(struct store *s, uint64_t *version, char *buf, size_t len)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_DESIRED_GET];
 	int rc = sqlite3_step(q);
 	if (rc == SQLITE_ROW) {
@@ -702,6 +789,7 @@ int store_desired_get(struct store *s, uint64_t *version, char *buf, size_t len)
 
 int store_desired_set(struct store *s, uint64_t version, const char *json)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_DESIRED_SET];
 	sqlite3_bind_int64(q, 1, (int64_t)version);
 	sqlite3_bind_text(q, 2, json, -1, SQLITE_STATIC);
@@ -711,6 +799,7 @@ int store_desired_set(struct store *s, uint64_t version, const char *json)
 
 int store_journal_get(struct store *s, const char *id, int64_t now_ms, char *buf, size_t len)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_JOURNAL_GET];
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, now_ms - (int64_t)CONFIG_STORE_JOURNAL_TTL_S * 1000);
@@ -719,6 +808,7 @@ int store_journal_get(struct store *s, const char *id, int64_t now_ms, char *buf
 
 int store_journal_put(struct store *s, const char *id, const char *reply, int64_t now_ms)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_JOURNAL_PUT];
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, reply, -1, SQLITE_STATIC);
@@ -735,6 +825,7 @@ int store_journal_put(struct store *s, const char *id, const char *reply, int64_
 
 int store_kv_get(struct store *s, const char *key, char *buf, size_t len)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_KV_GET];
 	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
 	return step_text(s, ST_KV_GET, "kv_get", buf, len);
@@ -742,6 +833,7 @@ int store_kv_get(struct store *s, const char *key, char *buf, size_t len)
 
 int store_kv_set(struct store *s, const char *key, const char *value)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_KV_SET];
 	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, value, -1, SQLITE_STATIC);
@@ -751,6 +843,15 @@ int store_kv_set(struct store *s, const char *key, const char *value)
 void store_get_stats(struct store *s, struct store_stats *out)
 {
 	memset(out, 0, sizeof(*out));
+	out->dropped_telemetry = s->dropped[0];
+	out->dropped_events = s->dropped[1];
+	out->dropped_replies = s->dropped_replies;
+	out->budget_bytes = s->budget_bytes;
+	out->unavailable = !s->db;
+	out->open_err = s->open_err;
+	if (!s->db)
+		return;
+	out->replies = s->replies;
 	int64_t rows = query_int(s, ST_ROWS);
 	out->rows = rows > 0 ? (uint64_t)rows : 0;
 	out->dropped_telemetry = s->dropped[0];
@@ -764,6 +865,7 @@ void store_get_stats(struct store *s, struct store_stats *out)
 
 int store_integrity_check(struct store *s)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &q, NULL);
 	if (rc != SQLITE_OK)
@@ -772,4 +874,74 @@ int store_integrity_check(struct store *s)
 	bool ok = rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(q, 0), "ok") == 0;
 	sqlite3_finalize(q);
 	return ok ? 0 : -EIO;
+}
+
+int store_reply_put(struct store *s, const char *topic, const void *corr, size_t corr_len, const char *body,
+		    size_t len, int64_t now_ms)
+{
+	if (!s->db) {
+		s->dropped_replies++;
+		return -ENODEV;
+	}
+	bool own_txn = !s->in_txn;
+	int rc;
+	if (own_txn && (rc = store_begin(s)))
+		return rc;
+	if (s->replies >= CONFIG_STORE_REPLY_QUEUE_MAX) {
+		/* Full: the oldest reply goes (its command's reply stays in the journal). */
+		uint64_t n = s->replies - CONFIG_STORE_REPLY_QUEUE_MAX + 1;
+		sqlite3_bind_int64(s->st[ST_REPLY_DROP], 1, (int64_t)n);
+		if ((rc = step_done(s, ST_REPLY_DROP)))
+			goto out;
+		s->replies -= n;
+		s->dropped_replies += n;
+		log_wrn("event=reply_dropped reason=queue_full dropped=%llu total=%llu max=%d", (unsigned long long)n,
+			(unsigned long long)s->dropped_replies, CONFIG_STORE_REPLY_QUEUE_MAX);
+	}
+	sqlite3_stmt *q = s->st[ST_REPLY_PUT];
+	sqlite3_bind_text(q, 1, topic, -1, SQLITE_STATIC);
+	if (corr && corr_len)
+		sqlite3_bind_blob(q, 2, corr, (int)corr_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(q, 2);
+	sqlite3_bind_text(q, 3, body, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, now_ms);
+	if ((rc = step_done(s, ST_REPLY_PUT)))
+		goto out;
+	s->replies++;
+out:
+	if (own_txn) {
+		if (rc == 0)
+			return store_commit(s);
+		store_rollback(s);
+	}
+	return rc;
+}
+
+int store_reply_next(struct store *s, int64_t after_id, store_reply_fn fn, void *arg)
+{
+	NEED_DB(s, -ENODEV);
+	sqlite3_stmt *q = s->st[ST_REPLY_SCAN];
+	sqlite3_bind_int64(q, 1, after_id);
+	int rc = sqlite3_step(q), n = 0;
+	if (rc == SQLITE_ROW) {
+		fn(arg, sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1), sqlite3_column_blob(q, 2),
+		   (size_t)sqlite3_column_bytes(q, 2), (const char *)sqlite3_column_text(q, 3),
+		   (size_t)sqlite3_column_bytes(q, 3));
+		n = 1;
+	}
+	sqlite3_reset(q);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail(s, rc, "reply_next");
+	return n;
+}
+
+int store_reply_ack(struct store *s, int64_t id)
+{
+	NEED_DB(s, -ENODEV);
+	sqlite3_bind_int64(s->st[ST_REPLY_DEL], 1, id);
+	int rc = step_done(s, ST_REPLY_DEL);
+	if (rc == 0 && sqlite3_changes(s->db) > 0 && s->replies > 0)
+		s->replies--;
+	return rc;
 }
