@@ -27,7 +27,7 @@
 
 #define API_MAX_DAEMONS 2            /* TCP and unix socket */
 #define API_SCRATCH_INITIAL (64 * 1024)
-#define API_LISTEN_BACKLOG 128
+#define API_LISTEN_BACKLOG 4096      /* the kernel caps it at net.core.somaxconn; a flood must not fill the accept queue */
 
 /* --- pure helpers ---------------------------------------------------------- */
 
@@ -231,6 +231,21 @@ struct api_daemon {
 	struct loop_timer timer;
 };
 
+/* One open connection, as the flood guard sees it (MHD's socket context). */
+struct api_conn {
+	struct MHD_Connection *conn;  /* NULL: slot free */
+	int fd;
+	uint64_t since_ms;            /* accepted, or its last request completed */
+	bool in_request;              /* headers complete, request not yet completed */
+	bool served;                  /* answered a request before (keep-alive) */
+	bool has_addr;                /* a TCP client (the unix socket has no address) */
+	uint8_t addr[16];             /* IPv4 (4 bytes used) or IPv6 */
+};
+
+#define API_CONN_SLOTS (CONFIG_API_MAX_CONNECTIONS + CONFIG_API_RESERVE_CONNECTIONS)
+#define API_SWEEP_MS 50
+#define API_EVICT_GRACE_MS 50        /* a connection this young is never evicted: time to send its headers */
+
 struct api {
 	struct loop *loop;
 	struct dispatch *dispatch;
@@ -246,11 +261,152 @@ struct api {
 	api_state_fn state_fn;       /* the agent's state document for /v1/state; NULL: dispatch's alone */
 	void *state_arg;
 	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
+	/* Flood guard: every open connection, the sweep that enforces the header deadline. */
+	struct api_conn conns[API_CONN_SLOTS];
+	unsigned nconns;
+	struct loop_timer sweep_timer;
+	uint64_t evicted_total;        /* closed to make room (over the pool, or over a client's share) */
+	uint64_t header_timeouts;      /* closed by the header deadline */
+	uint64_t refused_total;        /* no slot at all (cannot happen below MHD's limit) */
 };
 
 enum { ERR_400, ERR_404, ERR_405, ERR_413, ERR_500, ERR_POOL };
 
 static void daemon_run(struct api_daemon *ad);
+
+/* --- flood guard --------------------------------------------------------------
+ * MHD's idle timeout restarts with every byte, and a connection past its limit
+ * waits in the listen backlog, so neither protects health checks from a flood.
+ * The guard tracks every connection (MHD_OPTION_NOTIFY_CONNECTION) and closes
+ * connections that are not inside a request by shutting their socket down
+ * (MHD then sees the end of the stream and frees it): past the header
+ * deadline, or the oldest ones when the pool or one client's share is full. */
+
+static uint64_t now_ms(void) { return hal_clock_now_us() / 1000u; }
+
+static void conn_close(struct api_conn *k)
+{
+	if (k->conn && k->fd >= 0)
+		(void)shutdown(k->fd, SHUT_RDWR);
+}
+
+/* The oldest connection outside a request (other than except); same_addr: of that client only. */
+static struct api_conn *oldest_idle(struct api *a, const struct api_conn *except, const struct api_conn *same_addr)
+{
+	struct api_conn *best = NULL;
+	uint64_t now = now_ms();
+	for (unsigned i = 0; i < API_CONN_SLOTS; i++) {
+		struct api_conn *k = &a->conns[i];
+		if (!k->conn || k == except || k->in_request || k->fd < 0 || now - k->since_ms < API_EVICT_GRACE_MS)
+			continue;
+		if (same_addr && (!k->has_addr || memcmp(k->addr, same_addr->addr, sizeof(k->addr)) != 0))
+			continue;
+		if (!best || k->since_ms < best->since_ms)
+			best = k;
+	}
+	return best;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct api *a = cls;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		struct api_conn *k = *socket_context;
+		if (k) {
+			memset(k, 0, sizeof(*k));
+			a->nconns--;
+		}
+		*socket_context = NULL;
+		return;
+	}
+	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct api_conn *k = NULL;
+	for (unsigned i = 0; i < API_CONN_SLOTS && !k; i++)
+		if (!a->conns[i].conn)
+			k = &a->conns[i];
+	if (!k) {
+		a->refused_total++;
+		if (fi)
+			(void)shutdown(fi->connect_fd, SHUT_RDWR);
+		return;
+	}
+	*k = (struct api_conn){ .conn = conn, .fd = fi ? fi->connect_fd : -1, .since_ms = now_ms() };
+	const union MHD_ConnectionInfo *ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ai && ai->client_addr) {
+		const struct sockaddr *sa = ai->client_addr;
+		if (sa->sa_family == AF_INET) {
+			memcpy(k->addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+			k->has_addr = true;
+		} else if (sa->sa_family == AF_INET6) {
+			memcpy(k->addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+			k->has_addr = true;
+		}
+	}
+	*socket_context = k;
+	a->nconns++;
+	struct api_conn *victim = NULL;
+	unsigned live = 0;
+	for (unsigned i = 0; i < API_CONN_SLOTS; i++)
+		live += a->conns[i].conn && a->conns[i].fd >= 0;
+	if (live > CONFIG_API_MAX_CONNECTIONS) {
+		victim = oldest_idle(a, k, NULL);
+	} else if (k->has_addr) {
+		unsigned same = 0;
+		for (unsigned i = 0; i < API_CONN_SLOTS; i++)
+			same += a->conns[i].conn && !a->conns[i].in_request && a->conns[i].has_addr &&
+				memcmp(a->conns[i].addr, k->addr, sizeof(k->addr)) == 0;
+		if (same > CONFIG_API_PER_CLIENT_MAX)
+			victim = oldest_idle(a, k, k);
+	}
+	if (victim) {
+		a->evicted_total++;
+		conn_close(victim);
+		victim->fd = -1; /* shut down once; MHD reports it closed on its next run */
+	}
+}
+
+static struct api_conn *conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+/* Closes connections past their deadline: the headers of a first request within
+ * CONFIG_API_HEADER_TIMEOUT_MS of the accept, those of a keep-alive request within
+ * CONFIG_API_IDLE_TIMEOUT_S of the previous response. */
+static void on_sweep(void *arg)
+{
+	struct api *a = arg;
+	uint64_t now = now_ms();
+	/* Over the pool (new connections came faster than they could be evicted at accept):
+	 * back to it, oldest first. */
+	unsigned open = 0;
+	for (unsigned i = 0; i < API_CONN_SLOTS; i++)
+		open += a->conns[i].conn && a->conns[i].fd >= 0;
+	while (open > CONFIG_API_MAX_CONNECTIONS) {
+		struct api_conn *v = oldest_idle(a, NULL, NULL);
+		if (!v)
+			break;
+		a->evicted_total++;
+		conn_close(v);
+		v->fd = -1;
+		open--;
+	}
+	for (unsigned i = 0; i < API_CONN_SLOTS; i++) {
+		struct api_conn *k = &a->conns[i];
+		if (!k->conn || k->in_request || k->fd < 0)
+			continue;
+		uint64_t limit = (uint64_t)CONFIG_API_HEADER_TIMEOUT_MS;
+		if (k->served)
+			limit = (uint64_t)CONFIG_API_IDLE_TIMEOUT_S * 1000u;
+		if (now - k->since_ms >= limit) {
+			a->header_timeouts++;
+			conn_close(k);
+			k->fd = -1;
+		}
+	}
+}
 
 static void rearm(struct api_daemon *ad)
 {
@@ -450,10 +606,21 @@ static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn,
 					 "berth_api_errors_total{code=\"500\"} %llu\n"
 					 "# HELP berth_api_pool_exhausted_total Requests refused because every request context was busy.\n"
 					 "# TYPE berth_api_pool_exhausted_total counter\n"
-					 "berth_api_pool_exhausted_total %llu\n",
+					 "berth_api_pool_exhausted_total %llu\n"
+					 "# HELP berth_api_connections Open API connections.\n"
+					 "# TYPE berth_api_connections gauge\n"
+					 "berth_api_connections %u\n"
+					 "# HELP berth_api_evicted_total Connections outside a request closed to make room (pool or per-client share full).\n"
+					 "# TYPE berth_api_evicted_total counter\n"
+					 "berth_api_evicted_total %llu\n"
+					 "# HELP berth_api_header_timeouts_total Connections closed for not sending a request's headers in time.\n"
+					 "# TYPE berth_api_header_timeouts_total counter\n"
+					 "berth_api_header_timeouts_total %llu\n",
 					 (unsigned long long)a->http_errors[ERR_400], (unsigned long long)a->http_errors[ERR_404],
 					 (unsigned long long)a->http_errors[ERR_405], (unsigned long long)a->http_errors[ERR_413],
-					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL]);
+					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL],
+					 a->nconns, (unsigned long long)a->evicted_total,
+					 (unsigned long long)a->header_timeouts);
 			n += (size_t)(k > 0 ? k : 0);
 		}
 		if (n < a->scratch_cap)
@@ -636,6 +803,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct api *a = cls;
 	struct api_ctx *c = *con_cls;
 	if (!c) {
+		struct api_conn *k = conn_of(conn);
+		if (k)
+			k->in_request = true;
 		struct api_route rt;
 		int rc = api_route_parse(method, url, &rt);
 		if (rc == -EPERM)
@@ -681,6 +851,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct api *a = cls;
 	struct api_ctx *c = *con_cls;
+	struct api_conn *k = conn_of(conn);
+	if (k) {
+		k->in_request = false;
+		k->served = true;
+		k->since_ms = now_ms();
+	}
 	if (!c)
 		return;
 	if (c->state == CTX_QUEUED)
@@ -763,8 +939,8 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 	struct api_daemon *ad = &a->daemons[a->ndaemons];
 	ad->api = a;
 	loop_timer_init(&ad->timer, on_daemon_timer, ad);
-	/* Both listeners together never exceed the pool of request contexts. */
-	unsigned conn_limit = CONFIG_API_MAX_CONNECTIONS / nlisteners;
+	/* Both listeners together never exceed the guard's slots (the pool plus the reserve). */
+	unsigned conn_limit = API_CONN_SLOTS / nlisteners;
 	ad->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				   on_request, a,
 				   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
@@ -772,6 +948,7 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 				   MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 				   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONFIG_API_IDLE_TIMEOUT_S,
 				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+				   MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
 				   MHD_OPTION_END);
 	if (!ad->mhd) {
 		close(listen_fd);
@@ -808,6 +985,9 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 		a->ctx[i].next_free = a->free_list;
 		a->free_list = &a->ctx[i];
 	}
+	loop_timer_init(&a->sweep_timer, on_sweep, a);
+	if (loop_timer_start(l, &a->sweep_timer, API_SWEEP_MS, API_SWEEP_MS) < 0)
+		goto errout;
 	a->scratch_cap = API_SCRATCH_INITIAL;
 	a->scratch = malloc(a->scratch_cap);
 	if (!a->scratch)
@@ -863,6 +1043,7 @@ void api_destroy(struct api *a)
 		c->state = CTX_DONE;
 		MHD_resume_connection(c->conn);
 	}
+	loop_timer_stop(a->loop, &a->sweep_timer);
 	for (unsigned i = 0; i < a->ndaemons; i++) {
 		struct api_daemon *ad = &a->daemons[i];
 		(void)MHD_run(ad->mhd);
