@@ -186,9 +186,10 @@ int collector_tick(struct collector *t)
 	/* Dropped rows are reported as telemetry themselves. */
 	collector_buf_printf(&b,
 			     ",\"store\":{\"rows\":%" PRIu64 ",\"dropped_telemetry\":%" PRIu64 ",\"dropped_events\":%" PRIu64
-			     ",\"used_bytes\":%" PRIu64 ",\"budget_bytes\":%" PRIu64 ",\"file_bytes\":%" PRIu64 "}",
+			     ",\"used_bytes\":%" PRIu64 ",\"budget_bytes\":%" PRIu64 ",\"file_bytes\":%" PRIu64
+			     ",\"ticks\":%" PRIu64 "}",
 			     ss.rows, ss.dropped_telemetry, ss.dropped_events, ss.used_bytes, ss.budget_bytes,
-			     ss.file_bytes);
+			     ss.file_bytes, t->stats.ticks);
 	for (unsigned i = 0; i < t->nsources && !b.overflow; i++) {
 		size_t mark = b.len;
 		collector_buf_printf(&b, ",\"%s\":", t->sources[i].name);
