@@ -244,6 +244,7 @@ struct api_conn {
 
 #define API_CONN_SLOTS (CONFIG_API_MAX_CONNECTIONS + CONFIG_API_RESERVE_CONNECTIONS)
 #define API_SWEEP_MS 50
+#define API_CONN_MEMORY_BYTES (16 * 1024)
 #define API_EVICT_GRACE_MS 50        /* a connection this young is never evicted: time to send its headers */
 
 struct api {
@@ -947,6 +948,9 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 				   MHD_OPTION_LISTEN_SOCKET, listen_fd,
 				   MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 				   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONFIG_API_IDLE_TIMEOUT_S,
+				   /* Per-connection pool: headers and the read buffer only (bodies are copied
+				    * out); 16 KiB instead of 32 keeps a full pool of connections small. */
+				   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY_BYTES,
 				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
 				   MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
 				   MHD_OPTION_END);

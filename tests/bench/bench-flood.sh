@@ -33,12 +33,17 @@ berthd_start
 wait_for 40 ready_is w 2 || { echo "bench-flood: replicas never ready"; exit 1; }
 wait_for 10 log_has 'event=connected' || { echo "bench-flood: berthd never connected"; exit 1; }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$BERTHD_PID/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$BERTHD_PID/stat"; }
+hz=$(getconf CLK_TCK)
 ontime() { awk -v p="$1" '$1 == p { n++; if ($2 == 200) ok++ } END { printf "%.1f", n ? 100 * ok / n : 0 }' "$WORK/load.out"; }
 
 # phase 1: the baseline
+c0=$(cpu_ticks)
 $PY "$repo/tests/integration/load.py" "$API" w "$WORK/load.out" "base:$RATE:$FLOOD_S:500:5"
 rss0=$(rss)
+c1=$(cpu_ticks)
 base=$(ontime base)
+echo "baseline: berthd CPU $(( (c1 - c0) * 100 / hz / FLOOD_S ))% of one core"
 echo "baseline: on-time ${base}% of $(grep -c '^base ' "$WORK/load.out") requests; rss ${rss0} KiB"
 
 # phase 2: the same load under the flood and the command burst
@@ -59,6 +64,8 @@ for i in range($N):
     print('{\"id\":\"fl-%d\",\"verb\":\"ping\"}' % i)" | \
   mosquitto_pub -p "$BERTH_BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/ping" -l
 wait "$load" "$flood" "$probe"
+c2=$(cpu_ticks)
+echo "flood: berthd CPU $(( (c2 - c1) * 100 / hz / FLOOD_S ))% of one core"
 replies_n() { grep -o '"id":"fl-[0-9]*"' "$WORK/replies" | sort -u | wc -l; }
 wait_for 60 bash -c "[ \$(grep -o '\"id\":\"fl-[0-9]*\"' '$WORK/replies' | sort -u | wc -l) -ge $N ]" || true
 replies=$(replies_n)
