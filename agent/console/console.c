@@ -360,8 +360,8 @@ void console_telemetry_source(void *arg, struct collector_buf *b)
 	struct uplink_stats us = { 0 };
 	struct outbox_stats fs = { 0 };
 	struct control_stats cs;
-	struct store_stats ss;
-	store_get_stats(s->st, &ss);
+	uint64_t replies_queued, replies_dropped;
+	store_reply_counts(s->st, &replies_queued, &replies_dropped);
 	if (s->up) {
 		uplink_get_stats(s->up, &us);
 		outbox_get_stats(s->fwd, &fs);
@@ -375,8 +375,8 @@ void console_telemetry_source(void *arg, struct collector_buf *b)
 			     ",\"replies_dropped\":%" PRIu64 "}",
 			     us.connected ? "true" : "false", us.v5 ? "v5" : "v311", us.connects, us.disconnects,
 			     us.connect_failures, fs.msgs_sent, fs.rows_acked, fs.msgs_refused, fs.inflight, cs.received,
-			     cs.duplicates, cs.rejected, ss.replies, fs.replies_sent + s->replies_direct,
-			     ss.dropped_replies + s->replies_lost);
+			     cs.duplicates, cs.rejected, replies_queued, fs.replies_sent + s->replies_direct,
+			     replies_dropped + s->replies_lost);
 }
 
 bool console_has_desired_state(struct console *s)

@@ -145,10 +145,9 @@ int control_report(struct control *c, char *buf, size_t len, bool figures)
 			n += 1 + m;
 	}
 	/* The store's availability (degraded mode: nothing buffered, drops counted). */
-	struct store_stats ss;
-	store_get_stats(c->st, &ss);
+	int open_err = store_open_error(c->st);
 	m = snprintf(buf + n, len - (size_t)n, ",\"store\":{\"available\":%s,\"error\":\"%s\"}",
-		     ss.unavailable ? "false" : "true", ss.unavailable ? strerror(-ss.open_err) : "");
+		     open_err ? "false" : "true", open_err ? strerror(-open_err) : "");
 	if (m < 0 || (size_t)m >= len - (size_t)n)
 		return -ENOSPC;
 	n += m;

@@ -242,8 +242,8 @@ static bool send_reply(struct outbox *f)
 
 void outbox_kick(struct outbox *f)
 {
-	if (!f->active || !uplink_connected(f->up))
-		return;
+	if (!f->active || !uplink_connected(f->up) || store_in_txn(f->st))
+		return; /* rows of an open transaction may still be rolled back: kicked again after it */
 	if (f->paused_until_us && hal_clock_now_us() < f->paused_until_us)
 		return;
 	f->paused_until_us = 0;

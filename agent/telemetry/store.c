@@ -418,6 +418,16 @@ int store_schema_version(void) { return SCHEMA_VERSION; }
 
 bool store_available(const struct store *s) { return s && s->db; }
 
+int store_open_error(const struct store *s) { return s->db ? 0 : s->open_err; }
+
+bool store_in_txn(const struct store *s) { return s->in_txn; }
+
+void store_reply_counts(const struct store *s, uint64_t *queued, uint64_t *dropped)
+{
+	*queued = s->db ? s->replies : 0;
+	*dropped = s->dropped_replies;
+}
+
 int store_retry(struct store *s)
 {
 	if (s->db)

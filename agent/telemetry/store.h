@@ -68,6 +68,13 @@ void store_close(struct store *s);
  * with a back-off); on success the counts of the rows dropped meanwhile are
  * added to the saved counters. store_retry on an available store returns 0. */
 bool store_available(const struct store *s);
+/* -errno of the last failed open (0 when available). */
+int store_open_error(const struct store *s);
+/* True inside a transaction (store_begin without commit or rollback yet): rows read now may
+ * still be rolled back, so nothing read should leave the gateway before the commit. */
+bool store_in_txn(const struct store *s);
+/* Replies queued and dropped (cheap: no query). */
+void store_reply_counts(const struct store *s, uint64_t *queued, uint64_t *dropped);
 int store_retry(struct store *s) __attribute__((warn_unused_result));
 
 /* One transaction around the appends of one tick. Without begin, every
