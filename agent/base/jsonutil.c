@@ -77,19 +77,24 @@ int jsonutil_check_strings(const char *text, size_t len, size_t *off, const char
 			*why = "a control character in a string";
 			return -EINVAL;
 		} else if (c == '\\' && i + 1 < len) {
-			char e = text[++i];
-			if (e == 'b' || e == 'f') {
+			unsigned char e = (unsigned char)text[++i];
+			*off = i;
+			if (e == 0) {
+				*why = "a NUL byte";
+				return -EINVAL;
+			}
+			if (e < 0x20 || e == 0x7f || e == 'b' || e == 'f') {
 				*why = "a control character in a string";
 				return -EINVAL;
 			}
 			if (e == 'u' && i + 4 < len) {
 				int v = 0;
-				for (int k = 1; k <= 4; k++) {
+				for (int k = 1; k <= 4 && v >= 0; k++) {
 					int h = hexval(text[i + k]);
-					if (h < 0)
-						return 0; /* the parser names the syntax error */
-					v = v * 16 + h;
+					v = h < 0 ? -1 : v * 16 + h;
 				}
+				if (v < 0)
+					continue; /* not four hex digits: the scan goes on, the parser names the error */
 				if (v == 0) {
 					*why = "a NUL character (\\u0000)";
 					return -EINVAL;

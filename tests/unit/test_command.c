@@ -174,6 +174,8 @@ static void control_characters_are_refused(void **state)
 		{ "ping", "{\"id\":\"tab\\tid\",\"verb\":\"ping\"}", 0 },
 		{ "ping", "{\"id\":\"raw\001\",\"verb\":\"ping\"}", 0 },
 		{ "ping", "{\"id\":\"r\0z\",\"verb\":\"ping\"}", 26 },
+		{ "ping", "{\"id\":\"e\\\0z\",\"verb\":\"ping\"}", 27 },
+		{ "ping", "{\"id\":\"c-\\ud\0\0\0\0\",\"verb\":\"ping\"}", 32 },
 		{ "ping", "{\"id\":\"d\",\"verb\":\"ping\\u007f\"}", 0 },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
