@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local API floods: 2,000 connections that send nothing plus 300 that send their headers one
-# byte a second, for FLOOD_S seconds (default 20): /v2/health/live, /v2/health/ready and
+# byte a second, for FLOOD_S seconds (default 12): /v2/health/live, /v2/health/ready and
 # /metrics, each asked on a fresh connection every 50 ms, all answer, with p99 within 100 ms
 # (LIVE_P99_MAX_MS) of the same probes' p99 without the flood (the host's own latency); slow clients are closed by the header deadline however they trickle;
 # afterwards the API serves as before (recovers) and holds no connection of the flood.
@@ -12,7 +12,7 @@ fail() { echo "FAIL: $*" >&2; [ -f "$tmp/berthd.log" ] && tail -20 "$tmp/berthd.
 tmp=$(mktemp -d)
 berthd_pid=""
 trap scratch_cleanup EXIT
-FLOOD_S=${FLOOD_S:-20}
+FLOOD_S=${FLOOD_S:-12}
 P99_MAX=${LIVE_P99_MAX_MS:-100}
 
 api_port=$(free_port)
