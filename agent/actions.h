@@ -1,6 +1,6 @@
 /* agent/actions.h - the console's commands acting on the supervisor (and its chaos experiment). */
-#ifndef BERTH_SUPTARGET_H
-#define BERTH_SUPTARGET_H
+#ifndef BERTH_ACTIONS_H
+#define BERTH_ACTIONS_H
 
 #include "agent/console/control.h"
 
@@ -23,6 +23,11 @@ struct dispatch;
 struct actions *actions_create(struct supervisor *sup, struct chaos *chaos);
 void actions_destroy(struct actions *t);
 
+struct lkg;
+/* The images flow's last-known-good (borrowed; NULL: rollback unsupported,
+ * no image fields in the reported state). */
+void actions_set_lkg(struct actions *t, struct lkg *k);
+
 /* Request figures for the reported state's SLA fields (borrowed; NULL:
  * none, compliance then reads null). Set once the dispatcher exists. */
 void actions_set_dispatch(struct actions *t, struct dispatch *d);
@@ -35,6 +40,11 @@ void actions_set_dispatch(struct actions *t, struct dispatch *d);
  * ops.report_extra adds "sla" (per class: requests, on_time, late, failed,
  * refused, compliance) and "engine" ("available" or "unavailable"). */
 int actions_report(struct actions *t, char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* The sampler's targets (sampler_targets_fn; arg: the struct actions): the
+ * supervisor's replicas. */
+struct sampler_target;
+unsigned actions_sampler_targets(void *t, struct sampler_target *out, unsigned max);
 
 /* Telemetry source "deployments": the same entries as the reported state. */
 void actions_telemetry_source(void *t, struct collector_buf *b);

@@ -346,37 +346,9 @@ static void state_chaos(FILE *out, const cJSON *ch)
 		kills, skipped, rec, pend, mean, p95, max, failed);
 }
 
-int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, const char *state_json_text,
-		  size_t len, int64_t now_ms, bool json)
+/* The deployments table, then what needs the operator's attention. */
+static void state_deployments(FILE *out, const cJSON *deps)
 {
-	cJSON *root = cJSON_ParseWithLength(state_json_text, len);
-	if (!cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return -EINVAL;
-	}
-	if (json) {
-		state_json(out, device, st, root);
-		cJSON_Delete(root);
-		return 0;
-	}
-	char presence[160], age[32];
-	ctl_fmt_presence(st, now_ms, presence, sizeof(presence));
-	fprintf(out, "device %s: %s", device, presence);
-	int64_t dv = num_i64(root, "desired_version", -1);
-	if (dv >= 0)
-		fprintf(out, "; desired version %" PRId64, dv);
-	int64_t ts = num_i64(root, "ts", 0);
-	if (ts) {
-		ctl_fmt_age(now_ms, ts, age, sizeof(age));
-		fprintf(out, "; state reported %s", age);
-	}
-	fprintf(out, "\n");
-	const cJSON *engine = cJSON_GetObjectItemCaseSensitive(root, "engine");
-	if (cJSON_IsBool(engine) || cJSON_IsString(engine))
-		fprintf(out, "engine: %s\n",
-			cJSON_IsString(engine) ? engine->valuestring : cJSON_IsTrue(engine) ? "available" : "unavailable");
-
-	const cJSON *deps = cJSON_GetObjectItemCaseSensitive(root, "deployments");
 	int ndeps = cJSON_IsArray(deps) ? cJSON_GetArraySize(deps) : 0;
 	fprintf(out, "\n");
 	if (ndeps == 0) {
@@ -419,11 +391,25 @@ int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, co
 				fprintf(out, "  %s: migration needed (local recovery keeps failing)\n", name ? name : "?");
 			if (last && last[0])
 				fprintf(out, "  %s: last error: %s\n", name ? name : "?", last);
+			const char *ist = str(d, "image_state");
+			if (ist && strcmp(ist, "present") != 0)
+				fprintf(out, "  %s: image %s is %s\n", name ? name : "?", str(d, "image") ? str(d, "image") : "?", ist);
+			const cJSON *lkg = cJSON_GetObjectItemCaseSensitive(d, "last_known_good");
+			const cJSON *rb = cJSON_GetObjectItemCaseSensitive(d, "last_rollback");
+			if (cJSON_IsObject(rb))
+				fprintf(out, "  %s: rolled back (%s) from %s to %s\n", name ? name : "?",
+					str(rb, "reason") ? str(rb, "reason") : "?", str(rb, "from_image") ? str(rb, "from_image") : "?",
+					str(rb, "to_image") ? str(rb, "to_image") : "?");
+			else if (cJSON_IsObject(lkg) && str(d, "image") && str(lkg, "image") &&
+				 strcmp(str(d, "image"), str(lkg, "image")) != 0)
+				fprintf(out, "  %s: last-known-good is %s\n", name ? name : "?", str(lkg, "image"));
 		}
 	}
+}
 
-	/* SLA compliance per class: {"urgent":0.99,...} or {"urgent":{"compliance":..,"requests":..}}. */
-	const cJSON *sla = cJSON_GetObjectItemCaseSensitive(root, "sla");
+/* SLA compliance per class: {"urgent":0.99,...} or {"urgent":{"compliance":..,"requests":..}}. */
+static void state_sla(FILE *out, const cJSON *sla)
+{
 	if (cJSON_IsObject(sla) && sla->child) {
 		struct table t = { .ncols = 6 };
 		fprintf(out, "\n");
@@ -441,6 +427,40 @@ int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, co
 		}
 		table_print(&t, out);
 	}
+}
+
+int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, const char *state_json_text,
+		  size_t len, int64_t now_ms, bool json)
+{
+	cJSON *root = cJSON_ParseWithLength(state_json_text, len);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return -EINVAL;
+	}
+	if (json) {
+		state_json(out, device, st, root);
+		cJSON_Delete(root);
+		return 0;
+	}
+	char presence[160], age[32];
+	ctl_fmt_presence(st, now_ms, presence, sizeof(presence));
+	fprintf(out, "device %s: %s", device, presence);
+	int64_t dv = num_i64(root, "desired_version", -1);
+	if (dv >= 0)
+		fprintf(out, "; desired version %" PRId64, dv);
+	int64_t ts = num_i64(root, "ts", 0);
+	if (ts) {
+		ctl_fmt_age(now_ms, ts, age, sizeof(age));
+		fprintf(out, "; state reported %s", age);
+	}
+	fprintf(out, "\n");
+	const cJSON *engine = cJSON_GetObjectItemCaseSensitive(root, "engine");
+	if (cJSON_IsBool(engine) || cJSON_IsString(engine))
+		fprintf(out, "engine: %s\n",
+			cJSON_IsString(engine) ? engine->valuestring : cJSON_IsTrue(engine) ? "available" : "unavailable");
+
+	state_deployments(out, cJSON_GetObjectItemCaseSensitive(root, "deployments"));
+	state_sla(out, cJSON_GetObjectItemCaseSensitive(root, "sla"));
 	state_chaos(out, cJSON_GetObjectItemCaseSensitive(root, "chaos"));
 	cJSON_Delete(root);
 	return 0;
@@ -488,6 +508,8 @@ int ctl_fmt_reply(FILE *out, FILE *err, const char *verb, const char *device, co
 		fprintf(out, "%s: %s scaled to %" PRId64 " replicas\n", device, dep, num_i64(r, "replicas", -1));
 	} else if (!strcmp(verb, "restart")) {
 		fprintf(out, "%s: %s is restarting\n", device, dep);
+	} else if (!strcmp(verb, "rollback")) {
+		fprintf(out, "%s: %s is rolling back to its last-known-good version\n", device, dep);
 	} else if (!strcmp(verb, "remove")) {
 		fprintf(out, "%s: %s removed\n", device, dep);
 	} else if (!strcmp(verb, "chaos")) {

@@ -17,7 +17,7 @@
 #include "agent/base/version.h"
 #include "hal/clock.h"
 
-#define LOG_TAG "sync"
+#define LOG_TAG "console"
 
 #define REPORT_CHECK_MS 1000   /* the reported state's structure is checked (and at most published) this often */
 #define REPORT_MAX 32768
@@ -89,6 +89,21 @@ static void publish_store_unavailable(struct console *s)
 	if (n < 0 || (size_t)n >= sizeof(buf) ||
 	    uplink_publish(s->up, s->t_events, buf, (size_t)n, 1, false, NULL, 0, NULL))
 		log_wrn("event=event_not_sent type=store_unavailable");
+}
+
+/* The outbox's batches: QoS 1, not retained. */
+static int publish_batch(void *arg, const char *topic, const void *payload, size_t len, int *mid)
+{
+	struct console *s = arg;
+	return uplink_publish(s->up, topic, payload, len, 1, false, NULL, 0, mid);
+}
+
+/* Queued command replies: QoS 1, not retained, with the command's correlation data. */
+static int publish_reply(void *arg, const char *topic, const void *payload, size_t len, const void *corr,
+			 size_t corr_len, int *mid)
+{
+	struct console *s = arg;
+	return uplink_publish(s->up, topic, payload, len, 1, false, corr, corr_len, mid);
 }
 
 static void on_connected(void *arg)
@@ -247,6 +262,31 @@ const char *console_topic(const struct console *s, const char *name)
 	return NULL;
 }
 
+/* The uplink's options from the broker config (strings borrowed from cfg and s). */
+static void uplink_options(const struct console *s, const struct berth_config *cfg, struct uplink_opts *uo)
+{
+	*uo = (struct uplink_opts){
+		.host = cfg->broker.host,
+		.port = cfg->broker.port,
+		.client_id = cfg->device_id,
+		.username = cfg->broker.username,
+		.password = cfg->broker.password,
+		.v5 = strcmp(cfg->broker.protocol, "v5") == 0,
+		.keepalive_s = cfg->broker.keepalive_s,
+		.reconnect_min_ms = (uint32_t)cfg->broker.reconnect_min_ms,
+		.reconnect_max_ms = (uint32_t)cfg->broker.reconnect_max_ms,
+		.tls = cfg->broker.tls.enabled,
+		.ca_file = cfg->broker.tls.ca_file,
+		.cert_file = cfg->broker.tls.cert_file,
+		.key_file = cfg->broker.tls.key_file,
+		.tls_insecure = cfg->broker.tls.insecure,
+		.will_topic = s->t_status,
+		.will_payload = s->will,
+		/* The forwarder's window plus room for replies and state. */
+		.max_queued = (uint32_t)cfg->telemetry.inflight_max + 16,
+	};
+}
+
 struct console *console_create(struct loop *l, struct store *st, const struct berth_config *cfg,
 			 const struct control_target_ops *ops, void *target_ctx)
 {
@@ -272,26 +312,6 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 	if (!s->ctl)
 		goto errout;
 
-	struct uplink_opts uo = {
-		.host = cfg->broker.host,
-		.port = cfg->broker.port,
-		.client_id = cfg->device_id,
-		.username = cfg->broker.username,
-		.password = cfg->broker.password,
-		.v5 = strcmp(cfg->broker.protocol, "v5") == 0,
-		.keepalive_s = cfg->broker.keepalive_s,
-		.reconnect_min_ms = (uint32_t)cfg->broker.reconnect_min_ms,
-		.reconnect_max_ms = (uint32_t)cfg->broker.reconnect_max_ms,
-		.tls = cfg->broker.tls.enabled,
-		.ca_file = cfg->broker.tls.ca_file,
-		.cert_file = cfg->broker.tls.cert_file,
-		.key_file = cfg->broker.tls.key_file,
-		.tls_insecure = cfg->broker.tls.insecure,
-		.will_topic = s->t_status,
-		.will_payload = s->will,
-		/* The forwarder's window plus room for replies and state. */
-		.max_queued = (uint32_t)cfg->telemetry.inflight_max + 16,
-	};
 	struct uplink_cbs ucbs = {
 		.connected = on_connected,
 		.disconnected = on_disconnected,
@@ -304,6 +324,8 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		return s;
 	}
 	/* The uplink connects on the loop's next turn, after the forwarder exists. */
+	struct uplink_opts uo;
+	uplink_options(s, cfg, &uo);
 	s->up = uplink_create(l, &uo, &ucbs);
 	if (!s->up)
 		goto errout;
@@ -313,8 +335,9 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		.device_id = cfg->device_id,
 		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
 		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
+		.publish_reply = publish_reply,
 	};
-	s->fwd = outbox_create(l, st, s->up, &fo);
+	s->fwd = outbox_create(l, st, publish_batch, s, &fo);
 	if (!s->fwd)
 		goto errout;
 	struct republish_opts ro = {
@@ -331,7 +354,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		goto errout;
 	return s;
 errout:
-	log_err("event=sync_create_failed");
+	log_err("event=console_create_failed");
 	console_destroy(s);
 	return NULL;
 }

@@ -10,10 +10,9 @@
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "agent/telemetry/store.h"
-#include "agent/console/uplink.h"
 #include "hal/clock.h"
 
-#define LOG_TAG "forward"
+#define LOG_TAG "outbox"
 
 #define MAX_ROWS_PER_MSG 2048
 #define REFUSED_PAUSE_US 5000000u
@@ -36,7 +35,9 @@ struct ack {
 struct outbox {
 	struct loop *loop;
 	struct store *st;
-	struct uplink *up;
+	outbox_publish_fn publish;
+	outbox_publish_reply_fn publish_reply;
+	void *publish_arg;
 	char telemetry_topic[160];
 	char events_topic[160];
 	char device_id[64];
@@ -62,7 +63,8 @@ struct outbox {
 
 static void flush_acks(void *arg);
 
-struct outbox *outbox_create(struct loop *l, struct store *st, struct uplink *up, const struct outbox_opts *o)
+struct outbox *outbox_create(struct loop *l, struct store *st, outbox_publish_fn publish, void *arg,
+			     const struct outbox_opts *o)
 {
 	struct outbox *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -70,7 +72,9 @@ struct outbox *outbox_create(struct loop *l, struct store *st, struct uplink *up
 	f->loop = l;
 	loop_timer_init(&f->flush_timer, flush_acks, f);
 	f->st = st;
-	f->up = up;
+	f->publish = publish;
+	f->publish_reply = o->publish_reply;
+	f->publish_arg = arg;
 	snprintf(f->telemetry_topic, sizeof(f->telemetry_topic), "%s", o->telemetry_topic);
 	snprintf(f->events_topic, sizeof(f->events_topic), "%s", o->events_topic);
 	snprintf(f->device_id, sizeof(f->device_id), "%s", o->device_id);
@@ -195,8 +199,8 @@ static bool send_one(struct outbox *f, enum lane lane)
 	f->buf[f->len++] = '}';
 	size_t plen = f->len - head_room + (size_t)hn;
 	int mid = 0;
-	int rc = uplink_publish(f->up, f->kind == STORE_EVENT ? f->events_topic : f->telemetry_topic, start, plen, 1,
-				false, NULL, 0, &mid);
+	int rc = f->publish(f->publish_arg, f->kind == STORE_EVENT ? f->events_topic : f->telemetry_topic, start, plen,
+			    &mid);
 	if (rc) {
 		if (rc != -ENOBUFS && rc != -ENOTCONN)
 			log_wrn("event=publish_failed err=%s lo=%" PRId64 " hi=%" PRId64, strerror(-rc), f->lo, f->hi);
@@ -218,7 +222,7 @@ static void reply_row(void *arg, int64_t id, const char *topic, const void *corr
 	struct outbox *f = arg;
 	struct slot *s = free_slot(f);
 	int mid = 0;
-	int rc = uplink_publish(f->up, topic, body, len, 1, false, corr, corr_len, &mid);
+	int rc = f->publish_reply(f->publish_arg, topic, body, len, corr, corr_len, &mid);
 	if (rc) {
 		if (rc != -ENOBUFS && rc != -ENOTCONN)
 			log_wrn("event=publish_failed err=%s reply=%" PRId64, strerror(-rc), id);
@@ -234,7 +238,7 @@ static void reply_row(void *arg, int64_t id, const char *topic, const void *corr
 /* Publishes the next queued command reply; true when one was sent. */
 static bool send_reply(struct outbox *f)
 {
-	if (!free_slot(f))
+	if (!f->publish_reply || !free_slot(f))
 		return false;
 	int64_t before = f->cursor[LANE_REPLY];
 	return store_reply_next(f->st, before, reply_row, f) == 1 && f->cursor[LANE_REPLY] != before;
@@ -242,7 +246,7 @@ static bool send_reply(struct outbox *f)
 
 void outbox_kick(struct outbox *f)
 {
-	if (!f->active || !uplink_connected(f->up) || store_in_txn(f->st))
+	if (!f->active || store_in_txn(f->st))
 		return; /* rows of an open transaction may still be rolled back: kicked again after it */
 	if (f->paused_until_us && hal_clock_now_us() < f->paused_until_us)
 		return;

@@ -1,42 +1,33 @@
 /* agent/infer/api.c - the local HTTP API on libmicrohttpd, driven from berth's loop (no MHD thread). */
 #include "agent/infer/api.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #if IS_ENABLED(CONFIG_LOCAL_API)
 #include <microhttpd.h>
 #endif
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
+#include "agent/infer/connguard.h"
 #include "agent/infer/dispatch.h"
 #include "agent/base/jsonutil.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "hal/clock.h"
+#include "hal/invoke.h"
+#include "hal/net.h"
 
 #define LOG_TAG "api"
 
 #define API_MAX_DAEMONS 2            /* TCP and unix socket */
 #define API_SCRATCH_INITIAL (64 * 1024)
 #define API_LISTEN_BACKLOG 4096      /* the kernel caps it at net.core.somaxconn; a flood must not fill the accept queue */
+#define API_UNIX_MODE 0660             /* owner and group may connect */
 
 /* --- pure helpers ---------------------------------------------------------- */
-
-static const char *const class_names[SLA_NCLASSES] = { "urgent", "normal", "batch" };
-
-const char *api_class_name(enum sla_class cls)
-{
-	return (unsigned)cls < SLA_NCLASSES ? class_names[cls] : "?";
-}
 
 static int copy_model(const char *s, size_t n, struct api_route *route)
 {
@@ -125,13 +116,11 @@ int api_parse_class(const char *value, enum sla_class *cls)
 	size_t n = strlen(value);
 	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
 		n--;
-	for (unsigned i = 0; i < SLA_NCLASSES; i++) {
-		if (strlen(class_names[i]) == n && strncasecmp(value, class_names[i], n) == 0) {
-			*cls = (enum sla_class)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	int k = sla_class_parse(value, n, true);
+	if (k < 0)
+		return k;
+	*cls = (enum sla_class)k;
+	return 0;
 }
 
 /* Appends s as a JSON string (quoted, escaped). */
@@ -231,19 +220,6 @@ struct api_daemon {
 	struct loop_timer timer;
 };
 
-/* One open connection, as the flood guard sees it (MHD's socket context). */
-struct api_conn {
-	struct MHD_Connection *conn;  /* NULL: slot free */
-	int fd;
-	uint64_t since_ms;            /* accepted, or its last request completed */
-	bool in_request;              /* headers complete, request not yet completed */
-	bool served;                  /* answered a request before (keep-alive) */
-	bool has_addr;                /* a TCP client (the unix socket has no address) */
-	uint8_t addr[16];             /* IPv4 (4 bytes used) or IPv6 */
-};
-
-#define API_CONN_SLOTS (CONFIG_API_MAX_CONNECTIONS + CONFIG_API_RESERVE_CONNECTIONS)
-#define API_SWEEP_MS 50
 #define API_CONN_MEMORY_BYTES (16 * 1024)
 #define API_EVICT_GRACE_MS 50        /* a connection this young is never evicted: time to send its headers */
 
@@ -262,152 +238,41 @@ struct api {
 	api_state_fn state_fn;       /* the agent's state document for /v1/state; NULL: dispatch's alone */
 	void *state_arg;
 	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
-	/* Flood guard: every open connection, the sweep that enforces the header deadline. */
-	struct api_conn conns[API_CONN_SLOTS];
-	unsigned nconns;
-	struct loop_timer sweep_timer;
-	uint64_t evicted_total;        /* closed to make room (over the pool, or over a client's share) */
-	uint64_t header_timeouts;      /* closed by the header deadline */
-	uint64_t refused_total;        /* no slot at all (cannot happen below MHD's limit) */
+	struct connguard guard;        /* flood guard: every open connection (agent/infer/connguard.h) */
 };
 
 enum { ERR_400, ERR_404, ERR_405, ERR_413, ERR_500, ERR_POOL };
 
 static void daemon_run(struct api_daemon *ad);
 
-/* --- flood guard --------------------------------------------------------------
- * MHD's idle timeout restarts with every byte, and a connection past its limit
- * waits in the listen backlog, so neither protects health checks from a flood.
- * The guard tracks every connection (MHD_OPTION_NOTIFY_CONNECTION) and closes
- * connections that are not inside a request by shutting their socket down
- * (MHD then sees the end of the stream and frees it): past the header
- * deadline, or the oldest ones when the pool or one client's share is full. */
+/* --- flood guard: MHD's idle timeout restarts with every byte and its limit leaves new
+ * connections in the backlog, so every connection is tracked (NOTIFY_CONNECTION) by the guard. */
 
 static uint64_t now_ms(void) { return hal_clock_now_us() / 1000u; }
-
-static void conn_close(struct api_conn *k)
-{
-	if (k->conn && k->fd >= 0)
-		(void)shutdown(k->fd, SHUT_RDWR);
-}
-
-/* The oldest connection outside a request (other than except); same_addr: of that client only. */
-static struct api_conn *oldest_idle(struct api *a, const struct api_conn *except, const struct api_conn *same_addr)
-{
-	struct api_conn *best = NULL;
-	uint64_t now = now_ms();
-	for (unsigned i = 0; i < API_CONN_SLOTS; i++) {
-		struct api_conn *k = &a->conns[i];
-		if (!k->conn || k == except || k->in_request || k->fd < 0 || now - k->since_ms < API_EVICT_GRACE_MS)
-			continue;
-		if (same_addr && (!k->has_addr || memcmp(k->addr, same_addr->addr, sizeof(k->addr)) != 0))
-			continue;
-		if (!best || k->since_ms < best->since_ms)
-			best = k;
-	}
-	return best;
-}
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode code)
 {
 	struct api *a = cls;
 	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-		struct api_conn *k = *socket_context;
-		if (k) {
-			memset(k, 0, sizeof(*k));
-			a->nconns--;
-		}
+		if (*socket_context)
+			connguard_close(&a->guard, *socket_context);
 		*socket_context = NULL;
 		return;
 	}
 	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	struct api_conn *k = NULL;
-	for (unsigned i = 0; i < API_CONN_SLOTS && !k; i++)
-		if (!a->conns[i].conn)
-			k = &a->conns[i];
-	if (!k) {
-		a->refused_total++;
-		if (fi)
-			(void)shutdown(fi->connect_fd, SHUT_RDWR);
-		return;
-	}
-	*k = (struct api_conn){ .conn = conn, .fd = fi ? fi->connect_fd : -1, .since_ms = now_ms() };
 	const union MHD_ConnectionInfo *ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ai && ai->client_addr) {
-		const struct sockaddr *sa = ai->client_addr;
-		if (sa->sa_family == AF_INET) {
-			memcpy(k->addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-			k->has_addr = true;
-		} else if (sa->sa_family == AF_INET6) {
-			memcpy(k->addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-			k->has_addr = true;
-		}
-	}
-	*socket_context = k;
-	a->nconns++;
-	struct api_conn *victim = NULL;
-	unsigned live = 0;
-	for (unsigned i = 0; i < API_CONN_SLOTS; i++)
-		live += a->conns[i].conn && a->conns[i].fd >= 0;
-	if (live > CONFIG_API_MAX_CONNECTIONS) {
-		victim = oldest_idle(a, k, NULL);
-	} else if (k->has_addr) {
-		unsigned same = 0;
-		for (unsigned i = 0; i < API_CONN_SLOTS; i++)
-			same += a->conns[i].conn && !a->conns[i].in_request && a->conns[i].has_addr &&
-				memcmp(a->conns[i].addr, k->addr, sizeof(k->addr)) == 0;
-		if (same > CONFIG_API_PER_CLIENT_MAX)
-			victim = oldest_idle(a, k, k);
-	}
-	if (victim) {
-		a->evicted_total++;
-		conn_close(victim);
-		victim->fd = -1; /* shut down once; MHD reports it closed on its next run */
-	}
+	uint8_t key[16];
+	bool has_addr = ai && ai->client_addr && hal_net_peer_key(ai->client_addr, key);
+	*socket_context = connguard_open(&a->guard, conn, fi ? fi->connect_fd : -1, has_addr ? key : NULL, now_ms());
 }
 
-static struct api_conn *conn_of(struct MHD_Connection *conn)
+static struct connguard_conn *conn_of(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	return ci ? ci->socket_context : NULL;
 }
 
-/* Closes connections past their deadline: the headers of a first request within
- * CONFIG_API_HEADER_TIMEOUT_MS of the accept, those of a keep-alive request within
- * CONFIG_API_IDLE_TIMEOUT_S of the previous response. */
-static void on_sweep(void *arg)
-{
-	struct api *a = arg;
-	uint64_t now = now_ms();
-	/* Over the pool (new connections came faster than they could be evicted at accept):
-	 * back to it, oldest first. */
-	unsigned open = 0;
-	for (unsigned i = 0; i < API_CONN_SLOTS; i++)
-		open += a->conns[i].conn && a->conns[i].fd >= 0;
-	while (open > CONFIG_API_MAX_CONNECTIONS) {
-		struct api_conn *v = oldest_idle(a, NULL, NULL);
-		if (!v)
-			break;
-		a->evicted_total++;
-		conn_close(v);
-		v->fd = -1;
-		open--;
-	}
-	for (unsigned i = 0; i < API_CONN_SLOTS; i++) {
-		struct api_conn *k = &a->conns[i];
-		if (!k->conn || k->in_request || k->fd < 0)
-			continue;
-		uint64_t limit = (uint64_t)CONFIG_API_HEADER_TIMEOUT_MS;
-		if (k->served)
-			limit = (uint64_t)CONFIG_API_IDLE_TIMEOUT_S * 1000u;
-		if (now - k->since_ms >= limit) {
-			a->header_timeouts++;
-			conn_close(k);
-			k->fd = -1;
-		}
-	}
-}
 
 static void rearm(struct api_daemon *ad)
 {
@@ -620,8 +485,8 @@ static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn,
 					 (unsigned long long)a->http_errors[ERR_400], (unsigned long long)a->http_errors[ERR_404],
 					 (unsigned long long)a->http_errors[ERR_405], (unsigned long long)a->http_errors[ERR_413],
 					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL],
-					 a->nconns, (unsigned long long)a->evicted_total,
-					 (unsigned long long)a->header_timeouts);
+					 a->guard.open, (unsigned long long)a->guard.evicted,
+					 (unsigned long long)a->guard.header_timeouts);
 			n += (size_t)(k > 0 ? k : 0);
 		}
 		if (n < a->scratch_cap)
@@ -768,7 +633,8 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 	c->req.cls = head.cls;
 	c->req.arrival_us = now_us;
 	c->req.deadline_us = now_us + (uint64_t)head.deadline_ms * 1000u;
-	const char *cost = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms");
+	/* The sim port's simulated service time; production ignores the header. */
+	const char *cost = hal_invoke_cost_hints() ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms") : NULL;
 	if (cost)
 		c->req.cost_hint_ms = (uint32_t)strtoul(cost, NULL, 10);
 	*con_cls = c;
@@ -804,9 +670,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct api *a = cls;
 	struct api_ctx *c = *con_cls;
 	if (!c) {
-		struct api_conn *k = conn_of(conn);
+		struct connguard_conn *k = conn_of(conn);
 		if (k)
-			k->in_request = true;
+			connguard_request(k);
 		struct api_route rt;
 		int rc = api_route_parse(method, url, &rt);
 		if (rc == -EPERM)
@@ -852,12 +718,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct api *a = cls;
 	struct api_ctx *c = *con_cls;
-	struct api_conn *k = conn_of(conn);
-	if (k) {
-		k->in_request = false;
-		k->served = true;
-		k->since_ms = now_ms();
-	}
+	struct connguard_conn *k = conn_of(conn);
+	if (k)
+		connguard_done(k, now_ms());
 	if (!c)
 		return;
 	if (c->state == CTX_QUEUED)
@@ -877,71 +740,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_wrn("event=mhd_error msg=\"%s\"", msg);
 }
 
-static int open_tcp(const char *addr, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	int family;
-	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-		family = AF_INET;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		sl = sizeof(*s4);
-	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-		family = AF_INET6;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		sl = sizeof(*s6);
-	} else {
-		return -EINVAL;
-	}
-	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
-static int open_unix(const char *path)
-{
-	struct sockaddr_un sun;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sun.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	/* A socket left by a previous run would make bind fail; replace only sockets. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		(void)unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	(void)chmod(path, 0660);
-	return fd;
-}
-
 static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned nlisteners)
 {
 	struct api_daemon *ad = &a->daemons[a->ndaemons];
 	ad->api = a;
 	loop_timer_init(&ad->timer, on_daemon_timer, ad);
 	/* Both listeners together never exceed the guard's slots (the pool plus the reserve). */
-	unsigned conn_limit = API_CONN_SLOTS / nlisteners;
+	unsigned conn_limit = CONNGUARD_SLOTS / nlisteners;
 	ad->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				   on_request, a,
 				   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
@@ -955,7 +760,7 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 				   MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
 				   MHD_OPTION_END);
 	if (!ad->mhd) {
-		close(listen_fd);
+		hal_net_close(listen_fd);
 		log_err("event=listen_failed on=%s err=\"MHD_start_daemon failed\"", what);
 		return -EIO;
 	}
@@ -989,8 +794,9 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 		a->ctx[i].next_free = a->free_list;
 		a->free_list = &a->ctx[i];
 	}
-	loop_timer_init(&a->sweep_timer, on_sweep, a);
-	if (loop_timer_start(l, &a->sweep_timer, API_SWEEP_MS, API_SWEEP_MS) < 0)
+	connguard_init(&a->guard, CONFIG_API_MAX_CONNECTIONS, CONFIG_API_PER_CLIENT_MAX, CONFIG_API_HEADER_TIMEOUT_MS,
+		       (uint32_t)CONFIG_API_IDLE_TIMEOUT_S * 1000u, API_EVICT_GRACE_MS);
+	if (connguard_start(&a->guard, l) < 0)
 		goto errout;
 	a->scratch_cap = API_SCRATCH_INITIAL;
 	a->scratch = malloc(a->scratch_cap);
@@ -1000,7 +806,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
 	unsigned nlisteners = (cfg->port ? 1u : 0u) + (want_unix ? 1u : 0u);
 	if (cfg->port) {
-		int fd = open_tcp(cfg->listen, cfg->port);
+		int fd = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG);
 		if (fd < 0) {
 			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd));
 			goto errout;
@@ -1011,7 +817,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	}
 	if (want_unix) {
 		snprintf(a->unix_path, sizeof(a->unix_path), "%s", cfg->unix_socket);
-		int fd = open_unix(cfg->unix_socket);
+		int fd = hal_net_listen_unix(cfg->unix_socket, API_UNIX_MODE, API_LISTEN_BACKLOG);
 		if (fd < 0) {
 			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd));
 			a->unix_path[0] = '\0';
@@ -1047,7 +853,7 @@ void api_destroy(struct api *a)
 		c->state = CTX_DONE;
 		MHD_resume_connection(c->conn);
 	}
-	loop_timer_stop(a->loop, &a->sweep_timer);
+	connguard_stop(&a->guard);
 	for (unsigned i = 0; i < a->ndaemons; i++) {
 		struct api_daemon *ad = &a->daemons[i];
 		(void)MHD_run(ad->mhd);
@@ -1057,10 +863,10 @@ void api_destroy(struct api *a)
 		MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
 		MHD_stop_daemon(ad->mhd);
 		if (lfd != MHD_INVALID_SOCKET)
-			close(lfd);
+			hal_net_close(lfd);
 	}
 	if (a->unix_path[0])
-		(void)unlink(a->unix_path);
+		hal_net_unlink_unix(a->unix_path);
 	for (unsigned i = 0; i < CONFIG_API_MAX_CONNECTIONS; i++)
 		free(a->ctx[i].body);
 	if (a->dispatch)

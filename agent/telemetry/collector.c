@@ -15,7 +15,7 @@
 #include "hal/clock.h"
 #include "hal/sys.h"
 
-#define LOG_TAG "telemetry"
+#define LOG_TAG "collector"
 
 struct source {
 	char name[32];
@@ -211,8 +211,8 @@ int collector_tick(struct collector *t)
 	collector_buf_printf(&b, "}");
 	if (b.overflow) {
 		t->stats.rows_failed++;
-		store_count_dropped(t->st, STORE_TELEMETRY);
-		return -EMSGSIZE;
+		/* counted by the store as a row too large (-EMSGSIZE; the body is not read) */
+		return store_append(t->st, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, 0, NULL, STORE_ROW_MAX_BYTES + 1, NULL);
 	}
 	/* Whatever fails, the row is counted as dropped by the store: an append that cannot
 	 * write counts it, and a commit that fails counts the rows it loses; without a

@@ -6,10 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "agent/base/log.h"
+#include "agent/telemetry/dbfile.h"
 #include "hal/clock.h"
 
 #define LOG_TAG "store"
@@ -104,19 +103,9 @@ struct store {
 	bool recovered;
 	uint64_t replies;         /* rows in the reply queue */
 	uint64_t dropped_replies; /* dropped past CONFIG_STORE_REPLY_QUEUE_MAX (this run) */
-	/* Degraded mode (store_opts.degrade): the file could not be opened. */
-	struct store_opts opts;
-	bool unavailable;
+	struct store_opts opts;   /* to open again in degraded mode (db NULL: open_err says why) */
 	int open_err;
 };
-
-static uint64_t file_size(const char *path, const char *sfx)
-{
-	char p[600];
-	struct stat st;
-	snprintf(p, sizeof(p), "%s%s", path, sfx);
-	return stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
 
 static int map_rc(int rc)
 {
@@ -147,8 +136,7 @@ static int fail(struct store *s, int rc, const char *what)
 	return map_rc(rc);
 }
 
-/* In degraded mode every call that needs the database fails with this. */
-#define NEED_DB(s, ret) do { if (!(s)->db) return (ret); } while (0)
+#define NEED_DB(s, ret) do { if (!(s)->db) return (ret); } while (0) /* degraded mode */
 
 static int step_done(struct store *s, enum stmt_id id)
 {
@@ -240,12 +228,10 @@ static void load_counters(struct store *s)
 	static const char *const keys[2] = { "store.dropped_telemetry", "store.dropped_events" };
 	for (int k = 0; k < 2; k++) {
 		char buf[32];
-		/* Rows dropped while the store was unavailable are added to the saved counts. */
-		uint64_t pending = s->dropped[k];
+		uint64_t pending = s->dropped[k]; /* dropped while the store was unavailable: added */
 		if (store_kv_get(s, keys[k], buf, sizeof(buf)) == 0)
 			s->dropped[k] = strtoull(buf, NULL, 10) + pending;
-		if (pending)
-			s->counters_dirty = true;
+		s->counters_dirty |= pending > 0;
 	}
 	sqlite3_stmt *q = NULL;
 	s->last_seq = 0;
@@ -324,19 +310,6 @@ static int open_db(struct store *s, const struct store_opts *o)
 	return 0;
 }
 
-static void move_aside(const char *path)
-{
-	static const char *const sfx[] = { "", "-wal", "-shm" };
-	for (size_t i = 0; i < 3; i++) {
-		char from[600], to[640];
-		snprintf(from, sizeof(from), "%s%s", path, sfx[i]);
-		snprintf(to, sizeof(to), "%s.corrupt%s", path, sfx[i]);
-		(void)unlink(to);
-		if (rename(from, to) < 0 && errno != ENOENT)
-			log_err("event=move_aside_failed from=%s err=%s", from, strerror(errno));
-	}
-}
-
 /* open_db, and a corrupt file moved aside for a fresh one. */
 static int open_recover(struct store *s, const struct store_opts *o)
 {
@@ -347,7 +320,7 @@ static int open_recover(struct store *s, const struct store_opts *o)
 		if (s->db)
 			(void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 		close_db(s);
-		move_aside(s->path);
+		dbfile_move_aside(s->path);
 		s->recovered = true;
 		rc = open_db(s, o);
 		if (rc == 0) {
@@ -387,21 +360,19 @@ int store_open(const struct store_opts *o, struct store **out)
 	s->budget_bytes = (uint64_t)o->budget_kb * 1024u;
 
 	int rc = open_recover(s, o);
-	if (rc && o->degrade && rc != -ENOMEM) {
-		s->unavailable = true;
-		s->open_err = rc;
+	if (rc && o->degrade && rc != -ENOMEM) { /* degraded: runs without a database */
 		log_err("event=store_unavailable path=%s err=%s mode=degraded", s->path, strerror(-rc));
-		*out = s;
-		return 0;
+		s->open_err = rc;
+		rc = 0;
+	} else if (rc == 0) {
+		log_inf("event=store_open path=%s schema=%d budget_kb=%u max_pages=%u last_seq=%lld", s->path,
+			SCHEMA_VERSION, o->budget_kb, s->max_pages, (long long)s->last_seq);
 	}
-	if (rc) {
+	if (rc)
 		store_close(s);
-		return rc;
-	}
-	log_inf("event=store_open path=%s schema=%d budget_kb=%u max_pages=%u last_seq=%lld", s->path,
-		SCHEMA_VERSION, o->budget_kb, s->max_pages, (long long)s->last_seq);
-	*out = s;
-	return 0;
+	else
+		*out = s;
+	return rc;
 }
 
 void store_close(struct store *s)
@@ -417,11 +388,8 @@ void store_close(struct store *s)
 int store_schema_version(void) { return SCHEMA_VERSION; }
 
 bool store_available(const struct store *s) { return s && s->db; }
-
 int store_open_error(const struct store *s) { return s->db ? 0 : s->open_err; }
-
 bool store_in_txn(const struct store *s) { return s->in_txn; }
-
 void store_reply_counts(const struct store *s, uint64_t *queued, uint64_t *dropped)
 {
 	*queued = s->db ? s->replies : 0;
@@ -432,13 +400,8 @@ int store_retry(struct store *s)
 {
 	if (s->db)
 		return 0;
-	int rc = open_recover(s, &s->opts);
-	if (rc) {
-		s->open_err = rc;
-		return rc;
-	}
-	s->unavailable = false;
-	s->open_err = 0;
+	if ((s->open_err = open_recover(s, &s->opts)))
+		return s->open_err;
 	flush_counters(s);
 	log_wrn("event=store_available path=%s last_seq=%lld dropped_telemetry=%llu dropped_events=%llu", s->path,
 		(long long)s->last_seq, (unsigned long long)s->dropped[0], (unsigned long long)s->dropped[1]);
@@ -561,8 +524,7 @@ static void txn_undone(struct store *s)
 	for (int k = 0; k < 2; k++)
 		s->dropped[k] -= s->txn_pruned[k];
 	s->last_seq = s->txn_last_seq; /* the rolled back seqs are given out again */
-	int64_t nrep = query_int(s, ST_REPLY_COUNT);
-	s->replies = nrep > 0 ? (uint64_t)nrep : 0;
+	s->replies = (uint64_t)(query_int(s, ST_REPLY_COUNT) > 0 ? query_int(s, ST_REPLY_COUNT) : 0);
 	txn_reset(s);
 }
 
@@ -625,7 +587,7 @@ int store_commit(struct store *s)
 	 * checkpoint and truncate it now so the budget holds on disk. */
 	bool check_wal = s->pruned || ++s->commits % 32 == 0;
 	s->pruned = false;
-	if (check_wal && file_size(s->path, "-wal") > s->wal_limit_bytes) {
+	if (check_wal && dbfile_size(s->path, "-wal") > s->wal_limit_bytes) {
 		int crc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 		if (crc != SQLITE_OK)
 			log_wrn("event=checkpoint_failed rc=%d msg=\"%s\"", crc, sqlite3_errmsg(s->db));
@@ -710,12 +672,6 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 		store_rollback(s);
 	flush_counters(s);
 	return rc;
-}
-
-void store_count_dropped(struct store *s, enum store_kind kind)
-{
-	count_refused(s, kind);
-	flush_counters(s);
 }
 
 int store_scan(struct store *s, int64_t after_seq, int64_t before_seq, unsigned max_rows, store_row_fn fn, void *arg)
@@ -864,11 +820,8 @@ void store_get_stats(struct store *s, struct store_stats *out)
 	out->replies = s->replies;
 	int64_t rows = query_int(s, ST_ROWS);
 	out->rows = rows > 0 ? (uint64_t)rows : 0;
-	out->dropped_telemetry = s->dropped[0];
-	out->dropped_events = s->dropped[1];
 	out->used_bytes = (uint64_t)used_pages(s) * PAGE_SIZE;
-	out->budget_bytes = s->budget_bytes;
-	out->file_bytes = file_size(s->path, "") + file_size(s->path, "-wal");
+	out->file_bytes = dbfile_size(s->path, "") + dbfile_size(s->path, "-wal");
 	out->last_seq = s->last_seq;
 	out->recovered = s->recovered;
 }
@@ -889,16 +842,13 @@ int store_integrity_check(struct store *s)
 int store_reply_put(struct store *s, const char *topic, const void *corr, size_t corr_len, const char *body,
 		    size_t len, int64_t now_ms)
 {
-	if (!s->db) {
-		s->dropped_replies++;
-		return -ENODEV;
-	}
 	bool own_txn = !s->in_txn;
-	int rc;
-	if (own_txn && (rc = store_begin(s)))
+	int rc = s->db ? 0 : -ENODEV;
+	if (rc || (own_txn && (rc = store_begin(s)))) {
+		s->dropped_replies++;
 		return rc;
-	if (s->replies >= CONFIG_STORE_REPLY_QUEUE_MAX) {
-		/* Full: the oldest reply goes (its command's reply stays in the journal). */
+	}
+	if (s->replies >= CONFIG_STORE_REPLY_QUEUE_MAX) { /* full: the oldest goes (its reply stays journaled) */
 		uint64_t n = s->replies - CONFIG_STORE_REPLY_QUEUE_MAX + 1;
 		sqlite3_bind_int64(s->st[ST_REPLY_DROP], 1, (int64_t)n);
 		if ((rc = step_done(s, ST_REPLY_DROP)))
@@ -910,21 +860,16 @@ int store_reply_put(struct store *s, const char *topic, const void *corr, size_t
 	}
 	sqlite3_stmt *q = s->st[ST_REPLY_PUT];
 	sqlite3_bind_text(q, 1, topic, -1, SQLITE_STATIC);
-	if (corr && corr_len)
-		sqlite3_bind_blob(q, 2, corr, (int)corr_len, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(q, 2);
+	sqlite3_bind_blob(q, 2, corr_len ? corr : NULL, (int)corr_len, SQLITE_STATIC); /* NULL: none */
 	sqlite3_bind_text(q, 3, body, (int)len, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 4, now_ms);
-	if ((rc = step_done(s, ST_REPLY_PUT)))
-		goto out;
-	s->replies++;
+	if ((rc = step_done(s, ST_REPLY_PUT)) == 0)
+		s->replies++;
 out:
-	if (own_txn) {
-		if (rc == 0)
-			return store_commit(s);
+	if (own_txn && rc == 0)
+		return store_commit(s);
+	if (own_txn)
 		store_rollback(s);
-	}
 	return rc;
 }
 
@@ -933,17 +878,13 @@ int store_reply_next(struct store *s, int64_t after_id, store_reply_fn fn, void 
 	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_REPLY_SCAN];
 	sqlite3_bind_int64(q, 1, after_id);
-	int rc = sqlite3_step(q), n = 0;
-	if (rc == SQLITE_ROW) {
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
 		fn(arg, sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1), sqlite3_column_blob(q, 2),
 		   (size_t)sqlite3_column_bytes(q, 2), (const char *)sqlite3_column_text(q, 3),
 		   (size_t)sqlite3_column_bytes(q, 3));
-		n = 1;
-	}
 	sqlite3_reset(q);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail(s, rc, "reply_next");
-	return n;
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(s, rc, "reply_next");
 }
 
 int store_reply_ack(struct store *s, int64_t id)

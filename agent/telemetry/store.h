@@ -97,9 +97,6 @@ void store_rollback(struct store *s);
 int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms, const char *body,
 		 size_t len, int64_t *seq) __attribute__((warn_unused_result));
 
-/* Counts one row of kind that never reached store_append (it could not even be built). */
-void store_count_dropped(struct store *s, enum store_kind kind);
-
 /* Calls fn for the rows with after_seq < seq < before_seq (before_seq <= 0:
  * no upper bound) in ascending seq order, at most max_rows. fn returns 0 to go
  * on, 1 to stop (that row is not consumed). Returns the number of rows
