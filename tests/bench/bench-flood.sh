@@ -30,8 +30,8 @@ ulimit -n 8192
 
 echo "{\"version\":1,\"deployments\":[$(worker_deployment w "$P" 2 normal 500)]}" > "$WORK/deployments.json"
 berthd_start
-wait_for 40 ready_is w 2 || { echo "bench-flood: replicas never ready"; exit 1; }
-wait_for 10 log_has 'event=connected' || { echo "bench-flood: berthd never connected"; exit 1; }
+wait_until 40 "the condition" ready_is w 2 || { echo "bench-flood: replicas never ready"; exit 1; }
+wait_until 10 "the condition" log_has 'event=connected' || { echo "bench-flood: berthd never connected"; exit 1; }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$BERTHD_PID/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$BERTHD_PID/stat"; }
 hz=$(getconf CLK_TCK)
@@ -67,7 +67,7 @@ wait "$load" "$flood" "$probe"
 c2=$(cpu_ticks)
 echo "flood: berthd CPU $(( (c2 - c1) * 100 / hz / FLOOD_S ))% of one core"
 replies_n() { grep -o '"id":"fl-[0-9]*"' "$WORK/replies" | sort -u | wc -l; }
-wait_for 60 bash -c "[ \$(grep -o '\"id\":\"fl-[0-9]*\"' '$WORK/replies' | sort -u | wc -l) -ge $N ]" || true
+wait_until 60 "the condition" bash -c "[ \$(grep -o '\"id\":\"fl-[0-9]*\"' '$WORK/replies' | sort -u | wc -l) -ge $N ]" || true
 replies=$(replies_n)
 kill "$sub" 2>/dev/null
 sleep 5   # settled: the flood's connections are closed

@@ -26,7 +26,7 @@ ulimit -n 8192
 "$BERTH_BUILD/berthd" -c "$tmp/config.json" > "$tmp/berthd.log" 2>&1 &
 berthd_pid=$!
 api="http://127.0.0.1:$api_port"
-wait_for 10000 bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' $api/v2/health/live)\" = 200 ]" || fail "berthd not live"
+wait_until 10 "the condition" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' $api/v2/health/live)\" = 200 ]" || fail "berthd not live"
 
 # the machine's own latency first (same probes, no flood): the limit is P99_MAX above it, so a
 # shared, loaded host does not fail the test for what berthd does not cause
@@ -56,6 +56,6 @@ for u in /v2/health/live /metrics; do
   [ "$(T=2 code "$api$u")" = 200 ] || fail "$u after the flood"
 done
 [ "$(T=2 code "$api/v2/health/ready")" = 503 ] || fail "/v2/health/ready after the flood (no replica: 503)"
-wait_for 15000 bash -c "[ \$(ls /proc/$berthd_pid/fd | wc -l) -lt 64 ]" || fail "fds still open after the flood: $(ls /proc/$berthd_pid/fd | wc -l)"
+wait_until 15 "the condition" bash -c "[ \$(ls /proc/$berthd_pid/fd | wc -l) -lt 64 ]" || fail "fds still open after the flood: $(ls /proc/$berthd_pid/fd | wc -l)"
 curl -s "$api/metrics" | grep -E '^berth_api_(connections|evicted|header_timeouts)' || true
 echo "ok: flood of 2000 idle + 300 slow: $probes probes, p99 ${p99} ms (quiet ${quiet_p99} ms), max ${pmax} ms; recovered"

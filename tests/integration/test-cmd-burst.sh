@@ -16,7 +16,7 @@ log "scratch: $T"
 broker_up
 consumer_up replies "berth/v1/$DEV/cmd/+/reply"
 berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+wait_until 10 "berthd connected" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
 sleep 0.3
 
 replies_unique() {
@@ -46,7 +46,7 @@ for i in range($2):
 
 t0=$(date +%s%N)
 burst b "$N"
-wait_for 60 replies_at_least "$N" || fail "only $(replies_unique) replies (unique total) to $N commands"
+wait_until 60 "the condition" replies_at_least "$N" || fail "only $(replies_unique) replies (unique total) to $N commands"
 read -r uniq total <<< "$(replies_unique)"
 log "burst: $N commands, $uniq distinct replies, $total replies, $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 [ "$uniq" -eq "$N" ] || fail "$uniq distinct replies to $N commands"
@@ -59,11 +59,11 @@ broker_down
 berthd_down KILL
 broker_up
 berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never reconnected"
+wait_until 10 "berthd connected" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never reconnected"
 burst k 200
-wait_for 10 bash -c "grep -c 'event=command_applied id=k-' '$T/berthd.log' | grep -qx 200" || true
+wait_until 10 "the condition" bash -c "grep -c 'event=command_applied id=k-' '$T/berthd.log' | grep -qx 200" || true
 berthd_down KILL
 sleep 0.2
 berthd_up
-wait_for 30 replies_at_least $((N + 200)) || fail "replies to the commands before the SIGKILL lost: $(replies_unique)"
+wait_until 30 "the condition" replies_at_least $((N + 200)) || fail "replies to the commands before the SIGKILL lost: $(replies_unique)"
 log "ok: $N-command burst answered in full; replies survive a SIGKILL"

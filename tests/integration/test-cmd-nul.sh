@@ -10,7 +10,7 @@ INTERVAL_MS=1000
 broker_up
 consumer_up replies "berth/v1/$DEV/cmd/+/reply"
 berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+wait_until 10 "berthd connected" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
 sleep 0.3
 
 n=0
@@ -30,7 +30,7 @@ send ping '{"id":"tab\\tid","verb":"ping"}'
 send ping '{"id\\u0000":"k","verb":"ping"}'
 send restart '{"id":"dep-1","verb":"restart","args":{"deployment":"det\\u0000ector"}}'
 send ping '{"id":"ok-1","verb":"ping\\u0000"}'
-wait_for 10 bash -c "[ \$(grep -c 'ok..:false' '$T/replies.out') -ge $n ]" || fail "only $(grep -c 'ok..:false' "$T/replies.out") of $n refused: $(cat "$T/replies.out")"
+wait_until 10 "the condition" bash -c "[ \$(grep -c 'ok..:false' '$T/replies.out') -ge $n ]" || fail "only $(grep -c 'ok..:false' "$T/replies.out") of $n refused: $(cat "$T/replies.out")"
 $PY - "$T/replies.out" <<'PYEOF' || fail "error replies"
 import json, sys
 for line in open(sys.argv[1]):
@@ -49,5 +49,5 @@ jn=$(sqlite3 "$T/data/berth.db" "SELECT COUNT(*) FROM journal WHERE id LIKE 'nul
 # berthd is still healthy: a clean command is applied
 refused=$n
 send ping '{"id":"ok-2","verb":"ping"}'
-wait_for 5 grep -q 'event=command_applied id=ok-2' "$T/berthd.log" || fail "clean command not applied"
+wait_until 5 "the condition" grep -q 'event=command_applied id=ok-2' "$T/berthd.log" || fail "clean command not applied"
 log "ok: $refused commands with control characters refused with a named error, nothing applied or journaled"

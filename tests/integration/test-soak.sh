@@ -22,8 +22,8 @@ mkdir -p "$OUT"
 
 echo "{\"version\":1,\"deployments\":[$(worker_deployment w "$P" 2 normal 2000)]}" > "$WORK/deployments.json"
 berthd_start
-wait_for 30 http_is 200 "$API/v2/models/w/ready" || bad "model w never ready"
-wait_for 20 ready_is w 2 || bad "w never got 2 ready replicas"
+wait_until 30 "the condition" http_is 200 "$API/v2/models/w/ready" || bad "model w never ready"
+wait_until 20 "the condition" ready_is w 2 || bad "w never got 2 ready replicas"
 [ "$FAILS" -eq 0 ] || exit 1
 
 # the replay: trace arrivals, compressed, looped until the file stop exists
@@ -93,8 +93,8 @@ while :; do
 done
 touch "$WORK/stop"; wait "$replay" || true
 # quiet end: every fault healed (replicas back, outbox drained)
-wait_for 60 ready_is w 2 || bad "replicas not back after the soak"
-wait_for 30 bash -c "[ \$(sqlite3 -readonly '$WORK/data/berth.db' 'SELECT COUNT(*) FROM outbox') -le 5 ]" || bad "outbox not drained"
+wait_until 60 "the condition" ready_is w 2 || bad "replicas not back after the soak"
+wait_until 30 "the condition" bash -c "[ \$(sqlite3 -readonly '$WORK/data/berth.db' 'SELECT COUNT(*) FROM outbox') -le 5 ]" || bad "outbox not drained"
 sleep 2
 sample "$(( $(date +%s) - t0 ))"
 echo "replay: $(cat "$WORK/replay.out" 2>/dev/null); faults: $faults"

@@ -40,7 +40,7 @@ for pt in "${points[@]}"; do
     "$TELEM_BUILD/berthd" -c "$T/config.json" >> "$T/berthd.log" 2>&1 &
   sp=$!
   # the strace exits when berthd was killed; a point not reached within 20 s is given up
-  if wait_for 20 bash -c "! kill -0 $sp 2>/dev/null"; then
+  if wait_until 20 "the condition" bash -c "! kill -0 $sp 2>/dev/null"; then
     wait "$sp" 2>/dev/null; rc=$?
     # strace ends the way its tracee did: killed by SIGKILL is 137
     [ "$rc" -eq 137 ] || fail "berthd ended with status $rc at point $pt, not by the injected SIGKILL: $(tail -3 "$T/berthd.log")"
@@ -61,13 +61,13 @@ grep -q 'event=store_recovered' "$T/berthd.log" && fail "a kill left a database 
 # the last run: broker up, runs until the outbox is drained, stops cleanly
 [ -n "${BROKER_PID:-}" ] || broker_up
 berthd_up
-wait_for 15 grep -q 'event=connected' <(tail -n 50 "$T/berthd.log") || true
-wait_for 60 outbox_at_most 0 || fail "backlog did not drain"
+wait_until 15 "the condition" grep -q 'event=connected' <(tail -n 50 "$T/berthd.log") || true
+wait_until 60 "the condition" outbox_at_most 0 || fail "backlog did not drain"
 berthd_down TERM
 last=$(db_last_seq)
 # a row written after the drain (a tick, the stop) may still be in the outbox: kept, not lost
 sqlite3 -readonly "$T/data/berth.db" 'SELECT seq FROM outbox' > "$T/kept"
-wait_for 20 bash -c "source '$TELEM_ROOT/tests/integration/lib-telem.sh'; seq_reached '$T/tel.out' $(( last - $(wc -l < "$T/kept") ))" || true
+wait_until 20 "the condition" bash -c "source '$TELEM_ROOT/tests/integration/lib-telem.sh'; seq_reached '$T/tel.out' $(( last - $(wc -l < "$T/kept") ))" || true
 read -r first lastseen count unique dups gaps <<< "$(seq_report "$T/tel.out")"
 read -r missing outside _ _ _ <<< "$(seq_account "$T/tel.out" "$last" "$T/kept" "$T/berthd.log")"
 log "rows: first=$first last=$lastseen received=$count unique=$unique duplicates=$dups db_last=$last kept=$(wc -l < "$T/kept") missing=$missing"

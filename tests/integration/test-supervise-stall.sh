@@ -14,8 +14,8 @@ trap cleanup_stall EXIT INT TERM
 
 echo "{\"version\":1,\"deployments\":[$(worker_deployment w "$P" 3 normal 2000)]}" > "$WORK/deployments.json"
 berthd_start
-wait_for 40 ready_is w 3 || bad "w never got 3 ready replicas"
-wait_for 10 log_has 'event=connected' || bad "berthd never connected to the broker"
+wait_until 40 "the condition" ready_is w 3 || bad "w never got 3 ready replicas"
+wait_until 10 "the condition" log_has 'event=connected' || bad "berthd never connected to the broker"
 [ "$FAILS" -eq 0 ] || finish
 scale() { mosquitto_pub -p "$BERTH_BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/scale" \
   -m "{\"id\":\"sc-$1-$RANDOM\",\"verb\":\"scale\",\"args\":{\"deployment\":\"w\",\"replicas\":$1}}"; }
@@ -31,10 +31,10 @@ back=$(now_ms)
 ok "engine resumed after 20 s"
 # one reconcile period (10 s re-list) plus a stop's grace (10 s) and slack
 exact2() { [ "$(ctr_count w)" -eq 2 ] && [ "$(ctr_count w running)" -eq 2 ]; }
-if wait_for 25 exact2; then
+if wait_until 25 "the condition" exact2; then
   ok "2 containers, both running, $(( $(now_ms) - back )) ms after the engine's return"
 else
   bad "after the stall: $(ctr_count w) containers of berth's ($(ctr_count w running) running), want exactly 2: $(owned_json | $PY -c 'import sys,json; print([(c["Labels"].get("io.berth.replica"), c["State"]) for c in json.load(sys.stdin)])')"
 fi
-wait_for 20 ready_is w 2 || bad "w not back at 2 ready replicas"
+wait_until 20 "the condition" ready_is w 2 || bad "w not back at 2 ready replicas"
 finish

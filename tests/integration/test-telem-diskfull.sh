@@ -17,7 +17,7 @@ broker_up
 consumer_up tel "berth/v1/$DEV/telemetry"
 sleep 0.3
 berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+wait_until 10 "berthd connected" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
 broker_down
 sleep 1
 # fill the disk: what is left goes to a filler file (dd stops at ENOSPC)
@@ -32,7 +32,7 @@ rm -f "$T/data/filler"
 broker_up
 sleep 4
 berthd_down TERM
-wait_for 20 bash -c "[ -s '$T/tel.out' ]" || fail "nothing delivered"
+wait_until 20 "the condition" bash -c "[ -s '$T/tel.out' ]" || fail "nothing delivered"
 sleep 2
 $PY - "$T/tel.out" <<'PYEOF' || fail "ticks not accounted for"
 import json, sys

@@ -15,17 +15,17 @@ consumer_up state "berth/v1/$DEV/state/reported"
 consumer_up replies "berth/v1/$DEV/cmd/+/reply"
 sleep 0.3
 berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected: $(tail -5 "$T/berthd.log")"
+wait_until 10 "berthd connected" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected: $(tail -5 "$T/berthd.log")"
 grep -q 'event=store_unavailable' "$T/berthd.log" || fail "no store_unavailable in the log"
 sleep 2
 kill -0 "$BERTHD_PID" 2>/dev/null || fail "berthd exited with the store unopenable: $(tail -5 "$T/berthd.log")"
 
 # the event (seq 0, sent at once) and the reported state say so
-wait_for 5 grep -q 'store_unavailable' "$T/tel.out" || fail "no store_unavailable event on the events topic"
+wait_until 5 "the condition" grep -q 'store_unavailable' "$T/tel.out" || fail "no store_unavailable event on the events topic"
 cmd ping '{"id":"p-1","verb":"ping"}'
-wait_for 5 grep -q '"p-1' "$T/replies.out" || fail "no reply to a command while degraded"
+wait_until 5 "the condition" grep -q '"p-1' "$T/replies.out" || fail "no reply to a command while degraded"
 cmd get_state '{"id":"s-1","verb":"get_state"}'
-wait_for 5 grep -q 's-1' "$T/replies.out" || fail "no get_state reply"
+wait_until 5 "the condition" grep -q 's-1' "$T/replies.out" || fail "no get_state reply"
 reply_for s-1 | $PY -c '
 import json, sys
 r = json.load(sys.stdin)["result"]
@@ -42,8 +42,8 @@ retries=$(grep -c 'event=store_retry_failed' "$T/berthd.log")
 
 # back: the directory goes, the next retry (back-off at most 60 s; here a few s) opens it
 rm -rf "$T/data/berth.db"
-wait_for 40 grep -q 'event=store_available' "$T/berthd.log" || fail "store never reopened"
-wait_for 10 grep -q 'store_available' "$T/tel.out" || fail "no store_available event"
+wait_until 40 "the condition" grep -q 'event=store_available' "$T/berthd.log" || fail "store never reopened"
+wait_until 10 "the condition" grep -q 'store_available' "$T/tel.out" || fail "no store_available event"
 $PY - "$T/tel.out" <<'PYEOF' || fail "drop counts"
 import json, sys
 ev = None; tel = 0
@@ -57,7 +57,7 @@ for line in open(sys.argv[1]):
 assert ev and ev["dropped_telemetry"] >= 5, ev   # 200 ms ticks for several seconds
 print("store_available", ev)
 PYEOF
-wait_for 5 grep -q '"kind\\":\\"telemetry' "$T/tel.out" || fail "telemetry does not flow after the store came back"
+wait_until 5 "the condition" grep -q '"kind\\":\\"telemetry' "$T/tel.out" || fail "telemetry does not flow after the store came back"
 sqlite3 "$T/data/berth.db" "SELECT value FROM kv WHERE key='store.dropped_telemetry'" | grep -q '^[1-9]' \
   || fail "drops while degraded not saved in the store's counters"
 log "ok: degraded without a store ($retries retries), commands answered, drops counted, recovered"
