@@ -34,6 +34,10 @@ endif
 # measured in instructions by bench-sched-cost, is built for speed (HOT_CFLAGS).
 CFLAGS ?= -Os -g
 HOT_CFLAGS ?= -O2
+# C without exceptions needs no unwind tables (.eh_frame): 45 KB of a stripped berthd. The
+# debug build keeps its DWARF frames (-g), so gdb still unwinds; a stripped binary's core
+# dump does not (docs/footprint.md).
+SIZE_CFLAGS ?= -fno-asynchronous-unwind-tables -fno-unwind-tables
 LDFLAGS ?=
 WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
 	-Wvla -Wundef -Wno-unused-parameter
@@ -48,7 +52,7 @@ ifneq ($(SANITIZE),)
 REQ_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 REQ_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
-FINAL_CFLAGS = $(REQ_CFLAGS) $(CFLAGS) $(OBJ_CFLAGS)
+FINAL_CFLAGS = $(REQ_CFLAGS) $(SIZE_CFLAGS) $(CFLAGS) $(OBJ_CFLAGS)
 FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed -Wl,--gc-sections
 LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 
@@ -113,6 +117,7 @@ $(O)/obj/%.o: %.c $(AUTOCONF)
 	$(Q)$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(call obj,agent/infer/sched.c): OBJ_CFLAGS = $(HOT_CFLAGS)
+$(call obj,agent/infer/sched_mc.c): OBJ_CFLAGS = $(HOT_CFLAGS)
 $(CORE_LIB): $(call obj,$(CORE_SRCS))
 $(LINUX_LIB): $(call obj,$(LINUX_SRCS))
 $(SIM_LIB): $(call obj,$(SIM_SRCS))
@@ -154,6 +159,7 @@ check:
 	$(Q)scripts/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory WERROR=1 all
 	$(Q)tests/size-check.sh $(O)/berthd $(STRIP)
+	$(Q)tests/sim-fixture.sh $(O)
 	$(Q)$(MAKE) --no-print-directory minimal-build
 	$(Q)$(MAKE) --no-print-directory O=$(O)/asan SANITIZE=address,undefined WERROR=1 test
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke
