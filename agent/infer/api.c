@@ -222,7 +222,6 @@ struct api_daemon {
 	struct loop_timer timer;
 };
 
-#define API_CONN_MEMORY_BYTES (16 * 1024)
 #define API_EVICT_GRACE_MS 50        /* a connection this young is never evicted: time to send its headers */
 
 struct api {
@@ -241,17 +240,11 @@ struct api {
 	void *state_arg;
 	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
 	struct connguard guard;        /* flood guard: every open connection (agent/infer/connguard.h) */
+	bool closed_in_run;            /* a connection closed during MHD_run (see daemon_run) */
 };
 
 enum { ERR_400, ERR_404, ERR_405, ERR_413, ERR_500, ERR_POOL };
-
-static void daemon_run(struct api_daemon *ad);
-
-/* --- flood guard: MHD's idle timeout restarts with every byte and its limit leaves new
- * connections in the backlog, so every connection is tracked (NOTIFY_CONNECTION) by the guard. */
-
-static uint64_t now_ms(void) { return hal_clock_now_us() / 1000u; }
-
+/* --- flood guard (connguard.h): MHD's own idle timeout restarts with every byte received. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode code)
 {
@@ -260,21 +253,20 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		if (*socket_context)
 			connguard_close(&a->guard, *socket_context);
 		*socket_context = NULL;
+		a->closed_in_run = true;
 		return;
 	}
 	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	const union MHD_ConnectionInfo *ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	uint8_t key[16];
-	bool has_addr = ai && ai->client_addr && hal_net_peer_key(ai->client_addr, key);
-	*socket_context = connguard_open(&a->guard, conn, fi ? fi->connect_fd : -1, has_addr ? key : NULL, now_ms());
+	*socket_context = connguard_open(&a->guard, conn, fi ? fi->connect_fd : -1, ai ? ai->client_addr : NULL,
+					 connguard_now_ms());
 }
 
-static struct connguard_conn *conn_of(struct MHD_Connection *conn)
+static struct connguard_conn *conn_of(struct MHD_Connection *c)
 {
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	return ci ? ci->socket_context : NULL;
 }
-
 
 static void rearm(struct api_daemon *ad)
 {
@@ -289,7 +281,13 @@ static void rearm(struct api_daemon *ad)
 
 static void daemon_run(struct api_daemon *ad)
 {
-	(void)MHD_run(ad->mhd);
+	/* at its limit MHD re-adds its listen socket only in the run after one that closed some */
+	for (int i = 0; i < 4; i++) {
+		ad->api->closed_in_run = false;
+		(void)MHD_run(ad->mhd);
+		if (!ad->api->closed_in_run)
+			break;
+	}
 	rearm(ad);
 }
 
@@ -475,15 +473,9 @@ static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn,
 					 "# HELP berth_api_pool_exhausted_total Requests refused because every request context was busy.\n"
 					 "# TYPE berth_api_pool_exhausted_total counter\n"
 					 "berth_api_pool_exhausted_total %llu\n"
-					 "# HELP berth_api_connections Open API connections.\n"
-					 "# TYPE berth_api_connections gauge\n"
-					 "berth_api_connections %u\n"
-					 "# HELP berth_api_evicted_total Connections outside a request closed to make room (pool or per-client share full).\n"
-					 "# TYPE berth_api_evicted_total counter\n"
-					 "berth_api_evicted_total %llu\n"
-					 "# HELP berth_api_header_timeouts_total Connections closed for not sending a request's headers in time.\n"
-					 "# TYPE berth_api_header_timeouts_total counter\n"
-					 "berth_api_header_timeouts_total %llu\n",
+					 "# HELP berth_api_connections Open API connections.\n# TYPE berth_api_connections gauge\nberth_api_connections %u\n"
+					 "# HELP berth_api_evicted_total Connections outside a request closed to make room (pool or per-client share full).\n# TYPE berth_api_evicted_total counter\nberth_api_evicted_total %llu\n"
+					 "# HELP berth_api_header_timeouts_total Connections closed for not sending a request's headers in time.\n# TYPE berth_api_header_timeouts_total counter\nberth_api_header_timeouts_total %llu\n",
 					 (unsigned long long)a->http_errors[ERR_400], (unsigned long long)a->http_errors[ERR_404],
 					 (unsigned long long)a->http_errors[ERR_405], (unsigned long long)a->http_errors[ERR_413],
 					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL],
@@ -731,7 +723,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct api_ctx *c = *con_cls;
 	struct connguard_conn *k = conn_of(conn);
 	if (k)
-		connguard_done(k, now_ms());
+		connguard_done(k, connguard_now_ms());
 	if (!c)
 		return;
 	if (c->state == CTX_QUEUED)
@@ -764,9 +756,8 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 				   MHD_OPTION_LISTEN_SOCKET, listen_fd,
 				   MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 				   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONFIG_API_IDLE_TIMEOUT_S,
-				   /* Per-connection pool: headers and the read buffer only (bodies are copied
-				    * out); 16 KiB instead of 32 keeps a full pool of connections small. */
-				   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY_BYTES,
+				   /* headers and read buffer only (bodies are copied out): 16 KiB, not 32 */
+				   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
 				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
 				   MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
 				   MHD_OPTION_END);

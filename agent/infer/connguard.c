@@ -55,10 +55,12 @@ static void shut(struct connguard_conn *k)
 	k->fd = -1; /* once; the server reports it closed on its next run */
 }
 
+uint64_t connguard_now_ms(void) { return hal_clock_now_us() / 1000u; }
+
 static void on_sweep(void *arg)
 {
 	struct connguard *g = arg;
-	(void)connguard_sweep(g, hal_clock_now_us() / 1000u);
+	(void)connguard_sweep(g, connguard_now_ms());
 }
 
 int connguard_start(struct connguard *g, struct loop *l)
@@ -74,7 +76,7 @@ void connguard_stop(struct connguard *g)
 		loop_timer_stop(g->loop, &g->sweep);
 }
 
-struct connguard_conn *connguard_open(struct connguard *g, const void *owner, int fd, const uint8_t *addr,
+struct connguard_conn *connguard_open(struct connguard *g, const void *owner, int fd, const void *peer,
 				      uint64_t now_ms)
 {
 	struct connguard_conn *k = NULL;
@@ -86,9 +88,8 @@ struct connguard_conn *connguard_open(struct connguard *g, const void *owner, in
 		hal_net_shutdown(fd);
 		return NULL;
 	}
-	*k = (struct connguard_conn){ .owner = owner, .fd = fd, .since_ms = now_ms, .has_addr = addr != NULL };
-	if (addr)
-		memcpy(k->addr, addr, sizeof(k->addr));
+	*k = (struct connguard_conn){ .owner = owner, .fd = fd, .since_ms = now_ms };
+	k->has_addr = peer && hal_net_peer_key(peer, k->addr);
 	g->open++;
 	struct connguard_conn *v = NULL;
 	if (live(g) > g->pool) {

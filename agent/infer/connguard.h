@@ -50,12 +50,14 @@ void connguard_init(struct connguard *g, uint32_t pool, uint32_t per_client, uin
 int connguard_start(struct connguard *g, struct loop *l);
 void connguard_stop(struct connguard *g);
 
-/* A connection was accepted (addr: 16-byte peer key or NULL). Returns its slot,
+/* A connection was accepted (peer: its struct sockaddr, or NULL). Returns its slot,
  * or NULL when none is free (fd is shut down). Shuts down a connection to make
  * room when the pool or the client's share is full. */
-struct connguard_conn *connguard_open(struct connguard *g, const void *owner, int fd, const uint8_t *addr,
+struct connguard_conn *connguard_open(struct connguard *g, const void *owner, int fd, const void *peer,
 				      uint64_t now_ms);
 void connguard_close(struct connguard *g, struct connguard_conn *k);
+/* The monotonic clock in ms, as the guard counts it. */
+uint64_t connguard_now_ms(void);
 /* Its request's headers are complete / its request completed. */
 void connguard_request(struct connguard_conn *k);
 void connguard_done(struct connguard_conn *k, uint64_t now_ms);

@@ -5,12 +5,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <netinet/in.h>
 #include <string.h>
 
 #include "agent/infer/connguard.h"
 
 #if IS_ENABLED(CONFIG_LOCAL_API)
-static const uint8_t A[16] = { 127, 0, 0, 1 }, B[16] = { 10, 0, 0, 2 };
+static struct sockaddr_in sa_a = { .sin_family = AF_INET, .sin_addr = { 0x0100007f } };
+static struct sockaddr_in sa_b = { .sin_family = AF_INET, .sin_addr = { 0x0200000a } };
+#define A (&sa_a)
+#define B (&sa_b)
 /* descriptors that are no sockets: shutting them down fails harmlessly */
 enum { FD0 = 900 };
 
