@@ -28,103 +28,10 @@
 #define API_LISTEN_BACKLOG 4096      /* the kernel caps it at net.core.somaxconn; a flood must not fill the accept queue */
 #define API_UNIX_MODE 0660             /* owner and group may connect */
 
-/* --- pure helpers ---------------------------------------------------------- */
+/* --- the server ------------------------------------------------------------ */
 
-static int copy_model(const char *s, size_t n, struct api_route *route)
-{
-	if (n == 0 || n >= sizeof(route->model) || memchr(s, '/', n))
-		return -EINVAL;
-	memcpy(route->model, s, n);
-	route->model[n] = '\0';
-	return 0;
-}
+#if IS_ENABLED(CONFIG_LOCAL_API)
 
-int api_route_parse(const char *method, const char *url, struct api_route *route)
-{
-	memset(route, 0, sizeof(*route));
-	if (!method || !url)
-		return -ENOENT;
-	size_t ulen = strcspn(url, "?#");
-	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-	bool post = strcmp(method, "POST") == 0;
-	static const char models[] = "/v2/models/";
-
-#define PATH_IS(p) (ulen == sizeof(p) - 1 && strncmp(url, p, ulen) == 0)
-	if (PATH_IS("/v2/health/live"))
-		route->kind = API_ROUTE_LIVE;
-	else if (PATH_IS("/v2/health/ready"))
-		route->kind = API_ROUTE_READY;
-	else if (PATH_IS("/metrics"))
-		route->kind = API_ROUTE_METRICS;
-	else if (PATH_IS("/v1/state"))
-		route->kind = API_ROUTE_STATE;
-#undef PATH_IS
-	else if (ulen > sizeof(models) - 1 && strncmp(url, models, sizeof(models) - 1) == 0) {
-		const char *m = url + sizeof(models) - 1;
-		const char *end = url + ulen;
-		const char *slash = memchr(m, '/', (size_t)(end - m));
-		if (!slash)
-			return -ENOENT;
-		const char *rest = slash + 1;
-		size_t rlen = (size_t)(end - rest);
-		if (rlen == 5 && strncmp(rest, "infer", 5) == 0)
-			route->kind = API_ROUTE_INFER;
-		else if (rlen == 5 && strncmp(rest, "ready", 5) == 0)
-			route->kind = API_ROUTE_MODEL_READY;
-		else
-			return -ENOENT;
-		if (copy_model(m, (size_t)(slash - m), route) < 0) {
-			route->kind = API_ROUTE_NOT_FOUND;
-			return -EINVAL;
-		}
-	} else {
-		return -ENOENT;
-	}
-	if (route->kind == API_ROUTE_INFER ? !post : !get)
-		return -EPERM;
-	return 0;
-}
-
-int api_parse_deadline_ms(const char *value, uint32_t *deadline_ms)
-{
-	if (!value)
-		return -EINVAL;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (!isdigit((unsigned char)*value))
-		return -EINVAL;
-	uint64_t v = 0;
-	while (isdigit((unsigned char)*value)) {
-		v = v * 10 + (uint64_t)(*value - '0');
-		if (v > CONFIG_API_MAX_DEADLINE_MS)
-			return -EINVAL;
-		value++;
-	}
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (*value || v == 0)
-		return -EINVAL;
-	*deadline_ms = (uint32_t)v;
-	return 0;
-}
-
-int api_parse_class(const char *value, enum sla_class *cls)
-{
-	if (!value)
-		return -EINVAL;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	size_t n = strlen(value);
-	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
-		n--;
-	int k = sla_class_parse(value, n, true);
-	if (k < 0)
-		return k;
-	*cls = (enum sla_class)k;
-	return 0;
-}
-
-/* Appends s as a JSON string (quoted, escaped). */
 static size_t json_str(char *buf, size_t len, size_t off, const char *s)
 {
 	return off + jsonutil_quote(off < len ? buf + off : NULL, off < len ? len - off : 0, s);
@@ -135,65 +42,6 @@ static size_t json_raw(char *buf, size_t len, size_t off, const char *s)
 	int n = snprintf(off < len ? buf + off : NULL, off < len ? len - off : 0, "%s", s);
 	return off + (size_t)(n > 0 ? n : 0);
 }
-
-size_t api_error_json(char *buf, size_t len, const char *msg, const char *reason,
-		      const char *header, const char *model, unsigned retry_after_s)
-{
-	size_t off = json_raw(buf, len, 0, "{\"error\":");
-	off = json_str(buf, len, off, msg ? msg : "");
-	if (reason && *reason) {
-		off = json_raw(buf, len, off, ",\"reason\":");
-		off = json_str(buf, len, off, reason);
-	}
-	if (header && *header) {
-		off = json_raw(buf, len, off, ",\"header\":");
-		off = json_str(buf, len, off, header);
-	}
-	if (model && *model) {
-		off = json_raw(buf, len, off, ",\"model\":");
-		off = json_str(buf, len, off, model);
-	}
-	if (retry_after_s) {
-		char num[32];
-		snprintf(num, sizeof(num), ",\"retry_after_s\":%u", retry_after_s);
-		off = json_raw(buf, len, off, num);
-	}
-	off = json_raw(buf, len, off, "}");
-	if (len && off >= len)
-		buf[len - 1] = '\0';
-	return off < len ? off : (len ? len - 1 : 0);
-}
-
-int api_check_infer_head(const char *deadline_hdr, const char *class_hdr, const char *content_length,
-			 uint32_t default_deadline_ms, enum sla_class default_class, size_t max_body_bytes,
-			 struct api_infer_head *head, const char **bad_header)
-{
-	head->deadline_ms = default_deadline_ms;
-	head->cls = default_class;
-	*bad_header = NULL;
-	if (deadline_hdr && api_parse_deadline_ms(deadline_hdr, &head->deadline_ms) < 0) {
-		*bad_header = "X-Berth-Deadline-Ms";
-		return 400;
-	}
-	if (class_hdr && api_parse_class(class_hdr, &head->cls) < 0) {
-		*bad_header = "X-Berth-Class";
-		return 400;
-	}
-	if (content_length) {
-		char *end;
-		errno = 0;
-		unsigned long long n = strtoull(content_length, &end, 10);
-		if (errno || end == content_length || n > max_body_bytes) {
-			*bad_header = "Content-Length";
-			return errno || end == content_length ? 400 : 413;
-		}
-	}
-	return 0;
-}
-
-/* --- the server ------------------------------------------------------------ */
-
-#if IS_ENABLED(CONFIG_LOCAL_API)
 
 enum ctx_state { CTX_FREE = 0, CTX_READING, CTX_QUEUED, CTX_DONE };
 
@@ -228,6 +76,7 @@ struct api {
 	struct loop *loop;
 	struct dispatch *dispatch;
 	size_t max_body_bytes;
+	char token[128];              /* "" none */
 	struct api_daemon daemons[API_MAX_DAEMONS];
 	unsigned ndaemons;
 	char unix_path[CONFIG_API_UNIX_PATH_MAX];
@@ -666,12 +515,30 @@ static enum MHD_Result finish_infer(struct api *a, struct api_ctx *c)
 	return ret;
 }
 
+/* Constant-time comparison: the time taken does not tell how much matched. */
+static bool token_ok(const struct api *a, struct MHD_Connection *conn)
+{
+	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!h || strncmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	size_t n = strlen(a->token);
+	if (strlen(h) != n)
+		return false;
+	unsigned char diff = 0;
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(h[i] ^ a->token[i]);
+	return diff == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **con_cls)
 {
 	struct api *a = cls;
 	struct api_ctx *c = *con_cls;
+	if (!c && a->token[0] && !token_ok(a, conn))
+		return send_error(a, conn, 401, "unauthorized (Authorization: Bearer TOKEN)", NULL, NULL, NULL, 0);
 	if (!c) {
 		struct connguard_conn *k = conn_of(conn);
 		if (k)
@@ -791,6 +658,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	a->loop = l;
 	a->dispatch = d;
 	a->max_body_bytes = cfg->max_body_bytes;
+	snprintf(a->token, sizeof(a->token), "%s", cfg->token ? cfg->token : "");
 	for (int i = CONFIG_API_MAX_CONNECTIONS - 1; i >= 0; i--) {
 		a->ctx[i].api = a;
 		a->ctx[i].next_free = a->free_list;
