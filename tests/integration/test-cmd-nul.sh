@@ -48,6 +48,6 @@ jn=$(sqlite3 "$T/data/berth.db" "SELECT COUNT(*) FROM journal WHERE id LIKE 'nul
 [ "$jn" -eq 0 ] || fail "$jn journal entries for refused ids"
 # berthd is still healthy: a clean command is applied
 refused=$n
-send ping '{"id":"ok-2","verb":"ping"}'
+cmd ping '{"id":"ok-2","verb":"ping"}'   # signed (lib-telem's cmd)
 wait_until 5 "the condition" grep -q 'event=command_applied id=ok-2' "$T/berthd.log" || fail "clean command not applied"
 log "ok: $refused commands with control characters refused with a named error, nothing applied or journaled"
