@@ -82,7 +82,7 @@ static void publish_store_unavailable(struct console *s)
 {
 	struct store_stats ss;
 	store_get_stats(s->st, &ss);
-	if (!ss.unavailable)
+	if (!ss.open_err)
 		return;
 	char buf[512];
 	int n = snprintf(buf, sizeof(buf),

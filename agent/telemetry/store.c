@@ -33,9 +33,8 @@ static const char *const migrations[] = {
 	"CREATE TABLE journal (id TEXT PRIMARY KEY, reply TEXT NOT NULL, at_ms INTEGER NOT NULL);"
 	"CREATE INDEX journal_at ON journal(at_ms);"
 	"CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-	/* 1 -> 2: command replies waiting for the broker's acknowledgement */
-	"CREATE TABLE replies (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, corr BLOB,"
-	" body TEXT NOT NULL, at_ms INTEGER NOT NULL);",
+	/* 1 -> 2 */ "CREATE TABLE replies (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, corr BLOB,"
+	" body TEXT NOT NULL, at_ms INTEGER NOT NULL);", /* command replies waiting for their PUBACK */
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -75,8 +74,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_ROWS] = "SELECT COUNT(*) FROM outbox",
 	[ST_REPLY_PUT] = "INSERT INTO replies(topic, corr, body, at_ms) VALUES (?1, ?2, ?3, ?4)",
 	[ST_REPLY_SCAN] = "SELECT id, topic, corr, body FROM replies WHERE id > ?1 ORDER BY id LIMIT 1",
-	[ST_REPLY_DEL] = "DELETE FROM replies WHERE id = ?1",
-	[ST_REPLY_COUNT] = "SELECT COUNT(*) FROM replies",
+	[ST_REPLY_DEL] = "DELETE FROM replies WHERE id = ?1", [ST_REPLY_COUNT] = "SELECT COUNT(*) FROM replies",
 	[ST_REPLY_DROP] = "DELETE FROM replies WHERE id IN (SELECT id FROM replies ORDER BY id LIMIT ?1)",
 };
 
@@ -253,6 +251,11 @@ static int open_db(struct store *s, const struct store_opts *o)
 		return fail(s, rc, "open");
 	sqlite3_extended_result_codes(s->db, 0);
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	/* Memory bounded by Kconfig: lookaside (before any statement runs),
+	 * page cache, no memory-mapped I/O. */
+	rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 256, CONFIG_STORE_LOOKASIDE_SLOTS);
+	if (rc != SQLITE_OK)
+		return fail(s, rc, "lookaside");
 
 	/* The WAL gets a quarter of the budget (at most 4 MiB), the database the
 	 * rest. Pruning starts at 15/16 of the database's pages and frees down to
@@ -273,7 +276,7 @@ static int open_db(struct store *s, const struct store_opts *o)
 	if (ckpt_pages < 4)
 		ckpt_pages = 4;
 
-	char sql[256];
+	char sql[384];
 	int64_t v = 0;
 	snprintf(sql, sizeof(sql), "PRAGMA page_size=%d", PAGE_SIZE);
 	if ((rc = exec(s, sql)))
@@ -294,8 +297,9 @@ static int open_db(struct store *s, const struct store_opts *o)
 		return rc;
 	snprintf(sql, sizeof(sql),
 		 "PRAGMA synchronous=%s; PRAGMA max_page_count=%u; PRAGMA wal_autocheckpoint=%u;"
-		 " PRAGMA journal_size_limit=%llu; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY",
-		 o->sync_full ? "FULL" : "NORMAL", s->max_pages, ckpt_pages, (unsigned long long)wal_bytes);
+		 " PRAGMA journal_size_limit=%llu; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
+		 " PRAGMA cache_size=-%d; PRAGMA mmap_size=0",
+		 o->sync_full ? "FULL" : "NORMAL", s->max_pages, ckpt_pages, (unsigned long long)wal_bytes, CONFIG_STORE_CACHE_KB);
 	if ((rc = exec(s, sql)))
 		return rc;
 	if ((rc = migrate(s)))
@@ -386,7 +390,6 @@ void store_close(struct store *s)
 }
 
 int store_schema_version(void) { return SCHEMA_VERSION; }
-
 bool store_available(const struct store *s) { return s && s->db; }
 int store_open_error(const struct store *s) { return s->db ? 0 : s->open_err; }
 bool store_in_txn(const struct store *s) { return s->in_txn; }
@@ -813,7 +816,6 @@ void store_get_stats(struct store *s, struct store_stats *out)
 	out->dropped_events = s->dropped[1];
 	out->dropped_replies = s->dropped_replies;
 	out->budget_bytes = s->budget_bytes;
-	out->unavailable = !s->db;
 	out->open_err = s->open_err;
 	if (!s->db)
 		return;

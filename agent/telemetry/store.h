@@ -44,8 +44,7 @@ struct store_stats {
 	uint64_t file_bytes;         /* database file + WAL on disk */
 	int64_t last_seq;
 	bool recovered;              /* a corrupt database was moved aside at open */
-	bool unavailable;            /* degraded mode: the file could not be opened (open_err) */
-	int open_err;                /* -errno of the last failed open, 0 when available */
+	int open_err;                /* degraded mode: -errno of the last failed open (0: available) */
 	uint64_t replies;            /* command replies queued */
 	uint64_t dropped_replies;    /* replies dropped past CONFIG_STORE_REPLY_QUEUE_MAX, this run */
 };
