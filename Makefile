@@ -80,7 +80,7 @@ TEST_RUNNER ?=
 .SECONDARY:
 .PHONY: all test unit-tests check bench demo install clean menuconfig savedefconfig \
 	defconfig integration fuzz fuzz-smoke cross-arm64 cross-armhf minimal-build layering print-% help \
-	deb deb-test deb-test-arm
+	deb deb-test deb-test-arm soak crashpoints
 all: $(BINS)
 
 # --- Kconfig ------------------------------------------------------------
@@ -196,6 +196,13 @@ cross-armhf:
 
 integration: all
 	$(Q)scripts/integration.sh $(O)
+
+# The long reliability runs (docs/reliability.md); make check runs short versions of both
+# (test-soak for 120 s, test-store-crashpoints at 20 points).
+soak: all
+	$(Q)SOAK_S=$${SOAK_S:-1800} INTEGRATION_TIMEOUT=$$(( $${SOAK_S:-1800} + 600 )) scripts/integration.sh $(O) soak
+crashpoints: all
+	$(Q)CRASH_POINTS=$${CRASH_POINTS:-200} INTEGRATION_TIMEOUT=7200 scripts/integration.sh $(O) store-crashpoints
 
 # The reference inference worker runs in test containers on this host: host gcc, static.
 $(O)/worker: tests/fixtures/worker/worker.c

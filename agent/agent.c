@@ -151,6 +151,7 @@ static int start_store_and_console(struct agent *a, const struct berth_config *c
 		.path = path,
 		.budget_kb = (uint32_t)cfg->telemetry.disk_budget_kb,
 		.sync_full = strcmp(cfg->telemetry.synchronous, "full") == 0,
+		.degrade = true, /* an unopenable file: run without buffering, never a crash loop */
 	};
 	rc = store_open(&so, &a->store);
 	if (rc) {

@@ -2,6 +2,7 @@
 #ifndef BERTH_HAL_NET_H
 #define BERTH_HAL_NET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* A listening, non-blocking, close-on-exec stream socket on addr:port
@@ -26,5 +27,12 @@ int hal_net_connect(const char *unix_path, const char *host, uint16_t port, unsi
 	__attribute__((warn_unused_result));
 /* Closes a descriptor from hal_net_listen_* or hal_net_connect. Negative fd is ignored. */
 void hal_net_close(int fd);
+/* Shuts a connected socket down both ways without closing it: its owner (the
+ * HTTP server) sees the end of the stream and closes it. Negative fd ignored. */
+void hal_net_shutdown(int fd);
+/* The address of a peer (a struct sockaddr from the HTTP server) as a 16-byte
+ * key: IPv4 in the first 4 bytes, IPv6 in all 16. Returns true for IPv4 and
+ * IPv6, false for anything else (a unix socket peer has no address). */
+bool hal_net_peer_key(const void *sockaddr, uint8_t key[16]);
 
 #endif

@@ -166,6 +166,12 @@ static cJSON *parse_root(const char *payload, size_t len, struct command_error *
 		set_err(err, "too_large", "payload is %zu bytes, at most %d", len, CONFIG_COMMAND_MAX_BYTES);
 		return NULL;
 	}
+	size_t bad_off;
+	const char *why;
+	if (jsonutil_check_strings(payload, len, &bad_off, &why)) {
+		set_err(err, "bad_value", "%s at byte %zu: not allowed in any string", why, bad_off);
+		return NULL;
+	}
 	const char *end = NULL;
 	cJSON *root = cJSON_ParseWithLengthOpts(payload, len, &end, false);
 	if (!root) {

@@ -41,6 +41,12 @@ struct console {
 	char will[256];
 	struct republish *reporter;     /* NULL without a broker */
 	char topic_buf[256];
+	struct loop_timer kick_timer;   /* sends queued replies after the command's transaction */
+	struct loop_timer batch_timer;  /* commits the commands of one loop turn */
+	bool batch_open;                /* a store transaction holds the commands of this turn */
+	uint32_t batch_n;
+	uint64_t replies_direct;        /* sent without the queue (store unavailable) */
+	uint64_t replies_lost;          /* neither queued nor sent: counted, logged */
 };
 
 static void publish_status(struct console *s, bool online)
@@ -70,11 +76,40 @@ static int report_publish(void *arg, const char *json, size_t len)
 	return uplink_publish(s->up, s->t_reported, json, len, 1, true, NULL, 0, NULL);
 }
 
+/* Degraded mode: events cannot be buffered, so store_unavailable is published at once (QoS 1,
+ * not retained) on every connection while it lasts, as a batch of one row with seq 0 (a row
+ * that never was in the outbox; consumers do not deduplicate seq 0). */
+static void publish_store_unavailable(struct console *s)
+{
+	struct store_stats ss;
+	store_get_stats(s->st, &ss);
+	if (!ss.open_err)
+		return;
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf),
+			 "{\"schema\":1,\"device\":\"%s\",\"kind\":\"event\",\"first_seq\":0,\"last_seq\":0,\"rows\":[{\"seq\":0,"
+			 "\"ts\":%lld,\"data\":{\"event\":\"store_unavailable\",\"detail\":{\"error\":\"%s\","
+			 "\"dropped_telemetry\":%" PRIu64 ",\"dropped_events\":%" PRIu64 "}}}]}",
+			 s->device_id, (long long)hal_clock_wall_ms(), strerror(-ss.open_err), ss.dropped_telemetry,
+			 ss.dropped_events);
+	if (n < 0 || (size_t)n >= sizeof(buf) ||
+	    uplink_publish(s->up, s->t_events, buf, (size_t)n, 1, false, NULL, 0, NULL))
+		log_wrn("event=event_not_sent type=store_unavailable");
+}
+
 /* The outbox's batches: QoS 1, not retained. */
 static int publish_batch(void *arg, const char *topic, const void *payload, size_t len, int *mid)
 {
 	struct console *s = arg;
 	return uplink_publish(s->up, topic, payload, len, 1, false, NULL, 0, mid);
+}
+
+/* Queued command replies: QoS 1, not retained, with the command's correlation data. */
+static int publish_reply(void *arg, const char *topic, const void *payload, size_t len, const void *corr,
+			 size_t corr_len, int *mid)
+{
+	struct console *s = arg;
+	return uplink_publish(s->up, topic, payload, len, 1, false, corr, corr_len, mid);
 }
 
 static void on_connected(void *arg)
@@ -86,6 +121,7 @@ static void on_connected(void *arg)
 	    uplink_subscribe(s->up, s->t_policy, 1) || uplink_subscribe(s->up, s->t_keys, 1))
 		log_err("event=subscribe_failed");
 	publish_status(s, true);
+	publish_store_unavailable(s);
 	republish_connected(s->reporter);
 	outbox_on_connected(s->fwd);
 }
@@ -102,10 +138,48 @@ static void on_published(void *arg, int mid, int reason)
 	outbox_on_published(s->fwd, mid, reason);
 }
 
+/* Group commit: the commands that arrive in one turn of the loop share one store
+ * transaction (their journal entries and queued replies), committed at the end of the
+ * turn or after BATCH_MAX commands; their replies leave only after the commit. A burst
+ * of commands then costs one sync per turn, not one per command. A deploy or a desired
+ * state is persisted in a transaction of its own: the batch is committed before it. */
+#define BATCH_MAX 256
+
+static void batch_commit(struct console *s)
+{
+	if (!s->batch_open)
+		return;
+	s->batch_open = false;
+	s->batch_n = 0;
+	loop_timer_stop(s->loop, &s->batch_timer);
+	if (store_commit(s->st) != 0)
+		log_wrn("event=command_batch_commit_failed");
+	if (s->fwd)
+		outbox_kick(s->fwd);
+}
+
+static void on_batch_timer(void *arg) { batch_commit(arg); }
+
+static void batch_add(struct console *s)
+{
+	if (!s->batch_open) {
+		if (!store_available(s->st) || store_begin(s->st) != 0)
+			return;
+		if (loop_timer_start(s->loop, &s->batch_timer, 0, 0) < 0) {
+			if (store_commit(s->st) != 0)
+				log_wrn("event=command_batch_commit_failed");
+			return;
+		}
+		s->batch_open = true;
+	}
+	s->batch_n++;
+}
+
 static void on_message(void *arg, const struct uplink_msg *m)
 {
 	struct console *s = arg;
 	if (strcmp(m->topic, s->t_desired) == 0) {
+		batch_commit(s);
 		(void)control_handle_desired(s->ctl, m->payload, m->len);
 		return;
 	}
@@ -129,7 +203,13 @@ static void on_message(void *arg, const struct uplink_msg *m)
 		.corr = m->corr,
 		.corr_len = m->corr_len,
 	};
+	if (strcmp(verb, "deploy") == 0)
+		batch_commit(s);
+	else
+		batch_add(s);
 	control_handle(s->ctl, verb, m->payload, m->len, &rt);
+	if (s->batch_open && s->batch_n >= BATCH_MAX)
+		batch_commit(s);
 }
 
 static void send_reply(void *arg, const struct control_reply_to *rt, const char *json, size_t len)
@@ -140,9 +220,33 @@ static void send_reply(void *arg, const struct control_reply_to *rt, const char 
 		snprintf(s->topic_buf, sizeof(s->topic_buf), "%s%s/reply", s->t_cmd_prefix, rt->verb);
 		topic = s->topic_buf;
 	}
-	int rc = uplink_publish(s->up, topic, json, len, 1, false, rt->corr, rt->corr_len, NULL);
-	if (rc)
-		log_wrn("event=reply_not_sent topic=%s err=%s", topic, strerror(-rc));
+	if (!s->up)
+		return;
+	/* Queued in the store (inside the command's transaction when one is open) and sent by
+	 * the outbox before telemetry, so a burst of commands gets every reply, also across a
+	 * reconnect or a restart. Only without a store is it published at once. */
+	int rc = store_reply_put(s->st, topic, rt->corr, rt->corr_len, json, len, hal_clock_wall_ms());
+	if (rc == 0) {
+		if (s->batch_open)
+			return; /* sent after the batch's commit */
+		if (!loop_timer_armed(&s->kick_timer) && loop_timer_start(s->loop, &s->kick_timer, 0, 0) < 0)
+			outbox_kick(s->fwd);
+		return;
+	}
+	rc = uplink_publish(s->up, topic, json, len, 1, false, rt->corr, rt->corr_len, NULL);
+	if (rc == 0) {
+		s->replies_direct++;
+		return;
+	}
+	s->replies_lost++;
+	log_wrn("event=reply_not_sent topic=%s err=%s lost=%" PRIu64, topic, strerror(-rc), s->replies_lost);
+}
+
+static void kick_replies(void *arg)
+{
+	struct console *s = arg;
+	if (s->fwd)
+		outbox_kick(s->fwd);
 }
 
 void console_state_changed(void *arg)
@@ -265,6 +369,8 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		return NULL;
 	s->loop = l;
 	s->st = st;
+	loop_timer_init(&s->kick_timer, kick_replies, s);
+	loop_timer_init(&s->batch_timer, on_batch_timer, s);
 	snprintf(s->device_id, sizeof(s->device_id), "%s", cfg->device_id);
 	snprintf(s->base, sizeof(s->base), "berth/v1/%s/", cfg->device_id);
 	snprintf(s->t_status, sizeof(s->t_status), "%sstatus", s->base);
@@ -309,6 +415,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		.device_id = cfg->device_id,
 		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
 		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
+		.publish_reply = publish_reply,
 	};
 	s->fwd = outbox_create(l, st, publish_batch, s, &fo);
 	if (!s->fwd)
@@ -336,6 +443,9 @@ void console_destroy(struct console *s)
 {
 	if (!s)
 		return;
+	batch_commit(s);
+	loop_timer_stop(s->loop, &s->kick_timer);
+	loop_timer_stop(s->loop, &s->batch_timer);
 	republish_destroy(s->reporter);
 	if (s->up && uplink_connected(s->up))
 		publish_status(s, false);
@@ -354,6 +464,8 @@ void console_telemetry_source(void *arg, struct collector_buf *b)
 	struct uplink_stats us = { 0 };
 	struct outbox_stats fs = { 0 };
 	struct control_stats cs;
+	uint64_t replies_queued, replies_dropped;
+	store_reply_counts(s->st, &replies_queued, &replies_dropped);
 	if (s->up) {
 		uplink_get_stats(s->up, &us);
 		outbox_get_stats(s->fwd, &fs);
@@ -363,10 +475,12 @@ void console_telemetry_source(void *arg, struct collector_buf *b)
 			     "{\"connected\":%s,\"protocol\":\"%s\",\"connects\":%" PRIu64 ",\"disconnects\":%" PRIu64
 			     ",\"connect_failures\":%" PRIu64 ",\"msgs_sent\":%" PRIu64 ",\"rows_acked\":%" PRIu64
 			     ",\"msgs_refused\":%" PRIu64 ",\"inflight\":%u,\"commands\":%" PRIu64 ",\"command_duplicates\":%" PRIu64
-			     ",\"command_errors\":%" PRIu64 "}",
+			     ",\"command_errors\":%" PRIu64 ",\"replies_queued\":%" PRIu64 ",\"replies_sent\":%" PRIu64
+			     ",\"replies_dropped\":%" PRIu64 "}",
 			     us.connected ? "true" : "false", us.v5 ? "v5" : "v311", us.connects, us.disconnects,
 			     us.connect_failures, fs.msgs_sent, fs.rows_acked, fs.msgs_refused, fs.inflight, cs.received,
-			     cs.duplicates, cs.rejected);
+			     cs.duplicates, cs.rejected, replies_queued, fs.replies_sent + s->replies_direct,
+			     replies_dropped + s->replies_lost);
 }
 
 bool console_has_desired_state(struct console *s)

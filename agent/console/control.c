@@ -106,7 +106,7 @@ int control_boot(struct control *c, const char *fallback_json)
 	uint64_t version = 0;
 	const char *from = "store";
 	int rc = store_desired_get(c->st, &version, c->scratch, sizeof(c->scratch));
-	if (rc == -ENOENT) {
+	if (rc == -ENOENT || rc == -ENODEV) { /* none persisted, or the store is unavailable */
 		if (!fallback_json)
 			return -ENOENT;
 		from = "deployments_file";
@@ -165,6 +165,13 @@ int control_report(struct control *c, char *buf, size_t len, bool figures)
 		if (m > 0)
 			n += 1 + m;
 	}
+	/* The store's availability (degraded mode: nothing buffered, drops counted). */
+	int open_err = store_open_error(c->st);
+	m = snprintf(buf + n, len - (size_t)n, ",\"store\":{\"available\":%s,\"error\":\"%s\"}",
+		     open_err ? "false" : "true", open_err ? strerror(-open_err) : "");
+	if (m < 0 || (size_t)m >= len - (size_t)n)
+		return -ENOSPC;
+	n += m;
 	if (c->trust) {
 		if ((size_t)n + 2 > len)
 			return -ENOSPC;
@@ -414,9 +421,13 @@ duplicate:
 		snprintf(big.message, sizeof(big.message), "reply does not fit in %d bytes", REPLY_MAX);
 		n = command_format_reply(c->reply, sizeof(c->reply), cmd.id, NULL, &big);
 	}
+	/* The journal entry and the queued reply are written in one transaction (one sync). */
+	bool txn = store_begin(c->st) == 0;
 	if (cmd.id[0] && !journaled && store_journal_put(c->st, cmd.id, c->reply, now_ms) != 0)
 		log_wrn("event=journal_put_failed id=%s", cmd.id);
 	send(c, rt, c->reply, (size_t)n);
+	if (txn && store_commit(c->st) != 0)
+		log_wrn("event=reply_commit_failed id=%s", cmd.id[0] ? cmd.id : "-");
 	command_clear(&cmd);
 }
 

@@ -17,7 +17,7 @@
 #define MAX_ROWS_PER_MSG 2048
 #define REFUSED_PAUSE_US 5000000u
 
-enum lane { LANE_FRESH = 0, LANE_BACKLOG = 1 };
+enum lane { LANE_FRESH = 0, LANE_BACKLOG = 1, LANE_REPLY = 2 };
 
 struct slot {
 	bool used;
@@ -29,12 +29,14 @@ struct slot {
 
 struct ack {
 	int64_t lo, hi;
+	bool reply;                   /* a reply's id, not an outbox range */
 };
 
 struct outbox {
 	struct loop *loop;
 	struct store *st;
 	outbox_publish_fn publish;
+	outbox_publish_reply_fn publish_reply;
 	void *publish_arg;
 	char telemetry_topic[160];
 	char events_topic[160];
@@ -45,8 +47,8 @@ struct outbox {
 	struct ack *acks;             /* acknowledged, not yet deleted (<= window) */
 	uint32_t nacks;
 	struct loop_timer flush_timer;
-	uint32_t inflight, inflight_backlog;
-	int64_t cursor[2];            /* last seq sent per lane */
+	uint32_t inflight, inflight_backlog, inflight_reply;
+	int64_t cursor[3];            /* last seq (reply id) sent per lane */
 	int64_t backlog_end;          /* backlog lane: seq < backlog_end */
 	uint64_t paused_until_us;
 	bool active;
@@ -71,6 +73,7 @@ struct outbox *outbox_create(struct loop *l, struct store *st, outbox_publish_fn
 	loop_timer_init(&f->flush_timer, flush_acks, f);
 	f->st = st;
 	f->publish = publish;
+	f->publish_reply = o->publish_reply;
 	f->publish_arg = arg;
 	snprintf(f->telemetry_topic, sizeof(f->telemetry_topic), "%s", o->telemetry_topic);
 	snprintf(f->events_topic, sizeof(f->events_topic), "%s", o->events_topic);
@@ -104,7 +107,7 @@ void outbox_destroy(struct outbox *f)
 static void forget_inflight(struct outbox *f)
 {
 	memset(f->slots, 0, f->window * sizeof(*f->slots));
-	f->inflight = f->inflight_backlog = 0;
+	f->inflight = f->inflight_backlog = f->inflight_reply = 0;
 }
 
 /* Everything not acknowledged becomes backlog; newer rows are fresh. */
@@ -114,6 +117,7 @@ static void rewind_lanes(struct outbox *f)
 	f->cursor[LANE_BACKLOG] = 0;
 	f->backlog_end = last + 1;
 	f->cursor[LANE_FRESH] = last;
+	f->cursor[LANE_REPLY] = 0;
 	f->stats.backlog_end = f->backlog_end;
 }
 
@@ -212,15 +216,46 @@ static bool send_one(struct outbox *f, enum lane lane)
 	return true;
 }
 
+static void reply_row(void *arg, int64_t id, const char *topic, const void *corr, size_t corr_len, const char *body,
+		      size_t len)
+{
+	struct outbox *f = arg;
+	struct slot *s = free_slot(f);
+	int mid = 0;
+	int rc = f->publish_reply(f->publish_arg, topic, body, len, corr, corr_len, &mid);
+	if (rc) {
+		if (rc != -ENOBUFS && rc != -ENOTCONN)
+			log_wrn("event=publish_failed err=%s reply=%" PRId64, strerror(-rc), id);
+		return;
+	}
+	*s = (struct slot){ .used = true, .lane = LANE_REPLY, .mid = mid, .lo = id, .hi = id, .rows = 0 };
+	f->cursor[LANE_REPLY] = id;
+	f->inflight++;
+	f->inflight_reply++;
+	f->stats.replies_sent++;
+}
+
+/* Publishes the next queued command reply; true when one was sent. */
+static bool send_reply(struct outbox *f)
+{
+	if (!f->publish_reply || !free_slot(f))
+		return false;
+	int64_t before = f->cursor[LANE_REPLY];
+	return store_reply_next(f->st, before, reply_row, f) == 1 && f->cursor[LANE_REPLY] != before;
+}
+
 void outbox_kick(struct outbox *f)
 {
-	if (!f->active)
-		return;
+	if (!f->active || store_in_txn(f->st))
+		return; /* rows of an open transaction may still be rolled back: kicked again after it */
 	if (f->paused_until_us && hal_clock_now_us() < f->paused_until_us)
 		return;
 	f->paused_until_us = 0;
 	uint32_t backlog_cap = f->window > 1 ? f->window - 1 : 1;
 	while (f->inflight < f->window) {
+		/* Replies first, but never the whole window: one slot stays for fresh rows. */
+		if (f->inflight_reply < backlog_cap && send_reply(f))
+			continue;
 		if (send_one(f, LANE_FRESH))
 			continue;
 		if (f->inflight_backlog < backlog_cap && send_one(f, LANE_BACKLOG))
@@ -241,6 +276,8 @@ void outbox_on_published(struct outbox *f, int mid, int reason)
 	f->inflight--;
 	if (s->lane == LANE_BACKLOG)
 		f->inflight_backlog--;
+	if (s->lane == LANE_REPLY)
+		f->inflight_reply--;
 	if (reason >= 0x80) {
 		/* Refused (e.g. not authorised): keep the rows, send everything again later. */
 		f->stats.msgs_refused++;
@@ -251,7 +288,9 @@ void outbox_on_published(struct outbox *f, int mid, int reason)
 	}
 	f->stats.msgs_acked++;
 	f->stats.rows_acked += s->rows;
-	f->acks[f->nacks++] = (struct ack){ .lo = s->lo, .hi = s->hi };
+	if (s->lane == LANE_REPLY)
+		f->stats.replies_acked++;
+	f->acks[f->nacks++] = (struct ack){ .lo = s->lo, .hi = s->hi, .reply = s->lane == LANE_REPLY };
 	if (f->nacks >= f->window)
 		flush_acks(f);
 	else if (!loop_timer_armed(&f->flush_timer) && loop_timer_start(f->loop, &f->flush_timer, 0, 0) < 0)
@@ -269,7 +308,8 @@ static void flush_acks(void *arg)
 	int rc = store_begin(f->st);
 	bool txn = rc == 0;
 	for (uint32_t i = 0; i < f->nacks && (rc == 0 || !txn); i++) {
-		rc = store_ack_range(f->st, f->acks[i].lo, f->acks[i].hi);
+		rc = f->acks[i].reply ? store_reply_ack(f->st, f->acks[i].lo)
+				      : store_ack_range(f->st, f->acks[i].lo, f->acks[i].hi);
 		if (rc)
 			log_err("event=ack_delete_failed lo=%" PRId64 " hi=%" PRId64 " err=%s", f->acks[i].lo,
 				f->acks[i].hi, strerror(-rc));

@@ -17,6 +17,9 @@ struct outbox;
  * kick), or another negative errno (logged). The console passes the
  * uplink's publish; the unit tests a recorder. */
 typedef int (*outbox_publish_fn)(void *arg, const char *topic, const void *payload, size_t len, int *mid);
+/* The same for a queued command reply, with the command's correlation data (corr_len 0: none). */
+typedef int (*outbox_publish_reply_fn)(void *arg, const char *topic, const void *payload, size_t len,
+				       const void *corr, size_t corr_len, int *mid);
 
 /* How the batches leave. Two lanes share the window of in-flight messages:
  *  - fresh: rows appended since the current connection came up, sent as soon
@@ -28,13 +31,18 @@ typedef int (*outbox_publish_fn)(void *arg, const char *topic, const void *paylo
  * contiguous range of sequence numbers of one kind; a row is deleted only
  * when the PUBACK of the message carrying it arrives. A lost connection
  * forgets everything in flight and the rows are sent again (consumers drop
- * duplicates by seq). */
+ * duplicates by seq).
+ * Command replies (the store's reply queue) go first, one per message, to
+ * the topic and with the correlation data they were queued with, holding at
+ * most inflight_max - 1 slots too; a reply is deleted on its PUBACK, and one
+ * in flight when the connection drops is sent again. */
 struct outbox_opts {
 	const char *telemetry_topic;   /* berth/v1/<device>/telemetry */
 	const char *events_topic;      /* berth/v1/<device>/events */
 	const char *device_id;
 	uint32_t batch_max_bytes;      /* payload cap of one message (one larger row goes alone) */
 	uint32_t inflight_max;         /* messages in flight, >= 1 */
+	outbox_publish_reply_fn publish_reply; /* NULL: the store's reply queue is not sent */
 };
 
 struct outbox_stats {
@@ -43,6 +51,8 @@ struct outbox_stats {
 	uint64_t msgs_acked;
 	uint64_t rows_acked;
 	uint64_t msgs_refused;         /* PUBACK with a failure reason: rows kept, sent again later */
+	uint64_t replies_sent;         /* command replies from the store's reply queue */
+	uint64_t replies_acked;
 	uint32_t inflight;
 	int64_t backlog_end;           /* rows below this seq are backlog */
 };

@@ -33,6 +33,7 @@ struct uplink {
 	int fd;                       /* watched fd, -1 when none */
 	unsigned fd_events;
 	bool connected, lost, v5;
+	uint64_t packets;             /* messages and acknowledgements read (the read loop's progress) */
 	bool fallback_v311;           /* the broker refused v5 once: speak 3.1.1 from now on */
 	bool attempt_noted;           /* this attempt's failure is in stats.last_error */
 	uint64_t attempt_started_us;
@@ -125,6 +126,7 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
 static void on_publish(struct mosquitto *m, void *obj, int mid, int reason, const mosquitto_property *props)
 {
 	struct uplink *u = obj;
+	u->packets++;
 	if (u->unacked)
 		u->unacked--;
 	if (reason >= 0x80)
@@ -145,6 +147,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 		mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &corr_len, false);
 	}
 	u->stats.received++;
+	u->packets++;
 	struct uplink_msg um = {
 		.topic = msg->topic,
 		.payload = msg->payload,
@@ -159,6 +162,8 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 	free(rtopic);
 	free(corr);
 }
+
+#define READ_BURST 64
 
 static void on_fd(void *arg, int fd, unsigned events);
 static void schedule_retry(struct uplink *u);
@@ -315,8 +320,15 @@ static void on_fd(void *arg, int fd, unsigned events)
 	if (!u->mosq)
 		return;
 	int rc = MOSQ_ERR_SUCCESS;
-	if (events & (LOOP_IN | LOOP_ERR))
+	/* libmosquitto reads one packet per call: read on while whole packets are there (at
+	 * most READ_BURST), so a burst of commands is handled in one turn of the loop (and its
+	 * journal written in one transaction) instead of one turn per packet. */
+	for (int i = 0; (events & (LOOP_IN | LOOP_ERR)) && i < READ_BURST && u->mosq && !u->lost; i++) {
+		uint64_t before = u->packets;
 		rc = mosquitto_loop_read(u->mosq, 1);
+		if (rc != MOSQ_ERR_SUCCESS || u->packets == before)
+			break;
+	}
 	if (rc == MOSQ_ERR_SUCCESS && !u->lost && u->mosq && (events & LOOP_OUT))
 		rc = mosquitto_loop_write(u->mosq, 1);
 	settle(u, rc);

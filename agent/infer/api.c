@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agent/infer/connguard.h"
 #include "agent/infer/dispatch.h"
 #include "agent/base/jsonutil.h"
 #include "agent/base/log.h"
@@ -26,51 +27,13 @@
 
 #define API_MAX_DAEMONS 2            /* TCP and unix socket */
 #define API_SCRATCH_INITIAL (64 * 1024)
-#define API_LISTEN_BACKLOG 128
+#define API_LISTEN_BACKLOG 4096      /* the kernel caps it at net.core.somaxconn; a flood must not fill the accept queue */
 #define API_UNIX_MODE 0660             /* owner and group may connect */
 
-/* --- pure helpers ---------------------------------------------------------- */
+/* --- the server ------------------------------------------------------------ */
 
-int api_parse_deadline_ms(const char *value, uint32_t *deadline_ms)
-{
-	if (!value)
-		return -EINVAL;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (!isdigit((unsigned char)*value))
-		return -EINVAL;
-	uint64_t v = 0;
-	while (isdigit((unsigned char)*value)) {
-		v = v * 10 + (uint64_t)(*value - '0');
-		if (v > CONFIG_API_MAX_DEADLINE_MS)
-			return -EINVAL;
-		value++;
-	}
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (*value || v == 0)
-		return -EINVAL;
-	*deadline_ms = (uint32_t)v;
-	return 0;
-}
+#if IS_ENABLED(CONFIG_LOCAL_API)
 
-int api_parse_class(const char *value, enum sla_class *cls)
-{
-	if (!value)
-		return -EINVAL;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	size_t n = strlen(value);
-	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
-		n--;
-	int k = sla_class_parse(value, n, true);
-	if (k < 0)
-		return k;
-	*cls = (enum sla_class)k;
-	return 0;
-}
-
-/* Appends s as a JSON string (quoted, escaped). */
 static size_t json_str(char *buf, size_t len, size_t off, const char *s)
 {
 	return off + jsonutil_quote(off < len ? buf + off : NULL, off < len ? len - off : 0, s);
@@ -81,65 +44,6 @@ static size_t json_raw(char *buf, size_t len, size_t off, const char *s)
 	int n = snprintf(off < len ? buf + off : NULL, off < len ? len - off : 0, "%s", s);
 	return off + (size_t)(n > 0 ? n : 0);
 }
-
-size_t api_error_json(char *buf, size_t len, const char *msg, const char *reason,
-		      const char *header, const char *model, unsigned retry_after_s)
-{
-	size_t off = json_raw(buf, len, 0, "{\"error\":");
-	off = json_str(buf, len, off, msg ? msg : "");
-	if (reason && *reason) {
-		off = json_raw(buf, len, off, ",\"reason\":");
-		off = json_str(buf, len, off, reason);
-	}
-	if (header && *header) {
-		off = json_raw(buf, len, off, ",\"header\":");
-		off = json_str(buf, len, off, header);
-	}
-	if (model && *model) {
-		off = json_raw(buf, len, off, ",\"model\":");
-		off = json_str(buf, len, off, model);
-	}
-	if (retry_after_s) {
-		char num[32];
-		snprintf(num, sizeof(num), ",\"retry_after_s\":%u", retry_after_s);
-		off = json_raw(buf, len, off, num);
-	}
-	off = json_raw(buf, len, off, "}");
-	if (len && off >= len)
-		buf[len - 1] = '\0';
-	return off < len ? off : (len ? len - 1 : 0);
-}
-
-int api_check_infer_head(const char *deadline_hdr, const char *class_hdr, const char *content_length,
-			 uint32_t default_deadline_ms, enum sla_class default_class, size_t max_body_bytes,
-			 struct api_infer_head *head, const char **bad_header)
-{
-	head->deadline_ms = default_deadline_ms;
-	head->cls = default_class;
-	*bad_header = NULL;
-	if (deadline_hdr && api_parse_deadline_ms(deadline_hdr, &head->deadline_ms) < 0) {
-		*bad_header = "X-Berth-Deadline-Ms";
-		return 400;
-	}
-	if (class_hdr && api_parse_class(class_hdr, &head->cls) < 0) {
-		*bad_header = "X-Berth-Class";
-		return 400;
-	}
-	if (content_length) {
-		char *end;
-		errno = 0;
-		unsigned long long n = strtoull(content_length, &end, 10);
-		if (errno || end == content_length || n > max_body_bytes) {
-			*bad_header = "Content-Length";
-			return errno || end == content_length ? 400 : 413;
-		}
-	}
-	return 0;
-}
-
-/* --- the server ------------------------------------------------------------ */
-
-#if IS_ENABLED(CONFIG_LOCAL_API)
 
 enum ctx_state { CTX_FREE = 0, CTX_READING, CTX_QUEUED, CTX_DONE };
 
@@ -168,6 +72,8 @@ struct api_daemon {
 	struct loop_timer timer;
 };
 
+#define API_EVICT_GRACE_MS 50        /* a connection this young is never evicted: time to send its headers */
+
 struct api {
 	struct loop *loop;
 	struct dispatch *dispatch;
@@ -187,11 +93,34 @@ struct api {
 	void *metrics_arg;
 	void *state_arg;
 	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
+	struct connguard guard;        /* flood guard: every open connection (agent/infer/connguard.h) */
+	bool closed_in_run;            /* a connection closed during MHD_run (see daemon_run) */
 };
 
 enum { ERR_400, ERR_404, ERR_405, ERR_413, ERR_500, ERR_POOL };
+/* --- flood guard (connguard.h): MHD's own idle timeout restarts with every byte received. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct api *a = cls;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (*socket_context)
+			connguard_close(&a->guard, *socket_context);
+		*socket_context = NULL;
+		a->closed_in_run = true;
+		return;
+	}
+	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	*socket_context = connguard_open(&a->guard, conn, fi ? fi->connect_fd : -1, ai ? ai->client_addr : NULL,
+					 connguard_now_ms());
+}
 
-static void daemon_run(struct api_daemon *ad);
+static struct connguard_conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
 
 static void rearm(struct api_daemon *ad)
 {
@@ -206,7 +135,13 @@ static void rearm(struct api_daemon *ad)
 
 static void daemon_run(struct api_daemon *ad)
 {
-	(void)MHD_run(ad->mhd);
+	/* at its limit MHD re-adds its listen socket only in the run after one that closed some */
+	for (int i = 0; i < 4; i++) {
+		ad->api->closed_in_run = false;
+		(void)MHD_run(ad->mhd);
+		if (!ad->api->closed_in_run)
+			break;
+	}
 	rearm(ad);
 }
 
@@ -403,10 +338,15 @@ static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn,
 					 "berth_api_errors_total{code=\"500\"} %llu\n"
 					 "# HELP berth_api_pool_exhausted_total Requests refused because every request context was busy.\n"
 					 "# TYPE berth_api_pool_exhausted_total counter\n"
-					 "berth_api_pool_exhausted_total %llu\n",
+					 "berth_api_pool_exhausted_total %llu\n"
+					 "# HELP berth_api_connections Open API connections.\n# TYPE berth_api_connections gauge\nberth_api_connections %u\n"
+					 "# HELP berth_api_evicted_total Connections outside a request closed to make room (pool or per-client share full).\n# TYPE berth_api_evicted_total counter\nberth_api_evicted_total %llu\n"
+					 "# HELP berth_api_header_timeouts_total Connections closed for not sending a request's headers in time.\n# TYPE berth_api_header_timeouts_total counter\nberth_api_header_timeouts_total %llu\n",
 					 (unsigned long long)a->http_errors[ERR_400], (unsigned long long)a->http_errors[ERR_404],
 					 (unsigned long long)a->http_errors[ERR_405], (unsigned long long)a->http_errors[ERR_413],
-					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL]);
+					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL],
+					 a->guard.open, (unsigned long long)a->guard.evicted,
+					 (unsigned long long)a->guard.header_timeouts);
 			n += (size_t)(k > 0 ? k : 0);
 			n += process_metrics_render(a->scratch + (n < a->scratch_cap ? n : a->scratch_cap),
 					    n < a->scratch_cap ? a->scratch_cap - n : 0);
@@ -637,6 +577,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!c && a->token[0] && !token_ok(a, conn))
 		return send_error(a, conn, 401, "unauthorized (Authorization: Bearer TOKEN)", NULL, NULL, NULL, 0);
 	if (!c) {
+		struct connguard_conn *k = conn_of(conn);
+		if (k)
+			connguard_request(k);
 		struct api_route rt;
 		int rc = api_route_parse(method, url, &rt);
 		if (rc == -EPERM)
@@ -682,6 +625,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct api *a = cls;
 	struct api_ctx *c = *con_cls;
+	struct connguard_conn *k = conn_of(conn);
+	if (k)
+		connguard_done(k, connguard_now_ms());
 	if (!c)
 		return;
 	if (c->state == CTX_QUEUED)
@@ -706,15 +652,18 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 	struct api_daemon *ad = &a->daemons[a->ndaemons];
 	ad->api = a;
 	loop_timer_init(&ad->timer, on_daemon_timer, ad);
-	/* Both listeners together never exceed the pool of request contexts. */
-	unsigned conn_limit = CONFIG_API_MAX_CONNECTIONS / nlisteners;
+	/* Both listeners together never exceed the guard's slots (the pool plus the reserve). */
+	unsigned conn_limit = CONNGUARD_SLOTS / nlisteners;
 	ad->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				   on_request, a,
 				   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
 				   MHD_OPTION_LISTEN_SOCKET, listen_fd,
 				   MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 				   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONFIG_API_IDLE_TIMEOUT_S,
+				   /* headers and read buffer only (bodies are copied out): 16 KiB, not 32 */
+				   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
 				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+				   MHD_OPTION_NOTIFY_CONNECTION, on_connection, a,
 				   MHD_OPTION_END);
 	if (!ad->mhd) {
 		hal_net_close(listen_fd);
@@ -747,6 +696,10 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	a->dispatch = d;
 	a->max_body_bytes = cfg->max_body_bytes;
 	snprintf(a->token, sizeof(a->token), "%s", cfg->token ? cfg->token : "");
+	connguard_init(&a->guard, CONFIG_API_MAX_CONNECTIONS, CONFIG_API_PER_CLIENT_MAX, CONFIG_API_HEADER_TIMEOUT_MS,
+		       (uint32_t)CONFIG_API_IDLE_TIMEOUT_S * 1000u, API_EVICT_GRACE_MS);
+	if (connguard_start(&a->guard, l) < 0)
+		goto errout;
 	a->scratch_cap = API_SCRATCH_INITIAL;
 	a->scratch = malloc(a->scratch_cap);
 	if (!a->scratch)
@@ -802,6 +755,7 @@ void api_destroy(struct api *a)
 		c->state = CTX_DONE;
 		MHD_resume_connection(c->conn);
 	}
+	connguard_stop(&a->guard);
 	for (unsigned i = 0; i < a->ndaemons; i++) {
 		struct api_daemon *ad = &a->daemons[i];
 		(void)MHD_run(ad->mhd);

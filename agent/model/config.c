@@ -312,6 +312,10 @@ static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const 
 			set_err(err, k->path, "must not be empty");
 			return -EINVAL;
 		}
+		if (!jsonutil_is_text(v->valuestring)) {
+			set_err(err, k->path, "holds a control character");
+			return -EINVAL;
+		}
 		strcpy(field(cfg, k), v->valuestring);
 		return 0;
 	case CT_ENUM:
@@ -496,6 +500,12 @@ int config_parse(const char *text, size_t len, struct berth_config *cfg, struct 
 
 	memset(err, 0, sizeof(*err));
 	config_defaults(cfg);
+	size_t bad_off;
+	const char *why;
+	if (jsonutil_check_strings(text, len, &bad_off, &why)) {
+		set_err(err, "", "%s at byte %zu: not allowed in any string", why, bad_off);
+		return -EINVAL;
+	}
 	const char *end = NULL;
 	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	if (!root) {

@@ -135,6 +135,8 @@ static int get_str(struct pctx *c, const cJSON *obj, const char *key, const char
 		return fail(c, path, "too long: %zu bytes, at most %zu", n, size - 1);
 	if (required && n == 0)
 		return fail(c, path, "must not be empty");
+	if (!jsonutil_is_text(v->valuestring))
+		return fail(c, path, "holds a control character");
 	memcpy(out, v->valuestring, n + 1);
 	return 0;
 }
@@ -564,6 +566,11 @@ int deploy_parse(const char *text, size_t len, struct deploy_set *set, struct de
 	 * pages of the ones not configured stay untouched. */
 	set->version = 0;
 	set->n = 0;
+	size_t bad_off;
+	const char *why;
+	if (jsonutil_check_strings(text, len, &bad_off, &why)) {
+		return fail(&c, "", "%s at byte %zu: not allowed in any string", why, bad_off);
+	}
 	const char *end = NULL;
 	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	if (!root) {

@@ -1,4 +1,5 @@
 /* agent/supervise/adopt.c - takes over the engine's containers labelled as ours: after a restart, when the event stream missed something, or when a create finds its name taken. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,24 @@ static struct replica *slot_of(struct supervisor *s, const struct hal_ctr_info *
 	return &d->r[slot];
 }
 
+static void on_stray_removed(void *arg, const struct hal_engine_result *res)
+{
+	struct supervisor *s = arg;
+	if (res->err && res->err != -ENOENT)
+		log_wrn("event=stray_remove_failed err=%s msg=\"%s\"", strerror(-res->err), res->message ? res->message : "");
+	else
+		s->strays_removed++;
+}
+
+/* Force-removes a container of ours that no replica tracks (not waited for: the next list
+ * shows whether it went). */
+static void remove_stray(struct supervisor *s, const struct hal_ctr_info *c)
+{
+	int rc = hal_engine_remove(s->engine, c->id, true, on_stray_removed, s);
+	if (rc)
+		log_wrn("event=stray_remove_failed id=%.12s err=%s", c->id, strerror(-rc));
+}
+
 /* One listed container: adopt it into an empty slot, or catch up on its state. */
 static void merge_one(struct replica *r, const struct hal_ctr_info *c)
 {
@@ -138,8 +157,18 @@ static void merge_one(struct replica *r, const struct hal_ctr_info *c)
 	if (strcmp(r->id, c->id) != 0) {
 		if (!r->id[0])
 			return; /* our create is in flight; its answer names it */
-		log_wrn("event=slot_conflict deployment=%s replica=%u tracked=%.12s found=%.12s", r->dep->spec.name,
-			r->slot, r->id, c->id);
+		/* Ours by its labels, in a slot another container holds: a leftover (a call the
+		 * engine carried out after it had timed out, e.g. during a stall). Removed. */
+		log_wrn("event=slot_conflict deployment=%s replica=%u tracked=%.12s found=%.12s action=remove",
+			r->dep->spec.name, r->slot, r->id, c->id);
+		remove_stray(r->dep->sup, c);
+		return;
+	}
+	/* A removal the engine did not answer (timed out, engine unavailable) is retried as soon as
+	 * the engine lists again: a replica that should not exist does not outlive one re-list. */
+	if (r->st == SUP_R_REMOVING && r->op == REPLICA_OP_NONE) {
+		log_inf("event=remove_retry deployment=%s replica=%u id=%.12s", r->dep->spec.name, r->slot, r->id);
+		replica_remove(r);
 		return;
 	}
 	/* Known container: catch up on anything the event stream missed. */

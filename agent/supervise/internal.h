@@ -64,6 +64,7 @@ struct supervisor {
 	bool list_inflight;
 	bool relist_wanted;
 	uint64_t list_sent_us;
+	uint64_t strays_removed;         /* untracked containers of ours removed (leftovers of timed-out calls) */
 	struct prng rng;
 	struct backoff engine_bo;
 	struct loop_timer resync_timer;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/base/backoff.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "agent/telemetry/store.h"
@@ -34,6 +35,9 @@ struct collector {
 	bool have_prev;
 	char *row;
 	struct collector_stats stats;
+	/* Degraded store: reopened with a back-off (1 s doubling to 60 s) from the ticks. */
+	struct backoff reopen;
+	uint64_t reopen_at_ms;
 };
 
 void collector_buf_printf(struct collector_buf *b, const char *fmt, ...)
@@ -72,6 +76,7 @@ struct collector *collector_create(struct loop *l, struct store *st, const struc
 	t->o.data_dir = t->data_dir;
 	t->row = malloc(CONFIG_TELEMETRY_ROW_BYTES);
 	loop_timer_init(&t->timer, on_timer, t);
+	backoff_init(&t->reopen, 1000, 60000, 0, 0, false, NULL);
 	if (!t->row || (o->interval_ms && loop_timer_start(l, &t->timer, o->interval_ms, o->interval_ms) < 0)) {
 		collector_destroy(t);
 		return NULL;
@@ -140,8 +145,38 @@ static void node_figures(struct collector *t, struct collector_buf *b)
 	collector_buf_printf(b, "}");
 }
 
+/* An unavailable store is tried again when its back-off allows; the ticks meanwhile are
+ * dropped and counted by the store. Back again, an event says so (it is buffered). */
+static void store_reopen(struct collector *t)
+{
+	if (store_available(t->st))
+		return;
+	uint64_t now = hal_clock_now_us() / 1000u;
+	if (now < t->reopen_at_ms)
+		return;
+	int rc = store_retry(t->st);
+	if (rc) {
+		uint32_t d = backoff_next_ms(&t->reopen);
+		t->reopen_at_ms = now + d;
+		t->stats.store_retries++;
+		log_wrn("event=store_retry_failed err=%s next_ms=%u", strerror(-rc), d);
+		return;
+	}
+	backoff_reset(&t->reopen);
+	struct store_stats ss;
+	store_get_stats(t->st, &ss);
+	char ev[256];
+	int n = snprintf(ev, sizeof(ev),
+			 "{\"event\":\"store_available\",\"detail\":{\"dropped_telemetry\":%" PRIu64
+			 ",\"dropped_events\":%" PRIu64 "}}",
+			 ss.dropped_telemetry, ss.dropped_events);
+	if (store_append(t->st, STORE_EVENT, STORE_PRIO_EVENT, hal_clock_wall_ms(), ev, (size_t)n, NULL))
+		log_wrn("event=event_not_stored type=store_available");
+}
+
 int collector_tick(struct collector *t)
 {
+	store_reopen(t);
 	struct collector_buf b = { .p = t->row, .cap = CONFIG_TELEMETRY_ROW_BYTES };
 	t->stats.ticks++;
 	collector_buf_printf(&b, "{");
@@ -151,9 +186,10 @@ int collector_tick(struct collector *t)
 	/* Dropped rows are reported as telemetry themselves. */
 	collector_buf_printf(&b,
 			     ",\"store\":{\"rows\":%" PRIu64 ",\"dropped_telemetry\":%" PRIu64 ",\"dropped_events\":%" PRIu64
-			     ",\"used_bytes\":%" PRIu64 ",\"budget_bytes\":%" PRIu64 ",\"file_bytes\":%" PRIu64 "}",
+			     ",\"used_bytes\":%" PRIu64 ",\"budget_bytes\":%" PRIu64 ",\"file_bytes\":%" PRIu64
+			     ",\"ticks\":%" PRIu64 "}",
 			     ss.rows, ss.dropped_telemetry, ss.dropped_events, ss.used_bytes, ss.budget_bytes,
-			     ss.file_bytes);
+			     ss.file_bytes, t->stats.ticks);
 	for (unsigned i = 0; i < t->nsources && !b.overflow; i++) {
 		size_t mark = b.len;
 		collector_buf_printf(&b, ",\"%s\":", t->sources[i].name);
@@ -175,11 +211,15 @@ int collector_tick(struct collector *t)
 	collector_buf_printf(&b, "}");
 	if (b.overflow) {
 		t->stats.rows_failed++;
-		return -EMSGSIZE;
+		/* counted by the store as a row too large (-EMSGSIZE; the body is not read) */
+		return store_append(t->st, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, 0, NULL, STORE_ROW_MAX_BYTES + 1, NULL);
 	}
-	int rc = store_begin(t->st);
-	if (rc == 0) {
-		rc = store_append(t->st, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, hal_clock_wall_ms(), b.p, b.len, NULL);
+	/* Whatever fails, the row is counted as dropped by the store: an append that cannot
+	 * write counts it, and a commit that fails counts the rows it loses; without a
+	 * transaction (begin failed) the append tries one of its own. */
+	bool txn = store_begin(t->st) == 0;
+	int rc = store_append(t->st, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, hal_clock_wall_ms(), b.p, b.len, NULL);
+	if (txn) {
 		if (rc == 0)
 			rc = store_commit(t->st);
 		else

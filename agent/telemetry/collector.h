@@ -38,6 +38,7 @@ struct collector_stats {
 	uint64_t rows_failed;       /* the tick's transaction failed (counted by the store when dropped) */
 	uint64_t sources_truncated;
 	uint64_t events;
+	uint64_t store_retries;     /* failed attempts to open an unavailable store */
 };
 
 /* Starts sampling every interval_ms on loop into st (borrowed). Returns NULL

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "agent/base/log.h"
+#include "agent/telemetry/dbfile.h"
 #include "hal/clock.h"
-#include "hal/fs.h"
 
 #define LOG_TAG "store"
 
@@ -33,6 +33,8 @@ static const char *const migrations[] = {
 	"CREATE TABLE journal (id TEXT PRIMARY KEY, reply TEXT NOT NULL, at_ms INTEGER NOT NULL);"
 	"CREATE INDEX journal_at ON journal(at_ms);"
 	"CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+	/* 1 -> 2 */ "CREATE TABLE replies (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, corr BLOB,"
+	" body TEXT NOT NULL, at_ms INTEGER NOT NULL);", /* command replies waiting for their PUBACK */
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -44,6 +46,7 @@ enum stmt_id {
 	ST_DESIRED_GET, ST_DESIRED_SET,
 	ST_JOURNAL_GET, ST_JOURNAL_PUT, ST_JOURNAL_EXPIRE, ST_JOURNAL_CAP,
 	ST_KV_GET, ST_KV_SET, ST_ROWS,
+	ST_REPLY_PUT, ST_REPLY_SCAN, ST_REPLY_DEL, ST_REPLY_COUNT, ST_REPLY_DROP,
 	ST_COUNT
 };
 
@@ -69,6 +72,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
 	[ST_KV_SET] = "INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)",
 	[ST_ROWS] = "SELECT COUNT(*) FROM outbox",
+	[ST_REPLY_PUT] = "INSERT INTO replies(topic, corr, body, at_ms) VALUES (?1, ?2, ?3, ?4)",
+	[ST_REPLY_SCAN] = "SELECT id, topic, corr, body FROM replies WHERE id > ?1 ORDER BY id LIMIT 1",
+	[ST_REPLY_DEL] = "DELETE FROM replies WHERE id = ?1", [ST_REPLY_COUNT] = "SELECT COUNT(*) FROM replies",
+	[ST_REPLY_DROP] = "DELETE FROM replies WHERE id IN (SELECT id FROM replies ORDER BY id LIMIT ?1)",
 };
 
 struct store {
@@ -92,15 +99,11 @@ struct store {
 	bool counters_dirty;     /* dropped[] changed outside a prune: kv not yet written (flush_counters) */
 	bool in_txn;
 	bool recovered;
+	uint64_t replies;         /* rows in the reply queue */
+	uint64_t dropped_replies; /* dropped past CONFIG_STORE_REPLY_QUEUE_MAX (this run) */
+	struct store_opts opts;   /* to open again in degraded mode (db NULL: open_err says why) */
+	int open_err;
 };
-
-static uint64_t file_size(const char *path, const char *sfx)
-{
-	char p[600];
-	uint64_t bytes;
-	snprintf(p, sizeof(p), "%s%s", path, sfx);
-	return hal_fs_size(p, &bytes) == 0 ? bytes : 0;
-}
 
 static int map_rc(int rc)
 {
@@ -130,6 +133,8 @@ static int fail(struct store *s, int rc, const char *what)
 	log_err("event=sqlite_error op=%s rc=%d msg=\"%s\"", what, rc, s->db ? sqlite3_errmsg(s->db) : "");
 	return map_rc(rc);
 }
+
+#define NEED_DB(s, ret) do { if (!(s)->db) return (ret); } while (0) /* degraded mode */
 
 static int step_done(struct store *s, enum stmt_id id)
 {
@@ -177,6 +182,8 @@ static int pragma_int(struct store *s, const char *sql, int64_t *out)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(s, rc, sql);
 }
 
+static void flush_counters(struct store *s);
+
 static void close_db(struct store *s)
 {
 	for (int i = 0; i < ST_COUNT; i++) {
@@ -219,8 +226,10 @@ static void load_counters(struct store *s)
 	static const char *const keys[2] = { "store.dropped_telemetry", "store.dropped_events" };
 	for (int k = 0; k < 2; k++) {
 		char buf[32];
+		uint64_t pending = s->dropped[k]; /* dropped while the store was unavailable: added */
 		if (store_kv_get(s, keys[k], buf, sizeof(buf)) == 0)
-			s->dropped[k] = strtoull(buf, NULL, 10);
+			s->dropped[k] = strtoull(buf, NULL, 10) + pending;
+		s->counters_dirty |= pending > 0;
 	}
 	sqlite3_stmt *q = NULL;
 	s->last_seq = 0;
@@ -277,8 +286,7 @@ static int open_db(struct store *s, const struct store_opts *o)
 	rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &q, NULL);
 	if (rc != SQLITE_OK)
 		return fail(s, rc, "quick_check");
-	rc = sqlite3_step(q);
-	bool ok = rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(q, 0), "ok") == 0;
+	bool ok = sqlite3_step(q) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(q, 0), "ok") == 0;
 	sqlite3_finalize(q);
 	if (!ok) {
 		log_err("event=store_corrupt path=%s rc=%d msg=\"%s\"", s->path, rc, sqlite3_errmsg(s->db));
@@ -301,20 +309,40 @@ static int open_db(struct store *s, const struct store_opts *o)
 			return fail(s, rc, stmt_sql[i]);
 	}
 	load_counters(s);
+	s->replies = (uint64_t)(query_int(s, ST_REPLY_COUNT) > 0 ? query_int(s, ST_REPLY_COUNT) : 0);
 	return 0;
 }
 
-static void move_aside(const char *path)
+/* open_db, and a corrupt file moved aside for a fresh one. */
+static int open_recover(struct store *s, const struct store_opts *o)
 {
-	static const char *const sfx[] = { "", "-wal", "-shm" };
-	for (size_t i = 0; i < 3; i++) {
-		char from[600], to[640];
-		snprintf(from, sizeof(from), "%s%s", path, sfx[i]);
-		snprintf(to, sizeof(to), "%s.corrupt%s", path, sfx[i]);
-		(void)hal_fs_unlink(to);
-		if (rename(from, to) < 0 && errno != ENOENT)
-			log_err("event=move_aside_failed from=%s err=%s", from, strerror(errno));
+	int rc = open_db(s, o);
+	if (rc == -EBADMSG) {
+		/* Closed as found: the last connection's close would otherwise checkpoint the
+		 * WAL into the bad file and delete the -wal and -shm that move_aside() keeps. */
+		if (s->db)
+			(void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+		close_db(s);
+		dbfile_move_aside(s->path);
+		s->recovered = true;
+		rc = open_db(s, o);
+		if (rc == 0) {
+			char ev[384];
+			int n = snprintf(ev, sizeof(ev),
+					 "{\"event\":\"store_recovered\",\"detail\":{\"reason\":\"corrupt\",\"moved_to\":\"%s.corrupt\"}}",
+					 s->path);
+			int64_t seq;
+			if (store_append(s, STORE_EVENT, STORE_PRIO_EVENT, hal_clock_wall_ms(), ev, (size_t)n, &seq))
+				log_wrn("event=recovery_event_lost");
+			log_wrn("event=store_recovered path=%s moved_to=%s.corrupt", s->path, s->path);
+		}
 	}
+	if (rc) {
+		if (s->db)
+			(void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+		close_db(s);
+	}
+	return rc;
 }
 
 int store_open(const struct store_opts *o, struct store **out)
@@ -330,37 +358,24 @@ int store_open(const struct store_opts *o, struct store **out)
 		return -ENAMETOOLONG;
 	}
 	strcpy(s->path, o->path);
+	s->opts = *o;
+	s->opts.path = s->path;
 	s->budget_bytes = (uint64_t)o->budget_kb * 1024u;
 
-	int rc = open_db(s, o);
-	if (rc == -EBADMSG) {
-		/* Closed as found: the last connection's close would otherwise checkpoint the
-		 * WAL into the bad file and delete the -wal and -shm that move_aside() keeps. */
-		if (s->db)
-			(void)sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
-		close_db(s);
-		move_aside(s->path);
-		s->recovered = true;
-		rc = open_db(s, o);
-		if (rc == 0) {
-			char ev[384];
-			int n = snprintf(ev, sizeof(ev),
-					 "{\"event\":\"store_recovered\",\"detail\":{\"reason\":\"corrupt\",\"moved_to\":\"%s.corrupt\"}}",
-					 s->path);
-			int64_t seq;
-			if (store_append(s, STORE_EVENT, STORE_PRIO_EVENT, hal_clock_wall_ms(), ev, (size_t)n, &seq))
-				log_wrn("event=recovery_event_lost");
-			log_wrn("event=store_recovered path=%s moved_to=%s.corrupt", s->path, s->path);
-		}
+	int rc = open_recover(s, o);
+	if (rc && o->degrade && rc != -ENOMEM) { /* degraded: runs without a database */
+		log_err("event=store_unavailable path=%s err=%s mode=degraded", s->path, strerror(-rc));
+		s->open_err = rc;
+		rc = 0;
+	} else if (rc == 0) {
+		log_inf("event=store_open path=%s schema=%d budget_kb=%u max_pages=%u last_seq=%lld", s->path,
+			SCHEMA_VERSION, o->budget_kb, s->max_pages, (long long)s->last_seq);
 	}
-	if (rc) {
+	if (rc)
 		store_close(s);
-		return rc;
-	}
-	log_inf("event=store_open path=%s schema=%d budget_kb=%u max_pages=%u last_seq=%lld", s->path,
-		SCHEMA_VERSION, o->budget_kb, s->max_pages, (long long)s->last_seq);
-	*out = s;
-	return 0;
+	else
+		*out = s;
+	return rc;
 }
 
 void store_close(struct store *s)
@@ -374,9 +389,29 @@ void store_close(struct store *s)
 }
 
 int store_schema_version(void) { return SCHEMA_VERSION; }
+bool store_available(const struct store *s) { return s && s->db; }
+int store_open_error(const struct store *s) { return s->db ? 0 : s->open_err; }
+bool store_in_txn(const struct store *s) { return s->in_txn; }
+void store_reply_counts(const struct store *s, uint64_t *queued, uint64_t *dropped)
+{
+	*queued = s->db ? s->replies : 0, *dropped = s->dropped_replies;
+}
+
+int store_retry(struct store *s)
+{
+	if (s->db)
+		return 0;
+	if ((s->open_err = open_recover(s, &s->opts)))
+		return s->open_err;
+	flush_counters(s);
+	log_wrn("event=store_available path=%s last_seq=%lld dropped_telemetry=%llu dropped_events=%llu", s->path,
+		(long long)s->last_seq, (unsigned long long)s->dropped[0], (unsigned long long)s->dropped[1]);
+	return 0;
+}
 
 int store_begin(struct store *s)
 {
+	NEED_DB(s, -ENODEV);
 	if (s->in_txn)
 		return -EALREADY;
 	int rc = step_done(s, ST_BEGIN);
@@ -490,6 +525,7 @@ static void txn_undone(struct store *s)
 	for (int k = 0; k < 2; k++)
 		s->dropped[k] -= s->txn_pruned[k];
 	s->last_seq = s->txn_last_seq; /* the rolled back seqs are given out again */
+	s->replies = (uint64_t)(query_int(s, ST_REPLY_COUNT) > 0 ? query_int(s, ST_REPLY_COUNT) : 0);
 	txn_reset(s);
 }
 
@@ -512,7 +548,7 @@ static void txn_lost(struct store *s, const char *op, int src)
  * they stay pending for the next commit. */
 static void flush_counters(struct store *s)
 {
-	if (!s->counters_dirty || s->in_txn)
+	if (!s->counters_dirty || s->in_txn || !s->db)
 		return;
 	if (step_done(s, ST_BEGIN))
 		return;
@@ -538,7 +574,12 @@ int store_commit(struct store *s)
 	if (rc == 0)
 		rc = step_done(s, ST_COMMIT);
 	if (rc) {
-		store_rollback(s);
+		/* The rows of a transaction that could not commit (disk full, I/O error) are
+		 * lost, not by the caller's choice: counted as dropped. */
+		if (sqlite3_get_autocommit(s->db) == 0)
+			(void)step_done(s, ST_ROLLBACK);
+		txn_lost(s, "commit", rc);
+		flush_counters(s);
 		return rc;
 	}
 	txn_reset(s);
@@ -547,7 +588,7 @@ int store_commit(struct store *s)
 	 * checkpoint and truncate it now so the budget holds on disk. */
 	bool check_wal = s->pruned || ++s->commits % 32 == 0;
 	s->pruned = false;
-	if (check_wal && file_size(s->path, "-wal") > s->wal_limit_bytes) {
+	if (check_wal && dbfile_size(s->path, "-wal") > s->wal_limit_bytes) {
 		int crc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 		if (crc != SQLITE_OK)
 			log_wrn("event=checkpoint_failed rc=%d msg=\"%s\"", crc, sqlite3_errmsg(s->db));
@@ -578,16 +619,18 @@ static int insert(struct store *s, enum store_kind kind, int prio, int64_t ts_ms
 	return rc;
 }
 
-static const char *kind_name(enum store_kind kind)
-{
-	return kind == STORE_TELEMETRY ? "telemetry" : "event";
-}
+static const char *kind_name(enum store_kind kind) { return kind == STORE_TELEMETRY ? "telemetry" : "event"; }
 
 int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms, const char *body, size_t len,
 		 int64_t *seq)
 {
 	if (kind != STORE_TELEMETRY && kind != STORE_EVENT)
 		return -EINVAL;
+	if (!s->db) {
+		/* Degraded: nothing is buffered; the row is counted (saved when the store is back). */
+		count_refused(s, kind);
+		return -ENODEV;
+	}
 	if (len > STORE_ROW_MAX_BYTES) {
 		count_refused(s, kind);
 		log_wrn("event=row_dropped reason=too_large kind=%s len=%zu max=%d", kind_name(kind), len, STORE_ROW_MAX_BYTES);
@@ -636,6 +679,7 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 
 int store_scan(struct store *s, int64_t after_seq, int64_t before_seq, unsigned max_rows, store_row_fn fn, void *arg)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_SCAN];
 	sqlite3_bind_int64(q, 1, after_seq);
 	sqlite3_bind_int64(q, 2, before_seq > 0 ? before_seq : INT64_MAX);
@@ -662,6 +706,7 @@ int store_scan(struct store *s, int64_t after_seq, int64_t before_seq, unsigned 
 
 int store_ack_range(struct store *s, int64_t lo, int64_t hi)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_bind_int64(s->st[ST_ACK], 1, lo);
 	sqlite3_bind_int64(s->st[ST_ACK], 2, hi);
 	return step_done(s, ST_ACK);
@@ -698,6 +743,7 @@ static int step_text(struct store *s, enum stmt_id id, const char *what, char *b
 
 int store_desired_get(struct store *s, uint64_t *version, char *buf, size_t len)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_DESIRED_GET];
 	int rc = sqlite3_step(q);
 	if (rc == SQLITE_ROW) {
@@ -712,6 +758,7 @@ int store_desired_get(struct store *s, uint64_t *version, char *buf, size_t len)
 
 int store_desired_set(struct store *s, uint64_t version, const char *json)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_DESIRED_SET];
 	sqlite3_bind_int64(q, 1, (int64_t)version);
 	sqlite3_bind_text(q, 2, json, -1, SQLITE_STATIC);
@@ -721,6 +768,7 @@ int store_desired_set(struct store *s, uint64_t version, const char *json)
 
 int store_journal_get(struct store *s, const char *id, int64_t now_ms, char *buf, size_t len)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_JOURNAL_GET];
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, now_ms - (int64_t)CONFIG_STORE_JOURNAL_TTL_S * 1000);
@@ -729,6 +777,7 @@ int store_journal_get(struct store *s, const char *id, int64_t now_ms, char *buf
 
 int store_journal_put(struct store *s, const char *id, const char *reply, int64_t now_ms)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_JOURNAL_PUT];
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, reply, -1, SQLITE_STATIC);
@@ -745,6 +794,7 @@ int store_journal_put(struct store *s, const char *id, const char *reply, int64_
 
 int store_kv_get(struct store *s, const char *key, char *buf, size_t len)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_KV_GET];
 	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
 	return step_text(s, ST_KV_GET, "kv_get", buf, len);
@@ -752,6 +802,7 @@ int store_kv_get(struct store *s, const char *key, char *buf, size_t len)
 
 int store_kv_set(struct store *s, const char *key, const char *value)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = s->st[ST_KV_SET];
 	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, value, -1, SQLITE_STATIC);
@@ -761,19 +812,25 @@ int store_kv_set(struct store *s, const char *key, const char *value)
 void store_get_stats(struct store *s, struct store_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	int64_t rows = query_int(s, ST_ROWS);
-	out->rows = rows > 0 ? (uint64_t)rows : 0;
 	out->dropped_telemetry = s->dropped[0];
 	out->dropped_events = s->dropped[1];
-	out->used_bytes = (uint64_t)used_pages(s) * PAGE_SIZE;
+	out->dropped_replies = s->dropped_replies;
 	out->budget_bytes = s->budget_bytes;
-	out->file_bytes = file_size(s->path, "") + file_size(s->path, "-wal");
+	out->open_err = s->open_err;
+	if (!s->db)
+		return;
+	out->replies = s->replies;
+	int64_t rows = query_int(s, ST_ROWS);
+	out->rows = rows > 0 ? (uint64_t)rows : 0;
+	out->used_bytes = (uint64_t)used_pages(s) * PAGE_SIZE;
+	out->file_bytes = dbfile_size(s->path, "") + dbfile_size(s->path, "-wal");
 	out->last_seq = s->last_seq;
 	out->recovered = s->recovered;
 }
 
 int store_integrity_check(struct store *s)
 {
+	NEED_DB(s, -ENODEV);
 	sqlite3_stmt *q = NULL;
 	int rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &q, NULL);
 	if (rc != SQLITE_OK)
@@ -782,4 +839,62 @@ int store_integrity_check(struct store *s)
 	bool ok = rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(q, 0), "ok") == 0;
 	sqlite3_finalize(q);
 	return ok ? 0 : -EIO;
+}
+
+int store_reply_put(struct store *s, const char *topic, const void *corr, size_t corr_len, const char *body,
+		    size_t len, int64_t now_ms)
+{
+	bool own_txn = !s->in_txn;
+	int rc = s->db ? 0 : -ENODEV;
+	if (rc || (own_txn && (rc = store_begin(s)))) {
+		s->dropped_replies++;
+		return rc;
+	}
+	if (s->replies >= CONFIG_STORE_REPLY_QUEUE_MAX) { /* full: the oldest goes (its reply stays journaled) */
+		uint64_t n = s->replies - CONFIG_STORE_REPLY_QUEUE_MAX + 1;
+		sqlite3_bind_int64(s->st[ST_REPLY_DROP], 1, (int64_t)n);
+		if ((rc = step_done(s, ST_REPLY_DROP)))
+			goto out;
+		s->replies -= n;
+		s->dropped_replies += n;
+		log_wrn("event=reply_dropped reason=queue_full dropped=%llu total=%llu max=%d", (unsigned long long)n,
+			(unsigned long long)s->dropped_replies, CONFIG_STORE_REPLY_QUEUE_MAX);
+	}
+	sqlite3_stmt *q = s->st[ST_REPLY_PUT];
+	sqlite3_bind_text(q, 1, topic, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(q, 2, corr_len ? corr : NULL, (int)corr_len, SQLITE_STATIC); /* NULL: none */
+	sqlite3_bind_text(q, 3, body, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, now_ms);
+	if ((rc = step_done(s, ST_REPLY_PUT)) == 0)
+		s->replies++;
+out:
+	if (own_txn && rc == 0)
+		return store_commit(s);
+	if (own_txn)
+		store_rollback(s);
+	return rc;
+}
+
+int store_reply_next(struct store *s, int64_t after_id, store_reply_fn fn, void *arg)
+{
+	NEED_DB(s, -ENODEV);
+	sqlite3_stmt *q = s->st[ST_REPLY_SCAN];
+	sqlite3_bind_int64(q, 1, after_id);
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		fn(arg, sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1), sqlite3_column_blob(q, 2),
+		   (size_t)sqlite3_column_bytes(q, 2), (const char *)sqlite3_column_text(q, 3),
+		   (size_t)sqlite3_column_bytes(q, 3));
+	sqlite3_reset(q);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(s, rc, "reply_next");
+}
+
+int store_reply_ack(struct store *s, int64_t id)
+{
+	NEED_DB(s, -ENODEV);
+	sqlite3_bind_int64(s->st[ST_REPLY_DEL], 1, id);
+	int rc = step_done(s, ST_REPLY_DEL);
+	if (rc == 0 && sqlite3_changes(s->db) > 0 && s->replies > 0)
+		s->replies--;
+	return rc;
 }

@@ -22,6 +22,7 @@ struct store_opts {
 	const char *path;        /* database file; "-wal" and "-shm" live beside it */
 	uint32_t budget_kb;      /* database + WAL cap (KiB), >= 256 */
 	bool sync_full;          /* PRAGMA synchronous=FULL (else NORMAL) */
+	bool degrade;            /* a file that cannot be opened gives an unavailable store, not an error */
 };
 
 /* One outbox row, valid only during the scan callback. */
@@ -43,6 +44,9 @@ struct store_stats {
 	uint64_t file_bytes;         /* database file + WAL on disk */
 	int64_t last_seq;
 	bool recovered;              /* a corrupt database was moved aside at open */
+	int open_err;                /* degraded mode: -errno of the last failed open (0: available) */
+	uint64_t replies;            /* command replies queued */
+	uint64_t dropped_replies;    /* replies dropped past CONFIG_STORE_REPLY_QUEUE_MAX, this run */
 };
 
 /* Opens (creating if needed) the database, applies pragmas (WAL, synchronous,
@@ -54,6 +58,23 @@ struct store_stats {
  * Returns 0 and *out, or -errno. Close with store_close(). */
 int store_open(const struct store_opts *o, struct store **out) __attribute__((warn_unused_result));
 void store_close(struct store *s);
+
+/* Degraded mode. With opts.degrade, a database that cannot be opened at all
+ * (a directory, no permission, an unwritable disk: anything but out of memory)
+ * still gives a store: store_available() is false, nothing is buffered, every
+ * row appended is counted as dropped (-ENODEV), every other call returns
+ * -ENODEV. store_retry() tries to open the file again (the caller paces it
+ * with a back-off); on success the counts of the rows dropped meanwhile are
+ * added to the saved counters. store_retry on an available store returns 0. */
+bool store_available(const struct store *s);
+/* -errno of the last failed open (0 when available). */
+int store_open_error(const struct store *s);
+/* True inside a transaction (store_begin without commit or rollback yet): rows read now may
+ * still be rolled back, so nothing read should leave the gateway before the commit. */
+bool store_in_txn(const struct store *s);
+/* Replies queued and dropped (cheap: no query). */
+void store_reply_counts(const struct store *s, uint64_t *queued, uint64_t *dropped);
+int store_retry(struct store *s) __attribute__((warn_unused_result));
 
 /* One transaction around the appends of one tick. Without begin, every
  * append commits by itself. commit also enforces the budget.
@@ -101,6 +122,21 @@ int store_journal_get(struct store *s, const char *id, int64_t now_ms, char *buf
 	__attribute__((warn_unused_result));
 int store_journal_put(struct store *s, const char *id, const char *reply, int64_t now_ms)
 	__attribute__((warn_unused_result));
+
+/* Command replies waiting for the broker (a queue apart from the outbox, so
+ * the outbox's seqs stay contiguous for telemetry consumers). put queues one
+ * (topic, correlation data, body), inside the caller's transaction when one is
+ * open; past CONFIG_STORE_REPLY_QUEUE_MAX queued the oldest are deleted and
+ * counted in dropped_replies. next calls fn with the first reply whose id is
+ * above after_id (pointers valid during the call) and returns 1, or 0 when
+ * there is none. ack deletes reply id (acknowledged by the broker). */
+typedef void (*store_reply_fn)(void *arg, int64_t id, const char *topic, const void *corr, size_t corr_len,
+			       const char *body, size_t len);
+int store_reply_put(struct store *s, const char *topic, const void *corr, size_t corr_len, const char *body,
+		    size_t len, int64_t now_ms) __attribute__((warn_unused_result));
+int store_reply_next(struct store *s, int64_t after_id, store_reply_fn fn, void *arg)
+	__attribute__((warn_unused_result));
+int store_reply_ack(struct store *s, int64_t id) __attribute__((warn_unused_result));
 
 /* Small key-value state (strings). get: -ENOENT when absent. */
 int store_kv_get(struct store *s, const char *key, char *buf, size_t len) __attribute__((warn_unused_result));

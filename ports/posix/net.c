@@ -126,3 +126,26 @@ int hal_net_connect(const char *unix_path, const char *host, uint16_t port, unsi
 	}
 	return fd;
 }
+
+void hal_net_shutdown(int fd)
+{
+	if (fd >= 0)
+		(void)shutdown(fd, SHUT_RDWR);
+}
+
+bool hal_net_peer_key(const void *sockaddr, uint8_t key[16])
+{
+	const struct sockaddr *sa = sockaddr;
+	memset(key, 0, 16);
+	if (!sa)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		memcpy(key, &((const struct sockaddr_in *)sockaddr)->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sockaddr)->sin6_addr, 16);
+		return true;
+	}
+	return false;
+}

@@ -21,6 +21,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct command_error err;
 	char reply[1024];
 	if (command_parse(verb, payload, len, &cmd, &err) == 0) {
+		/* An accepted command holds no NUL in its payload's strings and no control character
+		 * in its id or level: a NUL would have cut a string short (two ids as one key). */
+		if (memchr(payload, 0, len))
+			abort();
+		for (const char *p = cmd.id; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				abort();
+		for (const char *p = cmd.args.level; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				abort();
 		(void)command_format_reply(reply, sizeof(reply), cmd.id, "{}", NULL);
 		if (cmd.args.desired) {
 			char *less = command_desired_without(cmd.args.desired, cmd.args.deployment[0] ? cmd.args.deployment : "x");

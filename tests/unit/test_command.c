@@ -161,10 +161,45 @@ static void desired_message_parses_and_edits(void **state)
 	assert_string_equal(e.code, "bad_type");
 }
 
+/* A NUL (raw or escaped) or another control character never reaches a parsed string: ids that
+ * differ only after a NUL are both refused, and so is a level "dbg\u0000junk". */
+static void control_characters_are_refused(void **state)
+{
+	(void)state;
+	static const struct { const char *verb; const char *payload; size_t len; } bad[] = {
+		{ "ping", "{\"id\":\"a\\u0000x\",\"verb\":\"ping\"}", 0 },
+		{ "ping", "{\"id\":\"a\\u0000y\",\"verb\":\"ping\"}", 0 },
+		{ "set_log_level", "{\"id\":\"l\",\"verb\":\"set_log_level\",\"args\":{\"level\":\"dbg\\u0000junk\"}}", 0 },
+		{ "set_log_level", "{\"id\":\"l\",\"verb\":\"set_log_level\",\"args\":{\"level\":\"dbg\\u001f\"}}", 0 },
+		{ "ping", "{\"id\":\"tab\\tid\",\"verb\":\"ping\"}", 0 },
+		{ "ping", "{\"id\":\"raw\001\",\"verb\":\"ping\"}", 0 },
+		{ "ping", "{\"id\":\"r\0z\",\"verb\":\"ping\"}", 26 },
+		{ "ping", "{\"id\":\"e\\\0z\",\"verb\":\"ping\"}", 27 },
+		{ "ping", "{\"id\":\"c-\\ud\0\0\0\0\",\"verb\":\"ping\"}", 32 },
+		{ "ping", "{\"id\":\"d\",\"verb\":\"ping\\u007f\"}", 0 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct command cmd;
+		struct command_error err;
+		size_t len = bad[i].len ? bad[i].len : strlen(bad[i].payload);
+		assert_int_equal(command_parse(bad[i].verb, bad[i].payload, len, &cmd, &err), -EINVAL);
+		assert_string_equal(err.code, "bad_value");
+		assert_true(err.message[0] != '\0');
+		command_clear(&cmd);
+	}
+	/* \t \n \r stay allowed in free text; the parser sees the whole command */
+	struct command cmd;
+	struct command_error err;
+	const char *ok = "{\"id\":\"ok-1\",\"verb\":\"ping\"}";
+	assert_int_equal(command_parse("ping", ok, strlen(ok), &cmd, &err), 0);
+	command_clear(&cmd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(valid_commands_parse),
+		cmocka_unit_test(control_characters_are_refused),
 		cmocka_unit_test(malformed_commands_get_exact_errors),
 		cmocka_unit_test(oversized_payload_is_refused_before_parsing),
 		cmocka_unit_test(reply_format_escapes_and_carries_id),

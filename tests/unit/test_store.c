@@ -430,6 +430,101 @@ static void cap_mid_transaction_counts_exactly(void **state)
 	assert_int_equal(st.dropped_telemetry, dropped);
 }
 
+struct reply_seen {
+	int n;
+	int64_t id;
+	char topic[64];
+	char body[64];
+	size_t corr_len;
+};
+
+static void on_reply(void *arg, int64_t id, const char *topic, const void *corr, size_t corr_len, const char *body,
+		     size_t len)
+{
+	struct reply_seen *r = arg;
+	r->n++;
+	r->id = id;
+	snprintf(r->topic, sizeof(r->topic), "%s", topic);
+	snprintf(r->body, sizeof(r->body), "%.*s", (int)len, body);
+	r->corr_len = corr_len;
+	(void)corr;
+}
+
+/* Replies wait in order with their topic and correlation data, survive a reopen, go on ack,
+ * and past CONFIG_STORE_REPLY_QUEUE_MAX the oldest is dropped and counted. */
+static void replies_queue_in_order_and_bounded(void **state)
+{
+	struct fx *f = *state;
+	f->s = open_store(f, 1024);
+	assert_int_equal(store_reply_put(f->s, "t/a", "c1", 2, "{\"id\":\"a\"}", 10, 1), 0);
+	assert_int_equal(store_reply_put(f->s, "t/b", NULL, 0, "{\"id\":\"b\"}", 10, 2), 0);
+	store_close(f->s);
+	f->s = open_store(f, 1024);
+	struct reply_seen r = { 0 };
+	assert_int_equal(store_reply_next(f->s, 0, on_reply, &r), 1);
+	assert_string_equal(r.topic, "t/a");
+	assert_string_equal(r.body, "{\"id\":\"a\"}");
+	assert_int_equal(r.corr_len, 2);
+	int64_t first = r.id;
+	assert_int_equal(store_reply_next(f->s, first, on_reply, &r), 1);
+	assert_string_equal(r.topic, "t/b");
+	assert_int_equal(r.corr_len, 0);
+	assert_int_equal(store_reply_next(f->s, r.id, on_reply, &r), 0);
+	assert_int_equal(store_reply_ack(f->s, first), 0);
+	struct store_stats st;
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.replies, 1);
+	assert_int_equal(store_begin(f->s), 0);
+	for (int i = 0; i < CONFIG_STORE_REPLY_QUEUE_MAX + 3; i++)
+		assert_int_equal(store_reply_put(f->s, "t/c", NULL, 0, "{}", 2, 3), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.replies, CONFIG_STORE_REPLY_QUEUE_MAX);
+	assert_int_equal(st.dropped_replies, 4);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(store_reply_next(f->s, 0, on_reply, &r), 1);
+	assert_string_equal(r.topic, "t/c"); /* t/b, the oldest, went first */
+}
+
+/* A path that cannot be opened gives a degraded store with degrade set: appends counted as
+ * dropped, everything else -ENODEV; once the path is usable, retry opens it and saves the
+ * counts. Without degrade the open fails as before. */
+static void unopenable_store_degrades_and_recovers(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(mkdir(f->path, 0700), 0); /* berth.db is a directory */
+	struct store_opts o = { .path = f->path, .budget_kb = 1024, .sync_full = true };
+	struct store *s = NULL;
+	assert_true(store_open(&o, &s) < 0);
+	o.degrade = true;
+	assert_int_equal(store_open(&o, &f->s), 0);
+	assert_false(store_available(f->s));
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(store_append(f->s, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, i, "{}", 2, NULL), -ENODEV);
+	assert_int_equal(store_append(f->s, STORE_EVENT, STORE_PRIO_EVENT, 9, "{}", 2, NULL), -ENODEV);
+	assert_int_equal(store_begin(f->s), -ENODEV);
+	char buf[8];
+	uint64_t v;
+	assert_int_equal(store_desired_get(f->s, &v, buf, sizeof(buf)), -ENODEV);
+	assert_int_equal(store_kv_set(f->s, "k", "v"), -ENODEV);
+	struct store_stats st;
+	store_get_stats(f->s, &st);
+	assert_true(st.open_err < 0);
+	assert_int_equal(st.dropped_telemetry, 5);
+	assert_int_equal(st.dropped_events, 1);
+	assert_true(store_retry(f->s) < 0);
+	assert_int_equal(rmdir(f->path), 0);
+	assert_int_equal(store_retry(f->s), 0);
+	assert_true(store_available(f->s));
+	assert_int_equal(store_append(f->s, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, 10, "{}", 2, NULL), 0);
+	store_close(f->s);
+	f->s = open_store(f, 1024);
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.open_err, 0);
+	assert_int_equal(st.dropped_telemetry, 5);
+	assert_int_equal(st.dropped_events, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -446,6 +541,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(every_row_is_acked_kept_or_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(refused_rows_are_counted_durably, setup, teardown),
 		cmocka_unit_test_setup_teardown(cap_mid_transaction_counts_exactly, setup, teardown),
+		cmocka_unit_test_setup_teardown(replies_queue_in_order_and_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(unopenable_store_degrades_and_recovers, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -1,0 +1,95 @@
+/* tests/unit/test_connguard.c - the local API's flood guard: deadlines, room, per-client share. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <netinet/in.h>
+#include <string.h>
+
+#include "agent/infer/connguard.h"
+
+#if IS_ENABLED(CONFIG_LOCAL_API)
+static struct sockaddr_in sa_a = { .sin_family = AF_INET, .sin_addr = { 0x0100007f } };
+static struct sockaddr_in sa_b = { .sin_family = AF_INET, .sin_addr = { 0x0200000a } };
+#define A (&sa_a)
+#define B (&sa_b)
+/* descriptors that are no sockets: shutting them down fails harmlessly */
+enum { FD0 = 900 };
+
+/* Over the pool, a new connection makes the oldest one outside a request go; one inside a
+ * request or younger than the grace is never chosen. */
+static void room_takes_the_oldest_idle(void **state)
+{
+	(void)state;
+	static struct connguard g;
+	connguard_init(&g, 2, 100, 5000, 60000, 50);
+	struct connguard_conn *c0 = connguard_open(&g, (void *)1, FD0, A, 1000);
+	struct connguard_conn *c1 = connguard_open(&g, (void *)2, FD0 + 1, A, 1100);
+	connguard_request(c0);                     /* inside a request: not closable */
+	struct connguard_conn *c2 = connguard_open(&g, (void *)3, FD0 + 2, B, 1200);
+	assert_non_null(c2);
+	assert_int_equal(g.evicted, 1);
+	assert_int_equal(c1->fd, -1);              /* the oldest outside a request */
+	assert_int_equal(c0->fd, FD0);
+	struct connguard_conn *c3 = connguard_open(&g, (void *)4, FD0 + 3, B, 1210);
+	assert_int_equal(g.evicted, 1);            /* c2 is younger than the grace: kept */
+	assert_int_equal(c2->fd, FD0 + 2);
+	assert_int_equal(connguard_sweep(&g, 1300), 1); /* over the pool: the sweep takes c2 now */
+	assert_int_equal(c2->fd, -1);
+	assert_int_equal(c3->fd, FD0 + 3);
+	connguard_close(&g, c1);
+	connguard_close(&g, c2);
+	assert_int_equal(g.open, 2);
+}
+
+/* The header deadline counts from the accept whatever arrives; after a response the idle
+ * limit applies. */
+static void deadlines_from_accept_and_response(void **state)
+{
+	(void)state;
+	static struct connguard g;
+	connguard_init(&g, 10, 100, 5000, 60000, 50);
+	struct connguard_conn *slow = connguard_open(&g, (void *)1, FD0, A, 0);
+	struct connguard_conn *kept = connguard_open(&g, (void *)2, FD0 + 1, A, 0);
+	connguard_request(kept);
+	connguard_done(kept, 4000);
+	assert_int_equal(connguard_sweep(&g, 4999), 0);
+	assert_int_equal(connguard_sweep(&g, 5000), 1);
+	assert_int_equal(slow->fd, -1);
+	assert_int_equal(g.header_timeouts, 1);
+	assert_int_equal(connguard_sweep(&g, 63999), 0);
+	assert_int_equal(connguard_sweep(&g, 64000), 1);
+	assert_int_equal(kept->fd, -1);
+}
+
+/* One address may hold per_client connections outside a request; another address is not
+ * touched. */
+static void per_client_share(void **state)
+{
+	(void)state;
+	static struct connguard g;
+	connguard_init(&g, 100, 2, 5000, 60000, 0);
+	struct connguard_conn *a0 = connguard_open(&g, (void *)1, FD0, A, 0);
+	struct connguard_conn *b0 = connguard_open(&g, (void *)2, FD0 + 1, B, 1);
+	(void)connguard_open(&g, (void *)3, FD0 + 2, A, 2);
+	assert_int_equal(g.evicted, 0);
+	(void)connguard_open(&g, (void *)4, FD0 + 3, A, 3);
+	assert_int_equal(g.evicted, 1);
+	assert_int_equal(a0->fd, -1);
+	assert_int_equal(b0->fd, FD0 + 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(room_takes_the_oldest_idle),
+		cmocka_unit_test(deadlines_from_accept_and_response),
+		cmocka_unit_test(per_client_share),
+	};
+	return cmocka_run_group_tests_name("connguard", tests, NULL, NULL);
+}
+#else
+int main(void) { return 0; } /* no local API in this build */
+#endif
