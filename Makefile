@@ -102,6 +102,11 @@ savedefconfig: $(O)/.config
 ifeq ($(filter clean menuconfig savedefconfig %_defconfig check demo,$(MAKECMDGOALS)),)
 -include $(O)/auto.conf
 endif
+# The site cluster (agent/site/) and its libraries, when configured.
+ifeq ($(CONFIG_SITE),y)
+CORE_SRCS += $(wildcard agent/site/*.c)
+LIBS += -lraft -luv
+endif
 
 # --- compile and link ----------------------------------------------------
 $(O)/obj/%.o: %.c $(AUTOCONF)

@@ -28,6 +28,9 @@
 #include "hal/engine.h"
 #include "hal/invoke.h"
 #include "hal/watchdog.h"
+#if IS_ENABLED(CONFIG_SITE)
+#include "agent/site/site.h"
+#endif
 
 #define LOG_TAG "agent"
 
@@ -51,6 +54,7 @@ struct agent {
 	struct telemetry *telemetry;
 	struct suptarget *target;        /* the commands' view of the supervisor */
 	struct sync *sync;
+	struct site *site;               /* site cluster (site.enabled); NULL otherwise */
 
 	/* --- inference path: local API -> dispatch (scheduler) -> replicas --- */
 	struct hal_invoke *infer_invoke;
@@ -96,6 +100,49 @@ static void on_event(void *arg, const struct event *ev)
 		LOG_WRN("event=event_not_stored type=%s", ev->type);
 }
 
+/* --- site cluster: between the desired state and the supervisor ------------ */
+
+#if IS_ENABLED(CONFIG_SITE)
+static int site_filter_fn(void *arg, const struct deploy_set *desired, struct deploy_set *out)
+{
+	return site_filter(arg, desired, out);
+}
+
+static int site_report_fn(const void *arg, char *buf, size_t len) { return site_report_json(arg, buf, len); }
+
+static void site_reapply(void *arg)
+{
+	struct agent *a = arg;
+	int rc = suptarget_reapply(a->target);
+	if (rc)
+		LOG_WRN("event=site_share_not_applied err=%s", strerror(-rc));
+}
+
+static int site_start(struct agent *a, const struct berth_config *cfg)
+{
+	if (!cfg->site.enabled)
+		return 0;
+	struct site_deps sd = { .loop = a->loop, .events = a->events, .sup = a->sup, .reapply = site_reapply, .arg = a };
+	a->site = site_create(&sd, cfg);
+	if (!a->site)
+		return -EIO;
+	struct suptarget_site hook = { .filter = site_filter_fn, .report = site_report_fn, .arg = a->site };
+	suptarget_set_site(a->target, &hook);
+	return 0;
+}
+
+static void site_stop(struct agent *a)
+{
+	if (a->target)
+		suptarget_set_site(a->target, NULL);
+	site_destroy(a->site);
+	a->site = NULL;
+}
+#else
+static int site_start(struct agent *a, const struct berth_config *cfg) { return 0; }
+static void site_stop(struct agent *a) {}
+#endif
+
 static int sync_start(struct agent *a, const struct berth_config *cfg)
 {
 	char path[CONFIG_STR_MAX + 16];
@@ -117,6 +164,8 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 	a->target = suptarget_create(a->sup, a->chaos);
 	if (!a->target)
 		return -ENOMEM;
+	if ((rc = site_start(a, cfg)))
+		return rc;
 	a->sync = sync_create(a->loop, a->store, cfg, &suptarget_ops, a->target);
 	if (!a->sync)
 		return -ENOMEM;
@@ -149,6 +198,7 @@ static void sync_stop(struct agent *a)
 		events_set_sink(a->events, NULL, NULL); /* the telemetry goes first */
 	telemetry_destroy(a->telemetry);
 	sync_destroy(a->sync);
+	site_stop(a);
 	suptarget_destroy(a->target);
 	store_close(a->store);
 }

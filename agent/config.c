@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "agent/jsonutil.h"
+#if IS_ENABLED(CONFIG_SITE)
+#include "agent/site/siteconf.h"
+#endif
 #include "agent/textfile.h"
 
 enum cfg_type { CT_STR, CT_INT, CT_DBL, CT_BOOL, CT_ENUM };
@@ -115,6 +118,12 @@ static const struct cfg_key keys[] = {
 	INT("chaos.interval_s", chaos.interval_s, 1, 86400, "30"),
 	INT("chaos.duration_s", chaos.duration_s, 0, 604800, "0"),
 	INT("chaos.min_running", chaos.min_running, 0, 64, "1"),
+
+	BOOL("site.enabled", site.enabled, "false"),
+	STR("site.members", site.members, false, ""),
+	INT("site.failover_ms", site.failover_ms, 500, 60000, "3000"),
+	INT("site.lease_ms", site.lease_ms, 200, 60000, "2000"),
+	INT("site.election_timeout_ms", site.election_timeout_ms, 100, 10000, "1000"),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -416,6 +425,20 @@ static int cross_check(const struct berth_config *cfg, struct config_error *err)
 				cfg->device_id, *p);
 			return -EINVAL;
 		}
+	}
+	if (cfg->site.enabled) {
+#if IS_ENABLED(CONFIG_SITE)
+		struct siteconf sc;
+		const char *key = "site";
+		char why[200];
+		if (siteconf_parse(cfg, &sc, &key, why, sizeof(why))) {
+			set_err(err, key, "%s", why);
+			return -EINVAL;
+		}
+#else
+		set_err(err, "site.enabled", "this build has no site cluster support (CONFIG_SITE)");
+		return -EINVAL;
+#endif
 	}
 	return 0;
 }

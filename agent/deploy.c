@@ -339,7 +339,8 @@ static int parse_probe(struct pctx *c, const cJSON *root, const char *key, struc
 static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct deploy_spec *d)
 {
 	static const char *const keys[] = { "name", "image", "cmd", "env", "replicas", "resources", "sla",
-					    "inference", "liveness", "readiness", "restart", "startup_ms", NULL };
+					    "inference", "liveness", "readiness", "restart", "startup_ms", "placement", NULL };
+	static const char *const plkeys[] = { "scope", "replicas", "spread", NULL };
 	static const char *const rkeys[] = { "min", "max", "desired", NULL };
 	static const char *const reskeys[] = { "cpu", "memory", NULL };
 	static const char *const slakeys[] = { "class", "deadline_ms", NULL };
@@ -495,6 +496,30 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 	}
 	if ((rc = get_u32(c, o, "startup_ms", "", 0, 3600000, &d->startup_ms)))
 		return rc;
+
+	/* placement: {"scope": "node"|"site", "replicas": N, "spread": bool} */
+	const cJSON *pl;
+	if ((rc = get_obj(c, o, "placement", "", &pl)))
+		return rc;
+	if (pl) {
+		char scope[8] = "node";
+		if ((rc = check_keys(c, pl, "placement", plkeys)) ||
+		    (rc = get_str(c, pl, "scope", "placement", scope, sizeof(scope), false)))
+			return rc;
+		if (!strcmp(scope, "site"))
+			d->scope = DEPLOY_SCOPE_SITE;
+		else if (strcmp(scope, "node"))
+			return fail(c, "placement.scope", "\"%s\" is not one of node|site", scope);
+		const cJSON *sp = cJSON_GetObjectItemCaseSensitive(pl, "spread");
+		if (sp && !cJSON_IsBool(sp))
+			return fail(c, "placement.spread", "expected a boolean, got %s", jsonutil_type_name(sp));
+		d->spread = sp && cJSON_IsTrue(sp);
+		d->site_replicas = d->replicas;
+		if ((rc = get_u32(c, pl, "replicas", "placement", 0, DEPLOY_MAX_REPLICAS - 1, &d->site_replicas)))
+			return rc;
+		if (d->scope == DEPLOY_SCOPE_NODE && (sp || cJSON_GetObjectItemCaseSensitive(pl, "replicas")))
+			return fail(c, "placement.scope", "replicas and spread need scope \"site\"");
+	}
 	d->spec_hash = deploy_spec_hash(d);
 	return 0;
 }
@@ -743,6 +768,12 @@ int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len)
 	cJSON_AddNumberToObject(rs, "backoff_max_ms", d->backoff_max_ms);
 	cJSON_AddNumberToObject(rs, "reset_after_ms", d->backoff_reset_ms);
 	cJSON_AddNumberToObject(o, "startup_ms", d->startup_ms);
+	if (d->scope == DEPLOY_SCOPE_SITE) {
+		cJSON *pl = cJSON_AddObjectToObject(o, "placement");
+		cJSON_AddStringToObject(pl, "scope", "site");
+		cJSON_AddNumberToObject(pl, "replicas", d->site_replicas);
+		cJSON_AddBoolToObject(pl, "spread", d->spread);
+	}
 
 	int rc = -ENOMEM;
 	if (len > 0)

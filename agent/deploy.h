@@ -29,6 +29,10 @@ struct probe_spec {
 
 enum restart_policy { RESTART_ALWAYS = 0, RESTART_ON_FAILURE, RESTART_NEVER };
 
+/* Where a deployment runs: on this gateway (node), or placed by the site's
+ * leader on the members of a site cluster (site; docs/site.md). */
+enum deploy_scope { DEPLOY_SCOPE_NODE = 0, DEPLOY_SCOPE_SITE };
+
 struct deploy_spec {
 	char name[DEPLOY_NAME_MAX];      /* deployment and model name, [a-z0-9-] */
 	char image[128];
@@ -50,6 +54,9 @@ struct deploy_spec {
 	uint32_t backoff_max_ms;         /* default 300000 */
 	uint32_t backoff_reset_ms;       /* healthy this long resets back-off; default 600000 */
 	uint32_t startup_ms;             /* expected start-up time (autoscaler's horizon); 0 = measure */
+	enum deploy_scope scope;         /* placement.scope; default node */
+	uint32_t site_replicas;          /* placement.replicas: replicas across the site (scope site) */
+	bool spread;                     /* placement.spread: at most one replica per member */
 	uint64_t spec_hash;              /* FNV-1a of the canonical spec, set by the parser */
 };
 

@@ -18,6 +18,7 @@ struct suptarget;
 extern const struct control_target_ops suptarget_ops;
 
 struct dispatch;
+struct deploy_set;
 
 /* sup and chaos are borrowed (chaos may be NULL: the verb is refused). */
 struct suptarget *suptarget_create(struct supervisor *sup, struct chaos *chaos);
@@ -35,6 +36,21 @@ void suptarget_set_dispatch(struct suptarget *t, struct dispatch *d);
  * ops.report_extra adds "sla" (per class: requests, on_time, late, failed,
  * refused, compliance) and "engine" ("available" or "unavailable"). */
 int suptarget_report(struct suptarget *t, char *buf, size_t len) __attribute__((warn_unused_result));
+
+/* A site cluster between the desired state and the supervisor: filter
+ * turns the whole desired set into what this gateway runs (node-scoped
+ * deployments plus its share of the site-scoped ones), report writes the
+ * site view (a JSON object) into the reported state's "site" key. NULL
+ * filter: the desired set goes to the supervisor as it is. */
+struct suptarget_site {
+	int (*filter)(void *arg, const struct deploy_set *desired, struct deploy_set *out);
+	int (*report)(const void *arg, char *buf, size_t len);
+	void *arg;
+};
+void suptarget_set_site(struct suptarget *t, const struct suptarget_site *site);
+/* Applies the current desired set again through the filter (the site's
+ * share changed). Returns what supervisor_apply() returns. */
+int suptarget_reapply(struct suptarget *t);
 
 /* Telemetry source "deployments": the same entries as the reported state. */
 void suptarget_telemetry_source(void *t, struct telemetry_buf *b);
