@@ -6,7 +6,8 @@
 #
 # Source it, then:
 #   site_net_up N        N gateways (N <= 5); sets SITE_DIR, SITE_NS[i], SITE_IP[i], SITE_SOCK[i]
-#                        for i = 1..N (addresses 10.77.0.i/24 inside the namespaces only)
+#                        for i = 1..N (10.77.0.i/24 for the site; 10.78.0.i/24 too, which the
+#                        host reaches as 10.78.0.254 and partitions leave alone)
 #   site_net_down        kills what runs in the namespaces, removes containers, namespaces,
 #                        bridge and SITE_DIR; safe to call twice and from a trap
 #   site_podman I ARGS   podman bound to gateway I's storage
@@ -20,6 +21,7 @@
 
 _sn_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SITE_SUBNET=10.77.0
+SITE_HOST_SUBNET=10.78.0
 declare -a SITE_NS SITE_IP SITE_SOCK
 SITE_N=0
 
@@ -71,6 +73,9 @@ events_logfile_path = "$SITE_DIR/events.log"
 EOF2
   ip link add "$SITE_BR" type bridge || return 1
   ip link set "$SITE_BR" up
+  # the host's side of the bridge, on a second subnet that partitions leave alone: tests read each
+  # gateway's local API from here while it is cut off from the others
+  ip addr add "$SITE_HOST_SUBNET.254/24" dev "$SITE_BR"
   for i in $(seq 1 "$n"); do
     ns=bsite$id-$i; d=$SITE_DIR/m$i
     mkdir -p "$d"/{root,runroot,tmp,data}
@@ -81,6 +86,7 @@ EOF2
     ip link set "bsv$id$i" master "$SITE_BR" up
     ip netns exec "$ns" ip link set lo up
     ip netns exec "$ns" ip addr add "${SITE_IP[$i]}/24" dev eth0
+    ip netns exec "$ns" ip addr add "$SITE_HOST_SUBNET.$i/24" dev eth0
     ip netns exec "$ns" ip link set eth0 up
     # images straight into the private store, before its API service opens it (in parallel)
     ( site_podman "$i" import -q "$BERTH_BUILD/images/berth-busybox.tar" localhost/berth-busybox:latest >/dev/null &&

@@ -8,19 +8,41 @@ build=${BERTH_BUILD:-$here/build}
 source "$here/scripts/site-net.sh"
 source "$here/tests/integration/lib-common.sh"
 FAILS=0
-ok() { echo "  ok   $*"; }
-bad() { echo "  FAIL $*"; FAILS=$((FAILS + 1)); }
+T_START=$(date +%s%3N)
+_t() { printf '%5.1fs' "$(( $(date +%s%3N) - T_START ))e-3"; }
+ok() { echo "  ok   [$(_t)] $*"; }
+bad() { echo "  FAIL [$(_t)] $*"; FAILS=$((FAILS + 1)); }
 finish() {
   if [ "$FAILS" -eq 0 ]; then echo "$TEST: all passed"; exit 0; fi
   for i in $(seq 1 "$SITE_N"); do echo "--- gw$i log (last 25 lines)"; tail -25 "$SITE_DIR/m$i/berthd.log"; done
   echo "$TEST: $FAILS failed"; exit 1
 }
-trap site_net_down EXIT
+trap 'echo "  [$(_t)] cleaning up"; site_net_down; echo "  [$(_t)] done"' EXIT
 trap 'exit 130' INT TERM
 
 FAILOVER_MS=${FAILOVER_MS:-3000}
 LEASE_MS=${LEASE_MS:-2000}
 declare -a BPID
+
+# site_up N: the network, engines and the probe's view of them
+site_up() {
+  local i
+  site_net_up "$1" || return 1
+  SITE_APIS=""; SITE_SOCKS=""
+  for i in $(seq 1 "$1"); do
+    SITE_APIS+="${SITE_APIS:+,}$i=$SITE_HOST_SUBNET.$i:8480"; SITE_SOCKS+="${SITE_SOCKS:+,}$i=${SITE_SOCK[$i]}"
+  done
+  export SITE_APIS SITE_SOCKS
+}
+PROBE="$here/tests/integration/site_probe.py"
+# snap DEP: reads every gateway once into LEASE[i] LEADER[i] ASSIGNED[i] READY[i] RUNNING[i]
+declare -a LEASE LEADER ASSIGNED READY RUNNING
+snap() {
+  local i l ld a r n
+  while read -r i l ld a r n; do
+    LEASE[$i]=$l; LEADER[$i]=$ld; ASSIGNED[$i]=$a; READY[$i]=$r; RUNNING[$i]=$n
+  done < <(python3 "$PROBE" snap "$1")
+}
 
 site_members() {
   local i s=""
@@ -36,7 +58,7 @@ site_config() {
  "log_level":"info",
  "engine":{"socket":"${SITE_SOCK[$i]}","timeout_ms":15000},
  "broker":{"enabled":true,"host":"10.77.0.250","port":1883,"reconnect_min_ms":5000,"reconnect_max_ms":30000},
- "api":{"listen":"127.0.0.1","port":8480},
+ "api":{"listen":"0.0.0.0","port":8480},
  "autoscale":{"enabled":false},
  "site":{"enabled":true,"members":"$(site_members)","failover_ms":$FAILOVER_MS,"lease_ms":$LEASE_MS}}
 EOF2

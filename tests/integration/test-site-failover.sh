@@ -1,55 +1,83 @@
 #!/usr/bin/env bash
-# Site failover on three gateways (network namespaces, an engine each, no broker): a site-scoped
-# deployment with 2 spread replicas lands on two members; one of them is gone (berthd SIGKILLed,
-# its containers killed): its replica is ready on the third member within the target, and the
-# killed member, restarted with its data dir, does not start the moved replica again.
+# Site failover on three gateways (network namespaces, an engine each, the broker unreachable):
+#  1. the leader is killed while it places a new site deployment set: a new leader finishes the
+#     placement, no replica is assigned twice, every engine runs exactly what is assigned;
+#  2. a member holding a replica is gone (berthd SIGKILLed, its containers killed): its replica is
+#     ready on the third member within the target; restarted with its data dir, the killed member
+#     does not start the moved replica again.
 TEST=site-failover
 source "$(dirname "$0")/lib-site.sh"
 TARGET_MS=${TARGET_MS:-10000}
-
-site_net_up 3 || { bad "site network did not come up"; finish; }
-cat > "$SITE_DIR/deployments.json" <<EOF
-{"version":1,"deployments":[
+docs() { # docs VERSION: deployments file; version 1 has no site deployment
+  if [ "$1" = 1 ]; then echo '{"version":1,"deployments":[]}' > "$SITE_DIR/deployments.json"; return; fi
+  cat > "$SITE_DIR/deployments.json" <<EOF
+{"version":$1,"deployments":[
  {"name":"det","image":"localhost/berth-worker:latest","inference":{"port":9100},
   "resources":{"cpu":"100m","memory":"32Mi"},"sla":{"class":"urgent","deadline_ms":500},
   "readiness":{"type":"http","path":"/v2/health/ready","period_ms":100,"timeout_ms":500},
-  "placement":{"scope":"site","replicas":2,"spread":true}}]}
+  "placement":{"scope":"site","replicas":2,"spread":true}},
+ {"name":"bulk","image":"localhost/berth-worker:latest","inference":{"port":9300},
+  "sla":{"class":"batch"},"placement":{"scope":"site","replicas":1}}]}
 EOF
+}
+site_up 3 || { bad "site network did not come up"; finish; }
+docs 1
 for i in 1 2 3; do gw_start "$i"; done
-wait_for 15000 one_leader 1 2 3 && ok "one leader elected: gw$LEADER" || bad "no agreed leader"
+agreed() { snap det; local i; for i in 1 2 3; do [ "${LEADER[$i]}" != - ] && [ "${LEADER[$i]}" = "${LEADER[1]}" ] || return 1; done; }
+wait_for 20000 agreed && ok "one leader elected: ${LEADER[1]}" || bad "no agreed leader"
 
-placed() { local t=0 i; for i in 1 2 3; do t=$(( t + $(ready_on "$i" det) )); done; [ "$t" -eq 2 ]; }
-wait_for 30000 placed && ok "2 replicas ready" || bad "det never had 2 ready replicas"
+# --- 1. the leader killed during placement ---------------------------------------------------
+old=${LEADER[1]#gw}; survivors=(); for i in 1 2 3; do [ "$i" = "$old" ] || survivors+=("$i"); done
+docs 2
+for i in 1 2 3; do gw_hup "$i"; done
+sleep 0.3
+gw_kill "$old"; gw_kill_containers "$old"; t0=$(now_ms)
+finished() {
+  local a=0 b=0 i
+  snap det
+  for i in "${survivors[@]}"; do
+    [ "${LEADER[$i]}" != - ] && [ "${LEADER[$i]}" != "gw$old" ] || return 1
+    [ "${ASSIGNED[$i]}" = 1 ] && [ "${RUNNING[$i]}" = 1 ] || return 1
+  done
+  snap bulk
+  for i in "${survivors[@]}"; do a=$(( a + ASSIGNED[$i] )); b=$(( b + RUNNING[$i] )); done
+  [ $a = 1 ] && [ $b = 1 ]
+}
+if wait_for 25000 finished; then
+  ok "new leader ${LEADER[${survivors[0]}]} finished the placement $(( $(now_ms) - t0 )) ms after the old one died: det on gw${survivors[0]} and gw${survivors[1]}, bulk on one"
+else bad "placement not finished by a new leader"; fi
+snap det
+twice=0; for i in "${survivors[@]}"; do [ "${ASSIGNED[$i]}" -le 1 ] || twice=1; done
+[ $twice = 0 ] && ok "no det replica assigned twice (spread holds)" || bad "a member holds two det replicas"
+gw_start "$old"
+back() { snap det; [ "${LEASE[$old]}" = yes ]; }
+wait_for 15000 back && ok "old leader gw$old back, with the lease" || bad "gw$old never got the lease back"
+exact() { local d i; for d in det bulk; do snap $d; for i in 1 2 3; do [ "${ASSIGNED[$i]}" = "${RUNNING[$i]}" ] || return 1; done; done; }
+wait_for 5000 exact && ok "every engine runs exactly what the log assigns it" || bad "engines and log disagree"
+
+# --- 2. a member holding a replica is gone --------------------------------------------------
+snap det
 holders=(); spare=""
-for i in 1 2 3; do
-  a=$(assigned_to "$i" det)
-  [ "$(running_on "$i" det)" = "$a" ] || bad "gw$i runs $(running_on "$i" det) det containers, assigned $a"
-  if [ "$a" = 1 ]; then holders+=("$i"); else spare=$i; fi
-done
-[ ${#holders[@]} -eq 2 ] && [ -n "$spare" ] && ok "spread: gw${holders[0]} and gw${holders[1]} hold one each" ||
-  bad "not spread: holders ${holders[*]}"
-
+for i in 1 2 3; do if [ "${ASSIGNED[$i]}" = 1 ]; then holders+=("$i"); else spare=$i; fi; done
 victim=${holders[0]}
 gw_kill "$victim"; gw_kill_containers "$victim"; t0=$(now_ms)
-moved() { [ "$(ready_on "$spare" det)" = 1 ]; }
-if wait_for 20000 moved; then
-  dt=$(( $(now_ms) - t0 ))
-  [ $dt -le "$TARGET_MS" ] && ok "replica ready on gw$spare ${dt} ms after gw$victim was gone (target $TARGET_MS)" ||
-    bad "failover took $dt ms (target $TARGET_MS)"
-else bad "replica never ready on gw$spare"; fi
-[ "$(running_on "${holders[1]}" det)" = 1 ] && ok "the other replica stayed on gw${holders[1]}" || bad "other replica moved"
-
+read -r w < <(python3 "$PROBE" watch det "$victim" "$spare" 20000 "$t0")
+eval "${w// /; }"
+if [ "$t_ready_ms" -ge 0 ]; then
+  [ "$t_ready_ms" -le "$TARGET_MS" ] && ok "replica ready on gw$spare ${t_ready_ms} ms after gw$victim was gone (started at ${t_start_ms} ms; target $TARGET_MS)" ||
+    bad "failover took $t_ready_ms ms (target $TARGET_MS)"
+else bad "replica never ready on gw$spare ($w)"; fi
+snap det
+[ "${RUNNING[${holders[1]}]}" = 1 ] && ok "the other replica stayed on gw${holders[1]}" || bad "other replica moved"
 gw_start "$victim"
-back() { [ "$(lease_of "$victim")" = True ]; }
+back() { snap det; [ "${LEASE[$victim]}" = yes ]; }
 wait_for 15000 back && ok "gw$victim restarted with its data dir and holds the lease again" || bad "gw$victim never got the lease back"
 never_again=1
-for _ in $(seq 1 30); do
-  [ "$(running_on "$victim" det)" = 0 ] || { never_again=0; break; }
-  sleep 0.1
-done
-[ $never_again = 1 ] && ok "gw$victim did not start the moved replica again (3 s watched)" || bad "gw$victim runs det again"
-total=0; for i in 1 2 3; do total=$(( total + $(running_on "$i" det) )); done
-[ "$total" = 2 ] && ok "exactly 2 det containers run across the three engines" || bad "$total det containers run"
-grep -q "event=site_member_silent member=gw$victim" "$SITE_DIR"/m*/berthd.log && ok "leader logged gw$victim silent" ||
+for _ in 1 2 3 4 5 6; do snap det; [ "${RUNNING[$victim]}" = 0 ] || { never_again=0; break; }; sleep 0.3; done
+[ $never_again = 1 ] && ok "gw$victim did not start the moved replica again (watched 2 s)" || bad "gw$victim runs det again"
+snap det
+[ $(( RUNNING[1] + RUNNING[2] + RUNNING[3] )) = 2 ] && ok "exactly 2 det containers run across the three engines" ||
+  bad "${RUNNING[*]} det containers run"
+grep -q "event=site_member_silent member=gw$victim" "$SITE_DIR"/m*/berthd.log && ok "the leader logged gw$victim silent" ||
   bad "no site_member_silent logged"
 finish

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Site partition on three gateways: a member holding a replica is cut off from the other two
+# (iptables DROP both ways, inside its namespace). The majority re-places its replica; the minority
+# stops it within the lease, so the replica runs on both sides for at most the lease (measured
+# through both engines); node-scoped deployments keep running everywhere. After healing, exactly
+# the assigned replicas run, checked through every engine.
+TEST=site-partition
+source "$(dirname "$0")/lib-site.sh"
+TARGET_MS=${TARGET_MS:-10000}
+STOP_SLACK_MS=${STOP_SLACK_MS:-1500}   # the stop itself (SIGTERM, container gone) and polling
+
+site_up 3 || { bad "site network did not come up"; finish; }
+cat > "$SITE_DIR/deployments.json" <<EOF
+{"version":1,"deployments":[
+ {"name":"det","image":"localhost/berth-worker:latest","inference":{"port":9100},
+  "resources":{"cpu":"100m","memory":"32Mi"},"sla":{"class":"urgent","deadline_ms":500},
+  "readiness":{"type":"http","path":"/v2/health/ready","period_ms":100,"timeout_ms":500},
+  "placement":{"scope":"site","replicas":2,"spread":true}},
+ {"name":"edge","image":"localhost/berth-worker:latest","inference":{"port":9200}}]}
+EOF
+for i in 1 2 3; do gw_start "$i"; done
+placed() { snap det; [ $(( READY[1] + READY[2] + READY[3] )) -eq 2 ] 2>/dev/null; }
+wait_for 30000 placed && ok "2 det replicas ready (leader ${LEADER[1]})" || bad "det never had 2 ready replicas"
+edge_all() { snap edge; [ "${RUNNING[*]}" = "1 1 1" ]; }
+wait_for 10000 edge_all && ok "node-scoped edge runs on all three" || bad "edge not on all three"
+
+snap det
+holders=(); spare=""
+for i in 1 2 3; do if [ "${ASSIGNED[$i]}" = 1 ]; then holders+=("$i"); else spare=$i; fi; done
+victim=${holders[0]}; other=${holders[1]}
+site_cut "$victim"; t0=$(now_ms)
+read -r w < <(python3 "$PROBE" watch det "$victim" "$spare" 20000 "$t0")
+eval "${w// /; }"
+if [ "$t_stop_ms" -ge 0 ]; then
+  [ "$t_stop_ms" -le $(( LEASE_MS + STOP_SLACK_MS )) ] &&
+    ok "minority gw$victim stopped its replica ${t_stop_ms} ms after the cut (lease $LEASE_MS ms)" ||
+    bad "minority stopped its replica after $t_stop_ms ms (lease $LEASE_MS + $STOP_SLACK_MS)"
+else bad "minority gw$victim never stopped its replica"; fi
+if [ "$t_start_ms" -ge 0 ]; then
+  ok "majority started the replacement on gw$spare ${t_start_ms} ms after the cut, ready at ${t_ready_ms} ms"
+  if [ "$t_stop_ms" -ge 0 ]; then
+    dr=$(( t_stop_ms > t_start_ms ? t_stop_ms - t_start_ms : 0 ))
+    [ $dr -le "$LEASE_MS" ] && ok "the replica ran on both sides for ${dr} ms (at most the lease, $LEASE_MS ms)" ||
+      bad "double run $dr ms"
+  fi
+  [ "$t_ready_ms" -ge 0 ] && [ "$t_ready_ms" -le "$TARGET_MS" ] && ok "replacement ready within $TARGET_MS ms" ||
+    bad "replacement not ready within $TARGET_MS ms ($t_ready_ms)"
+else bad "replacement never started on gw$spare"; fi
+snap edge
+[ "${RUNNING[$victim]}" = 1 ] && ok "node-scoped edge kept running on the cut-off gw$victim" || bad "edge stopped on gw$victim"
+snap det
+[ "${LEASE[$victim]}" = no ] && ok "gw$victim reports no lease" || bad "gw$victim still claims the lease"
+
+site_heal "$victim"
+back() { snap det; [ "${LEASE[$victim]}" = yes ]; }
+wait_for 15000 back && ok "healed: gw$victim holds the lease again" || bad "gw$victim never got the lease back"
+exact() { local i; snap det; for i in 1 2 3; do [ "${ASSIGNED[$i]}" = "${RUNNING[$i]}" ] || return 1; done; }
+stable=1
+for _ in 1 2 3 4 5 6; do exact || { stable=0; break; }; sleep 0.3; done
+if [ $stable = 1 ] && [ $(( RUNNING[1] + RUNNING[2] + RUNNING[3] )) = 2 ]; then
+  ok "after healing exactly the assigned replicas run (2 s watched): ${RUNNING[*]}"
+else bad "engines disagree with the assignment: running ${RUNNING[*]} assigned ${ASSIGNED[*]}"; fi
+finish
