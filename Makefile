@@ -39,7 +39,7 @@ WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prot
 	-Wvla -Wundef -Wno-unused-parameter
 AUTOCONF := $(O)/include/generated/autoconf.h
 REQ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(O)/include -imacros $(AUTOCONF) \
-	-include hal/kconfig.h $(WARNINGS) -MMD -MP -fno-common \
+	-include agent/base/kconfig.h $(WARNINGS) -MMD -MP -fno-common \
 	-ffunction-sections -fdata-sections
 ifneq ($(WERROR),)
 REQ_CFLAGS += -Werror
@@ -53,9 +53,13 @@ FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed -Wl,--gc-sections
 LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 
 # --- sources -------------------------------------------------------------
-CORE_SRCS := $(wildcard agent/*.c)
+CORE_SRCS := $(wildcard agent/*.c agent/*/*.c)
+# the programs' mains are linked on their own; berthctl's helpers live in the core library
+CORE_SRCS := $(filter-out agent/cmd/berthd.c agent/cmd/berthctl.c agent/cmd/berth-sim.c,$(CORE_SRCS))
+# the site cluster is added below when CONFIG_SITE is set
+CORE_SRCS := $(filter-out agent/site/%,$(CORE_SRCS))
 LINUX_SRCS := $(wildcard ports/linux/*.c)
-SIM_SRCS := $(filter-out ports/sim/berth-sim.c,$(wildcard ports/sim/*.c))
+SIM_SRCS := $(wildcard ports/sim/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_LINUX_SRCS := $(wildcard tests/unit/linux/test_*.c)
 
@@ -114,7 +118,7 @@ $(O)/obj/%.o: %.c $(AUTOCONF)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
-$(call obj,agent/sched.c): OBJ_CFLAGS = $(HOT_CFLAGS)
+$(call obj,agent/infer/sched.c): OBJ_CFLAGS = $(HOT_CFLAGS)
 $(CORE_LIB): $(call obj,$(CORE_SRCS))
 $(LINUX_LIB): $(call obj,$(LINUX_SRCS))
 $(SIM_LIB): $(call obj,$(SIM_SRCS))
@@ -131,7 +135,7 @@ $(O)/berthd: $(call obj,agent/cmd/berthd.c) $(CORE_LIB) $(LINUX_LIB)
 $(O)/berthctl: $(call obj,agent/cmd/berthctl.c) $(CORE_LIB) $(LINUX_LIB)
 	$(quiet) LD $@
 	$(Q)$(call link,$<,$(CORE_LIB) $(LINUX_LIB))
-$(O)/berth-sim: $(call obj,ports/sim/berth-sim.c) $(CORE_LIB) $(SIM_LIB)
+$(O)/berth-sim: $(call obj,agent/cmd/berth-sim.c) $(CORE_LIB) $(SIM_LIB)
 	$(quiet) LD $@
 	$(Q)$(call link,$<,$(CORE_LIB) $(SIM_LIB))
 

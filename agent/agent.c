@@ -7,23 +7,23 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "agent/api.h"
-#include "agent/chaos.h"
-#include "agent/dispatch.h"
-#include "agent/deploy.h"
-#include "agent/events.h"
-#include "agent/figures.h"
-#include "agent/log.h"
-#include "agent/loop.h"
-#include "agent/metrics.h"
-#include "agent/scaler.h"
-#include "agent/sched.h"
-#include "agent/store.h"
-#include "agent/suptarget.h"
-#include "agent/supervisor.h"
-#include "agent/sync.h"
-#include "agent/telemetry.h"
-#include "agent/textfile.h"
+#include "agent/infer/api.h"
+#include "agent/supervise/chaos.h"
+#include "agent/infer/dispatch.h"
+#include "agent/model/deploy.h"
+#include "agent/telemetry/events.h"
+#include "agent/console/reported.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
+#include "agent/telemetry/sampler.h"
+#include "agent/scale/autoscaler.h"
+#include "agent/infer/sched.h"
+#include "agent/telemetry/store.h"
+#include "agent/actions.h"
+#include "agent/supervise/supervisor.h"
+#include "agent/console/console.h"
+#include "agent/telemetry/collector.h"
+#include "agent/base/textfile.h"
 #include "hal/clock.h"
 #include "hal/engine.h"
 #include "hal/invoke.h"
@@ -46,14 +46,14 @@ struct agent {
 	struct hal_engine *engine;
 	struct hal_invoke *invoke;       /* probes (and, later, dispatch) */
 	struct supervisor *sup;
-	struct metrics *metrics;
+	struct sampler *metrics;
 	struct chaos *chaos;
 
 	/* --- store, telemetry and MQTT sync --- */
 	struct store *store;
-	struct telemetry *telemetry;
-	struct suptarget *target;        /* the commands' view of the supervisor */
-	struct sync *sync;
+	struct collector *telemetry;
+	struct actions *target;        /* the commands' view of the supervisor */
+	struct console *sync;
 	struct site *site;               /* site cluster (site.enabled); NULL otherwise */
 
 	/* --- inference path: local API -> dispatch (scheduler) -> replicas --- */
@@ -62,8 +62,8 @@ struct agent {
 	struct api *api;
 
 	/* --- autoscaling, request and container figures, reported state --- */
-	struct figures *figures;
-	struct scaler *scaler;
+	struct reported *figures;
+	struct autoscaler *scaler;
 	/* --- inference wiring: supervisor -> dispatcher (see infer_*) --- */
 	struct loop_timer infer_sync_timer;
 	struct sup_replica *infer_views;     /* scratch of the level sync */
@@ -85,9 +85,9 @@ static char *read_deployments_file(const char *path)
 	size_t len;
 	int rc = textfile_read(path, CONFIG_CONFIG_MAX_BYTES, &buf, &len);
 	if (rc == -EFBIG)
-		LOG_WRN("event=deployments_file_too_large path=%s max=%d", path, CONFIG_CONFIG_MAX_BYTES);
+		log_wrn("event=deployments_file_too_large path=%s max=%d", path, CONFIG_CONFIG_MAX_BYTES);
 	else if (rc)
-		LOG_WRN("event=deployments_file_unreadable path=%s err=%s", path, strerror(-rc));
+		log_wrn("event=deployments_file_unreadable path=%s err=%s", path, strerror(-rc));
 	return buf;
 }
 
@@ -96,8 +96,8 @@ static void on_event(void *arg, const struct event *ev)
 	char buf[EVENTS_DETAIL_MAX + 256];
 	int n = snprintf(buf, sizeof(buf), "{\"event\":\"%s\",\"detail\":%s}", ev->type,
 			 ev->detail[0] ? ev->detail : "{}");
-	if (n > 0 && (size_t)n < sizeof(buf) && telemetry_event(arg, buf, (size_t)n) != 0)
-		LOG_WRN("event=event_not_stored type=%s", ev->type);
+	if (n > 0 && (size_t)n < sizeof(buf) && collector_event(arg, buf, (size_t)n) != 0)
+		log_wrn("event=event_not_stored type=%s", ev->type);
 }
 
 /* --- site cluster: between the desired state and the supervisor ------------ */
@@ -113,9 +113,9 @@ static int site_report_fn(const void *arg, char *buf, size_t len) { return site_
 static void site_reapply(void *arg)
 {
 	struct agent *a = arg;
-	int rc = suptarget_reapply(a->target);
+	int rc = actions_reapply(a->target);
 	if (rc)
-		LOG_WRN("event=site_share_not_applied err=%s", strerror(-rc));
+		log_wrn("event=site_share_not_applied err=%s", strerror(-rc));
 }
 
 static int site_start(struct agent *a, const struct berth_config *cfg)
@@ -126,15 +126,15 @@ static int site_start(struct agent *a, const struct berth_config *cfg)
 	a->site = site_create(&sd, cfg);
 	if (!a->site)
 		return -EIO;
-	struct suptarget_site hook = { .filter = site_filter_fn, .report = site_report_fn, .arg = a->site };
-	suptarget_set_site(a->target, &hook);
+	struct actions_site hook = { .filter = site_filter_fn, .report = site_report_fn, .arg = a->site };
+	actions_set_site(a->target, &hook);
 	return 0;
 }
 
 static void site_stop(struct agent *a)
 {
 	if (a->target)
-		suptarget_set_site(a->target, NULL);
+		actions_set_site(a->target, NULL);
 	site_destroy(a->site);
 	a->site = NULL;
 }
@@ -147,7 +147,7 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 {
 	char path[CONFIG_STR_MAX + 16];
 	if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
-		LOG_ERR("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(errno));
+		log_err("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(errno));
 		return -errno;
 	}
 	snprintf(path, sizeof(path), "%s/berth.db", cfg->data_dir);
@@ -158,37 +158,37 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 	};
 	int rc = store_open(&so, &a->store);
 	if (rc) {
-		LOG_ERR("event=store_open_failed path=%s err=%s", path, strerror(-rc));
+		log_err("event=store_open_failed path=%s err=%s", path, strerror(-rc));
 		return rc;
 	}
-	a->target = suptarget_create(a->sup, a->chaos);
+	a->target = actions_create(a->sup, a->chaos);
 	if (!a->target)
 		return -ENOMEM;
 	if ((rc = site_start(a, cfg)))
 		return rc;
-	a->sync = sync_create(a->loop, a->store, cfg, &suptarget_ops, a->target);
+	a->sync = console_create(a->loop, a->store, cfg, &actions_ops, a->target);
 	if (!a->sync)
 		return -ENOMEM;
-	struct telemetry_opts to = {
+	struct collector_opts to = {
 		.data_dir = cfg->data_dir,
 		.interval_ms = (uint32_t)cfg->telemetry.interval_ms,
-		.after_tick = sync_kick,
+		.after_tick = console_kick,
 		.arg = a->sync,
 	};
-	a->telemetry = telemetry_create(a->loop, a->store, &to);
+	a->telemetry = collector_create(a->loop, a->store, &to);
 	if (!a->telemetry)
 		return -ENOMEM;
-	if ((rc = telemetry_register(a->telemetry, "uplink", sync_telemetry_source, a->sync)) ||
-	    (rc = telemetry_register(a->telemetry, "deployments", suptarget_telemetry_source, a->target)))
+	if ((rc = collector_register(a->telemetry, "uplink", console_telemetry_source, a->sync)) ||
+	    (rc = collector_register(a->telemetry, "deployments", actions_telemetry_source, a->target)))
 		return rc;
 	/* Notable events (crash loops, migration_needed, ...) go to the outbox. */
 	events_set_sink(a->events, on_event, a->telemetry);
 	/* Offline autonomy: the last persisted desired state, else the file. */
 	char *fallback = read_deployments_file(cfg->deployments_file);
-	rc = sync_boot(a->sync, fallback);
+	rc = console_boot(a->sync, fallback);
 	free(fallback);
 	if (rc && rc != -ENOENT)
-		LOG_WRN("event=no_desired_state err=%s", strerror(-rc));
+		log_wrn("event=no_desired_state err=%s", strerror(-rc));
 	return 0;
 }
 
@@ -196,10 +196,10 @@ static void sync_stop(struct agent *a)
 {
 	if (a->events)
 		events_set_sink(a->events, NULL, NULL); /* the telemetry goes first */
-	telemetry_destroy(a->telemetry);
-	sync_destroy(a->sync);
+	collector_destroy(a->telemetry);
+	console_destroy(a->sync);
 	site_stop(a);
-	suptarget_destroy(a->target);
+	actions_destroy(a->target);
 	store_close(a->store);
 }
 
@@ -224,14 +224,14 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 	a->sup = supervisor_create(a->loop, a->engine, a->invoke, &sc);
 	if (!a->sup)
 		return -ENOMEM;
-	a->metrics = metrics_create(a->loop, a->sup, cfg->data_dir, (unsigned)cfg->telemetry.interval_ms);
+	a->metrics = sampler_create(a->loop, a->sup, cfg->data_dir, (unsigned)cfg->telemetry.interval_ms);
 	a->chaos = chaos_create(a->loop, a->sup, a->events);
 	if (!a->metrics || !a->chaos)
 		return -ENOMEM;
 	int rc = supervisor_start(a->sup);
 	if (rc < 0)
 		return rc;
-	if ((rc = metrics_start(a->metrics)) < 0)
+	if ((rc = sampler_start(a->metrics)) < 0)
 		return rc;
 	if (cfg->chaos.deployment[0]) { /* duration 0: until berthd stops */
 		struct chaos_config cc = {
@@ -242,7 +242,7 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 		snprintf(cc.deployment, sizeof(cc.deployment), "%.*s", (int)sizeof(cc.deployment) - 1, cfg->chaos.deployment);
 		rc = chaos_start(a->chaos, &cc);
 		if (rc < 0)
-			LOG_WRN("event=chaos_not_started err=%s", strerror(-rc));
+			log_wrn("event=chaos_not_started err=%s", strerror(-rc));
 	}
 	return 0;
 }
@@ -251,7 +251,7 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 static void supervision_destroy(struct agent *a)
 {
 	chaos_destroy(a->chaos);
-	metrics_destroy(a->metrics);
+	sampler_destroy(a->metrics);
 	supervisor_destroy(a->sup);
 	hal_engine_destroy(a->engine);
 	hal_invoke_destroy(a->invoke);
@@ -281,7 +281,7 @@ static int inference_start(struct agent *a, const struct berth_config *cfg)
 		return -EINVAL;
 	if (cfg->api.static_replicas[0] &&
 	    dispatch_static_replicas(a->dispatch, cfg->api.static_replicas, CONFIG_DISPATCH_DEFAULT_DEADLINE_MS) < 0) {
-		LOG_ERR("event=bad_static_replicas value=\"%s\"", cfg->api.static_replicas);
+		log_err("event=bad_static_replicas value=\"%s\"", cfg->api.static_replicas);
 		return -EINVAL;
 	}
 	if (!IS_ENABLED(CONFIG_LOCAL_API) || !cfg->api.enabled)
@@ -315,26 +315,26 @@ static void inference_stop(struct agent *a)
 static int agent_state(void *arg, char *buf, size_t len)
 {
 	struct agent *a = arg;
-	return sync_report(a->sync, buf, len);
+	return console_report(a->sync, buf, len);
 }
 
 static int figures_start(struct agent *a, const struct berth_config *cfg)
 {
 	int rc;
-	suptarget_set_dispatch(a->target, a->dispatch);
-	a->figures = figures_create(a->metrics, a->dispatch, (unsigned)cfg->telemetry.interval_ms);
+	actions_set_dispatch(a->target, a->dispatch);
+	a->figures = reported_create(a->metrics, a->dispatch, (unsigned)cfg->telemetry.interval_ms);
 	if (!a->figures)
 		return -ENOMEM;
-	if ((rc = telemetry_register(a->telemetry, "containers", figures_containers_source, a->figures)) ||
-	    (rc = telemetry_register(a->telemetry, "scheduler", figures_scheduler_source, a->figures)))
+	if ((rc = collector_register(a->telemetry, "containers", reported_containers_source, a->figures)) ||
+	    (rc = collector_register(a->telemetry, "scheduler", reported_scheduler_source, a->figures)))
 		return rc;
 	if (a->api)
 		api_set_state_fn(a->api, agent_state, a);
 	if (!cfg->autoscale.enabled) {
-		LOG_INF("event=autoscaler_disabled");
+		log_inf("event=autoscaler_disabled");
 		return 0;
 	}
-	struct scaler_deps sd = {
+	struct autoscaler_deps sd = {
 		.loop = a->loop,
 		.sup = a->sup,
 		.dispatch = a->dispatch,
@@ -342,28 +342,28 @@ static int figures_start(struct agent *a, const struct berth_config *cfg)
 		.store = a->store,
 		.events = a->events,
 	};
-	a->scaler = scaler_create(&sd, cfg);
+	a->scaler = autoscaler_create(&sd, cfg);
 	if (!a->scaler)
 		return -EINVAL;
-	return telemetry_register(a->telemetry, "autoscale", scaler_telemetry_source, a->scaler);
+	return collector_register(a->telemetry, "autoscale", autoscaler_telemetry_source, a->scaler);
 }
 
 /* Before the inference path and the store go: the scaler saves its forecasts. */
 static void figures_stop(struct agent *a)
 {
 	if (a->telemetry) {
-		telemetry_unregister(a->telemetry, "autoscale");
-		telemetry_unregister(a->telemetry, "scheduler");
-		telemetry_unregister(a->telemetry, "containers");
+		collector_unregister(a->telemetry, "autoscale");
+		collector_unregister(a->telemetry, "scheduler");
+		collector_unregister(a->telemetry, "containers");
 	}
 	if (a->api)
 		api_set_state_fn(a->api, NULL, NULL);
-	scaler_destroy(a->scaler);
+	autoscaler_destroy(a->scaler);
 	a->scaler = NULL;
-	figures_destroy(a->figures);
+	reported_destroy(a->figures);
 	a->figures = NULL;
 	if (a->target)
-		suptarget_set_dispatch(a->target, NULL);
+		actions_set_dispatch(a->target, NULL);
 }
 
 /* --- inference wiring: supervisor -> dispatcher, preemption, drain, chaos ----
@@ -393,7 +393,7 @@ static int infer_model(struct agent *a, const char *name)
 		m = dispatch_model_set(a->dispatch, name, sp->deadline_ms, sp->sla_class, sp->concurrency);
 		if (m < 0) {
 			if (!a->infer_full_logged)
-				LOG_ERR("event=model_not_declared model=%s err=%s", name, strerror(-m));
+				log_err("event=model_not_declared model=%s err=%s", name, strerror(-m));
 			a->infer_full_logged = true;
 			return m;
 		}
@@ -423,7 +423,7 @@ static void infer_apply(struct agent *a, enum sup_event ev, const struct sup_rep
 	if (rc == 0)
 		rc = dispatch_replica_set_draining(a->dispatch, m, v->slot, v->draining);
 	if (rc < 0)
-		LOG_WRN("event=replica_not_dispatched model=%s replica=%u err=%s", v->deployment, v->slot,
+		log_wrn("event=replica_not_dispatched model=%s replica=%u err=%s", v->deployment, v->slot,
 			strerror(-rc));
 }
 
@@ -431,7 +431,7 @@ static void infer_sync_soon(struct agent *a, unsigned ms)
 {
 	if (a->dispatch && (!loop_timer_armed(&a->infer_sync_timer) || ms < AGENT_INFER_SYNC_MS) &&
 	    loop_timer_start(a->loop, &a->infer_sync_timer, ms, AGENT_INFER_SYNC_MS) < 0)
-		LOG_ERR("event=timer_full what=infer_sync");
+		log_err("event=timer_full what=infer_sync");
 }
 
 static void on_sup_replica(void *arg, enum sup_event ev, const struct sup_replica *v)
@@ -464,7 +464,7 @@ static unsigned infer_resume_orphans(struct agent *a, bool all)
 		left++;
 		int rc = supervisor_replica_pause(a->sup, v->deployment, v->slot, false);
 		if (rc == 0)
-			LOG_INF("event=replica_resume deployment=%s replica=%u reason=%s", v->deployment, v->slot,
+			log_inf("event=replica_resume deployment=%s replica=%u reason=%s", v->deployment, v->slot,
 				all ? "shutdown" : "not_held");
 	}
 	return left;
@@ -513,7 +513,7 @@ static int infer_pause(void *arg, const char *model, unsigned replica, bool paus
 {
 	struct agent *a = arg;
 	int rc = supervisor_replica_pause(a->sup, model, replica, pause);
-	LOG_INF("event=%s model=%s replica=%u rc=%d", pause ? "preempt_pause" : "preempt_resume", model, replica, rc);
+	log_inf("event=%s model=%s replica=%u rc=%d", pause ? "preempt_pause" : "preempt_resume", model, replica, rc);
 	if (pause)
 		return rc == -EALREADY ? 0 : rc;
 	if (rc < 0 && rc != -EALREADY && rc != -ENOENT)
@@ -607,7 +607,7 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 		if (rc == 0)
 			a->hw_watchdog = true;
 		else
-			LOG_WRN("event=watchdog_unavailable device=%s err=%s", cfg->watchdog.device, strerror(-rc));
+			log_wrn("event=watchdog_unavailable device=%s err=%s", cfg->watchdog.device, strerror(-rc));
 	}
 	a->sd_watchdog_us = hal_notify_watchdog_usec();
 
@@ -621,7 +621,7 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 
 	int src = supervision_create(a, cfg);
 	if (src < 0) {
-		LOG_ERR("event=supervision_failed err=%s", strerror(-src));
+		log_err("event=supervision_failed err=%s", strerror(-src));
 		goto errout;
 	}
 	if (sync_start(a, cfg) < 0)
@@ -630,13 +630,13 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 		goto errout;
 	int frc = figures_start(a, cfg);
 	if (frc < 0) {
-		LOG_ERR("event=figures_failed err=%s", strerror(-frc));
+		log_err("event=figures_failed err=%s", strerror(-frc));
 		goto errout;
 	}
 	if (infer_wire(a) < 0)
 		goto errout;
 
-	LOG_INF("event=started device=%s data_dir=%s", cfg->device_id, cfg->data_dir);
+	log_inf("event=started device=%s data_dir=%s", cfg->device_id, cfg->data_dir);
 	return a;
 
 errout:
@@ -650,22 +650,22 @@ int agent_reload(struct agent *a, const struct berth_config *cfg)
 	if (lvl >= 0)
 		log_set_level((enum log_level)lvl);
 	if (strcmp(cfg->device_id, a->cfg.device_id) || strcmp(cfg->data_dir, a->cfg.data_dir))
-		LOG_WRN("event=reload_needs_restart keys=device_id,data_dir");
+		log_wrn("event=reload_needs_restart keys=device_id,data_dir");
 
 	/* --- supervision: the deployments file is read again and becomes the
 	 * desired state the way it did at start (through the command target, so
 	 * commands and the reported state see it); a bad file changes nothing. */
 	snprintf(a->cfg.deployments_file, sizeof(a->cfg.deployments_file), "%s", cfg->deployments_file);
-	if (!sync_has_console_state(a->sync)) {
+	if (!console_has_desired_state(a->sync)) {
 		char *file = read_deployments_file(cfg->deployments_file);
-		int rc = file ? sync_boot(a->sync, file) : 0;
+		int rc = file ? console_boot(a->sync, file) : 0;
 		free(file);
 		if (rc)
-			LOG_WRN("event=deployments_file_not_applied path=%s err=%s", cfg->deployments_file, strerror(-rc));
+			log_wrn("event=deployments_file_not_applied path=%s err=%s", cfg->deployments_file, strerror(-rc));
 	} else {
-		LOG_INF("event=deployments_file_ignored reason=console_desired_state");
+		log_inf("event=deployments_file_ignored reason=console_desired_state");
 	}
-	LOG_INF("event=reloaded log_level=%s", log_level_name(log_get_level()));
+	log_inf("event=reloaded log_level=%s", log_level_name(log_get_level()));
 	return 0;
 }
 

@@ -2,7 +2,7 @@
 #ifndef BERTH_AGENT_H
 #define BERTH_AGENT_H
 
-#include "agent/config.h"
+#include "agent/model/config.h"
 
 struct loop;
 struct agent;

@@ -7,14 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/ctl_args.h"
-#include "agent/ctl_fmt.h"
-#include "agent/deploy.h"
-#include "agent/log.h"
-#include "agent/loop.h"
-#include "agent/uplink.h"
-#include "agent/version.h"
+#include "agent/model/config.h"
+#include "agent/cmd/ctl_args.h"
+#include "agent/cmd/ctl_fmt.h"
+#include "agent/model/deploy.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
+#include "agent/console/uplink.h"
+#include "agent/base/version.h"
 #include "hal/clock.h"
 
 #define LOG_TAG "ctl"
@@ -33,7 +33,7 @@ struct ctl {
 	char subs[MAX_SUBS][TOPIC_MAX];
 	int sub_qos[MAX_SUBS];
 	unsigned nsubs;
-	char sync_topic[TOPIC_MAX];
+	char console_topic[TOPIC_MAX];
 	bool sync_sent, synced;
 
 	/* One device's topics. */
@@ -141,7 +141,7 @@ static void on_device_message(struct ctl *c, const struct uplink_msg *m)
 		return;
 	if (strcmp(slash, "/status") == 0) {
 		if (ctl_status_parse(m->payload, m->len, &d->st))
-			LOG_DBG("event=bad_status topic=%s", m->topic);
+			log_dbg("event=bad_status topic=%s", m->topic);
 	} else {
 		ctl_status_seen(&d->st, payload_ts(m->payload, m->len));
 	}
@@ -150,7 +150,7 @@ static void on_device_message(struct ctl *c, const struct uplink_msg *m)
 static void on_message(void *arg, const struct uplink_msg *m)
 {
 	struct ctl *c = arg;
-	if (strcmp(m->topic, c->sync_topic) == 0) {
+	if (strcmp(m->topic, c->console_topic) == 0) {
 		c->synced = true;
 		return;
 	}
@@ -160,7 +160,7 @@ static void on_message(void *arg, const struct uplink_msg *m)
 	}
 	if (strcmp(m->topic, c->t_status) == 0) {
 		if (m->len && ctl_status_parse(m->payload, m->len, &c->st))
-			LOG_DBG("event=bad_status topic=%s", m->topic);
+			log_dbg("event=bad_status topic=%s", m->topic);
 	} else if (strcmp(m->topic, c->t_reported) == 0) {
 		free(c->reported);
 		c->reported = dup_payload(m);
@@ -198,12 +198,12 @@ static void on_connected(void *arg)
 	/* Made again on every connection: a clean session starts with none. */
 	for (unsigned i = 0; i < c->nsubs; i++)
 		if (uplink_subscribe(c->up, c->subs[i], c->sub_qos[i]))
-			LOG_ERR("event=subscribe_failed topic=%s", c->subs[i]);
+			log_err("event=subscribe_failed topic=%s", c->subs[i]);
 	/* Retained messages are delivered right after the subscription that
 	 * matches them, and QoS 0 deliveries keep their order: once our own
 	 * message to the sync topic comes back, every retained one is in. */
-	if (!c->sync_sent && uplink_subscribe(c->up, c->sync_topic, 0) == 0 &&
-	    uplink_publish(c->up, c->sync_topic, "sync", 4, 0, false, NULL, 0, NULL) == 0)
+	if (!c->sync_sent && uplink_subscribe(c->up, c->console_topic, 0) == 0 &&
+	    uplink_publish(c->up, c->console_topic, "sync", 4, 0, false, NULL, 0, NULL) == 0)
 		c->sync_sent = true;
 }
 
@@ -301,7 +301,7 @@ static int session_start(struct ctl *c)
 			broker_addr(c, addr, sizeof(addr)), secs(c));
 		return interrupted ? CTL_EXIT_TIMEOUT : CTL_EXIT_BROKER;
 	}
-	LOG_INF("event=subscribed topics=%u retained_delivered=1", c->nsubs);
+	log_inf("event=subscribed topics=%u retained_delivered=1", c->nsubs);
 	return CTL_EXIT_OK;
 }
 
@@ -570,7 +570,7 @@ static int load_settings(struct ctl *c)
 static void set_topics(struct ctl *c)
 {
 	const char *d = c->a->device;
-	snprintf(c->sync_topic, sizeof(c->sync_topic), "berthctl/%s/sync", c->client_id);
+	snprintf(c->console_topic, sizeof(c->console_topic), "berthctl/%s/sync", c->client_id);
 	if (!d)
 		return;
 	snprintf(c->t_status, TOPIC_MAX, "berth/v1/%s/status", d);

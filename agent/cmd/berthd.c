@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/loop.h"
-#include "agent/version.h"
+#include "agent/model/config.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
+#include "agent/base/version.h"
 #include "hal/watchdog.h"
 
 #define LOG_TAG "main"
@@ -50,10 +50,10 @@ static void on_sig_readable(void *arg, int fd, unsigned events)
 			} else {
 				char msg[512];
 				config_error_format(d->config_path, &err, msg, sizeof(msg));
-				LOG_ERR("event=reload_refused reason=\"%s\"", msg);
+				log_err("event=reload_refused reason=\"%s\"", msg);
 			}
 		} else {
-			LOG_INF("event=shutdown signal=%s", sigs[i] == SIGTERM ? "TERM" : "INT");
+			log_inf("event=shutdown signal=%s", sigs[i] == SIGTERM ? "TERM" : "INT");
 			loop_stop(d->loop);
 		}
 	}
@@ -149,12 +149,12 @@ int main(int argc, char **argv)
 	int rc = EXIT_FAILURE;
 	struct daemon_ctx d = { .config_path = config_path };
 	if (setup_signals() < 0) {
-		LOG_ERR("event=signal_setup_failed err=%s", strerror(errno));
+		log_err("event=signal_setup_failed err=%s", strerror(errno));
 		return EXIT_FAILURE;
 	}
 	d.loop = loop_create();
 	if (!d.loop) {
-		LOG_ERR("event=oom what=loop");
+		log_err("event=oom what=loop");
 		goto errout;
 	}
 	if (loop_fd_add(d.loop, g_sig_pipe[0], LOOP_IN, on_sig_readable, &d) < 0)
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
 	(void)hal_notify("READY=1");
 	int lrc = loop_run(d.loop);
 	if (lrc < 0)
-		LOG_ERR("event=loop_failed err=%s", strerror(-lrc));
+		log_err("event=loop_failed err=%s", strerror(-lrc));
 	(void)hal_notify("STOPPING=1");
 	rc = lrc < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
@@ -174,6 +174,6 @@ int main(int argc, char **argv)
 errout_with_loop:
 	loop_destroy(d.loop);
 errout:
-	LOG_INF("event=exit code=%d", rc);
+	log_inf("event=exit code=%d", rc);
 	return rc;
 }

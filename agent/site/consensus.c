@@ -10,8 +10,8 @@
 #include <raft/uv.h>
 #include <uv.h>
 
-#include "agent/log.h"
-#include "agent/loop.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
 
 #define LOG_TAG "consensus"
 
@@ -102,7 +102,7 @@ static void drive(struct consensus *c)
 	if (t < 0 || t > (int)CONSENSUS_IDLE_POLL_MS)
 		t = (int)CONSENSUS_IDLE_POLL_MS;
 	if (loop_timer_start(c->loop, &c->timer, (uint64_t)t, 0) < 0)
-		LOG_ERR("event=timer_full what=consensus");
+		log_err("event=timer_full what=consensus");
 }
 
 static void on_barrier(struct raft_barrier *req, int status)
@@ -182,7 +182,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	struct consensus *c = fsm->data;
 	int rc = c->ops.restore(c->ops.arg, buf->base, strnlen(buf->base, buf->len));
 	if (rc) {
-		LOG_ERR("event=snapshot_restore_failed err=%s", strerror(-rc));
+		log_err("event=snapshot_restore_failed err=%s", strerror(-rc));
 		return RAFT_CORRUPT;
 	}
 	raft_free(buf->base); /* ours on success */
@@ -237,7 +237,7 @@ static void on_applied(struct raft_apply *req, int status, void *result)
 	(void)result;
 	if (status) {
 		r->c->st.propose_failed++;
-		LOG_WRN("event=propose_not_committed err=%s", raft_strerror(status));
+		log_wrn("event=propose_not_committed err=%s", raft_strerror(status));
 	}
 	free(r);
 }
@@ -318,14 +318,14 @@ static int bootstrap(struct consensus *c)
 		rv = raft_bootstrap(&c->raft, &conf);
 	raft_configuration_close(&conf);
 	if (rv == RAFT_CANTBOOTSTRAP) {
-		LOG_INF("event=log_found");
+		log_inf("event=log_found");
 		return 0; /* a log exists: this member restarts with its state */
 	}
 	if (rv) {
-		LOG_ERR("event=bootstrap_failed err=\"%s\"", raft_errmsg(&c->raft));
+		log_err("event=bootstrap_failed err=\"%s\"", raft_errmsg(&c->raft));
 		return -EIO;
 	}
-	LOG_INF("event=bootstrapped members=%u", c->n);
+	log_inf("event=bootstrapped members=%u", c->n);
 	return 0;
 }
 
@@ -345,13 +345,13 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 	for (unsigned i = 0; i < c->n; i++) {
 		c->members[i] = opts->members[i];
 		if (split_address(c->members[i].address, &c->member_sa[i])) {
-			LOG_ERR("event=bad_address member=%s address=%s", c->members[i].device_id, c->members[i].address);
+			log_err("event=bad_address member=%s address=%s", c->members[i].device_id, c->members[i].address);
 			goto errout;
 		}
 	}
 	int rv = uv_loop_init(&c->uv);
 	if (rv) {
-		LOG_ERR("event=uv_loop_failed err=%s", uv_strerror(rv));
+		log_err("event=uv_loop_failed err=%s", uv_strerror(rv));
 		goto errout;
 	}
 	c->uv_ready = true;
@@ -359,16 +359,16 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 	rv = uv_fs_mkdir(NULL, &mk, opts->dir, 0750, NULL);
 	uv_fs_req_cleanup(&mk);
 	if (rv < 0 && rv != UV_EEXIST) {
-		LOG_ERR("event=log_dir_unusable dir=%s err=%s", opts->dir, uv_strerror(rv));
+		log_err("event=log_dir_unusable dir=%s err=%s", opts->dir, uv_strerror(rv));
 		goto errout;
 	}
 	if ((rv = raft_uv_tcp_init(&c->transport, &c->uv))) {
-		LOG_ERR("event=transport_failed err=%s", raft_strerror(rv));
+		log_err("event=transport_failed err=%s", raft_strerror(rv));
 		goto errout;
 	}
 	c->transport_ready = true;
 	if ((rv = raft_uv_init(&c->io, &c->uv, opts->dir, &c->transport))) {
-		LOG_ERR("event=io_failed dir=%s err=\"%s\"", opts->dir, c->io.errmsg);
+		log_err("event=io_failed dir=%s err=\"%s\"", opts->dir, c->io.errmsg);
 		goto errout;
 	}
 	c->io_ready = true;
@@ -378,7 +378,7 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 				    .restore = fsm_restore };
 	const struct consensus_member *me = &c->members[c->self];
 	if ((rv = raft_init(&c->raft, &c->io, &c->fsm, consensus_member_id(me->device_id), me->address))) {
-		LOG_ERR("event=raft_init_failed err=\"%s\"", raft_errmsg(&c->raft));
+		log_err("event=raft_init_failed err=\"%s\"", raft_errmsg(&c->raft));
 		goto errout;
 	}
 	c->raft_ready = true;
@@ -391,18 +391,18 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 	if (bootstrap(c))
 		goto errout;
 	if ((rv = raft_start(&c->raft))) {
-		LOG_ERR("event=raft_start_failed err=\"%s\"", raft_errmsg(&c->raft));
+		log_err("event=raft_start_failed err=\"%s\"", raft_errmsg(&c->raft));
 		goto errout;
 	}
 	if ((rv = uv_udp_init(&c->uv, &c->udp))) {
-		LOG_ERR("event=udp_failed err=%s", uv_strerror(rv));
+		log_err("event=udp_failed err=%s", uv_strerror(rv));
 		goto errout;
 	}
 	c->udp.data = c;
 	c->udp_ready = true;
 	if ((rv = uv_udp_bind(&c->udp, (const struct sockaddr *)&c->member_sa[c->self], UV_UDP_REUSEADDR)) ||
 	    (rv = uv_udp_recv_start(&c->udp, udp_alloc, udp_recv))) {
-		LOG_ERR("event=udp_bind_failed address=%s err=%s", me->address, uv_strerror(rv));
+		log_err("event=udp_bind_failed address=%s err=%s", me->address, uv_strerror(rv));
 		goto errout;
 	}
 	c->backend_fd = uv_backend_fd(&c->uv);
@@ -411,7 +411,7 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 		goto errout;
 	}
 	drive(c);
-	LOG_INF("event=started id=%s address=%s members=%u dir=%s", me->device_id, me->address, c->n, opts->dir);
+	log_inf("event=started id=%s address=%s members=%u dir=%s", me->device_id, me->address, c->n, opts->dir);
 	return c;
 
 errout:
@@ -457,7 +457,7 @@ void consensus_destroy(struct consensus *c)
 			uv_run(&c->uv, UV_RUN_NOWAIT);
 		}
 		if (uv_loop_close(&c->uv))
-			LOG_WRN("event=uv_handles_left");
+			log_wrn("event=uv_handles_left");
 	}
 	free(c);
 }

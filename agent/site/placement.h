@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "agent/deploy.h"
+#include "agent/model/deploy.h"
 
 #define PLACEMENT_MAX_MEMBERS 5
 #define PLACEMENT_WHY_MAX 192

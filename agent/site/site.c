@@ -7,14 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
-#include "agent/events.h"
-#include "agent/log.h"
-#include "agent/loop.h"
+#include "agent/model/config.h"
+#include "agent/telemetry/events.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
 #include "agent/site/consensus.h"
 #include "agent/site/siteconf.h"
 #include "agent/site/sitestate.h"
-#include "agent/supervisor.h"
+#include "agent/supervise/supervisor.h"
 #include "hal/sys.h"
 
 #define LOG_TAG "site"
@@ -85,11 +85,11 @@ static void on_apply(void *arg, const char *cmd, size_t len)
 	int rc = sitestate_apply(s->state, cmd, len, why, sizeof(why));
 	if (rc) {
 		s->refused_cmds++;
-		LOG_WRN("event=site_command_refused cmd=%.1s err=%s why=\"%s\"", len ? cmd : "?", strerror(-rc), why);
+		log_wrn("event=site_command_refused cmd=%.1s err=%s why=\"%s\"", len ? cmd : "?", strerror(-rc), why);
 		return;
 	}
 	if (s->state->generation != gen) {
-		LOG_INF("event=site_assignments generation=%" PRIu64 " moves=%" PRIu64, s->state->generation,
+		log_inf("event=site_assignments generation=%" PRIu64 " moves=%" PRIu64, s->state->generation,
 			s->state->moves);
 		evaluate(s);
 	}
@@ -114,7 +114,7 @@ static int propose(struct site *s, const char *cmd, size_t len)
 {
 	int rc = consensus_propose(s->cons, cmd, len);
 	if (rc && rc != -EPERM)
-		LOG_WRN("event=site_propose_failed cmd=%.1s err=%s", cmd, strerror(-rc));
+		log_wrn("event=site_propose_failed cmd=%.1s err=%s", cmd, strerror(-rc));
 	return rc;
 }
 
@@ -137,7 +137,7 @@ static void propose_doc(struct site *s, uint64_t version, const char *doc, size_
 	if (deploy_parse(doc, doc_len, s->scratch, &de)) {
 		char msg[256];
 		deploy_error_format(&de, msg, sizeof(msg));
-		LOG_WRN("event=site_deployments_refused from=%s version=%" PRIu64 " why=\"%s\"", from, version, msg);
+		log_wrn("event=site_deployments_refused from=%s version=%" PRIu64 " why=\"%s\"", from, version, msg);
 		return;
 	}
 	char *cmd = malloc(doc_len + 32);
@@ -145,7 +145,7 @@ static void propose_doc(struct site *s, uint64_t version, const char *doc, size_
 		return;
 	int n = sitestate_cmd_deployments(cmd, doc_len + 32, version, doc, doc_len);
 	if (n > 0 && propose(s, cmd, (size_t)n) == 0)
-		LOG_INF("event=site_deployments_proposed from=%s version=%" PRIu64, from, version);
+		log_inf("event=site_deployments_proposed from=%s version=%" PRIu64, from, version);
 	free(cmd);
 }
 
@@ -159,13 +159,13 @@ static void on_datagram(void *arg, const char *from, const char *buf, size_t len
 		if (sscanf(buf, "H1 %63s %llx %c %llu %llu %llu %llu", dev, &hash, &role, &applied, &cpu, &mem, &ver) != 7)
 			goto refused;
 		if ((i = member_of(s, dev)) < 0 || (unsigned)i == s->sc.self) {
-			LOG_WRN("event=site_unknown_member from=%s device=%s", from, dev);
+			log_wrn("event=site_unknown_member from=%s device=%s", from, dev);
 			goto refused;
 		}
 		struct site_peer *p = &s->peer[i];
 		if (hash != s->sc.members_hash) {
 			if (!p->disagree_logged)
-				LOG_ERR("event=site_members_disagree member=%s from=%s reason=\"its site.members differs "
+				log_err("event=site_members_disagree member=%s from=%s reason=\"its site.members differs "
 					"from ours; its heartbeats are ignored\"", dev, from);
 			p->disagree_logged = true;
 			goto refused;
@@ -198,7 +198,7 @@ static void on_datagram(void *arg, const char *from, const char *buf, size_t len
 		char cmd[SITE_CMD_MAX];
 		int n = sitestate_cmd_failed(cmd, sizeof(cmd), dev, dep);
 		if (n > 0 && consensus_leader_ready(s->cons) && propose(s, cmd, (size_t)n) == 0)
-			LOG_INF("event=site_exclude_proposed member=%s deployment=%s", dev, dep);
+			log_inf("event=site_exclude_proposed member=%s deployment=%s", dev, dep);
 		return;
 	}
 refused:
@@ -239,7 +239,7 @@ static void build_doc(struct site *s)
 			doc[o++] = ',';
 		int n = deploy_spec_to_json(d, doc + o, cap - o - 4);
 		if (n < 0) {
-			LOG_ERR("event=site_document_too_large max=%zu", cap);
+			log_err("event=site_document_too_large max=%zu", cap);
 			free(doc);
 			return;
 		}
@@ -275,7 +275,7 @@ int site_filter(struct site *s, const struct deploy_set *desired, struct deploy_
 		if (!c)
 			continue;
 		if (deploy_find(out, st->deps.d[k].name) || out->n == DEPLOY_MAX) {
-			LOG_ERR("event=site_deployment_skipped deployment=%s reason=%s", st->deps.d[k].name,
+			log_err("event=site_deployment_skipped deployment=%s reason=%s", st->deps.d[k].name,
 				out->n == DEPLOY_MAX ? "too_many_deployments" : "name_taken_by_node_deployment");
 			rc = -EEXIST;
 			continue;
@@ -322,7 +322,7 @@ static void evaluate(struct site *s)
 	if (lease != s->lease) {
 		s->lease = lease;
 		s->lease_changes++;
-		LOG_INF("event=%s heard=%u members=%u applied=%" PRIu64, lease ? "site_lease_held" : "site_lease_lost",
+		log_inf("event=%s heard=%u members=%u applied=%" PRIu64, lease ? "site_lease_held" : "site_lease_lost",
 			heard, s->sc.n, cs.last_applied);
 		events_emit(s->deps.events, lease ? "site_lease_held" : "site_lease_lost",
 			    "{\"heard\":%u,\"members\":%u}", heard, s->sc.n);
@@ -372,7 +372,7 @@ static void leader_duties(struct site *s)
 			n = sitestate_cmd_member(cmd, sizeof(cmd), m->device_id, cpu, mem);
 		else if (!alive && m->up) {
 			n = sitestate_cmd_down(cmd, sizeof(cmd), m->device_id);
-			LOG_WRN("event=site_member_silent member=%s silent_ms=%" PRIu64, m->device_id, now - p->heard_ms);
+			log_wrn("event=site_member_silent member=%s silent_ms=%" PRIu64, m->device_id, now - p->heard_ms);
 			events_emit(s->deps.events, "site_member_down", "{\"member\":\"%s\",\"silent_ms\":%" PRIu64 "}",
 				    m->device_id, now - p->heard_ms);
 		}
@@ -398,7 +398,7 @@ static void follower_duties(struct site *s)
 		int n = snprintf(msg, 96, "F1 %s %" PRIu64 "\n", s->sc.members[s->sc.self].device_id, s->doc_version);
 		memcpy(msg + n, s->doc, s->doc_len);
 		if (consensus_send(s->cons, (unsigned)leader, msg, (size_t)n + s->doc_len) == 0)
-			LOG_INF("event=site_deployments_forwarded leader=%s version=%" PRIu64,
+			log_inf("event=site_deployments_forwarded leader=%s version=%" PRIu64,
 				s->sc.members[leader].device_id, s->doc_version);
 		free(msg);
 		s->doc_forwarded_ms = now;
@@ -430,7 +430,7 @@ static void report_failures(struct site *s)
 			int m = snprintf(msg, sizeof(msg), "R1 %s %s", self, s->st[i].name);
 			(void)consensus_send(s->cons, (unsigned)consensus_leader(s->cons), msg, (size_t)m);
 		}
-		LOG_WRN("event=site_local_recovery_failed deployment=%s action=move_elsewhere", s->st[i].name);
+		log_wrn("event=site_local_recovery_failed deployment=%s action=move_elsewhere", s->st[i].name);
 	}
 }
 
@@ -526,7 +526,7 @@ struct site *site_create(const struct site_deps *deps, const struct berth_config
 	const char *key = "";
 	char why[200];
 	if (siteconf_parse(cfg, &s->sc, &key, why, sizeof(why))) {
-		LOG_ERR("event=site_config_invalid key=%s why=\"%s\"", key, why);
+		log_err("event=site_config_invalid key=%s why=\"%s\"", key, why);
 		goto errout;
 	}
 	s->cpu_ceiling_pct = cfg->autoscale.cpu_ceiling_pct;
@@ -559,7 +559,7 @@ struct site *site_create(const struct site_deps *deps, const struct berth_config
 	if (loop_timer_start(s->loop, &s->tick, s->sc.heartbeat_ms, s->sc.heartbeat_ms) < 0)
 		goto errout;
 	s->local_sig = local_signature(s);
-	LOG_INF("event=site_joined self=%s members=%u failover_ms=%u lease_ms=%u heartbeat_ms=%u",
+	log_inf("event=site_joined self=%s members=%u failover_ms=%u lease_ms=%u heartbeat_ms=%u",
 		s->sc.members[s->sc.self].device_id, s->sc.n, s->sc.failover_ms, s->sc.lease_ms, s->sc.heartbeat_ms);
 	return s;
 errout:

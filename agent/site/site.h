@@ -35,7 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/deploy.h"
+#include "agent/model/deploy.h"
 
 struct loop;
 struct events;

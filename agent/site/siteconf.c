@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
+#include "agent/model/config.h"
 
 static int bad(const char **key, const char *k, char *why, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));

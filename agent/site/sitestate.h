@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/deploy.h"
+#include "agent/model/deploy.h"
 #include "agent/site/placement.h"
 
 #define SITESTATE_MAX_MEMBERS PLACEMENT_MAX_MEMBERS

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/log.h"
-#include "agent/loop.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
 
 #define LOG_TAG "curl"
 
@@ -32,7 +32,7 @@ void curl_loop_global_init(void)
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK)
 		g_curl_inited = true;
 	else
-		LOG_ERR("event=curl_global_init_failed");
+		log_err("event=curl_global_init_failed");
 }
 
 int curl_loop_errno(CURLcode rc, bool overflow)
@@ -109,7 +109,7 @@ static void socket_action(struct curl_loop *cl, curl_socket_t s, int mask)
 	CURLMcode mc = curl_multi_socket_action(cl->multi, s, mask, &cl->running);
 	cl->in_action = false;
 	if (mc != CURLM_OK)
-		LOG_ERR("event=multi_socket_action_failed err=\"%s\"", curl_multi_strerror(mc));
+		log_err("event=multi_socket_action_failed err=\"%s\"", curl_multi_strerror(mc));
 }
 
 static void on_fd(void *arg, int fd, unsigned events)
@@ -149,7 +149,7 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
 		rc = loop_fd_mod(cl->l, s, ev);
 	if (rc) {
 		/* The transfer then ends by its own timeout; nothing hangs forever. */
-		LOG_ERR("event=loop_fd_add_failed fd=%d err=%d", (int)s, rc);
+		log_err("event=loop_fd_add_failed fd=%d err=%d", (int)s, rc);
 		return 0;
 	}
 	curl_multi_assign(cl->multi, s, cl);
@@ -165,7 +165,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 		return 0;
 	}
 	if (loop_timer_start(cl->l, &cl->timeout, (uint64_t)timeout_ms, 0)) {
-		LOG_ERR("event=loop_timer_full");
+		log_err("event=loop_timer_full");
 		return -1;
 	}
 	return 0;
@@ -213,7 +213,7 @@ int curl_loop_add(struct curl_loop *cl, CURL *easy)
 {
 	CURLMcode mc = curl_multi_add_handle(cl->multi, easy);
 	if (mc != CURLM_OK) {
-		LOG_ERR("event=multi_add_failed err=\"%s\"", curl_multi_strerror(mc));
+		log_err("event=multi_add_failed err=\"%s\"", curl_multi_strerror(mc));
 		return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO;
 	}
 	cl->nattached++;
@@ -224,7 +224,7 @@ int curl_loop_add(struct curl_loop *cl, CURL *easy)
 	socket_action(cl, CURL_SOCKET_TIMEOUT, 0);
 	if ((unsigned)cl->running < cl->nattached &&
 	    loop_timer_start(cl->l, &cl->drain, 0, 0))
-		LOG_ERR("event=loop_timer_full");
+		log_err("event=loop_timer_full");
 	return 0;
 }
 

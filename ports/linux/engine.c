@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/log.h"
-#include "agent/loop.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
 #include "ports/linux/curl_loop.h"
 #include "ports/linux/engine_json.h"
 
@@ -229,10 +229,10 @@ static void call_complete(struct call *c, int err, long status)
 		res.message = e->msg;
 	}
 	if (err == -ENOENT || err == -EEXIST || err == -EBUSY)
-		LOG_INF("event=engine_call_refused op=%s target=%s status=%ld err=%d msg=\"%s\"", op_names[c->op],
+		log_inf("event=engine_call_refused op=%s target=%s status=%ld err=%d msg=\"%s\"", op_names[c->op],
 			c->target, status, err, e->msg);
 	else if (err)
-		LOG_WRN("event=engine_call_failed op=%s target=%s status=%ld err=%d msg=\"%s\"", op_names[c->op],
+		log_wrn("event=engine_call_failed op=%s target=%s status=%ld err=%d msg=\"%s\"", op_names[c->op],
 			c->target, status, err, e->msg);
 
 	if (!err) {
@@ -251,7 +251,7 @@ static void call_complete(struct call *c, int err, long status)
 			rc = engine_json_list(c->resp, c->len, e->ctrs, CONFIG_ENGINE_LIST_MAX, &res.nctrs);
 			res.ctrs = e->ctrs;
 			if (rc == -EOVERFLOW)
-				LOG_WRN("event=engine_list_truncated max=%d", CONFIG_ENGINE_LIST_MAX);
+				log_wrn("event=engine_list_truncated max=%d", CONFIG_ENGINE_LIST_MAX);
 			break;
 		case OP_EXEC_INSPECT: {
 			bool running = false;
@@ -263,7 +263,7 @@ static void call_complete(struct call *c, int err, long status)
 		}
 		if (rc) {
 			if (rc == -EINVAL)
-				LOG_WRN("event=engine_bad_reply op=%s target=%s", op_names[c->op], c->target);
+				log_wrn("event=engine_bad_reply op=%s target=%s", op_names[c->op], c->target);
 			res.err = rc;
 			res.message = rc == -EINVAL ? "malformed engine reply" : "too many containers";
 		}
@@ -289,7 +289,7 @@ static void call_fail_later(struct call *c, int err)
 	c->deferred_err = err;
 	if (loop_timer_start(c->e->l, &c->timer, 0, 0)) {
 		/* No timer left: the slot would leak; say so and give it back. */
-		LOG_ERR("event=engine_timer_full op=%s", op_names[c->op]);
+		log_err("event=engine_timer_full op=%s", op_names[c->op]);
 		call_release(c);
 	}
 }
@@ -441,7 +441,7 @@ static void version_done(struct hal_engine *e, CURLcode rc)
 		err = -EIO;
 	if (err) {
 		e->ver_state = VER_UNKNOWN;
-		LOG_WRN("event=engine_version_failed status=%ld err=%d", status, err);
+		log_wrn("event=engine_version_failed status=%ld err=%d", status, err);
 	} else {
 		if (major > ENGINE_API_MAJOR || (major == ENGINE_API_MAJOR && minor > ENGINE_API_MINOR)) {
 			major = ENGINE_API_MAJOR;
@@ -449,7 +449,7 @@ static void version_done(struct hal_engine *e, CURLcode rc)
 		}
 		snprintf(e->api, sizeof(e->api), "v%d.%d", major, minor);
 		e->ver_state = VER_KNOWN;
-		LOG_INF("event=engine_connected api=%s socket=%s", e->api, e->sock);
+		log_inf("event=engine_connected api=%s socket=%s", e->api, e->sock);
 	}
 	for (unsigned i = 0; i < CONFIG_ENGINE_MAX_INFLIGHT; i++) {
 		struct call *wc = &e->calls[i];
@@ -489,7 +489,7 @@ static void watch_drain(struct hal_engine *e)
 		w->up = true;
 		w->lost_told = false;
 		w->backoff_ms = ENGINE_EVENTS_BACKOFF_MIN_MS;
-		LOG_INF("event=engine_events_up");
+		log_inf("event=engine_events_up");
 		watch_emit(e, HAL_EV_STREAM_UP, NULL, 0);
 		if (gen != w->gen)
 			return;
@@ -508,7 +508,7 @@ static void watch_drain(struct hal_engine *e)
 			int code = 0;
 			int rc = engine_json_event(w->buf + off, n, &type, id, sizeof(id), &code);
 			if (rc < 0)
-				LOG_WRN("event=engine_bad_event len=%zu", n);
+				log_wrn("event=engine_bad_event len=%zu", n);
 			off += n + 1;
 			if (rc == 1) {
 				watch_emit(e, type, id, code);
@@ -522,7 +522,7 @@ static void watch_drain(struct hal_engine *e)
 	memmove(w->buf, w->buf + off, w->len - off);
 	w->len -= off;
 	if (w->len == ENGINE_EVENTS_BUF) {
-		LOG_WRN("event=engine_event_too_long max=%d", ENGINE_EVENTS_BUF);
+		log_wrn("event=engine_event_too_long max=%d", ENGINE_EVENTS_BUF);
 		w->len = 0;
 		w->skip_line = true;
 	}
@@ -543,13 +543,13 @@ static size_t watch_write(char *data, size_t size, size_t nmemb, void *userp)
 		/* Full until the loop drains it: hold the stream, lose nothing. */
 		w->paused = true;
 		if (!loop_timer_armed(&w->deliver) && loop_timer_start(e->l, &w->deliver, 0, 0))
-			LOG_ERR("event=engine_timer_full");
+			log_err("event=engine_timer_full");
 		return CURL_WRITEFUNC_PAUSE;
 	}
 	memcpy(w->buf + w->len, data, n);
 	w->len += n;
 	if (!loop_timer_armed(&w->deliver) && loop_timer_start(e->l, &w->deliver, 0, 0))
-		LOG_ERR("event=engine_timer_full");
+		log_err("event=engine_timer_full");
 	return n;
 }
 
@@ -563,7 +563,7 @@ static size_t watch_header(char *data, size_t size, size_t nmemb, void *userp)
 		if (status == 200) {
 			e->w.got_headers = true;
 			if (!loop_timer_armed(&e->w.deliver) && loop_timer_start(e->l, &e->w.deliver, 0, 0))
-				LOG_ERR("event=engine_timer_full");
+				log_err("event=engine_timer_full");
 		}
 	}
 	return n;
@@ -574,14 +574,14 @@ static void watch_retry(struct hal_engine *e)
 	struct watch *w = &e->w;
 	if (!w->lost_told) {
 		w->lost_told = true;
-		LOG_WRN("event=engine_events_lost retry_ms=%u", w->backoff_ms);
+		log_wrn("event=engine_events_lost retry_ms=%u", w->backoff_ms);
 		unsigned gen = w->gen;
 		watch_emit(e, HAL_EV_STREAM_LOST, NULL, 0);
 		if (gen != w->gen || !w->fn)
 			return;
 	}
 	if (loop_timer_start(e->l, &w->reconnect, w->backoff_ms, 0))
-		LOG_ERR("event=engine_timer_full");
+		log_err("event=engine_timer_full");
 	w->backoff_ms = w->backoff_ms * 2 > CONFIG_ENGINE_EVENTS_BACKOFF_MAX_MS ? CONFIG_ENGINE_EVENTS_BACKOFF_MAX_MS
 									    : w->backoff_ms * 2;
 }
@@ -636,9 +636,9 @@ static void watch_done(struct hal_engine *e, CURLcode rc)
 	if (rc == CURLE_COULDNT_CONNECT && e->ver_state == VER_KNOWN)
 		e->ver_state = VER_UNKNOWN;
 	if (status && status != 200)
-		LOG_WRN("event=engine_events_refused status=%ld", status);
+		log_wrn("event=engine_events_refused status=%ld", status);
 	else
-		LOG_DBG("event=engine_events_ended curl=%d", (int)rc);
+		log_dbg("event=engine_events_ended curl=%d", (int)rc);
 	w->up = false;
 	w->got_headers = false;
 	w->gen++;

@@ -12,8 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent/log.h"
-#include "agent/loop.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
 #include "hal/clock.h"
 #include "ports/linux/curl_loop.h"
 
@@ -120,7 +120,7 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 		inv->st.conns_opened += (uint64_t)nconn;
 	int err = map_curl(rc, x->overflow);
 	if (err && err != -ECONNREFUSED)
-		LOG_DBG("event=invoke_failed handle=%lld curl=%d err=\"%s\"", (long long)x->handle, (int)rc,
+		log_dbg("event=invoke_failed handle=%lld curl=%d err=\"%s\"", (long long)x->handle, (int)rc,
 			curl_easy_strerror(rc));
 	finish(inv, x, err, (int)status);
 }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/loop.h"
+#include "agent/base/loop.h"
 #include "hal/clock.h"
 #include "ports/sim/sim.h"
 #include "ports/sim/world.h"

@@ -11,7 +11,7 @@ O=${1:-build}
 TICKS=${BENCH_TICKS:-3600}
 make --no-print-directory -j2 O="$O" "$O/lib/libberth-core.a" "$O/lib/libberth-linux.a" >/dev/null
 ${CC:-gcc} -O2 -g -std=c11 -D_GNU_SOURCE -I. -I"$O/include" -imacros "$O/include/generated/autoconf.h" \
-  -include hal/kconfig.h -Wall -Wextra -o "$O/bench_drain" tests/bench/bench_drain.c \
+  -include agent/base/kconfig.h -Wall -Wextra -o "$O/bench_drain" tests/bench/bench_drain.c \
   -Wl,--start-group "$O/lib/libberth-core.a" "$O/lib/libberth-linux.a" -Wl,--end-group \
   -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 

@@ -15,7 +15,7 @@ make --no-print-directory O="$BO" "$BO/.config" >/dev/null
 sed -i 's/^CONFIG_SCHED_MAX_QUEUED=.*/CONFIG_SCHED_MAX_QUEUED=16384/' "$BO/.config"
 make --no-print-directory -j2 O="$BO" "$BO/lib/libberth-core.a" "$BO/lib/libberth-sim.a" >/dev/null
 ${CC:-gcc} -O2 -g -std=c11 -D_GNU_SOURCE -I. -I"$BO/include" -imacros "$BO/include/generated/autoconf.h" \
-  -include hal/kconfig.h -Wall -Wextra -o "$BO/sched_cost" tests/bench/sched_cost.c \
+  -include agent/base/kconfig.h -Wall -Wextra -o "$BO/sched_cost" tests/bench/sched_cost.c \
   -Wl,--start-group "$BO/lib/libberth-core.a" "$BO/lib/libberth-sim.a" -Wl,--end-group \
   -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 O=${1:-build}
 make --no-print-directory -j2 O="$O" "$O/lib/libberth-core.a" "$O/lib/libberth-linux.a" >/dev/null
 ${CC:-gcc} -O2 -g -std=c11 -D_GNU_SOURCE -I. -I"$O/include" -imacros "$O/include/generated/autoconf.h" \
-  -include hal/kconfig.h -Wall -Wextra -o "$O/bench_store" tests/bench/bench_store.c \
+  -include agent/base/kconfig.h -Wall -Wextra -o "$O/bench_store" tests/bench/bench_store.c \
   -Wl,--start-group "$O/lib/libberth-core.a" "$O/lib/libberth-linux.a" -Wl,--end-group \
   -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 dir=$(mktemp -d "${TMPDIR:-/var/tmp}/berth-bench-store.XXXXXX"); trap 'rm -rf "$dir"' EXIT

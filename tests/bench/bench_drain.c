@@ -6,11 +6,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/forward.h"
-#include "agent/loop.h"
-#include "agent/store.h"
-#include "agent/telemetry.h"
-#include "agent/uplink.h"
+#include "agent/console/outbox.h"
+#include "agent/base/loop.h"
+#include "agent/telemetry/store.h"
+#include "agent/telemetry/collector.h"
+#include "agent/console/uplink.h"
 
 static double now_s(void)
 {
@@ -33,18 +33,18 @@ static long rss_kb(void)
 }
 
 /* The figures of 20 containers, as the supervisor's source would add them. */
-static void containers(void *arg, struct telemetry_buf *b)
+static void containers(void *arg, struct collector_buf *b)
 {
 	unsigned *tick = arg;
-	telemetry_buf_printf(b, "[");
+	collector_buf_printf(b, "[");
 	for (int c = 0; c < 20; c++)
-		telemetry_buf_printf(b,
+		collector_buf_printf(b,
 				     "%s{\"deployment\":\"model-%d\",\"replica\":%d,\"cpu_pct\":%u.%u,\"mem_bytes\":%u,"
 				     "\"mem_limit_bytes\":268435456,\"net_rx_bytes\":%u,\"net_tx_bytes\":%u,\"pids\":4,"
 				     "\"ready\":true,\"restarts\":0}",
 				     c ? "," : "", c / 2, c % 2, (*tick + (unsigned)c) % 100, *tick % 10,
 				     100000000u + *tick * 13u, *tick * 1000u, *tick * 800u);
-	telemetry_buf_printf(b, "]");
+	collector_buf_printf(b, "]");
 	(*tick)++;
 }
 
@@ -52,7 +52,7 @@ struct drain {
 	struct loop *loop;
 	struct store *st;
 	struct uplink *up;
-	struct forward *fwd;
+	struct outbox *fwd;
 	struct loop_timer sample;
 	long rss_start, rss_max;
 	double t_connected;
@@ -64,10 +64,10 @@ static void on_connected(void *arg)
 	struct drain *d = arg;
 	d->t_connected = now_s();
 	d->rss_start = rss_kb();
-	forward_on_connected(d->fwd);
+	outbox_on_connected(d->fwd);
 }
-static void on_disconnected(void *arg) { forward_on_disconnected(((struct drain *)arg)->fwd); }
-static void on_published(void *arg, int mid, int reason) { forward_on_published(((struct drain *)arg)->fwd, mid, reason); }
+static void on_disconnected(void *arg) { outbox_on_disconnected(((struct drain *)arg)->fwd); }
+static void on_published(void *arg, int mid, int reason) { outbox_on_published(((struct drain *)arg)->fwd, mid, reason); }
 
 static void on_sample(void *arg)
 {
@@ -102,16 +102,16 @@ int main(int argc, char **argv)
 	struct store *st;
 	if (!l || store_open(&so, &st))
 		return 1;
-	struct telemetry_opts to = { .data_dir = dir, .interval_ms = 0 };
-	struct telemetry *t = telemetry_create(l, st, &to);
+	struct collector_opts to = { .data_dir = dir, .interval_ms = 0 };
+	struct collector *t = collector_create(l, st, &to);
 	unsigned tick = 0;
-	if (!t || telemetry_register(t, "containers", containers, &tick))
+	if (!t || collector_register(t, "containers", containers, &tick))
 		return 1;
 	double f0 = now_s();
 	for (unsigned i = 0; i < ticks; i++)
-		if (telemetry_tick(t))
+		if (collector_tick(t))
 			return 1;
-	telemetry_destroy(t);
+	collector_destroy(t);
 	struct store_stats ss;
 	store_get_stats(st, &ss);
 	fprintf(stderr, "buffered %" PRIu64 " rows, %" PRIu64 " KiB in %.1f s\n", ss.rows, ss.file_bytes / 1024,
@@ -128,9 +128,9 @@ int main(int argc, char **argv)
 	struct uplink_cbs cb = { .connected = on_connected, .disconnected = on_disconnected,
 				 .published = on_published, .arg = &d };
 	d.up = uplink_create(l, &uo, &cb);
-	struct forward_opts fo = { .telemetry_topic = topic, .events_topic = topic, .device_id = "bench",
+	struct outbox_opts fo = { .telemetry_topic = topic, .events_topic = topic, .device_id = "bench",
 				   .batch_max_bytes = CONFIG_UPLINK_BATCH_BYTES, .inflight_max = CONFIG_UPLINK_INFLIGHT };
-	d.fwd = forward_create(l, d.st, d.up, &fo);
+	d.fwd = outbox_create(l, d.st, d.up, &fo);
 	loop_timer_init(&d.sample, on_sample, &d);
 	if (!d.up || !d.fwd || loop_timer_start(l, &d.sample, 20, 20) < 0)
 		return 1;
@@ -138,15 +138,15 @@ int main(int argc, char **argv)
 	while (!d.done && now_s() < deadline)
 		loop_run_once(l, 50);
 	double drain_s = now_s() - d.t_connected;
-	struct forward_stats fs;
-	forward_get_stats(d.fwd, &fs);
+	struct outbox_stats fs;
+	outbox_get_stats(d.fwd, &fs);
 	if (!d.done) {
 		fprintf(stderr, "drain did not finish: %" PRIu64 " msgs acked\n", fs.msgs_acked);
 		return 1;
 	}
 	printf("DRAIN msgs=%" PRIu64 " rows=%" PRIu64 " drain_s=%.3f rss_start_kb=%ld rss_max_kb=%ld\n", fs.msgs_acked,
 	       fs.rows_acked, drain_s, d.rss_start, d.rss_max);
-	forward_destroy(d.fwd);
+	outbox_destroy(d.fwd);
 	uplink_destroy(d.up);
 	store_close(d.st);
 	loop_destroy(l);

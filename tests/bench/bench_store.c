@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/store.h"
+#include "agent/telemetry/store.h"
 
 static double now_s(void)
 {

@@ -7,8 +7,8 @@
 
 #include <valgrind/callgrind.h>
 
-#include "agent/log.h"
-#include "agent/sched.h"
+#include "agent/base/log.h"
+#include "agent/infer/sched.h"
 
 #define QUEUED 10000
 #define ROUNDS 10000

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/deploy.h"
+#include "agent/model/deploy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

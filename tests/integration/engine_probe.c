@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/log.h"
-#include "agent/loop.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
 #include "hal/clock.h"
 #include "hal/engine.h"
 #include "hal/invoke.h"

@@ -28,7 +28,7 @@ expect() { grep -Eq "$2" "$1" || { echo "--- $1"; cat "$1"; fail "expected /$2/"
 # The probe links the core and the linux port as berthd does.
 probe=$work/engine_probe
 ${CC:-cc} -std=c11 -D_GNU_SOURCE -I"$here" -I"$build/include" -imacros "$build/include/generated/autoconf.h" \
-  -include "$here/hal/kconfig.h" -O1 -g -o "$probe" "$here/tests/integration/engine_probe.c" \
+  -include "$here/agent/base/kconfig.h" -O1 -g -o "$probe" "$here/tests/integration/engine_probe.c" \
   -Wl,--start-group "$build/lib/libberth-core.a" "$build/lib/libberth-linux.a" -Wl,--end-group \
   -lcurl -lcjson -lm
 

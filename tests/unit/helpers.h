@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "agent/loop.h"
+#include "agent/base/loop.h"
 #include "hal/clock.h"
 
 /* Makes a fresh directory /tmp/berth-<stem>-XXXXXX in dir (dir_len bytes)

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/api.h"
+#include "agent/infer/api.h"
 #include "tests/unit/fake_invoke.h" /* the API links the dispatcher */
 
 static void routes_map_kserve_paths(void **state)

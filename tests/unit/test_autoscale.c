@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/autoscale.h"
-#include "agent/forecast.h"
+#include "agent/scale/autoscale.h"
+#include "agent/scale/forecast.h"
 
 #define MB (1024ull * 1024ull)
 

@@ -7,8 +7,8 @@
 
 #include <string.h>
 
-#include "agent/backoff.h"
-#include "agent/events.h"
+#include "agent/base/backoff.h"
+#include "agent/telemetry/events.h"
 #include "ports/sim/sim.h"
 
 static void schedule_doubles_to_the_cap_within_jitter(void **state)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/command.h"
+#include "agent/console/command.h"
 
 static void valid_commands_parse(void **state)
 {

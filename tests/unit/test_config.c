@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/config.h"
+#include "agent/model/config.h"
 
 /* The tests run from the repository root; BERTH_SRCDIR overrides it. */
 static const char *src_path(const char *rel)

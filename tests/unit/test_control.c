@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/control.h"
-#include "agent/store.h"
+#include "agent/console/control.h"
+#include "agent/telemetry/store.h"
 #include "ports/sim/sim.h"
 #include "tests/unit/helpers.h"
 

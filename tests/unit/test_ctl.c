@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/config.h"
-#include "agent/ctl_args.h"
-#include "agent/ctl_fmt.h"
+#include "agent/model/config.h"
+#include "agent/cmd/ctl_args.h"
+#include "agent/cmd/ctl_fmt.h"
 
 /* 2025-01-01 12:00:00 UTC */
 #define NOW_MS 1735732800000LL

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/deploy.h"
+#include "agent/model/deploy.h"
 
 static struct deploy_set *new_set(void)
 {

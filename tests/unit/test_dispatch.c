@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/dispatch.h"
-#include "agent/loop.h"
-#include "agent/sched.h"
+#include "agent/infer/dispatch.h"
+#include "agent/base/loop.h"
+#include "agent/infer/sched.h"
 #include "hal/clock.h"
 #include "ports/sim/sim.h"
 #include "tests/unit/fake_invoke.h"

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/forecast.h"
+#include "agent/scale/forecast.h"
 
 #define BUCKET_S 60u
 #define BUCKET_MS (BUCKET_S * 1000u)

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/health.h"
-#include "agent/loop.h"
+#include "agent/supervise/health.h"
+#include "agent/base/loop.h"
 #include "hal/clock.h"
 #include "hal/engine.h"
 #include "hal/invoke.h"

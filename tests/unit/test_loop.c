@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include "agent/loop.h"
+#include "agent/base/loop.h"
 #include "hal/clock.h"
 #include "ports/sim/sim.h"
 

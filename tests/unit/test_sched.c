@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/log.h"
-#include "agent/sched.h"
+#include "agent/base/log.h"
+#include "agent/infer/sched.h"
 #include "ports/sim/sim.h"
 
 #define MS 1000ull

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/loop.h"
+#include "agent/base/loop.h"
 #include "hal/clock.h"
 #include "hal/engine.h"
 #include "hal/invoke.h"

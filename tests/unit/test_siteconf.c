@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
-#include "agent/deploy.h"
+#include "agent/model/config.h"
+#include "agent/model/deploy.h"
 #include "agent/site/siteconf.h"
 
 static int parse_site(const char *device, const char *site, struct config_error *err)

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/store.h"
+#include "agent/telemetry/store.h"
 #include "ports/sim/sim.h"
 #include "tests/unit/helpers.h"
 

@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/chaos.h"
-#include "agent/deploy.h"
-#include "agent/events.h"
-#include "agent/loop.h"
-#include "agent/metrics.h"
-#include "agent/supervisor.h"
+#include "agent/supervise/chaos.h"
+#include "agent/model/deploy.h"
+#include "agent/telemetry/events.h"
+#include "agent/base/loop.h"
+#include "agent/telemetry/sampler.h"
+#include "agent/supervise/supervisor.h"
 #include "hal/clock.h"
 #include "hal/engine.h"
 #include "hal/invoke.h"
@@ -850,9 +850,9 @@ static void metrics_sample_replicas_and_node(void **state)
 					    .mem_limit_bytes = 1 << 20, .pids = 3 };
 		assert_int_equal(sim_sys_set_ctr(r[i].pid, &cs), 0);
 	}
-	struct metrics *m = metrics_create(f->l, f->s, "/", 100);
+	struct sampler *m = sampler_create(f->l, f->s, "/", 100);
 	assert_non_null(m);
-	assert_int_equal(metrics_start(m), 0);
+	assert_int_equal(sampler_start(m), 0);
 	run_ms(f, 100);
 	/* half a core for the next 100 ms on every replica */
 	for (unsigned i = 0; i < n; i++) {
@@ -861,24 +861,24 @@ static void metrics_sample_replicas_and_node(void **state)
 		assert_int_equal(sim_sys_set_ctr(r[i].pid, &cs), 0);
 	}
 	run_ms(f, 100);
-	assert_int_equal(metrics_series_count(m), 3);
+	assert_int_equal(sampler_series_count(m), 3);
 	struct metric_ctr_sample s[4];
-	assert_int_equal(metrics_ctr_read(m, r[0].deployment, r[0].slot, s, 4), 2);
+	assert_int_equal(sampler_ctr_read(m, r[0].deployment, r[0].slot, s, 4), 2);
 	assert_true(s[1].cpu_pct > 49.0f && s[1].cpu_pct < 51.0f);
 	assert_int_equal(s[1].mem_bytes, 2000);
 	assert_int_equal(s[1].mem_limit_bytes, 1 << 20);
 	assert_int_equal(s[1].pids, 4);
 	assert_int_equal(s[1].ready, 1);
 	struct metric_node_sample ns;
-	assert_int_equal(metrics_node_latest(m, &ns), 0);
+	assert_int_equal(sampler_node_latest(m, &ns), 0);
 	assert_int_equal(ns.ncpu, 2);
 	/* the ring stays bounded */
 	run_ms(f, 100ull * (CONFIG_METRIC_RING_LEN + 10));
-	assert_int_equal(metrics_ctr_read(m, r[0].deployment, r[0].slot, s, 4), 4);
-	struct metrics_stats ms;
-	metrics_get_stats(m, &ms);
+	assert_int_equal(sampler_ctr_read(m, r[0].deployment, r[0].slot, s, 4), 4);
+	struct sampler_stats ms;
+	sampler_get_stats(m, &ms);
 	assert_true(ms.overwritten > 0);
-	metrics_destroy(m);
+	sampler_destroy(m);
 }
 
 int main(void)

@@ -1,0 +1,288 @@
+/* agent/actions.c - maps console commands onto the supervisor: desired state, scale, restart, remove, chaos. */
+#include "agent/actions.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/supervise/chaos.h"
+#include "agent/model/deploy.h"
+#include "agent/infer/dispatch.h"
+#include "agent/telemetry/events.h"
+#include "agent/console/reported.h"
+#include "agent/base/log.h"
+#include "agent/supervise/supervisor.h"
+#include "agent/telemetry/collector.h"
+
+#define LOG_TAG "suptarget"
+
+struct actions {
+	struct supervisor *sup;
+	struct chaos *chaos;
+	struct dispatch *dispatch;    /* request figures for the SLA fields; may be NULL */
+	struct deploy_set cur;        /* last applied set */
+	struct deploy_set scratch;    /* parse buffer (sets are large: not on the stack) */
+	struct deploy_set local;      /* what the site filter left for this gateway */
+	struct actions_site site;
+	struct sup_status st[SUP_MAX_DEPLOYMENTS];
+	struct sup_replica reps[SUP_MAX_DEPLOYMENTS * DEPLOY_MAX_REPLICAS];
+};
+
+struct actions *actions_create(struct supervisor *sup, struct chaos *chaos)
+{
+	struct actions *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->sup = sup;
+	t->chaos = chaos;
+	return t;
+}
+
+void actions_destroy(struct actions *t) { free(t); }
+
+void actions_set_dispatch(struct actions *t, struct dispatch *d) { t->dispatch = d; }
+
+void actions_set_site(struct actions *t, const struct actions_site *site)
+{
+	if (site)
+		t->site = *site;
+	else
+		memset(&t->site, 0, sizeof(t->site));
+}
+
+/* The supervisor gets this gateway's share of set (all of it without a site). */
+static int target_apply(struct actions *t, const struct deploy_set *set)
+{
+	if (!t->site.filter)
+		return supervisor_apply(t->sup, set);
+	(void)t->site.filter(t->site.arg, set, &t->local); /* a name clash is logged, the rest applies */
+	return supervisor_apply(t->sup, &t->local);
+}
+
+int actions_reapply(struct actions *t) { return target_apply(t, &t->cur); }
+
+static int spec_error(const struct deploy_error *de, struct command_error *err)
+{
+	err->code = "invalid_spec";
+	deploy_error_format(de, err->message, sizeof(err->message));
+	return -EINVAL;
+}
+
+static int validate(void *ctx, const char *json, struct command_error *err)
+{
+	struct actions *t = ctx;
+	struct deploy_error de;
+	if (deploy_parse(json, strlen(json), &t->scratch, &de))
+		return spec_error(&de, err);
+	return 0;
+}
+
+static int apply(void *ctx, uint64_t version, const char *json, struct command_error *err)
+{
+	struct actions *t = ctx;
+	struct deploy_error de;
+	if (deploy_parse(json, strlen(json), &t->scratch, &de))
+		return spec_error(&de, err);
+	t->scratch.version = version;
+	int rc = target_apply(t, &t->scratch);
+	if (rc) {
+		err->code = rc == -ESTALE ? "stale_version" : "internal";
+		snprintf(err->message, sizeof(err->message), "supervisor refused version %llu: %s",
+			 (unsigned long long)version, strerror(-rc));
+		return rc;
+	}
+	t->cur = t->scratch;
+	return 0;
+}
+
+static bool has(void *ctx, const char *name)
+{
+	struct actions *t = ctx;
+	return deploy_find(&t->cur, name) != NULL;
+}
+
+static int scale(void *ctx, const char *name, uint32_t n, struct command_error *err)
+{
+	struct actions *t = ctx;
+	int rc = supervisor_set_replicas(t->sup, name, n);
+	if (rc == -ERANGE) {
+		const struct deploy_spec *d = deploy_find(&t->cur, name);
+		err->code = "out_of_range";
+		snprintf(err->message, sizeof(err->message), "args.replicas %u is outside replicas.min..max (%u..%u)", n,
+			 d ? d->replicas_min : 0, d ? d->replicas_max : 0);
+	} else if (rc) {
+		err->code = rc == -ENOENT ? "unknown_deployment" : "internal";
+		snprintf(err->message, sizeof(err->message), "scale %s: %s", name, strerror(-rc));
+	}
+	return rc;
+}
+
+static int restart(void *ctx, const char *name, struct command_error *err)
+{
+	struct actions *t = ctx;
+	unsigned n = supervisor_replicas(t->sup, t->reps, sizeof(t->reps) / sizeof(t->reps[0]));
+	unsigned killed = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(t->reps[i].deployment, name) == 0 && supervisor_replica_kill(t->sup, name, t->reps[i].slot) == 0)
+			killed++;
+	log_inf("event=restart deployment=%s replicas=%u", name, killed);
+	return 0;
+}
+
+static int remove_dep(void *ctx, const char *name, struct command_error *err)
+{
+	struct actions *t = ctx;
+	t->scratch = t->cur;
+	unsigned o = 0;
+	for (unsigned i = 0; i < t->scratch.n; i++)
+		if (strcmp(t->scratch.d[i].name, name) != 0)
+			t->scratch.d[o++] = t->scratch.d[i];
+	t->scratch.n = o;
+	int rc = target_apply(t, &t->scratch);
+	if (rc) {
+		err->code = "internal";
+		snprintf(err->message, sizeof(err->message), "remove %s: %s", name, strerror(-rc));
+		return rc;
+	}
+	t->cur = t->scratch;
+	return 0;
+}
+
+static int chaos(void *ctx, const char *name, uint32_t interval_s, uint32_t duration_s, uint32_t min_running,
+		 struct command_error *err)
+{
+	struct actions *t = ctx;
+	if (!t->chaos) {
+		err->code = "unsupported";
+		snprintf(err->message, sizeof(err->message), "no chaos experiment in this agent");
+		return -ENOTSUP;
+	}
+	struct chaos_config cc = {
+		.interval_ms = interval_s * 1000u,
+		.duration_ms = duration_s * 1000u,
+		.min_running = min_running,
+	};
+	snprintf(cc.deployment, sizeof(cc.deployment), "%s", name);
+	int rc = chaos_start(t->chaos, &cc);
+	if (rc) {
+		err->code = "internal";
+		snprintf(err->message, sizeof(err->message), "chaos: %s", strerror(-rc));
+	}
+	return rc;
+}
+
+/* --- reported state --------------------------------------------------------- */
+
+static int report(void *ctx, char *buf, size_t len, bool figures)
+{
+	struct actions *t = ctx;
+	const struct sched *sch = t->dispatch ? dispatch_sched(t->dispatch) : NULL;
+	unsigned n = supervisor_statuses(t->sup, t->st, SUP_MAX_DEPLOYMENTS);
+	size_t o = 0;
+	int w = snprintf(buf, len, "[");
+	if (w < 0 || (size_t)w >= len)
+		return -ENOSPC;
+	o = (size_t)w;
+	for (unsigned i = 0; i < n; i++) {
+		const struct sup_status *s = &t->st[i];
+		char err[sizeof(s->last_error) * 2];
+		events_json_escape(s->last_error, err, sizeof(err));
+		int model = t->dispatch ? dispatch_model_find(t->dispatch, s->name) : -ENOENT;
+		w = snprintf(buf + o, len - o,
+			     "%s{\"name\":\"%s\",\"sla_class\":\"%s\",\"replicas_desired\":%u,\"replicas_min\":%u,"
+			     "\"replicas_max\":%u,\"replicas_ready\":%u,\"replicas_running\":%u,\"health\":\"%s\","
+			     "\"circuit\":\"%s\",\"restarts\":%u,\"rolling\":%s,\"removing\":%s,\"migration_needed\":%s,"
+			     "\"last_error\":\"%s\"",
+			     i ? "," : "", s->name, deploy_sla_class_name(s->sla_class), s->replicas_desired, s->replicas_min,
+			     s->replicas_max, s->replicas_ready, s->replicas_running, s->health ? s->health : "unknown",
+			     supervisor_circuit_name(s->circuit), s->restarts, s->rolling ? "true" : "false",
+			     s->removing ? "true" : "false", s->migration_needed ? "true" : "false", err);
+		if (w < 0 || (size_t)w >= len - o)
+			return -ENOSPC;
+		o += (size_t)w;
+		if (figures) {
+			char comp[24];
+			w = snprintf(buf + o, len - o, ",\"sla_compliance\":%s}",
+				     reported_ratio_json(reported_model_compliance(sch, model), comp, sizeof(comp)));
+		} else
+			w = snprintf(buf + o, len - o, "}");
+		if (w < 0 || (size_t)w >= len - o)
+			return -ENOSPC;
+		o += (size_t)w;
+	}
+	if (o + 2 > len)
+		return -ENOSPC;
+	buf[o++] = ']';
+	buf[o] = '\0';
+	return (int)o;
+}
+
+/* Top level: SLA compliance per class (every model together; a figure) and the engine. */
+static int report_extra(void *ctx, char *buf, size_t len, bool figures)
+{
+	struct actions *t = ctx;
+	int n = 0;
+	if (figures) {
+		n = snprintf(buf, len, "\"sla\":");
+		if (n < 0 || (size_t)n >= len)
+			return -ENOSPC;
+		int m = reported_sla_json(t->dispatch ? dispatch_sched(t->dispatch) : NULL, buf + n, len - (size_t)n);
+		if (m < 0)
+			return m;
+		n += m;
+	}
+	int w = snprintf(buf + n, len - (size_t)n, "%s\"engine\":\"%s\"", figures ? "," : "",
+			 supervisor_engine_available(t->sup) ? "available" : "unavailable");
+	if (w < 0 || (size_t)w >= len - (size_t)n)
+		return -ENOSPC;
+	n += w;
+	if (t->site.report) {
+		w = snprintf(buf + n, len - (size_t)n, ",\"site\":");
+		if (w < 0 || (size_t)w >= len - (size_t)n)
+			return -ENOSPC;
+		n += w;
+		int m = t->site.report(t->site.arg, buf + n, len - (size_t)n);
+		if (m < 0)
+			return m;
+		n += m;
+	}
+	if (!t->chaos)
+		return n;
+	/* The last chaos run (runs 0 before the first). */
+	w = snprintf(buf + n, len - (size_t)n, ",\"chaos\":");
+	if (w < 0 || (size_t)w >= len - (size_t)n)
+		return -ENOSPC;
+	n += w;
+	int m = chaos_report_json(t->chaos, buf + n, len - (size_t)n);
+	return m < 0 ? m : n + m;
+}
+
+int actions_report(struct actions *t, char *buf, size_t len) { return report(t, buf, len, true); }
+
+/* Written in place: a table larger than the row leaves the source out
+ * (counted by the sampler as sources_truncated). */
+void actions_telemetry_source(void *ctx, struct collector_buf *b)
+{
+	if (b->overflow)
+		return;
+	int n = report(ctx, b->p + b->len, b->cap - b->len, true);
+	if (n < 0) {
+		b->overflow = true;
+		b->p[b->len] = '\0';
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+const struct control_target_ops actions_ops = {
+	.validate = validate,
+	.apply = apply,
+	.has_deployment = has,
+	.scale = scale,
+	.restart = restart,
+	.remove = remove_dep,
+	.chaos = chaos,
+	.report = report,
+	.report_extra = report_extra,
+};

@@ -1,0 +1,86 @@
+/* agent/cmd/ctl_args.h - berthctl's command line: subcommands, options, and how they override a berthd config. */
+#ifndef BERTH_CTL_ARGS_H
+#define BERTH_CTL_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/model/config.h"
+
+/* Exit codes (berthctl --help and docs/berthctl.md list them). */
+enum ctl_exit {
+	CTL_EXIT_OK = 0,
+	CTL_EXIT_REFUSED = 1,     /* the device answered with an error */
+	CTL_EXIT_USAGE = 2,       /* bad arguments, config or spec: nothing was sent */
+	CTL_EXIT_TIMEOUT = 3,     /* no answer (or nothing arrived) within --timeout */
+	CTL_EXIT_BROKER = 4,      /* the broker could not be reached or refused us */
+};
+
+enum ctl_verb {
+	CTL_HELP = 0,
+	CTL_VERSION,
+	CTL_DEVICES,
+	CTL_STATE,
+	CTL_DEPLOY,
+	CTL_SCALE,
+	CTL_RESTART,
+	CTL_REMOVE,
+	CTL_CHAOS,
+	CTL_EVENTS,
+	CTL_TELEMETRY,
+};
+
+#define CTL_TIMEOUT_DEFAULT_MS 5000u
+#define CTL_TIMEOUT_MAX_MS 3600000u
+
+struct ctl_args {
+	enum ctl_verb verb;
+	const char *config_file;          /* -c FILE: a berthd config (broker settings); NULL: none */
+	/* Broker overrides; NULL / 0 / false: not given on the command line. */
+	const char *broker;               /* --broker HOST[:PORT] as given */
+	char host[CONFIG_STR_MAX];        /* parsed from --broker */
+	int port;                         /* parsed from --broker; 0: keep the config's */
+	const char *username;
+	const char *password;
+	const char *ca_file;              /* --cafile (turns TLS on) */
+	const char *cert_file;
+	const char *key_file;
+	bool tls_insecure;
+	bool v311;                        /* --mqtt311: speak MQTT 3.1.1 (replies on the fallback topic) */
+
+	bool json;
+	bool follow;
+	int verbose;                      /* -v: uplink log lines on stderr (-vv: debug) */
+	uint32_t timeout_ms;
+	uint32_t count;                   /* events/telemetry: stop after this many rows; 0: no limit */
+
+	const char *device;
+	const char *deployment;
+	const char *file;                 /* deploy */
+	uint64_t version;                 /* deploy --version override; 0: the file's */
+	uint32_t replicas;                /* scale */
+	uint32_t interval_s;              /* chaos */
+	uint32_t duration_s;
+	uint32_t min_running;
+	bool min_running_set;
+};
+
+/* Parses argv (options may come before or after the subcommand). argv
+ * strings are borrowed: a's pointers point into them. Returns 0, or -EINVAL
+ * with a one-line message in err (e.g. "scale: N must be an integer 0..15,
+ * got 'x'"). Pure. */
+int ctl_args_parse(int argc, char *const argv[], struct ctl_args *a, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Applies the broker options of a over cfg->broker (a config file's or the
+ * defaults). Giving --cafile enables TLS. */
+void ctl_args_apply(const struct ctl_args *a, struct berth_config *cfg);
+
+/* The subcommand's name ("devices", ...). */
+const char *ctl_verb_name(enum ctl_verb v);
+
+/* The text of `berthctl --help`. */
+const char *ctl_usage(void);
+
+#endif

@@ -1,0 +1,283 @@
+/* agent/console/console.c - glues uplink, forwarder and control to the device's topics; status, reported state, replies. */
+#include "agent/console/console.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/console/outbox.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
+#include "agent/console/republish.h"
+#include "agent/telemetry/store.h"
+#include "agent/telemetry/collector.h"
+#include "agent/console/uplink.h"
+#include "agent/base/version.h"
+#include "hal/clock.h"
+
+#define LOG_TAG "sync"
+
+#define REPORT_CHECK_MS 1000   /* the reported state's structure is checked (and at most published) this often */
+#define REPORT_MAX 32768
+
+struct console {
+	struct loop *loop;
+	struct store *st;
+	struct uplink *up;
+	struct outbox *fwd;
+	struct control *ctl;
+	char device_id[64];
+	char base[96];                 /* berth/v1/<device>/ */
+	char t_status[160], t_reported[160], t_desired[160], t_cmd_sub[160], t_cmd_prefix[160];
+	char t_telemetry[160], t_events[160];
+	char will[256];
+	struct republish *reporter;     /* NULL without a broker */
+	char topic_buf[256];
+};
+
+static void publish_status(struct console *s, bool online)
+{
+	char buf[256];
+	int n = snprintf(buf, sizeof(buf), "{\"schema\":1,\"device\":\"%s\",\"online\":%s,\"ts\":%lld,\"version\":\"%s\"}",
+			 s->device_id, online ? "true" : "false", (long long)hal_clock_wall_ms(), BERTH_VERSION);
+	if (uplink_publish(s->up, s->t_status, buf, (size_t)n, 1, true, NULL, 0, NULL))
+		log_wrn("event=status_not_sent online=%d", online);
+}
+
+static int report_render(void *arg, char *buf, size_t len, bool figures)
+{
+	struct console *s = arg;
+	return control_report(s->ctl, buf, len, figures);
+}
+
+static bool report_can_publish(void *arg)
+{
+	struct console *s = arg;
+	return s->up && uplink_connected(s->up);
+}
+
+static int report_publish(void *arg, const char *json, size_t len)
+{
+	struct console *s = arg;
+	return uplink_publish(s->up, s->t_reported, json, len, 1, true, NULL, 0, NULL);
+}
+
+static void on_connected(void *arg)
+{
+	struct console *s = arg;
+	/* Subscriptions are made again on every connection: a clean session
+	 * starts without any, so none can be lost silently. */
+	if (uplink_subscribe(s->up, s->t_cmd_sub, 1) || uplink_subscribe(s->up, s->t_desired, 1))
+		log_err("event=subscribe_failed");
+	publish_status(s, true);
+	republish_connected(s->reporter);
+	outbox_on_connected(s->fwd);
+}
+
+static void on_disconnected(void *arg)
+{
+	struct console *s = arg;
+	outbox_on_disconnected(s->fwd);
+}
+
+static void on_published(void *arg, int mid, int reason)
+{
+	struct console *s = arg;
+	outbox_on_published(s->fwd, mid, reason);
+}
+
+static void on_message(void *arg, const struct uplink_msg *m)
+{
+	struct console *s = arg;
+	if (strcmp(m->topic, s->t_desired) == 0) {
+		(void)control_handle_desired(s->ctl, m->payload, m->len);
+		return;
+	}
+	size_t pl = strlen(s->t_cmd_prefix);
+	if (strncmp(m->topic, s->t_cmd_prefix, pl) != 0)
+		return;
+	const char *verb = m->topic + pl;
+	if (!*verb || strchr(verb, '/') || strlen(verb) > 32)
+		return; /* our own replies or junk below cmd/ */
+	struct control_reply_to rt = {
+		.verb = verb,
+		.response_topic = m->response_topic,
+		.corr = m->corr,
+		.corr_len = m->corr_len,
+	};
+	control_handle(s->ctl, verb, m->payload, m->len, &rt);
+}
+
+static void send_reply(void *arg, const struct control_reply_to *rt, const char *json, size_t len)
+{
+	struct console *s = arg;
+	const char *topic = rt->response_topic;
+	if (!topic || !topic[0] || !uplink_is_v5(s->up)) {
+		snprintf(s->topic_buf, sizeof(s->topic_buf), "%s%s/reply", s->t_cmd_prefix, rt->verb);
+		topic = s->topic_buf;
+	}
+	int rc = uplink_publish(s->up, topic, json, len, 1, false, rt->corr, rt->corr_len, NULL);
+	if (rc)
+		log_wrn("event=reply_not_sent topic=%s err=%s", topic, strerror(-rc));
+}
+
+void console_state_changed(void *arg)
+{
+	struct console *s = arg;
+	/* A command's change goes out at once (commands are few, and each has a
+	 * reply anyway); other changes are left to the reporter's checks. */
+	if (s->reporter)
+		republish_changed(s->reporter);
+}
+
+int console_report(struct console *s, char *buf, size_t len) { return control_report(s->ctl, buf, len, true); }
+
+void console_kick(void *arg)
+{
+	struct console *s = arg;
+	if (s->fwd)
+		outbox_kick(s->fwd);
+}
+
+const char *console_topic(const struct console *s, const char *name)
+{
+	if (strcmp(name, "status") == 0) return s->t_status;
+	if (strcmp(name, "telemetry") == 0) return s->t_telemetry;
+	if (strcmp(name, "events") == 0) return s->t_events;
+	if (strcmp(name, "state/reported") == 0) return s->t_reported;
+	if (strcmp(name, "state/desired") == 0) return s->t_desired;
+	return NULL;
+}
+
+struct console *console_create(struct loop *l, struct store *st, const struct berth_config *cfg,
+			 const struct control_target_ops *ops, void *target_ctx)
+{
+	struct console *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->loop = l;
+	s->st = st;
+	snprintf(s->device_id, sizeof(s->device_id), "%s", cfg->device_id);
+	snprintf(s->base, sizeof(s->base), "berth/v1/%s/", cfg->device_id);
+	snprintf(s->t_status, sizeof(s->t_status), "%sstatus", s->base);
+	snprintf(s->t_reported, sizeof(s->t_reported), "%sstate/reported", s->base);
+	snprintf(s->t_desired, sizeof(s->t_desired), "%sstate/desired", s->base);
+	snprintf(s->t_cmd_sub, sizeof(s->t_cmd_sub), "%scmd/+", s->base);
+	snprintf(s->t_cmd_prefix, sizeof(s->t_cmd_prefix), "%scmd/", s->base);
+	snprintf(s->t_telemetry, sizeof(s->t_telemetry), "%stelemetry", s->base);
+	snprintf(s->t_events, sizeof(s->t_events), "%sevents", s->base);
+	snprintf(s->will, sizeof(s->will), "{\"schema\":1,\"device\":\"%s\",\"online\":false}", cfg->device_id);
+	struct control_cbs ccbs = { .send_reply = send_reply, .state_changed = console_state_changed, .arg = s };
+	s->ctl = control_create(st, cfg->device_id, ops, target_ctx, &ccbs);
+	if (!s->ctl)
+		goto errout;
+
+	struct uplink_opts uo = {
+		.host = cfg->broker.host,
+		.port = cfg->broker.port,
+		.client_id = cfg->device_id,
+		.username = cfg->broker.username,
+		.password = cfg->broker.password,
+		.v5 = strcmp(cfg->broker.protocol, "v5") == 0,
+		.keepalive_s = cfg->broker.keepalive_s,
+		.reconnect_min_ms = (uint32_t)cfg->broker.reconnect_min_ms,
+		.reconnect_max_ms = (uint32_t)cfg->broker.reconnect_max_ms,
+		.tls = cfg->broker.tls.enabled,
+		.ca_file = cfg->broker.tls.ca_file,
+		.cert_file = cfg->broker.tls.cert_file,
+		.key_file = cfg->broker.tls.key_file,
+		.tls_insecure = cfg->broker.tls.insecure,
+		.will_topic = s->t_status,
+		.will_payload = s->will,
+		/* The forwarder's window plus room for replies and state. */
+		.max_queued = (uint32_t)cfg->telemetry.inflight_max + 16,
+	};
+	struct uplink_cbs ucbs = {
+		.connected = on_connected,
+		.disconnected = on_disconnected,
+		.message = on_message,
+		.published = on_published,
+		.arg = s,
+	};
+	if (!cfg->broker.enabled) {
+		log_inf("event=broker_disabled");
+		return s;
+	}
+	/* The uplink connects on the loop's next turn, after the forwarder exists. */
+	s->up = uplink_create(l, &uo, &ucbs);
+	if (!s->up)
+		goto errout;
+	struct outbox_opts fo = {
+		.telemetry_topic = s->t_telemetry,
+		.events_topic = s->t_events,
+		.device_id = cfg->device_id,
+		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
+		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
+	};
+	s->fwd = outbox_create(l, st, s->up, &fo);
+	if (!s->fwd)
+		goto errout;
+	struct republish_opts ro = {
+		.check_ms = REPORT_CHECK_MS,
+		.refresh_ms = (uint32_t)cfg->telemetry.state_refresh_s * 1000u,
+		.max_bytes = REPORT_MAX,
+		.render = report_render,
+		.can_publish = report_can_publish,
+		.publish = report_publish,
+		.arg = s,
+	};
+	s->reporter = republish_create(l, &ro);
+	if (!s->reporter)
+		goto errout;
+	return s;
+errout:
+	log_err("event=sync_create_failed");
+	console_destroy(s);
+	return NULL;
+}
+
+void console_destroy(struct console *s)
+{
+	if (!s)
+		return;
+	republish_destroy(s->reporter);
+	if (s->up && uplink_connected(s->up))
+		publish_status(s, false);
+	uplink_destroy(s->up);
+	outbox_destroy(s->fwd);
+	control_destroy(s->ctl);
+	free(s);
+}
+
+int console_boot(struct console *s, const char *fallback_json) { return control_boot(s->ctl, fallback_json); }
+
+void console_telemetry_source(void *arg, struct collector_buf *b)
+{
+	struct console *s = arg;
+	struct uplink_stats us = { 0 };
+	struct outbox_stats fs = { 0 };
+	struct control_stats cs;
+	if (s->up) {
+		uplink_get_stats(s->up, &us);
+		outbox_get_stats(s->fwd, &fs);
+	}
+	control_get_stats(s->ctl, &cs);
+	collector_buf_printf(b,
+			     "{\"connected\":%s,\"protocol\":\"%s\",\"connects\":%" PRIu64 ",\"disconnects\":%" PRIu64
+			     ",\"connect_failures\":%" PRIu64 ",\"msgs_sent\":%" PRIu64 ",\"rows_acked\":%" PRIu64
+			     ",\"msgs_refused\":%" PRIu64 ",\"inflight\":%u,\"commands\":%" PRIu64 ",\"command_duplicates\":%" PRIu64
+			     ",\"command_errors\":%" PRIu64 "}",
+			     us.connected ? "true" : "false", us.v5 ? "v5" : "v311", us.connects, us.disconnects,
+			     us.connect_failures, fs.msgs_sent, fs.rows_acked, fs.msgs_refused, fs.inflight, cs.received,
+			     cs.duplicates, cs.rejected);
+}
+
+bool console_has_desired_state(struct console *s)
+{
+	uint64_t version;
+	char probe[2];
+	int rc = store_desired_get(s->st, &version, probe, sizeof(probe));
+	return rc == 0 || rc == -ENOSPC;
+}

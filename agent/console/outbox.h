@@ -1,0 +1,61 @@
+/* agent/console/outbox.h - drains the store's outbox to the broker: batches, QoS 1, bounded window, delete on PUBACK. */
+#ifndef BERTH_FORWARD_H
+#define BERTH_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+struct store;
+struct uplink;
+struct outbox;
+
+/* How the batches leave. Two lanes share the window of in-flight messages:
+ *  - fresh: rows appended since the current connection came up, sent as soon
+ *    as they are written;
+ *  - backlog: rows buffered before it, oldest first.
+ * The backlog may hold at most inflight_max - 1 messages in flight, so one
+ * slot is always free for fresh rows: a long backlog never delays live
+ * telemetry or events by more than one round trip. Each message carries one
+ * contiguous range of sequence numbers of one kind; a row is deleted only
+ * when the PUBACK of the message carrying it arrives. A lost connection
+ * forgets everything in flight and the rows are sent again (consumers drop
+ * duplicates by seq). */
+struct outbox_opts {
+	const char *telemetry_topic;   /* berth/v1/<device>/telemetry */
+	const char *events_topic;      /* berth/v1/<device>/events */
+	const char *device_id;
+	uint32_t batch_max_bytes;      /* payload cap of one message (one larger row goes alone) */
+	uint32_t inflight_max;         /* messages in flight, >= 1 */
+};
+
+struct outbox_stats {
+	uint64_t msgs_sent;
+	uint64_t rows_sent;
+	uint64_t msgs_acked;
+	uint64_t rows_acked;
+	uint64_t msgs_refused;         /* PUBACK with a failure reason: rows kept, sent again later */
+	uint32_t inflight;
+	int64_t backlog_end;           /* rows below this seq are backlog */
+};
+
+/* Buffers (batch_max_bytes and the window) are allocated once here.
+ * loop, store and uplink are borrowed. Returns NULL on allocation failure.
+ * Acknowledged ranges are deleted together, in one transaction at the end
+ * of the loop iteration in which their PUBACKs arrived. */
+struct outbox *outbox_create(struct loop *l, struct store *st, struct uplink *up, const struct outbox_opts *o);
+void outbox_destroy(struct outbox *f);
+
+/* Hooks from the uplink's callbacks. */
+void outbox_on_connected(struct outbox *f);
+void outbox_on_disconnected(struct outbox *f);
+void outbox_on_published(struct outbox *f, int mid, int reason);
+
+/* Sends what the window allows; call after appending rows. Never blocks
+ * beyond one indexed SQLite read per message. */
+void outbox_kick(struct outbox *f);
+
+void outbox_get_stats(const struct outbox *f, struct outbox_stats *out);
+
+#endif

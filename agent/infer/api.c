@@ -1,0 +1,907 @@
+/* agent/infer/api.c - the local HTTP API on libmicrohttpd, driven from berth's loop (no MHD thread). */
+#include "agent/infer/api.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#if IS_ENABLED(CONFIG_LOCAL_API)
+#include <microhttpd.h>
+#endif
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent/infer/dispatch.h"
+#include "agent/base/jsonutil.h"
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
+#include "hal/clock.h"
+
+#define LOG_TAG "api"
+
+#define API_MAX_DAEMONS 2            /* TCP and unix socket */
+#define API_SCRATCH_INITIAL (64 * 1024)
+#define API_LISTEN_BACKLOG 128
+
+/* --- pure helpers ---------------------------------------------------------- */
+
+static const char *const class_names[SLA_NCLASSES] = { "urgent", "normal", "batch" };
+
+const char *api_class_name(enum sla_class cls)
+{
+	return (unsigned)cls < SLA_NCLASSES ? class_names[cls] : "?";
+}
+
+static int copy_model(const char *s, size_t n, struct api_route *route)
+{
+	if (n == 0 || n >= sizeof(route->model) || memchr(s, '/', n))
+		return -EINVAL;
+	memcpy(route->model, s, n);
+	route->model[n] = '\0';
+	return 0;
+}
+
+int api_route_parse(const char *method, const char *url, struct api_route *route)
+{
+	memset(route, 0, sizeof(*route));
+	if (!method || !url)
+		return -ENOENT;
+	size_t ulen = strcspn(url, "?#");
+	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	bool post = strcmp(method, "POST") == 0;
+	static const char models[] = "/v2/models/";
+
+#define PATH_IS(p) (ulen == sizeof(p) - 1 && strncmp(url, p, ulen) == 0)
+	if (PATH_IS("/v2/health/live"))
+		route->kind = API_ROUTE_LIVE;
+	else if (PATH_IS("/v2/health/ready"))
+		route->kind = API_ROUTE_READY;
+	else if (PATH_IS("/metrics"))
+		route->kind = API_ROUTE_METRICS;
+	else if (PATH_IS("/v1/state"))
+		route->kind = API_ROUTE_STATE;
+#undef PATH_IS
+	else if (ulen > sizeof(models) - 1 && strncmp(url, models, sizeof(models) - 1) == 0) {
+		const char *m = url + sizeof(models) - 1;
+		const char *end = url + ulen;
+		const char *slash = memchr(m, '/', (size_t)(end - m));
+		if (!slash)
+			return -ENOENT;
+		const char *rest = slash + 1;
+		size_t rlen = (size_t)(end - rest);
+		if (rlen == 5 && strncmp(rest, "infer", 5) == 0)
+			route->kind = API_ROUTE_INFER;
+		else if (rlen == 5 && strncmp(rest, "ready", 5) == 0)
+			route->kind = API_ROUTE_MODEL_READY;
+		else
+			return -ENOENT;
+		if (copy_model(m, (size_t)(slash - m), route) < 0) {
+			route->kind = API_ROUTE_NOT_FOUND;
+			return -EINVAL;
+		}
+	} else {
+		return -ENOENT;
+	}
+	if (route->kind == API_ROUTE_INFER ? !post : !get)
+		return -EPERM;
+	return 0;
+}
+
+int api_parse_deadline_ms(const char *value, uint32_t *deadline_ms)
+{
+	if (!value)
+		return -EINVAL;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (!isdigit((unsigned char)*value))
+		return -EINVAL;
+	uint64_t v = 0;
+	while (isdigit((unsigned char)*value)) {
+		v = v * 10 + (uint64_t)(*value - '0');
+		if (v > CONFIG_API_MAX_DEADLINE_MS)
+			return -EINVAL;
+		value++;
+	}
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (*value || v == 0)
+		return -EINVAL;
+	*deadline_ms = (uint32_t)v;
+	return 0;
+}
+
+int api_parse_class(const char *value, enum sla_class *cls)
+{
+	if (!value)
+		return -EINVAL;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	size_t n = strlen(value);
+	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+		n--;
+	for (unsigned i = 0; i < SLA_NCLASSES; i++) {
+		if (strlen(class_names[i]) == n && strncasecmp(value, class_names[i], n) == 0) {
+			*cls = (enum sla_class)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* Appends s as a JSON string (quoted, escaped). */
+static size_t json_str(char *buf, size_t len, size_t off, const char *s)
+{
+	return off + jsonutil_quote(off < len ? buf + off : NULL, off < len ? len - off : 0, s);
+}
+
+static size_t json_raw(char *buf, size_t len, size_t off, const char *s)
+{
+	int n = snprintf(off < len ? buf + off : NULL, off < len ? len - off : 0, "%s", s);
+	return off + (size_t)(n > 0 ? n : 0);
+}
+
+size_t api_error_json(char *buf, size_t len, const char *msg, const char *reason,
+		      const char *header, const char *model, unsigned retry_after_s)
+{
+	size_t off = json_raw(buf, len, 0, "{\"error\":");
+	off = json_str(buf, len, off, msg ? msg : "");
+	if (reason && *reason) {
+		off = json_raw(buf, len, off, ",\"reason\":");
+		off = json_str(buf, len, off, reason);
+	}
+	if (header && *header) {
+		off = json_raw(buf, len, off, ",\"header\":");
+		off = json_str(buf, len, off, header);
+	}
+	if (model && *model) {
+		off = json_raw(buf, len, off, ",\"model\":");
+		off = json_str(buf, len, off, model);
+	}
+	if (retry_after_s) {
+		char num[32];
+		snprintf(num, sizeof(num), ",\"retry_after_s\":%u", retry_after_s);
+		off = json_raw(buf, len, off, num);
+	}
+	off = json_raw(buf, len, off, "}");
+	if (len && off >= len)
+		buf[len - 1] = '\0';
+	return off < len ? off : (len ? len - 1 : 0);
+}
+
+int api_check_infer_head(const char *deadline_hdr, const char *class_hdr, const char *content_length,
+			 uint32_t default_deadline_ms, enum sla_class default_class, size_t max_body_bytes,
+			 struct api_infer_head *head, const char **bad_header)
+{
+	head->deadline_ms = default_deadline_ms;
+	head->cls = default_class;
+	*bad_header = NULL;
+	if (deadline_hdr && api_parse_deadline_ms(deadline_hdr, &head->deadline_ms) < 0) {
+		*bad_header = "X-Berth-Deadline-Ms";
+		return 400;
+	}
+	if (class_hdr && api_parse_class(class_hdr, &head->cls) < 0) {
+		*bad_header = "X-Berth-Class";
+		return 400;
+	}
+	if (content_length) {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(content_length, &end, 10);
+		if (errno || end == content_length || n > max_body_bytes) {
+			*bad_header = "Content-Length";
+			return errno || end == content_length ? 400 : 413;
+		}
+	}
+	return 0;
+}
+
+/* --- the server ------------------------------------------------------------ */
+
+#if IS_ENABLED(CONFIG_LOCAL_API)
+
+enum ctx_state { CTX_FREE = 0, CTX_READING, CTX_QUEUED, CTX_DONE };
+
+/* One inference request in progress; a fixed pool of these, one per allowed
+ * connection, so the pool never runs dry before MHD refuses connections. */
+struct api_ctx {
+	struct api *api;
+	struct MHD_Connection *conn;
+	enum ctx_state state;
+	bool too_large;
+	char *body;                  /* kept across requests up to CONFIG_API_BODY_KEEP_BYTES */
+	size_t body_len, body_cap;
+	char content_type[96];
+	char model[DEPLOY_NAME_MAX];
+	struct MHD_Response *resp;   /* prepared while suspended, queued on resume */
+	unsigned resp_status;
+	struct dispatch_req req;
+	struct api_ctx *next_free;
+};
+
+struct api_daemon {
+	struct MHD_Daemon *mhd;
+	int epoll_fd;
+	struct api *api;
+	struct loop_timer timer;
+};
+
+struct api {
+	struct loop *loop;
+	struct dispatch *dispatch;
+	size_t max_body_bytes;
+	struct api_daemon daemons[API_MAX_DAEMONS];
+	unsigned ndaemons;
+	char unix_path[CONFIG_API_UNIX_PATH_MAX];
+	struct api_ctx ctx[CONFIG_API_MAX_CONNECTIONS];
+	struct api_ctx *free_list;
+	unsigned in_use;
+	char *scratch;               /* /metrics and /v1/state text, grown as needed */
+	size_t scratch_cap;
+	api_state_fn state_fn;       /* the agent's state document for /v1/state; NULL: dispatch's alone */
+	void *state_arg;
+	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
+};
+
+enum { ERR_400, ERR_404, ERR_405, ERR_413, ERR_500, ERR_POOL };
+
+static void daemon_run(struct api_daemon *ad);
+
+static void rearm(struct api_daemon *ad)
+{
+	MHD_UNSIGNED_LONG_LONG to_ms = 0;
+	if (MHD_get_timeout(ad->mhd, &to_ms) == MHD_YES) {
+		if (loop_timer_start(ad->api->loop, &ad->timer, to_ms, 0) < 0)
+			log_err("event=timer_failed");
+	} else {
+		loop_timer_stop(ad->api->loop, &ad->timer);
+	}
+}
+
+static void daemon_run(struct api_daemon *ad)
+{
+	(void)MHD_run(ad->mhd);
+	rearm(ad);
+}
+
+static void on_epoll_ready(void *arg, int fd, unsigned events)
+{
+	daemon_run(arg);
+}
+
+static void on_daemon_timer(void *arg)
+{
+	daemon_run(arg);
+}
+
+static struct api_ctx *ctx_get(struct api *a)
+{
+	struct api_ctx *c = a->free_list;
+	if (!c)
+		return NULL;
+	a->free_list = c->next_free;
+	a->in_use++;
+	c->state = CTX_READING;
+	c->too_large = false;
+	c->body_len = 0;
+	c->content_type[0] = '\0';
+	c->resp = NULL;
+	c->resp_status = 0;
+	memset(&c->req, 0, sizeof(c->req));
+	return c;
+}
+
+static void ctx_put(struct api *a, struct api_ctx *c)
+{
+	if (c->resp) {
+		MHD_destroy_response(c->resp);
+		c->resp = NULL;
+	}
+	if (c->body_cap > CONFIG_API_BODY_KEEP_BYTES) {
+		/* A rare large body does not pin its memory for ever. */
+		free(c->body);
+		c->body = NULL;
+		c->body_cap = 0;
+	}
+	c->state = CTX_FREE;
+	c->conn = NULL;
+	c->next_free = a->free_list;
+	a->free_list = c;
+	a->in_use--;
+}
+
+static int ctx_append(struct api_ctx *c, const char *data, size_t n, size_t max)
+{
+	if (c->body_len + n > max)
+		return -EFBIG;
+	if (c->body_len + n > c->body_cap) {
+		size_t cap = c->body_cap ? c->body_cap : 4096;
+		while (cap < c->body_len + n)
+			cap *= 2;
+		if (cap > max)
+			cap = max;
+		char *nb = realloc(c->body, cap);
+		if (!nb)
+			return -ENOMEM;
+		c->body = nb;
+		c->body_cap = cap;
+	}
+	memcpy(c->body + c->body_len, data, n);
+	c->body_len += n;
+	return 0;
+}
+
+static void add_ms_header(struct MHD_Response *r, const char *name, uint64_t us)
+{
+	char v[32];
+	snprintf(v, sizeof(v), "%llu.%03llu", (unsigned long long)(us / 1000), (unsigned long long)(us % 1000));
+	MHD_add_response_header(r, name, v);
+}
+
+static struct MHD_Response *make_json(const char *body, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (r)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	return r;
+}
+
+static enum MHD_Result send_buf(struct MHD_Connection *conn, unsigned status, const char *body, size_t len,
+				const char *ctype)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	enum MHD_Result ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result send_error(struct api *a, struct MHD_Connection *conn, unsigned status, const char *msg,
+				  const char *reason, const char *header, const char *model, unsigned retry_after_s)
+{
+	char body[512];
+	size_t n = api_error_json(body, sizeof(body), msg, reason, header, model, retry_after_s);
+	struct MHD_Response *r = make_json(body, n);
+	if (!r)
+		return MHD_NO;
+	if (retry_after_s) {
+		char v[16];
+		snprintf(v, sizeof(v), "%u", retry_after_s);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
+	}
+	if (status == 405)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, strstr(msg, "POST") ? "POST" : "GET, HEAD");
+	switch (status) {
+	case 400: a->http_errors[ERR_400]++; break;
+	case 404: a->http_errors[ERR_404]++; break;
+	case 405: a->http_errors[ERR_405]++; break;
+	case 413: a->http_errors[ERR_413]++; break;
+	case 500: a->http_errors[ERR_500]++; break;
+	default: break;
+	}
+	enum MHD_Result ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+#define API_SCRATCH_MAX (4u * 1024 * 1024)
+
+/* /v1/state with the agent's document: {..state.., "dispatch": {..figures..}}.
+ * The scratch buffer doubles (up to API_SCRATCH_MAX) until both fit. */
+static enum MHD_Result send_state(struct api *a, struct MHD_Connection *conn)
+{
+	for (;;) {
+		int n = a->state_fn(a->state_arg, a->scratch, a->scratch_cap);
+		if (n > 1 && a->scratch[n - 1] == '}') {
+			size_t o = (size_t)n - 1;
+			const char key[] = ",\"dispatch\":";
+			if (o + sizeof(key) < a->scratch_cap) {
+				memcpy(a->scratch + o, key, sizeof(key) - 1);
+				o += sizeof(key) - 1;
+				o += dispatch_render_state(a->dispatch, a->scratch + o, a->scratch_cap - o);
+				if (o + 2 <= a->scratch_cap) {
+					a->scratch[o++] = '}';
+					return send_buf(conn, 200, a->scratch, o, "application/json");
+				}
+			}
+		} else if (n >= 0) {
+			break; /* not an object: a bug in the renderer */
+		}
+		size_t cap = a->scratch_cap * 2;
+		char *nb = cap <= API_SCRATCH_MAX ? realloc(a->scratch, cap) : NULL;
+		if (!nb)
+			break;
+		a->scratch = nb;
+		a->scratch_cap = cap;
+	}
+	return send_error(a, conn, 500, "state too large to render", NULL, NULL, NULL, 0);
+}
+
+void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
+{
+	a->state_fn = fn;
+	a->state_arg = arg;
+}
+
+/* Renders /metrics or /v1/state into the scratch buffer, growing it once
+ * when the text outgrew it (figures grow with models, not with requests). */
+static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn, bool metrics)
+{
+	if (!metrics && a->state_fn)
+		return send_state(a, conn);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		size_t n = metrics ? dispatch_render_metrics(a->dispatch, a->scratch, a->scratch_cap)
+				   : dispatch_render_state(a->dispatch, a->scratch, a->scratch_cap);
+		if (metrics && n < a->scratch_cap) {
+			int k = snprintf(a->scratch + n, a->scratch_cap - n,
+					 "# HELP berth_api_errors_total Requests answered with an HTTP error by the API itself.\n"
+					 "# TYPE berth_api_errors_total counter\n"
+					 "berth_api_errors_total{code=\"400\"} %llu\n"
+					 "berth_api_errors_total{code=\"404\"} %llu\n"
+					 "berth_api_errors_total{code=\"405\"} %llu\n"
+					 "berth_api_errors_total{code=\"413\"} %llu\n"
+					 "berth_api_errors_total{code=\"500\"} %llu\n"
+					 "# HELP berth_api_pool_exhausted_total Requests refused because every request context was busy.\n"
+					 "# TYPE berth_api_pool_exhausted_total counter\n"
+					 "berth_api_pool_exhausted_total %llu\n",
+					 (unsigned long long)a->http_errors[ERR_400], (unsigned long long)a->http_errors[ERR_404],
+					 (unsigned long long)a->http_errors[ERR_405], (unsigned long long)a->http_errors[ERR_413],
+					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL]);
+			n += (size_t)(k > 0 ? k : 0);
+		}
+		if (n < a->scratch_cap)
+			return send_buf(conn, 200, a->scratch, n,
+					metrics ? "text/plain; version=0.0.4; charset=utf-8" : "application/json");
+		size_t cap = n + 4096;
+		char *nb = realloc(a->scratch, cap);
+		if (!nb)
+			break;
+		a->scratch = nb;
+		a->scratch_cap = cap;
+	}
+	return send_error(a, conn, 500, "out of memory rendering figures", NULL, NULL, NULL, 0);
+}
+
+static enum MHD_Result answer_simple(struct api *a, struct MHD_Connection *conn, const struct api_route *rt)
+{
+	switch (rt->kind) {
+	case API_ROUTE_LIVE:
+		return send_buf(conn, 200, "{\"live\":true}", 13, "application/json");
+	case API_ROUTE_READY:
+		if (dispatch_all_ready(a->dispatch))
+			return send_buf(conn, 200, "{\"ready\":true}", 14, "application/json");
+		return send_buf(conn, 503, "{\"ready\":false}", 15, "application/json");
+	case API_ROUTE_MODEL_READY: {
+		int m = dispatch_model_find(a->dispatch, rt->model);
+		if (m < 0)
+			return send_error(a, conn, 404, "unknown model", NULL, NULL, rt->model, 0);
+		char body[128];
+		bool ok = dispatch_model_ready(a->dispatch, m);
+		size_t n = json_raw(body, sizeof(body), 0, "{\"name\":");
+		n = json_str(body, sizeof(body), n, rt->model);
+		n = json_raw(body, sizeof(body), n, ok ? ",\"ready\":true}" : ",\"ready\":false}");
+		return send_buf(conn, ok ? 200 : 503, body, n, "application/json");
+	}
+	case API_ROUTE_METRICS:
+		return send_rendered(a, conn, true);
+	case API_ROUTE_STATE:
+		return send_rendered(a, conn, false);
+	default:
+		return send_error(a, conn, 404, "not found", NULL, NULL, NULL, 0);
+	}
+}
+
+static unsigned reason_status(const struct dispatch_req *r)
+{
+	return r->http_status ? (unsigned)r->http_status : 503;
+}
+
+static struct MHD_Response *make_refusal(struct dispatch_req *r, const char *model)
+{
+	char body[256];
+	const char *what;
+	switch (r->reason) {
+	case DISPATCH_DEADLINE_INFEASIBLE: what = "deadline cannot be met"; break;
+	case DISPATCH_QUEUE_FULL: what = "queue full"; break;
+	case DISPATCH_NO_READY_REPLICA: what = "no ready replica"; break;
+	case DISPATCH_BREAKER_OPEN: what = "every replica's circuit breaker is open"; break;
+	case DISPATCH_REPLICA_FAILED: what = "replica failed"; break;
+	case DISPATCH_DEADLINE_EXCEEDED: what = "deadline exceeded at the replica"; break;
+	case DISPATCH_SHUTDOWN: what = "shutting down"; break;
+	default: what = "not served"; break;
+	}
+	size_t n = api_error_json(body, sizeof(body), what, dispatch_reason_name(r->reason), NULL, model,
+				  r->retry_after_s);
+	struct MHD_Response *resp = make_json(body, n);
+	if (resp && r->retry_after_s) {
+		char v[16];
+		snprintf(v, sizeof(v), "%u", r->retry_after_s);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+	}
+	return resp;
+}
+
+static void add_timing(struct MHD_Response *resp, const struct dispatch_req *r)
+{
+	if (!resp)
+		return;
+	add_ms_header(resp, "X-Berth-Queue-Ms", r->queue_us);
+	add_ms_header(resp, "X-Berth-Service-Ms", r->service_us);
+}
+
+/* dispatch finished a request that waited (connection suspended). */
+static void on_done(void *arg, struct dispatch_req *r, const void *body, size_t len)
+{
+	struct api_ctx *c = (struct api_ctx *)((char *)r - offsetof(struct api_ctx, req));
+	struct api *a = arg;
+	if (r->reason == DISPATCH_OK) {
+		c->resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+		if (c->resp)
+			MHD_add_response_header(c->resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+		c->resp_status = (unsigned)r->http_status;
+	} else {
+		c->resp = make_refusal(r, c->model);
+		c->resp_status = reason_status(r);
+	}
+	add_timing(c->resp, r);
+	c->state = CTX_DONE;
+	MHD_resume_connection(c->conn);
+	/* Run MHD from the loop (not from inside this callback, which may sit in
+	 * another library's callback) at once rather than at the next wake-up. */
+	for (unsigned i = 0; i < a->ndaemons; i++)
+		if (loop_timer_start(a->loop, &a->daemons[i].timer, 0, 0) < 0)
+			log_err("event=timer_failed");
+}
+
+static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, const struct api_route *rt,
+				   void **con_cls)
+{
+	uint64_t now_us = hal_clock_now_us();
+	int m = dispatch_model_find(a->dispatch, rt->model);
+	if (m < 0)
+		return send_error(a, conn, 404, "unknown model", NULL, NULL, rt->model, 0);
+	uint32_t def_deadline_ms = 0;
+	enum sla_class def_cls = SLA_NORMAL;
+	if (dispatch_model_defaults(a->dispatch, m, &def_deadline_ms, &def_cls) < 0)
+		return send_error(a, conn, 404, "unknown model", NULL, NULL, rt->model, 0);
+
+	struct api_infer_head head;
+	const char *bad = NULL;
+	int st = api_check_infer_head(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Berth-Deadline-Ms"),
+				      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Berth-Class"),
+				      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH),
+				      def_deadline_ms, def_cls, a->max_body_bytes, &head, &bad);
+	if (st == 413)
+		return send_error(a, conn, 413, "request body too large", NULL, bad, rt->model, 0);
+	if (st) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "bad header %s", bad);
+		return send_error(a, conn, 400, msg, NULL, bad, rt->model, 0);
+	}
+
+	struct api_ctx *c = ctx_get(a);
+	if (!c) {
+		a->http_errors[ERR_POOL]++;
+		return send_error(a, conn, 503, "too many requests in progress", "queue_full", NULL, rt->model, 1);
+	}
+	c->conn = conn;
+	snprintf(c->model, sizeof(c->model), "%s", rt->model);
+	const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (ct)
+		snprintf(c->content_type, sizeof(c->content_type), "%s", ct);
+	c->req.model = m;
+	c->req.cls = head.cls;
+	c->req.arrival_us = now_us;
+	c->req.deadline_us = now_us + (uint64_t)head.deadline_ms * 1000u;
+	const char *cost = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms");
+	if (cost)
+		c->req.cost_hint_ms = (uint32_t)strtoul(cost, NULL, 10);
+	*con_cls = c;
+	return MHD_YES;
+}
+
+static enum MHD_Result finish_infer(struct api *a, struct api_ctx *c)
+{
+	if (c->too_large)
+		return send_error(a, c->conn, 413, "request body too large", NULL, NULL, c->model, 0);
+	c->req.body = c->body;
+	c->req.body_len = c->body_len;
+	c->req.content_type = c->content_type[0] ? c->content_type : "application/json";
+	if (dispatch_submit(a->dispatch, &c->req) == 0) {
+		c->state = CTX_QUEUED;
+		MHD_suspend_connection(c->conn);
+		return MHD_YES;
+	}
+	c->state = CTX_DONE;
+	struct MHD_Response *resp = make_refusal(&c->req, c->model);
+	if (!resp)
+		return MHD_NO;
+	add_timing(resp, &c->req);
+	enum MHD_Result ret = MHD_queue_response(c->conn, reason_status(&c->req), resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				  const char *version, const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
+{
+	struct api *a = cls;
+	struct api_ctx *c = *con_cls;
+	if (!c) {
+		struct api_route rt;
+		int rc = api_route_parse(method, url, &rt);
+		if (rc == -EPERM)
+			return send_error(a, conn, 405,
+					  rt.kind == API_ROUTE_INFER ? "method not allowed (use POST)"
+								     : "method not allowed (use GET)",
+					  NULL, NULL, NULL, 0);
+		if (rc < 0)
+			return send_error(a, conn, 404, "not found", NULL, NULL, rt.model[0] ? rt.model : NULL, 0);
+		if (rt.kind != API_ROUTE_INFER)
+			return answer_simple(a, conn, &rt);
+		return begin_infer(a, conn, &rt, con_cls);
+	}
+	switch (c->state) {
+	case CTX_READING:
+		if (*upload_data_size) {
+			if (!c->too_large) {
+				int rc = ctx_append(c, upload_data, *upload_data_size, a->max_body_bytes);
+				if (rc == -EFBIG)
+					c->too_large = true;
+				else if (rc < 0)
+					return MHD_NO;
+			}
+			*upload_data_size = 0;
+			return MHD_YES;
+		}
+		return finish_infer(a, c);
+	case CTX_DONE: {
+		if (!c->resp)
+			return MHD_NO;
+		enum MHD_Result ret = MHD_queue_response(conn, c->resp_status, c->resp);
+		MHD_destroy_response(c->resp);
+		c->resp = NULL;
+		return ret;
+	}
+	default:
+		return MHD_YES;
+	}
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct api *a = cls;
+	struct api_ctx *c = *con_cls;
+	if (!c)
+		return;
+	if (c->state == CTX_QUEUED)
+		dispatch_cancel(a->dispatch, &c->req);
+	*con_cls = NULL;
+	ctx_put(a, c);
+}
+
+__attribute__((format(printf, 2, 0)))
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[256];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	log_wrn("event=mhd_error msg=\"%s\"", msg);
+}
+
+static int open_tcp(const char *addr, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof(ss));
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	int family;
+	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+		family = AF_INET;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		sl = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		family = AF_INET6;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		sl = sizeof(*s6);
+	} else {
+		return -EINVAL;
+	}
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static int open_unix(const char *path)
+{
+	struct sockaddr_un sun;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	/* A socket left by a previous run would make bind fail; replace only sockets. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		(void)unlink(path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	(void)chmod(path, 0660);
+	return fd;
+}
+
+static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned nlisteners)
+{
+	struct api_daemon *ad = &a->daemons[a->ndaemons];
+	ad->api = a;
+	loop_timer_init(&ad->timer, on_daemon_timer, ad);
+	/* Both listeners together never exceed the pool of request contexts. */
+	unsigned conn_limit = CONFIG_API_MAX_CONNECTIONS / nlisteners;
+	ad->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				   on_request, a,
+				   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
+				   MHD_OPTION_LISTEN_SOCKET, listen_fd,
+				   MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+				   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONFIG_API_IDLE_TIMEOUT_S,
+				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+				   MHD_OPTION_END);
+	if (!ad->mhd) {
+		close(listen_fd);
+		log_err("event=listen_failed on=%s err=\"MHD_start_daemon failed\"", what);
+		return -EIO;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(ad->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	ad->epoll_fd = info ? info->epoll_fd : -1;
+	if (ad->epoll_fd < 0 || loop_fd_add(a->loop, ad->epoll_fd, LOOP_IN, on_epoll_ready, ad) < 0) {
+		MHD_stop_daemon(ad->mhd);
+		ad->mhd = NULL;
+		log_err("event=listen_failed on=%s err=\"cannot watch the server's epoll fd\"", what);
+		return -EIO;
+	}
+	a->ndaemons++;
+	rearm(ad);
+	return 0;
+}
+
+struct api *api_create(struct loop *l, const struct api_config *cfg, struct dispatch *d)
+{
+	if (!cfg->port && !(cfg->unix_socket && *cfg->unix_socket)) {
+		log_err("event=api_config_invalid why=\"neither api.port nor api.unix_socket set\"");
+		return NULL;
+	}
+	struct api *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->loop = l;
+	a->dispatch = d;
+	a->max_body_bytes = cfg->max_body_bytes;
+	for (int i = CONFIG_API_MAX_CONNECTIONS - 1; i >= 0; i--) {
+		a->ctx[i].api = a;
+		a->ctx[i].next_free = a->free_list;
+		a->free_list = &a->ctx[i];
+	}
+	a->scratch_cap = API_SCRATCH_INITIAL;
+	a->scratch = malloc(a->scratch_cap);
+	if (!a->scratch)
+		goto errout;
+
+	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
+	unsigned nlisteners = (cfg->port ? 1u : 0u) + (want_unix ? 1u : 0u);
+	if (cfg->port) {
+		int fd = open_tcp(cfg->listen, cfg->port);
+		if (fd < 0) {
+			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd));
+			goto errout;
+		}
+		if (start_daemon(a, fd, "tcp", nlisteners) < 0)
+			goto errout;
+		log_inf("event=listening on=%s:%u", cfg->listen, cfg->port);
+	}
+	if (want_unix) {
+		snprintf(a->unix_path, sizeof(a->unix_path), "%s", cfg->unix_socket);
+		int fd = open_unix(cfg->unix_socket);
+		if (fd < 0) {
+			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd));
+			a->unix_path[0] = '\0';
+			goto errout;
+		}
+		if (start_daemon(a, fd, "unix", nlisteners) < 0)
+			goto errout;
+		log_inf("event=listening on=unix:%s", cfg->unix_socket);
+	}
+	dispatch_set_done_fn(d, on_done, a);
+	return a;
+
+errout:
+	api_destroy(a);
+	return NULL;
+}
+
+void api_destroy(struct api *a)
+{
+	if (!a)
+		return;
+	/* Requests still queued get 503 shutting down: withdraw them from the
+	 * dispatcher and resume their connections so MHD can answer and close. */
+	for (unsigned i = 0; i < CONFIG_API_MAX_CONNECTIONS; i++) {
+		struct api_ctx *c = &a->ctx[i];
+		if (c->state != CTX_QUEUED)
+			continue;
+		dispatch_cancel(a->dispatch, &c->req);
+		c->req.reason = DISPATCH_SHUTDOWN;
+		c->req.http_status = 503;
+		c->resp = make_refusal(&c->req, c->model);
+		c->resp_status = 503;
+		c->state = CTX_DONE;
+		MHD_resume_connection(c->conn);
+	}
+	for (unsigned i = 0; i < a->ndaemons; i++) {
+		struct api_daemon *ad = &a->daemons[i];
+		(void)MHD_run(ad->mhd);
+		loop_timer_stop(a->loop, &ad->timer);
+		loop_fd_del(a->loop, ad->epoll_fd);
+		/* Quiescing hands the listen socket back, so it is closed exactly once. */
+		MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
+		MHD_stop_daemon(ad->mhd);
+		if (lfd != MHD_INVALID_SOCKET)
+			close(lfd);
+	}
+	if (a->unix_path[0])
+		(void)unlink(a->unix_path);
+	for (unsigned i = 0; i < CONFIG_API_MAX_CONNECTIONS; i++)
+		free(a->ctx[i].body);
+	if (a->dispatch)
+		dispatch_set_done_fn(a->dispatch, NULL, NULL);
+	free(a->scratch);
+	free(a);
+}
+
+#else /* !CONFIG_LOCAL_API: the pure parsers above stay, the server is left out. */
+
+struct api *api_create(struct loop *l, const struct api_config *cfg, struct dispatch *d)
+{
+	(void)l;
+	(void)cfg;
+	(void)d;
+	log_err("event=api_unavailable reason=\"built without CONFIG_LOCAL_API\"");
+	return NULL;
+}
+
+void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
+{
+	(void)a;
+	(void)fn;
+	(void)arg;
+}
+
+void api_destroy(struct api *a) { (void)a; }
+
+#endif

@@ -1,0 +1,504 @@
+/* agent/model/config.c - table-driven parsing and validation of the JSON runtime config. */
+#include "agent/model/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/base/jsonutil.h"
+#include "agent/base/textfile.h"
+#if IS_ENABLED(CONFIG_SITE)
+#include "agent/site/siteconf.h"
+#endif
+
+enum cfg_type { CT_STR, CT_INT, CT_DBL, CT_BOOL, CT_ENUM };
+
+struct cfg_key {
+	const char *path;
+	enum cfg_type type;
+	size_t off;
+	size_t size;            /* CT_STR/CT_ENUM: buffer size */
+	double min, max;        /* CT_INT/CT_DBL */
+	bool required;
+	const char *def;        /* default, as text ("" for none) */
+	const char *choices;    /* CT_ENUM: "a|b|c" */
+};
+
+#define F(field) offsetof(struct berth_config, field), sizeof(((struct berth_config *)0)->field)
+#define STR(p, field, req, d) { p, CT_STR, F(field), 0, 0, req, d, NULL }
+#define INT(p, field, lo, hi, d) { p, CT_INT, F(field), lo, hi, false, d, NULL }
+#define DBL(p, field, lo, hi, d) { p, CT_DBL, F(field), lo, hi, false, d, NULL }
+#define BOOL(p, field, d) { p, CT_BOOL, F(field), 0, 0, false, d, NULL }
+#define ENUM(p, field, choices, d) { p, CT_ENUM, F(field), 0, 0, false, d, choices }
+
+/* The local API is on by default only in builds that have it, so the
+ * same config file works on a minimal build. */
+#if IS_ENABLED(CONFIG_LOCAL_API)
+#define API_ENABLED_DEFAULT "true"
+#else
+#define API_ENABLED_DEFAULT "false"
+#endif
+
+#define XSTR(x) STR_(x)
+#define STR_(x) #x
+
+/* Every key the file may hold. docs/configuration.md documents each one;
+ * tests/unit/test_config.c checks that the two agree. */
+static const struct cfg_key keys[] = {
+	STR("device_id", device_id, true, ""),
+	STR("data_dir", data_dir, true, ""),
+	STR("deployments_file", deployments_file, false, ""),
+	ENUM("log_level", log_level, "err|wrn|inf|dbg|error|warn|warning|info|debug", "info"),
+	BOOL("log_syslog", log_syslog, "false"),
+
+	STR("engine.socket", engine.socket, false, "/var/run/docker.sock"),
+	STR("engine.api_version", engine.api_version, false, "v1.41"),
+	INT("engine.timeout_ms", engine.timeout_ms, 100, 600000, "10000"),
+
+	BOOL("broker.enabled", broker.enabled, "true"),
+	STR("broker.host", broker.host, false, "127.0.0.1"),
+	INT("broker.port", broker.port, 1, 65535, "1883"),
+	STR("broker.username", broker.username, false, ""),
+	STR("broker.password", broker.password, false, ""),
+	ENUM("broker.protocol", broker.protocol, "v5|v311", "v5"),
+	INT("broker.keepalive_s", broker.keepalive_s, 5, 3600, "30"),
+	INT("broker.reconnect_min_ms", broker.reconnect_min_ms, 100, 600000, "1000"),
+	INT("broker.reconnect_max_ms", broker.reconnect_max_ms, 100, 3600000, "120000"),
+	BOOL("broker.tls.enabled", broker.tls.enabled, "false"),
+	STR("broker.tls.ca_file", broker.tls.ca_file, false, ""),
+	STR("broker.tls.cert_file", broker.tls.cert_file, false, ""),
+	STR("broker.tls.key_file", broker.tls.key_file, false, ""),
+	BOOL("broker.tls.insecure", broker.tls.insecure, "false"),
+
+	BOOL("api.enabled", api.enabled, API_ENABLED_DEFAULT),
+	STR("api.listen", api.listen, false, "127.0.0.1"),
+	INT("api.port", api.port, 0, 65535, "8480"),
+	STR("api.unix_socket", api.unix_socket, false, ""),
+	INT("api.max_body_bytes", api.max_body_bytes, 1024, 67108864, "4194304"),
+	STR("api.static_replicas", api.static_replicas, false, ""),
+
+	INT("scheduler.slots", scheduler.slots, 0, CONFIG_SCHED_MAX_SLOTS, "0"),
+	ENUM("scheduler.policy", scheduler.policy, "fifo|edf|edf-admit|edf-reserve|edf-preempt", "edf-admit"),
+	INT("scheduler.queue_cap_urgent", scheduler.queue_cap_urgent, 1, CONFIG_SCHED_MAX_QUEUED,
+	    XSTR(CONFIG_SCHED_MAX_QUEUED)),
+	INT("scheduler.queue_cap_normal", scheduler.queue_cap_normal, 1, CONFIG_SCHED_MAX_QUEUED,
+	    XSTR(CONFIG_SCHED_MAX_QUEUED)),
+	INT("scheduler.queue_cap_batch", scheduler.queue_cap_batch, 1, CONFIG_SCHED_MAX_QUEUED,
+	    XSTR(CONFIG_SCHED_MAX_QUEUED)),
+	INT("scheduler.urgent_reserve_slots", scheduler.urgent_reserve_slots, 0, CONFIG_SCHED_MAX_SLOTS, "0"),
+
+	INT("telemetry.interval_ms", telemetry.interval_ms, 100, 60000, XSTR(CONFIG_METRIC_INTERVAL_MS)),
+	INT("telemetry.batch_max_bytes", telemetry.batch_max_bytes, 512, 262144, XSTR(CONFIG_UPLINK_BATCH_BYTES)),
+	INT("telemetry.inflight_max", telemetry.inflight_max, 1, 100, XSTR(CONFIG_UPLINK_INFLIGHT)),
+	INT("telemetry.disk_budget_kb", telemetry.disk_budget_kb, 256, 4194304, XSTR(CONFIG_STORE_BUDGET_KB)),
+	ENUM("telemetry.synchronous", telemetry.synchronous, "full|normal", "full"),
+	INT("telemetry.state_refresh_s", telemetry.state_refresh_s, 1, 3600, "30"),
+
+	BOOL("autoscale.enabled", autoscale.enabled, "true"),
+	INT("autoscale.interval_s", autoscale.interval_s, 1, 3600, "30"),
+	DBL("autoscale.target_low", autoscale.target_low, 0, 1, "0.95"),
+	DBL("autoscale.target_high", autoscale.target_high, 0, 1, "0.98"),
+	INT("autoscale.cooldown_s", autoscale.cooldown_s, 0, 86400, "300"),
+	INT("autoscale.cpu_ceiling_pct", autoscale.cpu_ceiling_pct, 10, 1000, "80"),
+	INT("autoscale.mem_ceiling_pct", autoscale.mem_ceiling_pct, 10, 100, "80"),
+	BOOL("autoscale.predictive", autoscale.predictive, "true"),
+	INT("autoscale.bucket_s", autoscale.bucket_s, 1, 3600, "60"),
+
+	BOOL("watchdog.enabled", watchdog.enabled, "false"),
+	STR("watchdog.device", watchdog.device, false, "/dev/watchdog"),
+	INT("watchdog.timeout_s", watchdog.timeout_s, 2, 600, "30"),
+
+	INT("supervisor.migrate_after_failures", supervisor.migrate_after_failures, 1, 1000, "10"),
+
+	STR("chaos.deployment", chaos.deployment, false, ""),
+	INT("chaos.interval_s", chaos.interval_s, 1, 86400, "30"),
+	INT("chaos.duration_s", chaos.duration_s, 0, 604800, "0"),
+	INT("chaos.min_running", chaos.min_running, 0, 64, "1"),
+
+	BOOL("site.enabled", site.enabled, "false"),
+	STR("site.members", site.members, false, ""),
+	INT("site.failover_ms", site.failover_ms, 500, 60000, "3000"),
+	INT("site.lease_ms", site.lease_ms, 200, 60000, "2000"),
+	INT("site.election_timeout_ms", site.election_timeout_ms, 100, 10000, "1000"),
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static void set_err(struct config_error *err, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_err(struct config_error *err, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	snprintf(err->key, sizeof(err->key), "%s", key);
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+unsigned config_edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned row[129];
+	if (lb > 128)
+		lb = 128;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++) {
+		unsigned prev = row[0];
+		row[0] = (unsigned)i;
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned cur = row[j];
+			unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
+			unsigned best = prev + cost;
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			prev = cur;
+		}
+	}
+	return row[lb];
+}
+
+static void *field(struct berth_config *cfg, const struct cfg_key *k) { return (char *)cfg + k->off; }
+
+static bool enum_has(const char *choices, const char *s)
+{
+	size_t n = strlen(s);
+	for (const char *p = choices; *p;) {
+		const char *bar = strchr(p, '|');
+		size_t len = bar ? (size_t)(bar - p) : strlen(p);
+		if (len == n && strncmp(p, s, n) == 0)
+			return true;
+		p += len + (bar ? 1 : 0);
+	}
+	return false;
+}
+
+static int set_text(struct berth_config *cfg, const struct cfg_key *k, const char *text)
+{
+	switch (k->type) {
+	case CT_STR:
+	case CT_ENUM:
+		if (strlen(text) >= k->size)
+			return -ENAMETOOLONG;
+		strcpy(field(cfg, k), text);
+		return 0;
+	case CT_INT:
+		*(int *)field(cfg, k) = atoi(text);
+		return 0;
+	case CT_DBL:
+		*(double *)field(cfg, k) = atof(text);
+		return 0;
+	case CT_BOOL:
+		*(bool *)field(cfg, k) = strcmp(text, "true") == 0;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+void config_defaults(struct berth_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < NKEYS; i++)
+		(void)set_text(cfg, &keys[i], keys[i].def);
+}
+
+static const struct cfg_key *find_key(const char *path)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].path, path) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* An object node is a strict prefix of some key ("broker", "broker.tls"). */
+static bool is_object_path(const char *path)
+{
+	size_t n = strlen(path);
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strncmp(keys[i].path, path, n) == 0 && keys[i].path[n] == '.')
+			return true;
+	return false;
+}
+
+/* Candidates are every key and every object name ("broker", "broker.tls"),
+ * so a typo in an object name ("brokr") is matched too. */
+static const char *closest_key(const char *path, char *buf, size_t len)
+{
+	unsigned best_d = ~0u;
+	buf[0] = '\0';
+	for (size_t i = 0; i < NKEYS; i++) {
+		const char *kp = keys[i].path;
+		for (const char *dot = kp;; dot++) {
+			if (*dot != '.' && *dot != '\0')
+				continue;
+			size_t n = (size_t)(dot - kp);
+			char cand[128];
+			if (n < sizeof(cand)) {
+				memcpy(cand, kp, n);
+				cand[n] = '\0';
+				unsigned d = config_edit_distance(path, cand);
+				if (d < best_d) {
+					best_d = d;
+					snprintf(buf, len, "%s", cand);
+				}
+			}
+			if (*dot == '\0')
+				break;
+		}
+	}
+	/* Only suggest what plausibly is a typo of the key. */
+	return buf[0] && best_d <= 1 + strlen(path) / 3 ? buf : NULL;
+}
+
+const char *config_key_path(size_t i) { return i < NKEYS ? keys[i].path : NULL; }
+
+const char *config_key_type(size_t i)
+{
+	static const char *const names[] = {
+		[CT_STR] = "string", [CT_INT] = "integer", [CT_DBL] = "number",
+		[CT_BOOL] = "boolean", [CT_ENUM] = "string",
+	};
+	return i < NKEYS ? names[keys[i].type] : NULL;
+}
+
+static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const cJSON *v,
+		       struct config_error *err)
+{
+	switch (k->type) {
+	case CT_STR:
+		if (!cJSON_IsString(v)) {
+			set_err(err, k->path, "expected a string, got %s", jsonutil_type_name(v));
+			return -EINVAL;
+		}
+		if (strlen(v->valuestring) >= k->size) {
+			set_err(err, k->path, "too long: %zu bytes, at most %zu", strlen(v->valuestring),
+				k->size - 1);
+			return -EINVAL;
+		}
+		if (k->required && v->valuestring[0] == '\0') {
+			set_err(err, k->path, "must not be empty");
+			return -EINVAL;
+		}
+		strcpy(field(cfg, k), v->valuestring);
+		return 0;
+	case CT_ENUM:
+		if (!cJSON_IsString(v)) {
+			set_err(err, k->path, "expected a string, got %s", jsonutil_type_name(v));
+			return -EINVAL;
+		}
+		if (!enum_has(k->choices, v->valuestring) || strlen(v->valuestring) >= k->size) {
+			set_err(err, k->path, "\"%.64s\" is not one of %s", v->valuestring, k->choices);
+			return -EINVAL;
+		}
+		strcpy(field(cfg, k), v->valuestring);
+		return 0;
+	case CT_INT: {
+		if (!cJSON_IsNumber(v)) {
+			set_err(err, k->path, "expected an integer, got %s", jsonutil_type_name(v));
+			return -EINVAL;
+		}
+		/* Range before any conversion: casting 1e300 to an integer is undefined. */
+		double d = v->valuedouble;
+		if (d != floor(d)) {
+			set_err(err, k->path, "expected an integer, got %g", d);
+			return -EINVAL;
+		}
+		if (d < k->min || d > k->max) {
+			if (fabs(d) < 1e15)
+				set_err(err, k->path, "%lld is out of range [%lld, %lld]", (long long)d,
+					(long long)k->min, (long long)k->max);
+			else
+				set_err(err, k->path, "%g is out of range [%lld, %lld]", d, (long long)k->min,
+					(long long)k->max);
+			return -EINVAL;
+		}
+		*(int *)field(cfg, k) = (int)d;
+		return 0;
+	}
+	case CT_DBL:
+		if (!cJSON_IsNumber(v)) {
+			set_err(err, k->path, "expected a number, got %s", jsonutil_type_name(v));
+			return -EINVAL;
+		}
+		if (v->valuedouble < k->min || v->valuedouble > k->max) {
+			set_err(err, k->path, "%g is out of range [%g, %g]", v->valuedouble, k->min, k->max);
+			return -EINVAL;
+		}
+		*(double *)field(cfg, k) = v->valuedouble;
+		return 0;
+	case CT_BOOL:
+		if (!cJSON_IsBool(v)) {
+			set_err(err, k->path, "expected true or false, got %s", jsonutil_type_name(v));
+			return -EINVAL;
+		}
+		*(bool *)field(cfg, k) = cJSON_IsTrue(v);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int walk(struct berth_config *cfg, const cJSON *obj, const char *prefix, bool *seen,
+		struct config_error *err)
+{
+	for (const cJSON *c = obj->child; c; c = c->next) {
+		char path[128];
+		int n = snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", c->string);
+		if (n < 0 || (size_t)n >= sizeof(path)) {
+			set_err(err, prefix, "key name too long");
+			return -EINVAL;
+		}
+		if (jsonutil_key_repeated(obj, c)) {
+			set_err(err, path, "duplicate key");
+			return -EINVAL;
+		}
+		if (is_object_path(path)) {
+			if (!cJSON_IsObject(c)) {
+				set_err(err, path, "expected an object, got %s", jsonutil_type_name(c));
+				return -EINVAL;
+			}
+			int rc = walk(cfg, c, path, seen, err);
+			if (rc)
+				return rc;
+			continue;
+		}
+		const struct cfg_key *k = find_key(path);
+		if (!k) {
+			char hint_buf[128];
+			const char *hint = closest_key(path, hint_buf, sizeof(hint_buf));
+			if (hint)
+				set_err(err, path, "unknown key (did you mean \"%s\"?)", hint);
+			else
+				set_err(err, path, "unknown key");
+			return -EINVAL;
+		}
+		int rc = apply_value(cfg, k, c, err);
+		if (rc)
+			return rc;
+		seen[k - keys] = true;
+	}
+	return 0;
+}
+
+static int cross_check(const struct berth_config *cfg, struct config_error *err)
+{
+	if (cfg->broker.reconnect_min_ms > cfg->broker.reconnect_max_ms) {
+		set_err(err, "broker.reconnect_min_ms", "%d is above broker.reconnect_max_ms (%d)",
+			cfg->broker.reconnect_min_ms, cfg->broker.reconnect_max_ms);
+		return -EINVAL;
+	}
+	if (cfg->autoscale.target_low > cfg->autoscale.target_high) {
+		set_err(err, "autoscale.target_low", "%g is above autoscale.target_high (%g)",
+			cfg->autoscale.target_low, cfg->autoscale.target_high);
+		return -EINVAL;
+	}
+	if (cfg->broker.tls.enabled && !cfg->broker.tls.ca_file[0]) {
+		set_err(err, "broker.tls.ca_file", "required when broker.tls.enabled is true");
+		return -EINVAL;
+	}
+	if (!cfg->broker.tls.cert_file[0] != !cfg->broker.tls.key_file[0]) {
+		set_err(err, cfg->broker.tls.cert_file[0] ? "broker.tls.key_file" : "broker.tls.cert_file",
+			"client certificate and key must be given together");
+		return -EINVAL;
+	}
+	if (cfg->broker.tls.enabled && !IS_ENABLED(CONFIG_TLS)) {
+		set_err(err, "broker.tls.enabled", "this build has no TLS support (CONFIG_TLS)");
+		return -EINVAL;
+	}
+	if (cfg->api.enabled && !IS_ENABLED(CONFIG_LOCAL_API)) {
+		set_err(err, "api.enabled", "this build has no local API (CONFIG_LOCAL_API)");
+		return -EINVAL;
+	}
+	if (cfg->scheduler.slots && cfg->scheduler.urgent_reserve_slots >= cfg->scheduler.slots) {
+		set_err(err, "scheduler.urgent_reserve_slots", "%d leaves no slot for other classes (slots %d)",
+			cfg->scheduler.urgent_reserve_slots, cfg->scheduler.slots);
+		return -EINVAL;
+	}
+	for (const char *p = cfg->device_id; *p; p++) {
+		if (*p == '/' || *p == '+' || *p == '#' || (unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) {
+			set_err(err, "device_id", "\"%s\" contains '%c', not allowed in an MQTT topic level",
+				cfg->device_id, *p);
+			return -EINVAL;
+		}
+	}
+	if (cfg->site.enabled) {
+#if IS_ENABLED(CONFIG_SITE)
+		struct siteconf sc;
+		const char *key = "site";
+		char why[200];
+		if (siteconf_parse(cfg, &sc, &key, why, sizeof(why))) {
+			set_err(err, key, "%s", why);
+			return -EINVAL;
+		}
+#else
+		set_err(err, "site.enabled", "this build has no site cluster support (CONFIG_SITE)");
+		return -EINVAL;
+#endif
+	}
+	return 0;
+}
+
+int config_parse(const char *text, size_t len, struct berth_config *cfg, struct config_error *err)
+{
+	bool seen[NKEYS] = { false };
+	int rc = -EINVAL;
+
+	memset(err, 0, sizeof(*err));
+	config_defaults(cfg);
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	if (!root) {
+		size_t off = end ? (size_t)(end - text) : 0;
+		unsigned line = 1;
+		for (size_t i = 0; i < off && i < len; i++)
+			line += text[i] == '\n';
+		set_err(err, "", "not valid JSON (syntax error at line %u, byte %zu)", line, off);
+		return -EINVAL;
+	}
+	if (!cJSON_IsObject(root)) {
+		set_err(err, "", "the top level must be a JSON object, got %s", jsonutil_type_name(root));
+		goto out;
+	}
+	rc = walk(cfg, root, "", seen, err);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].required && !seen[i]) {
+			set_err(err, keys[i].path, "required key is missing");
+			rc = -EINVAL;
+			goto out;
+		}
+	}
+	rc = cross_check(cfg, err);
+out:
+	cJSON_Delete(root);
+	return rc;
+}
+
+int config_load(const char *path, struct berth_config *cfg, struct config_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	char *buf;
+	size_t len;
+	int rc = textfile_read(path, CONFIG_CONFIG_MAX_BYTES, &buf, &len);
+	if (rc) {
+		textfile_describe(rc, NULL, len, CONFIG_CONFIG_MAX_BYTES, err->message, sizeof(err->message));
+		return rc;
+	}
+	rc = config_parse(buf, len, cfg, err);
+	free(buf);
+	return rc;
+}
+
+void config_error_format(const char *path, const struct config_error *err, char *buf, size_t len)
+{
+	if (err->key[0])
+		snprintf(buf, len, "%s: %s: %s", path, err->key, err->message);
+	else
+		snprintf(buf, len, "%s: %s", path, err->message);
+}

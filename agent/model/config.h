@@ -1,0 +1,144 @@
+/* agent/model/config.h - the runtime configuration (a JSON file), its schema and its validation. */
+#ifndef BERTH_CONFIG_H
+#define BERTH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_STR_MAX 256
+
+struct berth_config {
+	char device_id[64];
+	char data_dir[CONFIG_STR_MAX];
+	char deployments_file[CONFIG_STR_MAX];
+	char log_level[8];
+	bool log_syslog;
+
+	struct {
+		char socket[CONFIG_STR_MAX];
+		char api_version[16];
+		int timeout_ms;
+	} engine;
+
+	struct {
+		bool enabled;
+		char host[CONFIG_STR_MAX];
+		int port;
+		char username[128];
+		char password[128];
+		char protocol[8];          /* "v5" or "v311" */
+		int keepalive_s;
+		int reconnect_min_ms;
+		int reconnect_max_ms;
+		struct {
+			bool enabled;
+			char ca_file[CONFIG_STR_MAX];
+			char cert_file[CONFIG_STR_MAX];
+			char key_file[CONFIG_STR_MAX];
+			bool insecure;     /* skip server hostname check (test brokers) */
+		} tls;
+	} broker;
+
+	struct {
+		bool enabled;
+		char listen[64];
+		int port;
+		char unix_socket[CONFIG_STR_MAX];
+		int max_body_bytes;
+		char static_replicas[1024]; /* "model=host:port,..." replicas run outside berth */
+	} api;
+
+	struct {
+		int slots;                 /* 0: one per CPU core */
+		char policy[16];
+		int queue_cap_urgent;
+		int queue_cap_normal;
+		int queue_cap_batch;
+		int urgent_reserve_slots;
+	} scheduler;
+
+	struct {
+		int interval_ms;
+		int batch_max_bytes;
+		int inflight_max;
+		int disk_budget_kb;
+		char synchronous[8];       /* "full" or "normal" */
+		int state_refresh_s;
+	} telemetry;
+
+	struct {
+		bool enabled;
+		int interval_s;
+		double target_low;
+		double target_high;
+		int cooldown_s;
+		int cpu_ceiling_pct;
+		int mem_ceiling_pct;
+		bool predictive;
+		int bucket_s;
+	} autoscale;
+
+	struct {
+		bool enabled;
+		char device[CONFIG_STR_MAX];
+		int timeout_s;
+	} watchdog;
+
+	struct {
+		int migrate_after_failures;
+	} supervisor;
+
+	struct {
+		bool enabled;
+		char members[512];         /* "ID=A.B.C.D:PORT,..." the whole site, this gateway included */
+		int failover_ms;
+		int lease_ms;
+		int election_timeout_ms;
+	} site;
+
+	struct {
+		char deployment[64];
+		int interval_s;
+		int duration_s;
+		int min_running;
+	} chaos;
+};
+
+/* Where an error was found, for a message that names it. */
+struct config_error {
+	char key[128];        /* dotted path, e.g. "broker.port"; "" for the whole file */
+	char message[256];    /* what is wrong */
+};
+
+/* Fills cfg with every default. */
+void config_defaults(struct berth_config *cfg);
+
+/* Parses and validates JSON text (len bytes). On success fills cfg (defaults
+ * for absent keys) and returns 0. On error returns -EINVAL (bad content) and
+ * fills err; cfg is then unspecified. Checks: JSON syntax, wrong types,
+ * ranges and enumerations, unknown keys (with the closest known key
+ * suggested), missing required keys. Pure: no I/O. */
+int config_parse(const char *text, size_t len, struct berth_config *cfg, struct config_error *err)
+	__attribute__((warn_unused_result));
+
+/* Reads path (at most CONFIG_CONFIG_MAX_BYTES) and parses it. Returns 0,
+ * -ENOENT/-EACCES/... when the file cannot be read, -EFBIG when too large,
+ * -EINVAL on bad content; err is filled in every error case. */
+int config_load(const char *path, struct berth_config *cfg, struct config_error *err)
+	__attribute__((warn_unused_result));
+
+/* Formats "FILE: KEY: MESSAGE" (or "FILE: MESSAGE" without a key) into buf. */
+void config_error_format(const char *path, const struct config_error *err, char *buf, size_t len);
+
+/* The schema, for documentation checks: the dotted path and JSON type
+ * ("string", "integer", "number", "boolean") of the i-th key; NULL past the
+ * last. Static strings. */
+const char *config_key_path(size_t i);
+const char *config_key_type(size_t i);
+
+/* Levenshtein distance, used for "did you mean" hints (exposed for other
+ * validators, e.g. the deployment spec). */
+unsigned config_edit_distance(const char *a, const char *b);
+
+#endif

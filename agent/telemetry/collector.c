@@ -1,0 +1,209 @@
+/* agent/telemetry/collector.c - samples node figures and registered sources each interval into one store transaction. */
+#include "agent/telemetry/collector.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/base/log.h"
+#include "agent/base/loop.h"
+#include "agent/telemetry/store.h"
+#include "hal/clock.h"
+#include "hal/sys.h"
+
+#define LOG_TAG "telemetry"
+
+struct source {
+	char name[32];
+	collector_source_fn fn;
+	void *arg;
+};
+
+struct collector {
+	struct loop *loop;
+	struct store *st;
+	char data_dir[256];
+	struct collector_opts o;
+	struct loop_timer timer;
+	struct source sources[CONFIG_TELEMETRY_MAX_SOURCES];
+	unsigned nsources;
+	struct hal_node_stats prev;
+	bool have_prev;
+	char *row;
+	struct collector_stats stats;
+};
+
+void collector_buf_printf(struct collector_buf *b, const char *fmt, ...)
+{
+	if (b->overflow)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= b->cap - b->len) {
+		b->overflow = true;
+		b->p[b->len] = '\0';
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+static void on_timer(void *arg)
+{
+	struct collector *t = arg;
+	if (collector_tick(t) != 0) {
+		/* Counted in rows_failed and logged by collector_tick. */
+	}
+}
+
+struct collector *collector_create(struct loop *l, struct store *st, const struct collector_opts *o)
+{
+	struct collector *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->loop = l;
+	t->st = st;
+	t->o = *o;
+	snprintf(t->data_dir, sizeof(t->data_dir), "%s", o->data_dir ? o->data_dir : "/");
+	t->o.data_dir = t->data_dir;
+	t->row = malloc(CONFIG_TELEMETRY_ROW_BYTES);
+	loop_timer_init(&t->timer, on_timer, t);
+	if (!t->row || (o->interval_ms && loop_timer_start(l, &t->timer, o->interval_ms, o->interval_ms) < 0)) {
+		collector_destroy(t);
+		return NULL;
+	}
+	return t;
+}
+
+void collector_destroy(struct collector *t)
+{
+	if (!t)
+		return;
+	loop_timer_stop(t->loop, &t->timer);
+	free(t->row);
+	free(t);
+}
+
+int collector_register(struct collector *t, const char *name, collector_source_fn fn, void *arg)
+{
+	for (unsigned i = 0; i < t->nsources; i++)
+		if (strcmp(t->sources[i].name, name) == 0)
+			return -EEXIST;
+	if (t->nsources >= CONFIG_TELEMETRY_MAX_SOURCES || strlen(name) >= sizeof(t->sources[0].name))
+		return -ENOSPC;
+	struct source *s = &t->sources[t->nsources++];
+	strcpy(s->name, name);
+	s->fn = fn;
+	s->arg = arg;
+	return 0;
+}
+
+void collector_unregister(struct collector *t, const char *name)
+{
+	for (unsigned i = 0; i < t->nsources; i++) {
+		if (strcmp(t->sources[i].name, name) == 0) {
+			t->sources[i] = t->sources[--t->nsources];
+			return;
+		}
+	}
+}
+
+static void node_figures(struct collector *t, struct collector_buf *b)
+{
+	struct hal_node_stats n;
+	int rc = hal_sys_node_stats(t->data_dir, &n);
+	if (rc) {
+		collector_buf_printf(b, "\"node\":{\"error\":\"%s\"}", strerror(-rc));
+		return;
+	}
+	double cpu_pct = -1;
+	if (t->have_prev && n.cpu_total_ticks > t->prev.cpu_total_ticks)
+		cpu_pct = 100.0 * (double)(n.cpu_busy_ticks - t->prev.cpu_busy_ticks) /
+			  (double)(n.cpu_total_ticks - t->prev.cpu_total_ticks);
+	t->prev = n;
+	t->have_prev = true;
+	collector_buf_printf(b, "\"node\":{");
+	if (cpu_pct >= 0) /* needs two readings */
+		collector_buf_printf(b, "\"cpu_pct\":%.1f,", cpu_pct);
+	collector_buf_printf(b,
+			     "\"ncpu\":%u,\"mem_total_bytes\":%" PRIu64
+			     ",\"mem_avail_bytes\":%" PRIu64 ",\"load1\":%.2f,\"disk_total_bytes\":%" PRIu64
+			     ",\"disk_free_bytes\":%" PRIu64 ",\"uptime_s\":%" PRIu64,
+			     n.ncpu, n.mem_total_bytes, n.mem_avail_bytes, n.load1, n.disk_total_bytes,
+			     n.disk_free_bytes, n.uptime_s);
+	if (n.temp_mc != INT32_MIN)
+		collector_buf_printf(b, ",\"temp_c\":%.1f", n.temp_mc / 1000.0);
+	collector_buf_printf(b, "}");
+}
+
+int collector_tick(struct collector *t)
+{
+	struct collector_buf b = { .p = t->row, .cap = CONFIG_TELEMETRY_ROW_BYTES };
+	t->stats.ticks++;
+	collector_buf_printf(&b, "{");
+	node_figures(t, &b);
+	struct store_stats ss;
+	store_get_stats(t->st, &ss);
+	/* Dropped rows are reported as telemetry themselves. */
+	collector_buf_printf(&b,
+			     ",\"store\":{\"rows\":%" PRIu64 ",\"dropped_telemetry\":%" PRIu64 ",\"dropped_events\":%" PRIu64
+			     ",\"used_bytes\":%" PRIu64 ",\"budget_bytes\":%" PRIu64 ",\"file_bytes\":%" PRIu64 "}",
+			     ss.rows, ss.dropped_telemetry, ss.dropped_events, ss.used_bytes, ss.budget_bytes,
+			     ss.file_bytes);
+	for (unsigned i = 0; i < t->nsources && !b.overflow; i++) {
+		size_t mark = b.len;
+		collector_buf_printf(&b, ",\"%s\":", t->sources[i].name);
+		struct collector_buf sub = { .p = b.p + b.len, .cap = b.overflow ? 0 : b.cap - b.len - 2 };
+		if (!b.overflow && sub.cap > 1) {
+			t->sources[i].fn(t->sources[i].arg, &sub);
+			if (!sub.overflow && sub.len) {
+				b.len += sub.len;
+				continue;
+			}
+		}
+		/* Did not fit (or wrote nothing): leave it out, keep the row valid. */
+		t->stats.sources_truncated++;
+		log_wrn("event=source_truncated source=%s", t->sources[i].name);
+		b.overflow = false;
+		b.len = mark;
+		b.p[b.len] = '\0';
+	}
+	collector_buf_printf(&b, "}");
+	if (b.overflow) {
+		t->stats.rows_failed++;
+		return -EMSGSIZE;
+	}
+	int rc = store_begin(t->st);
+	if (rc == 0) {
+		rc = store_append(t->st, STORE_TELEMETRY, STORE_PRIO_TELEMETRY, hal_clock_wall_ms(), b.p, b.len, NULL);
+		if (rc == 0)
+			rc = store_commit(t->st);
+		else
+			store_rollback(t->st);
+	}
+	if (rc) {
+		t->stats.rows_failed++;
+		log_wrn("event=tick_not_stored err=%s", strerror(-rc));
+	} else {
+		t->stats.rows_written++;
+	}
+	if (t->o.after_tick)
+		t->o.after_tick(t->o.arg);
+	return rc;
+}
+
+int collector_event(struct collector *t, const char *json, size_t len)
+{
+	int rc = store_append(t->st, STORE_EVENT, STORE_PRIO_EVENT, hal_clock_wall_ms(), json, len, NULL);
+	if (rc == 0)
+		t->stats.events++;
+	if (t->o.after_tick)
+		t->o.after_tick(t->o.arg);
+	return rc;
+}
+
+void collector_get_stats(const struct collector *t, struct collector_stats *out) { *out = t->stats; }

@@ -1,5 +1,0 @@
-/* agent/version.h - the release version of berth. */
-#ifndef BERTH_VERSION_H
-#define BERTH_VERSION_H
-#define BERTH_VERSION "0.1.0"
-#endif
