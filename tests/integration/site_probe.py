@@ -9,6 +9,8 @@ Env: SITE_APIS="1=10.78.0.1:8480,..." SITE_SOCKS="1=/path/engine.sock,...".
   watch DEP A B MS T0   polls every 20 ms for at most MS: prints t_stop_ms (A runs no DEP
                         container), t_start_ms (B runs one), t_ready_ms (B reports it ready), in ms
                         since T0 (epoch ms, the fault); -1 for what did not happen
+  leader X MS T0        polls until every gateway but X names the same leader, not gwX (X=0:
+                        every gateway, any leader): prints t_leader_ms since T0, -1 after MS
 """
 import http.client, json, os, socket, sys, time
 
@@ -81,7 +83,23 @@ def main():
                     t_ready = since()
             time.sleep(0.02)
         print("t_stop_ms=%d t_start_ms=%d t_ready_ms=%d" % (t_stop, t_start, t_ready))
+    elif cmd == "leader":
+        x, ms, t0 = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        since = lambda: int(time.time() * 1000) - t0
+        t = -1
+        while since() < ms and t < 0:
+            seen = set()
+            for i in sorted(apis):
+                if i == x:
+                    continue
+                s = view(apis[i], 0.5)
+                seen.add(s["site"]["leader"] if s and "site" in s else None)
+            if len(seen) == 1 and None not in seen and seen != {"gw%d" % x}:
+                t = since()
+            else:
+                time.sleep(0.02)
+        print("t_leader_ms=%d" % t)
     else:
-        sys.exit("usage: site_probe.py snap DEP | watch DEP A B MS")
+        sys.exit("usage: site_probe.py snap DEP | watch DEP A B MS T0 | leader X MS T0")
 
 main()
