@@ -29,6 +29,7 @@ enum ctl_verb {
 	CTL_CHAOS,
 	CTL_EVENTS,
 	CTL_TELEMETRY,
+	CTL_SITE,
 };
 
 #define CTL_TIMEOUT_DEFAULT_MS 5000u
