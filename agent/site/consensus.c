@@ -391,7 +391,9 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 	if (bootstrap(c))
 		goto errout;
 	if ((rv = raft_start(&c->raft))) {
-		log_err("event=raft_start_failed err=\"%s\"", raft_errmsg(&c->raft));
+		log_err("event=raft_start_failed address=%s err=\"%s\" io=\"%s\" hint=\"this member's address must be one of this host's, its port free\"",
+			me->address, raft_strerror(rv),
+			c->io.errmsg);
 		goto errout;
 	}
 	if ((rv = uv_udp_init(&c->uv, &c->udp))) {

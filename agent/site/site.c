@@ -523,6 +523,7 @@ struct site *site_create(const struct site_deps *deps, const struct berth_config
 		return NULL;
 	s->loop = deps->loop;
 	s->deps = *deps;
+	loop_timer_init(&s->tick, on_tick, s); /* before any way out: site_destroy stops it */
 	const char *key = "";
 	char why[200];
 	if (siteconf_parse(cfg, &s->sc, &key, why, sizeof(why))) {
@@ -555,7 +556,6 @@ struct site *site_create(const struct site_deps *deps, const struct berth_config
 	s->cons = consensus_create(s->loop, &co, &ops);
 	if (!s->cons)
 		goto errout;
-	loop_timer_init(&s->tick, on_tick, s);
 	if (loop_timer_start(s->loop, &s->tick, s->sc.heartbeat_ms, s->sc.heartbeat_ms) < 0)
 		goto errout;
 	s->local_sig = local_signature(s);
