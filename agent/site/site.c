@@ -222,7 +222,9 @@ static void headroom(const struct site *s, uint64_t *cpu_milli, uint64_t *mem_by
 	*mem_bytes = mem > 0 ? (uint64_t)mem : 0;
 }
 
-/* {"version":V,"deployments":[site-scoped specs]} of the desired state. */
+/* {"version":V,"deployments":[site-scoped specs]} of the desired state. Built
+ * even without site deployments: a newer document without them removes them
+ * from the site. */
 static void build_doc(struct site *s)
 {
 	size_t cap = CONSENSUS_DGRAM_MAX - 128, o = 0;
@@ -247,11 +249,9 @@ static void build_doc(struct site *s)
 	}
 	o += (size_t)snprintf(doc + o, cap - o, "]}");
 	free(s->doc);
-	s->doc = found ? doc : NULL;
-	s->doc_len = found ? o : 0;
-	s->doc_version = found ? s->desired->version : 0;
-	if (!found)
-		free(doc);
+	s->doc = doc;
+	s->doc_len = o;
+	s->doc_version = s->desired->version;
 }
 
 /* --- this gateway's share ------------------------------------------------------- */

@@ -3,7 +3,8 @@
 # (iptables DROP both ways, inside its namespace). The majority re-places its replica; the minority
 # stops it within the lease, so the replica runs on both sides for at most the lease (measured
 # through both engines); node-scoped deployments keep running everywhere. After healing, exactly
-# the assigned replicas run, checked through every engine.
+# the assigned replicas run, checked through every engine. Last, a newer desired state without the
+# site deployment, given to one follower only, is forwarded to the leader and removes it everywhere.
 TEST=site-partition
 source "$(dirname "$0")/lib-site.sh"
 TARGET_MS=${TARGET_MS:-10000}
@@ -60,4 +61,16 @@ for _ in 1 2 3 4 5 6; do exact || { stable=0; break; }; sleep 0.3; done
 if [ $stable = 1 ] && [ $(( RUNNING[1] + RUNNING[2] + RUNNING[3] )) = 2 ]; then
   ok "after healing exactly the assigned replicas run (2 s watched): ${RUNNING[*]}"
 else bad "engines disagree with the assignment: running ${RUNNING[*]} assigned ${ASSIGNED[*]}"; fi
+# --- a newer desired state given to one follower only: forwarded to the leader, det goes everywhere
+cat > "$SITE_DIR/deployments.json" <<EOF
+{"version":2,"deployments":[{"name":"edge","image":"localhost/berth-worker:latest","inference":{"port":9200}}]}
+EOF
+snap det; lead=${LEADER[1]#gw}; f=1; [ "$f" = "$lead" ] && f=2
+gw_hup "$f"
+gone() { snap det; [ "${RUNNING[*]}" = "0 0 0" ] && [ "${ASSIGNED[*]}" = "0 0 0" ]; }
+wait_for 10000 gone && ok "det removed from the site by a deploy sent to follower gw$f (forwarded to leader gw$lead)" ||
+  bad "det still runs or is assigned: running ${RUNNING[*]} assigned ${ASSIGNED[*]}"
+grep -q "event=site_deployments_forwarded leader=gw$lead version=2" "$SITE_DIR/m$f/berthd.log" &&
+  ok "gw$f logged the forward" || bad "no forward logged by gw$f"
+edge_all && ok "node-scoped edge untouched" || bad "edge changed"
 finish
