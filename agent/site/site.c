@@ -302,6 +302,8 @@ static uint64_t local_signature(const struct site *s)
 /* Lease, then the share: the owner re-applies when it changed. */
 static void evaluate(struct site *s)
 {
+	if (!s->cons)
+		return; /* raft_start() restores a snapshot before consensus_create() returns */
 	uint64_t now = now_ms(s);
 	unsigned heard = 1;
 	for (unsigned i = 0; i < s->sc.n; i++)
