@@ -60,6 +60,7 @@ site_config() {
  "broker":{"enabled":true,"host":"10.77.0.250","port":1883,"reconnect_min_ms":5000,"reconnect_max_ms":30000},
  "api":{"listen":"0.0.0.0","port":8480},
  "autoscale":{"enabled":false},
+ "supervisor":{"migrate_after_failures":2},
  "site":{"enabled":true,"members":"$(site_members)","failover_ms":$FAILOVER_MS,"lease_ms":$LEASE_MS}}
 EOF2
 }

@@ -4,7 +4,9 @@
 # stops it within the lease, so the replica runs on both sides for at most the lease (measured
 # through both engines); node-scoped deployments keep running everywhere. After healing, exactly
 # the assigned replicas run, checked through every engine. Last, a newer desired state without the
-# site deployment, given to one follower only, is forwarded to the leader and removes it everywhere.
+# site deployment, given to one follower only, is forwarded to the leader and removes it everywhere;
+# and a site deployment that can only start on gw3 is restarted locally first, then moved by the
+# leader (migration_needed) until it runs on gw3.
 TEST=site-partition
 source "$(dirname "$0")/lib-site.sh"
 TARGET_MS=${TARGET_MS:-10000}
@@ -73,4 +75,22 @@ wait_for 10000 gone && ok "det removed from the site by a deploy sent to followe
 grep -q "event=site_deployments_forwarded leader=gw$lead version=2" "$SITE_DIR/m$f/berthd.log" &&
   ok "gw$f logged the forward" || bad "no forward logged by gw$f"
 edge_all && ok "node-scoped edge untouched" || bad "edge changed"
+# --- local recovery keeps failing on a member: the replica moves (runs only on gw3's network)
+cat > "$SITE_DIR/deployments.json" <<EOF
+{"version":3,"deployments":[{"name":"edge","image":"localhost/berth-worker:latest","inference":{"port":9200}},
+ {"name":"picky","image":"localhost/berth-worker:latest","inference":{"port":9400},
+  "cmd":["/bin/sh","-c","grep -q 10.77.0.3 /proc/net/fib_trie || exit 3; exec /worker"],
+  "restart":{"backoff_initial_ms":10,"backoff_max_ms":200},
+  "readiness":{"type":"http","path":"/v2/health/ready","period_ms":100,"timeout_ms":500},
+  "placement":{"scope":"site","replicas":1}}]}
+EOF
+gw_hup "$f"
+on3() { snap picky; [ "${READY[3]}" = 1 ] && [ "${ASSIGNED[*]}" = "0 0 1" ]; }
+if wait_for 30000 on3; then
+  moved=$(grep -h "event=site_local_recovery_failed deployment=picky" "$SITE_DIR"/m[12]/berthd.log | wc -l)
+  [ "$moved" -ge 1 ] && ok "picky failed locally ($moved member(s) asked to move it) and now runs, ready, on gw3" ||
+    bad "picky on gw3 without a failed local recovery first"
+else bad "picky never settled on gw3: assigned ${ASSIGNED[*]} ready ${READY[*]}"; fi
+grep -q "event=replica_restart deployment=picky" "$SITE_DIR/m1/berthd.log" && ok "gw1 restarted it locally first" ||
+  bad "no local restart of picky on gw1"
 finish
