@@ -4,7 +4,8 @@
 #     placement, no replica is assigned twice, every engine runs exactly what is assigned;
 #  2. a member holding a replica is gone (berthd SIGKILLed, its containers killed): its replica is
 #     ready on the third member within the target; restarted with its data dir, the killed member
-#     does not start the moved replica again.
+#     does not start the moved replica again;
+#  3. that member restarted with a member list that disagrees is ignored and runs no site replica.
 TEST=site-failover
 source "$(dirname "$0")/lib-site.sh"
 TARGET_MS=${TARGET_MS:-10000}
@@ -80,4 +81,17 @@ snap det
   bad "${RUNNING[*]} det containers run"
 grep -q "event=site_member_silent member=gw$victim" "$SITE_DIR"/m*/berthd.log && ok "the leader logged gw$victim silent" ||
   bad "no site_member_silent logged"
+# --- a member whose site.members disagrees is ignored by the others and runs no site replica
+kill -TERM "${BPID[$victim]}"; wait "${BPID[$victim]}" 2>/dev/null
+sed -i "s/gw$spare=10.77.0.$spare:7400/gw$spare=10.77.0.$spare:7401/" "$SITE_DIR/m$victim/config.json"
+nsenter --net="/run/netns/${SITE_NS[$victim]}" "$build/berthd" -c "$SITE_DIR/m$victim/config.json" \
+  >> "$SITE_DIR/m$victim/berthd.log" 2>&1 &
+BPID[$victim]=$!
+# (its heartbeats to gw$spare go to the wrong port; gw${holders[1]} receives them and refuses them)
+ignored() { grep -q "event=site_members_disagree member=gw$victim" "$SITE_DIR/m${holders[1]}/berthd.log"; }
+wait_for 10000 ignored && ok "gw$victim with another member list is refused by gw${holders[1]} (site_members_disagree)" ||
+  bad "no site_members_disagree logged for gw$victim"
+sleep 1; snap det
+[ "${LEASE[$victim]}" = no ] && [ "${RUNNING[$victim]}" = 0 ] && ok "gw$victim holds no lease and runs no det" ||
+  bad "gw$victim: lease ${LEASE[$victim]}, runs ${RUNNING[$victim]}"
 finish
