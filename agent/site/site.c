@@ -312,12 +312,14 @@ static void evaluate(struct site *s)
 	bool majority = heard * 2 > s->sc.n;
 	struct consensus_stats cs;
 	consensus_stats(s->cons, &cs);
+	/* A follower that was caught up and is elected stays caught up (Raft gave it
+	 * every committed entry); one that was not waits for its barrier. */
 	if (!majority)
 		s->caught_up = false;
 	else if (consensus_leader_ready(s->cons))
 		s->caught_up = true;
 	else if (consensus_role(s->cons) == CONSENSUS_LEADER)
-		s->caught_up = false;
+		; /* elected, barrier pending: unchanged */
 	else if (now - s->leader_heard_ms < s->sc.lease_ms && cs.last_applied >= s->leader_applied)
 		s->caught_up = true;
 	bool lease = majority && s->caught_up;
