@@ -19,9 +19,6 @@
 #define DEF_PROBE_PERIOD_MS 10000
 #define DEF_PROBE_TIMEOUT_MS 1000
 #define DEF_PROBE_FAILURES 3
-#define DEF_BACKOFF_INITIAL_MS 1000
-#define DEF_BACKOFF_MAX_MS 300000
-#define DEF_BACKOFF_RESET_MS 600000
 #define MIN_MEM_BYTES (6ull << 20) /* the engine refuses less */
 
 struct pctx {
@@ -469,9 +466,9 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 
 	const cJSON *rs;
 	d->restart = RESTART_ALWAYS;
-	d->backoff_initial_ms = DEF_BACKOFF_INITIAL_MS;
-	d->backoff_max_ms = DEF_BACKOFF_MAX_MS;
-	d->backoff_reset_ms = DEF_BACKOFF_RESET_MS;
+	d->backoff_initial_ms = DEPLOY_DEFAULT_BACKOFF_INITIAL_MS;
+	d->backoff_max_ms = DEPLOY_DEFAULT_BACKOFF_MAX_MS;
+	d->backoff_reset_ms = DEPLOY_DEFAULT_BACKOFF_RESET_MS;
 	if ((rc = get_obj(c, o, "restart", "", &rs)))
 		return rc;
 	if (rs) {

@@ -29,6 +29,12 @@ struct probe_spec {
 
 enum restart_policy { RESTART_ALWAYS = 0, RESTART_ON_FAILURE, RESTART_NEVER };
 
+/* Restart back-off of a replica when the spec does not set it (the one home
+ * of these defaults: the parser and the supervisor both use them). */
+#define DEPLOY_DEFAULT_BACKOFF_INITIAL_MS 1000u
+#define DEPLOY_DEFAULT_BACKOFF_MAX_MS 300000u
+#define DEPLOY_DEFAULT_BACKOFF_RESET_MS 600000u   /* healthy this long resets the back-off */
+
 /* Where a deployment runs: on this gateway (node), or placed by the site's
  * leader on the members of a site cluster (site; docs/site.md). */
 enum deploy_scope { DEPLOY_SCOPE_NODE = 0, DEPLOY_SCOPE_SITE };
@@ -50,9 +56,9 @@ struct deploy_spec {
 	struct probe_spec liveness;
 	struct probe_spec readiness;
 	enum restart_policy restart;
-	uint32_t backoff_initial_ms;     /* default 1000 */
-	uint32_t backoff_max_ms;         /* default 300000 */
-	uint32_t backoff_reset_ms;       /* healthy this long resets back-off; default 600000 */
+	uint32_t backoff_initial_ms;     /* default DEPLOY_DEFAULT_BACKOFF_INITIAL_MS */
+	uint32_t backoff_max_ms;         /* default DEPLOY_DEFAULT_BACKOFF_MAX_MS */
+	uint32_t backoff_reset_ms;       /* healthy this long resets back-off; default DEPLOY_DEFAULT_BACKOFF_RESET_MS */
 	uint32_t startup_ms;             /* expected start-up time (autoscaler's horizon); 0 = measure */
 	enum deploy_scope scope;         /* placement.scope; default node */
 	uint32_t site_replicas;          /* placement.replicas: replicas across the site (scope site) */
