@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Site failover on three gateways (network namespaces, an engine each, the broker unreachable):
 #  1. the leader is killed while it places a new site deployment set: a new leader finishes the
-#     placement, no replica is assigned twice, every engine runs exactly what is assigned;
+#     placement, no replica is assigned twice, every engine runs exactly what is assigned; the old
+#     leader replaced by a gateway with the same id and an empty data dir catches up;
 #  2. a member holding a replica is gone (berthd SIGKILLed, its containers killed): its replica is
 #     ready on the third member within the target; restarted with its data dir, the killed member
 #     does not start the moved replica again;
@@ -50,9 +51,12 @@ else bad "placement not finished by a new leader"; fi
 snap det
 twice=0; for i in "${survivors[@]}"; do [ "${ASSIGNED[$i]}" -le 1 ] || twice=1; done
 [ $twice = 0 ] && ok "no det replica assigned twice (spread holds)" || bad "a member holds two det replicas"
+# the old leader's hardware replaced: same device id and address, an empty data dir
+rm -rf "$SITE_DIR/m$old/data"
 gw_start "$old"
 back() { snap det; [ "${LEASE[$old]}" = yes ]; }
-wait_for 15000 back && ok "old leader gw$old back, with the lease" || bad "gw$old never got the lease back"
+wait_for 15000 back && ok "gw$old replaced (empty data dir): caught up from the leader, holds the lease" ||
+  bad "replaced gw$old never got the lease"
 exact() { local d i; for d in det bulk; do snap $d; for i in 1 2 3; do [ "${ASSIGNED[$i]}" = "${RUNNING[$i]}" ] || return 1; done; done; }
 wait_for 5000 exact && ok "every engine runs exactly what the log assigns it" || bad "engines and log disagree"
 
