@@ -70,6 +70,7 @@ struct agent {
 	struct sup_status infer_status[SUP_MAX_DEPLOYMENTS];
 	bool infer_supervised[DEPLOY_MAX];   /* dispatcher models fed by the supervisor */
 	bool infer_static[DEPLOY_MAX];       /* models of api.static_replicas: left alone */
+	bool infer_site[DEPLOY_MAX];         /* site models served by other members' replicas */
 	bool infer_full_logged;
 };
 
@@ -470,6 +471,63 @@ static unsigned infer_resume_orphans(struct agent *a, bool all)
 	return left;
 }
 
+/* Site models that run only on other members: their replicas there are this
+ * dispatcher's replicas too, so a request sent to any member is served (ready
+ * while the log says their member is up; the dispatcher's breaker handles a
+ * replica that does not answer). A model that runs here is the supervisor's. */
+#if IS_ENABLED(CONFIG_SITE)
+struct infer_remote {
+	struct agent *a;
+	bool seen[DEPLOY_MAX];
+	bool has[DEPLOY_MAX][DEPLOY_MAX_REPLICAS];
+};
+
+static void infer_remote_replica(void *arg, const struct deploy_spec *sp, unsigned idx, const char *host, uint16_t port)
+{
+	struct infer_remote *c = arg;
+	struct agent *a = c->a;
+	if (supervisor_spec(a->sup, sp->name) || idx >= DEPLOY_MAX_REPLICAS)
+		return;
+	int m = dispatch_model_find(a->dispatch, sp->name);
+	if (m >= 0 && m < DEPLOY_MAX && (a->infer_static[m] || a->infer_supervised[m]))
+		return;
+	m = dispatch_model_set(a->dispatch, sp->name, sp->deadline_ms, sp->sla_class, sp->concurrency);
+	if (m < 0 || m >= DEPLOY_MAX)
+		return;
+	a->infer_site[m] = c->seen[m] = c->has[m][idx] = true;
+	if (dispatch_replica_set(a->dispatch, m, idx, host, port, true) < 0)
+		log_wrn("event=site_replica_not_dispatched model=%s replica=%u", sp->name, idx);
+}
+
+static void infer_site_sync(struct agent *a)
+{
+	if (!a->site)
+		return;
+	struct infer_remote *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->a = a;
+	(void)site_remote_replicas(a->site, infer_remote_replica, c);
+	for (int m = 0; m < DEPLOY_MAX; m++) {
+		if (!a->infer_site[m] || a->infer_supervised[m]) {
+			a->infer_site[m] = false;
+			continue;
+		}
+		struct dispatch_replica_stats st;
+		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++)
+			if (!c->has[m][j] && dispatch_replica_stats(a->dispatch, m, j, &st) == 0)
+				dispatch_replica_remove(a->dispatch, m, j);
+		if (!c->seen[m]) {
+			dispatch_model_withdraw(a->dispatch, m);
+			a->infer_site[m] = false;
+		}
+	}
+	free(c);
+}
+#else
+static void infer_site_sync(struct agent *a) { (void)a; }
+#endif
+
 static void on_infer_sync(void *arg)
 {
 	struct agent *a = arg;
@@ -505,6 +563,7 @@ static void on_infer_sync(void *arg)
 			a->infer_supervised[m] = false;
 		}
 	}
+	infer_site_sync(a);
 	if (infer_resume_orphans(a, false))
 		infer_sync_soon(a, AGENT_RESUME_RETRY_MS);
 }

@@ -287,6 +287,32 @@ int site_filter(struct site *s, const struct deploy_set *desired, struct deploy_
 	return rc;
 }
 
+unsigned site_remote_replicas(const struct site *s, site_remote_fn fn, void *arg)
+{
+	const struct sitestate *st = s->state;
+	unsigned n = 0;
+	for (unsigned k = 0; s->lease && k < st->deps.n; k++) {
+		if (sitestate_assigned(st, k, s->sc.self))
+			continue;
+		const struct deploy_spec *d = &st->deps.d[k];
+		unsigned per_member[CONSENSUS_MAX_MEMBERS] = { 0 }, idx = 0;
+		for (unsigned r = 0; r < DEPLOY_MAX_REPLICAS; r++) {
+			int o = st->place[k].owner[r];
+			if (o < 0 || !st->m[o].up)
+				continue;
+			char host[64];
+			snprintf(host, sizeof(host), "%s", s->sc.members[o].address);
+			char *colon = strrchr(host, ':');
+			if (colon)
+				*colon = '\0';
+			/* the owner runs its share in slots 0..count-1, port_base + slot */
+			fn(arg, d, idx++, host, (uint16_t)(d->port_base + per_member[o]++));
+			n++;
+		}
+	}
+	return n;
+}
+
 static uint64_t local_signature(const struct site *s)
 {
 	uint64_t h = 1469598103934665603ull ^ (s->lease ? 1u : 2u);

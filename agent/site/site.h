@@ -65,6 +65,15 @@ int site_filter(struct site *s, const struct deploy_set *desired, struct deploy_
  * with their assignments). Returns the length or -ENOSPC. */
 int site_report_json(const struct site *s, char *buf, size_t len);
 
+/* The replicas of site deployments that run only on other members, for the
+ * local API to forward requests to: fn(arg, spec, index, host, port) once
+ * per replica on a member that is up, index counting from 0 per deployment,
+ * host:port that member's address and the replica's inference port. Nothing
+ * without the lease. Returns how many. */
+typedef void (*site_remote_fn)(void *arg, const struct deploy_spec *spec, unsigned index, const char *host,
+			       uint16_t port);
+unsigned site_remote_replicas(const struct site *s, site_remote_fn fn, void *arg);
+
 /* Whether this member now holds the lease (runs its site replicas). */
 bool site_lease_held(const struct site *s);
 

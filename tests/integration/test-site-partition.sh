@@ -3,7 +3,8 @@
 # (iptables DROP both ways, inside its namespace). The majority re-places its replica; the minority
 # stops it within the lease, so the replica runs on both sides for at most the lease (measured
 # through both engines); node-scoped deployments keep running everywhere. After healing, exactly
-# the assigned replicas run, checked through every engine. Last, a newer desired state without the
+# the assigned replicas run, checked through every engine. A member that runs no replica of the
+# site deployment answers its requests through one that does. Last, a newer desired state without the
 # site deployment, given to one follower only, is forwarded to the leader and removes it everywhere;
 # and a site deployment that can only start on gw3 is restarted locally first, then moved by the
 # leader (migration_needed) until it runs on gw3.
@@ -15,7 +16,7 @@ STOP_SLACK_MS=${STOP_SLACK_MS:-1500}   # the stop itself (SIGTERM, container gon
 site_up 3 || { bad "site network did not come up"; finish; }
 cat > "$SITE_DIR/deployments.json" <<EOF
 {"version":1,"deployments":[
- {"name":"det","image":"localhost/berth-worker:latest","inference":{"port":9100},
+ {"name":"det","image":"localhost/berth-worker:latest","inference":{"port":9100},"env":{"WORKER_ADDR":"0.0.0.0"},
   "resources":{"cpu":"100m","memory":"32Mi"},"sla":{"class":"urgent","deadline_ms":500},
   "readiness":{"type":"http","path":"/v2/health/ready","period_ms":100,"timeout_ms":500},
   "placement":{"scope":"site","replicas":2,"spread":true}},
@@ -31,6 +32,13 @@ snap det
 holders=(); spare=""
 for i in 1 2 3; do if [ "${ASSIGNED[$i]}" = 1 ]; then holders+=("$i"); else spare=$i; fi; done
 victim=${holders[0]}; other=${holders[1]}
+# the member that runs no det serves a det request through a member that does
+infer() { curl -s -m 5 -o "$SITE_DIR/infer.out" -w '%{http_code}' -H 'X-Cost-Ms: 5' \
+  -d '{"id":"r1","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[0.5,1.5]}]}' \
+  "http://$SITE_HOST_SUBNET.$1:8480/v2/models/det/infer"; }
+served() { [ "$(infer "$spare")" = 200 ]; }
+wait_for 5000 served && ok "gw$spare (no det replica) answered a det request 200 through another member" ||
+  bad "gw$spare did not serve det: $(infer "$spare") $(head -c 200 "$SITE_DIR/infer.out")"
 site_cut "$victim"; t0=$(now_ms)
 read -r w < <(python3 "$PROBE" watch det "$victim" "$spare" 20000 "$t0")
 eval "${w// /; }"
