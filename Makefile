@@ -58,8 +58,9 @@ CORE_SRCS := $(wildcard agent/*.c agent/*/*.c)
 CORE_SRCS := $(filter-out agent/cmd/berthd.c agent/cmd/berthctl.c agent/cmd/berth-sim.c,$(CORE_SRCS))
 # the site cluster is added below when CONFIG_SITE is set
 CORE_SRCS := $(filter-out agent/site/%,$(CORE_SRCS))
-LINUX_SRCS := $(wildcard ports/linux/*.c)
-SIM_SRCS := $(wildcard ports/sim/*.c)
+# ports/posix holds what both ports do the same way (files, listening sockets)
+LINUX_SRCS := $(wildcard ports/linux/*.c ports/posix/*.c)
+SIM_SRCS := $(wildcard ports/sim/*.c ports/posix/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_LINUX_SRCS := $(wildcard tests/unit/linux/test_*.c)
 
@@ -74,7 +75,7 @@ TEST_RUNNER ?=
 
 .SECONDARY:
 .PHONY: all test unit-tests check bench demo install clean menuconfig savedefconfig \
-	defconfig integration fuzz fuzz-smoke cross-arm64 minimal-build print-% help
+	defconfig integration fuzz fuzz-smoke cross-arm64 minimal-build layering print-% help
 all: $(BINS)
 
 # --- Kconfig ------------------------------------------------------------
@@ -156,6 +157,7 @@ test: unit-tests
 
 # --- the whole check, as CI runs it -----------------------------------------
 check:
+	$(Q)scripts/check-layering.sh
 	$(Q)scripts/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory WERROR=1 all
 	$(Q)tests/size-check.sh $(O)/berthd $(STRIP)
@@ -165,6 +167,10 @@ check:
 	$(Q)scripts/integration.sh $(O)
 	$(Q)$(MAKE) --no-print-directory cross-arm64
 	$(Q)tests/summary.sh
+
+# Includes, library homes, layers and sizes (docs/development.md); first in check.
+layering:
+	$(Q)scripts/check-layering.sh
 
 # The minimal preset (no local API, forecaster, TLS or watchdog) must keep building.
 minimal-build:

@@ -10,17 +10,20 @@
 #include "agent/model/deploy.h"
 #include "agent/infer/dispatch.h"
 #include "agent/telemetry/events.h"
+#include "agent/telemetry/sampler.h"
 #include "agent/console/reported.h"
 #include "agent/base/log.h"
 #include "agent/supervise/supervisor.h"
 #include "agent/telemetry/collector.h"
+#include "agent/images/lkg.h"
 
-#define LOG_TAG "suptarget"
+#define LOG_TAG "actions"
 
 struct actions {
 	struct supervisor *sup;
 	struct chaos *chaos;
 	struct dispatch *dispatch;    /* request figures for the SLA fields; may be NULL */
+	struct lkg *lkg;              /* last-known-good and image fields; may be NULL */
 	struct deploy_set cur;        /* last applied set */
 	struct deploy_set scratch;    /* parse buffer (sets are large: not on the stack) */
 	struct deploy_set local;      /* what the site filter left for this gateway */
@@ -61,6 +64,49 @@ static int target_apply(struct actions *t, const struct deploy_set *set)
 }
 
 int actions_reapply(struct actions *t) { return target_apply(t, &t->cur); }
+
+void actions_set_lkg(struct actions *t, struct lkg *k) { t->lkg = k; }
+
+static int rollback(void *ctx, const char *name, struct command_error *err)
+{
+	struct actions *t = ctx;
+	if (!t->lkg) {
+		err->code = "unsupported";
+		snprintf(err->message, sizeof(err->message), "no images flow in this agent");
+		return -ENOTSUP;
+	}
+	int rc = lkg_rollback(t->lkg, name, "requested");
+	if (rc == -ENODATA) {
+		err->code = "no_last_known_good";
+		snprintf(err->message, sizeof(err->message), "%s has no last-known-good version yet", name);
+	} else if (rc == -EALREADY) {
+		err->code = "already_last_known_good";
+		snprintf(err->message, sizeof(err->message), "%s already runs its last-known-good version", name);
+	} else if (rc) {
+		err->code = rc == -ENOENT ? "unknown_deployment" : "internal";
+		snprintf(err->message, sizeof(err->message), "rollback %s: %s", name, strerror(-rc));
+	}
+	return rc;
+}
+
+unsigned actions_sampler_targets(void *arg, struct sampler_target *out, unsigned max)
+{
+	struct actions *t = arg;
+	unsigned n = supervisor_replicas(t->sup, t->reps, SUP_MAX_DEPLOYMENTS * DEPLOY_MAX_REPLICAS);
+	if (n > max)
+		n = max;
+	for (unsigned i = 0; i < n; i++) {
+		const struct sup_replica *v = &t->reps[i];
+		struct sampler_target *o = &out[i];
+		snprintf(o->deployment, sizeof(o->deployment), "%s", v->deployment);
+		o->slot = v->slot;
+		o->pid = v->pid;
+		o->restarts = v->restarts;
+		o->ready = v->ready;
+		o->live = v->live;
+	}
+	return n;
+}
 
 static int spec_error(const struct deploy_error *de, struct command_error *err)
 {
@@ -177,7 +223,6 @@ static int chaos(void *ctx, const char *name, uint32_t interval_s, uint32_t dura
 static int report(void *ctx, char *buf, size_t len, bool figures)
 {
 	struct actions *t = ctx;
-	const struct sched *sch = t->dispatch ? dispatch_sched(t->dispatch) : NULL;
 	unsigned n = supervisor_statuses(t->sup, t->st, SUP_MAX_DEPLOYMENTS);
 	size_t o = 0;
 	int w = snprintf(buf, len, "[");
@@ -194,17 +239,26 @@ static int report(void *ctx, char *buf, size_t len, bool figures)
 			     "\"replicas_max\":%u,\"replicas_ready\":%u,\"replicas_running\":%u,\"health\":\"%s\","
 			     "\"circuit\":\"%s\",\"restarts\":%u,\"rolling\":%s,\"removing\":%s,\"migration_needed\":%s,"
 			     "\"last_error\":\"%s\"",
-			     i ? "," : "", s->name, deploy_sla_class_name(s->sla_class), s->replicas_desired, s->replicas_min,
+			     i ? "," : "", s->name, sla_class_name(s->sla_class), s->replicas_desired, s->replicas_min,
 			     s->replicas_max, s->replicas_ready, s->replicas_running, s->health ? s->health : "unknown",
 			     supervisor_circuit_name(s->circuit), s->restarts, s->rolling ? "true" : "false",
 			     s->removing ? "true" : "false", s->migration_needed ? "true" : "false", err);
 		if (w < 0 || (size_t)w >= len - o)
 			return -ENOSPC;
 		o += (size_t)w;
+		if (t->lkg && !s->removing) {
+			if (o + 2 > len)
+				return -ENOSPC;
+			buf[o++] = ',';
+			w = lkg_report(t->lkg, s->name, figures, buf + o, len - o);
+			if (w < 0)
+				return w;
+			o += (size_t)w;
+		}
 		if (figures) {
 			char comp[24];
 			w = snprintf(buf + o, len - o, ",\"sla_compliance\":%s}",
-				     reported_ratio_json(reported_model_compliance(sch, model), comp, sizeof(comp)));
+				     reported_ratio_json(dispatch_model_compliance(t->dispatch, model), comp, sizeof(comp)));
 		} else
 			w = snprintf(buf + o, len - o, "}");
 		if (w < 0 || (size_t)w >= len - o)
@@ -227,7 +281,9 @@ static int report_extra(void *ctx, char *buf, size_t len, bool figures)
 		n = snprintf(buf, len, "\"sla\":");
 		if (n < 0 || (size_t)n >= len)
 			return -ENOSPC;
-		int m = reported_sla_json(t->dispatch ? dispatch_sched(t->dispatch) : NULL, buf + n, len - (size_t)n);
+		struct sched_class_stats tot[SLA_NCLASSES];
+		dispatch_class_totals(t->dispatch, tot);
+		int m = reported_sla_json(tot, buf + n, len - (size_t)n);
 		if (m < 0)
 			return m;
 		n += m;
@@ -282,6 +338,7 @@ const struct control_target_ops actions_ops = {
 	.scale = scale,
 	.restart = restart,
 	.remove = remove_dep,
+	.rollback = rollback,
 	.chaos = chaos,
 	.report = report,
 	.report_extra = report_extra,

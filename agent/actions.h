@@ -1,6 +1,6 @@
 /* agent/actions.h - the console's commands acting on the supervisor (and its chaos experiment). */
-#ifndef BERTH_SUPTARGET_H
-#define BERTH_SUPTARGET_H
+#ifndef BERTH_ACTIONS_H
+#define BERTH_ACTIONS_H
 
 #include "agent/console/control.h"
 
@@ -23,6 +23,11 @@ struct deploy_set;
 /* sup and chaos are borrowed (chaos may be NULL: the verb is refused). */
 struct actions *actions_create(struct supervisor *sup, struct chaos *chaos);
 void actions_destroy(struct actions *t);
+
+struct lkg;
+/* The images flow's last-known-good (borrowed; NULL: rollback unsupported,
+ * no image fields in the reported state). */
+void actions_set_lkg(struct actions *t, struct lkg *k);
 
 /* Request figures for the reported state's SLA fields (borrowed; NULL:
  * none, compliance then reads null). Set once the dispatcher exists. */
@@ -51,6 +56,10 @@ void actions_set_site(struct actions *t, const struct actions_site *site);
 /* Applies the current desired set again through the filter (the site's
  * share changed). Returns what supervisor_apply() returns. */
 int actions_reapply(struct actions *t);
+/* The sampler's targets (sampler_targets_fn; arg: the struct actions): the
+ * supervisor's replicas. */
+struct sampler_target;
+unsigned actions_sampler_targets(void *t, struct sampler_target *out, unsigned max);
 
 /* Telemetry source "deployments": the same entries as the reported state. */
 void actions_telemetry_source(void *t, struct collector_buf *b);

@@ -5,19 +5,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "agent/infer/api.h"
 #include "agent/supervise/chaos.h"
 #include "agent/infer/dispatch.h"
+#include "agent/infer/serve.h"
 #include "agent/model/deploy.h"
 #include "agent/telemetry/events.h"
 #include "agent/console/reported.h"
 #include "agent/base/log.h"
+#include "agent/images/images.h"
+#include "agent/images/lkg.h"
+#include "agent/images/regauth.h"
 #include "agent/base/loop.h"
 #include "agent/telemetry/sampler.h"
 #include "agent/scale/autoscaler.h"
-#include "agent/infer/sched.h"
 #include "agent/telemetry/store.h"
 #include "agent/actions.h"
 #include "agent/supervise/supervisor.h"
@@ -26,13 +28,17 @@
 #include "agent/base/textfile.h"
 #include "hal/clock.h"
 #include "hal/engine.h"
+#include "hal/fs.h"
 #include "hal/invoke.h"
+#include "hal/sys.h"
 #include "hal/watchdog.h"
 #if IS_ENABLED(CONFIG_SITE)
 #include "agent/site/site.h"
 #endif
 
 #define LOG_TAG "agent"
+
+#define LKG_MAX_CRASHES 3 /* exits of a new version that make it a crash loop */
 
 struct agent {
 	struct loop *loop;
@@ -46,14 +52,14 @@ struct agent {
 	struct hal_engine *engine;
 	struct hal_invoke *invoke;       /* probes (and, later, dispatch) */
 	struct supervisor *sup;
-	struct sampler *metrics;
+	struct sampler *sampler;
 	struct chaos *chaos;
 
-	/* --- store, telemetry and MQTT sync --- */
+	/* --- store, telemetry and MQTT console --- */
 	struct store *store;
-	struct collector *telemetry;
-	struct actions *target;        /* the commands' view of the supervisor */
-	struct console *sync;
+	struct collector *collector;
+	struct actions *actions;       /* the commands' view of the supervisor */
+	struct console *console;
 	struct site *site;               /* site cluster (site.enabled); NULL otherwise */
 
 	/* --- inference path: local API -> dispatch (scheduler) -> replicas --- */
@@ -62,19 +68,17 @@ struct agent {
 	struct api *api;
 
 	/* --- autoscaling, request and container figures, reported state --- */
-	struct reported *figures;
-	struct autoscaler *scaler;
-	/* --- inference wiring: supervisor -> dispatcher (see infer_*) --- */
-	struct loop_timer infer_sync_timer;
-	struct sup_replica *infer_views;     /* scratch of the level sync */
-	struct sup_status infer_status[SUP_MAX_DEPLOYMENTS];
-	bool infer_supervised[DEPLOY_MAX];   /* dispatcher models fed by the supervisor */
-	bool infer_static[DEPLOY_MAX];       /* models of api.static_replicas: left alone */
-	bool infer_site[DEPLOY_MAX];         /* site models served by other members' replicas */
-	bool infer_full_logged;
+	struct reported *reported;
+	struct autoscaler *autoscaler;
+	struct serve *serve;             /* supervisor -> dispatcher */
+
+	/* --- images: pulls, last-known-good, rollback --- */
+	struct images_registry registries[8];
+	struct images *images;
+	struct lkg *lkg;
 };
 
-/* --- store, telemetry and MQTT sync ------------------------------------- */
+/* --- store, telemetry and MQTT console ------------------------------------- */
 
 /* Reads the deployments file (the fallback desired state when the store has
  * none); NULL when unset or unreadable (logged). Caller frees. */
@@ -101,6 +105,43 @@ static void on_event(void *arg, const struct event *ev)
 		log_wrn("event=event_not_stored type=%s", ev->type);
 }
 
+/* The images flow sits between the supervisor and the desired state: it must
+ * hook the supervisor before the first desired state is applied. */
+static int images_start(struct agent *a, const struct berth_config *cfg)
+{
+	unsigned nreg = 0;
+	char err[320];
+	int rc = regauth_load(cfg->images.registries, cfg->images.credentials_file, a->registries,
+			      sizeof(a->registries) / sizeof(a->registries[0]), &nreg, err, sizeof(err));
+	if (rc) {
+		log_err("event=registry_credentials_refused msg=\"%s\"", err);
+		return rc;
+	}
+	uint64_t budget = (uint64_t)cfg->images.budget_mb * 1000000u;
+	struct hal_node_stats ns;
+	if (cfg->images.budget_pct && hal_sys_node_stats(cfg->images.engine_dir, &ns) == 0)
+		budget = ns.disk_total_bytes / 100u * (uint64_t)cfg->images.budget_pct;
+	else if (cfg->images.budget_pct)
+		log_wrn("event=image_budget_unknown engine_dir=%s", cfg->images.engine_dir);
+	struct images_opts io = {
+		.stall_s = (unsigned)cfg->images.pull_stall_s,
+		.budget_bytes = budget,
+		.remove_foreign = cfg->images.remove_foreign,
+		.gc_interval_s = (unsigned)cfg->images.gc_interval_s,
+		.registries = a->registries,
+		.nregistries = nreg,
+	};
+	a->images = images_create(a->loop, a->engine, a->store, a->events, &io);
+	struct lkg_opts lo = {
+		.rollback = cfg->images.rollback,
+		.stable_ms = (uint32_t)cfg->images.lkg_stable_s * 1000u,
+		.window_ms = (uint32_t)cfg->images.rollout_window_s * 1000u,
+		.max_crashes = LKG_MAX_CRASHES,
+	};
+	a->lkg = a->images ? lkg_create(a->loop, a->sup, a->images, a->store, a->events, &lo) : NULL;
+	return a->lkg ? 0 : -ENOMEM;
+}
+
 /* --- site cluster: between the desired state and the supervisor ------------ */
 
 #if IS_ENABLED(CONFIG_SITE)
@@ -114,9 +155,15 @@ static int site_report_fn(const void *arg, char *buf, size_t len) { return site_
 static void site_reapply(void *arg)
 {
 	struct agent *a = arg;
-	int rc = actions_reapply(a->target);
+	int rc = actions_reapply(a->actions);
 	if (rc)
 		log_wrn("event=site_share_not_applied err=%s", strerror(-rc));
+}
+
+/* Requests for a site model this gateway does not run go to the members that do. */
+static void site_remote_each(void *arg, serve_remote_add_fn add, void *ctx)
+{
+	(void)site_remote_replicas(arg, add, ctx);
 }
 
 static int site_start(struct agent *a, const struct berth_config *cfg)
@@ -128,28 +175,36 @@ static int site_start(struct agent *a, const struct berth_config *cfg)
 	if (!a->site)
 		return -EIO;
 	struct actions_site hook = { .filter = site_filter_fn, .report = site_report_fn, .arg = a->site };
-	actions_set_site(a->target, &hook);
+	actions_set_site(a->actions, &hook);
 	return 0;
+}
+
+static void site_serve(struct agent *a)
+{
+	if (a->site)
+		serve_set_remote(a->serve, site_remote_each, a->site);
 }
 
 static void site_stop(struct agent *a)
 {
-	if (a->target)
-		actions_set_site(a->target, NULL);
+	if (a->actions)
+		actions_set_site(a->actions, NULL);
 	site_destroy(a->site);
 	a->site = NULL;
 }
 #else
 static int site_start(struct agent *a, const struct berth_config *cfg) { return 0; }
+static void site_serve(struct agent *a) {}
 static void site_stop(struct agent *a) {}
 #endif
 
-static int sync_start(struct agent *a, const struct berth_config *cfg)
+static int start_store_and_console(struct agent *a, const struct berth_config *cfg)
 {
 	char path[CONFIG_STR_MAX + 16];
-	if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
-		log_err("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(errno));
-		return -errno;
+	int rc = hal_fs_mkdir(cfg->data_dir, 0750);
+	if (rc < 0 && rc != -EEXIST) {
+		log_err("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(-rc));
+		return rc;
 	}
 	snprintf(path, sizeof(path), "%s/berth.db", cfg->data_dir);
 	struct store_opts so = {
@@ -157,50 +212,58 @@ static int sync_start(struct agent *a, const struct berth_config *cfg)
 		.budget_kb = (uint32_t)cfg->telemetry.disk_budget_kb,
 		.sync_full = strcmp(cfg->telemetry.synchronous, "full") == 0,
 	};
-	int rc = store_open(&so, &a->store);
+	rc = store_open(&so, &a->store);
 	if (rc) {
 		log_err("event=store_open_failed path=%s err=%s", path, strerror(-rc));
 		return rc;
 	}
-	a->target = actions_create(a->sup, a->chaos);
-	if (!a->target)
+	if ((rc = images_start(a, cfg)))
+		return rc;
+	a->actions = actions_create(a->sup, a->chaos);
+	if (!a->actions)
 		return -ENOMEM;
+	actions_set_lkg(a->actions, a->lkg);
+	sampler_set_targets(a->sampler, actions_sampler_targets, a->actions);
 	if ((rc = site_start(a, cfg)))
 		return rc;
-	a->sync = console_create(a->loop, a->store, cfg, &actions_ops, a->target);
-	if (!a->sync)
+	a->console = console_create(a->loop, a->store, cfg, &actions_ops, a->actions);
+	if (!a->console)
 		return -ENOMEM;
 	struct collector_opts to = {
 		.data_dir = cfg->data_dir,
 		.interval_ms = (uint32_t)cfg->telemetry.interval_ms,
 		.after_tick = console_kick,
-		.arg = a->sync,
+		.arg = a->console,
 	};
-	a->telemetry = collector_create(a->loop, a->store, &to);
-	if (!a->telemetry)
+	a->collector = collector_create(a->loop, a->store, &to);
+	if (!a->collector)
 		return -ENOMEM;
-	if ((rc = collector_register(a->telemetry, "uplink", console_telemetry_source, a->sync)) ||
-	    (rc = collector_register(a->telemetry, "deployments", actions_telemetry_source, a->target)))
+	if ((rc = collector_register(a->collector, "uplink", console_telemetry_source, a->console)) ||
+	    (rc = collector_register(a->collector, "deployments", actions_telemetry_source, a->actions)))
 		return rc;
 	/* Notable events (crash loops, migration_needed, ...) go to the outbox. */
-	events_set_sink(a->events, on_event, a->telemetry);
+	events_set_sink(a->events, on_event, a->collector);
 	/* Offline autonomy: the last persisted desired state, else the file. */
 	char *fallback = read_deployments_file(cfg->deployments_file);
-	rc = console_boot(a->sync, fallback);
+	rc = console_boot(a->console, fallback);
 	free(fallback);
 	if (rc && rc != -ENOENT)
 		log_wrn("event=no_desired_state err=%s", strerror(-rc));
 	return 0;
 }
 
-static void sync_stop(struct agent *a)
+static void stop_store_and_console(struct agent *a)
 {
 	if (a->events)
 		events_set_sink(a->events, NULL, NULL); /* the telemetry goes first */
-	collector_destroy(a->telemetry);
-	console_destroy(a->sync);
+	collector_destroy(a->collector);
+	console_destroy(a->console);
+	if (a->sampler)
+		sampler_set_targets(a->sampler, NULL, NULL);
 	site_stop(a);
-	actions_destroy(a->target);
+	actions_destroy(a->actions);
+	lkg_destroy(a->lkg);
+	images_destroy(a->images);
 	store_close(a->store);
 }
 
@@ -225,14 +288,14 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 	a->sup = supervisor_create(a->loop, a->engine, a->invoke, &sc);
 	if (!a->sup)
 		return -ENOMEM;
-	a->metrics = sampler_create(a->loop, a->sup, cfg->data_dir, (unsigned)cfg->telemetry.interval_ms);
+	a->sampler = sampler_create(a->loop, cfg->data_dir, (unsigned)cfg->telemetry.interval_ms);
 	a->chaos = chaos_create(a->loop, a->sup, a->events);
-	if (!a->metrics || !a->chaos)
+	if (!a->sampler || !a->chaos)
 		return -ENOMEM;
 	int rc = supervisor_start(a->sup);
 	if (rc < 0)
 		return rc;
-	if ((rc = sampler_start(a->metrics)) < 0)
+	if ((rc = sampler_start(a->sampler)) < 0)
 		return rc;
 	if (cfg->chaos.deployment[0]) { /* duration 0: until berthd stops */
 		struct chaos_config cc = {
@@ -252,7 +315,7 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 static void supervision_destroy(struct agent *a)
 {
 	chaos_destroy(a->chaos);
-	sampler_destroy(a->metrics);
+	sampler_destroy(a->sampler);
 	supervisor_destroy(a->sup);
 	hal_engine_destroy(a->engine);
 	hal_invoke_destroy(a->invoke);
@@ -308,7 +371,7 @@ static void inference_stop(struct agent *a)
 }
 
 /* --- autoscaling, request and container figures, reported state -------------
- * Runs once supervision, sync and the inference path exist: the scheduler's
+ * Runs once supervision, the console and the inference path exist: the scheduler's
  * and the containers' figures become telemetry sources, the reported state
  * gains its SLA fields and is what GET /v1/state answers, and the
  * autoscaler (autoscale.enabled) moves replica counts. */
@@ -316,18 +379,18 @@ static void inference_stop(struct agent *a)
 static int agent_state(void *arg, char *buf, size_t len)
 {
 	struct agent *a = arg;
-	return console_report(a->sync, buf, len);
+	return console_report(a->console, buf, len);
 }
 
-static int figures_start(struct agent *a, const struct berth_config *cfg)
+static int start_scaling_and_reports(struct agent *a, const struct berth_config *cfg)
 {
 	int rc;
-	actions_set_dispatch(a->target, a->dispatch);
-	a->figures = reported_create(a->metrics, a->dispatch, (unsigned)cfg->telemetry.interval_ms);
-	if (!a->figures)
+	actions_set_dispatch(a->actions, a->dispatch);
+	a->reported = reported_create(a->sampler, a->dispatch, (unsigned)cfg->telemetry.interval_ms);
+	if (!a->reported)
 		return -ENOMEM;
-	if ((rc = collector_register(a->telemetry, "containers", reported_containers_source, a->figures)) ||
-	    (rc = collector_register(a->telemetry, "scheduler", reported_scheduler_source, a->figures)))
+	if ((rc = collector_register(a->collector, "containers", reported_containers_source, a->reported)) ||
+	    (rc = collector_register(a->collector, "scheduler", reported_scheduler_source, a->reported)))
 		return rc;
 	if (a->api)
 		api_set_state_fn(a->api, agent_state, a);
@@ -339,307 +402,32 @@ static int figures_start(struct agent *a, const struct berth_config *cfg)
 		.loop = a->loop,
 		.sup = a->sup,
 		.dispatch = a->dispatch,
-		.metrics = a->metrics,
+		.metrics = a->sampler,
 		.store = a->store,
 		.events = a->events,
 	};
-	a->scaler = autoscaler_create(&sd, cfg);
-	if (!a->scaler)
+	a->autoscaler = autoscaler_create(&sd, cfg);
+	if (!a->autoscaler)
 		return -EINVAL;
-	return collector_register(a->telemetry, "autoscale", autoscaler_telemetry_source, a->scaler);
+	return collector_register(a->collector, "autoscale", autoscaler_telemetry_source, a->autoscaler);
 }
 
 /* Before the inference path and the store go: the scaler saves its forecasts. */
-static void figures_stop(struct agent *a)
+static void stop_scaling_and_reports(struct agent *a)
 {
-	if (a->telemetry) {
-		collector_unregister(a->telemetry, "autoscale");
-		collector_unregister(a->telemetry, "scheduler");
-		collector_unregister(a->telemetry, "containers");
+	if (a->collector) {
+		collector_unregister(a->collector, "autoscale");
+		collector_unregister(a->collector, "scheduler");
+		collector_unregister(a->collector, "containers");
 	}
 	if (a->api)
 		api_set_state_fn(a->api, NULL, NULL);
-	autoscaler_destroy(a->scaler);
-	a->scaler = NULL;
-	reported_destroy(a->figures);
-	a->figures = NULL;
-	if (a->target)
-		actions_set_dispatch(a->target, NULL);
-}
-
-/* --- inference wiring: supervisor -> dispatcher, preemption, drain, chaos ----
- * The dispatcher learns models and replicas from the supervisor: every
- * replica event is applied at once (readiness exactly as the probes say),
- * and a level sync every AGENT_INFER_SYNC_MS (and soon after any event)
- * declares models from the deployment specs, removes replicas the supervisor
- * no longer has, and withdraws models whose deployment is gone. Pausing for
- * edf-preempt goes through the supervisor (which holds the probes of a
- * paused replica); a replica left paused that the scheduler no longer holds
- * paused is resumed by the same sync. */
-
-#define AGENT_INFER_VIEWS (SUP_MAX_DEPLOYMENTS * DEPLOY_MAX_REPLICAS)
-#define AGENT_INFER_STATUSES SUP_MAX_DEPLOYMENTS
-#define AGENT_INFER_SYNC_MS 250u
-#define AGENT_RESUME_RETRY_MS 20u
-#define AGENT_SHUTDOWN_RESUME_MS 2000
-
-/* Dispatcher index of a supervised deployment's model, declared from its
- * spec; a deployment being removed keeps its model until its replicas are
- * gone. -ENOENT when neither. */
-static int infer_model(struct agent *a, const char *name)
-{
-	const struct deploy_spec *sp = supervisor_spec(a->sup, name);
-	int m;
-	if (sp) {
-		m = dispatch_model_set(a->dispatch, name, sp->deadline_ms, sp->sla_class, sp->concurrency);
-		if (m < 0) {
-			if (!a->infer_full_logged)
-				log_err("event=model_not_declared model=%s err=%s", name, strerror(-m));
-			a->infer_full_logged = true;
-			return m;
-		}
-	} else {
-		m = dispatch_model_find(a->dispatch, name);
-		if (m < 0)
-			return m;
-	}
-	if (m >= DEPLOY_MAX || a->infer_static[m])
-		return -EEXIST; /* listed in api.static_replicas: not fed by the supervisor */
-	a->infer_supervised[m] = true;
-	return m;
-}
-
-static void infer_apply(struct agent *a, enum sup_event ev, const struct sup_replica *v)
-{
-	int m = infer_model(a, v->deployment);
-	if (m < 0)
-		return;
-	if (ev == SUP_EV_GONE) {
-		dispatch_replica_remove(a->dispatch, m, v->slot);
-		return;
-	}
-	/* Paused is the scheduler's business (it paused it); readiness is the probe's. */
-	bool ready = v->ready && v->state == SUP_R_RUNNING && !v->draining;
-	int rc = dispatch_replica_set(a->dispatch, m, v->slot, v->host, v->port, ready);
-	if (rc == 0)
-		rc = dispatch_replica_set_draining(a->dispatch, m, v->slot, v->draining);
-	if (rc < 0)
-		log_wrn("event=replica_not_dispatched model=%s replica=%u err=%s", v->deployment, v->slot,
-			strerror(-rc));
-}
-
-static void infer_sync_soon(struct agent *a, unsigned ms)
-{
-	if (a->dispatch && (!loop_timer_armed(&a->infer_sync_timer) || ms < AGENT_INFER_SYNC_MS) &&
-	    loop_timer_start(a->loop, &a->infer_sync_timer, ms, AGENT_INFER_SYNC_MS) < 0)
-		log_err("event=timer_full what=infer_sync");
-}
-
-static void on_sup_replica(void *arg, enum sup_event ev, const struct sup_replica *v)
-{
-	struct agent *a = arg;
-	if (!a->dispatch)
-		return;
-	infer_apply(a, ev, v);
-	if (ev == SUP_EV_GONE)
-		infer_sync_soon(a, 0);
-}
-
-/* Whether the scheduler holds a request of this replica paused. */
-static bool infer_sched_paused(const struct agent *a, const char *model, unsigned slot)
-{
-	int m = dispatch_model_find(a->dispatch, model);
-	struct sched_replica_info ri;
-	return m >= 0 && sched_replica_get(dispatch_sched(a->dispatch), m, (int)slot, &ri) == 0 && ri.paused;
-}
-
-/* Resumes replicas paused in the engine that nothing holds paused any more.
- * Returns how many are still paused (or on their way back). */
-static unsigned infer_resume_orphans(struct agent *a, bool all)
-{
-	unsigned n = supervisor_replicas(a->sup, a->infer_views, AGENT_INFER_VIEWS), left = 0;
-	for (unsigned i = 0; i < n; i++) {
-		const struct sup_replica *v = &a->infer_views[i];
-		if (!v->paused || (!all && infer_sched_paused(a, v->deployment, v->slot)))
-			continue;
-		left++;
-		int rc = supervisor_replica_pause(a->sup, v->deployment, v->slot, false);
-		if (rc == 0)
-			log_inf("event=replica_resume deployment=%s replica=%u reason=%s", v->deployment, v->slot,
-				all ? "shutdown" : "not_held");
-	}
-	return left;
-}
-
-/* Site models that run only on other members: their replicas there are this
- * dispatcher's replicas too, so a request sent to any member is served (ready
- * while the log says their member is up; the dispatcher's breaker handles a
- * replica that does not answer). A model that runs here is the supervisor's. */
-#if IS_ENABLED(CONFIG_SITE)
-struct infer_remote {
-	struct agent *a;
-	bool seen[DEPLOY_MAX];
-	bool has[DEPLOY_MAX][DEPLOY_MAX_REPLICAS];
-};
-
-static void infer_remote_replica(void *arg, const struct deploy_spec *sp, unsigned idx, const char *host, uint16_t port)
-{
-	struct infer_remote *c = arg;
-	struct agent *a = c->a;
-	if (supervisor_spec(a->sup, sp->name) || idx >= DEPLOY_MAX_REPLICAS)
-		return;
-	int m = dispatch_model_find(a->dispatch, sp->name);
-	if (m >= 0 && m < DEPLOY_MAX && (a->infer_static[m] || a->infer_supervised[m]))
-		return;
-	m = dispatch_model_set(a->dispatch, sp->name, sp->deadline_ms, sp->sla_class, sp->concurrency);
-	if (m < 0 || m >= DEPLOY_MAX)
-		return;
-	a->infer_site[m] = c->seen[m] = c->has[m][idx] = true;
-	if (dispatch_replica_set(a->dispatch, m, idx, host, port, true) < 0)
-		log_wrn("event=site_replica_not_dispatched model=%s replica=%u", sp->name, idx);
-}
-
-static void infer_site_sync(struct agent *a)
-{
-	if (!a->site)
-		return;
-	struct infer_remote *c = calloc(1, sizeof(*c));
-	if (!c)
-		return;
-	c->a = a;
-	(void)site_remote_replicas(a->site, infer_remote_replica, c);
-	for (int m = 0; m < DEPLOY_MAX; m++) {
-		if (!a->infer_site[m] || a->infer_supervised[m]) {
-			a->infer_site[m] = false;
-			continue;
-		}
-		struct dispatch_replica_stats st;
-		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++)
-			if (!c->has[m][j] && dispatch_replica_stats(a->dispatch, m, j, &st) == 0)
-				dispatch_replica_remove(a->dispatch, m, j);
-		if (!c->seen[m]) {
-			dispatch_model_withdraw(a->dispatch, m);
-			a->infer_site[m] = false;
-		}
-	}
-	free(c);
-}
-#else
-static void infer_site_sync(struct agent *a) { (void)a; }
-#endif
-
-static void on_infer_sync(void *arg)
-{
-	struct agent *a = arg;
-	bool seen[DEPLOY_MAX] = { false };
-	bool has[DEPLOY_MAX][DEPLOY_MAX_REPLICAS];
-	memset(has, 0, sizeof(has));
-	unsigned n = supervisor_replicas(a->sup, a->infer_views, AGENT_INFER_VIEWS);
-	for (unsigned i = 0; i < n; i++) {
-		const struct sup_replica *v = &a->infer_views[i];
-		int m = infer_model(a, v->deployment);
-		if (m < 0)
-			continue;
-		seen[m] = true;
-		if (v->slot < DEPLOY_MAX_REPLICAS)
-			has[m][v->slot] = true;
-		infer_apply(a, SUP_EV_READY, v);
-	}
-	unsigned ns = supervisor_statuses(a->sup, a->infer_status, AGENT_INFER_STATUSES);
-	for (unsigned i = 0; i < ns; i++) {
-		int m = infer_model(a, a->infer_status[i].name);
-		if (m >= 0 && !a->infer_status[i].removing)
-			seen[m] = true;
-	}
-	for (int m = 0; m < DEPLOY_MAX; m++) {
-		if (!a->infer_supervised[m])
-			continue;
-		struct dispatch_replica_stats st;
-		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++)
-			if (!has[m][j] && dispatch_replica_stats(a->dispatch, m, j, &st) == 0)
-				dispatch_replica_remove(a->dispatch, m, j);
-		if (!seen[m]) {
-			dispatch_model_withdraw(a->dispatch, m);
-			a->infer_supervised[m] = false;
-		}
-	}
-	infer_site_sync(a);
-	if (infer_resume_orphans(a, false))
-		infer_sync_soon(a, AGENT_RESUME_RETRY_MS);
-}
-
-static int infer_pause(void *arg, const char *model, unsigned replica, bool pause)
-{
-	struct agent *a = arg;
-	int rc = supervisor_replica_pause(a->sup, model, replica, pause);
-	log_inf("event=%s model=%s replica=%u rc=%d", pause ? "preempt_pause" : "preempt_resume", model, replica, rc);
-	if (pause)
-		return rc == -EALREADY ? 0 : rc;
-	if (rc < 0 && rc != -EALREADY && rc != -ENOENT)
-		infer_sync_soon(a, AGENT_RESUME_RETRY_MS); /* e.g. the pause call still in flight */
-	return 0;
-}
-
-static unsigned infer_inflight(void *arg, const char *deployment, unsigned slot)
-{
-	struct agent *a = arg;
-	int m = a->dispatch ? dispatch_model_find(a->dispatch, deployment) : -ENOENT;
-	struct dispatch_replica_stats st;
-	return m >= 0 && dispatch_replica_stats(a->dispatch, m, slot, &st) == 0 ? st.inflight : 0;
-}
-
-/* Every request a producer saw fail (refused, failed, timed out or answered
- * 5xx) while a chaos run is active counts against it, so its figure is what
- * the producers saw. */
-static void infer_miss(void *arg, const char *model, enum dispatch_reason why, int http_status)
-{
-	struct agent *a = arg;
-	(void)why;
-	(void)http_status;
-	chaos_note_failed_request(a->chaos, model);
-}
-
-static int infer_wire(struct agent *a)
-{
-	for (int m = 0; m < DEPLOY_MAX; m++) {
-		struct dispatch_replica_stats st;
-		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS && !a->infer_static[m]; j++)
-			a->infer_static[m] = dispatch_replica_stats(a->dispatch, m, j, &st) == 0;
-	}
-	a->infer_views = calloc(AGENT_INFER_VIEWS, sizeof(*a->infer_views));
-	if (!a->infer_views)
-		return -ENOMEM;
-	loop_timer_init(&a->infer_sync_timer, on_infer_sync, a);
-	int rc = supervisor_observe(a->sup, on_sup_replica, a);
-	if (rc < 0)
-		return rc;
-	supervisor_set_inflight_fn(a->sup, infer_inflight, a);
-	dispatch_set_pause_fn(a->dispatch, infer_pause, a);
-	dispatch_set_miss_fn(a->dispatch, infer_miss, a);
-	infer_sync_soon(a, 0);
-	return 0;
-}
-
-/* Before the dispatcher goes: no more pauses, every paused replica resumed
- * (the loop runs up to AGENT_SHUTDOWN_RESUME_MS for the engine's answers),
- * and the supervisor no longer asks the dispatcher. */
-static void infer_unwire(struct agent *a)
-{
-	if (!a->infer_views)
-		return;
-	loop_timer_stop(a->loop, &a->infer_sync_timer);
-	if (a->dispatch) {
-		dispatch_set_pause_fn(a->dispatch, NULL, NULL);
-		dispatch_set_miss_fn(a->dispatch, NULL, NULL);
-	}
-	if (a->sup) {
-		supervisor_set_inflight_fn(a->sup, NULL, NULL);
-		uint64_t end = hal_clock_now_us() + AGENT_SHUTDOWN_RESUME_MS * 1000ull;
-		while (infer_resume_orphans(a, true) && hal_clock_now_us() < end)
-			(void)loop_run_once(a->loop, (int)AGENT_RESUME_RETRY_MS);
-	}
-	free(a->infer_views);
-	a->infer_views = NULL;
+	autoscaler_destroy(a->autoscaler);
+	a->autoscaler = NULL;
+	reported_destroy(a->reported);
+	a->reported = NULL;
+	if (a->actions)
+		actions_set_dispatch(a->actions, NULL);
 }
 
 static void on_watchdog(void *arg)
@@ -683,17 +471,19 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 		log_err("event=supervision_failed err=%s", strerror(-src));
 		goto errout;
 	}
-	if (sync_start(a, cfg) < 0)
+	if (start_store_and_console(a, cfg) < 0)
 		goto errout;
 	if (inference_start(a, cfg) < 0)
 		goto errout;
-	int frc = figures_start(a, cfg);
+	int frc = start_scaling_and_reports(a, cfg);
 	if (frc < 0) {
-		log_err("event=figures_failed err=%s", strerror(-frc));
+		log_err("event=reporting_failed err=%s", strerror(-frc));
 		goto errout;
 	}
-	if (infer_wire(a) < 0)
+	a->serve = serve_create(a->loop, a->sup, a->dispatch, a->chaos);
+	if (!a->serve)
 		goto errout;
+	site_serve(a);
 
 	log_inf("event=started device=%s data_dir=%s", cfg->device_id, cfg->data_dir);
 	return a;
@@ -715,9 +505,9 @@ int agent_reload(struct agent *a, const struct berth_config *cfg)
 	 * desired state the way it did at start (through the command target, so
 	 * commands and the reported state see it); a bad file changes nothing. */
 	snprintf(a->cfg.deployments_file, sizeof(a->cfg.deployments_file), "%s", cfg->deployments_file);
-	if (!console_has_desired_state(a->sync)) {
+	if (!console_has_desired_state(a->console)) {
 		char *file = read_deployments_file(cfg->deployments_file);
-		int rc = file ? console_boot(a->sync, file) : 0;
+		int rc = file ? console_boot(a->console, file) : 0;
 		free(file);
 		if (rc)
 			log_wrn("event=deployments_file_not_applied path=%s err=%s", cfg->deployments_file, strerror(-rc));
@@ -732,12 +522,13 @@ void agent_destroy(struct agent *a)
 {
 	if (!a)
 		return;
-	figures_stop(a);
-	infer_unwire(a);
+	stop_scaling_and_reports(a);
+	serve_stop(a->serve);
 	inference_stop(a);
-	sync_stop(a);
+	stop_store_and_console(a);
 	loop_timer_stop(a->loop, &a->watchdog_timer);
 	supervision_destroy(a);
+	serve_destroy(a->serve); /* the supervisor kept it as an observer until now */
 	if (a->hw_watchdog)
 		hal_watchdog_close();
 	free(a);

@@ -68,7 +68,32 @@ struct hal_engine_result {
 	const struct hal_ctr_info *ctrs; /* inspect (1) and list (n) */
 	unsigned nctrs;
 	int exec_exit_code;             /* exec: exit status of the command */
+	const struct hal_image_info *images; /* image inspect (1) and image list (n) */
+	unsigned nimages;
 };
+
+#define HAL_IMAGE_MAX_TAGS 4
+
+/* One image in the engine's store. */
+struct hal_image_info {
+	char id[80];                 /* "sha256:<64 hex>" */
+	char tags[HAL_IMAGE_MAX_TAGS][160]; /* "name:tag" (first ones only) */
+	unsigned ntags;
+	char digests[HAL_IMAGE_MAX_TAGS][160]; /* "name@sha256:<64 hex>": the registry's manifest digests */
+	unsigned ndigests;
+	uint64_t size_bytes;
+	int64_t created_s;           /* seconds since the epoch, as the image says; 0 unknown */
+};
+
+/* Progress of one pull, as the engine tells it (a best effort: an engine may
+ * report few figures). Layers are counted as the engine names them. */
+struct hal_pull_progress {
+	unsigned layers_seen;
+	unsigned layers_done;        /* downloaded, or already in the store */
+	uint64_t bytes_done;         /* of the layers being downloaded now, and of finished ones that said */
+	uint64_t bytes_total;        /* of every layer whose size the engine told; 0 unknown */
+};
+typedef void (*hal_pull_progress_fn)(void *arg, const struct hal_pull_progress *p);
 
 typedef void (*hal_engine_cb)(void *arg, const struct hal_engine_result *res);
 
@@ -118,6 +143,31 @@ int hal_engine_list(struct hal_engine *e, const char *label_key, const char *lab
 /* Runs argv (NULL-terminated) inside the container and waits for it to end
  * (bounded by the client's timeout); res->exec_exit_code. */
 int hal_engine_exec(struct hal_engine *e, const char *id, const char *const *argv, hal_engine_cb cb, void *arg);
+
+/* Pulls image ref ("name:tag" or "name@sha256:<64 hex>", with the registry
+ * host first when not the engine's default) into the engine's store.
+ * registry_auth: the X-Registry-Auth header value (base64url JSON), or NULL;
+ * the port sends it and never logs it. One pull at a time per client (a
+ * second while one runs: -EBUSY), on its own transfer so container calls
+ * are not held up. It has no overall timeout: a slow uplink may take long;
+ * instead it fails with -ETIMEDOUT when the engine has sent nothing for
+ * stall_s seconds. progress (may be NULL) runs from the loop as the engine
+ * reports, at most once per progress line. cb's err: 0 pulled (the engine
+ * verified a pinned digest), -ENOENT no such image or digest in the
+ * registry, -EACCES refused by the registry (credentials), -EHOSTUNREACH
+ * registry unreachable, -ETIMEDOUT stalled, -EHOSTDOWN engine unreachable,
+ * -ECANCELED cancelled, -EIO other (message says what the engine said). */
+int hal_engine_pull(struct hal_engine *e, const char *ref, const char *registry_auth, unsigned stall_s,
+		    hal_pull_progress_fn progress, hal_engine_cb cb, void *arg);
+/* Stops the pull in flight, if any: its cb runs with -ECANCELED. */
+void hal_engine_pull_cancel(struct hal_engine *e);
+/* One image by reference or id: res->images[0]; -ENOENT when absent. */
+int hal_engine_image_inspect(struct hal_engine *e, const char *ref, hal_engine_cb cb, void *arg);
+/* Every image in the store (up to CONFIG_ENGINE_LIST_MAX; -EOVERFLOW past it). */
+int hal_engine_image_list(struct hal_engine *e, hal_engine_cb cb, void *arg);
+/* Removes an image (by reference: only that tag goes when others remain; by
+ * id: the image). -EBUSY when a container uses it (force false), -ENOENT. */
+int hal_engine_image_remove(struct hal_engine *e, const char *ref, bool force, hal_engine_cb cb, void *arg);
 
 /* Subscribes to container events (one subscriber; a second call replaces
  * the first, fn NULL stops watching). The port keeps the stream open and

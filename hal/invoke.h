@@ -2,6 +2,7 @@
 #ifndef BERTH_HAL_INVOKE_H
 #define BERTH_HAL_INVOKE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,10 @@ typedef void (*hal_invoke_cb)(void *arg, const struct hal_invoke_res *res);
 struct hal_invoke *hal_invoke_create(struct loop *l, unsigned max_inflight);
 /* Cancels transfers in flight without running their callbacks. NULL is safe. */
 void hal_invoke_destroy(struct hal_invoke *inv);
+/* Whether this port honours cost_hint_ms (the sim port's simulated service
+ * times). Only then does the local API take a request's cost from its
+ * X-Cost-Ms header; a real port ignores the header. */
+bool hal_invoke_cost_hints(void);
 
 /* Starts one HTTP transfer. Returns a handle > 0, or -EBUSY when max_inflight
  * transfers are running, -EINVAL on a bad request. cb runs exactly once, from

@@ -52,7 +52,8 @@ TRACE=$here/tests/fixtures/traces/azure-code-1h.csv
 DEV=gw-demo
 PY=/usr/bin/python3
 
-now_ms() { date +%s%3N; }
+# shellcheck source=tests/integration/lib-common.sh
+source "$here/tests/integration/lib-common.sh"   # now_ms, wait_until
 T_BEGIN=$(now_ms)
 bold() { if [ -t 1 ]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
 step() { bold "== $* ($(( ($(now_ms) - T_BEGIN) / 1000 )) s)"; }
@@ -61,10 +62,6 @@ fact() { echo "$1=$2" >> "$OUT/facts"; }
 # story KIND TEXT: a step of the story, time-stamped from the start of the load; the
 # monitor prints it above the progress line, the report draws kills and outages.
 story() { echo "$(awk -v n="$(now_ms)" -v t="$T0" 'BEGIN {printf "%.1f", (n - t) / 1000}')|$1|$2" >> "$OUT/story.log"; }
-# wait_for MS CMD...: polls CMD every 0.1 s until it succeeds or MS pass.
-wait_for() { local end=$(( $(now_ms) + $1 )); shift
-  until "$@"; do [ "$(now_ms)" -lt $end ] || return 1; sleep 0.1; done; }
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # free_range N: a base port with base..base+N-1 all free on 127.0.0.1.
 free_range() {
   $PY - "$1" <<'EOF'
@@ -111,7 +108,7 @@ cleanup() {
     [ -n "$p" ] && kill "$p" 2>/dev/null
   done
   if [ -n "$BERTHD_PID" ] && kill -TERM "$BERTHD_PID" 2>/dev/null; then
-    wait_for 5000 bash -c "! kill -0 $BERTHD_PID 2>/dev/null" || kill -KILL "$BERTHD_PID" 2>/dev/null
+    wait_until 5 "berthd to exit" bash -c "! kill -0 $BERTHD_PID" 2>/dev/null || kill -KILL "$BERTHD_PID" 2>/dev/null
   fi
   [ -n "$CONSUMER_PID" ] && kill "$CONSUMER_PID" 2>/dev/null
   for p in "$LOADGEN_PID" "$MONITOR_PID" "${BG_PIDS[@]}" "$BERTHD_PID" "$CONSUMER_PID"; do
@@ -216,13 +213,13 @@ cp "$RUN/config.json" "$RUN/deployments.json" "$OUT/"
 mosquitto_sub -V mqttv5 -h 127.0.0.1 -p "$BERTH_BROKER_PORT" -q 1 -c -i berth-demo-consumer -x 3600 -F '%j' \
   -t "berth/v1/$DEV/telemetry" -t "berth/v1/$DEV/events" > "$OUT/telemetry.jsonl" 2> "$OUT/consumer.log" &
 CONSUMER_PID=$!
-wait_for 5000 grep -q 'as berth-demo-consumer' "$SERVICES_DIR/broker/mosquitto.log" || die "the telemetry consumer did not connect"
+wait_until 5 "as berth-demo-consumer in mosquitto.log" grep -q 'as berth-demo-consumer' "$SERVICES_DIR/broker/mosquitto.log" || die "the telemetry consumer did not connect"
 
 t_start=$(now_ms)
 "$BUILD/berthd" -c "$RUN/config.json" > "$OUT/berthd.log" 2>&1 &
 BERTHD_PID=$!
 is_ready() { [ "$(curl -s -m 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$API_PORT/v2/health/ready")" = 200 ]; }
-wait_for 60000 is_ready || { tail -20 "$OUT/berthd.log"; die "berthd's models were not ready within 60 s"; }
+wait_until 60 "the demo models ready" is_ready || { tail -20 "$OUT/berthd.log"; die "berthd's models were not ready within 60 s"; }
 echo "  berthd (pid $BERTHD_PID) serves every model $(( $(now_ms) - t_start )) ms after it started;" \
   "local API 127.0.0.1:$API_PORT, device $DEV"
 
@@ -250,21 +247,19 @@ MONITOR_PID=$!
 # kill_replica DEPLOYMENT SLOT: SIGKILL through the engine (as a crash would), then the time
 # until berthd's supervisor has a replacement ready (its replica_ready line, wall clock).
 kill_replica() {
-  local dep=$1 slot=$2 t ready="" end
+  local dep=$1 slot=$2 t ready=""
   t=$(now_ms)
   story kill "kill $dep/$slot"
   curl -s -m 10 -X POST --unix-socket "$BERTH_ENGINE_SOCK" \
     "http://localhost/v1.41/containers/berth-$DEV-$dep-$slot/kill?signal=KILL" > /dev/null &
   local t_rel
   t_rel=$(awk -v n="$t" -v z="$T0" 'BEGIN {printf "%.1f", (n - z) / 1000}')
-  end=$(( t + 30000 ))
-  while [ "$(now_ms)" -lt $end ]; do
+  ready_again() {
     ready=$(grep -o "event=replica_ready deployment=$dep replica=$slot .*wall_ms=[0-9]*" "$OUT/berthd.log" \
       | sed 's/.*wall_ms=//' | awk -v t="$t" '$1 > t { print $1; exit }')
-    [ -n "$ready" ] && break
-    sleep 0.05
-  done
-  if [ -n "$ready" ]; then
+    [ -n "$ready" ]
+  }
+  if WAIT_STEP=0.05 wait_until 30 "$dep replica $slot ready after the kill" ready_again 2>/dev/null; then
     echo "$dep,$slot,$t_rel,$((ready - t))" >> "$OUT/kills.csv"
     story info "$dep replica $slot replaced: ready $((ready - t)) ms after the kill"
   else
@@ -273,6 +268,7 @@ kill_replica() {
   fi
 }
 
+# at MS: the story's clock (a schedule, not a wait for readiness): returns MS after the load began.
 at() { local due=$(( T0 + $1 )); while [ "$(now_ms)" -lt $due ]; do sleep 0.1; done; }
 KILL1_MS=$(( STORY_S * 300 ))
 CUT_MS=$(( STORY_S * 450 ))
@@ -296,7 +292,7 @@ fact BUFFERED "$BUFFERED"
 t_up=$(now_ms)
 (
   floor=$(( pre > 2 ? pre : 2 ))
-  if wait_for 60000 backlog_at_most "$floor"; then
+  if wait_until 60 "the backlog to drain to $floor rows" backlog_at_most "$floor"; then
     s=$(awk -v a="$t_up" -v b="$(now_ms)" 'BEGIN {printf "%.1f", (b - a) / 1000}')
     echo "DRAIN_S=$s" >> "$OUT/facts"
     story info "telemetry backlog drained ${s} s after the broker came back"
@@ -318,11 +314,11 @@ BG_PIDS=()
 
 # Every row berthd gave out must reach the consumer: wait for the backlog to empty, take
 # berthd's last sequence number, and wait for the consumer to have seen it.
-wait_for 30000 backlog_at_most 2
+wait_until 30 "the backlog to drain to 2 rows" backlog_at_most 2
 LAST_SEQ=$(db_last_seq)
 fact LAST_SEQ "$LAST_SEQ"
 consumer_has() { [ "$(consumer_max_seq)" -ge "$1" ]; }
-wait_for 20000 consumer_has "$LAST_SEQ" || story info "the consumer did not reach seq $LAST_SEQ within 20 s"
+wait_until 20 "the consumer to reach the last seq" consumer_has "$LAST_SEQ" || story info "the consumer did not reach seq $LAST_SEQ within 20 s"
 sleep 1   # a last sample of the steady state
 touch "$OUT/stop"
 wait "$MONITOR_PID" 2>/dev/null

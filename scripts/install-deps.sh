@@ -22,6 +22,7 @@ HOST_PKGS=(
   mosquitto mosquitto-clients sqlite3 curl
   podman runc busybox-static
   libcmocka-dev valgrind clang libclang-rt-14-dev iproute2 gnuplot-nox procps
+  docker-registry apache2-utils
 )
 ARM64_PKGS=(
   gcc-aarch64-linux-gnu libc6-dev:arm64 libsqlite3-dev:arm64 libcjson-dev:arm64

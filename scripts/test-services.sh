@@ -133,6 +133,10 @@ engine_start() {
   local d=$SERVICES_DIR pid deadline
   BERTH_ENGINE_SOCK=$d/engine.sock; export BERTH_ENGINE_SOCK
   CONTAINERS_CONF=$d/containers.conf; export CONTAINERS_CONF
+  # the test registries on loopback speak plain HTTP (scripts/test-registry.sh)
+  CONTAINERS_REGISTRIES_CONF=$d/registries.conf; export CONTAINERS_REGISTRIES_CONF
+  [ -f "$CONTAINERS_REGISTRIES_CONF" ] || printf '[[registry]]\nlocation = "127.0.0.1"\ninsecure = true\n' \
+    > "$CONTAINERS_REGISTRIES_CONF"
   if _ts_pid_alive "$(cat "$d/engine.pid" 2>/dev/null)"; then return 0; fi
   rm -f "$BERTH_ENGINE_SOCK"
   podman --root "$d/root" --runroot "$d/runroot" --tmpdir "$d/tmp" \
@@ -167,6 +171,7 @@ _ts_write_env() {
     echo "export BERTH_BUSYBOX_IMAGE='$BERTH_BUSYBOX_IMAGE'"
     echo "export BERTH_BUILD='$BERTH_BUILD'"
     echo "export CONTAINERS_CONF='$CONTAINERS_CONF'"
+    echo "export CONTAINERS_REGISTRIES_CONF='$CONTAINERS_REGISTRIES_CONF'"
     echo "export BERTH_PODMAN='$BERTH_PODMAN'"
   } > "$SERVICES_DIR/env"
 }
@@ -197,7 +202,7 @@ EOF
   cat > "$SERVICES_DIR/podman" <<EOF
 #!/bin/sh
 # podman bound to this test run's private engine root
-CONTAINERS_CONF='$CONTAINERS_CONF' exec podman --root '$SERVICES_DIR/root' --runroot '$SERVICES_DIR/runroot' --tmpdir '$SERVICES_DIR/tmp' "\$@"
+CONTAINERS_CONF='$CONTAINERS_CONF' CONTAINERS_REGISTRIES_CONF='$SERVICES_DIR/registries.conf' exec podman --root '$SERVICES_DIR/root' --runroot '$SERVICES_DIR/runroot' --tmpdir '$SERVICES_DIR/tmp' "\$@"
 EOF
   chmod +x "$SERVICES_DIR/podman"
   BERTH_PODMAN=$SERVICES_DIR/podman; export BERTH_PODMAN

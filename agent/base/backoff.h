@@ -1,18 +1,11 @@
-/* agent/base/backoff.h - restart back-off (exponential, jittered, reset after a healthy run) and a seedable PRNG. */
+/* agent/base/backoff.h - restart back-off (exponential, jittered, reset after a healthy run) (its jitter from agent/base/prng.h). */
 #ifndef BERTH_BACKOFF_H
 #define BERTH_BACKOFF_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-/* xorshift64* generator: deterministic for a given seed (tests), never 0 state. */
-struct prng {
-	uint64_t s;
-};
-void prng_seed(struct prng *p, uint64_t seed);
-uint64_t prng_next(struct prng *p);
-/* Uniform in [0, n) (n > 0). */
-uint32_t prng_below(struct prng *p, uint32_t n);
+#include "agent/base/prng.h"
 
 /* Back-off of one restarting thing (a replica, the engine connection).
  *

@@ -18,6 +18,7 @@ struct loop {
 	unsigned nfds;
 	struct loop_timer *heap[CONFIG_LOOP_MAX_TIMERS];
 	unsigned ntimers;
+	uint64_t timer_starts;  /* start_id of the next (re)armed timer */
 	uint64_t now_us;
 	bool stop;
 	bool fds_changed;   /* set by add/del during dispatch */
@@ -100,11 +101,18 @@ static void heap_swap(struct loop *l, unsigned a, unsigned b)
 	l->heap[b]->heap_idx = (int)b;
 }
 
+/* Due first; on equal due times the one started first (libuv's rule), so
+ * timers armed for the same moment run in the order they were armed. */
+static inline bool timer_before(const struct loop_timer *a, const struct loop_timer *b)
+{
+	return a->due_us < b->due_us || (a->due_us == b->due_us && a->start_id < b->start_id);
+}
+
 static void heap_up(struct loop *l, unsigned i)
 {
 	while (i > 0) {
 		unsigned p = (i - 1) / 2;
-		if (l->heap[p]->due_us <= l->heap[i]->due_us)
+		if (!timer_before(l->heap[i], l->heap[p]))
 			break;
 		heap_swap(l, i, p);
 		i = p;
@@ -115,9 +123,9 @@ static void heap_down(struct loop *l, unsigned i)
 {
 	for (;;) {
 		unsigned c = 2 * i + 1, m = i;
-		if (c < l->ntimers && l->heap[c]->due_us < l->heap[m]->due_us)
+		if (c < l->ntimers && timer_before(l->heap[c], l->heap[m]))
 			m = c;
-		if (c + 1 < l->ntimers && l->heap[c + 1]->due_us < l->heap[m]->due_us)
+		if (c + 1 < l->ntimers && timer_before(l->heap[c + 1], l->heap[m]))
 			m = c + 1;
 		if (m == i)
 			break;
@@ -158,6 +166,7 @@ int loop_timer_start_us(struct loop *l, struct loop_timer *t, uint64_t delay_us,
 	 * armed late in a long callback is not due early. */
 	t->due_us = hal_clock_now_us() + delay_us;
 	t->period_us = period_us;
+	t->start_id = l->timer_starts++;
 	t->heap_idx = (int)l->ntimers;
 	l->heap[l->ntimers++] = t;
 	heap_up(l, (unsigned)t->heap_idx);
@@ -186,6 +195,7 @@ static int run_timers(struct loop *l)
 			if (next <= now) /* fell behind: skip missed periods */
 				next = now + t->period_us;
 			t->due_us = next;
+			t->start_id = l->timer_starts++;
 			t->heap_idx = (int)l->ntimers;
 			l->heap[l->ntimers++] = t;
 			heap_up(l, (unsigned)t->heap_idx);

@@ -21,6 +21,7 @@ struct loop_timer {
 	loop_timer_fn fn;
 	void *arg;
 	int heap_idx;         /* -1 when not armed */
+	uint64_t start_id;    /* order of (re)arming: equal due times fire first-started first */
 };
 
 /* Creates a loop able to watch CONFIG_LOOP_MAX_FDS fds and CONFIG_LOOP_MAX_TIMERS

@@ -1,6 +1,5 @@
 /* agent/cmd/berth-sim.c - replays a request trace through the real scheduler in virtual time on the simulated gateway. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,8 +10,10 @@
 #include "agent/model/config.h"
 #include "agent/scale/forecast.h"
 #include "agent/base/log.h"
-#include "agent/infer/sched.h"
+#include "agent/base/prng.h"
 #include "agent/base/version.h"
+#include "agent/cmd/sim_args.h"
+#include "agent/infer/sched.h"
 #include "hal/clock.h"
 #include "ports/sim/sim.h"
 
@@ -37,8 +38,6 @@
 
 #define SIM_MAX_HOOKS 4
 #define SIM_T0_US 1000000u            /* the sim clock starts at 1 s */
-#define DEFAULT_COST_MS 10.0          /* when the trace has no cost_ms column */
-#define MB (1024ull * 1024ull)
 
 struct trace_req {
 	uint64_t t_us;                    /* arrival, after --speedup */
@@ -79,36 +78,11 @@ struct sim_hook {
 	void (*fn)(struct sim *sm, uint64_t now_us);
 };
 
-enum as_mode { AS_NONE = -1, AS_OFF = 0, AS_REACTIVE, AS_PREDICTIVE };
-
-struct sim_opts {
-	const char *trace;
-	enum sched_policy policy;
-	unsigned slots;
-	unsigned replicas;
-	unsigned reserve;
-	unsigned concurrency;             /* of every replica */
-	double speedup;
-	double cost_ms;                   /* when the trace has no cost_ms */
-	int oracle;
-	int only_class;                   /* -1: all */
-	unsigned long seed;
-	int verbose;
-	/* autoscaling (--autoscale) */
-	enum as_mode autoscale;
-	unsigned rmin, rmax;
-	uint32_t startup_ms, interval_s, cooldown_s, bucket_s, day_s;
-	uint64_t replica_mem, node_mem, base_mem;
-	double target_low, target_high;
-	const char *csv_path;
-};
-
-static const char *const as_mode_names[] = { "off", "reactive", "predictive" };
-
 enum rep_state { REP_ABSENT = 0, REP_STARTING, REP_READY, REP_DRAINING };
 
 struct sim {
 	struct sim_opts o;
+	struct prng rng;                  /* --seed: the service-time jitter */
 	struct trace_req *reqs;
 	size_t n;
 	char model_names[SCHED_MAX_MODELS][DEPLOY_NAME_MAX];
@@ -257,6 +231,77 @@ static int cmp_req(const void *a, const void *b)
 
 /* Reads the CSV trace: a header naming the columns (t_ms, model,
  * deadline_ms required; class, cost_ms optional), then one request a line. */
+/* Columns of the trace's header line; -1 when absent. */
+struct trace_cols {
+	int t, model, dl, cls, cost;
+};
+
+static void trace_header(char *line, struct trace_cols *c)
+{
+	*c = (struct trace_cols){ -1, -1, -1, -1, -1 };
+	int i = 0;
+	for (char *save = NULL, *tok = strtok_r(line, ",\r\n", &save); tok; tok = strtok_r(NULL, ",\r\n", &save), i++) {
+		if (!strcmp(tok, "t_ms"))
+			c->t = i;
+		else if (!strcmp(tok, "model"))
+			c->model = i;
+		else if (!strcmp(tok, "deadline_ms"))
+			c->dl = i;
+		else if (!strcmp(tok, "class"))
+			c->cls = i;
+		else if (!strcmp(tok, "cost_ms"))
+			c->cost = i;
+	}
+}
+
+/* Parses one request line into *r. Returns 1 when kept, 0 when left out
+ * (--only-class), -1 on a bad line (reported). */
+static int trace_line(struct sim *sm, char *line, const struct trace_cols *c, size_t lineno, struct trace_req *r)
+{
+	char *fields[8] = { 0 };
+	int nf = 0;
+	char *p = line;
+	while (nf < 8) {
+		fields[nf++] = p;
+		char *comma = strchr(p, ',');
+		if (!comma)
+			break;
+		*comma = '\0';
+		p = comma + 1;
+	}
+	p[strcspn(p, "\r\n")] = '\0';
+	if (nf <= c->t || nf <= c->model || nf <= c->dl) {
+		fprintf(stderr, "berth-sim: %s:%zu: too few fields\n", sm->o.trace, lineno);
+		return -1;
+	}
+	char *end;
+	double t_ms = strtod(fields[c->t], &end);
+	double dl_ms = strtod(fields[c->dl], &end);
+	double cost_ms = sm->o.cost_ms;
+	if (c->cost >= 0 && c->cost < nf && *fields[c->cost])
+		cost_ms = strtod(fields[c->cost], &end);
+	int cls = SLA_NORMAL;
+	if (c->cls >= 0 && c->cls < nf && *fields[c->cls])
+		cls = sla_class_parse(fields[c->cls], strlen(fields[c->cls]), false);
+	int model = model_index(sm, fields[c->model]);
+	if (!(t_ms >= 0) || !(dl_ms > 0) || !(cost_ms > 0) || cls < 0 || model < 0) {
+		fprintf(stderr, "berth-sim: %s:%zu: bad request line\n", sm->o.trace, lineno);
+		return -1;
+	}
+	if (sm->o.only_class >= 0 && cls != sm->o.only_class)
+		return 0;
+	if (sm->o.cost_jitter_pct > 0) /* uniform in +-jitter, in steps of 0.1% of it */
+		cost_ms *= 1.0 + sm->o.cost_jitter_pct / 100.0 * ((double)prng_below(&sm->rng, 2001) / 1000.0 - 1.0);
+	*r = (struct trace_req){
+		.t_us = (uint64_t)llround(t_ms * 1000.0 / sm->o.speedup),
+		.deadline_rel_us = (uint64_t)llround(dl_ms * 1000.0),
+		.cost_us = (uint32_t)llround(cost_ms * 1000.0),
+		.model = model,
+		.cls = (enum sla_class)cls,
+	};
+	return 1;
+}
+
 static int load_trace(struct sim *sm)
 {
 	FILE *f = fopen(sm->o.trace, "r");
@@ -265,69 +310,21 @@ static int load_trace(struct sim *sm)
 		return -1;
 	}
 	char line[512];
-	int col_t = -1, col_model = -1, col_dl = -1, col_cls = -1, col_cost = -1;
-	size_t cap = 0, lineno = 0;
+	struct trace_cols cols;
+	size_t cap = 0, lineno = 1;
 	int rc = -1;
 	if (!fgets(line, sizeof(line), f)) {
 		fprintf(stderr, "berth-sim: %s: empty trace\n", sm->o.trace);
 		goto out;
 	}
-	lineno = 1;
-	{
-		int c = 0;
-		for (char *save = NULL, *tok = strtok_r(line, ",\r\n", &save); tok;
-		     tok = strtok_r(NULL, ",\r\n", &save), c++) {
-			if (!strcmp(tok, "t_ms"))
-				col_t = c;
-			else if (!strcmp(tok, "model"))
-				col_model = c;
-			else if (!strcmp(tok, "deadline_ms"))
-				col_dl = c;
-			else if (!strcmp(tok, "class"))
-				col_cls = c;
-			else if (!strcmp(tok, "cost_ms"))
-				col_cost = c;
-		}
-	}
-	if (col_t < 0 || col_model < 0 || col_dl < 0) {
+	trace_header(line, &cols);
+	if (cols.t < 0 || cols.model < 0 || cols.dl < 0) {
 		fprintf(stderr, "berth-sim: %s:1: header must name t_ms, model, deadline_ms\n", sm->o.trace);
 		goto out;
 	}
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
 		if (line[0] == '\n' || line[0] == '\r' || line[0] == '#')
-			continue;
-		char *fields[8] = { 0 };
-		int nf = 0;
-		char *p = line;
-		while (nf < 8) {
-			fields[nf++] = p;
-			char *comma = strchr(p, ',');
-			if (!comma)
-				break;
-			*comma = '\0';
-			p = comma + 1;
-		}
-		p[strcspn(p, "\r\n")] = '\0';
-		if (nf <= col_t || nf <= col_model || nf <= col_dl) {
-			fprintf(stderr, "berth-sim: %s:%zu: too few fields\n", sm->o.trace, lineno);
-			goto out;
-		}
-		char *end;
-		double t_ms = strtod(fields[col_t], &end);
-		double dl_ms = strtod(fields[col_dl], &end);
-		double cost_ms = sm->o.cost_ms;
-		if (col_cost >= 0 && col_cost < nf && *fields[col_cost])
-			cost_ms = strtod(fields[col_cost], &end);
-		int cls = SLA_NORMAL;
-		if (col_cls >= 0 && col_cls < nf && *fields[col_cls])
-			cls = sched_class_parse(fields[col_cls]);
-		int model = model_index(sm, fields[col_model]);
-		if (!(t_ms >= 0) || !(dl_ms > 0) || !(cost_ms > 0) || cls < 0 || model < 0) {
-			fprintf(stderr, "berth-sim: %s:%zu: bad request line\n", sm->o.trace, lineno);
-			goto out;
-		}
-		if (sm->o.only_class >= 0 && cls != sm->o.only_class)
 			continue;
 		if (sm->n == cap) {
 			cap = cap ? cap * 2 : 1024;
@@ -336,13 +333,10 @@ static int load_trace(struct sim *sm)
 				goto out;
 			sm->reqs = np;
 		}
-		sm->reqs[sm->n++] = (struct trace_req){
-			.t_us = (uint64_t)llround(t_ms * 1000.0 / sm->o.speedup),
-			.deadline_rel_us = (uint64_t)llround(dl_ms * 1000.0),
-			.cost_us = (uint32_t)llround(cost_ms * 1000.0),
-			.model = model,
-			.cls = (enum sla_class)cls,
-		};
+		int kept = trace_line(sm, line, &cols, lineno, &sm->reqs[sm->n]);
+		if (kept < 0)
+			goto out;
+		sm->n += (size_t)kept;
 	}
 	if (!sm->n) {
 		fprintf(stderr, "berth-sim: %s: no requests%s\n", sm->o.trace,
@@ -589,7 +583,8 @@ static void complete_due(struct sim *sm, struct sim_ev e)
 	replica_reap(sm, q->model, r->replica);
 }
 
-static int replay(struct sim *sm)
+/* The scheduler with the trace's models, the initial replicas up, and the hooks armed. */
+static int replay_setup(struct sim *sm)
 {
 	struct sched_params p;
 	sched_params_default(&p, sm->o.slots);
@@ -627,7 +622,39 @@ static int replay(struct sim *sm)
 		return -1;
 	for (int h = 0; h < sm->nhooks; h++)
 		sm->hooks[h].next_us = SIM_T0_US + sm->hooks[h].period_us;
+	return 0;
+}
 
+/* Request next of the trace arrives now. */
+static int arrive(struct sim *sm, size_t next)
+{
+	const struct trace_req *q = &sm->reqs[next];
+	advance(sm, SIM_T0_US + q->t_us); /* its arrival time */
+	if (sm->as)
+		autoscale_observe(sm->as, q->model, wall_ms(sm->now_us), 1);
+	struct sched_req rq = {
+		.model = q->model,
+		.cls = q->cls,
+		.deadline_us = sm->now_us + q->deadline_rel_us,
+		.cost_hint_us = sm->o.oracle ? q->cost_us : 0,
+		.ctx = (void *)(uintptr_t)(next + 1),
+	};
+	enum sched_refusal why;
+	int rc = sched_submit(sm->sched, &rq, sm->now_us, NULL, &why);
+	if (rc == -EAGAIN) {
+		sm->st[next].outcome = 3;
+		sm->st[next].refusal = (uint8_t)why;
+	} else if (rc < 0) {
+		fprintf(stderr, "berth-sim: submit failed: %s\n", strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+static int replay(struct sim *sm)
+{
+	if (replay_setup(sm) < 0)
+		return -1;
 	size_t next = 0;
 	for (;;) {
 		uint64_t t_arr = next < sm->n ? SIM_T0_US + sm->reqs[next].t_us : UINT64_MAX;
@@ -659,26 +686,8 @@ static int replay(struct sim *sm)
 			sm->hooks[hook].next_us += sm->hooks[hook].period_us;
 			sm->hooks[hook].fn(sm, sm->now_us);
 		} else {
-			const struct trace_req *q = &sm->reqs[next];
-			advance(sm, t_arr);
-			if (sm->as)
-				autoscale_observe(sm->as, q->model, wall_ms(sm->now_us), 1);
-			struct sched_req rq = {
-				.model = q->model,
-				.cls = q->cls,
-				.deadline_us = sm->now_us + q->deadline_rel_us,
-				.cost_hint_us = sm->o.oracle ? q->cost_us : 0,
-				.ctx = (void *)(uintptr_t)(next + 1),
-			};
-			enum sched_refusal why;
-			int rc = sched_submit(sm->sched, &rq, sm->now_us, NULL, &why);
-			if (rc == -EAGAIN) {
-				sm->st[next].outcome = 3;
-				sm->st[next].refusal = (uint8_t)why;
-			} else if (rc < 0) {
-				fprintf(stderr, "berth-sim: submit failed: %s\n", strerror(-rc));
+			if (arrive(sm, next) < 0)
 				return -1;
-			}
 			next++;
 		}
 	}
@@ -724,7 +733,7 @@ static void report_autoscale(struct sim *sm, double urgent_miss_pct)
 	}
 	printf("RESULT autoscale=%s violation_s=%" PRIu64 " replica_s=%.0f mase=%.3f urgent_miss_pct=%.3f "
 	       "blocked_events=%" PRIu64 " policy=%s\n",
-	       as_mode_names[sm->o.autoscale], viol * sm->o.interval_s, sm->replica_us / 1e6, en > 0 ? em / en : 0.0,
+	       sim_args_as_modes[sm->o.autoscale], viol * sm->o.interval_s, sm->replica_us / 1e6, en > 0 ? em / en : 0.0,
 	       urgent_miss_pct, sm->blocked_events, sched_policy_name(sm->o.policy));
 }
 
@@ -741,11 +750,14 @@ static int report(struct sim *sm)
 	uint64_t refused_by[SCHED_NREFUSALS] = { 0 };
 
 	printf("berth-sim %s trace=%s requests=%zu policy=%s slots=%u replicas=%u autoscale=%s reserve=%u "
-	       "speedup=%g oracle_cost=%s only_class=%s seed=%lu\n",
+	       "speedup=%g oracle_cost=%s only_class=%s seed=%lu",
 	       BERTH_VERSION, sm->o.trace, sm->n, sched_policy_name(sm->o.policy), sm->o.slots, sm->o.replicas,
-	       sm->o.autoscale == AS_NONE ? "none" : as_mode_names[sm->o.autoscale],
+	       sm->o.autoscale == AS_NONE ? "none" : sim_args_as_modes[sm->o.autoscale],
 	       sm->o.policy == SCHED_EDF_RESERVE ? sm->o.reserve : 0, sm->o.speedup, sm->o.oracle ? "yes" : "no",
-	       sm->o.only_class >= 0 ? sched_class_name((enum sla_class)sm->o.only_class) : "all", sm->o.seed);
+	       sm->o.only_class >= 0 ? sla_class_name((enum sla_class)sm->o.only_class) : "all", sm->o.seed);
+	if (sm->o.cost_jitter_pct > 0) /* the seed matters only then */
+		printf(" cost_jitter_pct=%g", sm->o.cost_jitter_pct);
+	printf("\n");
 	printf("%-7s %8s %8s %8s %8s %7s %9s %9s\n", "class", "offered", "on_time", "late", "refused", "miss%",
 	       "p50_ms", "p99_ms");
 	for (int c = 0; c < SLA_NCLASSES; c++) {
@@ -772,7 +784,7 @@ static int report(struct sim *sm)
 		miss_pct[c] = off ? 100.0 * (double)(late + ref) / (double)off : 0;
 		ontime_all += on;
 		printf("%-7s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %7.2f %9.2f %9.2f\n",
-		       sched_class_name((enum sla_class)c), off, on, late, ref, miss_pct[c], pct_ms(lat, nl, 50),
+		       sla_class_name((enum sla_class)c), off, on, late, ref, miss_pct[c], pct_ms(lat, nl, 50),
 		       pct_ms(lat, nl, 99));
 	}
 	double load = work_s / (sm->o.slots * dur_s);
@@ -794,164 +806,21 @@ static int report(struct sim *sm)
 	       "goodput_per_s=%.3f useful_util=%.3f ontime=%" PRIu64 " oracle_cost=%d only_class=%s\n",
 	       sched_policy_name(sm->o.policy), load, miss_pct[SLA_URGENT], miss_pct[SLA_NORMAL],
 	       miss_pct[SLA_BATCH], goodput, useful, ontime_all, sm->o.oracle,
-	       sm->o.only_class >= 0 ? sched_class_name((enum sla_class)sm->o.only_class) : "all");
+	       sm->o.only_class >= 0 ? sla_class_name((enum sla_class)sm->o.only_class) : "all");
 	free(lat);
 	return 0;
 }
 
 /* --- main ---------------------------------------------------------------------------------- */
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: berth-sim --trace FILE [--policy fifo|edf|edf-admit|edf-reserve|edf-preempt]\n"
-		"                 [--slots N] [--replicas N] [--reserve N] [--speedup K] [--concurrency N]\n"
-		"                 [--cost-ms N] [--oracle-cost] [--only-class urgent|normal|batch] [--seed S]\n"
-		"                 [--verbose]\n"
-		"                 [--autoscale off|reactive|predictive [--replicas-min N] [--replicas-max N]\n"
-		"                  [--startup-ms N] [--replica-mem-mb N] [--node-mem-mb N] [--base-mem-mb N]\n"
-		"                  [--interval-s N] [--cooldown-s N] [--bucket-s N] [--day-s N]\n"
-		"                  [--target-low X] [--target-high X] [--replicas-csv FILE]]\n"
-		"Replays a CSV trace (t_ms,model,deadline_ms[,class][,cost_ms]) through the scheduler in\n"
-		"virtual time and prints per-class figures and a RESULT line. With --autoscale the\n"
-		"autoscaler decides every model's replicas (off: --replicas N stay, the forecaster runs\n"
-		"alongside) and the RESULT line carries autoscale=.. violation_s=.. replica_s=.. mase=..\n"
-		"Defaults: slots 2, replicas = slots (--autoscale: replicas-min), concurrency 1, cost 10 ms;\n"
-		"replicas 1..8, start-up 3000 ms, 256 MiB each, node 2048 MiB with 256 MiB in use, interval\n"
-		"30 s, cool-down 300 s, bucket 60 s, day 86400 s, targets 0.95 / 0.98.\n");
-}
-
-enum {
-	OPT_CONCURRENCY = 256, OPT_COST_MS, OPT_AUTOSCALE, OPT_RMIN, OPT_RMAX, OPT_STARTUP_MS, OPT_REPLICA_MEM,
-	OPT_NODE_MEM, OPT_BASE_MEM, OPT_INTERVAL_S, OPT_COOLDOWN_S, OPT_BUCKET_S, OPT_DAY_S, OPT_TARGET_LOW,
-	OPT_TARGET_HIGH, OPT_CSV,
-};
-
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "trace", required_argument, NULL, 't' },
-		{ "policy", required_argument, NULL, 'p' },
-		{ "slots", required_argument, NULL, 's' },
-		{ "replicas", required_argument, NULL, 'r' },
-		{ "reserve", required_argument, NULL, 'R' },
-		{ "speedup", required_argument, NULL, 'k' },
-		{ "oracle-cost", no_argument, NULL, 'o' },
-		{ "only-class", required_argument, NULL, 'c' },
-		{ "seed", required_argument, NULL, 'S' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "concurrency", required_argument, NULL, OPT_CONCURRENCY },
-		{ "cost-ms", required_argument, NULL, OPT_COST_MS },
-		{ "autoscale", required_argument, NULL, OPT_AUTOSCALE },
-		{ "replicas-min", required_argument, NULL, OPT_RMIN },
-		{ "replicas-max", required_argument, NULL, OPT_RMAX },
-		{ "startup-ms", required_argument, NULL, OPT_STARTUP_MS },
-		{ "replica-mem-mb", required_argument, NULL, OPT_REPLICA_MEM },
-		{ "node-mem-mb", required_argument, NULL, OPT_NODE_MEM },
-		{ "base-mem-mb", required_argument, NULL, OPT_BASE_MEM },
-		{ "interval-s", required_argument, NULL, OPT_INTERVAL_S },
-		{ "cooldown-s", required_argument, NULL, OPT_COOLDOWN_S },
-		{ "bucket-s", required_argument, NULL, OPT_BUCKET_S },
-		{ "day-s", required_argument, NULL, OPT_DAY_S },
-		{ "target-low", required_argument, NULL, OPT_TARGET_LOW },
-		{ "target-high", required_argument, NULL, OPT_TARGET_HIGH },
-		{ "replicas-csv", required_argument, NULL, OPT_CSV },
-		{ 0, 0, 0, 0 },
-	};
 	struct sim sm;
 	memset(&sm, 0, sizeof(sm));
-	sm.o.policy = SCHED_EDF_ADMIT;
-	sm.o.slots = 2;
-	sm.o.replicas = 0;
-	sm.o.reserve = 1;
-	sm.o.concurrency = 1;
-	sm.o.speedup = 1.0;
-	sm.o.cost_ms = DEFAULT_COST_MS;
-	sm.o.only_class = -1;
-	sm.o.seed = 1;
-	sm.o.autoscale = AS_NONE;
-	sm.o.rmin = 1;
-	sm.o.rmax = 8;
-	sm.o.startup_ms = 3000;
-	sm.o.interval_s = 30;
-	sm.o.cooldown_s = 300;
-	sm.o.bucket_s = 60;
-	sm.o.day_s = 86400;
-	sm.o.replica_mem = 256 * MB;
-	sm.o.node_mem = 2048 * MB;
-	sm.o.base_mem = 256 * MB;
-	sm.o.target_low = 0.95;
-	sm.o.target_high = 0.98;
-	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "t:p:s:r:R:k:oc:S:vVh", longopts, NULL)) != -1) {
-		char *end = NULL;
-		switch (opt) {
-		case 't': sm.o.trace = optarg; break;
-		case 'p':
-			rc = sched_policy_parse(optarg);
-			if (rc < 0) {
-				fprintf(stderr, "berth-sim: unknown policy '%s'\n", optarg);
-				return 2;
-			}
-			sm.o.policy = (enum sched_policy)rc;
-			break;
-		case 's': sm.o.slots = (unsigned)strtoul(optarg, &end, 10); break;
-		case 'r': sm.o.replicas = (unsigned)strtoul(optarg, &end, 10); break;
-		case 'R': sm.o.reserve = (unsigned)strtoul(optarg, &end, 10); break;
-		case 'k': sm.o.speedup = strtod(optarg, &end); break;
-		case 'o': sm.o.oracle = 1; break;
-		case 'c':
-			sm.o.only_class = sched_class_parse(optarg);
-			if (sm.o.only_class < 0) {
-				fprintf(stderr, "berth-sim: unknown class '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'S': sm.o.seed = strtoul(optarg, &end, 10); break;
-		case 'v': sm.o.verbose = 1; break;
-		case 'V': printf("berth-sim %s\n", BERTH_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		case OPT_CONCURRENCY: sm.o.concurrency = (unsigned)strtoul(optarg, &end, 10); break;
-		case OPT_COST_MS: sm.o.cost_ms = strtod(optarg, &end); break;
-		case OPT_AUTOSCALE:
-			sm.o.autoscale = AS_NONE;
-			for (int i = 0; i < 3; i++)
-				if (!strcmp(optarg, as_mode_names[i]))
-					sm.o.autoscale = (enum as_mode)i;
-			if (sm.o.autoscale == AS_NONE) {
-				fprintf(stderr, "berth-sim: unknown autoscale mode '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case OPT_RMIN: sm.o.rmin = (unsigned)strtoul(optarg, &end, 10); break;
-		case OPT_RMAX: sm.o.rmax = (unsigned)strtoul(optarg, &end, 10); break;
-		case OPT_STARTUP_MS: sm.o.startup_ms = (uint32_t)strtoul(optarg, &end, 10); break;
-		case OPT_REPLICA_MEM: sm.o.replica_mem = strtoull(optarg, &end, 10) * MB; break;
-		case OPT_NODE_MEM: sm.o.node_mem = strtoull(optarg, &end, 10) * MB; break;
-		case OPT_BASE_MEM: sm.o.base_mem = strtoull(optarg, &end, 10) * MB; break;
-		case OPT_INTERVAL_S: sm.o.interval_s = (uint32_t)strtoul(optarg, &end, 10); break;
-		case OPT_COOLDOWN_S: sm.o.cooldown_s = (uint32_t)strtoul(optarg, &end, 10); break;
-		case OPT_BUCKET_S: sm.o.bucket_s = (uint32_t)strtoul(optarg, &end, 10); break;
-		case OPT_DAY_S: sm.o.day_s = (uint32_t)strtoul(optarg, &end, 10); break;
-		case OPT_TARGET_LOW: sm.o.target_low = strtod(optarg, &end); break;
-		case OPT_TARGET_HIGH: sm.o.target_high = strtod(optarg, &end); break;
-		case OPT_CSV: sm.o.csv_path = optarg; break;
-		default: usage(stderr); return 2;
-		}
-		if (end && *end) {
-			fprintf(stderr, "berth-sim: bad number '%s'\n", optarg);
-			return 2;
-		}
-	}
-	if (!sm.o.trace || sm.o.slots < 1 || sm.o.slots > CONFIG_SCHED_MAX_SLOTS || !(sm.o.speedup > 0) ||
-	    sm.o.replicas > SCHED_MAX_REPLICAS || sm.o.concurrency < 1 || !(sm.o.cost_ms > 0) ||
-	    sm.o.rmin > sm.o.rmax || sm.o.rmax < 1 || sm.o.rmax > SCHED_MAX_REPLICAS || !sm.o.interval_s ||
-	    !sm.o.bucket_s || !(sm.o.target_low <= sm.o.target_high)) {
-		usage(stderr);
-		return 2;
-	}
+	int rc = sim_args_parse(argc, argv, &sm.o);
+	if (rc)
+		return rc < 0 ? 2 : 0;
+	prng_seed(&sm.rng, sm.o.seed);
 	if (sm.o.autoscale == AS_REACTIVE || sm.o.autoscale == AS_PREDICTIVE)
 		sm.o.replicas = sm.o.rmin;
 	else if (!sm.o.replicas && sm.o.autoscale == AS_OFF)
@@ -960,7 +829,6 @@ int main(int argc, char **argv)
 		sm.o.replicas = sm.o.slots < SCHED_MAX_REPLICAS ? sm.o.slots : SCHED_MAX_REPLICAS;
 	/* scale_blocked warnings are counted in the RESULT line instead */
 	log_set_level(sm.o.verbose ? LOG_LEVEL_DBG : sm.o.autoscale == AS_NONE ? LOG_LEVEL_WRN : LOG_LEVEL_ERR);
-	srand((unsigned)sm.o.seed);
 
 	rc = 1;
 	if (load_trace(&sm) < 0)

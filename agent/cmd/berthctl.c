@@ -596,6 +596,7 @@ static void set_topics(struct ctl *c)
 	case CTL_RESTART:
 	case CTL_REMOVE:
 	case CTL_CHAOS:
+	case CTL_ROLLBACK:
 		add_sub(c, c->t_reply_v5, 1);
 		add_sub(c, c->t_reply_v311, 1);
 		break;
@@ -685,6 +686,7 @@ int main(int argc, char **argv)
 	case CTL_DEPLOY: rc = cmd_deploy(c); break;
 	case CTL_SCALE: rc = cmd_deployment_verb(c, "scale"); break;
 	case CTL_RESTART: rc = cmd_deployment_verb(c, "restart"); break;
+	case CTL_ROLLBACK: rc = cmd_deployment_verb(c, "rollback"); break;
 	case CTL_REMOVE: rc = cmd_deployment_verb(c, "remove"); break;
 	case CTL_CHAOS: rc = cmd_deployment_verb(c, "chaos"); break;
 	case CTL_EVENTS: rc = cmd_stream(c, true); break;

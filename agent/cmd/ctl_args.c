@@ -15,6 +15,7 @@ static const char *const verb_names[] = {
 	[CTL_STATE] = "state",     [CTL_DEPLOY] = "deploy",   [CTL_SCALE] = "scale",
 	[CTL_RESTART] = "restart", [CTL_REMOVE] = "remove",   [CTL_CHAOS] = "chaos",
 	[CTL_EVENTS] = "events",   [CTL_TELEMETRY] = "telemetry", [CTL_SITE] = "site",
+	[CTL_ROLLBACK] = "rollback",
 };
 #define NVERBS (sizeof(verb_names) / sizeof(verb_names[0]))
 
@@ -32,6 +33,7 @@ static const char *const positionals[][3] = {
 	[CTL_EVENTS] = { "DEVICE" },
 	[CTL_TELEMETRY] = { "DEVICE" },
 	[CTL_SITE] = { "DEVICE" },
+	[CTL_ROLLBACK] = { "DEVICE", "DEPLOYMENT" },
 };
 
 const char *ctl_verb_name(enum ctl_verb v) { return (size_t)v < NVERBS ? verb_names[v] : "?"; }
@@ -269,6 +271,95 @@ static bool opt_allowed(enum opt_id id, enum ctl_verb v)
 	}
 }
 
+/* The option argv[*i] names: its table index (*k), its value (*val, from
+ * "--opt=value" or the next argument, which *i then moves past) and how to
+ * call it in messages (name). Returns 0 or -EINVAL (err says why). */
+static int lookup_opt(int argc, char *const argv[], int *i, size_t *k_out, const char **val, char *name, size_t namelen,
+		      char *err, size_t errlen)
+{
+	const char *s = argv[*i];
+	size_t k;
+	if (s[1] == '-') {
+		const char *eq = strchr(s + 2, '=');
+		size_t nl = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
+		for (k = 0; k < NOPTS; k++)
+			if (opts[k].lng && strlen(opts[k].lng) == nl && strncmp(opts[k].lng, s + 2, nl) == 0)
+				break;
+		if (k == NOPTS)
+			return fail(err, errlen, "unknown option '%.*s' (see berthctl --help)", (int)(nl + 2), s);
+		snprintf(name, namelen, "--%s", opts[k].lng);
+		if (eq) {
+			if (!opts[k].has_value)
+				return fail(err, errlen, "%s takes no value", name);
+			*val = eq + 1;
+		}
+	} else {
+		if (s[2])
+			return fail(err, errlen, "unknown option '%s' (see berthctl --help)", s);
+		for (k = 0; k < NOPTS; k++)
+			if (opts[k].shrt && opts[k].shrt == s[1])
+				break;
+		if (k == NOPTS)
+			return fail(err, errlen, "unknown option '%s' (see berthctl --help)", s);
+		snprintf(name, namelen, "-%c", s[1]);
+	}
+	if (opts[k].has_value && !*val) {
+		if (*i + 1 >= argc)
+			return fail(err, errlen, "%s needs a value", name);
+		*val = argv[++*i];
+	}
+	*k_out = k;
+	return 0;
+}
+
+/* The verb's positional arguments: their number, DEVICE, DEPLOYMENT and N. */
+static int check_positionals(struct ctl_args *a, const char *const *pos, unsigned npos, char *err, size_t errlen)
+{
+	unsigned want = 0;
+	while (want < 3 && positionals[a->verb][want])
+		want++;
+	if (npos != want) {
+		if (npos < want)
+			return fail(err, errlen, "%s: missing %s (usage: berthctl %s%s%s%s%s%s%s)", verb_names[a->verb],
+				    positionals[a->verb][npos], verb_names[a->verb], want > 0 ? " " : "",
+				    want > 0 ? positionals[a->verb][0] : "", want > 1 ? " " : "",
+				    want > 1 ? positionals[a->verb][1] : "", want > 2 ? " " : "",
+				    want > 2 ? positionals[a->verb][2] : "");
+		return fail(err, errlen, "%s: unexpected argument '%s'", verb_names[a->verb], pos[want]);
+	}
+	if (want > 0) {
+		a->device = pos[0];
+		if (!valid_device(a->device))
+			return fail(err, errlen, "%s: DEVICE '%s' must be 1..63 characters without '/', '+', '#' or spaces",
+				    verb_names[a->verb], a->device);
+	}
+	switch (a->verb) {
+	case CTL_DEPLOY:
+		a->file = pos[1];
+		break;
+	case CTL_SCALE: {
+		uint64_t n;
+		if (!parse_u64(pos[2], 0, DEPLOY_MAX_REPLICAS - 1, &n))
+			return fail(err, errlen, "scale: N must be an integer 0..%d, got '%s'", DEPLOY_MAX_REPLICAS - 1,
+				    pos[2]);
+		a->replicas = (uint32_t)n;
+	}
+		__attribute__((fallthrough));
+	case CTL_RESTART:
+	case CTL_REMOVE:
+	case CTL_CHAOS:
+	case CTL_ROLLBACK:
+		a->deployment = pos[1];
+		if (!valid_deployment(a->deployment))
+			return fail(err, errlen, "%s: DEPLOYMENT '%s' must be 1..%d characters of a-z, 0-9 and '-'",
+				    verb_names[a->verb], a->deployment, DEPLOY_NAME_MAX - 1);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
 int ctl_args_parse(int argc, char *const argv[], struct ctl_args *a, char *err, size_t errlen)
 {
 	memset(a, 0, sizeof(*a));
@@ -316,37 +407,11 @@ int ctl_args_parse(int argc, char *const argv[], struct ctl_args *a, char *err, 
 		}
 		const char *val = NULL;
 		char name[40];
-		size_t k;
-		if (s[1] == '-') {
-			const char *eq = strchr(s + 2, '=');
-			size_t nl = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
-			for (k = 0; k < NOPTS; k++)
-				if (opts[k].lng && strlen(opts[k].lng) == nl && strncmp(opts[k].lng, s + 2, nl) == 0)
-					break;
-			if (k == NOPTS)
-				return fail(err, errlen, "unknown option '%.*s' (see berthctl --help)", (int)(nl + 2), s);
-			snprintf(name, sizeof(name), "--%s", opts[k].lng);
-			if (eq) {
-				if (!opts[k].has_value)
-					return fail(err, errlen, "%s takes no value", name);
-				val = eq + 1;
-			}
-		} else {
-			if (s[2])
-				return fail(err, errlen, "unknown option '%s' (see berthctl --help)", s);
-			for (k = 0; k < NOPTS; k++)
-				if (opts[k].shrt && opts[k].shrt == s[1])
-					break;
-			if (k == NOPTS)
-				return fail(err, errlen, "unknown option '%s' (see berthctl --help)", s);
-			snprintf(name, sizeof(name), "-%c", s[1]);
-		}
-		if (opts[k].has_value && !val) {
-			if (i + 1 >= argc)
-				return fail(err, errlen, "%s needs a value", name);
-			val = argv[++i];
-		}
-		int rc = apply_opt(a, opts[k].id, name, val, err, errlen);
+		size_t k = 0;
+		int rc = lookup_opt(argc, argv, &i, &k, &val, name, sizeof(name), err, errlen);
+		if (rc < 0)
+			return rc;
+		rc = apply_opt(a, opts[k].id, name, val, err, errlen);
 		if (rc < 0)
 			return rc;
 		if (rc > 0) /* --help, -V: nothing else matters */
@@ -363,47 +428,9 @@ int ctl_args_parse(int argc, char *const argv[], struct ctl_args *a, char *err, 
 		if (!opt_allowed(given[i], a->verb))
 			return fail(err, errlen, "%s: option --%s does not apply", verb_names[a->verb], given_name[i]);
 
-	unsigned want = 0;
-	while (want < 3 && positionals[a->verb][want])
-		want++;
-	if (npos != want) {
-		if (npos < want)
-			return fail(err, errlen, "%s: missing %s (usage: berthctl %s%s%s%s%s%s%s)", verb_names[a->verb],
-				    positionals[a->verb][npos], verb_names[a->verb], want > 0 ? " " : "",
-				    want > 0 ? positionals[a->verb][0] : "", want > 1 ? " " : "",
-				    want > 1 ? positionals[a->verb][1] : "", want > 2 ? " " : "",
-				    want > 2 ? positionals[a->verb][2] : "");
-		return fail(err, errlen, "%s: unexpected argument '%s'", verb_names[a->verb], pos[want]);
-	}
-	if (want > 0) {
-		a->device = pos[0];
-		if (!valid_device(a->device))
-			return fail(err, errlen, "%s: DEVICE '%s' must be 1..63 characters without '/', '+', '#' or spaces",
-				    verb_names[a->verb], a->device);
-	}
-	switch (a->verb) {
-	case CTL_DEPLOY:
-		a->file = pos[1];
-		break;
-	case CTL_SCALE: {
-		uint64_t n;
-		if (!parse_u64(pos[2], 0, DEPLOY_MAX_REPLICAS - 1, &n))
-			return fail(err, errlen, "scale: N must be an integer 0..%d, got '%s'", DEPLOY_MAX_REPLICAS - 1,
-				    pos[2]);
-		a->replicas = (uint32_t)n;
-	}
-		__attribute__((fallthrough));
-	case CTL_RESTART:
-	case CTL_REMOVE:
-	case CTL_CHAOS:
-		a->deployment = pos[1];
-		if (!valid_deployment(a->deployment))
-			return fail(err, errlen, "%s: DEPLOYMENT '%s' must be 1..%d characters of a-z, 0-9 and '-'",
-				    verb_names[a->verb], a->deployment, DEPLOY_NAME_MAX - 1);
-		break;
-	default:
-		break;
-	}
+	int prc = check_positionals(a, pos, npos, err, errlen);
+	if (prc < 0)
+		return prc;
 	if (a->verb == CTL_CHAOS && (!a->interval_s || !a->duration_s))
 		return fail(err, errlen, "chaos: --interval S and --duration S are required");
 	if (a->follow && a->count)

@@ -30,6 +30,7 @@ enum ctl_verb {
 	CTL_EVENTS,
 	CTL_TELEMETRY,
 	CTL_SITE,
+	CTL_ROLLBACK,
 };
 
 #define CTL_TIMEOUT_DEFAULT_MS 5000u

@@ -346,6 +346,89 @@ static void state_chaos(FILE *out, const cJSON *ch)
 		kills, skipped, rec, pend, mean, p95, max, failed);
 }
 
+/* The deployments table, then what needs the operator's attention. */
+static void state_deployments(FILE *out, const cJSON *deps)
+{
+	int ndeps = cJSON_IsArray(deps) ? cJSON_GetArraySize(deps) : 0;
+	fprintf(out, "\n");
+	if (ndeps == 0) {
+		fprintf(out, "no deployments\n");
+	} else {
+		struct table t = { .ncols = 8 };
+		table_row(&t, (const char *const[]){ "DEPLOYMENT", "CLASS", "READY/DESIRED", "MIN-MAX", "HEALTH", "CIRCUIT",
+						      "RESTARTS", "SLA" });
+		for (const cJSON *d = deps->child; d; d = d->next) {
+			char ready[16], desired[16], rd[40], lo[16], hi[16], mm[40], restarts[16], sla[16];
+			fmt_u(d, "replicas_ready", ready, sizeof(ready));
+			fmt_u(d, "replicas_desired", desired, sizeof(desired));
+			if (!strcmp(desired, "-"))
+				fmt_u(d, "replicas", desired, sizeof(desired));
+			snprintf(rd, sizeof(rd), "%s/%s", ready, desired);
+			fmt_u(d, "replicas_min", lo, sizeof(lo));
+			fmt_u(d, "replicas_max", hi, sizeof(hi));
+			if (!strcmp(lo, "-") && !strcmp(hi, "-"))
+				snprintf(mm, sizeof(mm), "-");
+			else
+				snprintf(mm, sizeof(mm), "%s-%s", lo, hi);
+			fmt_u(d, "restarts", restarts, sizeof(restarts));
+			const cJSON *slao = cJSON_GetObjectItemCaseSensitive(d, "sla");
+			double c = compliance_of(cJSON_GetObjectItemCaseSensitive(d, "sla_compliance"));
+			if (isnan(c))
+				c = compliance_of(slao);
+			fmt_pct(c, sla, sizeof(sla));
+			const char *cls = str(d, "sla_class");
+			if (!cls && cJSON_IsObject(slao))
+				cls = str(slao, "class");
+			table_row(&t, (const char *const[]){ str(d, "name"), cls, rd, mm, str(d, "health"), str(d, "circuit"),
+							      restarts, sla });
+		}
+		table_print(&t, out);
+		/* What needs the operator's attention, one line each. */
+		for (const cJSON *d = deps->child; d; d = d->next) {
+			const char *name = str(d, "name");
+			const char *last = str(d, "last_error");
+			if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "migration_needed")))
+				fprintf(out, "  %s: migration needed (local recovery keeps failing)\n", name ? name : "?");
+			if (last && last[0])
+				fprintf(out, "  %s: last error: %s\n", name ? name : "?", last);
+			const char *ist = str(d, "image_state");
+			if (ist && strcmp(ist, "present") != 0)
+				fprintf(out, "  %s: image %s is %s\n", name ? name : "?", str(d, "image") ? str(d, "image") : "?", ist);
+			const cJSON *lkg = cJSON_GetObjectItemCaseSensitive(d, "last_known_good");
+			const cJSON *rb = cJSON_GetObjectItemCaseSensitive(d, "last_rollback");
+			if (cJSON_IsObject(rb))
+				fprintf(out, "  %s: rolled back (%s) from %s to %s\n", name ? name : "?",
+					str(rb, "reason") ? str(rb, "reason") : "?", str(rb, "from_image") ? str(rb, "from_image") : "?",
+					str(rb, "to_image") ? str(rb, "to_image") : "?");
+			else if (cJSON_IsObject(lkg) && str(d, "image") && str(lkg, "image") &&
+				 strcmp(str(d, "image"), str(lkg, "image")) != 0)
+				fprintf(out, "  %s: last-known-good is %s\n", name ? name : "?", str(lkg, "image"));
+		}
+	}
+}
+
+/* SLA compliance per class: {"urgent":0.99,...} or {"urgent":{"compliance":..,"requests":..}}. */
+static void state_sla(FILE *out, const cJSON *sla)
+{
+	if (cJSON_IsObject(sla) && sla->child) {
+		struct table t = { .ncols = 6 };
+		fprintf(out, "\n");
+		table_row(&t, (const char *const[]){ "CLASS", "REQUESTS", "ON TIME", "LATE", "REFUSED", "COMPLIANCE" });
+		for (const cJSON *c = sla->child; c; c = c->next) {
+			char req[16] = "-", ontime[16] = "-", late[16] = "-", refused[16] = "-", comp[16];
+			if (cJSON_IsObject(c)) {
+				fmt_u(c, "requests", req, sizeof(req));
+				fmt_u(c, "on_time", ontime, sizeof(ontime));
+				fmt_u(c, "late", late, sizeof(late));
+				fmt_u(c, "refused", refused, sizeof(refused));
+			}
+			fmt_pct(compliance_of(c), comp, sizeof(comp));
+			table_row(&t, (const char *const[]){ c->string, req, ontime, late, refused, comp });
+		}
+		table_print(&t, out);
+	}
+}
+
 /* The site view: one line on the site, a table of members, one line per site deployment. */
 static void state_site(FILE *out, const cJSON *v)
 {
@@ -436,71 +519,8 @@ int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, co
 		fprintf(out, "engine: %s\n",
 			cJSON_IsString(engine) ? engine->valuestring : cJSON_IsTrue(engine) ? "available" : "unavailable");
 
-	const cJSON *deps = cJSON_GetObjectItemCaseSensitive(root, "deployments");
-	int ndeps = cJSON_IsArray(deps) ? cJSON_GetArraySize(deps) : 0;
-	fprintf(out, "\n");
-	if (ndeps == 0) {
-		fprintf(out, "no deployments\n");
-	} else {
-		struct table t = { .ncols = 8 };
-		table_row(&t, (const char *const[]){ "DEPLOYMENT", "CLASS", "READY/DESIRED", "MIN-MAX", "HEALTH", "CIRCUIT",
-						      "RESTARTS", "SLA" });
-		for (const cJSON *d = deps->child; d; d = d->next) {
-			char ready[16], desired[16], rd[40], lo[16], hi[16], mm[40], restarts[16], sla[16];
-			fmt_u(d, "replicas_ready", ready, sizeof(ready));
-			fmt_u(d, "replicas_desired", desired, sizeof(desired));
-			if (!strcmp(desired, "-"))
-				fmt_u(d, "replicas", desired, sizeof(desired));
-			snprintf(rd, sizeof(rd), "%s/%s", ready, desired);
-			fmt_u(d, "replicas_min", lo, sizeof(lo));
-			fmt_u(d, "replicas_max", hi, sizeof(hi));
-			if (!strcmp(lo, "-") && !strcmp(hi, "-"))
-				snprintf(mm, sizeof(mm), "-");
-			else
-				snprintf(mm, sizeof(mm), "%s-%s", lo, hi);
-			fmt_u(d, "restarts", restarts, sizeof(restarts));
-			const cJSON *slao = cJSON_GetObjectItemCaseSensitive(d, "sla");
-			double c = compliance_of(cJSON_GetObjectItemCaseSensitive(d, "sla_compliance"));
-			if (isnan(c))
-				c = compliance_of(slao);
-			fmt_pct(c, sla, sizeof(sla));
-			const char *cls = str(d, "sla_class");
-			if (!cls && cJSON_IsObject(slao))
-				cls = str(slao, "class");
-			table_row(&t, (const char *const[]){ str(d, "name"), cls, rd, mm, str(d, "health"), str(d, "circuit"),
-							      restarts, sla });
-		}
-		table_print(&t, out);
-		/* What needs the operator's attention, one line each. */
-		for (const cJSON *d = deps->child; d; d = d->next) {
-			const char *name = str(d, "name");
-			const char *last = str(d, "last_error");
-			if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "migration_needed")))
-				fprintf(out, "  %s: migration needed (local recovery keeps failing)\n", name ? name : "?");
-			if (last && last[0])
-				fprintf(out, "  %s: last error: %s\n", name ? name : "?", last);
-		}
-	}
-
-	/* SLA compliance per class: {"urgent":0.99,...} or {"urgent":{"compliance":..,"requests":..}}. */
-	const cJSON *sla = cJSON_GetObjectItemCaseSensitive(root, "sla");
-	if (cJSON_IsObject(sla) && sla->child) {
-		struct table t = { .ncols = 6 };
-		fprintf(out, "\n");
-		table_row(&t, (const char *const[]){ "CLASS", "REQUESTS", "ON TIME", "LATE", "REFUSED", "COMPLIANCE" });
-		for (const cJSON *c = sla->child; c; c = c->next) {
-			char req[16] = "-", ontime[16] = "-", late[16] = "-", refused[16] = "-", comp[16];
-			if (cJSON_IsObject(c)) {
-				fmt_u(c, "requests", req, sizeof(req));
-				fmt_u(c, "on_time", ontime, sizeof(ontime));
-				fmt_u(c, "late", late, sizeof(late));
-				fmt_u(c, "refused", refused, sizeof(refused));
-			}
-			fmt_pct(compliance_of(c), comp, sizeof(comp));
-			table_row(&t, (const char *const[]){ c->string, req, ontime, late, refused, comp });
-		}
-		table_print(&t, out);
-	}
+	state_deployments(out, cJSON_GetObjectItemCaseSensitive(root, "deployments"));
+	state_sla(out, cJSON_GetObjectItemCaseSensitive(root, "sla"));
 	state_chaos(out, cJSON_GetObjectItemCaseSensitive(root, "chaos"));
 	state_site(out, cJSON_GetObjectItemCaseSensitive(root, "site"));
 	cJSON_Delete(root);
@@ -549,6 +569,8 @@ int ctl_fmt_reply(FILE *out, FILE *err, const char *verb, const char *device, co
 		fprintf(out, "%s: %s scaled to %" PRId64 " replicas\n", device, dep, num_i64(r, "replicas", -1));
 	} else if (!strcmp(verb, "restart")) {
 		fprintf(out, "%s: %s is restarting\n", device, dep);
+	} else if (!strcmp(verb, "rollback")) {
+		fprintf(out, "%s: %s is rolling back to its last-known-good version\n", device, dep);
 	} else if (!strcmp(verb, "remove")) {
 		fprintf(out, "%s: %s removed\n", device, dep);
 	} else if (!strcmp(verb, "chaos")) {

@@ -16,9 +16,10 @@ static const char *const verb_names[CMD_NVERBS] = {
 	[CMD_RESTART] = "restart",         [CMD_REMOVE] = "remove",
 	[CMD_GET_STATE] = "get_state",     [CMD_SET_LOG_LEVEL] = "set_log_level",
 	[CMD_CHAOS] = "chaos",             [CMD_PING] = "ping",
+	[CMD_ROLLBACK] = "rollback",
 };
 
-#define VERB_LIST "deploy|scale|restart|remove|get_state|set_log_level|chaos|ping"
+#define VERB_LIST "deploy|scale|restart|remove|get_state|set_log_level|chaos|ping|rollback"
 
 const char *command_verb_name(enum command_verb v)
 {
@@ -222,6 +223,7 @@ static int parse_args(struct command *cmd, const cJSON *args, struct command_err
 		return 0;
 	case CMD_RESTART:
 	case CMD_REMOVE:
+	case CMD_ROLLBACK:
 		if ((rc = check_keys(args, "args.", "deployment", err)))
 			return rc;
 		return get_name(args, cmd->args.deployment, err);
@@ -268,6 +270,24 @@ static int parse_args(struct command *cmd, const cJSON *args, struct command_err
 	return set_err(err, "unknown_verb", "unknown verb");
 }
 
+/* The command's id: 1..COMMAND_ID_MAX characters of A-Z a-z 0-9 - _ . : */
+static int parse_id(const cJSON *root, struct command *cmd, struct command_error *err)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
+	if (!id)
+		return set_err(err, "missing_field", "id is missing");
+	if (!cJSON_IsString(id))
+		return set_err(err, "bad_type", "id must be a string, got %s", jsonutil_type_name(id));
+	size_t idlen = strlen(id->valuestring);
+	bool id_ok = idlen > 0 && idlen <= COMMAND_ID_MAX;
+	for (size_t i = 0; id_ok && i < idlen; i++)
+		id_ok = id_char_ok(id->valuestring[i]);
+	if (!id_ok)
+		return set_err(err, "bad_value", "id must be 1..%d characters of A-Z a-z 0-9 - _ . :", COMMAND_ID_MAX);
+	memcpy(cmd->id, id->valuestring, idlen + 1);
+	return 0;
+}
+
 int command_parse(const char *topic_verb, const char *payload, size_t len, struct command *cmd,
 		  struct command_error *err)
 {
@@ -278,24 +298,8 @@ int command_parse(const char *topic_verb, const char *payload, size_t len, struc
 		return -EINVAL;
 	int rc;
 	/* The id first, so that every later error reply can carry it. */
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
-	if (!id) {
-		rc = set_err(err, "missing_field", "id is missing");
+	if ((rc = parse_id(root, cmd, err)))
 		goto out;
-	}
-	if (!cJSON_IsString(id)) {
-		rc = set_err(err, "bad_type", "id must be a string, got %s", jsonutil_type_name(id));
-		goto out;
-	}
-	size_t idlen = strlen(id->valuestring);
-	bool id_ok = idlen > 0 && idlen <= COMMAND_ID_MAX;
-	for (size_t i = 0; id_ok && i < idlen; i++)
-		id_ok = id_char_ok(id->valuestring[i]);
-	if (!id_ok) {
-		rc = set_err(err, "bad_value", "id must be 1..%d characters of A-Z a-z 0-9 - _ . :", COMMAND_ID_MAX);
-		goto out;
-	}
-	memcpy(cmd->id, id->valuestring, idlen + 1);
 
 	if ((rc = check_keys(root, "", "id|verb|args|ts|schema", err)) || (rc = check_schema(root, err)))
 		goto out;

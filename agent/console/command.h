@@ -20,6 +20,7 @@ enum command_verb {
 	CMD_SET_LOG_LEVEL,
 	CMD_CHAOS,
 	CMD_PING,
+	CMD_ROLLBACK,
 	CMD_NVERBS
 };
 

@@ -17,7 +17,7 @@
 #include "agent/base/version.h"
 #include "hal/clock.h"
 
-#define LOG_TAG "sync"
+#define LOG_TAG "console"
 
 #define REPORT_CHECK_MS 1000   /* the reported state's structure is checked (and at most published) this often */
 #define REPORT_MAX 32768
@@ -62,6 +62,13 @@ static int report_publish(void *arg, const char *json, size_t len)
 {
 	struct console *s = arg;
 	return uplink_publish(s->up, s->t_reported, json, len, 1, true, NULL, 0, NULL);
+}
+
+/* The outbox's batches: QoS 1, not retained. */
+static int publish_batch(void *arg, const char *topic, const void *payload, size_t len, int *mid)
+{
+	struct console *s = arg;
+	return uplink_publish(s->up, topic, payload, len, 1, false, NULL, 0, mid);
 }
 
 static void on_connected(void *arg)
@@ -151,6 +158,31 @@ const char *console_topic(const struct console *s, const char *name)
 	return NULL;
 }
 
+/* The uplink's options from the broker config (strings borrowed from cfg and s). */
+static void uplink_options(const struct console *s, const struct berth_config *cfg, struct uplink_opts *uo)
+{
+	*uo = (struct uplink_opts){
+		.host = cfg->broker.host,
+		.port = cfg->broker.port,
+		.client_id = cfg->device_id,
+		.username = cfg->broker.username,
+		.password = cfg->broker.password,
+		.v5 = strcmp(cfg->broker.protocol, "v5") == 0,
+		.keepalive_s = cfg->broker.keepalive_s,
+		.reconnect_min_ms = (uint32_t)cfg->broker.reconnect_min_ms,
+		.reconnect_max_ms = (uint32_t)cfg->broker.reconnect_max_ms,
+		.tls = cfg->broker.tls.enabled,
+		.ca_file = cfg->broker.tls.ca_file,
+		.cert_file = cfg->broker.tls.cert_file,
+		.key_file = cfg->broker.tls.key_file,
+		.tls_insecure = cfg->broker.tls.insecure,
+		.will_topic = s->t_status,
+		.will_payload = s->will,
+		/* The forwarder's window plus room for replies and state. */
+		.max_queued = (uint32_t)cfg->telemetry.inflight_max + 16,
+	};
+}
+
 struct console *console_create(struct loop *l, struct store *st, const struct berth_config *cfg,
 			 const struct control_target_ops *ops, void *target_ctx)
 {
@@ -174,26 +206,6 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 	if (!s->ctl)
 		goto errout;
 
-	struct uplink_opts uo = {
-		.host = cfg->broker.host,
-		.port = cfg->broker.port,
-		.client_id = cfg->device_id,
-		.username = cfg->broker.username,
-		.password = cfg->broker.password,
-		.v5 = strcmp(cfg->broker.protocol, "v5") == 0,
-		.keepalive_s = cfg->broker.keepalive_s,
-		.reconnect_min_ms = (uint32_t)cfg->broker.reconnect_min_ms,
-		.reconnect_max_ms = (uint32_t)cfg->broker.reconnect_max_ms,
-		.tls = cfg->broker.tls.enabled,
-		.ca_file = cfg->broker.tls.ca_file,
-		.cert_file = cfg->broker.tls.cert_file,
-		.key_file = cfg->broker.tls.key_file,
-		.tls_insecure = cfg->broker.tls.insecure,
-		.will_topic = s->t_status,
-		.will_payload = s->will,
-		/* The forwarder's window plus room for replies and state. */
-		.max_queued = (uint32_t)cfg->telemetry.inflight_max + 16,
-	};
 	struct uplink_cbs ucbs = {
 		.connected = on_connected,
 		.disconnected = on_disconnected,
@@ -206,6 +218,8 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		return s;
 	}
 	/* The uplink connects on the loop's next turn, after the forwarder exists. */
+	struct uplink_opts uo;
+	uplink_options(s, cfg, &uo);
 	s->up = uplink_create(l, &uo, &ucbs);
 	if (!s->up)
 		goto errout;
@@ -216,7 +230,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
 		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
 	};
-	s->fwd = outbox_create(l, st, s->up, &fo);
+	s->fwd = outbox_create(l, st, publish_batch, s, &fo);
 	if (!s->fwd)
 		goto errout;
 	struct republish_opts ro = {
@@ -233,7 +247,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		goto errout;
 	return s;
 errout:
-	log_err("event=sync_create_failed");
+	log_err("event=console_create_failed");
 	console_destroy(s);
 	return NULL;
 }

@@ -1,6 +1,6 @@
 /* agent/console/console.h - the device's MQTT contract: topics, status with Last Will, reported state, commands, outbox drain. */
-#ifndef BERTH_SYNC_H
-#define BERTH_SYNC_H
+#ifndef BERTH_CONSOLE_H
+#define BERTH_CONSOLE_H
 
 #include <stdbool.h>
 

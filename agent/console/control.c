@@ -266,6 +266,12 @@ static int execute(struct control *c, struct command *cmd, struct command_error 
 			return unsupported(err, "restart");
 		snprintf(c->result, sizeof(c->result), "{\"deployment\":\"%s\",\"restarting\":true}", cmd->args.deployment);
 		return o->restart(c->tctx, cmd->args.deployment, err);
+	case CMD_ROLLBACK:
+		if (!o->rollback)
+			return unsupported(err, "rollback");
+		snprintf(c->result, sizeof(c->result), "{\"deployment\":\"%s\",\"rolled_back\":true}",
+			 cmd->args.deployment);
+		return o->rollback(c->tctx, cmd->args.deployment, err);
 	case CMD_REMOVE:
 		snprintf(c->result, sizeof(c->result), "{\"deployment\":\"%s\",\"removed\":true}", cmd->args.deployment);
 		return do_remove(c, cmd, err);

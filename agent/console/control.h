@@ -24,6 +24,8 @@ struct control_target_ops {
 	int (*scale)(void *ctx, const char *name, uint32_t replicas, struct command_error *err);
 	int (*restart)(void *ctx, const char *name, struct command_error *err);
 	int (*remove)(void *ctx, const char *name, struct command_error *err);
+	/* Rolls the deployment back to its last-known-good version (NULL: unsupported). */
+	int (*rollback)(void *ctx, const char *name, struct command_error *err);
 	int (*chaos)(void *ctx, const char *name, uint32_t interval_s, uint32_t duration_s, uint32_t min_running,
 		     struct command_error *err);
 	/* Writes the deployments' state as a JSON array into buf; returns its

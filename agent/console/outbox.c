@@ -10,10 +10,9 @@
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "agent/telemetry/store.h"
-#include "agent/console/uplink.h"
 #include "hal/clock.h"
 
-#define LOG_TAG "forward"
+#define LOG_TAG "outbox"
 
 #define MAX_ROWS_PER_MSG 2048
 #define REFUSED_PAUSE_US 5000000u
@@ -35,7 +34,8 @@ struct ack {
 struct outbox {
 	struct loop *loop;
 	struct store *st;
-	struct uplink *up;
+	outbox_publish_fn publish;
+	void *publish_arg;
 	char telemetry_topic[160];
 	char events_topic[160];
 	char device_id[64];
@@ -61,7 +61,8 @@ struct outbox {
 
 static void flush_acks(void *arg);
 
-struct outbox *outbox_create(struct loop *l, struct store *st, struct uplink *up, const struct outbox_opts *o)
+struct outbox *outbox_create(struct loop *l, struct store *st, outbox_publish_fn publish, void *arg,
+			     const struct outbox_opts *o)
 {
 	struct outbox *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -69,7 +70,8 @@ struct outbox *outbox_create(struct loop *l, struct store *st, struct uplink *up
 	f->loop = l;
 	loop_timer_init(&f->flush_timer, flush_acks, f);
 	f->st = st;
-	f->up = up;
+	f->publish = publish;
+	f->publish_arg = arg;
 	snprintf(f->telemetry_topic, sizeof(f->telemetry_topic), "%s", o->telemetry_topic);
 	snprintf(f->events_topic, sizeof(f->events_topic), "%s", o->events_topic);
 	snprintf(f->device_id, sizeof(f->device_id), "%s", o->device_id);
@@ -193,8 +195,8 @@ static bool send_one(struct outbox *f, enum lane lane)
 	f->buf[f->len++] = '}';
 	size_t plen = f->len - head_room + (size_t)hn;
 	int mid = 0;
-	int rc = uplink_publish(f->up, f->kind == STORE_EVENT ? f->events_topic : f->telemetry_topic, start, plen, 1,
-				false, NULL, 0, &mid);
+	int rc = f->publish(f->publish_arg, f->kind == STORE_EVENT ? f->events_topic : f->telemetry_topic, start, plen,
+			    &mid);
 	if (rc) {
 		if (rc != -ENOBUFS && rc != -ENOTCONN)
 			log_wrn("event=publish_failed err=%s lo=%" PRId64 " hi=%" PRId64, strerror(-rc), f->lo, f->hi);
@@ -212,7 +214,7 @@ static bool send_one(struct outbox *f, enum lane lane)
 
 void outbox_kick(struct outbox *f)
 {
-	if (!f->active || !uplink_connected(f->up))
+	if (!f->active)
 		return;
 	if (f->paused_until_us && hal_clock_now_us() < f->paused_until_us)
 		return;

@@ -1,6 +1,6 @@
 /* agent/console/outbox.h - drains the store's outbox to the broker: batches, QoS 1, bounded window, delete on PUBACK. */
-#ifndef BERTH_FORWARD_H
-#define BERTH_FORWARD_H
+#ifndef BERTH_OUTBOX_H
+#define BERTH_OUTBOX_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -8,8 +8,15 @@
 
 struct loop;
 struct store;
-struct uplink;
 struct outbox;
+
+/* How a message leaves: publishes payload (len bytes, valid during the call)
+ * on topic at QoS 1, not retained, and sets *mid, which
+ * outbox_on_published() is later called with. Returns 0, -ENOTCONN (not
+ * connected), -ENOBUFS (the link's queue is full: tried again on the next
+ * kick), or another negative errno (logged). The console passes the
+ * uplink's publish; the unit tests a recorder. */
+typedef int (*outbox_publish_fn)(void *arg, const char *topic, const void *payload, size_t len, int *mid);
 
 /* How the batches leave. Two lanes share the window of in-flight messages:
  *  - fresh: rows appended since the current connection came up, sent as soon
@@ -41,13 +48,17 @@ struct outbox_stats {
 };
 
 /* Buffers (batch_max_bytes and the window) are allocated once here.
- * loop, store and uplink are borrowed. Returns NULL on allocation failure.
+ * loop and store are borrowed; publish(arg, ...) sends (see above). Nothing
+ * is sent before outbox_on_connected(). Returns NULL on allocation failure.
  * Acknowledged ranges are deleted together, in one transaction at the end
  * of the loop iteration in which their PUBACKs arrived. */
-struct outbox *outbox_create(struct loop *l, struct store *st, struct uplink *up, const struct outbox_opts *o);
+struct outbox *outbox_create(struct loop *l, struct store *st, outbox_publish_fn publish, void *arg,
+			     const struct outbox_opts *o);
 void outbox_destroy(struct outbox *f);
 
-/* Hooks from the uplink's callbacks. */
+/* Hooks from the link's callbacks: connected (CONNACK), disconnected (every
+ * message in flight is forgotten and sent again once connected), published
+ * (the PUBACK of mid; reason >= 0x80: refused). */
 void outbox_on_connected(struct outbox *f);
 void outbox_on_disconnected(struct outbox *f);
 void outbox_on_published(struct outbox *f, int mid, int reason);

@@ -71,50 +71,6 @@ uint64_t reported_decided(const struct sched_class_stats *st)
 	return st->on_time + st->late + st->failed + sched_refused_total(st) + st->cancelled;
 }
 
-void reported_class_totals(const struct sched *s, struct sched_class_stats out[SLA_NCLASSES])
-{
-	memset(out, 0, sizeof(struct sched_class_stats) * SLA_NCLASSES);
-	if (!s)
-		return;
-	for (int m = 0; m < SCHED_MAX_MODELS; m++) {
-		struct sched_model_stats ms;
-		if (sched_model_stats(s, m, &ms) < 0)
-			continue;
-		for (unsigned c = 0; c < SLA_NCLASSES; c++) {
-			const struct sched_class_stats *a = &ms.cls[c];
-			struct sched_class_stats *o = &out[c];
-			o->offered += a->offered;
-			o->on_time += a->on_time;
-			o->late += a->late;
-			o->failed += a->failed;
-			for (unsigned r = 0; r < SCHED_NREFUSALS; r++)
-				o->refused[r] += a->refused[r];
-			o->cancelled += a->cancelled;
-			o->retries += a->retries;
-			o->preempted += a->preempted;
-			for (unsigned b = 0; b < SCHED_LAT_NBUCKETS; b++)
-				o->lat_bucket[b] += a->lat_bucket[b];
-			o->lat_sum_us += a->lat_sum_us;
-			o->service_sum_us += a->service_sum_us;
-			o->queued += a->queued;
-			o->running += a->running;
-		}
-	}
-}
-
-double reported_model_compliance(const struct sched *s, int model)
-{
-	struct sched_model_stats ms;
-	if (!s || model < 0 || sched_model_stats(s, model, &ms) < 0)
-		return NAN;
-	uint64_t on_time = 0, decided = 0;
-	for (unsigned c = 0; c < SLA_NCLASSES; c++) {
-		on_time += ms.cls[c].on_time;
-		decided += reported_decided(&ms.cls[c]);
-	}
-	return decided ? (double)on_time / (double)decided : NAN;
-}
-
 const char *reported_ratio_json(double r, char *buf, size_t len)
 {
 	if (!isfinite(r))
@@ -124,10 +80,8 @@ const char *reported_ratio_json(double r, char *buf, size_t len)
 	return buf;
 }
 
-int reported_sla_json(const struct sched *s, char *buf, size_t len)
+int reported_sla_json(const struct sched_class_stats tot[SLA_NCLASSES], char *buf, size_t len)
 {
-	struct sched_class_stats tot[SLA_NCLASSES];
-	reported_class_totals(s, tot);
 	size_t o = 0;
 	for (unsigned c = 0; c < SLA_NCLASSES; c++) {
 		const struct sched_class_stats *t = &tot[c];
@@ -137,7 +91,7 @@ int reported_sla_json(const struct sched *s, char *buf, size_t len)
 		int w = snprintf(buf + o, len - o,
 				 "%s\"%s\":{\"requests\":%" PRIu64 ",\"on_time\":%" PRIu64 ",\"late\":%" PRIu64
 				 ",\"failed\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"compliance\":%s}",
-				 c ? "," : "{", sched_class_name((enum sla_class)c), t->offered, t->on_time, t->late,
+				 c ? "," : "{", sla_class_name((enum sla_class)c), t->offered, t->on_time, t->late,
 				 t->failed, sched_refused_total(t), comp);
 		if (w < 0 || (size_t)w >= len - o)
 			return -ENOSPC;
@@ -221,22 +175,22 @@ static void refused_json(struct collector_buf *b, const struct sched_class_stats
 void reported_scheduler_source(void *arg, struct collector_buf *b)
 {
 	struct reported *f = arg;
-	struct sched *s = f->d ? dispatch_sched(f->d) : NULL;
-	if (!s) {
+	if (!f->d) {
 		collector_buf_printf(b, "{}");
 		return;
 	}
 	uint64_t now_us = hal_clock_now_us();
+	struct dispatch_load ld;
+	dispatch_load(f->d, now_us, &ld);
 	collector_buf_printf(b, "{\"policy\":\"%s\",\"slots\":%u,\"slots_busy\":%u,\"backlog_ms\":%u,\"models\":[",
-			     sched_policy_name(sched_policy(s)), sched_slots(s), sched_slots_busy(s),
-			     sched_backlog_ms(s, now_us));
+			     ld.policy, ld.slots, ld.slots_busy, ld.backlog_ms);
 	size_t end = budget_end(b, FIGURES_SCHEDULER_BUDGET);
 	uint64_t truncated = 0;
 	unsigned n = 0;
 	for (int m = 0; m < SCHED_MAX_MODELS; m++) {
 		struct sched_model_stats ms;
-		const char *name = sched_model_name(s, m);
-		if (!name || sched_model_stats(s, m, &ms) < 0)
+		const char *name = dispatch_model_name(f->d, m);
+		if (!name || dispatch_model_stats(f->d, m, &ms) < 0)
 			continue;
 		char esc[2 * DEPLOY_NAME_MAX + 8];
 		events_json_escape(name, esc, sizeof(esc));
@@ -259,7 +213,7 @@ void reported_scheduler_source(void *arg, struct collector_buf *b)
 					     "%s{\"model\":\"%s\",\"class\":\"%s\",\"requests\":%" PRIu64 ",\"on_time\":%" PRIu64
 					     ",\"late\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"cancelled\":%" PRIu64
 					     ",\"refused\":",
-					     n ? "," : "", esc, sched_class_name((enum sla_class)c), st->offered, st->on_time,
+					     n ? "," : "", esc, sla_class_name((enum sla_class)c), st->offered, st->on_time,
 					     st->late, st->failed, st->cancelled);
 			refused_json(b, st);
 			collector_buf_printf(b,

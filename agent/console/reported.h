@@ -1,6 +1,6 @@
 /* agent/console/reported.h - telemetry sources of the scheduler and of the replicas' metrics, and SLA summaries for the reported state. */
-#ifndef BERTH_FIGURES_H
-#define BERTH_FIGURES_H
+#ifndef BERTH_REPORTED_H
+#define BERTH_REPORTED_H
 
 /*
  * Contract
@@ -63,21 +63,15 @@ double reported_percentile_ms(const uint64_t counts[SCHED_LAT_NBUCKETS], double 
 /* Requests decided (on time + late + failed + refused + cancelled). */
 uint64_t reported_decided(const struct sched_class_stats *st);
 
-/* Sums st's counters of every model into per-class totals (gauges too). */
-void reported_class_totals(const struct sched *s, struct sched_class_stats out[SLA_NCLASSES]);
-
-/* SLA compliance of model over all classes since start: on_time / decided,
- * NAN when nothing was decided or the model is unknown (no figure yet). */
-double reported_model_compliance(const struct sched *s, int model);
-
 /* A ratio as a JSON value into buf: "%.4f", or null when r is not finite
  * (NAN: nothing to measure yet). Returns buf. */
 const char *reported_ratio_json(double r, char *buf, size_t len);
 
-/* Writes the reported state's "sla" object: per class requests, on_time,
+/* Writes the reported state's "sla" object from the per-class totals
+ * (dispatch_class_totals): per class requests, on_time,
  * late, failed, refused, compliance (every class present; compliance null
  * while the class has no request decided). Returns the
  * length or -ENOSPC. */
-int reported_sla_json(const struct sched *s, char *buf, size_t len) __attribute__((warn_unused_result));
+int reported_sla_json(const struct sched_class_stats tot[SLA_NCLASSES], char *buf, size_t len) __attribute__((warn_unused_result));
 
 #endif

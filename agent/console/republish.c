@@ -7,7 +7,7 @@
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 
-#define LOG_TAG "report"
+#define LOG_TAG "republish"
 
 #define DEFAULT_CHECK_MS 1000u
 

@@ -1,6 +1,6 @@
 /* agent/console/republish.h - when the retained reported state is published: structure changes promptly, figures now and then. */
-#ifndef BERTH_REPORTER_H
-#define BERTH_REPORTER_H
+#ifndef BERTH_REPUBLISH_H
+#define BERTH_REPUBLISH_H
 
 #include <stdbool.h>
 #include <stddef.h>

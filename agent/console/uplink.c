@@ -10,6 +10,7 @@
 
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
+#include "agent/base/prng.h"
 #include "hal/clock.h"
 
 #define LOG_TAG "uplink"
@@ -35,11 +36,10 @@ struct uplink {
 	bool attempt_noted;           /* this attempt's failure is in stats.last_error */
 	uint64_t attempt_started_us;
 	uint32_t unacked;
-	uint32_t rng;
+	struct prng rng;              /* reconnect jitter, seeded per device so a fleet does not retry in step */
 	struct loop_timer retry_timer;
 	struct loop_timer misc_timer;
 	struct uplink_stats stats;
-	int in_dispatch;              /* >0 while inside libmosquitto calls */
 };
 
 static int lib_refs;
@@ -54,16 +54,6 @@ uint32_t uplink_backoff_ms(uint32_t attempt, uint32_t min_ms, uint32_t max_ms, u
 	if (cap < UPLINK_BACKOFF_FLOOR_MS)
 		cap = UPLINK_BACKOFF_FLOOR_MS;
 	return UPLINK_BACKOFF_FLOOR_MS + (uint32_t)((uint64_t)rnd % (cap - UPLINK_BACKOFF_FLOOR_MS + 1));
-}
-
-static uint32_t next_rand(struct uplink *u)
-{
-	/* xorshift32: seeded per device so a fleet does not retry in step. */
-	uint32_t x = u->rng;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return u->rng = x;
 }
 
 static int map_mosq(int rc)
@@ -294,7 +284,7 @@ static void attempt(void *arg)
 
 static void schedule_retry(struct uplink *u)
 {
-	uint32_t d = uplink_backoff_ms(u->stats.attempt, u->min_ms, u->max_ms, next_rand(u));
+	uint32_t d = uplink_backoff_ms(u->stats.attempt, u->min_ms, u->max_ms, (uint32_t)(prng_next(&u->rng) >> 32));
 	if (u->stats.attempt < 31)
 		u->stats.attempt++;
 	u->stats.next_retry_ms = d;
@@ -370,10 +360,10 @@ struct uplink *uplink_create(struct loop *l, const struct uplink_opts *o, const 
 	u->want_v5 = o->v5;
 	u->tls = o->tls;
 	u->tls_insecure = o->tls_insecure;
-	uint32_t seed = (uint32_t)hal_clock_now_us() ^ (uint32_t)hal_clock_wall_ms();
+	uint64_t seed = hal_clock_now_us() ^ (uint64_t)hal_clock_wall_ms();
 	for (const char *p = u->client_id; *p; p++)
-		seed = seed * 16777619u ^ (uint8_t)*p;
-	u->rng = seed ? seed : 0x9e3779b9u;
+		seed = seed * 1099511628211ull ^ (uint8_t)*p;
+	prng_seed(&u->rng, seed);
 	loop_timer_init(&u->retry_timer, attempt, u);
 	loop_timer_init(&u->misc_timer, on_misc, u);
 	if (lib_refs++ == 0)

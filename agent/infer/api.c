@@ -1,42 +1,32 @@
 /* agent/infer/api.c - the local HTTP API on libmicrohttpd, driven from berth's loop (no MHD thread). */
 #include "agent/infer/api.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #if IS_ENABLED(CONFIG_LOCAL_API)
 #include <microhttpd.h>
 #endif
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "agent/infer/dispatch.h"
 #include "agent/base/jsonutil.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "hal/clock.h"
+#include "hal/invoke.h"
+#include "hal/net.h"
 
 #define LOG_TAG "api"
 
 #define API_MAX_DAEMONS 2            /* TCP and unix socket */
 #define API_SCRATCH_INITIAL (64 * 1024)
 #define API_LISTEN_BACKLOG 128
+#define API_UNIX_MODE 0660             /* owner and group may connect */
 
 /* --- pure helpers ---------------------------------------------------------- */
-
-static const char *const class_names[SLA_NCLASSES] = { "urgent", "normal", "batch" };
-
-const char *api_class_name(enum sla_class cls)
-{
-	return (unsigned)cls < SLA_NCLASSES ? class_names[cls] : "?";
-}
 
 static int copy_model(const char *s, size_t n, struct api_route *route)
 {
@@ -125,13 +115,11 @@ int api_parse_class(const char *value, enum sla_class *cls)
 	size_t n = strlen(value);
 	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
 		n--;
-	for (unsigned i = 0; i < SLA_NCLASSES; i++) {
-		if (strlen(class_names[i]) == n && strncasecmp(value, class_names[i], n) == 0) {
-			*cls = (enum sla_class)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	int k = sla_class_parse(value, n, true);
+	if (k < 0)
+		return k;
+	*cls = (enum sla_class)k;
+	return 0;
 }
 
 /* Appends s as a JSON string (quoted, escaped). */
@@ -600,7 +588,8 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 	c->req.cls = head.cls;
 	c->req.arrival_us = now_us;
 	c->req.deadline_us = now_us + (uint64_t)head.deadline_ms * 1000u;
-	const char *cost = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms");
+	/* The sim port's simulated service time; production ignores the header. */
+	const char *cost = hal_invoke_cost_hints() ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms") : NULL;
 	if (cost)
 		c->req.cost_hint_ms = (uint32_t)strtoul(cost, NULL, 10);
 	*con_cls = c;
@@ -700,64 +689,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_wrn("event=mhd_error msg=\"%s\"", msg);
 }
 
-static int open_tcp(const char *addr, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	int family;
-	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-		family = AF_INET;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		sl = sizeof(*s4);
-	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-		family = AF_INET6;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		sl = sizeof(*s6);
-	} else {
-		return -EINVAL;
-	}
-	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
-static int open_unix(const char *path)
-{
-	struct sockaddr_un sun;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sun.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	/* A socket left by a previous run would make bind fail; replace only sockets. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		(void)unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	(void)chmod(path, 0660);
-	return fd;
-}
-
 static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned nlisteners)
 {
 	struct api_daemon *ad = &a->daemons[a->ndaemons];
@@ -774,7 +705,7 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 				   MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
 				   MHD_OPTION_END);
 	if (!ad->mhd) {
-		close(listen_fd);
+		hal_net_close(listen_fd);
 		log_err("event=listen_failed on=%s err=\"MHD_start_daemon failed\"", what);
 		return -EIO;
 	}
@@ -816,7 +747,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
 	unsigned nlisteners = (cfg->port ? 1u : 0u) + (want_unix ? 1u : 0u);
 	if (cfg->port) {
-		int fd = open_tcp(cfg->listen, cfg->port);
+		int fd = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG);
 		if (fd < 0) {
 			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd));
 			goto errout;
@@ -827,7 +758,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	}
 	if (want_unix) {
 		snprintf(a->unix_path, sizeof(a->unix_path), "%s", cfg->unix_socket);
-		int fd = open_unix(cfg->unix_socket);
+		int fd = hal_net_listen_unix(cfg->unix_socket, API_UNIX_MODE, API_LISTEN_BACKLOG);
 		if (fd < 0) {
 			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd));
 			a->unix_path[0] = '\0';
@@ -872,10 +803,10 @@ void api_destroy(struct api *a)
 		MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
 		MHD_stop_daemon(ad->mhd);
 		if (lfd != MHD_INVALID_SOCKET)
-			close(lfd);
+			hal_net_close(lfd);
 	}
 	if (a->unix_path[0])
-		(void)unlink(a->unix_path);
+		hal_net_unlink_unix(a->unix_path);
 	for (unsigned i = 0; i < CONFIG_API_MAX_CONNECTIONS; i++)
 		free(a->ctx[i].body);
 	if (a->dispatch)

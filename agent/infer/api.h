@@ -70,7 +70,6 @@ int api_parse_deadline_ms(const char *value, uint32_t *deadline_ms)
 int api_parse_class(const char *value, enum sla_class *cls)
 	__attribute__((warn_unused_result));
 
-const char *api_class_name(enum sla_class cls);
 
 /* Formats a JSON error body {"error":msg[,"reason":reason][,"header":header]
  * [,"model":model][,"retry_after_s":n]}; NULL/"" members and retry_after_s 0

@@ -6,9 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/infer/sched.h"
 #include "agent/model/deploy.h"
-
-struct sched;
 
 struct loop;
 struct hal_invoke;
@@ -41,7 +40,7 @@ struct dispatch_req {
 	const void *body;            /* borrowed until done */
 	size_t body_len;
 	const char *content_type;    /* borrowed until done; NULL: none */
-	uint32_t cost_hint_ms;       /* sim port only; 0 */
+	uint32_t cost_hint_ms;       /* 0; X-Cost-Ms when the port honours it (hal_invoke_cost_hints: sim only) */
 
 	/* filled before done runs (or when dispatch_submit refuses) */
 	enum dispatch_reason reason;
@@ -163,7 +162,30 @@ struct dispatch_replica_stats {
 /* Returns 0 or -ENOENT. */
 int dispatch_replica_stats(const struct dispatch *d, int model, unsigned index, struct dispatch_replica_stats *st);
 
-/* The scheduler behind the dispatcher (figures, tests). */
+/* The scheduler's figures, read through the dispatcher (the only way code
+ * outside agent/infer/ reads them; d may be NULL: nothing). */
+/* Name of model index, NULL when none. */
+const char *dispatch_model_name(const struct dispatch *d, int model);
+/* Cumulative counters of model since start. Returns 0 or -ENOENT. */
+int dispatch_model_stats(const struct dispatch *d, int model, struct sched_model_stats *out);
+/* Counters since the previous take (sched_window_take). Returns 0 or -ENOENT. */
+int dispatch_window_take(struct dispatch *d, int model, uint64_t now_us, struct sched_window *out);
+/* Every model's counters summed per class (zeros when d is NULL). */
+void dispatch_class_totals(const struct dispatch *d, struct sched_class_stats out[SLA_NCLASSES]);
+/* SLA compliance of model over every class since start; NAN when none decided. */
+double dispatch_model_compliance(const struct dispatch *d, int model);
+/* Whether the scheduler holds a request of the replica paused (edf-preempt). */
+bool dispatch_replica_paused(const struct dispatch *d, int model, unsigned index);
+struct dispatch_load {
+	const char *policy;          /* static string */
+	unsigned slots, slots_busy;
+	uint32_t backlog_ms;         /* queued work ahead of a new request */
+};
+/* The scheduler's policy, slots and backlog now (d not NULL). */
+void dispatch_load(const struct dispatch *d, uint64_t now_us, struct dispatch_load *out);
+
+/* The scheduler behind the dispatcher: for agent/infer/ and its unit tests
+ * only (scripts/check-layering.sh holds everyone else to the calls above). */
 struct sched *dispatch_sched(const struct dispatch *d);
 
 /* Renders every counter in Prometheus text format (version 0.0.4) into buf.

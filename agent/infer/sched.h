@@ -101,10 +101,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "agent/model/deploy.h"
+#include "agent/model/sla.h"
 
-#define SCHED_MAX_MODELS DEPLOY_MAX
-#define SCHED_MAX_REPLICAS DEPLOY_MAX_REPLICAS
+/* The scheduler's own bounds; the dispatcher checks at build time that they
+ * match the deployment spec's (DEPLOY_MAX, DEPLOY_MAX_REPLICAS, DEPLOY_NAME_MAX). */
+#define SCHED_MAX_MODELS 16
+#define SCHED_MAX_REPLICAS 16
+#define SCHED_NAME_MAX 48            /* model name, NUL included */
 #define SCHED_EST_RING 64            /* completions kept per model for the percentile */
 #define SCHED_EST_PCT 90             /* percentile of the ring used as a request's service estimate */
 #define SCHED_EST_MIN_SAMPLES 8      /* below this, EWMA / initial estimate */
@@ -145,10 +148,6 @@ const char *sched_policy_name(enum sched_policy p);
 int sched_policy_parse(const char *s);
 /* "deadline_infeasible", "queue_full", "no_ready_replica", "breaker_open" ("none"). */
 const char *sched_refusal_name(enum sched_refusal r);
-/* "urgent", "normal", "batch". */
-const char *sched_class_name(enum sla_class c);
-/* Returns the class or -EINVAL. */
-int sched_class_parse(const char *s);
 
 /* Upper bounds (inclusive, microseconds) of the latency histogram buckets;
  * the last bucket is +Inf (its bound is UINT64_MAX). Buckets: 1, 2, 5, 10,
@@ -351,6 +350,11 @@ struct sched_model_stats {
 double sched_compliance(const struct sched_class_stats *st);
 /* Total refusals of st (all reasons). */
 uint64_t sched_refused_total(const struct sched_class_stats *st);
+/* Every model's counters of s summed per class (gauges too); zeros when s is NULL. */
+void sched_class_totals(const struct sched *s, struct sched_class_stats out[SLA_NCLASSES]);
+/* SLA compliance of model over every class since start: on_time / decided,
+ * NAN when nothing was decided, the model is unknown or s is NULL. */
+double sched_model_compliance(const struct sched *s, int model);
 
 /* Cumulative counters of model since sched_create (never reset), with the
  * gauges current. Returns 0 or -ENOENT. */

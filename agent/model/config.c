@@ -124,6 +124,17 @@ static const struct cfg_key keys[] = {
 	INT("site.failover_ms", site.failover_ms, 500, 60000, "3000"),
 	INT("site.lease_ms", site.lease_ms, 200, 60000, "2000"),
 	INT("site.election_timeout_ms", site.election_timeout_ms, 100, 10000, "1000"),
+	STR("images.registries", images.registries, false, ""),
+	STR("images.credentials_file", images.credentials_file, false, ""),
+	INT("images.budget_mb", images.budget_mb, 0, 16777216, "0"),
+	INT("images.budget_pct", images.budget_pct, 0, 95, "0"),
+	STR("images.engine_dir", images.engine_dir, false, "/var/lib/containers"),
+	BOOL("images.remove_foreign", images.remove_foreign, "false"),
+	INT("images.pull_stall_s", images.pull_stall_s, 5, 3600, "60"),
+	INT("images.gc_interval_s", images.gc_interval_s, 10, 86400, "300"),
+	BOOL("images.rollback", images.rollback, "true"),
+	INT("images.lkg_stable_s", images.lkg_stable_s, 1, 86400, "60"),
+	INT("images.rollout_window_s", images.rollout_window_s, 5, 3600, "120"),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -409,6 +420,29 @@ static int cross_check(const struct berth_config *cfg, struct config_error *err)
 	if (cfg->broker.tls.enabled && !IS_ENABLED(CONFIG_TLS)) {
 		set_err(err, "broker.tls.enabled", "this build has no TLS support (CONFIG_TLS)");
 		return -EINVAL;
+	}
+	if (cfg->images.budget_mb && cfg->images.budget_pct) {
+		set_err(err, "images.budget_pct", "give images.budget_mb or images.budget_pct, not both");
+		return -EINVAL;
+	}
+	for (const char *h = cfg->images.registries; *h;) {
+		size_t n = strcspn(h, ",");
+		char one[160];
+		if (!n || n >= sizeof(one)) {
+			set_err(err, "images.registries", "an empty or over-long entry (a comma-separated list of host[:port])");
+			return -EINVAL;
+		}
+		memcpy(one, h, n);
+		one[n] = '\0';
+		for (size_t i = 0; i < n; i++) {
+			char ch = one[i];
+			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+			      ch == '-' || ch == ':')) {
+				set_err(err, "images.registries", "\"%s\" is not a host[:port]", one);
+				return -EINVAL;
+			}
+		}
+		h += n + (h[n] == ',');
 	}
 	if (cfg->api.enabled && !IS_ENABLED(CONFIG_LOCAL_API)) {
 		set_err(err, "api.enabled", "this build has no local API (CONFIG_LOCAL_API)");

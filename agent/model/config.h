@@ -103,6 +103,20 @@ struct berth_config {
 		int duration_s;
 		int min_running;
 	} chaos;
+
+	struct {
+		char registries[1024];      /* "host[:port],..." the gateway may pull from */
+		char credentials_file[CONFIG_STR_MAX]; /* root-only JSON: registries.HOST.username/password */
+		int budget_mb;              /* images on disk at most this (0: no byte budget) */
+		int budget_pct;             /* ... or this share of engine_dir's filesystem (0: none) */
+		char engine_dir[CONFIG_STR_MAX]; /* where the engine keeps images (for budget_pct) */
+		bool remove_foreign;        /* the budget may remove images berth did not pull */
+		int pull_stall_s;           /* a pull silent this long fails and is retried */
+		int gc_interval_s;
+		bool rollback;              /* roll a failing new version back to the last-known-good */
+		int lkg_stable_s;           /* ready this long makes a version last-known-good */
+		int rollout_window_s;       /* a new version not ready within this fails */
+	} images;
 };
 
 /* Where an error was found, for a message that names it. */

@@ -1,5 +1,6 @@
 /* agent/model/deploy.c - parsing, validation, canonical hash and JSON form of the deployment spec. */
 #include "agent/model/deploy.h"
+#include "agent/model/imageref.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -333,49 +334,13 @@ static int parse_probe(struct pctx *c, const cJSON *root, const char *key, struc
 	return 0;
 }
 
-static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct deploy_spec *d)
+/* replicas: an integer (min = max = desired) or {min, max, desired}. */
+static int parse_replicas(struct pctx *c, const cJSON *o, struct deploy_spec *d)
 {
-	static const char *const keys[] = { "name", "image", "cmd", "env", "replicas", "resources", "sla",
-					    "inference", "liveness", "readiness", "restart", "startup_ms", "placement", NULL };
-	static const char *const plkeys[] = { "scope", "replicas", "spread", NULL };
 	static const char *const rkeys[] = { "min", "max", "desired", NULL };
-	static const char *const reskeys[] = { "cpu", "memory", NULL };
-	static const char *const slakeys[] = { "class", "deadline_ms", NULL };
-	static const char *const infkeys[] = { "port", "concurrency", NULL };
-	static const char *const rskeys[] = { "policy", "backoff_initial_ms", "backoff_max_ms", "reset_after_ms",
-					      NULL };
-	char where[32];
 	const cJSON *v;
 	int rc;
 
-	memset(d, 0, sizeof(*d));
-	snprintf(where, sizeof(where), "deployments[%u]", idx);
-	if (!cJSON_IsObject(o))
-		return fail(c, where, "expected an object, got %s", jsonutil_type_name(o));
-	v = cJSON_GetObjectItemCaseSensitive(o, "name");
-	char nf[48];
-	snprintf(nf, sizeof(nf), "%s.name", where);
-	if (!v)
-		return fail(c, nf, "required field is missing");
-	if (!cJSON_IsString(v))
-		return fail(c, nf, "expected a string, got %s", jsonutil_type_name(v));
-	if (!valid_name(v->valuestring))
-		return fail(c, nf, "\"%.48s\" is not a valid name (1-%d of a-z 0-9 -, not starting or ending with -)",
-			    v->valuestring, DEPLOY_NAME_MAX - 1);
-	strcpy(d->name, v->valuestring);
-	c->dep = d->name;
-
-	if ((rc = check_keys(c, o, "", keys)))
-		return rc;
-	if ((rc = get_str(c, o, "image", "", d->image, sizeof(d->image), true)))
-		return rc;
-	if ((v = cJSON_GetObjectItemCaseSensitive(o, "cmd")) &&
-	    (rc = get_argv(c, v, "cmd", &d->cmd[0][0], sizeof(d->cmd[0]), DEPLOY_MAX_ARGS)))
-		return rc;
-	if ((v = cJSON_GetObjectItemCaseSensitive(o, "env")) && (rc = parse_env(c, v, d)))
-		return rc;
-
-	/* replicas: an integer (min = max = desired) or {min, max, desired}. */
 	d->replicas_min = 1;
 	d->replicas_max = 0;
 	d->replicas = 0;
@@ -409,6 +374,14 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 	} else {
 		d->replicas_max = d->replicas = 1;
 	}
+	return 0;
+}
+
+static int parse_resources(struct pctx *c, const cJSON *o, struct deploy_spec *d)
+{
+	static const char *const reskeys[] = { "cpu", "memory", NULL };
+	const cJSON *v;
+	int rc;
 
 	const cJSON *res;
 	if ((rc = get_obj(c, o, "resources", "", &res)))
@@ -421,6 +394,13 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 		if ((v = cJSON_GetObjectItemCaseSensitive(res, "memory")) && (rc = parse_mem(c, v, &d->mem_bytes)))
 			return rc;
 	}
+	return 0;
+}
+
+static int parse_sla(struct pctx *c, const cJSON *o, struct deploy_spec *d)
+{
+	static const char *const slakeys[] = { "class", "deadline_ms", NULL };
+	int rc;
 
 	const cJSON *sla;
 	d->sla_class = SLA_NORMAL;
@@ -428,20 +408,24 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 	if ((rc = get_obj(c, o, "sla", "", &sla)))
 		return rc;
 	if (sla) {
-		char cls[16] = "normal";
+		char cls[16];
+		snprintf(cls, sizeof(cls), "%s", sla_class_name(SLA_NORMAL));
 		if ((rc = check_keys(c, sla, "sla", slakeys)) ||
 		    (rc = get_str(c, sla, "class", "sla", cls, sizeof(cls), false)) ||
 		    (rc = get_u32(c, sla, "deadline_ms", "sla", 1, 3600000, &d->deadline_ms)))
 			return rc;
-		if (!strcmp(cls, "urgent"))
-			d->sla_class = SLA_URGENT;
-		else if (!strcmp(cls, "normal"))
-			d->sla_class = SLA_NORMAL;
-		else if (!strcmp(cls, "batch"))
-			d->sla_class = SLA_BATCH;
-		else
+		int k = sla_class_parse(cls, strlen(cls), false);
+		if (k < 0)
 			return fail(c, "sla.class", "\"%s\" is not one of urgent|normal|batch", cls);
+		d->sla_class = (enum sla_class)k;
 	}
+	return 0;
+}
+
+static int parse_inference(struct pctx *c, const cJSON *o, struct deploy_spec *d)
+{
+	static const char *const infkeys[] = { "port", "concurrency", NULL };
+	int rc;
 
 	const cJSON *inf;
 	uint64_t port = DEF_PORT;
@@ -459,10 +443,14 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 		return fail(c, "inference.port", "%u + replicas.max (%u) passes 65535", (unsigned)port,
 			    d->replicas_max);
 	d->port_base = (uint16_t)port;
+	return 0;
+}
 
-	if ((rc = parse_probe(c, o, "liveness", &d->liveness, true)) ||
-	    (rc = parse_probe(c, o, "readiness", &d->readiness, false)))
-		return rc;
+static int parse_restart(struct pctx *c, const cJSON *o, struct deploy_spec *d)
+{
+	static const char *const rskeys[] = { "policy", "backoff_initial_ms", "backoff_max_ms", "reset_after_ms",
+					      NULL };
+	int rc;
 
 	const cJSON *rs;
 	d->restart = RESTART_ALWAYS;
@@ -491,32 +479,107 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 			return fail(c, "restart.backoff_initial_ms", "%u is above restart.backoff_max_ms (%u)",
 				    d->backoff_initial_ms, d->backoff_max_ms);
 	}
+	return 0;
+}
+
+/* image: a reference checked by imageref_parse; image_pull_policy: when it is pulled. */
+static int parse_image(struct pctx *c, const cJSON *o, struct deploy_spec *d)
+{
+	int rc;
+	if ((rc = get_str(c, o, "image", "", d->image, sizeof(d->image), true)))
+		return rc;
+	struct imageref ref;
+	char why[128];
+	if (imageref_parse(d->image, &ref, why, sizeof(why)))
+		return fail(c, "image", "\"%.64s\": %s", d->image, why);
+	char pull[16] = "if-not-present";
+	if ((rc = get_str(c, o, "image_pull_policy", "", pull, sizeof(pull), false)))
+		return rc;
+	if (!strcmp(pull, "if-not-present"))
+		d->pull_policy = PULL_IF_NOT_PRESENT;
+	else if (!strcmp(pull, "always"))
+		d->pull_policy = PULL_ALWAYS;
+	else if (!strcmp(pull, "never"))
+		d->pull_policy = PULL_NEVER;
+	else
+		return fail(c, "image_pull_policy", "\"%s\" is not one of always|if-not-present|never", pull);
+	return 0;
+}
+
+/* placement: {"scope": "node"|"site", "replicas": N, "spread": bool} (docs/site.md). */
+static int parse_placement(struct pctx *c, const cJSON *o, struct deploy_spec *d)
+{
+	static const char *const plkeys[] = { "scope", "replicas", "spread", NULL };
+	const cJSON *pl;
+	int rc;
+	if ((rc = get_obj(c, o, "placement", "", &pl)) || !pl)
+		return rc;
+	char scope[8] = "node";
+	if ((rc = check_keys(c, pl, "placement", plkeys)) ||
+	    (rc = get_str(c, pl, "scope", "placement", scope, sizeof(scope), false)))
+		return rc;
+	if (!strcmp(scope, "site"))
+		d->scope = DEPLOY_SCOPE_SITE;
+	else if (strcmp(scope, "node"))
+		return fail(c, "placement.scope", "\"%s\" is not one of node|site", scope);
+	const cJSON *sp = cJSON_GetObjectItemCaseSensitive(pl, "spread");
+	if (sp && !cJSON_IsBool(sp))
+		return fail(c, "placement.spread", "expected a boolean, got %s", jsonutil_type_name(sp));
+	d->spread = sp && cJSON_IsTrue(sp);
+	d->site_replicas = d->replicas;
+	if ((rc = get_u32(c, pl, "replicas", "placement", 0, DEPLOY_MAX_REPLICAS - 1, &d->site_replicas)))
+		return rc;
+	if (d->scope == DEPLOY_SCOPE_NODE && (sp || cJSON_GetObjectItemCaseSensitive(pl, "replicas")))
+		return fail(c, "placement.scope", "replicas and spread need scope \"site\"");
+	return 0;
+}
+
+static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct deploy_spec *d)
+{
+	static const char *const keys[] = { "name", "image", "cmd", "env", "replicas", "resources", "sla",
+					    "inference", "liveness", "readiness", "restart", "startup_ms",
+					    "image_pull_policy", "placement", NULL };
+	char where[32];
+	const cJSON *v;
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(where, sizeof(where), "deployments[%u]", idx);
+	if (!cJSON_IsObject(o))
+		return fail(c, where, "expected an object, got %s", jsonutil_type_name(o));
+	v = cJSON_GetObjectItemCaseSensitive(o, "name");
+	char nf[48];
+	snprintf(nf, sizeof(nf), "%s.name", where);
+	if (!v)
+		return fail(c, nf, "required field is missing");
+	if (!cJSON_IsString(v))
+		return fail(c, nf, "expected a string, got %s", jsonutil_type_name(v));
+	if (!valid_name(v->valuestring))
+		return fail(c, nf, "\"%.48s\" is not a valid name (1-%d of a-z 0-9 -, not starting or ending with -)",
+			    v->valuestring, DEPLOY_NAME_MAX - 1);
+	strcpy(d->name, v->valuestring);
+	c->dep = d->name;
+
+	if ((rc = check_keys(c, o, "", keys)))
+		return rc;
+	if ((rc = parse_image(c, o, d)))
+		return rc;
+	if ((v = cJSON_GetObjectItemCaseSensitive(o, "cmd")) &&
+	    (rc = get_argv(c, v, "cmd", &d->cmd[0][0], sizeof(d->cmd[0]), DEPLOY_MAX_ARGS)))
+		return rc;
+	if ((v = cJSON_GetObjectItemCaseSensitive(o, "env")) && (rc = parse_env(c, v, d)))
+		return rc;
+
+	if ((rc = parse_replicas(c, o, d)) || (rc = parse_resources(c, o, d)) || (rc = parse_sla(c, o, d)) ||
+	    (rc = parse_inference(c, o, d)) || (rc = parse_probe(c, o, "liveness", &d->liveness, true)) ||
+	    (rc = parse_probe(c, o, "readiness", &d->readiness, false)) || (rc = parse_restart(c, o, d)))
+		return rc;
+
 	if ((rc = get_u32(c, o, "startup_ms", "", 0, 3600000, &d->startup_ms)))
 		return rc;
 
-	/* placement: {"scope": "node"|"site", "replicas": N, "spread": bool} */
-	const cJSON *pl;
-	if ((rc = get_obj(c, o, "placement", "", &pl)))
+	if ((rc = parse_placement(c, o, d)))
 		return rc;
-	if (pl) {
-		char scope[8] = "node";
-		if ((rc = check_keys(c, pl, "placement", plkeys)) ||
-		    (rc = get_str(c, pl, "scope", "placement", scope, sizeof(scope), false)))
-			return rc;
-		if (!strcmp(scope, "site"))
-			d->scope = DEPLOY_SCOPE_SITE;
-		else if (strcmp(scope, "node"))
-			return fail(c, "placement.scope", "\"%s\" is not one of node|site", scope);
-		const cJSON *sp = cJSON_GetObjectItemCaseSensitive(pl, "spread");
-		if (sp && !cJSON_IsBool(sp))
-			return fail(c, "placement.spread", "expected a boolean, got %s", jsonutil_type_name(sp));
-		d->spread = sp && cJSON_IsTrue(sp);
-		d->site_replicas = d->replicas;
-		if ((rc = get_u32(c, pl, "replicas", "placement", 0, DEPLOY_MAX_REPLICAS - 1, &d->site_replicas)))
-			return rc;
-		if (d->scope == DEPLOY_SCOPE_NODE && (sp || cJSON_GetObjectItemCaseSensitive(pl, "replicas")))
-			return fail(c, "placement.scope", "replicas and spread need scope \"site\"");
-	}
 	d->spec_hash = deploy_spec_hash(d);
 	return 0;
 }
@@ -666,22 +729,22 @@ const struct deploy_spec *deploy_find(const struct deploy_set *set, const char *
 	return NULL;
 }
 
-const char *deploy_sla_class_name(enum sla_class c)
-{
-	switch (c) {
-	case SLA_URGENT: return "urgent";
-	case SLA_NORMAL: return "normal";
-	case SLA_BATCH: return "batch";
-	default: return "?";
-	}
-}
-
 const char *deploy_restart_name(enum restart_policy p)
 {
 	switch (p) {
 	case RESTART_ALWAYS: return "always";
 	case RESTART_ON_FAILURE: return "on-failure";
 	case RESTART_NEVER: return "never";
+	default: return "?";
+	}
+}
+
+const char *deploy_pull_policy_name(enum pull_policy p)
+{
+	switch (p) {
+	case PULL_IF_NOT_PRESENT: return "if-not-present";
+	case PULL_ALWAYS: return "always";
+	case PULL_NEVER: return "never";
 	default: return "?";
 	}
 }
@@ -725,6 +788,8 @@ int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len)
 		return -ENOMEM;
 	cJSON_AddStringToObject(o, "name", d->name);
 	cJSON_AddStringToObject(o, "image", d->image);
+	if (d->pull_policy != PULL_IF_NOT_PRESENT)
+		cJSON_AddStringToObject(o, "image_pull_policy", deploy_pull_policy_name(d->pull_policy));
 	if (d->cmd[0][0]) {
 		cJSON *a = cJSON_AddArrayToObject(o, "cmd");
 		for (unsigned i = 0; a && i < DEPLOY_MAX_ARGS && d->cmd[i][0]; i++)
@@ -752,7 +817,7 @@ int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len)
 			cJSON_AddNumberToObject(res, "memory", (double)d->mem_bytes);
 	}
 	cJSON *sla = cJSON_AddObjectToObject(o, "sla");
-	cJSON_AddStringToObject(sla, "class", deploy_sla_class_name(d->sla_class));
+	cJSON_AddStringToObject(sla, "class", sla_class_name(d->sla_class));
 	cJSON_AddNumberToObject(sla, "deadline_ms", d->deadline_ms);
 	cJSON *inf = cJSON_AddObjectToObject(o, "inference");
 	cJSON_AddNumberToObject(inf, "port", d->port_base);

@@ -6,13 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/model/sla.h"
+
 #define DEPLOY_MAX 16            /* deployments per gateway */
 #define DEPLOY_MAX_ARGS 16       /* cmd words */
 #define DEPLOY_MAX_ENV 16
 #define DEPLOY_NAME_MAX 48       /* also the model name served */
 #define DEPLOY_MAX_REPLICAS 16
-
-enum sla_class { SLA_URGENT = 0, SLA_NORMAL, SLA_BATCH, SLA_NCLASSES };
 
 enum probe_kind { PROBE_NONE = 0, PROBE_HTTP, PROBE_TCP, PROBE_EXEC };
 
@@ -29,6 +29,10 @@ struct probe_spec {
 
 enum restart_policy { RESTART_ALWAYS = 0, RESTART_ON_FAILURE, RESTART_NEVER };
 
+/* When the image is pulled (Kubernetes' imagePullPolicy): if absent (the
+ * default), before every rollout of the spec, or never (loaded by hand). */
+enum pull_policy { PULL_IF_NOT_PRESENT = 0, PULL_ALWAYS, PULL_NEVER };
+
 /* Restart back-off of a replica when the spec does not set it (the one home
  * of these defaults: the parser and the supervisor both use them). */
 #define DEPLOY_DEFAULT_BACKOFF_INITIAL_MS 1000u
@@ -41,7 +45,8 @@ enum deploy_scope { DEPLOY_SCOPE_NODE = 0, DEPLOY_SCOPE_SITE };
 
 struct deploy_spec {
 	char name[DEPLOY_NAME_MAX];      /* deployment and model name, [a-z0-9-] */
-	char image[128];
+	char image[256];                 /* [registry/]name[:tag][@sha256:digest], checked by imageref_parse */
+	enum pull_policy pull_policy;    /* "image_pull_policy" */
 	char cmd[DEPLOY_MAX_ARGS][128];  /* "" terminated; empty: image default */
 	char env[DEPLOY_MAX_ENV][160];   /* "KEY=value", "" terminated */
 	uint32_t replicas_min;
@@ -110,8 +115,8 @@ const struct deploy_spec *deploy_find(const struct deploy_set *set, const char *
  * too small (buf then holds a truncated, NUL-terminated prefix). */
 int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len);
 
-const char *deploy_sla_class_name(enum sla_class c);
 const char *deploy_restart_name(enum restart_policy p);
+const char *deploy_pull_policy_name(enum pull_policy p);
 const char *deploy_probe_kind_name(enum probe_kind k);
 
 #endif

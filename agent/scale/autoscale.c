@@ -261,6 +261,52 @@ static double cpu_per(const struct as_dep *e)
 	return e->cpu_per_replica >= 0 ? e->cpu_per_replica : (double)e->d.cpu_nano / 1e9;
 }
 
+/* Urgent first, then the worst compliance (insertion sort of the few
+ * deployments that want more replicas). */
+static void sort_scale_ups(const struct autoscale *a, const struct autoscale_decision *out, int *order, int nup)
+{
+	for (int i = 1; i < nup; i++) {
+		int k = order[i], j = i - 1;
+		while (j >= 0) {
+			const struct as_dep *x = &a->dep[order[j]], *y = &a->dep[k];
+			bool after = x->d.cls > y->d.cls ||
+				     (x->d.cls == y->d.cls && out[order[j]].compliance > out[k].compliance);
+			if (!after)
+				break;
+			order[j + 1] = order[j];
+			j--;
+		}
+		order[j + 1] = k;
+	}
+}
+
+/* e got granted of the replicas it wanted beyond cur: the node's ceiling
+ * (hit) stopped the rest. Logs it and tells the blocked hook. */
+static void report_blocked(struct autoscale *a, const struct as_dep *e, struct autoscale_decision *o, const char *hit,
+			   uint32_t cur, uint32_t granted, double mem_proj, double mem_ceil, double cpu_proj,
+			   double cpu_ceil)
+{
+	double mp = (double)mem_per(e), cp = cpu_per(e);
+	o->reason = granted ? AUTOSCALE_PARTIAL : AUTOSCALE_BLOCKED;
+	struct autoscale_blocked b = {
+		.name = e->d.name, .cls = e->d.cls, .resource = hit,
+		.replicas = cur, .wanted = o->wanted, .granted = granted,
+		.mem_per_replica_bytes = (uint64_t)mp,
+		.mem_projected_bytes = (uint64_t)(mem_proj + mp * (o->wanted - cur - granted)),
+		.mem_ceiling_bytes = (uint64_t)mem_ceil,
+		.cpu_per_replica_cores = cp,
+		.cpu_projected_cores = cpu_proj + cp * (o->wanted - cur - granted),
+		.cpu_ceiling_cores = cpu_ceil,
+	};
+	log_wrn("event=scale_blocked deployment=%s class=%d resource=%s replicas=%u wanted=%u "
+		"granted=%u mem_projected=%llu mem_ceiling=%llu cpu_projected=%.2f cpu_ceiling=%.2f",
+		b.name, (int)b.cls, b.resource, b.replicas, b.wanted, b.granted,
+		(unsigned long long)b.mem_projected_bytes, (unsigned long long)b.mem_ceiling_bytes,
+		b.cpu_projected_cores, b.cpu_ceiling_cores);
+	if (a->ev.blocked)
+		a->ev.blocked(a->ev.arg, &b);
+}
+
 void autoscale_evaluate(struct autoscale *a, uint64_t now_ms, uint64_t wall_ms, const struct autoscale_window *w,
 			const struct autoscale_node *node, struct autoscale_decision *out)
 {
@@ -284,20 +330,7 @@ void autoscale_evaluate(struct autoscale *a, uint64_t now_ms, uint64_t wall_ms, 
 		if (out[i].wanted > w[i].replicas)
 			order[nup++] = i;
 	}
-	/* Urgent first, then the worst compliance. */
-	for (int i = 1; i < nup; i++) {
-		int k = order[i], j = i - 1;
-		while (j >= 0) {
-			const struct as_dep *x = &a->dep[order[j]], *y = &a->dep[k];
-			bool after = x->d.cls > y->d.cls ||
-				     (x->d.cls == y->d.cls && out[order[j]].compliance > out[k].compliance);
-			if (!after)
-				break;
-			order[j + 1] = order[j];
-			j--;
-		}
-		order[j + 1] = k;
-	}
+	sort_scale_ups(a, out, order, nup);
 	double mem_ceil = (double)node->mem_total_bytes * a->p.mem_ceiling_pct / 100.0;
 	double cpu_ceil = (double)node->ncpu * a->p.cpu_ceiling_pct / 100.0;
 	for (int n = 0; n < nup; n++) {
@@ -323,26 +356,8 @@ void autoscale_evaluate(struct autoscale *a, uint64_t now_ms, uint64_t wall_ms, 
 		o->replicas = cur + granted;
 		if (granted)
 			e->last_up_ms = now_ms;
-		if (granted < add) {
-			o->reason = granted ? AUTOSCALE_PARTIAL : AUTOSCALE_BLOCKED;
-			struct autoscale_blocked b = {
-				.name = e->d.name, .cls = e->d.cls, .resource = hit,
-				.replicas = cur, .wanted = o->wanted, .granted = granted,
-				.mem_per_replica_bytes = (uint64_t)mp,
-				.mem_projected_bytes = (uint64_t)(mem_proj + mp * (add - granted)),
-				.mem_ceiling_bytes = (uint64_t)mem_ceil,
-				.cpu_per_replica_cores = cp,
-				.cpu_projected_cores = cpu_proj + cp * (add - granted),
-				.cpu_ceiling_cores = cpu_ceil,
-			};
-			log_wrn("event=scale_blocked deployment=%s class=%d resource=%s replicas=%u wanted=%u "
-				"granted=%u mem_projected=%llu mem_ceiling=%llu cpu_projected=%.2f cpu_ceiling=%.2f",
-				b.name, (int)b.cls, b.resource, b.replicas, b.wanted, b.granted,
-				(unsigned long long)b.mem_projected_bytes, (unsigned long long)b.mem_ceiling_bytes,
-				b.cpu_projected_cores, b.cpu_ceiling_cores);
-			if (a->ev.blocked)
-				a->ev.blocked(a->ev.arg, &b);
-		}
+		if (granted < add)
+			report_blocked(a, e, o, hit, cur, granted, mem_proj, mem_ceil, cpu_proj, cpu_ceil);
 	}
 	for (int i = 0; i < DEPLOY_MAX; i++) {
 		if (!a->dep[i].used || out[i].replicas == w[i].replicas)

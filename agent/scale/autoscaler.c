@@ -20,7 +20,7 @@
 #include "hal/clock.h"
 #include "hal/sys.h"
 
-#define LOG_TAG "scaler"
+#define LOG_TAG "autoscaler"
 
 #define KV_PREFIX "forecast."
 #define SCALER_TELEMETRY_BUDGET 4096
@@ -270,7 +270,7 @@ static void sync_deployments(struct autoscaler *s, uint64_t wall_ms)
 		seen[idx] = true;
 		changed = true;
 		log_inf("event=autoscale_%s deployment=%s class=%s min=%u max=%u concurrency=%u", fresh ? "added" : "updated",
-			ad.name, sched_class_name(ad.cls), ad.replicas_min, ad.replicas_max, ad.concurrency);
+			ad.name, sla_class_name(ad.cls), ad.replicas_min, ad.replicas_max, ad.concurrency);
 		if (fresh)
 			forecast_restore(s, idx, wall_ms);
 	}
@@ -301,7 +301,7 @@ static void on_arrival(void *arg, int model)
 		return;
 	int idx = s->model_map[model];
 	if (idx == -1) {
-		const char *name = sched_model_name(dispatch_sched(s->deps.dispatch), model);
+		const char *name = dispatch_model_name(s->deps.dispatch, model);
 		idx = name ? find_dep(s, name) : -1;
 		s->model_map[model] = (int8_t)(idx >= 0 ? idx : -2);
 	}
@@ -332,7 +332,7 @@ static void on_blocked(void *arg, const struct autoscale_blocked *b)
 		    "\"granted\":%u,\"mem_per_replica_bytes\":%" PRIu64 ",\"mem_projected_bytes\":%" PRIu64
 		    ",\"mem_ceiling_bytes\":%" PRIu64 ",\"cpu_per_replica_cores\":%.3f,\"cpu_projected_cores\":%.3f,"
 		    "\"cpu_ceiling_cores\":%.3f,\"suppressed\":%" PRIu64 "}",
-		    b->name, sched_class_name(b->cls), b->resource ? b->resource : "none", b->replicas, b->wanted,
+		    b->name, sla_class_name(b->cls), b->resource ? b->resource : "none", b->replicas, b->wanted,
 		    b->granted, b->mem_per_replica_bytes, b->mem_projected_bytes, b->mem_ceiling_bytes,
 		    b->cpu_per_replica_cores, b->cpu_projected_cores, b->cpu_ceiling_cores, k->suppressed);
 	k->active = true;
@@ -383,7 +383,6 @@ void autoscaler_evaluate(struct autoscaler *s)
 		log_dbg("event=evaluation_skipped reason=no_node_reading");
 		return;
 	}
-	struct sched *sch = s->deps.dispatch ? dispatch_sched(s->deps.dispatch) : NULL;
 	for (int i = 0; i < DEPLOY_MAX; i++) {
 		struct sdep *e = &s->dep[i];
 		if (!e->used)
@@ -395,7 +394,7 @@ void autoscaler_evaluate(struct autoscaler *s)
 		}
 		struct sched_window sw;
 		int model = s->deps.dispatch ? dispatch_model_find(s->deps.dispatch, e->ad.name) : -ENOENT;
-		bool have = model >= 0 && sched_window_take(sch, model, loop_now_us(s->deps.loop), &sw) == 0;
+		bool have = model >= 0 && dispatch_window_take(s->deps.dispatch, model, loop_now_us(s->deps.loop), &sw) == 0;
 		autoscaler_window_build(have ? &sw : NULL, &st, &s->w[i]);
 		if (s->w[i].service_ms > 0)
 			e->service_ms = s->w[i].service_ms;
@@ -443,7 +442,10 @@ struct autoscaler *autoscaler_create(const struct autoscaler_deps *deps, const s
 		return NULL;
 	s->deps = *deps;
 	memset(s->model_map, -1, sizeof(s->model_map));
-	unsigned slots = deps->dispatch ? sched_slots(dispatch_sched(deps->dispatch)) : hal_sys_ncpu();
+	struct dispatch_load ld = { .slots = hal_sys_ncpu() };
+	if (deps->dispatch)
+		dispatch_load(deps->dispatch, loop_now_us(deps->loop), &ld);
+	unsigned slots = ld.slots;
 	autoscale_params_from_config(&s->p, cfg, slots);
 	struct autoscale_events ev = { .blocked = on_blocked, .arg = s };
 	s->as = autoscale_create(&s->p, &ev);

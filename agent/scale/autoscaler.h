@@ -1,6 +1,6 @@
 /* agent/scale/autoscaler.h - runs the autoscaler in berthd: windows from the scheduler, supervisor and metrics in, replica counts out. */
-#ifndef BERTH_SCALER_H
-#define BERTH_SCALER_H
+#ifndef BERTH_AUTOSCALER_H
+#define BERTH_AUTOSCALER_H
 
 /*
  * Contract

@@ -142,13 +142,17 @@ void deployment_status(const struct supervisor *s, const struct deployment *d, s
 	o->spec_hash = d->spec.spec_hash;
 	o->sla_class = d->spec.sla_class;
 	o->startup_ms = d->startup_ms;
+	o->version_exits = d->version_exits;
+	o->image_waiting = d->image_waiting;
 	snprintf(o->last_error, sizeof(o->last_error), "%s", d->last_error);
 	for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
 		const struct replica *r = &d->r[j];
 		if (r->st == SUP_R_RUNNING)
 			o->replicas_running++;
-		if (replica_serving(r))
+		if (replica_serving(r)) {
 			o->replicas_ready++;
+			o->current_ready += r->hash == d->spec.spec_hash;
+		}
 		if (r->st != SUP_R_EMPTY && r->hash != d->spec.spec_hash && !d->removing)
 			o->rolling = true;
 	}

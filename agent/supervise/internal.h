@@ -37,6 +37,8 @@ struct deployment {
 	char last_error[128];
 	uint32_t startup_ms;             /* last measured create -> ready; 0 none yet */
 	uint64_t create_not_before_ms;   /* after a failed create */
+	bool image_waiting;              /* the gate said no at the last reconcile */
+	uint32_t version_exits;          /* exits of current-spec replicas since the spec became current */
 	struct backoff create_bo;
 };
 
@@ -69,6 +71,10 @@ struct supervisor {
 	struct loop_timer housekeep_timer;
 	struct sup_observer obs[SUP_MAX_OBSERVERS];
 	unsigned nobs;
+	sup_image_gate_fn image_gate;    /* whether a spec's image is usable (images flow) */
+	sup_spec_filter_fn spec_filter;  /* substitutes a spec as it is applied (images flow) */
+	void *spec_filter_arg;
+	void *image_gate_arg;
 	sup_inflight_fn inflight_fn;     /* requests a replica still serves (dispatcher) */
 	void *inflight_arg;
 	struct loop_timer drain_timer;   /* polls retiring replicas */

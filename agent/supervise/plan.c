@@ -166,6 +166,10 @@ unsigned plan_deployment(const struct plan_dep *in, const struct plan_world *w, 
 		if (r->serving)
 			c.ready++;
 	}
+	if (d.image_pending) {
+		plan_scale_down(&d, &c, &o);
+		return o.n;
+	}
 	plan_roll(&d, &c, &o);
 	plan_scale_down(&d, &c, &o);
 	plan_unretire(&d, &c, &o);

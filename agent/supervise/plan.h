@@ -28,6 +28,8 @@ struct plan_dep {
 	bool removing;               /* no longer desired */
 	enum sup_circuit circuit;
 	uint64_t create_not_before_ms; /* a create failed: none before this */
+	bool image_pending;          /* the current spec's image is not in the store yet: no replica of it is
+				      * made and no old one retired, so the old version keeps serving */
 	struct plan_replica r[DEPLOY_MAX_REPLICAS];
 };
 

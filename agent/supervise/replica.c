@@ -577,6 +577,8 @@ void replica_exited(struct replica *r, int exit_code, bool oom)
 	}
 	r->restarts++;
 	d->restarts++;
+	if (r->hash == d->spec.spec_hash && cause != REPLICA_EXIT_CHAOS)
+		d->version_exits++;
 	exited_backoff(r, cause == REPLICA_EXIT_CHAOS);
 }
 

@@ -124,10 +124,21 @@ static void request_list(struct supervisor *s)
 }
 
 /* --- reconciling: observe, plan, execute --------------------------------------- */
-static void observe(const struct deployment *d, struct plan_dep *pd)
+static void observe(struct deployment *d, struct plan_dep *pd)
 {
+	struct supervisor *s = d->sup;
 	memset(pd, 0, sizeof(*pd));
 	pd->spec = &d->spec;
+	if (s->image_gate && !d->removing) {
+		char why[96] = "";
+		bool usable = s->image_gate(s->image_gate_arg, &d->spec, why, sizeof(why));
+		if (!usable && !d->image_waiting)
+			deployment_set_error(d, "waiting for image %s: %s", d->spec.image, why[0] ? why : "not in the store");
+		else if (usable && d->image_waiting)
+			d->last_error[0] = '\0';
+		d->image_waiting = !usable;
+		pd->image_pending = !usable;
+	}
 	pd->removing = d->removing;
 	pd->circuit = d->circuit;
 	pd->create_not_before_ms = d->create_not_before_ms;
@@ -221,6 +232,14 @@ static void reconcile_all(struct supervisor *s)
 		execute(s, d, act, plan_deployment(&pd, &w, act, PLAN_MAX_ACTIONS));
 	}
 }
+
+void supervisor_set_image_gate(struct supervisor *s, sup_image_gate_fn fn, void *arg)
+{
+	s->image_gate = fn;
+	s->image_gate_arg = arg;
+}
+
+void supervisor_image_changed(struct supervisor *s) { supervisor_kick(s); }
 
 /* --- timers and events ---------------------------------------------------- */
 static void on_kick(void *arg)
@@ -425,6 +444,53 @@ static uint32_t clamp_replicas(uint32_t n, const struct deploy_spec *sp)
 	return n;
 }
 
+/* Makes sp the desired spec of its deployment (after the spec filter). */
+static int apply_one(struct supervisor *s, const struct deploy_spec *sp)
+{
+	struct deployment *d = deployment_find(s, sp->name);
+	if (!d) {
+		d = deployment_alloc(s);
+		if (!d) {
+			log_err("event=deployment_table_full deployment=%s", sp->name);
+			return -ENOSPC;
+		}
+		log_inf("event=deployment_added deployment=%s replicas=%u hash=%016" PRIx64, sp->name, sp->replicas,
+			sp->spec_hash);
+	} else if (d->spec.spec_hash != sp->spec_hash) {
+		log_inf("event=deployment_changed deployment=%s old_hash=%016" PRIx64 " new_hash=%016" PRIx64,
+			sp->name, d->spec.spec_hash, sp->spec_hash);
+	}
+	bool probes_changed = memcmp(&d->spec.liveness, &sp->liveness, sizeof(sp->liveness)) ||
+			      memcmp(&d->spec.readiness, &sp->readiness, sizeof(sp->readiness));
+	/* A deployment whose spec is unchanged apart from its replica counts
+	 * keeps its current count (the autoscaler's or a scale command's),
+	 * clamped into the new min..max; a new or changed one takes desired. */
+	bool keep = d->used && !d->removing && same_but_replicas(&d->spec, sp);
+	uint32_t n = keep ? clamp_replicas(d->spec.replicas, sp) : sp->replicas;
+	if (keep && n != sp->replicas)
+		log_inf("event=replicas_kept deployment=%s replicas=%u desired=%u min=%u max=%u", sp->name, n,
+			sp->replicas, sp->replicas_min, sp->replicas_max);
+	d->removing = false;
+	if (d->spec.spec_hash != sp->spec_hash)
+		d->version_exits = 0;
+	d->spec = *sp;
+	d->spec.replicas = n;
+	for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
+		struct replica *r = &d->r[j];
+		/* Back-off settings apply from the next failure on. */
+		r->bo.initial_ms = sp->backoff_initial_ms;
+		r->bo.max_ms = sp->backoff_max_ms;
+		r->bo.reset_ms = sp->backoff_reset_ms;
+		if (probes_changed && r->st == SUP_R_RUNNING && !replica_paused(r)) {
+			bool was = r->ready;
+			replica_start_probes(r);
+			r->readiness.ok = was; /* keep serving while the new probe settles */
+			r->readiness.consecutive_ok = 0;
+		}
+	}
+	return 0;
+}
+
 int supervisor_apply(struct supervisor *s, const struct deploy_set *set)
 {
 	if (s->applied && set->version < s->version) {
@@ -441,51 +507,32 @@ int supervisor_apply(struct supervisor *s, const struct deploy_set *set)
 	}
 	for (unsigned i = 0; i < set->n; i++) {
 		const struct deploy_spec *sp = &set->d[i];
-		struct deployment *d = deployment_find(s, sp->name);
-		if (!d) {
-			d = deployment_alloc(s);
-			if (!d) {
-				log_err("event=deployment_table_full deployment=%s", sp->name);
-				continue;
-			}
-			log_inf("event=deployment_added deployment=%s replicas=%u hash=%016" PRIx64, sp->name, sp->replicas,
-				sp->spec_hash);
-		} else if (d->spec.spec_hash != sp->spec_hash) {
-			log_inf("event=deployment_changed deployment=%s old_hash=%016" PRIx64 " new_hash=%016" PRIx64,
-				sp->name, d->spec.spec_hash, sp->spec_hash);
-		}
-		bool probes_changed = memcmp(&d->spec.liveness, &sp->liveness, sizeof(sp->liveness)) ||
-				      memcmp(&d->spec.readiness, &sp->readiness, sizeof(sp->readiness));
-		/* A deployment whose spec is unchanged apart from its replica counts
-		 * keeps its current count (the autoscaler's or a scale command's),
-		 * clamped into the new min..max; a new or changed one takes desired. */
-		bool keep = d->used && !d->removing && same_but_replicas(&d->spec, sp);
-		uint32_t n = keep ? clamp_replicas(d->spec.replicas, sp) : sp->replicas;
-		if (keep && n != sp->replicas)
-			log_inf("event=replicas_kept deployment=%s replicas=%u desired=%u min=%u max=%u", sp->name, n,
-				sp->replicas, sp->replicas_min, sp->replicas_max);
-		d->removing = false;
-		d->spec = *sp;
-		d->spec.replicas = n;
-		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
-			struct replica *r = &d->r[j];
-			/* Back-off settings apply from the next failure on. */
-			r->bo.initial_ms = sp->backoff_initial_ms;
-			r->bo.max_ms = sp->backoff_max_ms;
-			r->bo.reset_ms = sp->backoff_reset_ms;
-			if (probes_changed && r->st == SUP_R_RUNNING && !replica_paused(r)) {
-				bool was = r->ready;
-				replica_start_probes(r);
-				r->readiness.ok = was; /* keep serving while the new probe settles */
-				r->readiness.consecutive_ok = 0;
-			}
-		}
+		if (s->spec_filter)
+			sp = s->spec_filter(s->spec_filter_arg, sp);
+		(void)apply_one(s, sp); /* a full table is logged; the others still apply */
 	}
 	s->version = set->version;
 	s->applied = true;
 	log_inf("event=applied version=%" PRIu64 " deployments=%u", set->version, set->n);
 	supervisor_kick(s);
 	return 0;
+}
+
+int supervisor_replace_spec(struct supervisor *s, const struct deploy_spec *sp)
+{
+	struct deployment *d = deployment_find(s, sp->name);
+	if (!s->applied || !d || d->removing)
+		return -ENOENT;
+	int rc = apply_one(s, sp);
+	if (!rc)
+		supervisor_kick(s);
+	return rc;
+}
+
+void supervisor_set_spec_filter(struct supervisor *s, sup_spec_filter_fn fn, void *arg)
+{
+	s->spec_filter = fn;
+	s->spec_filter_arg = arg;
 }
 
 int supervisor_set_replicas(struct supervisor *s, const char *deployment, uint32_t n)

@@ -84,6 +84,9 @@ struct sup_status {
 	uint64_t spec_hash;
 	enum sla_class sla_class;          /* of the spec */
 	uint32_t startup_ms;               /* last measured start-up (create to ready); 0 none yet */
+	uint32_t current_ready;            /* ready replicas of the current spec */
+	uint32_t version_exits;            /* exits of the current spec's replicas since it became current */
+	bool image_waiting;                /* the current spec's image is not usable yet (see the image gate) */
 };
 
 enum sup_event { SUP_EV_READY = 1, SUP_EV_UNREADY, SUP_EV_GONE };
@@ -159,6 +162,27 @@ const struct deploy_spec *supervisor_spec(const struct supervisor *s, const char
  * back up while one drains keeps it instead of starting another. */
 typedef unsigned (*sup_inflight_fn)(void *arg, const char *deployment, unsigned slot);
 void supervisor_set_inflight_fn(struct supervisor *s, sup_inflight_fn fn, void *arg);
+
+/* Whether spec's image can be used now. While it says no (why: what the
+ * deployment waits for, e.g. "image pulling"), the supervisor makes no
+ * replica of that spec and retires none of an older one: during a pull the
+ * old version keeps serving. Asked at every reconcile; kick the supervisor
+ * (supervisor_image_changed) when an answer changes. Without a gate every
+ * image is usable. */
+typedef bool (*sup_image_gate_fn)(void *arg, const struct deploy_spec *spec, char *why, size_t why_len);
+void supervisor_set_image_gate(struct supervisor *s, sup_image_gate_fn fn, void *arg);
+void supervisor_image_changed(struct supervisor *s);
+
+/* Lets another flow substitute a spec as a desired set is applied: the
+ * images flow puts a deployment's last-known-good in place of a version it
+ * rolled back from. fn returns sp itself or a spec it owns (valid until its
+ * next call). */
+typedef const struct deploy_spec *(*sup_spec_filter_fn)(void *arg, const struct deploy_spec *sp);
+void supervisor_set_spec_filter(struct supervisor *s, sup_spec_filter_fn fn, void *arg);
+/* Replaces one desired deployment's spec as supervisor_apply would (same
+ * version; replica count kept when only counts differ). 0, or -ENOENT when
+ * the deployment is not desired. */
+int supervisor_replace_spec(struct supervisor *s, const struct deploy_spec *sp) __attribute__((warn_unused_result));
 
 /* Whether the engine answered its last call. */
 bool supervisor_engine_available(const struct supervisor *s);

@@ -14,7 +14,7 @@
 #include "hal/clock.h"
 #include "hal/sys.h"
 
-#define LOG_TAG "telemetry"
+#define LOG_TAG "collector"
 
 struct source {
 	char name[32];

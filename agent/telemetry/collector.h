@@ -1,6 +1,6 @@
 /* agent/telemetry/collector.h - the periodic sampler: node metrics plus registered sources, one row per tick, and events. */
-#ifndef BERTH_TELEMETRY_H
-#define BERTH_TELEMETRY_H
+#ifndef BERTH_COLLECTOR_H
+#define BERTH_COLLECTOR_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -8,11 +8,10 @@
 
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
-#include "agent/supervise/supervisor.h"
 #include "hal/clock.h"
 #include "hal/sys.h"
 
-#define LOG_TAG "metrics"
+#define LOG_TAG "sampler"
 #define RING CONFIG_METRIC_RING_LEN
 #define MAX_VIEWS (2 * METRICS_MAX_CTRS)
 
@@ -28,7 +27,8 @@ struct series {
 
 struct sampler {
 	struct loop *loop;
-	struct supervisor *sup;
+	sampler_targets_fn targets;
+	void *targets_arg;
 	char disk_path[256];
 	unsigned interval_ms;
 	struct loop_timer timer;
@@ -43,24 +43,29 @@ struct sampler {
 	/* containers */
 	struct series ctr[METRICS_MAX_CTRS];
 	/* scratch for one tick (no allocation while sampling) */
-	struct sup_replica views[MAX_VIEWS];
+	struct sampler_target views[MAX_VIEWS];
 	struct metric_series_info tick_info[METRICS_MAX_CTRS];
 	struct metric_ctr_sample tick_s[METRICS_MAX_CTRS];
 };
 
 static void on_timer(void *arg) { sampler_sample(arg); }
 
-struct sampler *sampler_create(struct loop *l, struct supervisor *sup, const char *disk_path, unsigned interval_ms)
+struct sampler *sampler_create(struct loop *l, const char *disk_path, unsigned interval_ms)
 {
 	struct sampler *m = calloc(1, sizeof(*m));
 	if (!m)
 		return NULL;
 	m->loop = l;
-	m->sup = sup;
 	snprintf(m->disk_path, sizeof(m->disk_path), "%s", disk_path && *disk_path ? disk_path : "/");
 	m->interval_ms = interval_ms ? interval_ms : CONFIG_METRIC_INTERVAL_MS;
 	loop_timer_init(&m->timer, on_timer, m);
 	return m;
+}
+
+void sampler_set_targets(struct sampler *m, sampler_targets_fn fn, void *arg)
+{
+	m->targets = fn;
+	m->targets_arg = arg;
 }
 
 void sampler_destroy(struct sampler *m)
@@ -159,9 +164,9 @@ void sampler_sample(struct sampler *m)
 	m->st.ticks++;
 	sample_node(m, mono_us, wall_ms);
 
-	unsigned nv = m->sup ? supervisor_replicas(m->sup, m->views, MAX_VIEWS) : 0;
+	unsigned nv = m->targets ? m->targets(m->targets_arg, m->views, MAX_VIEWS) : 0;
 	for (unsigned i = 0; i < nv; i++) {
-		const struct sup_replica *v = &m->views[i];
+		const struct sampler_target *v = &m->views[i];
 		if (v->pid <= 0)
 			continue;
 		struct hal_ctr_stats cs;

@@ -1,6 +1,6 @@
 /* agent/telemetry/sampler.h - per-container and node metrics sampled at the metric interval into fixed rings. */
-#ifndef BERTH_METRICS_H
-#define BERTH_METRICS_H
+#ifndef BERTH_SAMPLER_H
+#define BERTH_SAMPLER_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -56,10 +56,27 @@ typedef void (*sampler_sink_fn)(void *arg, const struct metric_node_sample *node
 				const struct metric_series_info *infos, const struct metric_ctr_sample *ctrs,
 				unsigned nctrs);
 
-/* Samples every interval_ms (0: CONFIG_METRIC_INTERVAL_MS) the replicas that
- * sup reports (sup may be NULL: node only); disk_path names the filesystem
- * of the data dir. All memory is allocated here, once. NULL on failure. */
-struct sampler *sampler_create(struct loop *l, struct supervisor *sup, const char *disk_path, unsigned interval_ms);
+/* A container to sample: its replica's identity and what the supervisor
+ * knows of it (copied into each sample). */
+struct sampler_target {
+	char deployment[DEPLOY_NAME_MAX];
+	unsigned slot;
+	int pid;                    /* <= 0: not running, skipped */
+	unsigned restarts;
+	bool ready, live;
+};
+/* Fills out[0..max) with the containers to sample now; returns how many.
+ * Called from sampler_sample (the supervisor's side registers it: the
+ * sampler knows no supervisor). */
+typedef unsigned (*sampler_targets_fn)(void *arg, struct sampler_target *out, unsigned max);
+
+/* Samples every interval_ms (0: CONFIG_METRIC_INTERVAL_MS) the node and the
+ * containers the targets function names (none until one is set); disk_path
+ * names the filesystem of the data dir. All memory is allocated here, once.
+ * NULL on failure. */
+struct sampler *sampler_create(struct loop *l, const char *disk_path, unsigned interval_ms);
+/* Sets (NULL: clears) who names the containers to sample. */
+void sampler_set_targets(struct sampler *m, sampler_targets_fn fn, void *arg);
 void sampler_destroy(struct sampler *m);
 int sampler_start(struct sampler *m) __attribute__((warn_unused_result));
 /* Takes one sample now (also what the timer does). */

@@ -6,11 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "agent/base/log.h"
 #include "hal/clock.h"
+#include "hal/fs.h"
 
 #define LOG_TAG "store"
 
@@ -98,9 +97,9 @@ struct store {
 static uint64_t file_size(const char *path, const char *sfx)
 {
 	char p[600];
-	struct stat st;
+	uint64_t bytes;
 	snprintf(p, sizeof(p), "%s%s", path, sfx);
-	return stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
+	return hal_fs_size(p, &bytes) == 0 ? bytes : 0;
 }
 
 static int map_rc(int rc)
@@ -306,7 +305,7 @@ static void move_aside(const char *path)
 		char from[600], to[640];
 		snprintf(from, sizeof(from), "%s%s", path, sfx[i]);
 		snprintf(to, sizeof(to), "%s.corrupt%s", path, sfx[i]);
-		(void)unlink(to);
+		(void)hal_fs_unlink(to);
 		if (rename(from, to) < 0 && errno != ENOENT)
 			log_err("event=move_aside_failed from=%s err=%s", from, strerror(errno));
 	}

@@ -1,6 +1,7 @@
 /* ports/linux/engine.c - the Docker Engine API over its unix socket, asynchronous through libcurl multi. */
 #include "hal/engine.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,11 +43,40 @@ enum op {
 	OP_EXEC_START,
 	OP_EXEC_INSPECT,
 	OP_EVENTS,
+	OP_IMAGE_INSPECT,
+	OP_IMAGE_LIST,
+	OP_IMAGE_REMOVE,
 };
 
 static const char *const op_names[] = {
 	"ping", "version", "create", "start", "stop", "kill", "remove", "pause", "unpause",
 	"inspect", "list", "exec_create", "exec_start", "exec_inspect", "events",
+	"image_inspect", "image_list", "image_remove",
+};
+
+#define ENGINE_PULL_LINE_MAX 4096  /* one progress line must fit; longer ones are skipped */
+#define ENGINE_PULL_LAYERS 32      /* layers tracked for progress; more still pull */
+
+/* The one pull in flight: its own transfer, read line by line as it streams. */
+struct pull {
+	CURL *easy;
+	bool active;
+	hal_pull_progress_fn progress;
+	hal_engine_cb cb;
+	void *arg;
+	char ref[256];
+	struct curl_slist *hdrs;    /* Content-Type, and X-Registry-Auth when given */
+	char line[ENGINE_PULL_LINE_MAX];
+	size_t len;
+	bool skip_line;
+	struct {
+		char id[80];
+		uint64_t current, total;
+		bool done;
+	} layers[ENGINE_PULL_LAYERS];
+	unsigned nlayers;
+	char error[256];            /* the engine's error line, "" none */
+	struct loop_timer timer;    /* delivers a cancel from the loop */
 };
 
 struct call {
@@ -106,8 +136,10 @@ struct hal_engine {
 	struct call ver;
 	struct call calls[CONFIG_ENGINE_MAX_INFLIGHT];
 	struct watch w;
+	struct pull p;
 	/* results handed to callbacks (valid during the callback only) */
 	struct hal_ctr_info *ctrs;  /* CONFIG_ENGINE_LIST_MAX */
+	struct hal_image_info *images; /* CONFIG_ENGINE_LIST_MAX, allocated at the first image call */
 	char msg[ENGINE_MSG_MAX];
 	char res_id[72];
 };
@@ -116,6 +148,8 @@ static void call_send(struct call *c);
 static void version_start(struct hal_engine *e);
 static void watch_connect(struct hal_engine *e);
 static void watch_retry(struct hal_engine *e);
+static void pull_done(struct hal_engine *e, CURLcode rc);
+static int submit(struct call *c);
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -258,6 +292,17 @@ static void call_complete(struct call *c, int err, long status)
 			rc = engine_json_exec_inspect(c->resp, c->len, &res.exec_exit_code, &running);
 			break;
 		}
+		case OP_IMAGE_INSPECT:
+			rc = engine_json_image(c->resp, c->len, &e->images[0]);
+			res.images = e->images;
+			res.nimages = rc ? 0 : 1;
+			break;
+		case OP_IMAGE_LIST:
+			rc = engine_json_images(c->resp, c->len, e->images, CONFIG_ENGINE_LIST_MAX, &res.nimages);
+			res.images = e->images;
+			if (rc == -EOVERFLOW)
+				log_wrn("event=engine_image_list_truncated max=%d", CONFIG_ENGINE_LIST_MAX);
+			break;
 		default:
 			break;
 		}
@@ -692,8 +737,294 @@ static void on_done(void *arg, CURL *easy, CURLcode rc)
 		version_done(e, rc);
 	else if (priv == (char *)&e->w)
 		watch_done(e, rc);
+	else if (priv == (char *)&e->p)
+		pull_done(e, rc);
 	else
 		call_done((struct call *)(void *)priv, rc);
+}
+
+/* --- pulls ------------------------------------------------------------------ */
+
+static void pull_progress_line(struct hal_engine *e, const struct engine_pull_line *ln)
+{
+	struct pull *p = &e->p;
+	unsigned i;
+	for (i = 0; i < p->nlayers; i++)
+		if (strcmp(p->layers[i].id, ln->layer) == 0)
+			break;
+	if (i == p->nlayers) {
+		if (!ln->layer[0] || p->nlayers >= ENGINE_PULL_LAYERS)
+			return;
+		snprintf(p->layers[p->nlayers++].id, sizeof(p->layers[0].id), "%s", ln->layer);
+	}
+	if (ln->kind == PULL_LINE_BYTES) {
+		p->layers[i].current = ln->current;
+		if (ln->total)
+			p->layers[i].total = ln->total;
+	} else if (ln->kind == PULL_LINE_LAYER_DONE) {
+		p->layers[i].done = true;
+		if (p->layers[i].total)
+			p->layers[i].current = p->layers[i].total;
+	}
+	if (!p->progress)
+		return;
+	struct hal_pull_progress pr = { .layers_seen = p->nlayers };
+	for (unsigned j = 0; j < p->nlayers; j++) {
+		pr.layers_done += p->layers[j].done;
+		pr.bytes_done += p->layers[j].current;
+		pr.bytes_total += p->layers[j].total;
+	}
+	p->progress(p->arg, &pr);
+}
+
+static void pull_line(struct hal_engine *e, const char *buf, size_t len)
+{
+	struct engine_pull_line ln;
+	if (!len || engine_json_pull_line(buf, len, &ln))
+		return;
+	if (ln.kind == PULL_LINE_ERROR) {
+		if (!e->p.error[0])
+			snprintf(e->p.error, sizeof(e->p.error), "%s", ln.text);
+		return;
+	}
+	if (ln.kind == PULL_LINE_LAYER || ln.kind == PULL_LINE_BYTES || ln.kind == PULL_LINE_LAYER_DONE)
+		pull_progress_line(e, &ln);
+}
+
+static size_t pull_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct hal_engine *e = userp;
+	struct pull *p = &e->p;
+	size_t n = size * nmemb;
+	for (size_t i = 0; i < n; i++) {
+		char ch = data[i];
+		if (ch == '\n') {
+			if (!p->skip_line)
+				pull_line(e, p->line, p->len);
+			p->len = 0;
+			p->skip_line = false;
+		} else if (p->len + 1 < sizeof(p->line)) {
+			p->line[p->len++] = ch;
+		} else {
+			p->skip_line = true; /* an over-long line: not progress we can use */
+		}
+	}
+	return n;
+}
+
+/* The engine's words for why a pull failed -> -errno. */
+static int pull_errno(const char *msg)
+{
+	static const struct { const char *needle; int err; } map[] = {
+		{ "manifest unknown", -ENOENT },     { "not found", -ENOENT },
+		{ "name unknown", -ENOENT },         { "unauthorized", -EACCES },
+		{ "authentication required", -EACCES }, { "denied", -EACCES },
+		{ "connection refused", -EHOSTUNREACH }, { "no such host", -EHOSTUNREACH },
+		{ "i/o timeout", -EHOSTUNREACH },    { "connection reset", -EHOSTUNREACH },
+		{ "EOF", -EHOSTUNREACH },            { "network is unreachable", -EHOSTUNREACH },
+		{ "digest", -EBADMSG },
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strstr(msg, map[i].needle))
+			return map[i].err;
+	return -EIO;
+}
+
+static void pull_finish(struct hal_engine *e, int err, const char *message)
+{
+	struct pull *p = &e->p;
+	struct hal_engine_result res = { .err = err, .message = message ? message : "" };
+	if (err == -ECANCELED)
+		log_inf("event=engine_pull_cancelled image=%s", p->ref);
+	else if (err)
+		log_wrn("event=engine_pull_failed image=%s err=%d msg=\"%s\"", p->ref, err, res.message);
+	else
+		log_inf("event=engine_pulled image=%s layers=%u", p->ref, p->nlayers);
+	p->active = false;
+	curl_slist_free_all(p->hdrs);
+	p->hdrs = NULL;
+	p->cb(p->arg, &res);
+}
+
+static void pull_done(struct hal_engine *e, CURLcode rc)
+{
+	struct pull *p = &e->p;
+	long status = 0;
+	curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (p->len && !p->skip_line)
+		pull_line(e, p->line, p->len); /* a last line without its newline */
+	if (rc == CURLE_OPERATION_TIMEDOUT) {
+		pull_finish(e, -ETIMEDOUT, "the engine sent no progress within the stall limit");
+		return;
+	}
+	if (rc != CURLE_OK) {
+		int err = map_curl(rc, false);
+		snprintf(e->msg, sizeof(e->msg), "%s", strerror(-err));
+		pull_finish(e, err, e->msg);
+		return;
+	}
+	if (status >= 300) {
+		char cause[128];
+		engine_json_error(p->line, p->len, e->msg, sizeof(e->msg), cause, sizeof(cause));
+		if (!e->msg[0])
+			snprintf(e->msg, sizeof(e->msg), "engine answered %ld", status);
+		pull_finish(e, status == 404 ? -ENOENT : pull_errno(e->msg), e->msg);
+		return;
+	}
+	if (p->error[0]) {
+		snprintf(e->msg, sizeof(e->msg), "%s", p->error);
+		pull_finish(e, pull_errno(e->msg), e->msg);
+		return;
+	}
+	pull_finish(e, 0, "");
+}
+
+static void on_pull_timer(void *arg)
+{
+	pull_finish(arg, -ECANCELED, "cancelled");
+}
+
+int hal_engine_pull(struct hal_engine *e, const char *ref, const char *registry_auth, unsigned stall_s,
+		    hal_pull_progress_fn progress, hal_engine_cb cb, void *arg)
+{
+	if (!e || !cb || !ref || !*ref || strlen(ref) >= sizeof(e->p.ref) || !stall_s)
+		return -EINVAL;
+	struct pull *p = &e->p;
+	if (p->active)
+		return -EBUSY;
+	if (!p->easy && !(p->easy = curl_easy_init()))
+		return -ENOMEM;
+	/* name[:tag] or name@digest -> fromImage and tag (the digest goes as the tag) */
+	char name[256], url[ENGINE_PATH_MAX + 64];
+	snprintf(name, sizeof(name), "%s", ref);
+	const char *tag = "latest";
+	char *at = strchr(name, '@');
+	char *slash = strrchr(name, '/');
+	char *colon = strrchr(name, ':');
+	if (at) {
+		*at = '\0';
+		tag = at + 1;
+	} else if (colon && (!slash || colon > slash)) {
+		*colon = '\0';
+		tag = colon + 1;
+	}
+	char *n_esc = curl_easy_escape(p->easy, name, 0);
+	char *t_esc = curl_easy_escape(p->easy, tag, 0);
+	int len = n_esc && t_esc ? snprintf(url, sizeof(url), "http://localhost/images/create?fromImage=%s&tag=%s",
+					    n_esc, t_esc)
+				 : -1;
+	curl_free(n_esc);
+	curl_free(t_esc);
+	if (len < 0 || (size_t)len >= sizeof(url))
+		return -EINVAL;
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	if (h && registry_auth && *registry_auth) {
+		char auth[2048];
+		int an = snprintf(auth, sizeof(auth), "X-Registry-Auth: %s", registry_auth);
+		struct curl_slist *h2 = an > 0 && (size_t)an < sizeof(auth) ? curl_slist_append(h, auth) : NULL;
+		explicit_bzero(auth, sizeof(auth));
+		if (!h2) {
+			curl_slist_free_all(h);
+			return -EINVAL;
+		}
+		h = h2;
+	}
+	if (!h)
+		return -ENOMEM;
+	snprintf(p->ref, sizeof(p->ref), "%s", ref);
+	p->hdrs = h;
+	p->progress = progress;
+	p->cb = cb;
+	p->arg = arg;
+	p->len = 0;
+	p->skip_line = false;
+	p->nlayers = 0;
+	p->error[0] = '\0';
+	curl_easy_reset(p->easy);
+	curl_loop_easy_defaults(p->easy, p, pull_write, e);
+	curl_easy_setopt(p->easy, CURLOPT_UNIX_SOCKET_PATH, e->sock);
+	curl_easy_setopt(p->easy, CURLOPT_URL, url);
+	curl_easy_setopt(p->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)e->timeout_ms);
+	curl_easy_setopt(p->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(p->easy, CURLOPT_LOW_SPEED_TIME, (long)stall_s);
+	curl_easy_setopt(p->easy, CURLOPT_HTTPHEADER, p->hdrs);
+	curl_easy_setopt(p->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(p->easy, CURLOPT_POSTFIELDS, "");
+	curl_easy_setopt(p->easy, CURLOPT_POSTFIELDSIZE, 0L);
+	int rc = curl_loop_add(e->cl, p->easy);
+	if (rc) {
+		curl_slist_free_all(p->hdrs);
+		p->hdrs = NULL;
+		return rc;
+	}
+	p->active = true;
+	log_inf("event=engine_pull_started image=%s auth=%s", ref, registry_auth && *registry_auth ? "yes" : "no");
+	return 0;
+}
+
+void hal_engine_pull_cancel(struct hal_engine *e)
+{
+	if (!e || !e->p.active || loop_timer_armed(&e->p.timer))
+		return;
+	curl_loop_remove(e->cl, e->p.easy);
+	if (loop_timer_start(e->l, &e->p.timer, 0, 0))
+		pull_finish(e, -ECANCELED, "cancelled"); /* no timer left: deliver now rather than never */
+}
+
+static int images_ready(struct hal_engine *e)
+{
+	if (!e->images && !(e->images = calloc(CONFIG_ENGINE_LIST_MAX, sizeof(*e->images))))
+		return -ENOMEM;
+	return 0;
+}
+
+/* An image reference in a path: registry host, name, tag or digest characters only. */
+static bool valid_image_ref(const char *s)
+{
+	if (!s || !*s || strlen(s) >= 256)
+		return false;
+	for (const char *q = s; *q; q++)
+		if (!isalnum((unsigned char)*q) && !strchr("._-/:@", *q))
+			return false;
+	return true;
+}
+
+int hal_engine_image_inspect(struct hal_engine *e, const char *ref, hal_engine_cb cb, void *arg)
+{
+	if (!e || !cb || !valid_image_ref(ref))
+		return -EINVAL;
+	if (images_ready(e))
+		return -ENOMEM;
+	struct call *c = call_take(e, OP_IMAGE_INSPECT, ref, cb, arg);
+	if (!c)
+		return -EBUSY;
+	snprintf(c->path, sizeof(c->path), "/images/%s/json", ref);
+	return submit(c);
+}
+
+int hal_engine_image_list(struct hal_engine *e, hal_engine_cb cb, void *arg)
+{
+	if (!e || !cb)
+		return -EINVAL;
+	if (images_ready(e))
+		return -ENOMEM;
+	struct call *c = call_take(e, OP_IMAGE_LIST, "images", cb, arg);
+	if (!c)
+		return -EBUSY;
+	snprintf(c->path, sizeof(c->path), "/images/json");
+	return submit(c);
+}
+
+int hal_engine_image_remove(struct hal_engine *e, const char *ref, bool force, hal_engine_cb cb, void *arg)
+{
+	if (!e || !cb || !valid_image_ref(ref))
+		return -EINVAL;
+	struct call *c = call_take(e, OP_IMAGE_REMOVE, ref, cb, arg);
+	if (!c)
+		return -EBUSY;
+	c->method = "DELETE";
+	snprintf(c->path, sizeof(c->path), "/images/%s?force=%d", ref, force ? 1 : 0);
+	return submit(c);
 }
 
 /* --- lifetime ------------------------------------------------------------ */
@@ -726,6 +1057,7 @@ struct hal_engine *hal_engine_create(struct loop *l, const char *endpoint, unsig
 		loop_timer_init(&e->calls[i].timer, on_call_timer, &e->calls[i]);
 	}
 	loop_timer_init(&e->w.deliver, on_watch_deliver, e);
+	loop_timer_init(&e->p.timer, on_pull_timer, e);
 	loop_timer_init(&e->w.reconnect, on_watch_reconnect, e);
 	e->w.backoff_ms = ENGINE_EVENTS_BACKOFF_MIN_MS;
 	return e;
@@ -751,6 +1083,9 @@ void hal_engine_destroy(struct hal_engine *e)
 	}
 	if (e->ver_state == VER_PENDING)
 		curl_loop_remove(e->cl, e->ver.easy);
+	loop_timer_stop(e->l, &e->p.timer);
+	if (e->p.active)
+		curl_loop_remove(e->cl, e->p.easy);
 	curl_loop_destroy(e->cl);
 	for (unsigned i = 0; i < CONFIG_ENGINE_MAX_INFLIGHT; i++) {
 		struct call *c = &e->calls[i];
@@ -764,6 +1099,10 @@ void hal_engine_destroy(struct hal_engine *e)
 	free(e->ver.resp);
 	if (e->w.easy)
 		curl_easy_cleanup(e->w.easy);
+	if (e->p.easy)
+		curl_easy_cleanup(e->p.easy);
+	curl_slist_free_all(e->p.hdrs);
+	free(e->images);
 	free(e->w.buf);
 	curl_slist_free_all(e->json_hdrs);
 	free(e->ctrs);

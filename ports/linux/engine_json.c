@@ -385,3 +385,136 @@ out:
 	cJSON_Delete(root);
 	return out;
 }
+
+/* --- images ---------------------------------------------------------------- */
+
+/* "2026-12-02T03:35:50.751794904Z" -> seconds since the epoch (UTC), 0 when unreadable. */
+static int64_t rfc3339_s(const char *s)
+{
+	int y, mo, d, h, mi, sec;
+	if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6 || y < 1970 || mo < 1 ||
+	    mo > 12 || d < 1 || d > 31)
+		return 0;
+	/* days from civil (Howard Hinnant's algorithm), no timezone database needed */
+	y -= mo <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153u * (unsigned)(mo + (mo > 2 ? -3 : 9)) + 2u) / 5u + (unsigned)d - 1u;
+	unsigned doe = yoe * 365u + yoe / 4u - yoe / 100u + doy;
+	int64_t days = era * 146097 + (int64_t)doe - 719468;
+	return days * 86400 + h * 3600 + mi * 60 + sec;
+}
+
+static void str_list(const cJSON *arr, char (*out)[160], unsigned cap, unsigned *n)
+{
+	*n = 0;
+	const cJSON *v;
+	cJSON_ArrayForEach(v, arr)
+	{
+		if (*n >= cap)
+			return;
+		if (cJSON_IsString(v) && v->valuestring && copy_fit(out[*n], sizeof(out[0]), v->valuestring))
+			(*n)++;
+	}
+}
+
+static int image_of(const cJSON *o, struct hal_image_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	const char *id = str_of(o, "Id");
+	if (!id || !copy_fit(out->id, sizeof(out->id), id))
+		return -EINVAL;
+	if (strncmp(out->id, "sha256:", 7) != 0) { /* some engines give the bare hex */
+		char tmp[sizeof(out->id)];
+		snprintf(tmp, sizeof(tmp), "sha256:%s", id);
+		if (!copy_fit(out->id, sizeof(out->id), tmp))
+			return -EINVAL;
+	}
+	str_list(cJSON_GetObjectItemCaseSensitive(o, "RepoTags"), out->tags, HAL_IMAGE_MAX_TAGS, &out->ntags);
+	str_list(cJSON_GetObjectItemCaseSensitive(o, "RepoDigests"), out->digests, HAL_IMAGE_MAX_TAGS,
+		 &out->ndigests);
+	const cJSON *size = cJSON_GetObjectItemCaseSensitive(o, "Size");
+	if (cJSON_IsNumber(size) && size->valuedouble >= 0)
+		out->size_bytes = (uint64_t)size->valuedouble;
+	const cJSON *created = cJSON_GetObjectItemCaseSensitive(o, "Created");
+	if (cJSON_IsNumber(created) && created->valuedouble > 0)
+		out->created_s = (int64_t)created->valuedouble; /* the list gives seconds */
+	else if (cJSON_IsString(created))
+		out->created_s = rfc3339_s(created->valuestring); /* inspect gives RFC 3339 */
+	return 0;
+}
+
+int engine_json_image(const char *buf, size_t len, struct hal_image_info *out)
+{
+	cJSON *root = parse(buf, len);
+	int rc = cJSON_IsObject(root) ? image_of(root, out) : -EINVAL;
+	cJSON_Delete(root);
+	return rc;
+}
+
+int engine_json_images(const char *buf, size_t len, struct hal_image_info *out, unsigned cap, unsigned *n)
+{
+	cJSON *root = parse(buf, len);
+	*n = 0;
+	int rc = cJSON_IsArray(root) ? 0 : -EINVAL;
+	const cJSON *o;
+	cJSON_ArrayForEach(o, root)
+	{
+		if (*n >= cap) {
+			rc = -EOVERFLOW;
+			break;
+		}
+		if (image_of(o, &out[*n]) == 0)
+			(*n)++;
+	}
+	cJSON_Delete(root);
+	return rc;
+}
+
+int engine_json_pull_line(const char *buf, size_t len, struct engine_pull_line *out)
+{
+	memset(out, 0, sizeof(*out));
+	cJSON *root = parse(buf, len);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return -EINVAL;
+	}
+	const char *err = str_of(root, "error");
+	const cJSON *detail = cJSON_GetObjectItemCaseSensitive(root, "errorDetail");
+	if (!err && cJSON_IsObject(detail))
+		err = str_of(detail, "message");
+	if (err) {
+		out->kind = PULL_LINE_ERROR;
+		/* the cause comes last ("...: manifest unknown"): keep the tail of a long message */
+		size_t n = strlen(err);
+		copy_trunc(out->text, sizeof(out->text), n >= sizeof(out->text) ? err + n - (sizeof(out->text) - 1) : err);
+		for (char *p = out->text; *p; p++)
+			if (*p == '\n' || *p == '\r' || *p == '"')
+				*p = '\'';
+		cJSON_Delete(root);
+		return 0;
+	}
+	const char *status = str_of(root, "status");
+	copy_trunc(out->layer, sizeof(out->layer), str_of(root, "id"));
+	copy_trunc(out->text, sizeof(out->text), status);
+	const cJSON *pd = cJSON_GetObjectItemCaseSensitive(root, "progressDetail");
+	const cJSON *cur = cJSON_GetObjectItemCaseSensitive(pd, "current");
+	const cJSON *tot = cJSON_GetObjectItemCaseSensitive(pd, "total");
+	if (cJSON_IsNumber(cur) && cur->valuedouble >= 0)
+		out->current = (uint64_t)cur->valuedouble;
+	if (cJSON_IsNumber(tot) && tot->valuedouble >= 0)
+		out->total = (uint64_t)tot->valuedouble;
+	if (!status)
+		out->kind = PULL_LINE_OTHER;
+	else if (strcmp(status, "Pulling fs layer") == 0 || strcmp(status, "Waiting") == 0)
+		out->kind = PULL_LINE_LAYER;
+	else if (strcmp(status, "Downloading") == 0 || strcmp(status, "Extracting") == 0)
+		out->kind = PULL_LINE_BYTES;
+	else if (strcmp(status, "Download complete") == 0 || strcmp(status, "Already exists") == 0 ||
+		 strcmp(status, "Pull complete") == 0)
+		out->kind = PULL_LINE_LAYER_DONE;
+	else
+		out->kind = PULL_LINE_OTHER;
+	cJSON_Delete(root);
+	return 0;
+}

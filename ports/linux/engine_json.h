@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hal/engine.h"
 
@@ -47,5 +48,26 @@ char *engine_json_exec_body(const char *const *argv);
 /* The filters= value (before URL escaping) selecting containers with label
  * key=value: {"label":["key=value"]}. Caller frees. */
 char *engine_json_label_filter(const char *key, const char *value);
+
+/* Images: GET /images/{name}/json (one) and GET /images/json (a list, up to
+ * cap; -EOVERFLOW when it held more). */
+int engine_json_image(const char *buf, size_t len, struct hal_image_info *out);
+int engine_json_images(const char *buf, size_t len, struct hal_image_info *out, unsigned cap, unsigned *n);
+
+/* One line of the POST /images/create progress stream. */
+enum engine_pull_line_kind {
+	PULL_LINE_OTHER = 0,
+	PULL_LINE_LAYER,      /* a layer named (to pull, or waiting) */
+	PULL_LINE_BYTES,      /* bytes of a layer: current of total */
+	PULL_LINE_LAYER_DONE, /* downloaded, already present or complete */
+	PULL_LINE_ERROR,      /* the pull failed: text says why */
+};
+struct engine_pull_line {
+	enum engine_pull_line_kind kind;
+	char layer[80];
+	char text[256];       /* status, or the error message (one line) */
+	uint64_t current, total;
+};
+int engine_json_pull_line(const char *buf, size_t len, struct engine_pull_line *out);
 
 #endif

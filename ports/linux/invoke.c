@@ -432,6 +432,9 @@ errout_with_inv:
 	return NULL;
 }
 
+/* Real replicas take the time they take: no request sets it. */
+bool hal_invoke_cost_hints(void) { return false; }
+
 void hal_invoke_destroy(struct hal_invoke *inv)
 {
 	if (!inv)

@@ -622,6 +622,8 @@ static int do_op(struct hal_engine *e, struct ecall *c, struct hal_engine_result
 		return 0;
 	if (c->op == S_CREATE) {
 		int ci;
+		if (!sim_images_present(c->spec.image))
+			return -ENOENT; /* the engine's "no such image" */
 		int rc = ctr_create(&c->spec, &ci);
 		if (rc == 0) {
 			snprintf(e->id_out, sizeof(e->id_out), "%s", W.c[ci].id);
@@ -781,6 +783,9 @@ static int call_submit(struct hal_engine *e, struct ecall *c, uint32_t extra_ms)
 	return rc;
 }
 
+struct loop *sim_engine_loop(const struct hal_engine *e) { return e->l; }
+bool sim_engine_down(void) { return W.down; }
+
 struct hal_engine *hal_engine_create(struct loop *l, const char *endpoint, unsigned timeout_ms)
 {
 	(void)endpoint;
@@ -806,6 +811,7 @@ struct hal_engine *hal_engine_create(struct loop *l, const char *endpoint, unsig
 		loop_timer_init(&e->calls[i].t, on_call, &e->calls[i]);
 	loop_timer_init(&e->ev_timer, ev_deliver, e);
 	W.engines[slot] = e;
+	sim_images_attach(e);
 	sim_world_use_loop(l);
 	return e;
 }
@@ -820,6 +826,7 @@ void hal_engine_destroy(struct hal_engine *e)
 	for (int i = 0; i < SIM_MAX_ENGINES; i++)
 		if (W.engines[i] == e)
 			W.engines[i] = NULL;
+	sim_images_detach(e);
 	free(e->ctrs);
 	free(e);
 }

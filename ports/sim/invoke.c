@@ -202,6 +202,9 @@ struct hal_invoke *hal_invoke_create(struct loop *l, unsigned max_inflight)
 	return inv;
 }
 
+/* A simulated replica spends what the request says (X-Cost-Ms at the API). */
+bool hal_invoke_cost_hints(void) { return true; }
+
 void hal_invoke_destroy(struct hal_invoke *inv)
 {
 	if (!inv)

@@ -72,6 +72,26 @@ int sim_ctr_load(const char *ref, unsigned *serving, unsigned *queued);
  * e.g. a foreign container without berth's labels. id may be NULL. */
 int sim_ctr_add(const struct hal_ctr_create *spec, bool start, char *id, size_t id_len);
 
+/* --- images and a registry ------------------------------------------------
+ * The engine's image store and one registry, in virtual time. Image checks
+ * are off by default (any image can be created, as before images were
+ * modelled); sim_images_enforce(true) makes create fail -ENOENT for an image
+ * not in the store. A pull of a registry image takes size / bandwidth of
+ * virtual time, reports progress once per virtual second, keeps the bytes it
+ * already fetched when it fails (a retry resumes), and puts the image in the
+ * store under its tag and "name@digest". */
+void sim_images_enforce(bool on);
+/* Registry content: ref "name:tag" with its digest ("sha256:<64 hex>") and size. */
+int sim_registry_add(const char *ref, const char *digest, uint64_t size_bytes);
+void sim_registry_set_available(bool up);        /* down: pulls fail -EHOSTUNREACH (one in flight too) */
+void sim_registry_set_bandwidth(uint64_t bytes_per_s); /* default 10 MB/s */
+void sim_registry_fail_pulls(unsigned n, int err); /* the next n pulls fail at once with err */
+/* Puts an image straight into the store (a local import); created_s orders GC. */
+int sim_image_add(const char *ref, uint64_t size_bytes, int64_t created_s);
+bool sim_image_exists(const char *ref);
+unsigned sim_image_count(void);
+unsigned sim_pulls_started(void);
+
 /* Resets every piece of sim state to its start value (call in test setup). */
 void sim_reset(void);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ports/sim/sim.h"
+#include "ports/sim/world.h"
 
 #define SIM_MAX_PIDS 64
 
@@ -135,6 +136,7 @@ void sim_reset(void)
 	sim_clock_reset();
 	sys_defaults();
 	sim_world_reset();
+	sim_images_reset();
 }
 
 __attribute__((constructor)) static void sim_sys_init(void) { sys_defaults(); }

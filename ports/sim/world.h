@@ -31,4 +31,15 @@ void sim_world_abandon(int64_t token);
 
 void sim_world_reset(void);
 
+/* --- images (ports/sim/images.c) --- */
+struct hal_engine;
+struct loop *sim_engine_loop(const struct hal_engine *e);
+bool sim_engine_down(void);
+/* True when the engine may create a container from ref: always while image
+ * checks are off (sim_images_enforce), else when ref is in the store. */
+bool sim_images_present(const char *ref);
+void sim_images_attach(struct hal_engine *e);
+void sim_images_detach(struct hal_engine *e);
+void sim_images_reset(void);
+
 #endif

@@ -36,7 +36,7 @@ for i in 0 1; do
   p=$(free_port); ports+=("$p")
   worker_run "berth-bench-dispatch-$$-$i" "bench-dispatch-$$" "$i" "$p" WORKER_CONCURRENCY=1 || exit 1
 done
-for p in "${ports[@]}"; do wait_for 15000 is200 "http://127.0.0.1:$p/v2/health/ready" || { echo "worker $p not ready" >&2; exit 1; }; done
+for p in "${ports[@]}"; do wait_until 15 "worker $p ready" is200 "http://127.0.0.1:$p/v2/health/ready" || { echo "worker $p not ready" >&2; exit 1; }; done
 
 api_port=$(free_port)
 cat > "$tmp/config.json" <<EOF
@@ -47,7 +47,7 @@ cat > "$tmp/config.json" <<EOF
 EOF
 "$build/berthd" -c "$tmp/config.json" > "$tmp/berthd.log" 2>&1 &
 berthd_pid=$!
-wait_for 10000 is200 "http://127.0.0.1:$api_port/v2/health/ready" || { cat "$tmp/berthd.log" >&2; exit 1; }
+wait_until 10 "berthd's /v2/health/ready" is200 "http://127.0.0.1:$api_port/v2/health/ready" || { cat "$tmp/berthd.log" >&2; exit 1; }
 
 half=$(( (LIMIT + 1) / 2 ))
 args=(--trace "$TRACE" --model m --limit "$half" --speedup "$SPEEDUP" --cost-scale "$COST_SCALE" --conns 64)

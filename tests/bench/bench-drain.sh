@@ -7,6 +7,8 @@
 # Usage: tests/bench/bench-drain.sh [BUILD_DIR]    (BENCH_TICKS, default 3600)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/integration/lib-common.sh
+source tests/integration/lib-common.sh
 O=${1:-build}
 TICKS=${BENCH_TICKS:-3600}
 make --no-print-directory -j2 O="$O" "$O/lib/libberth-core.a" "$O/lib/libberth-linux.a" >/dev/null
@@ -19,21 +21,23 @@ dir=$(mktemp -d "${TMPDIR:-/var/tmp}/berth-bench-drain.XXXXXX")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n%s\n' "$port" "$([ "$(id -u)" -eq 0 ] && echo 'user root')" > "$dir/mq.conf"
-mosquitto -c "$dir/mq.conf" > "$dir/mq.log" 2>&1 & pids+=($!)
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+port=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n%s\nlog_dest file %s\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_type subscribe\n' \
+  "$port" "$([ "$(id -u)" -eq 0 ] && echo 'user root')" "$dir/mq.log" > "$dir/mq.conf"
+mosquitto -c "$dir/mq.conf" > "$dir/mq.out" 2>&1 & pids+=($!)
+wait_until 5 "the broker listening on $port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || exit 1
 
 # One consumer in both runs, so both pay the same fan-out.
-mosquitto_sub -p "$port" -q 1 -t bench/drain > "$dir/capture" & pids+=($!)
-mosquitto_sub -p "$port" -q 1 -t bench/baseline > /dev/null & pids+=($!)
-sleep 0.3
+mosquitto_sub -p "$port" -i bench-drain-sub -q 1 -t bench/drain > "$dir/capture" & pids+=($!)
+mosquitto_sub -p "$port" -i bench-baseline-sub -q 1 -t bench/baseline > /dev/null & pids+=($!)
+wait_until 5 "the consumers subscribed" mqtt_subscribed "$dir/mq.log" bench-baseline-sub bench/baseline || exit 1
+wait_until 5 "the consumers subscribed" mqtt_subscribed "$dir/mq.log" bench-drain-sub bench/drain || exit 1
 
 "$O/bench_drain" "$dir" "$port" bench/drain "$TICKS" > "$dir/drain.out" 2> "$dir/drain.err" || { cat "$dir/drain.err" >&2; exit 1; }
 cat "$dir/drain.err" >&2
 read -r msgs rows drain_s rss0 rss1 < <(sed -n 's/^DRAIN msgs=\([0-9]*\) rows=\([0-9]*\) drain_s=\([0-9.]*\) rss_start_kb=\([0-9]*\) rss_max_kb=\([0-9]*\)/\1 \2 \3 \4 \5/p' "$dir/drain.out")
-for _ in $(seq 100); do [ "$(wc -l < "$dir/capture")" -ge "$msgs" ] && break; sleep 0.1; done
-[ "$(wc -l < "$dir/capture")" -ge "$msgs" ] || { echo "capture incomplete" >&2; exit 1; }
+captured() { [ "$(wc -l < "$dir/capture")" -ge "$msgs" ]; }
+wait_until 10 "$msgs messages captured" captured || { echo "capture incomplete" >&2; exit 1; }
 
 t0=$(date +%s.%N)
 mosquitto_pub -p "$port" -q 1 -t bench/baseline -l < "$dir/capture"

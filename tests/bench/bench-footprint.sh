@@ -79,7 +79,7 @@ berthd_pid=$!
 live_ms=-1
 if [ "$PRESET" != minimal ]; then
   live() { [ "$(T=1 code "http://127.0.0.1:$api_port/v2/health/live")" = 200 ]; }
-  WAIT_STEP=0.002 wait_for 10000 live || { cat "$tmp/berthd.log" >&2; exit 1; }
+  WAIT_STEP=0.002 wait_until 10 "berthd's /v2/health/live" live || { cat "$tmp/berthd.log" >&2; exit 1; }
   live_ms=$(( $(now_ms) - t0 ))
 fi
 # all three replicas running and ready (the engine's view, so the minimal preset is measured alike)
@@ -88,9 +88,10 @@ ready3() {
   for p in $p1 $p2 $p3; do [ "$(T=1 code "http://127.0.0.1:$p/v2/health/ready")" = 200 ] && n=$((n + 1)); done
   [ $n -eq 3 ]
 }
-wait_for 60000 ready3 || { echo "bench-footprint: the three replicas did not become ready" >&2; cat "$tmp/berthd.log" >&2; exit 1; }
+wait_until 60 "the three replicas ready" ready3 || { echo "bench-footprint: the three replicas did not become ready" >&2; cat "$tmp/berthd.log" >&2; exit 1; }
 if [ "$PRESET" != minimal ]; then
-  wait_for 15000 bash -c "curl -s -m 1 http://127.0.0.1:$api_port/v2/health/ready | grep -q . && [ \"\$(curl -s -o /dev/null -w '%{http_code}' -m 1 http://127.0.0.1:$api_port/v2/health/ready)\" = 200 ]" || true
+  api_ready() { [ "$(T=1 code "http://127.0.0.1:$api_port/v2/health/ready")" = 200 ]; }
+  wait_until 15 "berthd's /v2/health/ready" api_ready || true
 fi
 broker_pid=$(cat "$SERVICES_DIR/broker/pid")
 hz=$(getconf CLK_TCK)
@@ -113,7 +114,9 @@ if [ "$PRESET" != minimal ]; then
     for (i = 0; i < n; i++) { m = i % 3; printf "%d,m%d,%d,%s,0\n", i / 4, m + 1, (m == 0 ? 200 : (m == 1 ? 1000 : 10000)), (m == 0 ? "urgent" : (m == 1 ? "normal" : "batch")) } }' > "$tmp/trace.csv"
   "$tmp/loadgen" --trace "$tmp/trace.csv" --target "127.0.0.1:$api_port" --conns 16 > "$tmp/load.out"
   echo "  $REQUESTS requests: $(tail -1 "$tmp/load.out" | sed 's/^LOADGEN //')"
-  sleep 2   # let the last telemetry interval settle before the second reading
+  # the second reading once berthd is idle again: no busy slot and no backlog in /v1/state
+  idle() { [ "$(curl -s -m 1 "http://127.0.0.1:$api_port/v1/state" | json '(d["dispatch"]["scheduler"]["slots_busy"], d["dispatch"]["scheduler"]["backlog_ms"])')" = "(0, 0)" ]; }
+  wait_until 10 "berthd idle after the requests (/v1/state)" idle || true
   pd_after=$(smaps Private_Dirty "$berthd_pid")
   echo "  after the requests: rss $(smaps Rss "$berthd_pid") kB, private dirty $pd_after kB ($(( pd_after - pd )) kB more)"
 fi

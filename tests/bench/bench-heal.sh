@@ -36,7 +36,7 @@ cat > "$WORK/deployments.json" <<EOF
   "restart":{"policy":"always","backoff_initial_ms":1000,"backoff_max_ms":300000,"reset_after_ms":2000}}]}
 EOF
 berthd_start
-wait_for 30 ready_is heal $REPLICAS || { echo "bench-heal: replicas never ready"; FAILS=1; exit 1; }
+wait_until 30 "ready replicas of heal = $REPLICAS" ready_is heal $REPLICAS || { echo "bench-heal: replicas never ready"; FAILS=1; exit 1; }
 
 # ready_after REPLICA T_MS: wall_ms of the first replica_ready of REPLICA logged after T_MS
 ready_after() {
@@ -49,15 +49,15 @@ for line in open(sys.argv[1], errors="replace"):
 EOP
 }
 wait_ready_after() { # REPLICA T_MS TIMEOUT_S -> prints wall_ms
-  local end=$(( $(now_ms) + $3 * 1000 )) r
-  while [ "$(now_ms)" -lt $end ]; do
-    r=$(ready_after "$1" "$2"); [ -n "$r" ] && { echo "$r"; return 0; }
-    sleep 0.02
-  done
-  return 1
+  local r=
+  got() { r=$(ready_after "$1" "$2"); [ -n "$r" ]; }
+  WAIT_STEP=0.02 wait_until "$3" "replica $1 ready after $2" got "$1" "$2" || return 1
+  echo "$r"
 }
 declare -a last_ready=()
 for i in $(seq 0 $((REPLICAS - 1))); do last_ready[$i]=$(now_ms); done
+# (a pause by the clock, not a readiness guess: the replica is ready; the pause lets its restart
+# count reset, so every kill is measured from the same state)
 settle() { # REPLICA: wait until it has been ready for > reset_after (+1 s housekeeping tick)
   local due=$(( ${last_ready[$1]} + 3100 ))
   while [ "$(now_ms)" -lt $due ]; do sleep 0.05; done

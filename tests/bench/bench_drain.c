@@ -69,6 +69,12 @@ static void on_connected(void *arg)
 static void on_disconnected(void *arg) { outbox_on_disconnected(((struct drain *)arg)->fwd); }
 static void on_published(void *arg, int mid, int reason) { outbox_on_published(((struct drain *)arg)->fwd, mid, reason); }
 
+static int publish_batch(void *arg, const char *topic, const void *payload, size_t len, int *mid)
+{
+	struct drain *d = arg;
+	return uplink_publish(d->up, topic, payload, len, 1, false, NULL, 0, mid);
+}
+
 static void on_sample(void *arg)
 {
 	struct drain *d = arg;
@@ -130,7 +136,7 @@ int main(int argc, char **argv)
 	d.up = uplink_create(l, &uo, &cb);
 	struct outbox_opts fo = { .telemetry_topic = topic, .events_topic = topic, .device_id = "bench",
 				   .batch_max_bytes = CONFIG_UPLINK_BATCH_BYTES, .inflight_max = CONFIG_UPLINK_INFLIGHT };
-	d.fwd = outbox_create(l, d.st, d.up, &fo);
+	d.fwd = outbox_create(l, d.st, publish_batch, &d, &fo);
 	loop_timer_init(&d.sample, on_sample, &d);
 	if (!d.up || !d.fwd || loop_timer_start(l, &d.sample, 20, 20) < 0)
 		return 1;

@@ -1,18 +1,47 @@
 # tests/integration/lib-common.sh - small helpers shared by the standalone integration scripts and
-# benchmarks: time, free ports, polling with a deadline, HTTP status, JSON fields, Engine API calls,
+# benchmarks: time, free ports, the one wait (wait_until), HTTP status, JSON fields, Engine API calls,
 # worker containers and the cleanup trap.
 # Source it. engine_call needs $tmp (a scratch directory) and BERTH_ENGINE_SOCK.
 # shellcheck shell=bash
 
-now_ms() { date +%s%3N; }
+now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $(( 10#$t / 1000 )); }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# wait_for MS CMD...: polls CMD (every $WAIT_STEP s, default 0.05) until it succeeds; 1 when MS pass first.
-wait_for() {
-  local deadline=$(( $(now_ms) + $1 )); shift
-  until "$@"; do [ "$(now_ms)" -lt $deadline ] || return 1; sleep "${WAIT_STEP:-0.05}"; done
+# wait_until TIMEOUT_S DESCRIPTION CMD...: the one wait of the tests. Runs CMD in this shell (so a
+# condition may keep figures in variables), its output kept aside, every $WAIT_STEP s (default 0.1)
+# until it succeeds: 0. When TIMEOUT_S seconds (decimals allowed) pass first: prints on stderr what
+# it waited for, the command and the last output of CMD, and returns 1. Readiness is always waited
+# for this way, on a condition; a fixed sleep is only for a window in which a test shows that
+# nothing happens, and says so.
+wait_until() {
+  local secs=$1 what=$2 whole frac out rc end
+  shift 2
+  whole=${secs%%.*}; frac=; [[ $secs == *.* ]] && frac=${secs#*.}; frac=${frac}000
+  end=$(( $(now_ms) + 10#${whole:-0} * 1000 + 10#${frac:0:3} ))
+  out=${TMPDIR:-/tmp}/wait_until.$$.$BASHPID
+  while :; do
+    rc=0; "$@" > "$out" 2>&1 || rc=$?
+    [ $rc -ne 0 ] || { rm -f "$out"; return 0; }
+    [ "$(now_ms)" -lt $end ] || break
+    sleep "${WAIT_STEP:-0.1}"
+  done
+  {
+    echo "wait_until: gave up after ${secs} s waiting for $what"
+    echo "  condition: $* (exit $rc)"
+    [ -s "$out" ] && { echo "  last output:"; tail -c 1500 "$out" | tail -n 20 | sed 's/^/  | /'; }
+  } >&2
+  rm -f "$out"
+  return 1
 }
+
+# mqtt_subscribed LOG CLIENT TOPIC [AFTER]: whether the broker whose log is LOG (log_type subscribe)
+# logged CLIENT's subscription to TOPIC after its line AFTER (default 0): a subscriber is ready.
+mqtt_subscribed() {
+  awk -v c="$2" -v t="$3" -v a="${4:-0}" 'NR > a && $2 == c && $4 == t { f = 1 } END { exit !f }' "$1" 2>/dev/null
+}
+# log_lines FILE: its line count (0 when it does not exist yet).
+log_lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
 
 # code [CURL ARGS...] URL: the HTTP status of the answer (000 when none came within $T s, default 5).
 code() { curl -s -m "${T:-5}" -o /dev/null -w '%{http_code}' "$@" || true; }

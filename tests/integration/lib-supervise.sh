@@ -3,6 +3,8 @@
 # (scripts/test-services.sh). Every container this run makes carries io.berth.owner=$DEV and is
 # removed by the trap, with berthd.
 set -euo pipefail
+# shellcheck source=tests/integration/lib-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${BERTH_BUILD:-$repo/build}
 : "${BERTH_ENGINE_SOCK:?needs the test services (scripts/test-services.sh)}"
@@ -14,7 +16,6 @@ BERTHD_PID=
 FAILS=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 eng() { # METHOD PATH: one Engine API call, body on stdout
   curl -s --max-time 10 --unix-socket "$BERTH_ENGINE_SOCK" -X "$1" "http://d/v1.41$2"
@@ -92,12 +93,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# wait_for SECONDS CMD...: polls every 0.1 s until CMD succeeds; 1 on timeout.
-wait_for() {
-  local end=$(( $(now_ms) + $1 * 1000 )); shift
-  while [ "$(now_ms)" -lt $end ]; do "$@" && return 0; sleep 0.1; done
-  "$@"
-}
 log_has() { grep -qE "$1" "$WORK/berthd.log"; }
 log_count() { grep -cE "$1" "$WORK/berthd.log" || true; }
 

@@ -3,6 +3,8 @@
 # loopback port (so stopping it for outage tests disturbs nobody), its own
 # data dir, and everything is cleaned up by the EXIT trap.
 set -u
+# shellcheck source=tests/integration/lib-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 
 TELEM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TELEM_BUILD=${BERTH_BUILD:-$TELEM_ROOT/build}
@@ -12,20 +14,6 @@ TELEM_PIDS=()
 fail() { echo "FAIL: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 
-free_port() {
-  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds or the deadline passes.
-wait_for() {
-  local secs=$1; shift
-  local end=$(( $(date +%s%N) / 1000000 + secs * 1000 ))
-  while (( $(date +%s%N) / 1000000 < end )); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 telem_cleanup() {
   local p
@@ -57,6 +45,11 @@ persistence true
 persistence_location $T/broker/
 autosave_interval 1
 log_dest file $T/broker/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+log_type information
+log_type subscribe
 ${BROKER_LISTENER:-listener $BROKER_PORT 127.0.0.1
 allow_anonymous true}
 $BROKER_EXTRA
@@ -67,7 +60,7 @@ broker_up() {
   [ -f "$T/broker/mosquitto.conf" ] || broker_conf
   mosquitto -c "$T/broker/mosquitto.conf" &
   BROKER_PID=$!
-  wait_for 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$BROKER_PORT" 2>/dev/null || fail "broker did not start"
+  wait_until 5 "the broker listening on $BROKER_PORT" bash -c "exec 3<>/dev/tcp/127.0.0.1/$BROKER_PORT" || fail "broker did not start"
 }
 
 broker_down() {
@@ -107,15 +100,29 @@ berthd_down() {
 }
 
 # consumer_up NAME TOPIC...: a persistent-session QoS 1 subscriber writing
-# JSON lines (mosquitto_sub -F %j) to $T/NAME.out.
+# JSON lines (mosquitto_sub -F %j) to $T/NAME.out. When the broker runs, returns once the broker
+# has logged its subscription to the last TOPIC (client id consumer-NAME).
 consumer_up() {
   local name=$1; shift
-  local args=()
+  local args=() t from
   for t in "$@"; do args+=(-t "$t"); done
+  from=$(log_lines "$T/broker/mosquitto.log")
   mosquitto_sub -V mqttv5 -p "$BROKER_PORT" -q 1 -c -i "consumer-$name" -x 3600 -F '%j' "${args[@]}" \
     ${CONSUMER_OPTS:-} >> "$T/$name.out" 2>> "$T/$name.err" &
   TELEM_PIDS+=($!)
   eval "CONSUMER_PID_$name=$!"
+  [ -z "${BROKER_PID:-}" ] || subscribed "consumer-$name" "${!#}" "$from"
+}
+
+# berthd_subscribed [AFTER]: waits until berthd (client id $DEV) has subscribed to its desired
+# state, the last of its subscriptions after a connect, after line AFTER of the broker log.
+berthd_subscribed() { subscribed "$DEV" "berth/v1/$DEV/state/desired" "${1:-0}"; }
+
+# subscribed CLIENT TOPIC [AFTER]: waits (5 s) until the broker logs CLIENT's subscription to TOPIC
+# after line AFTER of its log; fails the test when it does not.
+subscribed() {
+  wait_until 5 "$1 subscribed to $2" mqtt_subscribed "$T/broker/mosquitto.log" "$@" \
+    || fail "$1 never subscribed to $2"
 }
 
 # seq_report FILE: prints "first last count unique dups gaps" over the rows of telemetry/events batches.
@@ -196,8 +203,9 @@ EOF
 db_last_seq() { sqlite3 "$T/data/berth.db" "SELECT seq FROM sqlite_sequence WHERE name='outbox'" 2>/dev/null || echo 0; }
 db_rows() { sqlite3 "$T/data/berth.db" "SELECT COUNT(*) FROM outbox" 2>/dev/null || echo -1; }
 
-# outbox_at_most N: whether berthd's outbox holds N rows or fewer.
+# outbox_at_most N / outbox_at_least N: whether berthd's outbox holds N rows or fewer / or more.
 outbox_at_most() { [ "$(sqlite3 "$T/data/berth.db" 'SELECT COUNT(*) FROM outbox')" -le "$1" ]; }
+outbox_at_least() { [ "$(sqlite3 "$T/data/berth.db" 'SELECT COUNT(*) FROM outbox')" -ge "$1" ]; }
 
 # seq_reached FILE LAST: whether the rows in consumer output FILE reach seq LAST.
 seq_reached() { local r; r=$(seq_report "$1"); [ "$(echo "$r" | cut -d' ' -f2)" -ge "$2" ]; }
@@ -207,9 +215,8 @@ seq_reached() { local r; r=$(seq_report "$1"); [ "$(echo "$r" | cut -d' ' -f2)" 
 telem_flow_up() {
   broker_up
   consumer_up tel "berth/v1/$DEV/telemetry" "berth/v1/$DEV/events"
-  sleep 0.3
   berthd_up
-  wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+  wait_until 10 "event=connected in berthd.log" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
 }
 
 # telem_flow_check MAXROWS: waits (30 s) for the outbox to drain to MAXROWS rows, stops berthd
@@ -218,10 +225,10 @@ telem_flow_up() {
 # at seq 1 and have no gap.
 # shellcheck disable=SC2034 # the figures are for the caller
 telem_flow_check() {
-  wait_for 30 outbox_at_most "$1" || fail "backlog did not drain"
+  wait_until 30 "the outbox to drain" outbox_at_most "$1" || fail "backlog did not drain"
   berthd_down TERM
   last=$(db_last_seq)
-  wait_for 20 seq_reached "$T/tel.out" "$last" \
+  wait_until 20 "the consumer to reach the last seq" seq_reached "$T/tel.out" "$last" \
     || fail "consumer never reached seq $last: $(seq_report "$T/tel.out")"
   read -r first lastseen count unique dups gaps <<< "$(seq_report "$T/tel.out")"
   log "rows: first=$first last=$lastseen received=$count unique=$unique duplicates=$dups gaps=$gaps db_last=$last"
@@ -250,6 +257,10 @@ for line in open(sys.argv[1], errors="replace"):
             break
 EOF
 }
+
+# has_reply ID / replies_at_least ID N: whether a reply (N replies) carrying id ID came.
+has_reply() { [ -n "$(reply_for "$1")" ]; }
+replies_at_least() { [ "$(replies_count "$1")" -ge "$2" ]; }
 
 # replies_count ID: how many replies carried id ID.
 replies_count() {

@@ -17,11 +17,11 @@ echo "{\"version\":1,\"deployments\":[$(worker_deployment u "$P" 1 normal 2000)]
 berthd_start
 ucode() { curl -s -m 5 --unix-socket "$SOCK" -o "$WORK/body" -D "$WORK/hdr" -w '%{http_code}' "$@" 2>/dev/null || true; }
 live() { [ "$(ucode http://berth/v2/health/live)" = 200 ]; }
-wait_for 10 live && ok "GET /v2/health/live over $SOCK: 200" || bad "no API on the unix socket"
-wait_for 20 ready_is u 1 || bad "u never ready"
-wait_for 5 disp_ready u 0 || bad "u not ready in the dispatcher"
+wait_until 10 "berthd's API on the unix socket" live && ok "GET /v2/health/live over $SOCK: 200" || bad "no API on the unix socket"
+wait_until 20 "ready replicas of u = 1" ready_is u 1 || bad "u never ready"
+wait_until 5 "u replica 0 ready in the dispatcher" disp_ready u 0 || bad "u not ready in the dispatcher"
 model_ready() { [ "$(ucode http://berth/v2/models/u/ready)" = 200 ]; }
-wait_for 5 model_ready && ok "GET /v2/models/u/ready: 200" || bad "model u not ready over the socket"
+wait_until 5 "model u ready over the unix socket" model_ready && ok "GET /v2/models/u/ready: 200" || bad "model u not ready over the socket"
 st=$(ucode -X POST -H 'X-Berth-Deadline-Ms: 2000' \
   -d '{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}],"parameters":{"cost_ms":5}}' \
   http://berth/v2/models/u/infer)

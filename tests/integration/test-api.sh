@@ -33,7 +33,7 @@ for i in 0 1; do
     || fail "worker $i did not start"
 done
 for p in "${ports[@]}"; do
-  wait_for 15000 is 200 "http://127.0.0.1:$p/v2/health/ready" || fail "worker on $p not ready"
+  wait_until 15 "HTTP 200 from http://127.0.0.1:$p/v2/health/ready" is 200 "http://127.0.0.1:$p/v2/health/ready" || fail "worker on $p not ready"
 done
 ok "two worker containers ready on ports ${ports[*]}"
 
@@ -50,7 +50,7 @@ EOF
 "$BERTH_BUILD/berthd" -c "$tmp/config.json" > "$tmp/berthd.log" 2>&1 &
 berthd_pid=$!
 api="http://127.0.0.1:$api_port"
-wait_for 10000 is 200 "$api/v2/health/ready" || fail "berthd not ready"
+wait_until 10 "HTTP 200 from $api/v2/health/ready" is 200 "$api/v2/health/ready" || fail "berthd not ready"
 [ "$(code "$api/v2/health/live")" = 200 ] || fail "live"
 [ "$(code "$api/v2/models/m1/ready")" = 200 ] || fail "model ready"
 ok "berthd ready with both replicas"
@@ -102,7 +102,7 @@ t0=$(now_ms)
 kpid=$!
 busy=""
 busy_idx() { for i in 0 1; do [ "$(inflight "${ports[$i]}")" -ge 1 ] && { busy=$i; return 0; }; done; return 1; }
-wait_for 2000 busy_idx || fail "no worker busy with the slow request"
+wait_until 2 "a worker busy with the slow request" busy_idx || fail "no worker busy with the slow request"
 engine_call POST "/containers/${containers[$busy]}/kill"
 [ "$status" = 204 ] || fail "kill worker $busy: $status $body"
 wait "$kpid" || true
@@ -118,7 +118,7 @@ ok "replica $busy killed mid-request: retried on the other, 200 in ${elapsed} ms
 other=$(( 1 - busy ))
 engine_call POST "/containers/${containers[$other]}/kill"
 [ "$status" = 204 ] || fail "kill worker $other: $status"
-wait_for 5000 is 503 "$api/v2/models/m1/ready" || fail "model still ready with both replicas dead: $(curl -s "$api/v1/state")"
+wait_until 5 "HTTP 503 from $api/v2/models/m1/ready" is 503 "$api/v2/models/m1/ready" || fail "model still ready with both replicas dead: $(curl -s "$api/v1/state")"
 infer -d "$body5" "$api/v2/models/m1/infer"
 [ "$st" = 503 ] && [ "$(echo "$out" | json 'd["reason"]')" = no_ready_replica ] || fail "no replica: $st $out"
 echo "$hdr" | grep -qi '^Retry-After: [0-9]' || fail "no Retry-After: $hdr"

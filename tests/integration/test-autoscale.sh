@@ -78,8 +78,8 @@ EOD
 mosquitto_sub -p "$BERTH_BROKER_PORT" -q 1 -t "berth/v1/$DEV/events" > "$WORK/events.out" 2>/dev/null &
 SUB_PID=$!
 berthd_start
-wait_for 20 state_is m replicas_ready 1 || die "m never ready: $(curl -s -m 5 "$API/v1/state")"
-wait_for 5 log_has 'event=autoscale_added deployment=m ' || die "the autoscaler does not know m"
+wait_until 20 "m replicas_ready=1 in /v1/state" state_is m replicas_ready 1 || die "m never ready: $(curl -s -m 5 "$API/v1/state")"
+wait_until 5 "berthd log: event=autoscale_added deployment=m " log_has 'event=autoscale_added deployment=m ' || die "the autoscaler does not know m"
 ok "m ready with 1 replica, autoscaler running (interval 2 s)"
 
 # --- 1. the ramp: 10, 25, then 45 requests/s of 30 ms on one replica of concurrency 1 (about
@@ -88,9 +88,9 @@ ok "m ready with 1 replica, autoscaler running (interval 2 s)"
 $PY "$here/tests/integration/load.py" "$API" m "$LOAD" ramp10:10:3:100:30 ramp25:25:3:100:30 \
   peak:45:0:100:30 light:5:0:5000:120 &
 LOAD_PID=$!
-wait_for 40 log_has 'event=scale deployment=m from=1 to=2 reason=up_sla' \
+wait_until 40 "berthd log: event=scale deployment=m from=1 to=2 reason=up_sla" log_has 'event=scale deployment=m from=1 to=2 reason=up_sla' \
   || die "no scale-up under the ramp (load: $(awk '{print $1,$2}' "$LOAD" | sort | uniq -c | tr '\n' ' '))"
-wait_for 20 state_is m replicas_ready 2 || die "the second replica never became ready"
+wait_until 20 "m replicas_ready=2 in /v1/state" state_is m replicas_ready 2 || die "the second replica never became ready"
 [ "$(state_field m replicas_desired)" = 2 ] || die "reported state does not show 2 desired"
 peak_503=$(phase_count peak 503)
 ok "scaled up 1 -> 2 under the ramp (reason up_sla; $peak_503 refusals at the peak before it)"
@@ -99,16 +99,19 @@ ok "scaled up 1 -> 2 under the ramp (reason up_sla; $peak_503 refusals at the pe
 # now and then while compliance stays above 0.98: after the cool-down it scales down to 1,
 # draining the replica that goes.
 touch "$LOAD.stop-peak"
-wait_for 10 grep -qx light "$LOAD.phase" || die "load generator stuck"
+wait_until 10 "the load generator's light phase" grep -qx light "$LOAD.phase" || die "load generator stuck"
 light_from=$(now_ms)
-wait_for 40 log_has 'event=scale deployment=m from=2 to=1 reason=down' || die "no scale-down after the load ended"
+wait_until 40 "berthd log: event=scale deployment=m from=2 to=1 reason=down" log_has 'event=scale deployment=m from=2 to=1 reason=down' || die "no scale-down after the load ended"
 down_ms=$(( $(now_ms) - light_from ))
 one_running() { [ "$(ctr_count m running)" = 1 ]; }
-wait_for 20 one_running || die "the drained replica's container was not stopped"
-wait_for 10 state_is m replicas_ready 1 || die "reported state does not show 1 ready"
-sleep 1 # requests sent after the removal, on the remaining replica
+wait_until 20 "one running container of m" one_running || die "the drained replica's container was not stopped"
+wait_until 10 "m replicas_ready=1 in /v1/state" state_is m replicas_ready 1 || die "reported state does not show 1 ready"
+# requests sent after the removal, on the remaining replica (5/s: about 1 s of them)
+light_at_removal=$(phase_count light)
+light_after() { [ "$(phase_count light)" -ge $((light_at_removal + 5)) ]; }
+wait_until 10 "5 light requests answered after the removal" light_after || die "no light request answered after the removal"
 touch "$LOAD.stop-light"
-wait_for 20 grep -qx done "$LOAD.phase" || die "load generator did not stop"
+wait_until 20 "the load generator to finish" grep -qx done "$LOAD.phase" || die "load generator did not stop"
 wait "$LOAD_PID" 2>/dev/null || true; LOAD_PID=
 light_total=$(phase_count light)
 light_ok=$(phase_count light 200)
@@ -129,12 +132,12 @@ cat > "$WORK/deployments.json" <<EOD
   "\"resources\": { \"memory\": \"${mem_mi}Mi\" },") ] }
 EOD
 kill -HUP "$BERTHD_PID"
-wait_for 20 log_has 'event=autoscale_added deployment=big ' || die "the autoscaler did not follow the new desired state"
-wait_for 10 log_has 'event=autoscale_removed deployment=m' || die "m not removed from the autoscaler"
+wait_until 20 "berthd log: event=autoscale_added deployment=big " log_has 'event=autoscale_added deployment=big ' || die "the autoscaler did not follow the new desired state"
+wait_until 10 "berthd log: event=autoscale_removed deployment=m" log_has 'event=autoscale_removed deployment=m' || die "m not removed from the autoscaler"
 : > "$LOAD"
 $PY "$here/tests/integration/load.py" "$API" big "$LOAD" miss:10:0:100:30 &
 LOAD_PID=$!
-wait_for 30 grep -q '"event":"scale_blocked"' "$WORK/events.out" || die "no scale_blocked event (log: $(grep -c scale_blocked "$WORK/berthd.log"))"
+wait_until 30 "\"event\":\"scale_blocked\" in events.out" grep -q '"event":"scale_blocked"' "$WORK/events.out" || die "no scale_blocked event (log: $(grep -c scale_blocked "$WORK/berthd.log"))"
 touch "$LOAD.stop-miss"
 $PY - "$WORK/events.out" "$mem_mi" <<'EOP' || die "scale_blocked event without the right numbers: $(grep scale_blocked "$WORK/events.out" | head -1)"
 import json, sys
@@ -168,7 +171,7 @@ assert len(kv.get("forecast.big", "")) > 1000, {k: len(v) for k, v in kv.items()
 assert kv.get("forecast.m") == "", {k: len(v) for k, v in kv.items()}
 EOP
 berthd_start
-wait_for 10 log_has 'event=forecast_restored deployment=big ' || die "forecast state not restored at start"
+wait_until 10 "berthd log: event=forecast_restored deployment=big " log_has 'event=forecast_restored deployment=big ' || die "forecast state not restored at start"
 ok "forecast history saved at stop (cleared for the removed deployment) and restored at start"
 
 [ "$FAILS" -eq 0 ] && echo "ok: test-autoscale passed"

@@ -24,11 +24,11 @@ json() { $PY -c "import json,sys; d=json.load(sys.stdin); $1"; }
 # --- events: subscribed before berthd starts, so its first event (engine_unavailable) is seen ----
 "$CTL" "${B[@]}" -v events "$DEV" --count 1 --timeout 20 --json > "$T/events.out" 2> "$T/events.err" &
 EV_PID=$!
-wait_for 5 grep -q "event=subscribed" "$T/events.err" || fail "berthctl events did not subscribe"
+wait_until 5 "event=subscribed in events.err" grep -q "event=subscribed" "$T/events.err" || fail "berthctl events did not subscribe"
 berthd_up
 
 online() { "$CTL" "${B[@]}" devices --json 2>/dev/null | json "sys.exit(0 if any(x['device']=='$DEV' and x['online'] for x in d) else 1)"; }
-wait_for 10 online || fail "berthctl devices never showed $DEV online"
+wait_until 10 "$DEV online on the broker" online || fail "berthctl devices never showed $DEV online"
 log "devices: $DEV online"
 
 "$CTL" "${B[@]}" devices > "$T/devices.txt" || fail "devices exit $?"
@@ -62,9 +62,10 @@ grep -q "^$DEV accepted desired version 2 (2 deployments: detector, classifier)"
 log "deploy: $(cat "$T/deploy.out")"
 
 # --- deploy: bad spec, refused locally, nothing published ---------------------------------------------
-mosquitto_sub -p "$BROKER_PORT" -t "berth/v1/$DEV/cmd/#" -F '%t %p' > "$T/cmds.out" 2>/dev/null &
+from=$(log_lines "$T/broker/mosquitto.log")
+mosquitto_sub -p "$BROKER_PORT" -i cmds-watch -t "berth/v1/$DEV/cmd/#" -F '%t %p' > "$T/cmds.out" 2>/dev/null &
 TELEM_PIDS+=($!)
-sleep 0.3
+subscribed cmds-watch "berth/v1/$DEV/cmd/#" "$from"
 $PY - "$T/good.json" "$T/bad.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1])); d["version"] = 3; d["deployments"][0]["replicas"]["max"] = 99
@@ -78,7 +79,7 @@ grep -q "deployment 'detector': replicas.max: .*nothing was sent" "$T/bad.out" |
 [ $rc -eq 2 ] || fail "bad spec with no broker: exit $rc, want 2"
 # A marker command after it: once the marker is seen, the bad spec would have been seen too.
 "$CTL" "${B[@]}" scale "$DEV" detector 3 > "$T/scale.out" 2>&1 || { cat "$T/scale.out"; fail "scale exit $?"; }
-wait_for 5 grep -q "cmd/scale " "$T/cmds.out" || fail "the scale command was not seen on the broker"
+wait_until 5 "cmd/scale in cmds.out" grep -q "cmd/scale " "$T/cmds.out" || fail "the scale command was not seen on the broker"
 grep -q '"version":3' "$T/cmds.out" && fail "the bad spec was published"
 grep -q "^$DEV: detector scaled to 3 replicas" "$T/scale.out" || { cat "$T/scale.out"; fail "scale output"; }
 log "bad spec: $(cat "$T/bad.out")"
@@ -102,7 +103,7 @@ deps = {x['name']: x for x in d['state']['deployments']}
 assert d['status']['online'] is True and d['state']['desired_version'] == 2
 sys.exit(0 if deps['detector'].get('replicas_desired', deps['detector'].get('replicas')) == 3 else 1)"
 }
-wait_for 10 scaled || fail "state --json never showed detector at 3 desired replicas"
+wait_until 10 "detector at 3 desired replicas in berthctl state" scaled || fail "state --json never showed detector at 3 desired replicas"
 "$CTL" "${B[@]}" state "$DEV" > "$T/state.txt" || fail "state exit $?"
 grep -q "^device $DEV: online since .*; desired version 2" "$T/state.txt" || { cat "$T/state.txt"; fail "state header"; }
 grep -Eq "^detector +.* [0-9-]+/3 " "$T/state.txt" || { cat "$T/state.txt"; fail "state table lacks detector ?/3"; }
@@ -112,7 +113,7 @@ log "state:"; cat "$T/state.txt"
 # --- an offline device: the timeout says so --------------------------------------------------------
 berthd_down KILL
 offline() { "$CTL" "${B[@]}" devices --json 2>/dev/null | json "sys.exit(0 if any(x['device']=='$DEV' and x['online'] is False for x in d) else 1)"; }
-wait_for 10 offline || fail "the Last Will did not turn $DEV offline"
+wait_until 10 "$DEV offline on the broker" offline || fail "the Last Will did not turn $DEV offline"
 start=$(date +%s%N)
 "$CTL" "${B[@]}" scale "$DEV" detector 1 --timeout 1 > "$T/offline.out" 2>&1; rc=$?
 took_ms=$(( ($(date +%s%N) - start) / 1000000 ))

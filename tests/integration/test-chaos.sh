@@ -28,10 +28,10 @@ mosquitto_sub -p "$BERTH_BROKER_PORT" -q 1 -t "berth/v1/$DEV/events" > "$WORK/ev
 SUB_PID=$!
 
 berthd_start
-wait_for 30 ready_is w 3 || bad "w never got 3 ready replicas"
-for i in 0 1 2; do wait_for 5 disp_ready w $i || bad "replica $i not ready in the dispatcher"; done
+wait_until 30 "ready replicas of w = 3" ready_is w 3 || bad "w never got 3 ready replicas"
+for i in 0 1 2; do wait_until 5 "w replica $i ready in the dispatcher" disp_ready w $i || bad "replica $i not ready in the dispatcher"; done
 online() { "${CTL[@]}" devices --json 2>/dev/null | grep -q "\"$DEV\""; }
-wait_for 10 online || bad "$DEV not online on the broker"
+wait_until 10 "$DEV online on the broker" online || bad "$DEV not online on the broker"
 
 # --- polled every 100 ms while the test runs: running containers of w in the engine, and replicas
 # answering ready when asked directly (not through berthd)
@@ -43,7 +43,7 @@ workers_ready() {
 poll_engine() {
   while [ ! -e "$WORK/poll.stop" ]; do
     echo "$(now_ms) $(ctr_count w running) $(workers_ready)" >> "$WORK/running"
-    sleep 0.1
+    sleep 0.1  # a sample every 0.1 s (a sampler, not a wait)
   done
 }
 # chaos_done_count: chaos_done events received so far
@@ -79,8 +79,10 @@ at_interval() {
 poll_engine & POLL_PID=$!
 # --- the load: 20 requests/s of 5 ms, deadline 2 s, all along
 $PY "$repo/tests/integration/load.py" "$API" w "$WORK/load" run:20:0:2000:5 & LOAD_PIDS+=($!)
-wait_for 10 test -s "$WORK/load" || bad "the load generator sent nothing"
-sleep 1  # some load before the first kill
+wait_until 10 "the load generator's first results" test -s "$WORK/load" || bad "the load generator sent nothing"
+# some load before the first kill: 20 answers (about 1 s at 20/s)
+answered_at_least() { [ "$(wc -l < "$WORK/load")" -ge "$1" ]; }
+wait_until 10 "20 answered requests" answered_at_least 20 || bad "the load generator got few answers"
 
 # ======================= 1. from berthctl ==========================================================
 t0=$(now_ms)
@@ -88,11 +90,13 @@ t0=$(now_ms)
   && ok "berthctl chaos: $(cat "$WORK/chaos.out")" || bad "berthctl chaos: $(cat "$WORK/chaos.out")"
 # a second producer while the run is surely active (from its first kill, for 4 s): 3 requests/s
 # whose deadline (1 ms) cannot be met, refused or timed out - failures the run must count
-wait_for 5 log_has "event=chaos_(kill|skip) deployment=w" || bad "no chaos tick within 5 s"
+wait_until 5 "berthd log: event=chaos_(kill|skip) deployment=w" log_has "event=chaos_(kill|skip) deployment=w" || bad "no chaos tick within 5 s"
 $PY "$repo/tests/integration/load.py" "$API" w "$WORK/tight" run:3:4:1:5
-wait_for 60 chaos_done_seen 1 || bad "no chaos_done event within 60 s"
+wait_until 60 "chaos_done event #1 on the broker" chaos_done_seen 1 || bad "no chaos_done event within 60 s"
 t1=$(now_ms)
-sleep 0.5
+# load after the run: 10 more answers (about 0.5 s at 20/s)
+n_at_done=$(wc -l < "$WORK/load")
+wait_until 10 "10 requests answered after the run" answered_at_least $((n_at_done + 10)) || bad "no answers after the run"
 touch "$WORK/load.stop-run"
 for p in "${LOAD_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 LOAD_PIDS=()
@@ -154,15 +158,15 @@ ctl_chaos() {
   "${CTL[@]}" state "$DEV" > "$WORK/state.txt" 2>/dev/null \
     && grep -qx "chaos: w, run 1 since berthd started (finished): a kill every 2 s for 10 s, at least 2 running" "$WORK/state.txt"
 }
-if wait_for 5 ctl_chaos && grep -Eqx "  kills $kills, skipped $skipped, replaced $recovered, pending $pending; time to replacement mean $mean ms, p95 $p95 ms, max [0-9]+ ms; failed requests $failed" "$WORK/state.txt"; then
+if wait_until 5 "berthctl chaos summary" ctl_chaos && grep -Eqx "  kills $kills, skipped $skipped, replaced $recovered, pending $pending; time to replacement mean $mean ms, p95 $p95 ms, max [0-9]+ ms; failed requests $failed" "$WORK/state.txt"; then
   ok "berthctl state: $(grep -A1 '^chaos:' "$WORK/state.txt" | tr '\n' ' ')"
 else bad "berthctl state lacks the chaos run: $(cat "$WORK/state.txt")"; fi
 log_has "event=migration_needed" && bad "a chaos kill raised migration_needed" || ok "no migration_needed, no back-off for kills on purpose"
-wait_for 10 ready_is w 3 || bad "w not back to 3 ready"
+wait_until 10 "ready replicas of w = 3" ready_is w 3 || bad "w not back to 3 ready"
 
 # min_running as large as the deployment: every interval is skipped, nothing is killed
 "${CTL[@]}" chaos "$DEV" w --interval 1 --duration 3 --min-running 3 > "$WORK/chaos.out" 2>&1 || bad "berthctl chaos: $(cat "$WORK/chaos.out")"
-wait_for 20 chaos_done_seen 2 || bad "no chaos_done event for the min_running 3 run"
+wait_until 20 "chaos_done event #2 on the broker" chaos_done_seen 2 || bad "no chaos_done event for the min_running 3 run"
 rep=$(chaos_done_n 2)
 [ "$(get kills)" = 0 ] && [ "$(get skipped)" = 2 ] && [ "$(get min_running)" = 3 ] \
   && ok "min_running 3 of 3: no kill, 2 intervals skipped" || bad "min_running 3 run: $rep"
@@ -172,7 +176,7 @@ berthd_kill -TERM
 EXTRA_CONFIG=', "chaos": { "deployment": "w", "interval_s": 2, "duration_s": 6, "min_running": 2 }'
 t2=$(now_ms)
 berthd_start
-wait_for 30 chaos_done_seen 3 || bad "no second chaos_done event within 30 s"
+wait_until 30 "chaos_done event #3 on the broker" chaos_done_seen 3 || bad "no second chaos_done event within 30 s"
 t3=$(now_ms)
 rep=$(chaos_done_n 3)
 echo "chaos_done (config): $rep"
@@ -186,6 +190,6 @@ lo=$(min_running "$t2" "$t3")
 lo=$(min_running "$(( t2 + 5000 ))" "$t3" 3)  # after berthd's start-up
 [ -n "$lo" ] && [ "$lo" -ge 2 ] && ok "at least $lo replicas answered ready during the config run" \
   || bad "only ${lo:-?} replicas answered ready during the config run"
-wait_for 10 count_is w 3 && ok "3 containers, no duplicates after the restart" || bad "$(ctr_count w) containers of w"
+wait_until 10 "3 containers of w on the engine" count_is w 3 && ok "3 containers, no duplicates after the restart" || bad "$(ctr_count w) containers of w"
 stop_helpers
 finish

@@ -18,7 +18,8 @@ trap cleanup EXIT INT TERM
 fails=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# shellcheck source=tests/integration/lib-common.sh
+source "$repo/tests/integration/lib-common.sh"
 
 # --- every bad fixture exits 2 and names the file and the key -----------------
 # Expected keys come from the unit test's table, the one place they are written.
@@ -70,21 +71,17 @@ while True:
     print(s.recv(4096).decode(), flush=True)
 ' "$work/notify.sock" > "$work/notify.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do [ -S "$work/notify.sock" ] && break; sleep 0.1; done
+wait_until 5 "the NOTIFY_SOCKET listener" test -S "$work/notify.sock" || bad "no notify socket"
 
 NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=200000 "$berthd" -c "$work/config.json" 2> "$work/berthd.log" &
 bpid=$!; pids+=($bpid)
 
-deadline=$(( $(now_ms) + 5000 ))
-until grep -qx 'READY=1' "$work/notify.log" 2>/dev/null; do
-  [ "$(now_ms)" -lt $deadline ] || break
-  kill -0 $bpid 2>/dev/null || break
-  sleep 0.05
-done
+ready_or_gone() { grep -qx 'READY=1' "$work/notify.log" 2>/dev/null || ! kill -0 $bpid 2>/dev/null; }
+wait_until 5 "READY=1 (or berthd's exit)" ready_or_gone || true
 grep -qx 'READY=1' "$work/notify.log" && ok "READY=1 sent to NOTIFY_SOCKET" || bad "no READY=1 (log: $(tail -3 "$work/berthd.log"))"
 
 # Stays up: still running 1.5 s later, and answered the watchdog meanwhile (every 100 ms).
-sleep 1.5
+sleep 1.5  # a window in which berthd keeps running and kicking
 kill -0 $bpid 2>/dev/null && ok "still running after 1.5 s" || bad "berthd exited: $(tail -5 "$work/berthd.log")"
 wd=$(grep -cx 'WATCHDOG=1' "$work/notify.log" || true)
 [ "$wd" -ge 5 ] && ok "WATCHDOG=1 sent $wd times in ~1.5 s (WATCHDOG_USEC=200000)" || bad "only $wd WATCHDOG=1"
@@ -93,14 +90,12 @@ wd=$(grep -cx 'WATCHDOG=1' "$work/notify.log" || true)
 cp "$work/config.json" "$work/config.good"
 echo '{"device_id": "gw-cc-test", "data_dir": 7}' > "$work/config.json"
 kill -HUP $bpid
-deadline=$(( $(now_ms) + 3000 ))
-until grep -q 'event=reload_refused' "$work/berthd.log"; do [ "$(now_ms)" -lt $deadline ] || break; sleep 0.05; done
+wait_until 3 "event=reload_refused in berthd.log" grep -q 'event=reload_refused' "$work/berthd.log" || true
 grep -q 'event=reload_refused.*data_dir' "$work/berthd.log" && kill -0 $bpid && ok "SIGHUP with a bad config refused, still running" \
   || bad "bad reload: $(tail -3 "$work/berthd.log")"
 sed 's/"log_level": "info"/"log_level": "debug"/' "$work/config.good" > "$work/config.json"
 kill -HUP $bpid
-deadline=$(( $(now_ms) + 3000 ))
-until grep -q 'event=reloaded' "$work/berthd.log"; do [ "$(now_ms)" -lt $deadline ] || break; sleep 0.05; done
+wait_until 3 "event=reloaded in berthd.log" grep -q 'event=reloaded' "$work/berthd.log" || true
 grep -q 'event=reloaded log_level=dbg' "$work/berthd.log" && ok "SIGHUP reload applied log_level=debug" \
   || bad "reload: $(tail -3 "$work/berthd.log")"
 

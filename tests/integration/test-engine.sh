@@ -69,11 +69,9 @@ echo "== event stream survives an engine restart"
 out=$work/watch.txt
 "$probe" "$BERTH_ENGINE_SOCK" watch 60 2 > "$out" 2>&1 &
 watch_pid=$!
-deadline=$((SECONDS + 15))
-until grep -q '^event=up' "$out"; do [ $SECONDS -lt $deadline ] || fail "stream never up"; sleep 0.1; done
+wait_until 15 "event=up from the probe" grep -q '^event=up' "$out" || fail "stream never up"
 engine_stop
-deadline=$((SECONDS + 15))
-until grep -q '^event=lost' "$out"; do [ $SECONDS -lt $deadline ] || fail "loss not reported"; sleep 0.1; done
+wait_until 15 "event=lost from the probe" grep -q '^event=lost' "$out" || fail "loss not reported"
 engine_start
 wait "$watch_pid" || true
 watch_pid=

@@ -9,9 +9,9 @@ source "$(dirname "$0")/lib-infer.sh"
 echo "{\"version\":1,\"deployments\":[$(worker_deployment bulk "$P" 2 batch 20000),
   $(worker_deployment fast $((P + 10)) 1 urgent 500)]}" > "$WORK/deployments.json"
 berthd_start
-wait_for 20 ready_is bulk 2 || bad "bulk never got 2 ready replicas"
-wait_for 20 ready_is fast 1 || bad "fast never ready"
-wait_for 5 disp_ready fast 0 || bad "fast not ready in the dispatcher"
+wait_until 20 "ready replicas of bulk = 2" ready_is bulk 2 || bad "bulk never got 2 ready replicas"
+wait_until 20 "ready replicas of fast = 1" ready_is fast 1 || bad "fast never ready"
+wait_until 5 "fast replica 0 ready in the dispatcher" disp_ready fast 0 || bad "fast not ready in the dispatcher"
 infer fast 5; [ "$st" = 200 ] || bad "warm-up request to fast: $st $reason"
 
 # --- both slots taken by batch requests of 3 s
@@ -20,23 +20,22 @@ for b in 0 1; do
   ( infer bulk 3000 -H 'X-Berth-Deadline-Ms: 20000'; echo "$st $ms" > "$WORK/batch.$b" ) & bpids+=($!)
 done
 both_busy() { [ "$(wstat "$P" inflight)" = 1 ] && [ "$(wstat $((P + 1)) inflight)" = 1 ]; }
-wait_for 5 both_busy && ok "two batch requests hold both slots" || bad "batch requests not running on both replicas"
+wait_until 5 "both bulk replicas busy" both_busy && ok "two batch requests hold both slots" || bad "batch requests not running on both replicas"
 busy=$(metric 'berth_sched_slots_busy'); [ "$busy" = 2 ] || bad "slots busy: $busy"
 
 # --- an urgent request meets its deadline: a batch replica is paused for it
 paused_seen=""
-watch_paused() { # records when the engine shows a bulk container paused
-  local end=$(( $(now_ms) + 3000 ))
-  while [ "$(now_ms)" -lt $end ]; do
-    owned_json | $PY -c '
+paused_now() { # records which bulk container the engine shows paused
+  owned_json | $PY -c '
 import sys, json
 for c in json.load(sys.stdin):
     l = c["Labels"]
     if l.get("io.berth.deployment") == "bulk" and c["State"] == "paused":
         print(l["io.berth.replica"]); sys.exit(0)
-sys.exit(1)' > "$WORK/paused.now" && { mv "$WORK/paused.now" "$WORK/paused"; return 0; }
-  done
+sys.exit(1)' > "$WORK/paused.now" && mv "$WORK/paused.now" "$WORK/paused"
 }
+# the pause is short: asked as often as the engine answers, for 3 s
+watch_paused() { WAIT_STEP=0 wait_until 3 "a bulk container paused on the engine" paused_now; }
 watch_paused & wpid=$!
 infer fast 150 -H 'X-Berth-Deadline-Ms: 2000' -H 'X-Berth-Class: urgent'
 u_st=$st; u_ms=$ms; echo "urgent: $(grep -i "^X-Berth" <<<"$hdr" | tr "\n" " ")"
@@ -59,13 +58,13 @@ log_has "event=replica_unpaused deployment=bulk" && ok "the paused replica was r
 for i in 0 1; do
   s=$(ctr_field bulk $i State); [ "$s" = running ] || bad "bulk replica $i is $s"
 done
-wait_for 5 disp_ready bulk 0 && wait_for 5 disp_ready bulk 1 && ok "both bulk replicas running and ready" || bad "bulk not ready after"
+wait_until 5 "bulk replica 0 ready in the dispatcher" disp_ready bulk 0 && wait_until 5 "bulk replica 1 ready in the dispatcher" disp_ready bulk 1 && ok "both bulk replicas running and ready" || bad "bulk not ready after"
 log_has "event=replica_kill deployment=bulk" && bad "a paused replica was killed by its liveness probe" || true
 
 # --- berthd stopped while a replica is paused: it resumes it before it exits
 rm -f "$WORK/paused"
 for b in 0 1; do ( infer bulk 3000 -H 'X-Berth-Deadline-Ms: 20000' ) & done
-wait_for 5 both_busy || bad "second round: batch requests not running on both replicas"
+wait_until 5 "both bulk replicas busy" both_busy || bad "second round: batch requests not running on both replicas"
 ( infer fast 3000 -H 'X-Berth-Deadline-Ms: 10000' -H 'X-Berth-Class: urgent' ) &
 watch_paused
 [ -s "$WORK/paused" ] || bad "second round: no bulk replica paused"

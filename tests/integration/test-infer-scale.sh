@@ -10,10 +10,10 @@ source "$(dirname "$0")/lib-infer.sh"
 : "${BERTH_BROKER_PORT:?needs the test broker (scripts/test-services.sh)}"
 echo "{\"version\":1,\"deployments\":[$(worker_deployment w "$P" 3 normal 3000)]}" > "$WORK/deployments.json"
 berthd_start
-wait_for 20 ready_is w 3 || bad "w never got 3 ready replicas"
-for i in 0 1 2; do wait_for 5 disp_ready w $i || bad "replica $i not ready in the dispatcher"; done
+wait_until 20 "ready replicas of w = 3" ready_is w 3 || bad "w never got 3 ready replicas"
+for i in 0 1 2; do wait_until 5 "w replica $i ready in the dispatcher" disp_ready w $i || bad "replica $i not ready in the dispatcher"; done
 online() { "$build/berthctl" -b "127.0.0.1:$BERTH_BROKER_PORT" devices --json 2>/dev/null | grep -q "\"$DEV\""; }
-wait_for 10 online || bad "$DEV not online on the broker"
+wait_until 10 "$DEV online on the broker" online || bad "$DEV not online on the broker"
 
 # --- steady load: 3 clients, requests of 150 ms, so each replica is nearly always busy
 client() { # client N END_MS: requests until END_MS, one status per line
@@ -25,8 +25,9 @@ client() { # client N END_MS: requests until END_MS, one status per line
 end=$(( $(now_ms) + 5000 ))
 pids=()
 for c in 1 2 3; do client $c $end & pids+=($!); done
-sleep 1.5
-busy=0; for i in 0 1 2; do [ "$(wstat $((P + i)) inflight)" = 1 ] && busy=$((busy + 1)); done
+# the scale-down comes once the load runs: 2 replicas or more busy (asked directly)
+busy_at_least() { busy=0; for i in 0 1 2; do [ "$(wstat $((P + i)) inflight)" = 1 ] && busy=$((busy + 1)); done; [ $busy -ge "$1" ]; }
+wait_until 4 "2 replicas busy with the load" busy_at_least 2 || bad "the load keeps fewer than 2 replicas busy"
 "$build/berthctl" -b "127.0.0.1:$BERTH_BROKER_PORT" scale "$DEV" w 1 > "$WORK/scale.out" 2>&1 \
   && ok "berthctl scale w 1 during load ($busy replicas busy): $(cat "$WORK/scale.out")" || bad "scale: $(cat "$WORK/scale.out")"
 wait "${pids[@]}"
@@ -40,7 +41,7 @@ sent=$(wc -l < "$WORK/all"); good=$(grep -c '^200 ' "$WORK/all" || true)
 drained=$(log_count "event=drain_done deployment=w ")
 [ "$drained" -eq 2 ] && ok "2 replicas drained before they were stopped ($(grep -oE 'event=drain_done deployment=w replica=[0-9]+ waited_ms=[0-9]+' "$WORK/berthd.log" | sed 's/.*replica=//' | tr '\n' ' '))" \
   || bad "drain_done $drained times (timeouts: $(log_count 'event=drain_timeout'))"
-wait_for 10 count_is w 1 && ok "one container left" || bad "$(ctr_count w) containers left"
+wait_until 10 "1 containers of w on the engine" count_is w 1 && ok "one container left" || bad "$(ctr_count w) containers left"
 retried=$(metric 'berth_requests_retried_total{model="w",class="normal"}')
 failed=$(metric 'berth_requests_failed_total{model="w",class="normal"}')
 [ "$retried" = 0 ] && [ "$failed" = 0 ] && ok "no request retried or failed" || bad "retried $retried failed $failed"

@@ -9,9 +9,9 @@ TEST=infer-serve
 source "$(dirname "$0")/lib-infer.sh"
 echo "{\"version\":1,\"deployments\":[$(worker_deployment w "$P" 2 normal 2000)]}" > "$WORK/deployments.json"
 berthd_start
-wait_for 20 http_is 200 "$API/v2/models/w/ready" || bad "model w never ready through the API"
-wait_for 10 ready_is w 2 || bad "w never got 2 ready replicas"
-wait_for 5 disp_ready w 1 || bad "replica 1 not ready in the dispatcher"
+wait_until 20 "HTTP 200 from $API/v2/models/w/ready" http_is 200 "$API/v2/models/w/ready" || bad "model w never ready through the API"
+wait_until 10 "ready replicas of w = 2" ready_is w 2 || bad "w never got 2 ready replicas"
+wait_until 5 "w replica 1 ready in the dispatcher" disp_ready w 1 || bad "replica 1 not ready in the dispatcher"
 sent=0; on_time=0; no_ready=0; other=0
 tally() { # counts the outcome of the last infer
   sent=$((sent + 1))
@@ -48,12 +48,12 @@ addr=$(curl -s -m 5 "$API/v1/state" | jget '",".join(r["address"] for r in d["di
 
 # --- readiness failure: no requests until ready again
 wfault $((P + 1)) unready
-wait_for 5 disp_unready w 1 && ok "replica 1 unready in the dispatcher after its probe failed" || bad "replica 1 still ready"
+wait_until 5 "w replica 1 unready in the dispatcher" disp_unready w 1 && ok "replica 1 unready in the dispatcher after its probe failed" || bad "replica 1 still ready"
 s1=$(wstat $((P + 1)) served)
 pairs 5 50 || bad "requests failed while replica 1 was unready"
 [ "$(wstat $((P + 1)) served)" = "$s1" ] && ok "unready replica 1 got none of 10 requests" || bad "unready replica served $(( $(wstat $((P + 1)) served) - s1 ))"
 wfault $((P + 1)) ok
-wait_for 5 disp_ready w 1 || bad "replica 1 not ready again"
+wait_until 5 "w replica 1 ready in the dispatcher" disp_ready w 1 || bad "replica 1 not ready again"
 pairs 5 50 || bad "requests failed after replica 1 was ready again"
 [ "$(wstat $((P + 1)) served)" -gt "$s1" ] && ok "replica 1 serves again once ready" || bad "replica 1 not used after ready"
 
@@ -62,7 +62,7 @@ busy=""
 find_busy() { for i in 0 1; do [ "$(wstat $((P + i)) inflight)" = 1 ] && { busy=$i; return 0; }; done; return 1; }
 ( infer w 600 -H 'X-Berth-Deadline-Ms: 3000'; echo "$st $ms $reason" > "$WORK/kill.res"; echo "$out" > "$WORK/kill.out" ) &
 kpid=$!
-wait_for 3 find_busy || bad "no replica busy with the slow request"
+wait_until 3 "a replica busy with the slow request" find_busy || bad "no replica busy with the slow request"
 gen0=$(log_count "event=replica_ready deployment=w replica=$busy ")
 kill -KILL "$(ctr_pid "$(ctr_field w "$busy" Id)")"
 wait "$kpid"
@@ -76,23 +76,23 @@ elif [ "$st" = 503 ] || [ "$st" = 502 ] || [ "$st" = 504 ]; then
     || bad "refusal after the deadline: $ms ms"
 else bad "killed mid-request: $st in $ms ms"; fi
 replaced() { [ "$(log_count "event=replica_ready deployment=w replica=$busy ")" -gt "$gen0" ]; }
-wait_for 15 replaced && ok "killed replica $busy replaced and ready again" || bad "replica $busy not ready again"
-wait_for 5 disp_ready w "$busy" || bad "replica $busy not ready in the dispatcher"
+wait_until 15 "the killed replica ready again" replaced && ok "killed replica $busy replaced and ready again" || bad "replica $busy not ready again"
+wait_until 5 "w replica $busy ready in the dispatcher" disp_ready w "$busy" || bad "replica $busy not ready in the dispatcher"
 pairs 5 50 || bad "requests failed after the replacement"
 [ "$(wstat $((P + busy)) served)" -ge 1 ] && ok "the replacement of replica $busy gets requests again" \
   || bad "replacement of replica $busy got no request"
 
 # --- no ready replica: immediate 503
 wfault "$P" unready; wfault $((P + 1)) unready
-wait_for 5 disp_unready w 0 || bad "replica 0 still ready"
-wait_for 5 disp_unready w 1 || bad "replica 1 still ready"
+wait_until 5 "w replica 0 unready in the dispatcher" disp_unready w 0 || bad "replica 0 still ready"
+wait_until 5 "w replica 1 unready in the dispatcher" disp_unready w 1 || bad "replica 1 still ready"
 infer w 5; tally
 if [ "$st" = 503 ] && [ "$reason" = no_ready_replica ] && grep -qi '^Retry-After: [0-9]' <<<"$hdr" && [ "$ms" -lt 200 ]; then
   ok "no ready replica: 503 no_ready_replica with Retry-After in $ms ms"
 else bad "no ready replica: $st $reason in $ms ms ($hdr)"; fi
 [ "$(code_of "$API/v2/models/w/ready")" = 503 ] && ok "model ready answers 503" || bad "model still ready"
 wfault "$P" ok; wfault $((P + 1)) ok
-wait_for 5 disp_ready w 0 || bad "replica 0 not ready again"
+wait_until 5 "w replica 0 ready in the dispatcher" disp_ready w 0 || bad "replica 0 not ready again"
 
 # --- /metrics counts what was sent
 m_total=$(metric 'berth_requests_total{model="w",class="normal"}')

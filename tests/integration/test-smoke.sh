@@ -57,15 +57,10 @@ ok "busybox container created, started, listed by label and removed"
 topic="berth/smoke/$$"
 timeout 10 mosquitto_sub -h 127.0.0.1 -p "$BERTH_BROKER_PORT" -t "$topic" -C 1 -W 10 > "$tmp/sub" &
 sub=$!
-# the subscriber must be subscribed before the publish; retry the publish until it arrives
-got=""
-deadline=$(( $(now_ms) + 8000 ))
-while [ "$(now_ms)" -lt $deadline ]; do
-  mosquitto_pub -h 127.0.0.1 -p "$BERTH_BROKER_PORT" -t "$topic" -m "hello $$" -q 1
-  if wait_for 300 grep -q "hello $$" "$tmp/sub"; then got=1; break; fi
-done
+# the subscriber must be subscribed before the publish: publish again on every poll until it arrives
+carried() { grep -q "hello $$" "$tmp/sub" || { mosquitto_pub -h 127.0.0.1 -p "$BERTH_BROKER_PORT" -t "$topic" -m "hello $$" -q 1; false; }; }
+WAIT_STEP=0.3 wait_until 8 "the message on $topic" carried || fail "broker did not carry the message on $topic"
 wait "$sub" || true
-[ -n "$got" ] || fail "broker did not carry the message on $topic"
 ok "broker carried a message"
 
 # 4. the worker image serves infers
@@ -79,7 +74,7 @@ t0=$(now_ms)
 engine_call POST "/containers/$wid/start"
 [ "$status" = 204 ] || fail "start worker: status=$status"
 ready() { curl -sf -m 1 "http://127.0.0.1:$port/v2/health/ready" >/dev/null; }
-wait_for 10000 ready || fail "worker not ready on port $port within 10 s"
+wait_until 10 "the worker's /v2/health/ready" ready || fail "worker not ready on port $port within 10 s"
 ok "worker ready $(( $(now_ms) - t0 )) ms after start"
 
 curl -s -m 5 -o "$tmp/live" -w '%{http_code}' "http://127.0.0.1:$port/v2/health/live" > "$tmp/code"
@@ -112,7 +107,7 @@ exited() {
   engine_call GET "/containers/$wid/json"
   [ "$(echo "$body" | json 'd["State"]["Status"]')" = exited ]
 }
-wait_for 10000 exited || fail "worker did not exit after the crash fault: $body"
+wait_until 10 "the worker container to exit" exited || fail "worker did not exit after the crash fault: $body"
 code=$(echo "$body" | json 'd["State"]["ExitCode"]')
 [ "$code" = 1 ] || fail "crashed worker exit code $code, expected 1"
 ok "crash fault: container exited with code 1"

@@ -32,7 +32,7 @@ out=$("$build/berthctl" check-deployments "$WORK/bad.json" 2>&1) && rc=0 || rc=$
 
 t0=$(now_ms)
 berthd_start
-if wait_for 20 ready_is alpha 2 && wait_for 5 ready_is beta 1; then
+if wait_until 20 "ready replicas of alpha = 2" ready_is alpha 2 && wait_until 5 "ready replicas of beta = 1" ready_is beta 1; then
   ok "converged from nothing in $(( $(now_ms) - t0 )) ms (alpha 2 ready, beta 1 ready)"
 else
   bad "not converged: alpha ready $(ready_now alpha), beta ready $(ready_now beta)"
@@ -61,7 +61,7 @@ a1=$(curl -s --max-time 2 "http://127.0.0.1:$((P + 1))/v2/health/ready" -o /dev/
 berthd_kill -TERM
 echo '{"version":2,"deployments":[]}' > "$WORK/deployments.json"
 berthd_start
-wait_for 15 count_is "" 0 && ok "all of berth's containers removed when no longer desired" ||
+wait_until 15 "0 containers of this run on the engine" count_is "" 0 && ok "all of berth's containers removed when no longer desired" ||
   bad "$(ctr_count) containers left"
 state=$(eng GET "/containers/$fid/json" | $PY -c 'import sys,json; print(json.load(sys.stdin)["State"]["Status"])')
 [ "$state" = running ] && ok "foreign container without the label still running" || bad "foreign container is $state"

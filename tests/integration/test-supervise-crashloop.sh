@@ -15,10 +15,10 @@ EOF
 EXTRA_CONFIG=', "supervisor": { "migrate_after_failures": 4 }'
 berthd_start
 circuit_opened() { log_has "event=circuit_open deployment=loop"; }
-wait_for 30 circuit_opened && ok "circuit opened for the crash-looping deployment" || bad "circuit never opened"
+wait_until 30 "circuit_open for the crash-looping deployment" circuit_opened && ok "circuit opened for the crash-looping deployment" || bad "circuit never opened"
 # wait for one half-open retry after the open
 half_open2() { [ "$(log_count "event=circuit_half_open_try deployment=loop")" -ge 2 ]; }
-wait_for 10 half_open2 && ok "half-open retries at the cap, and the circuit opens again" || bad "no second half-open retry"
+wait_until 10 "a second half-open retry" half_open2 && ok "half-open retries at the cap, and the circuit opens again" || bad "no second half-open retry"
 
 # delays: from each exit to the restart that follows it
 $PY - "$WORK/berthd.log" > "$WORK/gaps" <<'EOP'
@@ -49,7 +49,7 @@ opened_after=$(grep -E "event=replica_backoff deployment=loop .*circuit=open" "$
 [ "$opened_after" = 4 ] && ok "circuit opened on the 4th consecutive failure (delay at the cap)" ||
   bad "circuit opened after failure '$opened_after'"
 migration() { log_has "event=migration_needed deployment=loop"; }
-wait_for 5 migration && ok "migration_needed raised after 4 failed recoveries" ||
+wait_until 5 "migration_needed" migration && ok "migration_needed raised after 4 failed recoveries" ||
   bad "no migration_needed"
 log_has 'event=migration_needed seq=[0-9]+ detail=\{"deployment":"loop".*"spec":\{"name":"loop"' &&
   ok "migration_needed carries the spec" || bad "migration_needed without the spec"

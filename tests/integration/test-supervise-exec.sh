@@ -22,7 +22,7 @@ cat > "$WORK/deployments.json" <<EOF
               "period_ms":400,"timeout_ms":3000,"failure_threshold":3}}]}
 EOF
 berthd_start
-wait_for 30 ready_is ex 2 && ok "2 replicas ready through exec readiness probes" \
+wait_until 30 "ready replicas of ex = 2" ready_is ex 2 && ok "2 replicas ready through exec readiness probes" \
   || bad "ex never got 2 ready replicas (ready $(ready_now ex))"
 log_has 'event=probe_failed probe=liveness replica=ex/' && bad "a healthy replica failed an exec liveness probe"
 
@@ -30,7 +30,7 @@ log_has 'event=probe_failed probe=liveness replica=ex/' && bad "a healthy replic
 id0=$(ctr_field ex 0 Id)
 unready0() { log_has "event=replica_unready deployment=ex replica=0 "; }
 "$BERTH_PODMAN" exec "$id0" sh -c 'touch /tmp/unready.$BERTH_REPLICA' || bad "podman exec touch failed"
-if wait_for 10 unready0; then
+if wait_until 10 "replica 0 unready" unready0; then
   n=$(log_count 'event=probe_failed probe=readiness replica=ex/0 ')
   [ "$n" -eq 2 ] && ok "replica 0 unready after exactly 2 failed readiness probes (exit 1)" \
     || bad "replica 0 unready after $n failed readiness probes (want 2)"
@@ -39,7 +39,7 @@ if wait_for 10 unready0; then
 else bad "replica 0 never turned unready with /tmp/unready present"; fi
 [ "$(ready_now ex)" -eq 1 ] && ok "1 of 2 ready while the file exists" || bad "ready $(ready_now ex), want 1"
 "$BERTH_PODMAN" exec "$id0" sh -c 'rm -f /tmp/unready.$BERTH_REPLICA' || bad "podman exec rm failed"
-wait_for 10 ready_is ex 2 && ok "replica 0 ready again once the file is gone" || bad "replica 0 not ready again"
+wait_until 10 "ready replicas of ex = 2" ready_is ex 2 && ok "replica 0 ready again once the file is gone" || bad "replica 0 not ready again"
 [ "$(ctr_field ex 0 Id)" = "$id0" ] && ! log_has "event=replica_kill deployment=ex replica=0 " \
   && ok "readiness did not restart or replace the replica" || bad "a readiness failure restarted replica 0"
 
@@ -50,7 +50,7 @@ t1=$(now_ms)
 [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' -d unlive "http://127.0.0.1:$((P + 1))/admin/fault")" = 200 ] \
   || bad "worker of replica 1 refused the unlive fault"
 killed1() { log_has "event=replica_kill deployment=ex replica=1 reason=liveness"; }
-if wait_for 15 killed1; then
+if wait_until 15 "replica 1 killed by its liveness probe" killed1; then
   line=$(grep -E "event=replica_kill deployment=ex replica=1 reason=liveness" "$WORK/berthd.log" | head -1)
   failures=$(sed -E 's/.*liveness_failures=([0-9]+).*/\1/' <<<"$line")
   kill_ms=$(sed -E 's/.*wall_ms=([0-9]+).*/\1/' <<<"$line")
@@ -63,12 +63,12 @@ if wait_for 15 killed1; then
   [ $(( kill_ms - t1 )) -ge 800 ] || bad "killed $(( kill_ms - t1 )) ms after the fault: sooner than 3 periods of 400 ms allow"
 else bad "replica 1 never killed for liveness while its worker answers 500"; fi
 restarted1() { log_has "event=replica_started deployment=ex replica=1 .*restarts=1 "; }
-wait_for 10 restarted1 && ok "replica 1 restarted" || bad "replica 1 not restarted"
+wait_until 10 "replica 1 restarted" restarted1 && ok "replica 1 restarted" || bad "replica 1 not restarted"
 # The container is restarted in place with a new worker process, which answers liveness again.
 newpid() { p=$(ctr_pid "$id1" 2>/dev/null) && [ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$pid1" ]; }
-wait_for 10 newpid && ok "new worker process in replica 1 (pid $pid1 -> $(ctr_pid "$id1"))" \
+wait_until 10 "a new worker process in replica 1" newpid && ok "new worker process in replica 1 (pid $pid1 -> $(ctr_pid "$id1"))" \
   || bad "no new process in replica 1"
-wait_for 15 ready_is ex 2 && ok "both replicas ready again" || bad "ready $(ready_now ex) after the liveness restart"
+wait_until 15 "ready replicas of ex = 2" ready_is ex 2 && ok "both replicas ready again" || bad "ready $(ready_now ex) after the liveness restart"
 kills_now=$(log_count "event=replica_kill deployment=ex replica=1 ")
 sleep 2  # 5 liveness periods: a healthy replica is not killed again
 [ "$(log_count "event=replica_kill deployment=ex replica=1 ")" -eq "$kills_now" ] \

@@ -16,7 +16,7 @@ EOF
 }
 spec 1 one
 berthd_start
-wait_for 20 ready_is delta 3 && ok "3 replicas ready" || bad "not 3 ready"
+wait_until 20 "ready replicas of delta = 3" ready_is delta 3 && ok "3 replicas ready" || bad "not 3 ready"
 old_hash=$(ctr_field delta 0 hash)
 mark=$(wc -l < "$WORK/berthd.log")
 spec 2 two
@@ -28,13 +28,9 @@ import sys, json
 cs = json.load(sys.stdin)
 print(sum(1 for c in cs if c["Labels"]["io.berth.spec-hash"] != sys.argv[1] and c["State"] == "running"))' "$old_hash")" -eq 3 ] &&
   [ "$(ctr_count delta)" -eq 3 ] && ready_is delta 3; }
-end=$(( $(now_ms) + 30000 ))
-while [ "$(now_ms)" -lt $end ]; do
-  n=$(ctr_count delta); [ "$n" -gt $max_ctrs ] && max_ctrs=$n
-  done_roll && break
-  sleep 0.1
-done
-done_roll && ok "rolled to the new spec in $(( $(now_ms) - t0 )) ms" || bad "roll did not finish"
+# polled: the roll's end, and on the way the most containers delta had at once
+sampled_done_roll() { local n; n=$(ctr_count delta); [ "$n" -le $max_ctrs ] || max_ctrs=$n; done_roll; }
+wait_until 30 "the roll to the new spec (3 new, running, ready)" sampled_done_roll && ok "rolled to the new spec in $(( $(now_ms) - t0 )) ms" || bad "roll did not finish"
 # replay berthd's ready/unready transitions during the roll: the minimum ready count
 min_ready=$($PY - "$WORK/berthd.log" "$mark" <<'EOP'
 import re, sys

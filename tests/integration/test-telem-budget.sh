@@ -10,10 +10,9 @@ TELEMETRY_JSON=", \"disk_budget_kb\": $BUDGET_KB, \"synchronous\": \"normal\""
 
 broker_up
 consumer_up tel "berth/v1/$DEV/telemetry" "berth/v1/$DEV/events"
-sleep 0.3
 berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
-sleep 1
+wait_until 10 "event=connected in berthd.log" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+wait_until 10 "the consumer to receive the first rows" seq_reached "$T/tel.out" 3 || fail "no rows forwarded before the outage"
 broker_down
 log "broker down; filling a ${BUDGET_KB} KiB budget"
 
@@ -24,10 +23,11 @@ while [ $SECONDS -lt $end ]; do
   s=$(size_kb); (( s > max_kb )) && max_kb=$s
   (( s > BUDGET_KB )) && fail "database + WAL is ${s} KiB, budget ${BUDGET_KB} KiB"
   grep -q 'event=budget_prune' "$T/berthd.log" && break
-  sleep 0.2
+  sleep 0.2  # a size sample every 0.2 s until the first prune
 done
 grep -q 'event=budget_prune' "$T/berthd.log" || fail "budget never reached (max ${max_kb} KiB)"
-# Keep going a while past the first prune, still watching the size.
+# Keep going a while past the first prune, still watching the size: 5 s in which the database and
+# its WAL never exceed the budget (a window, sampled every 0.2 s).
 for _ in $(seq 1 25); do
   s=$(size_kb); (( s > max_kb )) && max_kb=$s
   (( s > BUDGET_KB )) && fail "database + WAL is ${s} KiB, budget ${BUDGET_KB} KiB"
@@ -41,7 +41,7 @@ outage_last=$(db_last_seq)
 # Berthd keeps sampling, and pruning, until the backlog has drained: only the
 # counters read after that are final.
 broker_up
-wait_for 30 bash -c "[ \"\$(sqlite3 '$T/data/berth.db' 'SELECT COUNT(*) FROM outbox')\" -le 3 ]" || fail "forwarding did not resume"
+wait_until 30 "the outbox to drain to 3 rows" outbox_at_most 3 || fail "forwarding did not resume"
 kv() { sqlite3 "$T/data/berth.db" "SELECT value FROM kv WHERE key='store.$1'" 2>/dev/null; }
 # reported: the highest dropped_telemetry the delivered telemetry rows carry.
 reported() {
@@ -63,7 +63,7 @@ EOF
 # The drops are reported in the telemetry rows themselves, up to the last one
 # (no prune happens once the backlog is gone, so the count is final).
 reported_final() { [ "$(reported)" = "$(kv dropped_telemetry)" ]; }
-wait_for 15 reported_final || fail "telemetry reports dropped_telemetry=$(reported), the store counted $(kv dropped_telemetry)"
+wait_until 15 "the reported dropped_telemetry to match the store" reported_final || fail "telemetry reports dropped_telemetry=$(reported), the store counted $(kv dropped_telemetry)"
 
 # Freeze: with berthd stopped, the seqs given out and the counters are final.
 berthd_down TERM
@@ -76,7 +76,7 @@ dropped=$(( ${dt:-0} + ${de:-0} ))
 # consumer may still be receiving what the broker acknowledged: wait for it.
 account() { seq_account "$T/tel.out" "$last" "$T/kept" "$T/berthd.log"; }
 settled() { read -r m o _ <<< "$(account)"; (( o == 0 && m <= dropped )); }
-wait_for 15 settled || true
+wait_until 15 "the counters to settle" settled || true
 read -r missing outside in_range refused suppressed <<< "$(account)"
 read -r first lastseen count unique dups gaps <<< "$(seq_report "$T/tel.out")"
 log "seqs 1..$last: $unique delivered, $(wc -l < "$T/kept") kept, $missing missing; dropped=$dropped" \

@@ -30,10 +30,10 @@ trap 'engine_cleanup; telem_cleanup' EXIT INT TERM
 
 broker_up
 berthd_up
-wait_for 10 grep -q 'event=boot_desired from=deployments_file' "$T/berthd.log" || fail "deployments file not used on first boot"
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+wait_until 10 "event=boot_desired from=deployments_file in berthd.log" grep -q 'event=boot_desired from=deployments_file' "$T/berthd.log" || fail "deployments file not used on first boot"
+wait_until 10 "event=connected in berthd.log" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
 cmd deploy "{\"id\":\"cb-1\",\"verb\":\"deploy\",\"args\":{\"version\":3,\"deployments\":[{\"name\":\"detector\",\"image\":\"$IMAGE\",\"replicas\":1,\"inference\":{\"port\":$WPORT,\"concurrency\":1},\"readiness\":{\"type\":\"http\",\"path\":\"/v2/health/ready\",\"period_ms\":200}}]}}"
-wait_for 5 grep -q 'event=desired_updated version=3' "$T/berthd.log" || fail "deploy not applied"
+wait_until 5 "event=desired_updated version=3 in berthd.log" grep -q 'event=desired_updated version=3' "$T/berthd.log" || fail "deploy not applied"
 
 berthd_down KILL
 broker_down
@@ -45,19 +45,19 @@ fi
 before=$(db_last_seq)
 t0=$(date +%s%N)
 berthd_up
-wait_for 5 grep -q 'event=boot_desired from=store version=3' "$T/berthd.log" || fail "did not converge on the persisted desired state offline"
+wait_until 5 "event=boot_desired from=store version=3 in berthd.log" grep -q 'event=boot_desired from=store version=3' "$T/berthd.log" || fail "did not converge on the persisted desired state offline"
 log "desired state version 3 restored offline in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 if [ -n "${BERTH_ENGINE_SOCK:-}" ]; then
-  wait_for 30 curl -sf --max-time 1 "http://127.0.0.1:$WPORT/v2/health/ready" -o /dev/null \
+  wait_until 30 "the worker ready on port $WPORT" curl -sf --max-time 1 "http://127.0.0.1:$WPORT/v2/health/ready" -o /dev/null \
     || fail "the deployment is not running and ready after an offline boot"
   log "replica running and ready $(( ($(date +%s%N) - t0) / 1000000 )) ms after the offline boot"
 fi
-wait_for 10 bash -c "[ \$(sqlite3 '$T/data/berth.db' 'SELECT COUNT(*) FROM outbox') -ge 10 ]" || fail "not buffering while offline"
+wait_until 10 "10 rows buffered in the outbox" outbox_at_least 10 || fail "not buffering while offline"
 log "buffered $(db_rows) rows offline (seq $before -> $(db_last_seq))"
 
 consumer_up all "berth/v1/$DEV/#"   # fails to connect until the broker is up; mosquitto_sub retries
 broker_up
-wait_for 30 bash -c "[ \$(sqlite3 '$T/data/berth.db' 'SELECT COUNT(*) FROM outbox') -le 2 ]" || fail "backlog not drained"
+wait_until 30 "the outbox to drain to 2 rows" outbox_at_most 2 || fail "backlog not drained"
 # The retained reported state caught up: version 3 with the detector deployment.
 mosquitto_sub -p "$BROKER_PORT" -t "berth/v1/$DEV/state/reported" -C 1 -W 5 > "$T/reported.json" || fail "no retained reported state"
 $PY - "$T/reported.json" <<'EOF' || fail "reported state did not catch up: $(cat "$T/reported.json")"

@@ -11,14 +11,14 @@ INTERVAL_MS=1000
 broker_up
 consumer_up replies "berth/v1/$DEV/cmd/+/reply" "resp/#"
 berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
-sleep 0.3
+wait_until 10 "event=connected in berthd.log" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
+berthd_subscribed
 
 # --- v5: response topic and correlation data ---------------------------------
 mosquitto_pub -V mqttv5 -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/deploy" \
   -D publish response-topic "resp/console-1" -D publish correlation-data "corr-42" \
   -m '{"id":"dep-1","verb":"deploy","ts":1767225600000,"schema":1,"args":{"version":5,"deployments":[{"name":"detector","image":"localhost/berth-worker:latest","replicas":{"min":1,"max":4,"desired":2}}]}}'
-wait_for 5 grep -q '"topic":"resp/console-1"' "$T/replies.out" || fail "no v5 reply on the response topic"
+wait_until 5 "\"topic\":\"resp/console-1\" in replies.out" grep -q '"topic":"resp/console-1"' "$T/replies.out" || fail "no v5 reply on the response topic"
 $PY - "$T/replies.out" <<'EOF' || fail "v5 reply shape"
 import json, sys
 for line in open(sys.argv[1]):
@@ -30,12 +30,12 @@ for line in open(sys.argv[1]):
         break
 EOF
 
-state() { cmd get_state "{\"id\":\"$1\",\"verb\":\"get_state\"}"; wait_for 5 bash -c "[ -n \"\$(source '$TELEM_ROOT/tests/integration/lib-telem.sh'; T='$T'; reply_for '$1')\" ]" || fail "no reply to $1"; reply_for "$1" | $PY -c 'import json,sys; r=json.load(sys.stdin)["result"]; r.pop("ts"); print(json.dumps(r, sort_keys=True))'; }
+state() { cmd get_state "{\"id\":\"$1\",\"verb\":\"get_state\"}"; wait_until 5 "a reply to $1" has_reply "$1" || fail "no reply to $1"; reply_for "$1" | $PY -c 'import json,sys; r=json.load(sys.stdin)["result"]; r.pop("ts"); print(json.dumps(r, sort_keys=True))'; }
 
 # --- the same command twice: applied once, same reply -------------------------
 cmd restart '{"id":"rs-1","verb":"restart","args":{"deployment":"detector"}}'
 cmd restart '{"id":"rs-1","verb":"restart","args":{"deployment":"detector"}}'
-wait_for 5 bash -c "[ \"\$(source '$TELEM_ROOT/tests/integration/lib-telem.sh'; T='$T'; replies_count rs-1)\" -ge 2 ]" || fail "duplicate not answered"
+wait_until 5 "a second reply to rs-1" replies_at_least rs-1 2 || fail "duplicate not answered"
 state st-1 > /dev/null
 [ "$(grep -c 'event=command_applied id=rs-1' "$T/berthd.log")" -eq 1 ] || fail "restart applied more than once"
 grep -q 'event=command_duplicate id=rs-1' "$T/berthd.log" || fail "duplicate not recognised"
@@ -70,7 +70,7 @@ bad chaos '{"id":"b16","verb":"chaos","args":{"deployment":"detector","surprise"
 big=$($PY -c 'print("{\"id\":\"b17\",\"verb\":\"ping\",\"pad\":\"" + "x"*70000 + "\"}")')
 mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/ping" -s <<< "$big"
 printf '17 too_large ping\n' >> "$T/bad.txt"
-wait_for 10 bash -c "[ \$(grep -c '\"ok\\\\\":false' '$T/replies.out') -ge 17 ]" || fail "not every malformed command was answered: $(grep -c 'ok\\\":false' "$T/replies.out")"
+wait_until 10 "17 refusals in the replies" bash -c "[ \$(grep -c '\"ok\\\\\":false' '$T/replies.out') -ge 17 ]" || fail "not every malformed command was answered: $(grep -c 'ok\\\":false' "$T/replies.out")"
 $PY - "$T/replies.out" "$T/bad.txt" <<'EOF' || fail "error replies"
 import json, sys
 errs = []
@@ -93,5 +93,5 @@ after=$(state st-3)
 berthd_down KILL
 broker_down
 berthd_up
-wait_for 5 grep -q 'event=boot_desired from=store version=5' "$T/berthd.log" || fail "desired state not restored offline"
+wait_until 5 "event=boot_desired from=store version=5 in berthd.log" grep -q 'event=boot_desired from=store version=5' "$T/berthd.log" || fail "desired state not restored offline"
 echo "ok: v5 reply + correlation, duplicate applied once, 17 malformed rejected, desired state restored offline"

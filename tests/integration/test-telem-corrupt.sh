@@ -27,7 +27,6 @@ for f in "$DB" "$DB-wal" "$DB-shm"; do cp "$f" "$f.orig"; done
 broker_up
 consumer_up events "berth/v1/$DEV/events"
 consumer_up status "berth/v1/$DEV/status"
-sleep 0.3
 berthd_up
 
 # recovered_rows: "seq moved_to" of every store_recovered row received so far
@@ -49,13 +48,13 @@ n_recovered() { recovered_rows | wc -l; }
 has_n() { [ "$(n_recovered)" -ge "$1" ]; }
 
 # --- 1. garbage ------------------------------------------------------------------------------------
-wait_for 15 has_n 1 || fail "no store_recovered event on berth/v1/$DEV/events (log: $(grep -E 'store' "$T/berthd.log" | head -5))"
+wait_until 15 "store_recovered event #1 on the broker" has_n 1 || fail "no store_recovered event on berth/v1/$DEV/events (log: $(grep -E 'store' "$T/berthd.log" | head -5))"
 row=$(recovered_rows | head -1)
 [ "$row" = "1 $DB.corrupt corrupt" ] || fail "store_recovered row: '$row', want '1 $DB.corrupt corrupt'"
 log "store_recovered on MQTT: seq, moved_to, reason = $row"
 kill -0 "$BERTHD_PID" 2>/dev/null || fail "berthd exited: $(tail -5 "$T/berthd.log")"
 online() { grep -q 'online.*true' "$T/status.out" 2>/dev/null; }
-wait_for 10 online || fail "berthd never reported online"
+wait_until 10 "$DEV online on the broker" online || fail "berthd never reported online"
 for s in "" -wal; do
   cmp -s "$DB$s.orig" "$DB.corrupt$s" || fail "berth.db.corrupt$s is not the former berth.db$s"
 done
@@ -65,18 +64,19 @@ log "berth.db, -wal, -shm moved aside to berth.db.corrupt{,-wal,-shm} (the older
 grep -q "event=store_recovered path=$DB moved_to=$DB.corrupt" "$T/berthd.log" || fail "no store_recovered line in the log"
 # the fresh database is sound and in use: telemetry rows get written and sent
 rows_sent() { [ "$(db_last_seq)" -ge 5 ]; }
-wait_for 10 rows_sent || fail "the fresh database takes no rows (last seq $(db_last_seq))"
+wait_until 10 "rows in the fresh database" rows_sent || fail "the fresh database takes no rows (last seq $(db_last_seq))"
 [ "$(sqlite3 "$DB" 'PRAGMA quick_check' 2>&1)" = ok ] || fail "the fresh database fails quick_check"
 log "fresh database: quick_check ok, last seq $(db_last_seq); berthd running (pid $BERTHD_PID)"
 
 # --- 2. a restart on the fresh database is quiet -----------------------------------------------
 berthd_down TERM
+seq_restart=$(db_last_seq)
 corrupt_sum=$(md5sum < "$DB.corrupt")
 : > "$T/berthd.log"
 berthd_up
-wait_for 10 grep -q 'event=connected' "$T/berthd.log" || fail "berthd did not reconnect after the restart"
-wait_for 5 grep -q 'event=store_open' "$T/berthd.log" || fail "no store_open after the restart"
-sleep 1  # a few telemetry intervals: a second recovery would show by now
+wait_until 10 "event=connected in berthd.log" grep -q 'event=connected' "$T/berthd.log" || fail "berthd did not reconnect after the restart"
+wait_until 5 "event=store_open in berthd.log" grep -q 'event=store_open' "$T/berthd.log" || fail "no store_open after the restart"
+sleep 1  # a window of 5 telemetry intervals in which no second recovery shows
 grep -q "event=store_corrupt\|event=store_recovered" "$T/berthd.log" && fail "the fresh database was found corrupt at the restart"
 [ "$(n_recovered)" -eq 1 ] || fail "$(n_recovered) store_recovered events after a clean restart"
 [ "$(md5sum < "$DB.corrupt")" = "$corrupt_sum" ] || fail "the aside copy changed at a clean restart"
@@ -86,7 +86,9 @@ log "clean restart: no second recovery, the aside copy kept"
 # SIGKILL leaves the WAL with its frames; the pages after the first of the main file are then
 # overwritten. The check at open finds it; the close must neither checkpoint the WAL into the bad
 # file nor delete it: both are moved aside as they were.
-sleep 1
+# A power cut once there is something to cut: a database of 2 pages or more, with WAL frames.
+killable() { [ -s "$DB-wal" ] && [ $(( $(stat -c %s "$DB") / 4096 )) -ge 2 ] && [ "$(db_last_seq)" -ge $((seq_restart + 3)) ]; }
+wait_until 10 "a WAL with frames and 2 database pages" killable || fail "no WAL frames to cut"
 berthd_down KILL
 pages=$(( $(stat -c %s "$DB") / 4096 ))
 [ "$pages" -ge 2 ] || fail "the database has only $pages page(s)"
@@ -96,7 +98,7 @@ head -c 16 "$DB" | grep -q "SQLite format 3" || fail "the header was overwritten
 cp "$DB" "$DB.orig"; cp "$DB-wal" "$DB-wal.orig"
 : > "$T/berthd.log"
 berthd_up
-wait_for 15 has_n 2 || fail "no second store_recovered event after pages were broken (log: $(grep store "$T/berthd.log" | head -3))"
+wait_until 15 "store_recovered event #2 on the broker" has_n 2 || fail "no second store_recovered event after pages were broken (log: $(grep store "$T/berthd.log" | head -3))"
 row=$(recovered_rows | tail -1)
 [ "$row" = "1 $DB.corrupt corrupt" ] || fail "second store_recovered row: '$row'"
 cmp -s "$DB.orig" "$DB.corrupt" || fail "berth.db.corrupt is not the database with the broken pages as it was"

@@ -10,14 +10,21 @@ OUTAGE_S=${BERTH_OUTAGE_S:-4}
 
 telem_flow_up
 
+connects() { grep -c 'event=connected' "$T/berthd.log"; }
+reconnected() { [ "$(connects)" -gt "$1" ]; }
 for i in $(seq 1 "$OUTAGES"); do
-  sleep 2
+  # the next outage once the rows of the last one are delivered and a few new ones with them
+  from=$(db_last_seq)
+  flowing() { outbox_at_most 2 && seq_reached "$T/tel.out" $((from + 3)); }
+  wait_until 20 "the backlog delivered and new rows flowing" flowing || fail "rows not flowing before outage $i"
   log "outage $i: broker down for ${OUTAGE_S}s (last_seq=$(db_last_seq))"
+  n=$(connects)
   broker_down
-  sleep "$OUTAGE_S"
+  sleep "$OUTAGE_S"  # the outage itself: a window in which berthd buffers and nothing is delivered
   buffered=$(db_rows)
   [ "$buffered" -gt 0 ] || fail "nothing buffered during outage $i"
   broker_up
+  wait_until 10 "berthd to reconnect" reconnected "$n" || fail "berthd did not reconnect after outage $i"
   log "outage $i over: $buffered rows buffered"
 done
 

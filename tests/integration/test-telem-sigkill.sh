@@ -18,15 +18,16 @@ for i in $(seq 1 "$KILLS"); do
   if (( i % 2 )); then
     # Buffering: broker gone, rows pile up, killed mid-tick.
     broker_down
+    # the kill's moment: a random point in a 2.3-2.7 s window of buffering (not a wait)
     sleep "$(printf '0.%03d' "$(rand_ms 300 700)")"; sleep 2
     phase=buffering
   else
     # Draining: broker back, berthd restarted with a backlog, killed mid-drain.
     n=$(grep -c 'event=connected' "$T/berthd.log")
     broker_up
-    end=$((SECONDS + 5))
-    while [ "$(grep -c 'event=connected' "$T/berthd.log")" -le "$n" ] && [ $SECONDS -lt $end ]; do :; done
-    sleep "$(printf '0.%03d' "$(rand_ms 0 30)")"
+    reconnected() { [ "$(grep -c 'event=connected' "$T/berthd.log")" -gt "$n" ]; }
+    WAIT_STEP=0.005 wait_until 5 "berthd to reconnect" reconnected || true
+    sleep "$(printf '0.%03d' "$(rand_ms 0 30)")"  # the kill's moment: random, 0-30 ms into the drain
     phase=draining
   fi
   berthd_down KILL

@@ -50,14 +50,15 @@ INTERVAL_MS=300
 berthd_config
 
 # Subscribers: the console and the intruder (gw-b) on gw-a's telemetry and replies.
-mosquitto_sub -V mqttv5 -p "$BROKER_PORT" $(tls console) -q 1 -F '%j' -t "berth/v1/gw-a/#" > "$T/console.out" 2>&1 &
+mosquitto_sub -V mqttv5 -p "$BROKER_PORT" $(tls console) -i console-sub -q 1 -F '%j' -t "berth/v1/gw-a/#" > "$T/console.out" 2>&1 &
 TELEM_PIDS+=($!)
-mosquitto_sub -V mqttv5 -p "$BROKER_PORT" $(tls gw-b) -q 1 -F '%j' -t "berth/v1/gw-a/#" -t "berth/#" > "$T/intruder.out" 2>&1 &
+mosquitto_sub -V mqttv5 -p "$BROKER_PORT" $(tls gw-b) -i intruder-sub -q 1 -F '%j' -t "berth/v1/gw-a/#" -t "berth/#" > "$T/intruder.out" 2>&1 &
 TELEM_PIDS+=($!)
-sleep 0.5
+subscribed console-sub "berth/v1/gw-a/#"
+subscribed intruder-sub "berth/#"
 berthd_up
-wait_for 10 grep -q 'event=connected.*tls=1' "$T/berthd.log" || fail "berthd did not connect over TLS: $(tail -5 "$T/berthd.log")"
-wait_for 10 grep -q '"topic":"berth/v1/gw-a/telemetry"' "$T/console.out" || fail "console sees no telemetry"
+wait_until 10 "event=connected.*tls=1 in berthd.log" grep -q 'event=connected.*tls=1' "$T/berthd.log" || fail "berthd did not connect over TLS: $(tail -5 "$T/berthd.log")"
+wait_until 10 "\"topic\":\"berth/v1/gw-a/telemetry\" in console.out" grep -q '"topic":"berth/v1/gw-a/telemetry"' "$T/console.out" || fail "console sees no telemetry"
 
 # The intruder tries to command gw-a, with a reply topic it could read.
 mosquitto_pub -V mqttv5 -p "$BROKER_PORT" $(tls gw-b) -q 1 -t "berth/v1/gw-a/cmd/ping" \
@@ -65,12 +66,12 @@ mosquitto_pub -V mqttv5 -p "$BROKER_PORT" $(tls gw-b) -q 1 -t "berth/v1/gw-a/cmd
 # The console commands gw-a.
 mosquitto_pub -V mqttv5 -p "$BROKER_PORT" $(tls console) -q 1 -t "berth/v1/gw-a/cmd/ping" \
   -m '{"id":"good-1","verb":"ping"}' || fail "console publish"
-wait_for 10 grep -q 'good-1' "$T/console.out" || fail "console command not answered"
-wait_for 10 grep -q 'event=command_applied id=good-1' "$T/berthd.log" || fail "console command not applied"
+wait_until 10 "good-1 in console.out" grep -q 'good-1' "$T/console.out" || fail "console command not answered"
+wait_until 10 "event=command_applied id=good-1 in berthd.log" grep -q 'event=command_applied id=good-1' "$T/berthd.log" || fail "console command not applied"
 # Positive control: the intruder is connected and reads its own prefix.
 mosquitto_pub -p "$BROKER_PORT" $(tls gw-b) -q 1 -t "berth/v1/gw-b/self" -m '{"mine":true}' || fail "gw-b cannot publish at all"
-wait_for 5 grep -q '"topic":"berth/v1/gw-b/self"' "$T/intruder.out" || fail "intruder not connected (control failed)"
-sleep 1
+wait_until 5 "\"topic\":\"berth/v1/gw-b/self\" in intruder.out" grep -q '"topic":"berth/v1/gw-b/self"' "$T/intruder.out" || fail "intruder not connected (control failed)"
+sleep 1  # a window of 3 telemetry intervals in which nothing of gw-a reaches the intruder
 grep -q 'evil-1' "$T/berthd.log" && fail "intruder's command reached berthd"
 grep -q '"topic":"berth/v1/gw-a/' "$T/intruder.out" && fail "intruder read gw-a's topics"
 # Wrong CA / no certificate: refused outright.

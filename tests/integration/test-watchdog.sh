@@ -18,8 +18,8 @@ trap cleanup EXIT INT TERM
 FAILS=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-wait_for() { local end=$(( $(now_ms) + $1 * 1000 )); shift; while [ "$(now_ms)" -lt $end ]; do "$@" && return 0; sleep 0.1; done; "$@"; }
+# shellcheck source=tests/integration/lib-common.sh
+source "$repo/tests/integration/lib-common.sh"
 
 mkfifo "$W/watchdog"
 # The "driver": logs "MS BYTE" for every byte berthd writes, "MS EOF" when it closes the device.
@@ -43,7 +43,7 @@ while True:
         out.write(f"{ms} {c}\n")
 EOP
 RPID=$!
-wait_for 5 test -e "$W/kicks" || bad "the watchdog reader did not start"
+wait_until 5 "the watchdog reader's kicks file" test -e "$W/kicks" || bad "the watchdog reader did not start"
 cat > "$W/config.json" <<EOC
 { "device_id": "it-watchdog-$$", "data_dir": "$W/data", "log_level": "info",
   "engine": { "socket": "$W/no-engine.sock" }, "broker": { "enabled": false }, "api": { "enabled": false },
@@ -53,16 +53,16 @@ EOC
 BPID=$!
 kicks() { awk '$2 == "k" { n++ } END { print n + 0 }' "$W/kicks" 2>/dev/null || echo 0; }
 kicks_at_least() { [ "$(kicks)" -ge "$1" ]; }
-wait_for 10 kicks_at_least 4 && ok "berthd kicks the watchdog ($(kicks) kicks)" || { bad "only $(kicks) kicks"; cat "$W/berthd.log"; }
-sleep 2
+wait_until 10 "4 watchdog kicks" kicks_at_least 4 && ok "berthd kicks the watchdog ($(kicks) kicks)" || { bad "only $(kicks) kicks"; cat "$W/berthd.log"; }
+sleep 2  # a window of kicks to measure their gaps over
 # every 1 s (timeout 3 s / 3): no gap near the timeout
 gap=$(awk '$2 == "k" { if (p) { d = $1 - p; if (d > m) m = d } p = $1 } END { print m + 0 }' "$W/kicks")
 [ "$gap" -gt 500 ] && [ "$gap" -lt 1600 ] && ok "largest gap between kicks $gap ms (timeout 3000 ms)" || bad "largest gap $gap ms"
 
-# a stalled loop: no kick for as long as it stalls
+# a stalled loop: no kick for as long as it stalls (sleep 3.5: that window)
 n0=$(kicks); kill -STOP "$BPID"; sleep 3.5; n1=$(kicks); kill -CONT "$BPID"
 [ "$n1" -eq "$n0" ] && ok "no kick while berthd is stalled 3.5 s (the watchdog would fire)" || bad "$((n1 - n0)) kicks while stopped"
-wait_for 3 kicks_at_least $((n1 + 1)) && ok "kicks resume when the loop runs again" || bad "no kick after SIGCONT"
+wait_until 3 "$((n1 + 1)) watchdog kicks" kicks_at_least $((n1 + 1)) && ok "kicks resume when the loop runs again" || bad "no kick after SIGCONT"
 
 # a clean stop disarms it
 kill -TERM "$BPID"; wait "$BPID"; rc=$?; BPID=

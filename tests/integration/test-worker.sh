@@ -27,10 +27,9 @@ start_worker() {
 }
 ready() { [ "$(T=1 code "http://127.0.0.1:$port/v2/health/ready")" = 200 ]; }
 exit_status() { # exit_status PID MS: sets $st to the worker's exit status, or "running" after MS
-  local deadline=$(( $(now_ms) + $2 ))
-  alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-  while alive "$1" && [ "$(now_ms)" -lt $deadline ]; do sleep 0.02; done
-  if alive "$1"; then st=running; return; fi
+  gone() { [ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
+  # still running after MS is an answer, not an error: the timeout report is not wanted
+  wait_until "$(( $2 / 1000 )).$(printf %03d $(( $2 % 1000 )))" "worker $1 to exit" gone "$1" 2>/dev/null || { st=running; return; }
   st=0; wait "$1" || st=$?
 }
 infer_url() { echo "http://127.0.0.1:$port/v2/models/${1:-m}/infer"; }
@@ -38,9 +37,9 @@ infer_url() { echo "http://127.0.0.1:$port/v2/models/${1:-m}/infer"; }
 # --- startup delay
 t0=$(now_ms)
 start_worker WORKER_STARTUP_MS=400
-sleep 0.2
+sleep 0.2  # a window: 200 ms into a 400 ms startup delay, the worker is not ready yet
 ready && fail "ready 200 ms into a 400 ms startup delay"
-wait_for 5000 ready || fail "not ready 5 s after start"
+wait_until 5 "the worker's /v2/health/ready" ready || fail "not ready 5 s after start"
 [ $(( $(now_ms) - t0 )) -ge 400 ] || fail "ready before its 400 ms startup delay"
 ok "WORKER_STARTUP_MS delays listening"
 
@@ -76,7 +75,8 @@ ok "keep-alive"
 # --- health answers while an infer runs
 curl -s -m 10 -o /dev/null -H 'X-Cost-Ms: 600' -d '' "$(infer_url)" &
 busy=$!
-sleep 0.1
+inflight1() { [ "$(curl -s -m 1 "http://127.0.0.1:$port/admin/stats" | json 'd["inflight"]')" = 1 ]; }
+wait_until 2 "the 600 ms infer in flight" inflight1 || fail "the infer is not in flight"
 t0=$(now_ms)
 [ "$(code "http://127.0.0.1:$port/v2/health/live")" = 200 ] || fail "live during infer"
 [ "$(code "http://127.0.0.1:$port/v2/health/ready")" = 200 ] || fail "ready during infer"
@@ -90,7 +90,7 @@ ok "SIGTERM exits 0"
 # --- concurrency
 for n in 1 2; do
   start_worker WORKER_CONCURRENCY=$n
-  wait_for 5000 ready || fail "concurrency $n worker not ready"
+  wait_until 5 "the worker's /v2/health/ready" ready || fail "concurrency $n worker not ready"
   t0=$(now_ms)
   for i in 1 2 3 4; do curl -s -m 20 -o "$tmp/c$i" -H 'X-Cost-Ms: 100' -d '' "$(infer_url)" & done
   wait_jobs=$(jobs -p); for j in $wait_jobs; do [ "$j" = "$wpid" ] || wait "$j" 2>/dev/null || true; done
@@ -105,7 +105,7 @@ done
 
 # --- faults by the admin endpoint
 start_worker
-wait_for 5000 ready || fail "fault worker not ready"
+wait_until 5 "the worker's /v2/health/ready" ready || fail "fault worker not ready"
 adm() { curl -s -m 5 -o /dev/null -w '%{http_code}' -d "$1" "http://127.0.0.1:$port/admin/fault"; }
 [ "$(adm unlive)" = 200 ] || fail "unlive not accepted"
 [ "$(code "http://127.0.0.1:$port/v2/health/live")" = 500 ] || fail "unlive: live not 500"
@@ -125,7 +125,7 @@ ok "unlive / unready / ok / unknown fault"
 kill "$wpid"; { exit_status "$wpid" 2000; [ "$st" = 0 ]; } || fail "hung worker did not exit on SIGTERM"
 ok "hang: nothing answers, SIGTERM still exits"
 start_worker
-wait_for 5000 ready || fail "crash worker not ready"
+wait_until 5 "the worker's /v2/health/ready" ready || fail "crash worker not ready"
 [ "$(adm crash)" = 200 ] || fail "crash not acknowledged"
 { exit_status "$wpid" 2000; [ "$st" = 1 ]; } || fail "crash fault did not exit 1"
 ok "crash: exit status 1"
@@ -134,12 +134,12 @@ ok "crash: exit status 1"
 start_worker WORKER_FAULT=crash
 { exit_status "$wpid" 2000; [ "$st" = 1 ]; } || fail "WORKER_FAULT=crash did not exit 1"
 start_worker WORKER_FAULT=unready
-wait_for 5000 curl -sf -m 1 -o /dev/null "http://127.0.0.1:$port/v2/health/live" || fail "WORKER_FAULT=unready not live"
+wait_until 5 "the worker's /v2/health/live" curl -sf -m 1 -o /dev/null "http://127.0.0.1:$port/v2/health/live" || fail "WORKER_FAULT=unready not live"
 [ "$(code "http://127.0.0.1:$port/v2/health/ready")" = 503 ] || fail "WORKER_FAULT=unready is ready"
 kill "$wpid"
 t0=$(now_ms)
 start_worker WORKER_CRASH_AFTER_MS=300
-wait_for 5000 ready || fail "crash-after worker not ready"
+wait_until 5 "the worker's /v2/health/ready" ready || fail "crash-after worker not ready"
 { exit_status "$wpid" 3000; [ "$st" = 1 ]; } || fail "WORKER_CRASH_AFTER_MS=300 did not exit 1"
 dt=$(( $(now_ms) - t0 ))
 [ $dt -ge 300 ] || fail "WORKER_CRASH_AFTER_MS=300 exited after $dt ms"

@@ -85,8 +85,8 @@ static void class_header_values(void **state)
 	assert_int_equal(api_parse_class("urgentx", &c), -EINVAL);
 	assert_int_equal(api_parse_class("", &c), -EINVAL);
 	assert_int_equal(api_parse_class("high", &c), -EINVAL);
-	assert_string_equal(api_class_name(SLA_URGENT), "urgent");
-	assert_string_equal(api_class_name(SLA_BATCH), "batch");
+	assert_string_equal(sla_class_name(SLA_URGENT), "urgent");
+	assert_string_equal(sla_class_name(SLA_BATCH), "batch");
 }
 
 static void infer_head_defaults_and_errors(void **state)

@@ -63,7 +63,7 @@ static const struct bad bad_table[] = {
 	{ "ping", "{\"id\":\"a\"}", "missing_field", "verb is missing", "a" },
 	{ "ping", "{\"id\":\"a\",\"verb\":true}", "bad_type", "verb must be a string, got a boolean", "a" },
 	{ "reboot", "{\"id\":\"a\",\"verb\":\"reboot\"}", "unknown_verb",
-	  "verb \"reboot\" is not one of deploy|scale|restart|remove|get_state|set_log_level|chaos|ping", "a" },
+	  "verb \"reboot\" is not one of deploy|scale|restart|remove|get_state|set_log_level|chaos|ping|rollback", "a" },
 	{ "ping", "{\"id\":\"a\",\"verb\":\"scale\"}", "verb_mismatch",
 	  "verb \"scale\" does not match the topic's verb \"ping\"", "a" },
 	{ "ping", "{\"id\":\"a\",\"verb\":\"ping\",\"schema\":2}", "unsupported_schema",

@@ -166,6 +166,46 @@ static void run_returns_after_stop(void **state)
 	assert_int_equal(hal_clock_now_us() - t0, 5000000);
 }
 
+/* Timers due at the same time fire in the order they were started (libuv's
+ * rule), whatever the heap's shape; re-arming one starts it anew (last). */
+struct order {
+	int fired[16];
+	int n;
+};
+struct order_timer {
+	struct loop_timer t;
+	struct order *o;
+	int id;
+};
+
+static void on_order(void *arg)
+{
+	struct order_timer *ot = arg;
+	if (ot->o->n < 16)
+		ot->o->fired[ot->o->n] = ot->id;
+	ot->o->n++;
+}
+
+static void equal_time_timers_fire_in_start_order(void **state)
+{
+	struct loop *l = *state;
+	struct order o = { { 0 }, 0 };
+	struct order_timer ot[12];
+	for (int i = 0; i < 12; i++) {
+		ot[i] = (struct order_timer){ .o = &o, .id = i };
+		loop_timer_init(&ot[i].t, on_order, &ot[i]);
+		assert_int_equal(loop_timer_start(l, &ot[i].t, 100, 0), 0);
+	}
+	/* 3 is started again (same due time): it now comes after every other. */
+	assert_int_equal(loop_timer_start(l, &ot[3].t, 100, 0), 0);
+	for (int i = 0; i < 5 && o.n < 12; i++)
+		loop_run_once(l, 1000);
+	assert_int_equal(o.n, 12);
+	static const int want[12] = { 0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 3 };
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(o.fired[i], want[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -176,6 +216,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(fd_callback_runs_when_readable, setup, teardown),
 		cmocka_unit_test_setup_teardown(timer_heap_is_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(run_returns_after_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(equal_time_timers_fire_in_start_order, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }

@@ -160,8 +160,8 @@ static void names_parse_both_ways(void **state)
 	assert_int_equal(sched_policy_parse("lifo"), -EINVAL);
 	assert_string_equal(sched_refusal_name(SCHED_REFUSE_DEADLINE_INFEASIBLE), "deadline_infeasible");
 	assert_string_equal(sched_refusal_name(SCHED_REFUSE_BREAKER_OPEN), "breaker_open");
-	assert_int_equal(sched_class_parse("batch"), SLA_BATCH);
-	assert_int_equal(sched_class_parse("gold"), -EINVAL);
+	assert_int_equal(sla_class_parse("batch", strlen("batch"), false), SLA_BATCH);
+	assert_int_equal(sla_class_parse("gold", strlen("gold"), false), -EINVAL);
 }
 
 static void bad_params_are_refused(void **state)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/actions.h"
 #include "agent/supervise/chaos.h"
 #include "agent/model/deploy.h"
 #include "agent/telemetry/events.h"
@@ -850,8 +851,11 @@ static void metrics_sample_replicas_and_node(void **state)
 					    .mem_limit_bytes = 1 << 20, .pids = 3 };
 		assert_int_equal(sim_sys_set_ctr(r[i].pid, &cs), 0);
 	}
-	struct sampler *m = sampler_create(f->l, f->s, "/", 100);
+	struct actions *t = actions_create(f->s, NULL);
+	struct sampler *m = sampler_create(f->l, "/", 100);
 	assert_non_null(m);
+	assert_non_null(t);
+	sampler_set_targets(m, actions_sampler_targets, t);
 	assert_int_equal(sampler_start(m), 0);
 	run_ms(f, 100);
 	/* half a core for the next 100 ms on every replica */
@@ -879,6 +883,7 @@ static void metrics_sample_replicas_and_node(void **state)
 	sampler_get_stats(m, &ms);
 	assert_true(ms.overwritten > 0);
 	sampler_destroy(m);
+	actions_destroy(t);
 }
 
 int main(void)

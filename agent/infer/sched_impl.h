@@ -1,0 +1,154 @@
+/* agent/infer/sched_impl.h - the scheduler's state, shared by its files (sched.c: the request path; sched_models.c: models, replicas, set-up and readers). Private to agent/infer/sched*.c. */
+#ifndef BERTH_SCHED_IMPL_H
+#define BERTH_SCHED_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/infer/sched.h"
+#include "agent/infer/sched_est.h"
+
+#define NHEAPS (SCHED_MAX_MODELS * SLA_NCLASSES)
+#define MAX_HELD (CONFIG_SCHED_MAX_SLOTS + SCHED_MAX_MODELS * SCHED_MAX_REPLICAS)
+#define POOL_SIZE (CONFIG_SCHED_MAX_QUEUED + MAX_HELD)
+
+_Static_assert(NHEAPS <= 64, "heap bitmask is 64 bits");
+
+enum entry_state { ST_FREE = 0, ST_QUEUED, ST_RUNNING, ST_PAUSED };
+
+struct entry {
+	uint64_t deadline_us;
+	uint64_t arrival_us;
+	uint64_t dispatch_us;        /* running: start of the current run (moved on resume) */
+	uint64_t paused_at_us;
+	uint64_t paused_total_us;
+	void *ctx;
+	struct model *m;               /* its model */
+	struct sched_class_stats *st;  /* its model's cumulative counters of its class */
+	uint32_t gen;
+	uint64_t fifo_key;           /* arrival number: fifo heap key, edf tie-break */
+	uint32_t hint_us;            /* caller-known cost, 0 unknown */
+	uint32_t work_us;            /* what it adds to its heap's work sum */
+	uint8_t model;
+	uint8_t cls;
+	uint8_t state;
+	uint8_t attempt;
+	int8_t replica;
+	int8_t last_replica;
+};
+
+/* Heap keys are kept inline (one array of keys beside one of pool indices),
+ * so sifting never touches the pool except to record positions, and a
+ * comparison is one unsigned compare. edf: the absolute deadline (us, below
+ * 2^48: 8.9 years of monotonic clock) shifted left 16 bits, plus the low 16
+ * bits of the arrival number, so equal deadlines go to the earlier arrival
+ * (exact unless 65536 requests share one deadline microsecond). fifo: the
+ * arrival number. */
+#define KEY_SEQ_BITS 16
+#define KEY_DEADLINE_MAX ((1ull << (64 - KEY_SEQ_BITS)) - 1)
+
+/* 4-ary min-heap of pool entries for one (model, class): half the levels of
+ * a binary heap, so a removal moves a node and records its position half as
+ * often, for three key compares a level instead of one. key[] has HEAP_D
+ * slots beyond cap, and every slot at or past an holds UINT64_MAX, so the
+ * children of a node are compared without bounds checks (on equal keys the
+ * lower index wins, so a real child always beats the padding). */
+#define HEAP_D 4
+struct heap {
+	uint64_t *key;               /* cap + HEAP_D */
+	uint32_t *id;                /* cap: pool index of each node */
+	uint32_t an;                 /* nodes in key[]/id[] */
+	uint32_t n;                  /* queued: an + front */
+	uint32_t cap;
+	uint32_t front;              /* 1: the head is held in front of the array */
+	uint64_t top_key;            /* key of the head; UINT64_MAX when n == 0 */
+	uint32_t top_id;             /* pool index of the head (n > 0) */
+	uint64_t work_us;            /* sum of entries' work_us */
+	uint64_t max_deadline_us;    /* upper bound of deadlines in the heap (exact until removals) */
+};
+
+struct replica {
+	bool present, ready, draining, breaker_open, paused;
+	bool usable;                     /* present, ready, !draining, breaker closed, !paused (model_refresh) */
+	unsigned concurrency;
+	unsigned inflight;
+	uint64_t dispatched;
+};
+
+struct model {
+	char name[SCHED_NAME_MAX];
+	struct replica rep[SCHED_MAX_REPLICAS];
+	unsigned free_cap;               /* spare concurrency on usable replicas */
+	uint32_t free_rep;               /* bit i: replica i is usable and below its concurrency */
+	uint64_t heap_bits;              /* its heaps in the heap bitmasks */
+	unsigned usable_ready;           /* present + ready + !draining (breaker ignored) */
+	unsigned usable;                 /* ... and breaker closed */
+	int rep_hi;                      /* 1 + highest replica index ever added */
+	struct sched_est est;
+	struct sched_model_stats cum;
+	struct sched_model_stats win_base; /* cum at the previous window take */
+	uint64_t win_start_us;
+};
+
+struct sched {
+	struct sched_params p;
+	struct sched_callbacks cb;
+	unsigned busy;                   /* slots held */
+	unsigned nmodels;
+	struct model *models;            /* SCHED_MAX_MODELS */
+	struct heap heaps[NHEAPS];
+	uint64_t nonempty;               /* bit h set: heaps[h].n > 0 */
+	struct entry *pool;
+	uint32_t *pos;                   /* per pool entry: index in its heap, or in held[] */
+	uint32_t *free_idx;
+	uint32_t nfree;
+	uint32_t *held;                  /* running and paused entries */
+	uint32_t nheld;
+	uint32_t queued_total;
+	uint64_t queued_work_us;         /* sum of heaps[].work_us */
+	uint64_t arrivals;               /* fifo key */
+	uint64_t now_us;
+	bool pumping;
+	bool repump;
+	bool fifo;                       /* key by arrival only (hot-path copies of the policy ops) */
+	bool admit;
+	bool reserve;
+	bool preempt;
+	uint64_t capmask;                /* bit h set: the model of heaps[h] has free_cap > 0 */
+	uint64_t urgent_mask;            /* bits of every model's urgent heap */
+};
+
+/* Heap of (model, class); and the heaps of model mi in the heap bitmasks. */
+static inline unsigned heap_id(unsigned model, unsigned cls) { return model * SLA_NCLASSES + cls; }
+#define MODEL_HEAPS(mi) (((1ull << SLA_NCLASSES) - 1) << ((mi) * SLA_NCLASSES))
+
+static inline struct model *model_get(const struct sched *s, int model)
+{
+	if (model < 0 || (unsigned)model >= s->nmodels)
+		return NULL;
+	return &s->models[model];
+}
+
+static inline struct replica *replica_get(const struct sched *s, int model, int idx)
+{
+	struct model *m = model_get(s, model);
+	if (!m || idx < 0 || idx >= SCHED_MAX_REPLICAS)
+		return NULL;
+	return &m->rep[idx];
+}
+
+static inline void set_now(struct sched *s, uint64_t now_us)
+{
+	if (now_us > s->now_us)
+		s->now_us = now_us;
+}
+
+/* The request path's passes, for the model and replica calls (sched.c). */
+/* Recomputes model mi's replica summary after a replica's state changed. */
+void sched_impl_refresh(struct sched *s, unsigned mi);
+/* Starts what can start now (a no-op while a pass runs: it repeats). */
+void sched_impl_pump(struct sched *s);
+/* Refuses every queued request of model (it has no replica left). */
+void sched_impl_refuse_queue(struct sched *s, int model, enum sched_refusal why);
+
+#endif

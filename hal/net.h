@@ -1,0 +1,23 @@
+/* hal/net.h - listening sockets for the local API: TCP on an address, or a unix socket with file mode. */
+#ifndef BERTH_HAL_NET_H
+#define BERTH_HAL_NET_H
+
+#include <stdint.h>
+
+/* A listening, non-blocking, close-on-exec stream socket on addr:port
+ * (addr a numeric IPv4 or IPv6 address; SO_REUSEADDR set). Returns the
+ * descriptor, -EINVAL when addr is not numeric, or the socket/bind/listen
+ * error (-EADDRINUSE, -EACCES, ...). */
+int hal_net_listen_tcp(const char *addr, uint16_t port, int backlog) __attribute__((warn_unused_result));
+/* The same on a unix socket at path, given file mode (e.g. 0660) once
+ * bound. A socket file left at path (by a previous run) is replaced; any
+ * other file there makes bind fail (-EADDRINUSE). Returns the descriptor,
+ * -ENAMETOOLONG, or the socket/bind/listen error. */
+int hal_net_listen_unix(const char *path, unsigned mode, int backlog) __attribute__((warn_unused_result));
+/* Removes the unix socket file at path if it is a socket (what
+ * hal_net_listen_unix made); leaves anything else alone. */
+void hal_net_unlink_unix(const char *path);
+/* Closes a descriptor from hal_net_listen_*. Negative fd is ignored. */
+void hal_net_close(int fd);
+
+#endif

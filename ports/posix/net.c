@@ -1,0 +1,82 @@
+/* ports/posix/net.c - hal/net.h on POSIX sockets (linked into both the linux and the sim port). */
+#include "hal/net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int bind_listen(int fd, const struct sockaddr *sa, socklen_t sl, int backlog)
+{
+	if (bind(fd, sa, sl) < 0 || listen(fd, backlog) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+int hal_net_listen_tcp(const char *addr, uint16_t port, int backlog)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof(ss));
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	int family;
+	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+		family = AF_INET;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		sl = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		family = AF_INET6;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		sl = sizeof(*s6);
+	} else {
+		return -EINVAL;
+	}
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	return bind_listen(fd, (struct sockaddr *)&ss, sl, backlog);
+}
+
+void hal_net_unlink_unix(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		(void)unlink(path);
+}
+
+int hal_net_listen_unix(const char *path, unsigned mode, int backlog)
+{
+	struct sockaddr_un sun;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* A socket left by a previous run would make bind fail; replace only sockets. */
+	hal_net_unlink_unix(path);
+	fd = bind_listen(fd, (struct sockaddr *)&sun, sizeof(sun), backlog);
+	if (fd >= 0)
+		(void)chmod(path, (mode_t)mode);
+	return fd;
+}
+
+void hal_net_close(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
