@@ -24,7 +24,7 @@ site_up 3 || { echo "bench-site: the site network did not come up"; exit 1; }
 echo '{"version":1,"deployments":[]}' > "$SITE_DIR/deployments.json"
 for i in 1 2 3; do gw_start "$i"; done
 agreed() { snap det; local i; for i in 1 2 3; do [ "${LEADER[$i]}" != - ] && [ "${LEADER[$i]}" = "${LEADER[1]}" ] || return 1; done; }
-wait_for 30000 agreed || { echo "bench-site: no leader"; exit 1; }
+wait_until 30 "one leader named by every member" agreed || { echo "bench-site: no leader"; exit 1; }
 sleep 3
 rss_site=0; for i in 1 2 3; do rss_site=$(( rss_site + $(rss_kb "${BPID[$i]}") )); done; rss_site=$(( rss_site / 3 ))
 # baseline: the same berthd, site disabled, same engine and namespace, empty deployments
@@ -46,7 +46,7 @@ cat > "$SITE_DIR/deployments.json" <<EOF
 EOF
 for i in 1 2 3; do gw_hup "$i"; done
 settled() { snap det; local i t=0; for i in 1 2 3; do [ "${LEASE[$i]}" = yes ] && [ "${ASSIGNED[$i]}" = "${RUNNING[$i]}" ] || return 1; t=$(( t + READY[$i] )); done; [ $t = 2 ]; }
-wait_for 30000 settled || { echo "bench-site: the deployment never settled"; exit 1; }
+wait_until 30 "the site to settle" settled || { echo "bench-site: the deployment never settled"; exit 1; }
 
 fail=(); double_kill=(); double_part=(); elect=(); missed=0
 for r in $(seq 1 "$ROUNDS"); do
@@ -71,7 +71,7 @@ for r in $(seq 1 "$ROUNDS"); do
   if [ "$t_ready_ms" -ge 0 ]; then fail+=("$t_ready_ms"); else missed=$((missed + 1)); fi
   if [ $kind = kill ]; then [ $dr -ge 0 ] && double_kill+=("$dr"); else [ $dr -ge 0 ] && double_part+=("$dr"); fi
   if [ $kind = kill ]; then gw_start "$victim"; else site_heal "$victim"; fi
-  wait_for 30000 settled || { echo "bench-site: round $r did not settle"; missed=$((missed + 1)); }
+  wait_until 30 "the site to settle" settled || { echo "bench-site: round $r did not settle"; missed=$((missed + 1)); }
 done
 
 max() { local m=0 v; for v in "$@"; do [ "$v" -gt $m ] && m=$v; done; echo $m; }

@@ -26,7 +26,7 @@ site_up 3 || { bad "site network did not come up"; finish; }
 docs 1
 for i in 1 2 3; do gw_start "$i"; done
 agreed() { snap det; local i; for i in 1 2 3; do [ "${LEADER[$i]}" != - ] && [ "${LEADER[$i]}" = "${LEADER[1]}" ] || return 1; done; }
-wait_for 20000 agreed && ok "one leader elected: ${LEADER[1]}" || bad "no agreed leader"
+wait_until 20 "one leader named by every member" agreed && ok "one leader elected: ${LEADER[1]}" || bad "no agreed leader"
 
 # --- 1. the leader killed during placement ---------------------------------------------------
 old=${LEADER[1]#gw}; survivors=(); for i in 1 2 3; do [ "$i" = "$old" ] || survivors+=("$i"); done
@@ -45,7 +45,7 @@ finished() {
   for i in "${survivors[@]}"; do a=$(( a + ASSIGNED[$i] )); b=$(( b + RUNNING[$i] )); done
   [ $a = 1 ] && [ $b = 1 ]
 }
-if wait_for 25000 finished; then
+if wait_until 25 "a new leader to finish the placement" finished; then
   ok "new leader ${LEADER[${survivors[0]}]} finished the placement $(( $(now_ms) - t0 )) ms after the old one died: det on gw${survivors[0]} and gw${survivors[1]}, bulk on one"
 else bad "placement not finished by a new leader"; fi
 snap det
@@ -55,10 +55,10 @@ twice=0; for i in "${survivors[@]}"; do [ "${ASSIGNED[$i]}" -le 1 ] || twice=1; 
 rm -rf "$SITE_DIR/m$old/data"
 gw_start "$old"
 back() { snap det; [ "${LEASE[$old]}" = yes ]; }
-wait_for 15000 back && ok "gw$old replaced (empty data dir): caught up from the leader, holds the lease" ||
+wait_until 15 "the member to hold the lease again" back && ok "gw$old replaced (empty data dir): caught up from the leader, holds the lease" ||
   bad "replaced gw$old never got the lease"
 exact() { local d i; for d in det bulk; do snap $d; for i in 1 2 3; do [ "${ASSIGNED[$i]}" = "${RUNNING[$i]}" ] || return 1; done; done; }
-wait_for 5000 exact && ok "every engine runs exactly what the log assigns it" || bad "engines and log disagree"
+wait_until 5 "every engine to run what the log assigns" exact && ok "every engine runs exactly what the log assigns it" || bad "engines and log disagree"
 
 # --- 2. a member holding a replica is gone --------------------------------------------------
 snap det
@@ -76,7 +76,7 @@ snap det
 [ "${RUNNING[${holders[1]}]}" = 1 ] && ok "the other replica stayed on gw${holders[1]}" || bad "other replica moved"
 gw_start "$victim"
 back() { snap det; [ "${LEASE[$victim]}" = yes ]; }
-wait_for 15000 back && ok "gw$victim restarted with its data dir and holds the lease again" || bad "gw$victim never got the lease back"
+wait_until 15 "the member to hold the lease again" back && ok "gw$victim restarted with its data dir and holds the lease again" || bad "gw$victim never got the lease back"
 never_again=1
 for _ in 1 2 3 4 5 6; do snap det; [ "${RUNNING[$victim]}" = 0 ] || { never_again=0; break; }; sleep 0.3; done
 [ $never_again = 1 ] && ok "gw$victim did not start the moved replica again (watched 2 s)" || bad "gw$victim runs det again"
@@ -93,9 +93,9 @@ nsenter --net="/run/netns/${SITE_NS[$victim]}" "$build/berthd" -c "$SITE_DIR/m$v
 BPID[$victim]=$!
 # (its heartbeats to gw$spare go to the wrong port; gw${holders[1]} receives them and refuses them)
 ignored() { grep -q "event=site_members_disagree member=gw$victim" "$SITE_DIR/m${holders[1]}/berthd.log"; }
-wait_for 10000 ignored && ok "gw$victim with another member list is refused by gw${holders[1]} (site_members_disagree)" ||
+wait_until 10 "the others to refuse the member list" ignored && ok "gw$victim with another member list is refused by gw${holders[1]} (site_members_disagree)" ||
   bad "no site_members_disagree logged for gw$victim"
-sleep 1; snap det
+sleep 1; snap det   # a window: it must not get the lease in it
 [ "${LEASE[$victim]}" = no ] && [ "${RUNNING[$victim]}" = 0 ] && ok "gw$victim holds no lease and runs no det" ||
   bad "gw$victim: lease ${LEASE[$victim]}, runs ${RUNNING[$victim]}"
 finish

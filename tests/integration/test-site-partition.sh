@@ -24,9 +24,9 @@ cat > "$SITE_DIR/deployments.json" <<EOF
 EOF
 for i in 1 2 3; do gw_start "$i"; done
 placed() { snap det; [ $(( READY[1] + READY[2] + READY[3] )) -eq 2 ] 2>/dev/null; }
-wait_for 30000 placed && ok "2 det replicas ready (leader ${LEADER[1]})" || bad "det never had 2 ready replicas"
+wait_until 30 "2 ready det replicas" placed && ok "2 det replicas ready (leader ${LEADER[1]})" || bad "det never had 2 ready replicas"
 edge_all() { snap edge; [ "${RUNNING[*]}" = "1 1 1" ]; }
-wait_for 10000 edge_all && ok "node-scoped edge runs on all three" || bad "edge not on all three"
+wait_until 10 "edge on all three" edge_all && ok "node-scoped edge runs on all three" || bad "edge not on all three"
 
 snap det
 holders=(); spare=""
@@ -37,7 +37,7 @@ infer() { curl -s -m 5 -o "$SITE_DIR/infer.out" -w '%{http_code}' -H 'X-Cost-Ms:
   -d '{"id":"r1","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[0.5,1.5]}]}' \
   "http://$SITE_HOST_SUBNET.$1:8480/v2/models/det/infer"; }
 served() { [ "$(infer "$spare")" = 200 ]; }
-wait_for 5000 served && ok "gw$spare (no det replica) answered a det request 200 through another member" ||
+wait_until 5 "a det answer through another member" served && ok "gw$spare (no det replica) answered a det request 200 through another member" ||
   bad "gw$spare did not serve det: $(infer "$spare") $(head -c 200 "$SITE_DIR/infer.out")"
 site_cut "$victim"; t0=$(now_ms)
 read -r w < <(python3 "$PROBE" watch det "$victim" "$spare" 20000 "$t0")
@@ -64,7 +64,7 @@ snap det
 
 site_heal "$victim"
 back() { snap det; [ "${LEASE[$victim]}" = yes ]; }
-wait_for 15000 back && ok "healed: gw$victim holds the lease again" || bad "gw$victim never got the lease back"
+wait_until 15 "the member to hold the lease again" back && ok "healed: gw$victim holds the lease again" || bad "gw$victim never got the lease back"
 exact() { local i; snap det; for i in 1 2 3; do [ "${ASSIGNED[$i]}" = "${RUNNING[$i]}" ] || return 1; done; }
 stable=1
 for _ in 1 2 3 4 5 6; do exact || { stable=0; break; }; sleep 0.3; done
@@ -78,7 +78,7 @@ EOF
 snap det; lead=${LEADER[1]#gw}; f=1; [ "$f" = "$lead" ] && f=2
 gw_hup "$f"
 gone() { snap det; [ "${RUNNING[*]}" = "0 0 0" ] && [ "${ASSIGNED[*]}" = "0 0 0" ]; }
-wait_for 10000 gone && ok "det removed from the site by a deploy sent to follower gw$f (forwarded to leader gw$lead)" ||
+wait_until 10 "det gone from every engine and the log" gone && ok "det removed from the site by a deploy sent to follower gw$f (forwarded to leader gw$lead)" ||
   bad "det still runs or is assigned: running ${RUNNING[*]} assigned ${ASSIGNED[*]}"
 grep -q "event=site_deployments_forwarded leader=gw$lead version=2" "$SITE_DIR/m$f/berthd.log" &&
   ok "gw$f logged the forward" || bad "no forward logged by gw$f"
@@ -94,7 +94,7 @@ cat > "$SITE_DIR/deployments.json" <<EOF
 EOF
 gw_hup "$f"
 on3() { snap picky; [ "${READY[3]}" = 1 ] && [ "${ASSIGNED[*]}" = "0 0 1" ]; }
-if wait_for 30000 on3; then
+if wait_until 30 "picky ready on gw3" on3; then
   moved=$(grep -h "event=site_local_recovery_failed deployment=picky" "$SITE_DIR"/m[12]/berthd.log | wc -l)
   [ "$moved" -ge 1 ] && ok "picky failed locally ($moved member(s) asked to move it) and now runs, ready, on gw3" ||
     bad "picky on gw3 without a failed local recovery first"
