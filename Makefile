@@ -37,6 +37,10 @@ endif
 # .debug_frame from -g; the sanitizers unwind by frame pointer).
 CFLAGS ?= -Os -g -fno-asynchronous-unwind-tables -fno-unwind-tables
 HOT_CFLAGS ?= -O2
+# C without exceptions needs no unwind tables (.eh_frame): 45 KB of a stripped berthd. The
+# debug build keeps its DWARF frames (-g), so gdb still unwinds; a stripped binary's core
+# dump does not (docs/footprint.md).
+SIZE_CFLAGS ?= -fno-asynchronous-unwind-tables -fno-unwind-tables
 LDFLAGS ?=
 WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
 	-Wvla -Wundef -Wno-unused-parameter
@@ -51,7 +55,7 @@ ifneq ($(SANITIZE),)
 REQ_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 REQ_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
-FINAL_CFLAGS = $(REQ_CFLAGS) $(CFLAGS) $(OBJ_CFLAGS)
+FINAL_CFLAGS = $(REQ_CFLAGS) $(SIZE_CFLAGS) $(CFLAGS) $(OBJ_CFLAGS)
 FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed -Wl,--gc-sections
 LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
 
