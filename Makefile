@@ -32,10 +32,7 @@ endif
 # The user's CFLAGS/LDFLAGS add to these; they cannot drop them.
 # Size first (a gateway's flash and RAM); the scheduler's per-request path,
 # measured in instructions by bench-sched-cost, is built for speed (HOT_CFLAGS).
-# berth is C and never unwinds its stack (no exceptions, no backtrace()): no
-# .eh_frame unwind tables, about 45 KB of a stripped berthd (gdb still has
-# .debug_frame from -g; the sanitizers unwind by frame pointer).
-CFLAGS ?= -Os -g -fno-asynchronous-unwind-tables -fno-unwind-tables
+CFLAGS ?= -Os -g
 HOT_CFLAGS ?= -O2
 # C without exceptions needs no unwind tables (.eh_frame): 45 KB of a stripped berthd. The
 # debug build keeps its DWARF frames (-g), so gdb still unwinds; a stripped binary's core
