@@ -11,9 +11,7 @@
 
 #include "agent/base/jsonutil.h"
 #include "agent/base/textfile.h"
-#if IS_ENABLED(CONFIG_SITE)
-#include "agent/site/siteconf.h"
-#endif
+#include "agent/model/siteconf.h"
 
 enum cfg_type { CT_STR, CT_INT, CT_DBL, CT_BOOL, CT_ENUM };
 
@@ -460,8 +458,11 @@ static int cross_check(const struct berth_config *cfg, struct config_error *err)
 			return -EINVAL;
 		}
 	}
-	if (cfg->site.enabled) {
-#if IS_ENABLED(CONFIG_SITE)
+	if (cfg->site.enabled && !IS_ENABLED(CONFIG_SITE)) {
+		set_err(err, "site.enabled", "this build has no site cluster support (CONFIG_SITE)");
+		return -EINVAL;
+	}
+	if (cfg->site.enabled && IS_ENABLED(CONFIG_SITE)) {
 		struct siteconf sc;
 		const char *key = "site";
 		char why[200];
@@ -469,10 +470,6 @@ static int cross_check(const struct berth_config *cfg, struct config_error *err)
 			set_err(err, key, "%s", why);
 			return -EINVAL;
 		}
-#else
-		set_err(err, "site.enabled", "this build has no site cluster support (CONFIG_SITE)");
-		return -EINVAL;
-#endif
 	}
 	return 0;
 }

@@ -26,7 +26,7 @@ struct consensus_req {
 struct consensus {
 	struct loop *loop;
 	struct consensus_ops ops;
-	struct consensus_member members[CONSENSUS_MAX_MEMBERS];
+	struct siteconf_member members[CONSENSUS_MAX_MEMBERS];
 	struct sockaddr_in member_sa[CONSENSUS_MAX_MEMBERS];
 	unsigned n, self;
 	uv_loop_t uv;
@@ -329,6 +329,37 @@ static int bootstrap(struct consensus *c)
 	return 0;
 }
 
+/* libuv's loop, the log directory, the TCP transport and the disk I/O. 0 or -EIO (logged). */
+static int open_io(struct consensus *c, const char *dir)
+{
+	int rv = uv_loop_init(&c->uv);
+	if (rv) {
+		log_err("event=uv_loop_failed err=%s", uv_strerror(rv));
+		return -EIO;
+	}
+	c->uv_ready = true;
+	uv_fs_t mk;
+	rv = uv_fs_mkdir(NULL, &mk, dir, 0750, NULL);
+	uv_fs_req_cleanup(&mk);
+	if (rv < 0 && rv != UV_EEXIST) {
+		log_err("event=log_dir_unusable dir=%s err=%s", dir, uv_strerror(rv));
+		return -EIO;
+	}
+	if ((rv = raft_uv_tcp_init(&c->transport, &c->uv))) {
+		log_err("event=transport_failed err=%s", raft_strerror(rv));
+		return -EIO;
+	}
+	c->transport_ready = true;
+	if ((rv = raft_uv_init(&c->io, &c->uv, dir, &c->transport))) {
+		log_err("event=io_failed dir=%s err=\"%s\"", dir, c->io.errmsg);
+		return -EIO;
+	}
+	c->io_ready = true;
+	raft_uv_set_segment_size(&c->io, CONSENSUS_SEGMENT_BYTES);
+	raft_uv_set_connect_retry_delay(&c->io, 200);
+	return 0;
+}
+
 struct consensus *consensus_create(struct loop *l, const struct consensus_opts *opts, const struct consensus_ops *ops)
 {
 	if (!opts->n || opts->n > CONSENSUS_MAX_MEMBERS || opts->self >= opts->n)
@@ -349,34 +380,12 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 			goto errout;
 		}
 	}
-	int rv = uv_loop_init(&c->uv);
-	if (rv) {
-		log_err("event=uv_loop_failed err=%s", uv_strerror(rv));
+	int rv;
+	if (open_io(c, opts->dir))
 		goto errout;
-	}
-	c->uv_ready = true;
-	uv_fs_t mk;
-	rv = uv_fs_mkdir(NULL, &mk, opts->dir, 0750, NULL);
-	uv_fs_req_cleanup(&mk);
-	if (rv < 0 && rv != UV_EEXIST) {
-		log_err("event=log_dir_unusable dir=%s err=%s", opts->dir, uv_strerror(rv));
-		goto errout;
-	}
-	if ((rv = raft_uv_tcp_init(&c->transport, &c->uv))) {
-		log_err("event=transport_failed err=%s", raft_strerror(rv));
-		goto errout;
-	}
-	c->transport_ready = true;
-	if ((rv = raft_uv_init(&c->io, &c->uv, opts->dir, &c->transport))) {
-		log_err("event=io_failed dir=%s err=\"%s\"", opts->dir, c->io.errmsg);
-		goto errout;
-	}
-	c->io_ready = true;
-	raft_uv_set_segment_size(&c->io, CONSENSUS_SEGMENT_BYTES);
-	raft_uv_set_connect_retry_delay(&c->io, 200);
 	c->fsm = (struct raft_fsm){ .version = 1, .data = c, .apply = fsm_apply, .snapshot = fsm_snapshot,
 				    .restore = fsm_restore };
-	const struct consensus_member *me = &c->members[c->self];
+	const struct siteconf_member *me = &c->members[c->self];
 	if ((rv = raft_init(&c->raft, &c->io, &c->fsm, consensus_member_id(me->device_id), me->address))) {
 		log_err("event=raft_init_failed err=\"%s\"", raft_errmsg(&c->raft));
 		goto errout;

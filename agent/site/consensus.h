@@ -33,19 +33,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/model/siteconf.h"
+
 struct loop;
 struct consensus;
 
-#define CONSENSUS_MAX_MEMBERS 5
+#define CONSENSUS_MAX_MEMBERS SITECONF_MAX_MEMBERS
 #define CONSENSUS_DGRAM_MAX 60000
 #define CONSENSUS_SNAPSHOT_EVERY 256u
 #define CONSENSUS_SNAPSHOT_TRAILING 64u
 #define CONSENSUS_SEGMENT_BYTES (256u * 1024u)
-
-struct consensus_member {
-	char device_id[64];
-	char address[64];              /* "A.B.C.D:PORT" (IPv4) */
-};
 
 struct consensus_ops {
 	/* A committed command (len bytes; valid during the call only). Must be
@@ -62,7 +59,7 @@ struct consensus_ops {
 };
 
 struct consensus_opts {
-	const struct consensus_member *members; /* n entries: the whole site, this member included */
+	const struct siteconf_member *members; /* n entries: the whole site, this member included */
 	unsigned n;
 	unsigned self;                          /* index of this member */
 	const char *dir;                        /* log and snapshots (created when missing) */

@@ -12,7 +12,7 @@
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "agent/site/consensus.h"
-#include "agent/site/siteconf.h"
+#include "agent/model/siteconf.h"
 #include "agent/site/sitestate.h"
 #include "agent/supervise/supervisor.h"
 #include "hal/sys.h"

@@ -260,6 +260,24 @@ static const char *next_line(const char *p, const char *end, char *line, size_t 
 	return nl + 1;
 }
 
+/* "A <name> <excluded> <o0>,<o1>,..." of a snapshot. 0 or -EINVAL. */
+static int decode_owners(const char *line, unsigned n, char *name, uint32_t *excl, int8_t *owners)
+{
+	int off = 0;
+	if (sscanf(line, "A %47s %u %n", name, excl, &off) != 2 || !off)
+		return -EINVAL;
+	const char *q = line + off;
+	for (unsigned r = 0; r < DEPLOY_MAX_REPLICAS; r++) {
+		char *e;
+		long v = strtol(q, &e, 10);
+		if (e == q || v < -1 || v >= (long)n)
+			return -EINVAL;
+		owners[r] = (int8_t)v;
+		q = *e == ',' ? e + 1 : e;
+	}
+	return 0;
+}
+
 int sitestate_decode(struct sitestate *s, const char *buf, size_t len)
 {
 	const char *p = buf, *end = buf + len;
@@ -293,18 +311,8 @@ int sitestate_decode(struct sitestate *s, const char *buf, size_t len)
 			goto out;
 		if (!strcmp(line, "D"))
 			break;
-		int off = 0;
-		if (na == DEPLOY_MAX || sscanf(line, "A %47s %u %n", names[na], &excl[na], &off) != 2 || !off)
+		if (na == DEPLOY_MAX || decode_owners(line, n, names[na], &excl[na], owners[na]))
 			goto out;
-		const char *q = line + off;
-		for (unsigned r = 0; r < DEPLOY_MAX_REPLICAS; r++) {
-			char *e;
-			long v = strtol(q, &e, 10);
-			if (e == q || v < -1 || v >= (long)n)
-				goto out;
-			owners[na][r] = (int8_t)v;
-			q = *e == ',' ? e + 1 : e;
-		}
 		na++;
 	}
 	size_t doc_len = (size_t)(end - p);

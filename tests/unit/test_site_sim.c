@@ -37,7 +37,7 @@ struct consensus {
 	unsigned self;
 	struct loop *loop;
 	struct consensus_ops ops;
-	struct consensus_member members[CONSENSUS_MAX_MEMBERS];
+	struct siteconf_member members[CONSENSUS_MAX_MEMBERS];
 	struct raft_fsm fsm;
 	bool live;
 	uint64_t ready_term;    /* term whose barrier committed (as the real module) */

@@ -12,7 +12,7 @@
 
 #include "agent/model/config.h"
 #include "agent/model/deploy.h"
-#include "agent/site/siteconf.h"
+#include "agent/model/siteconf.h"
 
 static int parse_site(const char *device, const char *site, struct config_error *err)
 {

@@ -1,5 +1,5 @@
-/* agent/site/siteconf.c - checks site.members and the site timings; sorts members so every gateway numbers them alike. */
-#include "agent/site/siteconf.h"
+/* agent/model/siteconf.c - checks site.members and the site timings; sorts members so every gateway numbers them alike. */
+#include "agent/model/siteconf.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -35,7 +35,7 @@ static int valid_address(const char *a)
 
 static int cmp_member(const void *a, const void *b)
 {
-	return strcmp(((const struct consensus_member *)a)->device_id, ((const struct consensus_member *)b)->device_id);
+	return strcmp(((const struct siteconf_member *)a)->device_id, ((const struct siteconf_member *)b)->device_id);
 }
 
 int siteconf_parse(const struct berth_config *cfg, struct siteconf *out, const char **key, char *why, size_t why_len)
@@ -51,7 +51,7 @@ int siteconf_parse(const struct berth_config *cfg, struct siteconf *out, const c
 		if (!eq || eq == e)
 			return bad(key, "site.members", why, why_len, "\"%.80s\" is not ID=A.B.C.D:PORT", e);
 		*eq = '\0';
-		if (out->n == CONSENSUS_MAX_MEMBERS)
+		if (out->n == SITECONF_MAX_MEMBERS)
 			return bad(key, "site.members", why, why_len, "more than %s members", "5");
 		if (strlen(e) >= sizeof(out->members[0].device_id) || strlen(eq + 1) >= sizeof(out->members[0].address))
 			return bad(key, "site.members", why, why_len, "member \"%.80s\": id or address too long", e);
