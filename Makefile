@@ -124,6 +124,7 @@ $(O)/obj/%.o: %.c $(AUTOCONF)
 	$(Q)$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(call obj,agent/infer/sched.c): OBJ_CFLAGS = $(HOT_CFLAGS)
+$(call obj,agent/infer/sched_mc.c): OBJ_CFLAGS = $(HOT_CFLAGS)
 $(CORE_LIB): $(call obj,$(CORE_SRCS))
 $(LINUX_LIB): $(call obj,$(LINUX_SRCS))
 $(SIM_LIB): $(call obj,$(SIM_SRCS))
@@ -165,6 +166,7 @@ check:
 	$(Q)scripts/install-deps.sh
 	$(Q)$(MAKE) --no-print-directory WERROR=1 all
 	$(Q)tests/size-check.sh $(O)/berthd $(STRIP)
+	$(Q)tests/sim-fixture.sh $(O)
 	$(Q)$(MAKE) --no-print-directory minimal-build
 	$(Q)$(MAKE) --no-print-directory O=$(O)/asan SANITIZE=address,undefined WERROR=1 test
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke

@@ -8,7 +8,8 @@
 #                 berthctl command line to explore them, stop on Ctrl-C (DEMO_KEEP=1)
 # Env: DEMO_SPEEDUP (trace time compression, default 10), DEMO_TRACE_START_MIN (minute of
 #   the trace where the slice starts, default 18), DEMO_POLICY (scheduler.policy, default
-#   edf-reserve: one slot kept for urgent requests), DEMO_OUT (outputs, default BUILD_DIR/demo),
+#   edf-mc: urgent requests as if alone, the rest admitted against what they leave; requests
+#   carry their sizes as KServe v2 input shapes), DEMO_OUT (outputs, default BUILD_DIR/demo),
 #   DEMO_SKIP_DEPS=1 (do not run scripts/install-deps.sh).
 #
 # What it does: installs missing Debian packages, builds, starts a private Mosquitto broker
@@ -31,7 +32,7 @@ STORY_S=${DEMO_SECONDS:-100}
 KEEP=${DEMO_KEEP:-0}
 SPEEDUP=${DEMO_SPEEDUP:-10}
 START_MIN=${DEMO_TRACE_START_MIN:-18}
-POLICY=${DEMO_POLICY:-edf-reserve}
+POLICY=${DEMO_POLICY:-edf-mc}
 BUILD=${O:-build}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -163,7 +164,7 @@ probe_live='"liveness": { "type": "http", "path": "/v2/health/live", "period_ms"
 demo_deployment() {
   cat <<EOF
     { "name": "$1", "image": "$BERTH_WORKER_IMAGE",
-      "env": { "WORKER_STARTUP_MS": "300" },
+      "env": { "WORKER_STARTUP_MS": "300", "WORKER_US_PER_KELEM": "10000" },
       "replicas": { "min": 1, "max": $2, "desired": 1 },
       "resources": { "memory": "64Mi" },
       "sla": { "class": "$3", "deadline_ms": $4 },
@@ -239,7 +240,7 @@ T0=$(( $(now_ms) + 50 ))   # the load generator sends its first request 50 ms af
 } >> "$OUT/facts"
 step "5/6 the story: ${LIMIT} requests of $(basename "$TRACE") at ${SPEEDUP}x through the local API"
 "$OUT/loadgen" --trace "$TRACE" --target "127.0.0.1:$API_PORT" --skip "$SKIP" --limit "$LIMIT" \
-  --speedup "$SPEEDUP" --conns 200 --raw "$OUT/raw.csv" --progress "$OUT/progress" > "$OUT/loadgen.out" 2>&1 &
+  --speedup "$SPEEDUP" --sizes 10000 --conns 200 --raw "$OUT/raw.csv" --progress "$OUT/progress" > "$OUT/loadgen.out" 2>&1 &
 LOADGEN_PID=$!
 $PY scripts/demo-tool.py monitor "$OUT" &
 MONITOR_PID=$!

@@ -16,7 +16,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0; n=0
 for load in 0.5 0.9 1.5; do
   k=$(awk -v l="$load" -v b="$load1" 'BEGIN {printf "%.3f", l/b}')
-  for p in fifo edf edf-admit edf-reserve edf-preempt; do
+  for p in fifo edf edf-admit edf-reserve edf-preempt edf-mc; do
     name=$p-$load.txt
     "$SIM" --trace "$TRACE" --policy "$p" --slots $SLOTS --replicas 2 --speedup "$k" > "$tmp/$name"
     n=$((n + 1))

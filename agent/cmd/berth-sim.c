@@ -13,6 +13,7 @@
 #include "agent/base/prng.h"
 #include "agent/base/version.h"
 #include "agent/cmd/sim_args.h"
+#include "agent/cmd/sim_stats.h"
 #include "agent/infer/sched.h"
 #include "hal/clock.h"
 #include "ports/sim/sim.h"
@@ -43,6 +44,7 @@ struct trace_req {
 	uint64_t t_us;                    /* arrival, after --speedup */
 	uint64_t deadline_rel_us;
 	uint32_t cost_us;                 /* true service time */
+	uint32_t size;                    /* size known at arrival (trace's size column), 0 none */
 	int model;                        /* index into sim.model_names / the scheduler's models */
 	enum sla_class cls;
 };
@@ -56,7 +58,10 @@ struct req_state {
 	uint32_t version;                 /* invalidates a completion event on pause */
 	uint8_t outcome;                  /* 0 pending, 1 on time, 2 late, 3 refused */
 	uint8_t refusal;
+	uint8_t refused_late;             /* refused after acceptance */
+	uint8_t dispatched;
 	int8_t replica;                   /* where it runs (for drains) */
+	uint64_t wait_pred_us;            /* the wait predicted at arrival */
 	uint64_t latency_us;
 };
 
@@ -173,7 +178,9 @@ static void on_dispatch(void *arg, const struct sched_dispatch *d)
 	uint32_t i = req_of(d);
 	struct req_state *r = &sm->st[i];
 	r->id = d->id;
-	r->first_dispatch_us = d->now_us;
+	if (!r->dispatched)
+		r->first_dispatch_us = d->now_us;
+	r->dispatched = 1;
 	r->run_start_us = d->now_us;
 	r->remaining_us = sm->reqs[i].cost_us;
 	r->replica = (int8_t)d->replica;
@@ -186,6 +193,7 @@ static void on_refuse(void *arg, const struct sched_dispatch *d, enum sched_refu
 	struct req_state *r = &sm->st[req_of(d)];
 	r->outcome = 3;
 	r->refusal = (uint8_t)why;
+	r->refused_late = 1;
 	sm->refused_later++;
 }
 
@@ -230,15 +238,16 @@ static int cmp_req(const void *a, const void *b)
 }
 
 /* Reads the CSV trace: a header naming the columns (t_ms, model,
- * deadline_ms required; class, cost_ms optional), then one request a line. */
+ * deadline_ms required; class, cost_ms, size optional), then one request a
+ * line. size: a whole number (0 or empty: unknown). */
 /* Columns of the trace's header line; -1 when absent. */
 struct trace_cols {
-	int t, model, dl, cls, cost;
+	int t, model, dl, cls, cost, size;
 };
 
 static void trace_header(char *line, struct trace_cols *c)
 {
-	*c = (struct trace_cols){ -1, -1, -1, -1, -1 };
+	*c = (struct trace_cols){ -1, -1, -1, -1, -1, -1 };
 	int i = 0;
 	for (char *save = NULL, *tok = strtok_r(line, ",\r\n", &save); tok; tok = strtok_r(NULL, ",\r\n", &save), i++) {
 		if (!strcmp(tok, "t_ms"))
@@ -251,6 +260,8 @@ static void trace_header(char *line, struct trace_cols *c)
 			c->cls = i;
 		else if (!strcmp(tok, "cost_ms"))
 			c->cost = i;
+		else if (!strcmp(tok, "size"))
+			c->size = i;
 	}
 }
 
@@ -280,6 +291,12 @@ static int trace_line(struct sim *sm, char *line, const struct trace_cols *c, si
 	double cost_ms = sm->o.cost_ms;
 	if (c->cost >= 0 && c->cost < nf && *fields[c->cost])
 		cost_ms = strtod(fields[c->cost], &end);
+	bool sized = c->size >= 0 && c->size < nf && *fields[c->size];
+	double size = sized ? strtod(fields[c->size], &end) : 0;
+	if (sized && (*end || !(size >= 0) || size > UINT32_MAX || size != floor(size))) {
+		fprintf(stderr, "berth-sim: %s:%zu: bad size (a whole number 0..%u)\n", sm->o.trace, lineno, UINT32_MAX);
+		return -1;
+	}
 	int cls = SLA_NORMAL;
 	if (c->cls >= 0 && c->cls < nf && *fields[c->cls])
 		cls = sla_class_parse(fields[c->cls], strlen(fields[c->cls]), false);
@@ -296,6 +313,7 @@ static int trace_line(struct sim *sm, char *line, const struct trace_cols *c, si
 		.t_us = (uint64_t)llround(t_ms * 1000.0 / sm->o.speedup),
 		.deadline_rel_us = (uint64_t)llround(dl_ms * 1000.0),
 		.cost_us = (uint32_t)llround(cost_ms * 1000.0),
+		.size = (uint32_t)size,
 		.model = model,
 		.cls = (enum sla_class)cls,
 	};
@@ -637,9 +655,11 @@ static int arrive(struct sim *sm, size_t next)
 		.cls = q->cls,
 		.deadline_us = sm->now_us + q->deadline_rel_us,
 		.cost_hint_us = sm->o.oracle ? q->cost_us : 0,
+		.size = sm->o.ignore_size ? 0 : q->size,
 		.ctx = (void *)(uintptr_t)(next + 1),
 	};
 	enum sched_refusal why;
+	sm->st[next].wait_pred_us = sched_predict_wait_us(sm->sched, q->cls, rq.deadline_us, sm->now_us);
 	int rc = sched_submit(sm->sched, &rq, sm->now_us, NULL, &why);
 	if (rc == -EAGAIN) {
 		sm->st[next].outcome = 3;
@@ -696,24 +716,6 @@ static int replay(struct sim *sm)
 
 /* --- report ------------------------------------------------------------------------------- */
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct_ms(uint64_t *v, size_t n, double pct)
-{
-	if (!n)
-		return 0;
-	size_t i = (size_t)ceil(pct / 100.0 * (double)n);
-	if (i)
-		i--;
-	if (i >= n)
-		i = n - 1;
-	return (double)v[i] / 1000.0;
-}
-
 /* Per model: violation seconds and the forecaster's MASE; then the RESULT
  * line (MASE over all models: summed errors, model over naive). */
 static void report_autoscale(struct sim *sm, double urgent_miss_pct)
@@ -735,6 +737,41 @@ static void report_autoscale(struct sim *sm, double urgent_miss_pct)
 	       "blocked_events=%" PRIu64 " policy=%s\n",
 	       sim_args_as_modes[sm->o.autoscale], viol * sm->o.interval_s, sm->replica_us / 1e6, en > 0 ? em / en : 0.0,
 	       urgent_miss_pct, sm->blocked_events, sched_policy_name(sm->o.policy));
+}
+
+/* Refusals after acceptance, and the wait predicted at arrival against the
+ * actual wait for a first slot of the requests that were dispatched. */
+struct wait_figs {
+	uint64_t refused, refused_late;
+	double late_pct, err_p50_ms, err_p95_ms;
+};
+
+static void report_waits(struct sim *sm, uint64_t *buf, struct wait_figs *w)
+{
+	uint64_t late_cls[SLA_NCLASSES] = { 0 };
+	size_t nw = 0;
+	*w = (struct wait_figs){ 0 };
+	for (size_t i = 0; i < sm->n; i++) {
+		const struct req_state *r = &sm->st[i];
+		if (r->outcome == 3) {
+			w->refused++;
+			w->refused_late += r->refused_late;
+			late_cls[sm->reqs[i].cls] += r->refused_late;
+		}
+		if (r->dispatched) {
+			uint64_t actual = r->first_dispatch_us - (SIM_T0_US + sm->reqs[i].t_us);
+			buf[nw++] = actual > r->wait_pred_us ? actual - r->wait_pred_us : r->wait_pred_us - actual;
+		}
+	}
+	sim_stats_sort(buf, nw);
+	w->err_p50_ms = sim_stats_pct_ms(buf, nw, 50);
+	w->err_p95_ms = sim_stats_pct_ms(buf, nw, 95);
+	w->late_pct = w->refused ? 100.0 * (double)w->refused_late / (double)w->refused : 0;
+	printf("refusals=%" PRIu64 " after_acceptance=%" PRIu64 " (%.1f%%: urgent=%" PRIu64 " normal=%" PRIu64
+	       " batch=%" PRIu64 ")\n",
+	       w->refused, w->refused_late, w->late_pct, late_cls[SLA_URGENT], late_cls[SLA_NORMAL], late_cls[SLA_BATCH]);
+	printf("wait_error_ms (|predicted at arrival - actual|, %zu dispatched): p50=%.2f p95=%.2f\n", nw,
+	       w->err_p50_ms, w->err_p95_ms);
 }
 
 static int report(struct sim *sm)
@@ -780,16 +817,18 @@ static int report(struct sim *sm)
 				refused_by[r->refusal]++;
 			}
 		}
-		qsort(lat, nl, sizeof(*lat), cmp_u64);
+		sim_stats_sort(lat, nl);
 		miss_pct[c] = off ? 100.0 * (double)(late + ref) / (double)off : 0;
 		ontime_all += on;
 		printf("%-7s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %7.2f %9.2f %9.2f\n",
-		       sla_class_name((enum sla_class)c), off, on, late, ref, miss_pct[c], pct_ms(lat, nl, 50),
-		       pct_ms(lat, nl, 99));
+		       sla_class_name((enum sla_class)c), off, on, late, ref, miss_pct[c], sim_stats_pct_ms(lat, nl, 50),
+		       sim_stats_pct_ms(lat, nl, 99));
 	}
 	double load = work_s / (sm->o.slots * dur_s);
 	double useful = useful_s / (sm->o.slots * dur_s);
 	double goodput = (double)ontime_all / dur_s;
+	struct wait_figs wf;
+	report_waits(sm, lat, &wf);
 	printf("refused_by_reason");
 	for (int r = 1; r < SCHED_NREFUSALS; r++)
 		printf(" %s=%" PRIu64, sched_refusal_name((enum sched_refusal)r), refused_by[r]);
@@ -803,10 +842,14 @@ static int report(struct sim *sm)
 		return 0;
 	}
 	printf("RESULT policy=%s load=%.3f urgent_miss_pct=%.2f normal_miss_pct=%.2f batch_miss_pct=%.2f "
-	       "goodput_per_s=%.3f useful_util=%.3f ontime=%" PRIu64 " oracle_cost=%d only_class=%s\n",
+	       "goodput_per_s=%.3f useful_util=%.3f ontime=%" PRIu64 " oracle_cost=%d only_class=%s size=%s "
+	       "refused=%" PRIu64 " refused_late=%" PRIu64 " late_refusal_pct=%.1f wait_err_p50_ms=%.2f "
+	       "wait_err_p95_ms=%.2f\n",
 	       sched_policy_name(sm->o.policy), load, miss_pct[SLA_URGENT], miss_pct[SLA_NORMAL],
 	       miss_pct[SLA_BATCH], goodput, useful, ontime_all, sm->o.oracle,
-	       sm->o.only_class >= 0 ? sla_class_name((enum sla_class)sm->o.only_class) : "all");
+	       sm->o.only_class >= 0 ? sla_class_name((enum sla_class)sm->o.only_class) : "all",
+	       sm->o.ignore_size ? "ignored" : "used", wf.refused, wf.refused_late, wf.late_pct, wf.err_p50_ms,
+	       wf.err_p95_ms);
 	free(lat);
 	return 0;
 }

@@ -16,21 +16,22 @@ const char *const sim_args_as_modes[3] = { "off", "reactive", "predictive" };
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: berth-sim --trace FILE [--policy fifo|edf|edf-admit|edf-reserve|edf-preempt]\n"
+		"usage: berth-sim --trace FILE [--policy fifo|edf|edf-admit|edf-reserve|edf-preempt|edf-mc]\n"
 		"                 [--slots N] [--replicas N] [--reserve N] [--speedup K] [--concurrency N]\n"
-		"                 [--cost-ms N] [--oracle-cost] [--only-class urgent|normal|batch]\n"
+		"                 [--cost-ms N] [--oracle-cost] [--ignore-size] [--only-class urgent|normal|batch]\n"
 		"                 [--cost-jitter-pct P [--seed S]] [--verbose]\n"
 		"                 [--autoscale off|reactive|predictive [--replicas-min N] [--replicas-max N]\n"
 		"                  [--startup-ms N] [--replica-mem-mb N] [--node-mem-mb N] [--base-mem-mb N]\n"
 		"                  [--interval-s N] [--cooldown-s N] [--bucket-s N] [--day-s N]\n"
 		"                  [--target-low X] [--target-high X] [--replicas-csv FILE]]\n"
-		"Replays a CSV trace (t_ms,model,deadline_ms[,class][,cost_ms]) through the scheduler in\n"
-		"virtual time and prints per-class figures and a RESULT line. With --autoscale the\n"
+		"Replays a CSV trace (t_ms,model,deadline_ms[,class][,cost_ms][,size]) through the scheduler in\n"
+		"virtual time and prints per-class figures and a RESULT line. The size column goes to the\n"
+		"scheduler's size-aware estimator unless --ignore-size. With --autoscale the\n"
 		"autoscaler decides every model's replicas (off: --replicas N stay, the forecaster runs\n"
 		"alongside) and the RESULT line carries autoscale=.. violation_s=.. replica_s=.. mase=..\n"
 		"--cost-jitter-pct P scales each request's service time by a factor drawn uniformly from\n"
 		"1 +- P/100 (0 <= P < 100), from a generator seeded with --seed (default 1).\n"
-		"Defaults: slots 2, replicas = slots (--autoscale: replicas-min), concurrency 1, cost 10 ms;\n"
+		"Defaults: policy " CONFIG_SCHED_DEFAULT_POLICY ", slots 2, replicas = slots (--autoscale: replicas-min), concurrency 1, cost 10 ms;\n"
 		"replicas 1..8, start-up 3000 ms, 256 MiB each, node 2048 MiB with 256 MiB in use, interval\n"
 		"30 s, cool-down 300 s, bucket 60 s, day 86400 s, targets 0.95 / 0.98.\n");
 }
@@ -38,7 +39,7 @@ static void usage(FILE *f)
 enum {
 	OPT_CONCURRENCY = 256, OPT_COST_MS, OPT_AUTOSCALE, OPT_RMIN, OPT_RMAX, OPT_STARTUP_MS, OPT_REPLICA_MEM,
 	OPT_NODE_MEM, OPT_BASE_MEM, OPT_INTERVAL_S, OPT_COOLDOWN_S, OPT_BUCKET_S, OPT_DAY_S, OPT_TARGET_LOW,
-	OPT_TARGET_HIGH, OPT_CSV, OPT_JITTER,
+	OPT_TARGET_HIGH, OPT_CSV, OPT_JITTER, OPT_IGNORE_SIZE,
 };
 
 static const struct option longopts[] = {
@@ -49,6 +50,7 @@ static const struct option longopts[] = {
 	{ "reserve", required_argument, NULL, 'R' },
 	{ "speedup", required_argument, NULL, 'k' },
 	{ "oracle-cost", no_argument, NULL, 'o' },
+	{ "ignore-size", no_argument, NULL, OPT_IGNORE_SIZE },
 	{ "only-class", required_argument, NULL, 'c' },
 	{ "seed", required_argument, NULL, 'S' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -77,7 +79,8 @@ static const struct option longopts[] = {
 static void defaults(struct sim_opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->policy = SCHED_EDF_ADMIT;
+	int def_policy = sched_policy_parse(CONFIG_SCHED_DEFAULT_POLICY);
+	o->policy = def_policy < 0 ? SCHED_EDF_MC : (enum sched_policy)def_policy;
 	o->slots = 2;
 	o->replicas = 0;
 	o->reserve = 1;
@@ -120,6 +123,7 @@ static int option(int opt, const char *arg, struct sim_opts *o, char **end)
 	case 'R': o->reserve = (unsigned)strtoul(arg, end, 10); break;
 	case 'k': o->speedup = strtod(arg, end); break;
 	case 'o': o->oracle = 1; break;
+	case OPT_IGNORE_SIZE: o->ignore_size = 1; break;
 	case 'c':
 		o->only_class = sla_class_parse(arg, strlen(arg), false);
 		if (o->only_class < 0) {

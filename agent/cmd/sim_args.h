@@ -20,6 +20,7 @@ struct sim_opts {
 	double speedup;
 	double cost_ms;                   /* when the trace has no cost_ms */
 	int oracle;
+	int ignore_size;                  /* do not pass the size column to the scheduler */
 	int only_class;                   /* -1: all */
 	unsigned long seed;               /* of the service-time jitter */
 	double cost_jitter_pct;           /* each request's service time times 1 +- this (0: none) */

@@ -1,5 +1,6 @@
 /* agent/infer/api.c - the local HTTP API on libmicrohttpd, driven from berth's loop (no MHD thread). */
 #include "agent/infer/api.h"
+#include "agent/infer/reqsize.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -209,6 +210,7 @@ struct api_ctx {
 	struct MHD_Response *resp;   /* prepared while suspended, queued on resume */
 	unsigned resp_status;
 	struct dispatch_req req;
+	bool size_given;             /* X-Berth-Size present (else the v2 input shapes) */
 	struct api_ctx *next_free;
 };
 
@@ -574,6 +576,11 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 		return send_error(a, conn, 400, msg, NULL, bad, rt->model, 0);
 	}
 
+	const char *size_hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Berth-Size");
+	uint32_t size = 0;
+	if (size_hdr && reqsize_parse_header(size_hdr, &size) < 0)
+		return send_error(a, conn, 400, "bad header X-Berth-Size", NULL, "X-Berth-Size", rt->model, 0);
+
 	struct api_ctx *c = ctx_get(a);
 	if (!c) {
 		a->http_errors[ERR_POOL]++;
@@ -588,6 +595,8 @@ static enum MHD_Result begin_infer(struct api *a, struct MHD_Connection *conn, c
 	c->req.cls = head.cls;
 	c->req.arrival_us = now_us;
 	c->req.deadline_us = now_us + (uint64_t)head.deadline_ms * 1000u;
+	c->size_given = size_hdr != NULL;
+	c->req.size = size;
 	/* The sim port's simulated service time; production ignores the header. */
 	const char *cost = hal_invoke_cost_hints() ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cost-Ms") : NULL;
 	if (cost)
@@ -602,6 +611,8 @@ static enum MHD_Result finish_infer(struct api *a, struct api_ctx *c)
 		return send_error(a, c->conn, 413, "request body too large", NULL, NULL, c->model, 0);
 	c->req.body = c->body;
 	c->req.body_len = c->body_len;
+	if (!c->size_given)
+		c->req.size = reqsize_v2_inputs(c->body, c->body_len);
 	c->req.content_type = c->content_type[0] ? c->content_type : "application/json";
 	if (dispatch_submit(a->dispatch, &c->req) == 0) {
 		c->state = CTX_QUEUED;

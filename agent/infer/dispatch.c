@@ -692,6 +692,7 @@ int dispatch_submit(struct dispatch *d, struct dispatch_req *r)
 			.model = r->model,
 			.cls = r->cls,
 			.deadline_us = r->deadline_us,
+			.size = r->size,
 			.ctx = r,
 		};
 		enum sched_refusal refusal = SCHED_REFUSE_NONE;

@@ -41,6 +41,8 @@ struct dispatch_req {
 	size_t body_len;
 	const char *content_type;    /* borrowed until done; NULL: none */
 	uint32_t cost_hint_ms;       /* 0; X-Cost-Ms when the port honours it (hal_invoke_cost_hints: sim only) */
+	uint32_t size;               /* the request's size for the scheduler's estimator
+	                              * (sched_req.size), 0 unknown */
 
 	/* filled before done runs (or when dispatch_submit refuses) */
 	enum dispatch_reason reason;

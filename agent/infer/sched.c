@@ -60,10 +60,28 @@ static void model_refresh(struct sched *s, unsigned mi)
 
 /* Own service estimate of a request: its hint, else the model's percentile
  * (0 while the model has too few samples: never refuse what was never measured). */
-static inline uint32_t own_est(const struct sched *s, const struct entry *e)
+/* A completion with a size feeds the model's size fit (out of line, as below). */
+static __attribute__((noinline)) void fit_add(struct model *m, uint32_t size, uint64_t us)
 {
-	(void)s;
-	return e->hint_us ? e->hint_us : e->m->est.est_us;
+	sched_fit_add(&m->est.fit, size, us > UINT32_MAX ? UINT32_MAX : (uint32_t)us);
+}
+
+/* A new request with a known cost (hint_us) or a size: with a known cost,
+ * that is its own estimate and its work; with a size, once the model's size
+ * fit is usable, its own estimate is fixed at arrival from the fit (kept in
+ * hint_us) and its work is the fit's mean for its size; else the model's
+ * EWMA is its work (and its own estimate the current percentile). Out of
+ * line: the common path has neither. */
+static __attribute__((noinline)) void est_fixed(const struct model *m, struct entry *e)
+{
+	if (e->hint_us) {
+		e->work_us = e->hint_us;
+	} else if (m->est.fit.usable) {
+		e->hint_us = sched_fit_upper_us(&m->est.fit, e->size);
+		e->work_us = sched_fit_mean_us(&m->est.fit, e->size);
+	} else {
+		e->work_us = m->est.ewma_us;
+	}
 }
 
 /* --- counters --------------------------------------------------------------- */
@@ -210,14 +228,6 @@ static void resume(struct sched *s, uint32_t idx)
 		s->cb.resume(s->cb.arg, &d);
 }
 
-/* Estimated remaining service of a running request at now. */
-static inline uint64_t remaining_us(const struct sched *s, const struct entry *e)
-{
-	uint64_t est = e->hint_us ? e->hint_us : e->m->est.ewma_us;
-	uint64_t end = e->dispatch_us + est;
-	return end > s->now_us ? end - s->now_us : 0;
-}
-
 /* Earliest paused entry (EDF), or UINT32_MAX. */
 static uint32_t best_paused(const struct sched *s)
 {
@@ -240,8 +250,9 @@ static uint32_t best_paused(const struct sched *s)
  * and its slot goes to urgent work. A prediction from the current queue
  * alone (wait for the soonest completion, or the urgent backlog on the
  * slots batch does not hold) preempted too late under bursts, when more
- * urgent requests arrive right behind (docs/scheduling.md). Returns true
- * when it paused one. */
+ * urgent requests arrive right behind (docs/scheduling.md). edf-mc: the
+ * victim is the latest-deadline normal or batch request, whatever its
+ * deadline (urgent work runs first). Returns true when it paused one. */
 static bool try_preempt(struct sched *s)
 {
 	uint32_t u = UINT32_MAX;
@@ -261,7 +272,10 @@ static bool try_preempt(struct sched *s)
 	for (uint32_t i = 0; i < s->nheld; i++) {
 		uint32_t idx = s->held[i];
 		const struct entry *e = &s->pool[idx];
-		if (e->state != ST_RUNNING || e->cls != SLA_BATCH || !entry_before(ue, e) ||
+		/* edf-preempt: a batch request due after the urgent one; edf-mc: any
+		 * normal or batch request (urgent work runs first) */
+		bool victim_class = s->mc ? e->cls != SLA_URGENT : e->cls == SLA_BATCH && entry_before(ue, e);
+		if (e->state != ST_RUNNING || !victim_class ||
 		    s->models[e->model].rep[e->replica].inflight != 1)
 			continue;
 		if (victim == UINT32_MAX || entry_before(&s->pool[victim], e))
@@ -284,6 +298,22 @@ static bool try_preempt(struct sched *s)
 	return true;
 }
 
+/* An urgent request waits whose model has a free replica: the condition
+ * for preempting (try_preempt), cheap to test first. */
+static inline bool urgent_may_preempt(const struct sched *s)
+{
+	return (s->nonempty & s->urgent_mask & s->capmask) != 0;
+}
+
+/* edf-reserve: only urgent heads while the free slots are all reserved;
+ * edf-mc: urgent heads before all others. */
+static inline uint64_t urgent_gate(const struct sched *s, uint64_t mask)
+{
+	if (s->reserve ? s->p.slots - s->busy <= s->p.reserve_urgent : (mask & s->urgent_mask) != 0)
+		mask &= s->urgent_mask;
+	return mask;
+}
+
 /* Gives free slots to the earliest requests that can run. Runs the
  * callbacks; nested calls from callbacks only mark that another pass is due. */
 static inline __attribute__((always_inline)) void pump_body(struct sched *s)
@@ -293,10 +323,10 @@ static inline __attribute__((always_inline)) void pump_body(struct sched *s)
 		s->repump = false;
 		while (s->busy < s->p.slots) {
 			/* Heads of heaps whose model has a free replica (urgent ones
-			 * only while the free slots are all reserved). */
+			 * only while the free slots are all reserved, or first: edf-mc). */
 			uint64_t mask = s->nonempty & s->capmask;
-			if (s->reserve && s->p.slots - s->busy <= s->p.reserve_urgent)
-				mask &= s->urgent_mask;
+			if (s->urgent_gate)
+				mask = urgent_gate(s, mask);
 			uint32_t best = UINT32_MAX;
 			unsigned bhid = 0;
 			if (mask) {
@@ -315,7 +345,9 @@ static inline __attribute__((always_inline)) void pump_body(struct sched *s)
 			}
 			if (s->preempt && s->nheld > s->busy) {
 				uint32_t p = best_paused(s);
-				if (p != UINT32_MAX && (best == UINT32_MAX || entry_before(&s->pool[p], &s->pool[best]))) {
+				if (p != UINT32_MAX && (best == UINT32_MAX ||
+							(!(s->mc && s->pool[best].cls == SLA_URGENT) &&
+							 entry_before(&s->pool[p], &s->pool[best])))) {
 					resume(s, p);
 					continue;
 				}
@@ -330,7 +362,7 @@ static inline __attribute__((always_inline)) void pump_body(struct sched *s)
 			}
 			start(s, bhid, best);
 		}
-		if (s->preempt && s->busy >= s->p.slots && try_preempt(s))
+		if (s->preempt && s->busy >= s->p.slots && urgent_may_preempt(s) && try_preempt(s))
 			s->repump = true;
 	} while (s->repump);
 	s->pumping = false;
@@ -345,7 +377,7 @@ static inline void pump(struct sched *s)
 		return;
 	}
 	/* Every slot taken and nothing to preempt: nothing can change. */
-	if (s->busy >= s->p.slots && !s->preempt)
+	if (s->busy >= s->p.slots && !(s->preempt && urgent_may_preempt(s)))
 		return;
 	pump_run(s);
 }
@@ -361,12 +393,10 @@ static inline __attribute__((always_inline)) void pump_inline(struct sched *s)
 
 /* --- arrival admission ---------------------------------------------------------- */
 
-/* EWMA work (us) queued ahead of a request with deadline d: whole heaps whose
- * latest deadline is <= d, a linear share of heaps straddling d. */
-static uint64_t work_ahead_us(const struct sched *s, uint64_t d)
+uint64_t sched_impl_work_ahead_us(const struct sched *s, uint64_t d, uint64_t heaps)
 {
 	uint64_t w = 0;
-	uint64_t mask = s->nonempty;
+	uint64_t mask = s->nonempty & heaps;
 	while (mask) {
 		unsigned hid = (unsigned)__builtin_ctzll(mask);
 		mask &= mask - 1;
@@ -399,13 +429,12 @@ static inline uint64_t wait_est_us(const struct sched *s, uint64_t ahead, uint64
 	return w;
 }
 
-/* Arrival admission of e (not yet queued): false when now + estimated wait
- * + own estimate > deadline. The work ahead of e is at most all queued
- * work, so when the wait that would give still fits, the request is admitted
- * without interpolating the heaps (the same decision, in O(1)). */
-static bool admit_at_arrival(const struct sched *s, const struct entry *e)
+/* Remaining work of the running requests that a new request of class cls
+ * waits for (edf-preempt: an urgent one does not wait for batch, which
+ * yields), and the soonest of them to end (UINT64_MAX: none). */
+static inline uint64_t running_ahead_us(const struct sched *s, unsigned cls, uint64_t *soonest_out)
 {
-	bool skip_batch = s->preempt && e->cls == SLA_URGENT;
+	bool skip_batch = s->preempt && cls == SLA_URGENT;
 	uint64_t run = 0, soonest = UINT64_MAX;
 	for (uint32_t i = 0; i < s->nheld; i++) {
 		const struct entry *r = &s->pool[s->held[i]];
@@ -416,13 +445,37 @@ static bool admit_at_arrival(const struct sched *s, const struct entry *e)
 		if (rem < soonest)
 			soonest = rem;
 	}
+	*soonest_out = soonest;
+	return run;
+}
+
+/* Arrival admission of e (not yet queued): false when now + estimated wait
+ * + own estimate > deadline. The work ahead of e is at most all queued
+ * work, so when the wait that would give still fits, the request is admitted
+ * without interpolating the heaps (the same decision, in O(1)). */
+static bool admit_at_arrival(const struct sched *s, const struct entry *e)
+{
+	uint64_t soonest;
+	uint64_t run = running_ahead_us(s, e->cls, &soonest);
 	uint64_t own = own_est(s, e);
 	uint64_t slack = e->deadline_us - s->now_us; /* > 0: checked by sched_submit */
 	if (own <= slack && s->queued_work_us < (1ull << 50) &&
 	    wait_est_us(s, s->queued_work_us, run, soonest) <= slack - own)
 		return true;
-	uint64_t ahead = work_ahead_us(s, e->deadline_us);
+	uint64_t ahead = sched_impl_work_ahead_us(s, e->deadline_us, UINT64_MAX);
 	return !(s->now_us + wait_est_us(s, ahead, run, soonest) + own > e->deadline_us);
+}
+
+uint64_t sched_predict_wait_us(struct sched *s, enum sla_class cls, uint64_t deadline_us, uint64_t now_us)
+{
+	if ((unsigned)cls >= SLA_NCLASSES)
+		return 0;
+	set_now(s, now_us);
+	if (s->mc)
+		return sched_mc_wait_us(s, cls, deadline_us);
+	uint64_t soonest;
+	uint64_t run = running_ahead_us(s, cls, &soonest);
+	return wait_est_us(s, sched_impl_work_ahead_us(s, deadline_us, UINT64_MAX), run, soonest);
 }
 
 /* --- requests ---------------------------------------------------------------------- */
@@ -460,14 +513,18 @@ int sched_submit(struct sched *s, const struct sched_req *r, uint64_t now_us, ui
 	e->m = m;
 	e->fifo_key = s->arrivals++;
 	e->hint_us = r->cost_hint_us;
-	e->work_us = r->cost_hint_us ? r->cost_hint_us : m->est.ewma_us;
+	e->size = r->size;
+	if (r->cost_hint_us | r->size)
+		est_fixed(m, e);
+	else
+		e->work_us = m->est.ewma_us;
 	e->model = (uint8_t)r->model;
 	e->cls = (uint8_t)c;
 	e->attempt = 0;
 	e->replica = -1;
 	e->last_replica = -1;
 
-	if (s->admit && !admit_at_arrival(s, e)) {
+	if (s->admit && !(s->mc ? sched_mc_admit(s, e) : admit_at_arrival(s, e))) {
 		entry_free(s, idx);
 		why = SCHED_REFUSE_DEADLINE_INFEASIBLE;
 		goto refused;
@@ -552,6 +609,8 @@ int sched_complete(struct sched *s, uint64_t id, enum sched_outcome outcome, uin
 		uint64_t active = service_us > e->paused_total_us ? service_us - e->paused_total_us : service_us;
 		if (service_us) {
 			est_add(&e->m->est, active > UINT32_MAX ? UINT32_MAX : (uint32_t)active);
+			if (e->size)
+				fit_add(e->m, e->size, active);
 			st->service_sum_us += active;
 		}
 		if (s->now_us <= e->deadline_us)

@@ -51,6 +51,17 @@
  *               when a slot is free and it is the earliest deadline
  *               waiting. Urgent admission ignores the remaining work of
  *               running batch requests, since they yield.
+ *   edf-mc      criticality-aware (the default, CONFIG_SCHED_DEFAULT_POLICY):
+ *               a free slot goes to the earliest urgent request that can run
+ *               before any other class; an urgent request that finds every
+ *               slot taken pauses the replica running the latest-deadline
+ *               normal or batch request (as edf-preempt); urgent admission
+ *               counts only urgent work (as if alone); normal and batch
+ *               admission counts everything ahead of them and running,
+ *               served by slots - 0.8 x the load of the classes above them,
+ *               measured online (work arriving per class, 100 ms windows,
+ *               EWMA 1/128 per window). sched_predict_wait_us gives the
+ *               predicted wait.
  *
  * Service-time estimator (per model, used by admission). Each successful
  * completion's service time updates an EWMA (weight 1/8; the first sample
@@ -69,7 +80,10 @@
  * from all queued work still fits is admitted in O(1), without the per-heap
  * interpolation (the same decision). A request submitted
  * with cost_hint_us > 0 uses that value instead of the estimates (the
- * --oracle-cost reference of berth-sim).
+ * --oracle-cost reference of berth-sim). A request submitted with a size
+ * (sched_req.size > 0) gets its own estimate and its queued work from the
+ * model's size fit (sched_fit.h: service time = a + b x size, learnt from
+ * completions with a size) once that fit is usable, fixed at arrival.
  *
  * Refusals. Every refusal carries a reason (enum sched_refusal):
  *   deadline_infeasible  admission predicts a miss (admit policies only)
@@ -121,6 +135,7 @@ enum sched_policy {
 	SCHED_EDF_ADMIT,
 	SCHED_EDF_RESERVE,
 	SCHED_EDF_PREEMPT,
+	SCHED_EDF_MC,
 	SCHED_NPOLICIES
 };
 
@@ -161,7 +176,7 @@ struct sched_params {
 	unsigned queue_cap[SLA_NCLASSES];    /* max queued per class, 1..CONFIG_SCHED_MAX_QUEUED */
 };
 
-/* Defaults: edf-admit, slots = ncpu (clamped to 1..CONFIG_SCHED_MAX_SLOTS),
+/* Defaults: CONFIG_SCHED_DEFAULT_POLICY (edf-mc), slots = ncpu (clamped to 1..CONFIG_SCHED_MAX_SLOTS),
  * reserve_urgent = 1 when slots > 1 (0 otherwise), every class cap =
  * CONFIG_SCHED_MAX_QUEUED. */
 void sched_params_default(struct sched_params *p, unsigned ncpu);
@@ -271,6 +286,8 @@ struct sched_req {
 	enum sla_class cls;
 	uint64_t deadline_us;        /* absolute, same clock as now_us; must be > now_us */
 	uint32_t cost_hint_us;       /* 0: unknown (estimator); > 0: known service time (oracle) */
+	uint32_t size;               /* request size known at arrival (input elements, tokens,
+	                              * bytes: one unit per model), 0 unknown */
 	void *ctx;                   /* returned in every callback about this request */
 };
 
@@ -312,8 +329,16 @@ void sched_tick(struct sched *s, uint64_t now_us);
 /* Current service-time estimate of one request of model (us), as used by
  * admission. 0 when model is not a model. */
 uint32_t sched_estimate_us(const struct sched *s, int model);
+/* The same for a request of the given size (0: unknown): the size fit's
+ * estimate once it is usable for model (sched_fit.h), else sched_estimate_us. */
+uint32_t sched_estimate_size_us(const struct sched *s, int model, uint32_t size);
 /* EWMA of the model's service time (us). */
 uint32_t sched_ewma_us(const struct sched *s, int model);
+/* The wait for a slot that arrival admission predicts at now_us for a request of class cls with the given absolute deadline
+ * (the work queued ahead of it in EDF order, interpolated per heap, and
+ * the remaining work of the running requests it waits for, over the
+ * slots). For producers and for measuring the prediction (berth-sim). */
+uint64_t sched_predict_wait_us(struct sched *s, enum sla_class cls, uint64_t deadline_us, uint64_t now_us);
 /* Estimated time (ms) until the current backlog (queued + running work)
  * drains at the current slot count: a Retry-After hint for queue_full and
  * deadline_infeasible answers. */

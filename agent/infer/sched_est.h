@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "agent/infer/sched_fit.h"
+
 #include "agent/infer/sched.h"
 
 /* Index of the SCHED_EST_PCT percentile among n sorted samples, and how
@@ -33,6 +35,7 @@ struct sched_est {
 	uint32_t ewma_us;
 	uint32_t init_us;
 	uint32_t est_us;                 /* cached estimate of one request */
+	struct sched_fit fit;            /* service time against size (sched_fit.h) */
 };
 
 static inline void est_init(struct sched_est *e, uint32_t init_us)

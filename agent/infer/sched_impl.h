@@ -26,9 +26,11 @@ struct entry {
 	struct model *m;               /* its model */
 	struct sched_class_stats *st;  /* its model's cumulative counters of its class */
 	uint32_t gen;
+	uint32_t size;               /* request size (sched_req.size), 0 unknown */
 	uint64_t fifo_key;           /* arrival number: fifo heap key, edf tie-break */
-	uint32_t hint_us;            /* caller-known cost, 0 unknown */
-	uint32_t work_us;            /* what it adds to its heap's work sum */
+	uint32_t hint_us;            /* own estimate fixed at arrival: the caller's known cost
+	                              * (cost_hint_us) or the size fit's; 0: the model's percentile */
+	uint32_t work_us;            /* what it adds to its heap's work sum (its mean estimate) */
 	uint8_t model;
 	uint8_t cls;
 	uint8_t state;
@@ -116,6 +118,13 @@ struct sched {
 	bool preempt;
 	uint64_t capmask;                /* bit h set: the model of heaps[h] has free_cap > 0 */
 	uint64_t urgent_mask;            /* bits of every model's urgent heap */
+	bool mc;
+	bool urgent_gate;                /* reserve || mc */
+	/* edf-mc: work arriving per class, measured online (load_note) */
+	uint64_t load_acc_us[SLA_NCLASSES]; /* work arrived in the current window */
+	uint64_t load_win_end_us;           /* end of the current window */
+	double load[SLA_NCLASSES];          /* slots' worth of work arriving (EWMA over windows) */
+	double load_above[SLA_NCLASSES];    /* MC_LOAD_SHARE x the load of the classes above */
 };
 
 /* Heap of (model, class); and the heaps of model mi in the heap bitmasks. */
@@ -124,7 +133,7 @@ static inline unsigned heap_id(unsigned model, unsigned cls) { return model * SL
 
 static inline struct model *model_get(const struct sched *s, int model)
 {
-	if (model < 0 || (unsigned)model >= s->nmodels)
+	if ((unsigned)model >= s->nmodels) /* a negative model too */
 		return NULL;
 	return &s->models[model];
 }
@@ -142,6 +151,34 @@ static inline void set_now(struct sched *s, uint64_t now_us)
 	if (now_us > s->now_us)
 		s->now_us = now_us;
 }
+
+/* Own service estimate of a request: fixed at arrival (a known cost or the
+ * size fit's), else the model's percentile (0 while the model has too few
+ * samples: never refuse what was never measured). */
+static inline uint32_t own_est(const struct sched *s, const struct entry *e)
+{
+	(void)s;
+	return e->hint_us ? e->hint_us : e->m->est.est_us;
+}
+
+/* Estimated remaining service of a running request at now: its mean
+ * estimate at arrival (work_us) less the time it has run. */
+static inline uint64_t remaining_us(const struct sched *s, const struct entry *e)
+{
+	uint64_t end = e->dispatch_us + e->work_us;
+	return end > s->now_us ? end - s->now_us : 0;
+}
+
+/* EWMA work (us) queued in the given heaps (bitmask) ahead of a request with
+ * deadline d: whole heaps whose latest deadline is <= d, a linear share of
+ * heaps straddling d (sched.c). */
+uint64_t sched_impl_work_ahead_us(const struct sched *s, uint64_t d, uint64_t heaps);
+
+/* edf-mc (sched_mc.c): arrival admission of e (not yet queued), counting
+ * its work in its class's load; and the wait it predicts for a request of
+ * class cls with deadline d (UINT64_MAX: no capacity left for it). */
+bool sched_mc_admit(struct sched *s, const struct entry *e);
+uint64_t sched_mc_wait_us(const struct sched *s, unsigned cls, uint64_t d);
 
 /* The request path's passes, for the model and replica calls (sched.c). */
 /* Recomputes model mi's replica summary after a replica's state changed. */

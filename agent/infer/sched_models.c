@@ -12,7 +12,7 @@
 /* --- names ---------------------------------------------------------------- */
 
 static const char *const policy_names[SCHED_NPOLICIES] = {
-	"fifo", "edf", "edf-admit", "edf-reserve", "edf-preempt",
+	"fifo", "edf", "edf-admit", "edf-reserve", "edf-preempt", "edf-mc",
 };
 static const char *const refusal_names[SCHED_NREFUSALS] = {
 	"none", "deadline_infeasible", "queue_full", "no_ready_replica", "breaker_open",
@@ -43,6 +43,7 @@ struct policy_ops {
 	bool admit;          /* refuse predicted misses at arrival and dispatch */
 	bool reserve;        /* keep reserve_urgent slots for urgent requests */
 	bool preempt;        /* pause batch replicas for urgent requests */
+	bool mc;             /* criticality-aware admission (urgent as if alone) */
 };
 
 static const struct policy_ops policy_ops[SCHED_NPOLICIES] = {
@@ -51,6 +52,7 @@ static const struct policy_ops policy_ops[SCHED_NPOLICIES] = {
 	[SCHED_EDF_ADMIT] = { .edf = true, .admit = true },
 	[SCHED_EDF_RESERVE] = { .edf = true, .admit = true, .reserve = true },
 	[SCHED_EDF_PREEMPT] = { .edf = true, .admit = true, .preempt = true },
+	[SCHED_EDF_MC] = { .edf = true, .admit = true, .preempt = true, .mc = true },
 };
 
 
@@ -68,7 +70,8 @@ static uint64_t urgent_heaps(void)
 void sched_params_default(struct sched_params *p, unsigned ncpu)
 {
 	memset(p, 0, sizeof(*p));
-	p->policy = SCHED_EDF_ADMIT;
+	int pol = sched_policy_parse(CONFIG_SCHED_DEFAULT_POLICY);
+	p->policy = pol < 0 ? SCHED_EDF_MC : (enum sched_policy)pol;
 	p->slots = ncpu < 1 ? 1 : ncpu > CONFIG_SCHED_MAX_SLOTS ? CONFIG_SCHED_MAX_SLOTS : ncpu;
 	p->reserve_urgent = p->slots > 1 ? 1 : 0;
 	for (int c = 0; c < SLA_NCLASSES; c++)
@@ -111,6 +114,8 @@ struct sched *sched_create(const struct sched_params *p, const struct sched_call
 	s->admit = policy_ops[p->policy].admit;
 	s->reserve = policy_ops[p->policy].reserve;
 	s->preempt = policy_ops[p->policy].preempt;
+	s->mc = policy_ops[p->policy].mc;
+	s->urgent_gate = s->reserve || s->mc;
 	s->urgent_mask = urgent_heaps();
 	s->models = calloc(SCHED_MAX_MODELS, sizeof(*s->models));
 	s->pool = calloc(POOL_SIZE, sizeof(*s->pool));
@@ -335,6 +340,16 @@ uint32_t sched_estimate_us(const struct sched *s, int model)
 	return m ? m->est.est_us : 0;
 }
 
+uint32_t sched_estimate_size_us(const struct sched *s, int model, uint32_t size)
+{
+	const struct model *m = model_get(s, model);
+	if (!m)
+		return 0;
+	if (size && m->est.fit.usable)
+		return sched_fit_upper_us(&m->est.fit, size);
+	return m->est.est_us;
+}
+
 uint32_t sched_ewma_us(const struct sched *s, int model)
 {
 	const struct model *m = model_get(s, model);
@@ -348,7 +363,7 @@ uint32_t sched_backlog_ms(const struct sched *s, uint64_t now_us)
 		w += s->heaps[h].work_us;
 	for (uint32_t i = 0; i < s->nheld; i++) {
 		const struct entry *e = &s->pool[s->held[i]];
-		uint64_t est = e->hint_us ? e->hint_us : s->models[e->model].est.ewma_us;
+		uint64_t est = e->hint_us ? e->work_us : s->models[e->model].est.ewma_us;
 		uint64_t end = e->dispatch_us + est;
 		w += end > now_us ? end - now_us : 0;
 	}

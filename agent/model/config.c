@@ -80,7 +80,8 @@ static const struct cfg_key keys[] = {
 	STR("api.static_replicas", api.static_replicas, false, ""),
 
 	INT("scheduler.slots", scheduler.slots, 0, CONFIG_SCHED_MAX_SLOTS, "0"),
-	ENUM("scheduler.policy", scheduler.policy, "fifo|edf|edf-admit|edf-reserve|edf-preempt", "edf-admit"),
+	ENUM("scheduler.policy", scheduler.policy, "fifo|edf|edf-admit|edf-reserve|edf-preempt|edf-mc",
+	     CONFIG_SCHED_DEFAULT_POLICY),
 	INT("scheduler.queue_cap_urgent", scheduler.queue_cap_urgent, 1, CONFIG_SCHED_MAX_QUEUED,
 	    XSTR(CONFIG_SCHED_MAX_QUEUED)),
 	INT("scheduler.queue_cap_normal", scheduler.queue_cap_normal, 1, CONFIG_SCHED_MAX_QUEUED,

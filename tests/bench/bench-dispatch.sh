@@ -3,8 +3,12 @@
 # of the Azure trace replayed through the local API with keep-alive (tests/bench/loadgen.c),
 # against the same slice sent straight to the two workers in the same run (the client balancing
 # over them by itself). Overhead = berth latency - direct latency, matched by percentile.
+# Then scheduling on the real path (tests/bench/dispatch-sched.sh): a slice of the trace with its
+# sizes through berthd supervising the three models as deployments, edf-mc against edf-preempt in
+# the same run; its urgent misses and on-time shares join the RESULT line.
 # Usage: tests/bench/bench-dispatch.sh [BUILD_DIR]
-# Env: BENCH_LIMIT (requests, default 300), BENCH_SPEEDUP (default 3), BENCH_COST_SCALE (0.25).
+# Env: BENCH_LIMIT (requests, default 300), BENCH_SPEEDUP (default 3), BENCH_COST_SCALE (0.25);
+# BENCH_SCHED_* (dispatch-sched.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-build}" && pwd)
@@ -74,4 +78,7 @@ own99=$(tail -qn1 "$tmp"/berth.*.out | tr ' ' '\n' | sed -n 's/^overhead_p99_ms=
 echo "latency ms: direct p50 $d50 p99 $d99 | berth p50 $b50 p99 $b99"
 echo "berth's own time per request (latency - X-Berth-Queue-Ms - X-Berth-Service-Ms, worse run): p50 $own50 ms, p99 $own99 ms"
 echo "targets: overhead p50 <= 0.5 ms: $(awk -v x="$o50" 'BEGIN {print (x <= 0.5) ? "met" : "MISSED"}'), p99 <= 2 ms: $(awk -v x="$o99" 'BEGIN {print (x <= 2) ? "met" : "MISSED"}')"
-echo "RESULT bench=dispatch overhead_p50_ms=$o50 overhead_p99_ms=$o99 urgent_miss_pct=$(miss "$tmp"/berth.*.csv) direct_urgent_miss_pct=$(miss "$tmp"/direct.*.csv) own_p50_ms=$own50 own_p99_ms=$own99 requests=$(( 2 * half ))"
+kill "$berthd_pid" 2>/dev/null || true; wait "$berthd_pid" 2>/dev/null || true; berthd_pid=""
+sched_line=$(bash "$here/tests/bench/dispatch-sched.sh" | tee /dev/stderr | sed -n 's/^DISPATCH_SCHED //p')
+[ -n "$sched_line" ] || { echo "bench-dispatch: the scheduling part failed" >&2; exit 1; }
+echo "RESULT bench=dispatch $sched_line overhead_p50_ms=$o50 overhead_p99_ms=$o99 urgent_miss_pct=$(miss "$tmp"/berth.*.csv) direct_urgent_miss_pct=$(miss "$tmp"/direct.*.csv) own_p50_ms=$own50 own_p99_ms=$own99 requests=$(( 2 * half ))"

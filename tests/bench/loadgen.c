@@ -2,10 +2,16 @@
 /*
  * usage: loadgen --trace FILE --target HOST:PORT[,HOST:PORT...] [--model M]
  *                [--skip N] [--limit N] [--speedup K] [--cost-scale F]
- *                [--conns N] [--raw FILE] [--progress FILE]
+ *                [--conns N] [--raw FILE] [--progress FILE] [--sizes US_PER_KELEM]
+ *                [--deadline-scale D]
  * Each trace row (t_ms,model,deadline_ms[,class][,cost_ms]) becomes one POST
  * /v2/models/M/infer at t_ms/K with X-Berth-Deadline-Ms, X-Berth-Class and
- * body parameters.cost_ms = cost_ms*F; M is --model, or the row's model. With several targets each request goes
+ * body parameters.cost_ms = cost_ms*F; M is --model, or the row's model.
+ * --deadline-scale D multiplies every deadline (a busy test machine).
+ * --sizes U (the trace's 6th column, size, required): the input's shape is
+ * [1,size] and parameters.cost_ms = (cost_ms - size*U/1e6)*F, the part of the
+ * cost a gateway cannot see; a reference worker with WORKER_US_PER_KELEM=U*F
+ * adds the rest from the shape (the data stay 4 numbers). With several targets each request goes
  * to the target with the fewest requests in flight (a client balancing over
  * replicas by itself). Open loop: a request is sent at its time on an idle
  * keep-alive connection, or a new one (up to --conns per target).
@@ -43,6 +49,7 @@
 
 struct row {
 	double t_ms, deadline_ms, cost_ms;
+	unsigned size;             /* --sizes: the trace's size */
 	int cls;                   /* 0 urgent, 1 normal, 2 batch */
 	int model;                 /* index into g_models */
 	/* results */
@@ -104,6 +111,9 @@ static int model_of(const char *s)
 	return (int)g_nmodels++;
 }
 
+static double g_us_per_kelem = -1; /* --sizes, -1: off */
+static double g_deadline_scale = 1;
+
 static int load_trace(const char *path, size_t skip, size_t limit, double speedup, double cost_scale)
 {
 	FILE *f = fopen(path, "r");
@@ -130,8 +140,14 @@ static int load_trace(const char *path, size_t skip, size_t limit, double speedu
 		char *dl = strtok_r(NULL, ",\n", &save);
 		char *cl = strtok_r(NULL, ",\n", &save);
 		char *co = strtok_r(NULL, ",\n", &save);
+		char *sz = strtok_r(NULL, ",\n", &save);
 		if (!t || !mo || !dl)
 			continue;
+		if (g_us_per_kelem >= 0 && !sz) {
+			fprintf(stderr, "loadgen: --sizes needs a size column in %s\n", path);
+			fclose(f);
+			return -EINVAL;
+		}
 		int mi = model_of(g_model ? g_model : mo);
 		if (mi < 0) {
 			fprintf(stderr, "loadgen: more than %d models in %s\n", MAX_MODELS, path);
@@ -145,9 +161,14 @@ static int load_trace(const char *path, size_t skip, size_t limit, double speedu
 		if (t0 < 0)
 			t0 = tm;
 		r->t_ms = (tm - t0) / speedup;
-		r->deadline_ms = atof(dl);
+		r->deadline_ms = atof(dl) * g_deadline_scale;
 		r->cls = cl ? class_of(cl) : 1;
 		r->cost_ms = (co ? atof(co) : 10) * cost_scale;
+		if (g_us_per_kelem >= 0) {
+			r->size = (unsigned)atol(sz);
+			double hidden = (co ? atof(co) : 10) - r->size * g_us_per_kelem / 1e6;
+			r->cost_ms = (hidden > 0 ? hidden : 0) * cost_scale;
+		}
 	}
 	fclose(f);
 	return 0;
@@ -220,10 +241,15 @@ static bool send_req(struct row *r, double t)
 	if (!c)
 		return false;
 	char body[256];
-	int bl = snprintf(body, sizeof(body),
-			  "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}],"
-			  "\"parameters\":{\"cost_ms\":%d}}",
-			  r->cost_ms < 1 ? 1 : (int)(r->cost_ms + 0.5));
+	int bl = g_us_per_kelem >= 0 ?
+		snprintf(body, sizeof(body),
+			 "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,%u],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}],"
+			 "\"parameters\":{\"cost_ms\":%.3f}}",
+			 r->size, r->cost_ms) :
+		snprintf(body, sizeof(body),
+			 "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}],"
+			 "\"parameters\":{\"cost_ms\":%d}}",
+			 r->cost_ms < 1 ? 1 : (int)(r->cost_ms + 0.5));
 	r->sent_ms = t;
 	c->out_len = (size_t)snprintf(c->out, sizeof(c->out),
 				      "POST /v2/models/%s/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -370,6 +396,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--conns")) g_max_conns = (unsigned)atoi(v);
 		else if (!strcmp(a, "--raw")) raw = v;
 		else if (!strcmp(a, "--progress")) progress = v;
+		else if (!strcmp(a, "--sizes")) g_us_per_kelem = atof(v);
+		else if (!strcmp(a, "--deadline-scale")) g_deadline_scale = atof(v);
 		else {
 			fprintf(stderr, "loadgen: unknown option %s\n", a);
 			return 2;

@@ -68,6 +68,8 @@ infer -H 'X-Berth-Deadline-Ms: soon' -d "$body5" "$api/v2/models/m1/infer"
 [ "$st" = 400 ] && [ "$(echo "$out" | json 'd["header"]')" = X-Berth-Deadline-Ms ] || fail "bad deadline: $st $out"
 infer -H 'X-Berth-Class: vip' -d "$body5" "$api/v2/models/m1/infer"
 [ "$st" = 400 ] && [ "$(echo "$out" | json 'd["header"]')" = X-Berth-Class ] || fail "bad class: $st $out"
+infer -H 'X-Berth-Size: 12 tokens' -d "$body5" "$api/v2/models/m1/infer"
+[ "$st" = 400 ] && [ "$(echo "$out" | json 'd["header"]')" = X-Berth-Size ] || fail "bad size: $st $out"
 head -c 10000 /dev/zero | tr '\0' x > "$tmp/big"
 infer --data-binary @"$tmp/big" "$api/v2/models/m1/infer"
 [ "$st" = 413 ] || fail "oversized body (Content-Length): $st"
@@ -137,7 +139,7 @@ expect 'berth_requests_refused_total{model="m1",class="urgent",reason="deadline_
 expect 'berth_requests_refused_total{model="m1",class="normal",reason="no_ready_replica"}' 1
 expect 'berth_requests_retried_total{model="m1",class="normal"}' 1
 expect 'berth_request_latency_seconds_count{model="m1",class="normal"}' 21
-expect 'berth_api_errors_total{code="400"}' 2
+expect 'berth_api_errors_total{code="400"}' 3
 expect 'berth_api_errors_total{code="404"}' 1
 expect 'berth_api_errors_total{code="413"}' 2
 expect 'berth_api_errors_total{code="405"}' 1

@@ -102,7 +102,7 @@ static void minimal_config_takes_every_default(void **state)
 	assert_false(cfg.broker.tls.enabled);
 	assert_int_equal(cfg.api.enabled, IS_ENABLED(CONFIG_LOCAL_API));
 	assert_int_equal(cfg.api.port, 8480);
-	assert_string_equal(cfg.scheduler.policy, "edf-admit");
+	assert_string_equal(cfg.scheduler.policy, CONFIG_SCHED_DEFAULT_POLICY);
 	assert_int_equal(cfg.scheduler.queue_cap_normal, CONFIG_SCHED_MAX_QUEUED);
 	assert_int_equal(cfg.telemetry.interval_ms, CONFIG_METRIC_INTERVAL_MS);
 	assert_int_equal(cfg.telemetry.disk_budget_kb, CONFIG_STORE_BUDGET_KB);
