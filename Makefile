@@ -54,7 +54,7 @@ REQ_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 FINAL_CFLAGS = $(REQ_CFLAGS) $(SIZE_CFLAGS) $(CFLAGS) $(OBJ_CFLAGS)
 FINAL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS) -Wl,--as-needed -Wl,--gc-sections
-LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lm
+LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lcrypto -lm
 
 # --- sources -------------------------------------------------------------
 CORE_SRCS := $(wildcard agent/*.c agent/*/*.c)

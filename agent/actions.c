@@ -23,6 +23,7 @@ struct actions {
 	struct supervisor *sup;
 	struct chaos *chaos;
 	struct dispatch *dispatch;    /* request figures for the SLA fields; may be NULL */
+	struct events *events;        /* trust refusals and decisions; may be NULL */
 	struct lkg *lkg;              /* last-known-good and image fields; may be NULL */
 	struct deploy_set cur;        /* last applied set */
 	struct deploy_set scratch;    /* parse buffer (sets are large: not on the stack) */
@@ -64,6 +65,14 @@ static int target_apply(struct actions *t, const struct deploy_set *set)
 }
 
 int actions_reapply(struct actions *t) { return target_apply(t, &t->cur); }
+
+void actions_set_events(struct actions *t, struct events *ev) { t->events = ev; }
+
+static void emit_event(void *ctx, const char *type, const char *detail_json)
+{
+	struct actions *t = ctx;
+	events_emit(t->events, type, "%s", detail_json);
+}
 
 void actions_set_lkg(struct actions *t, struct lkg *k) { t->lkg = k; }
 
@@ -342,4 +351,5 @@ const struct control_target_ops actions_ops = {
 	.chaos = chaos,
 	.report = report,
 	.report_extra = report_extra,
+	.event = emit_event,
 };

@@ -31,6 +31,9 @@ void actions_set_lkg(struct actions *t, struct lkg *k);
 
 /* Request figures for the reported state's SLA fields (borrowed; NULL:
  * none, compliance then reads null). Set once the dispatcher exists. */
+/* Where trust refusals and policy decisions go as events (borrowed). */
+struct events;
+void actions_set_events(struct actions *t, struct events *ev);
 void actions_set_dispatch(struct actions *t, struct dispatch *d);
 
 /* The deployments array of the reported state (what ops.report writes):

@@ -222,6 +222,7 @@ static int start_store_and_console(struct agent *a, const struct berth_config *c
 	a->actions = actions_create(a->sup, a->chaos);
 	if (!a->actions)
 		return -ENOMEM;
+	actions_set_events(a->actions, a->events);
 	actions_set_lkg(a->actions, a->lkg);
 	sampler_set_targets(a->sampler, actions_sampler_targets, a->actions);
 	if ((rc = site_start(a, cfg)))
@@ -355,6 +356,7 @@ static int inference_start(struct agent *a, const struct berth_config *cfg)
 		.port = (uint16_t)cfg->api.port,
 		.unix_socket = cfg->api.unix_socket,
 		.max_body_bytes = (size_t)cfg->api.max_body_bytes,
+		.token = cfg->api.token,
 	};
 	a->api = api_create(a->loop, &ac, a->dispatch);
 	return a->api ? 0 : -EIO;

@@ -189,6 +189,10 @@ EOF
 RESERVE=0
 [ "$POLICY" = edf-reserve ] && [ "$(nproc)" -ge 2 ] && RESERVE=1
 [ "$POLICY" = edf-reserve ] && [ $RESERVE -eq 0 ] && POLICY=edf-admit
+# The console's signing key: berthd trusts it, and only commands signed with it (docs/security.md).
+mkdir -p "$RUN/trust"
+[ -f "$RUN/trust/console.key" ] || "$BUILD/berthctl" keygen demo-console "$RUN/trust/console.key" > "$RUN/trust/keys.json" \
+  || die "no signing key could be made"
 cat > "$RUN/config.json" <<EOF
 {
   "device_id": "$DEV",
@@ -202,7 +206,8 @@ cat > "$RUN/config.json" <<EOF
   "scheduler": { "slots": 0, "policy": "$POLICY", "urgent_reserve_slots": $RESERVE },
   "telemetry": { "interval_ms": 500 },
   "autoscale": { "enabled": true, "interval_s": 5, "target_low": 0.95, "target_high": 0.98,
-                 "cooldown_s": 60, "cpu_ceiling_pct": 200, "mem_ceiling_pct": 90, "predictive": false }
+                 "cooldown_s": 60, "cpu_ceiling_pct": 200, "mem_ceiling_pct": 90, "predictive": false },
+  "trust": { "keys_file": "$RUN/trust/keys.json" }
 }
 EOF
 "$BUILD/berthd" --check-config "$RUN/config.json" > /dev/null || die "the demo's config is invalid"
@@ -345,7 +350,7 @@ flaky.update(name="flaky", env={"WORKER_FAULT": "crash"}, replicas=1,
 doc["deployments"].append(flaky)
 json.dump(doc, open(sys.argv[2], "w"), indent=2)
 EOF
-  ctl="${BUILD#"$here"/}/berthctl --broker 127.0.0.1:$BERTH_BROKER_PORT"
+  ctl="${BUILD#"$here"/}/berthctl --broker 127.0.0.1:$BERTH_BROKER_PORT --sign-key $RUN/trust/console.key"
   echo
   bold "Everything is still running (DEMO_KEEP). Explore the gateway from the console side:"
   echo "  $ctl devices"

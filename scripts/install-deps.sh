@@ -17,7 +17,7 @@ done
 
 HOST_PKGS=(
   gcc make pkg-config git python3 python3-kconfiglib
-  libmosquitto-dev libsqlite3-dev libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev
+  libmosquitto-dev libsqlite3-dev libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev
   libraft-dev libuv1-dev iptables
   mosquitto mosquitto-clients sqlite3 curl
   podman runc busybox-static
@@ -26,14 +26,14 @@ HOST_PKGS=(
 )
 ARM64_PKGS=(
   gcc-aarch64-linux-gnu libc6-dev:arm64 libsqlite3-dev:arm64 libcjson-dev:arm64
-  libmosquitto-dev:arm64 libcurl4-openssl-dev:arm64 libmicrohttpd-dev:arm64
+  libmosquitto-dev:arm64 libcurl4-openssl-dev:arm64 libmicrohttpd-dev:arm64 libssl-dev:arm64
   libraft-dev:arm64 libuv1-dev:arm64 libcmocka-dev:arm64 qemu-user-static
 )
 
 ARMHF_PKGS=(
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross libc6-dev:armhf libsqlite3-dev:armhf
   libcjson-dev:armhf libmosquitto-dev:armhf libcurl4-openssl-dev:armhf
-  libmicrohttpd-dev:armhf libcmocka-dev:armhf
+  libmicrohttpd-dev:armhf libssl-dev:armhf libcmocka-dev:armhf
 )
 WANTED=("${HOST_PKGS[@]}" "${ARM64_PKGS[@]}")
 [ $WANT_ARMHF -eq 1 ] && WANTED+=("${ARMHF_PKGS[@]}")

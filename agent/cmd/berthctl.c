@@ -10,11 +10,13 @@
 #include "agent/model/config.h"
 #include "agent/cmd/ctl_args.h"
 #include "agent/cmd/ctl_fmt.h"
+#include "agent/cmd/ctl_sign.h"
 #include "agent/model/deploy.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "agent/console/uplink.h"
 #include "agent/base/version.h"
+#include "agent/trust/envelope.h"
 #include "hal/clock.h"
 
 #define LOG_TAG "ctl"
@@ -57,6 +59,12 @@ struct ctl {
 	uint32_t rows;
 	bool got_batch;
 	int stream_err;
+
+	/* Signing: the key of --sign-key / $BERTH_SIGN_KEY; has_key false: unsigned. */
+	bool has_key;
+	char key_id[ENVELOPE_KEY_ID_MAX + 1];
+	uint8_t priv[SIG_PRIVATE_LEN];
+	uint64_t want_version;          /* set-policy / set-keys: the version to see reported */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -305,6 +313,7 @@ static int session_start(struct ctl *c)
 	return CTL_EXIT_OK;
 }
 
+
 static void no_answer(const struct ctl *c)
 {
 	char msg[384];
@@ -331,10 +340,20 @@ static int send_command(struct ctl *c, const char *verb, cJSON *args)
 	cJSON_Delete(env);
 	if (!payload)
 		return CTL_EXIT_USAGE;
+	if (c->has_key) {
+		char target[ENVELOPE_TARGET_MAX + 1];
+		snprintf(target, sizeof(target), "%s%s", c->a->target ? "" : "device:", c->a->target ? c->a->target : c->a->device);
+		char *signed_payload = ctl_sign_text(payload, strlen(payload), NULL, c->key_id, c->priv, target, c->a->expire_s);
+		free(payload);
+		if (!signed_payload)
+			return CTL_EXIT_USAGE;
+		payload = signed_payload;
+	}
 	char topic[TOPIC_MAX];
 	snprintf(topic, sizeof(topic), "berth/v1/%s/cmd/%s", c->a->device, verb);
-	int rc = uplink_publish_request(c->up, topic, payload, strlen(payload), 1, c->t_reply_v5, c->cmd_id,
-					strlen(c->cmd_id), NULL);
+	/* The broker drops it unsent once it has waited --expire for an offline device. */
+	int rc = uplink_publish_expiring(c->up, topic, payload, strlen(payload), 1, false, c->t_reply_v5, c->cmd_id,
+					 strlen(c->cmd_id), c->a->expire_s, NULL);
 	free(payload);
 	if (rc) {
 		fprintf(stderr, "berthctl: could not publish to %s: %s\n", topic, strerror(-rc));
@@ -548,6 +567,128 @@ out:
 	return CTL_EXIT_OK;
 }
 
+
+/* The policy block of the device's reported state: version, violations, items. */
+static int cmd_policy(struct ctl *c)
+{
+	int rc = session_start(c);
+	if (rc)
+		return rc;
+	if (!c->reported) {
+		fprintf(stderr, "berthctl: %s has no reported state on the broker\n", c->a->device);
+		return CTL_EXIT_TIMEOUT;
+	}
+	cJSON *root = cJSON_ParseWithLength(c->reported, c->reported_len);
+	const cJSON *trust = root ? cJSON_GetObjectItemCaseSensitive(root, "trust") : NULL;
+	const cJSON *pol = trust ? cJSON_GetObjectItemCaseSensitive(trust, "policy") : NULL;
+	if (!cJSON_IsObject(pol)) {
+		cJSON_Delete(root);
+		fprintf(stderr, "berthctl: the reported state of %s carries no policy (an agent without trust support?)\n",
+			c->a->device);
+		return CTL_EXIT_REFUSED;
+	}
+	if (c->a->json) {
+		char *txt = cJSON_PrintUnformatted(trust);
+		printf("%s\n", txt ? txt : "{}");
+		free(txt);
+		cJSON_Delete(root);
+		return CTL_EXIT_OK;
+	}
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(pol, "version");
+	const cJSON *nv = cJSON_GetObjectItemCaseSensitive(pol, "violations");
+	const cJSON *nr = cJSON_GetObjectItemCaseSensitive(pol, "repaired");
+	const cJSON *kv = cJSON_GetObjectItemCaseSensitive(trust, "keys_version");
+	const cJSON *sg = cJSON_GetObjectItemCaseSensitive(trust, "signatures");
+	const cJSON *rf = cJSON_GetObjectItemCaseSensitive(trust, "refused");
+	printf("device:      %s\n", c->a->device);
+	printf("policy:      version %.0f%s\n", cJSON_IsNumber(v) ? v->valuedouble : 0,
+	       cJSON_IsNumber(v) && v->valuedouble == 0 ? " (none installed: everything allowed)" : "");
+	printf("violations:  %.0f   repaired: %.0f\n", cJSON_IsNumber(nv) ? nv->valuedouble : 0,
+	       cJSON_IsNumber(nr) ? nr->valuedouble : 0);
+	printf("keys:        list version %.0f, signatures %s, refused messages %.0f\n",
+	       cJSON_IsNumber(kv) ? kv->valuedouble : 0, cJSON_IsString(sg) ? sg->valuestring : "?",
+	       cJSON_IsNumber(rf) ? rf->valuedouble : 0);
+	const cJSON *items = cJSON_GetObjectItemCaseSensitive(pol, "items");
+	if (cJSON_GetArraySize(items) > 0) {
+		printf("\n%-20s %-11s %-7s %-18s %s\n", "DEPLOYMENT", "RULE", "MODE", "STATUS", "REASON");
+		for (const cJSON *it = items->child; it; it = it->next) {
+			const char *f[5] = { "deployment", "rule", "mode", "status", "reason" };
+			const char *val[5];
+			for (int i = 0; i < 5; i++) {
+				const cJSON *x = cJSON_GetObjectItemCaseSensitive(it, f[i]);
+				val[i] = cJSON_IsString(x) ? x->valuestring : "-";
+			}
+			printf("%-20s %-11s %-7s %-18s %s\n", val[0], val[1], val[2], val[3], val[4]);
+		}
+	}
+	cJSON_Delete(root);
+	return CTL_EXIT_OK;
+}
+
+/* The reported version of a policy (policy) or key list (keys), -1 when unknown. */
+static double reported_version(const struct ctl *c, bool policy)
+{
+	cJSON *root = c->reported ? cJSON_ParseWithLength(c->reported, c->reported_len) : NULL;
+	const cJSON *t = root ? cJSON_GetObjectItemCaseSensitive(root, "trust") : NULL;
+	const cJSON *v = NULL;
+	if (t && policy) {
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(t, "policy");
+		v = p ? cJSON_GetObjectItemCaseSensitive(p, "version") : NULL;
+	} else if (t) {
+		v = cJSON_GetObjectItemCaseSensitive(t, "keys_version");
+	}
+	double out = cJSON_IsNumber(v) ? v->valuedouble : -1;
+	cJSON_Delete(root);
+	return out;
+}
+static bool policy_seen(const struct ctl *c) { return reported_version(c, true) >= (double)c->want_version; }
+static bool keys_seen(const struct ctl *c) { return reported_version(c, false) >= (double)c->want_version; }
+
+/* set-policy / set-keys: sign FILE, publish it retained, wait until the device reports its version. */
+static int cmd_set_doc(struct ctl *c, bool policy)
+{
+	const char *kind = policy ? "policy" : "keys";
+	char err[512];
+	size_t len = 0;
+	char *text = read_file(c->a->file, &len, err, sizeof(err));
+	if (!text) {
+		fprintf(stderr, "berthctl: %s\n", err);
+		return CTL_EXIT_USAGE;
+	}
+	cJSON *doc = cJSON_ParseWithLength(text, len);
+	const cJSON *ver = doc ? cJSON_GetObjectItemCaseSensitive(doc, "version") : NULL;
+	c->want_version = cJSON_IsNumber(ver) && ver->valuedouble >= 1 ? (uint64_t)ver->valuedouble : 0;
+	cJSON_Delete(doc);
+	if (!c->want_version || !c->has_key) {
+		fprintf(stderr, "berthctl: %s: %s; nothing was sent\n", c->a->file,
+			!c->has_key ? "a signing key is needed (--sign-key or $BERTH_SIGN_KEY)"
+				    : "version: an integer >= 1 is needed");
+		free(text);
+		return CTL_EXIT_USAGE;
+	}
+	char target[ENVELOPE_TARGET_MAX + 1];
+	snprintf(target, sizeof(target), "%s%s", c->a->target ? "" : "device:", c->a->target ? c->a->target : c->a->device);
+	char *signed_doc = ctl_sign_text(text, len, kind, c->key_id, c->priv, target, 0);
+	free(text);
+	if (!signed_doc)
+		return CTL_EXIT_USAGE;
+	int rc = session_start(c);
+	if (!rc) {
+		char topic[TOPIC_MAX];
+		snprintf(topic, sizeof(topic), "berth/v1/%s/%s", c->a->device, kind);
+		rc = uplink_publish(c->up, topic, signed_doc, strlen(signed_doc), 1, true, NULL, 0, NULL) ? CTL_EXIT_BROKER : 0;
+		if (!rc && !run_until(c, policy ? policy_seen : keys_seen, now_ms() + c->a->timeout_ms)) {
+			fprintf(stderr, "berthctl: %s did not report %s version %llu within %s s (refused? see berthctl events %s)\n",
+				c->a->device, kind, (unsigned long long)c->want_version, secs(c), c->a->device);
+			rc = CTL_EXIT_TIMEOUT;
+		}
+	}
+	free(signed_doc);
+	if (!rc)
+		printf("%s: %s version %llu in force\n", c->a->device, kind, (unsigned long long)c->want_version);
+	return rc;
+}
+
 /* --- main --------------------------------------------------------------------- */
 
 static int load_settings(struct ctl *c)
@@ -635,6 +776,18 @@ static int check_deployments(const char *path)
 	return 0;
 }
 
+/* The subcommands that need no broker: keygen and sign. */
+static int offline_command(int argc, char **argv)
+{
+	if (strcmp(argv[1], "sign") == 0)
+		return ctl_sign_main(argc, argv);
+	if (argc != 4) {
+		fprintf(stderr, "berthctl: usage: berthctl keygen ID FILE\n");
+		return CTL_EXIT_USAGE;
+	}
+	return ctl_sign_keygen(argv[2], argv[3]);
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_args a;
@@ -642,6 +795,8 @@ int main(int argc, char **argv)
 	/* Offline validation, no broker: berthd's own parser. */
 	if (argc == 3 && strcmp(argv[1], "check-deployments") == 0)
 		return check_deployments(argv[2]);
+	if (argc >= 2 && (strcmp(argv[1], "keygen") == 0 || strcmp(argv[1], "sign") == 0))
+		return offline_command(argc, argv);
 	if (ctl_args_parse(argc, argv, &a, err, sizeof(err))) {
 		fprintf(stderr, "berthctl: %s\n", err);
 		return CTL_EXIT_USAGE;
@@ -664,6 +819,14 @@ int main(int argc, char **argv)
 	int rc = load_settings(c);
 	if (rc)
 		goto out;
+	const char *kp = ctl_sign_key_path(&a);
+	if (kp) {
+		if (ctl_sign_key_load(kp, c->key_id, c->priv)) {
+			rc = CTL_EXIT_USAGE;
+			goto out;
+		}
+		c->has_key = true;
+	}
 	snprintf(c->client_id, sizeof(c->client_id), "berthctl-%ld-%04x", (long)getpid(),
 		 (unsigned)(hal_clock_now_us() & 0xffff));
 	set_topics(c);
@@ -691,6 +854,9 @@ int main(int argc, char **argv)
 	case CTL_CHAOS: rc = cmd_deployment_verb(c, "chaos"); break;
 	case CTL_EVENTS: rc = cmd_stream(c, true); break;
 	case CTL_TELEMETRY: rc = cmd_stream(c, false); break;
+	case CTL_POLICY: rc = cmd_policy(c); break;
+	case CTL_SET_POLICY: rc = cmd_set_doc(c, true); break;
+	case CTL_SET_KEYS: rc = cmd_set_doc(c, false); break;
 	default: rc = CTL_EXIT_USAGE; break;
 	}
 out:
@@ -700,6 +866,7 @@ out:
 	free(c->reported);
 	free(c->reply);
 	free(c->devs);
+	memset(c->priv, 0, sizeof(c->priv));
 	free(c);
 	return rc;
 }

@@ -16,6 +16,7 @@ static const char *const verb_names[] = {
 	[CTL_RESTART] = "restart", [CTL_REMOVE] = "remove",   [CTL_CHAOS] = "chaos",
 	[CTL_EVENTS] = "events",   [CTL_TELEMETRY] = "telemetry", [CTL_SITE] = "site",
 	[CTL_ROLLBACK] = "rollback",
+	[CTL_POLICY] = "policy", [CTL_SET_POLICY] = "set-policy", [CTL_SET_KEYS] = "set-keys",
 };
 #define NVERBS (sizeof(verb_names) / sizeof(verb_names[0]))
 
@@ -34,6 +35,9 @@ static const char *const positionals[][3] = {
 	[CTL_TELEMETRY] = { "DEVICE" },
 	[CTL_SITE] = { "DEVICE" },
 	[CTL_ROLLBACK] = { "DEVICE", "DEPLOYMENT" },
+	[CTL_POLICY] = { "DEVICE" },
+	[CTL_SET_POLICY] = { "DEVICE", "FILE" },
+	[CTL_SET_KEYS] = { "DEVICE", "FILE" },
 };
 
 const char *ctl_verb_name(enum ctl_verb v) { return (size_t)v < NVERBS ? verb_names[v] : "?"; }
@@ -55,6 +59,11 @@ const char *ctl_usage(void)
 	       "  chaos DEVICE DEPLOYMENT         kill replicas now and then: --interval S --duration S [--min-running N]\n"
 	       "  events DEVICE [--follow]        events as they arrive (without --follow: those within --timeout)\n"
 	       "  telemetry DEVICE [--follow]     telemetry samples (without --follow: the next batch)\n"
+	       "  policy DEVICE                   policy version, violations, repaired / awaiting approval\n"
+	       "  set-policy DEVICE FILE          sign a policy document and publish it to the device (retained)\n"
+	       "  set-keys DEVICE FILE            sign a trusted key list with a key the device trusts now (rotation)\n"
+	       "  keygen ID FILE                  make an Ed25519 signing key FILE (mode 0600); prints a key list with it\n"
+	       "  sign KIND DEVICE FILE|-         print FILE signed: KIND command|desired|policy|keys (no broker)\n"
 	       "\n"
 	       "Broker (a berthd config gives the same settings; options override it):\n"
 	       "  -c, --config FILE               read broker settings from a berthd config file\n"
@@ -64,6 +73,11 @@ const char *ctl_usage(void)
 	       "      --cert FILE --key FILE      TLS client certificate and key\n"
 	       "      --insecure                  do not check the broker's host name\n"
 	       "      --mqtt311                   speak MQTT 3.1.1 (default: v5)\n"
+	       "\n"
+	       "Signing (every command, desired state, policy and key list is signed):\n"
+	       "      --sign-key FILE             the signing key (default: $BERTH_SIGN_KEY)\n"
+	       "      --target device:ID|group:G  whom the signature names (default device:DEVICE)\n"
+	       "      --expire S                  a command expires S seconds after signing (default 3600)\n"
 	       "\n"
 	       "Output and waiting:\n"
 	       "      --json                      machine-readable output (one JSON document; events and\n"
@@ -184,6 +198,7 @@ static int parse_broker(struct ctl_args *a, const char *s, char *err, size_t err
 enum opt_id {
 	O_CONFIG, O_BROKER, O_USER, O_PASS, O_CAFILE, O_CERT, O_KEY, O_INSECURE, O_V311, O_JSON, O_TIMEOUT,
 	O_FOLLOW, O_COUNT, O_VERSION, O_INTERVAL, O_DURATION, O_MIN_RUNNING, O_VERBOSE, O_HELP, O_SHOW_VERSION,
+	O_SIGN_KEY, O_TARGET, O_EXPIRE,
 };
 static const struct {
 	const char *lng;
@@ -201,6 +216,8 @@ static const struct {
 	{ "interval", 0, true, O_INTERVAL },   { "duration", 0, true, O_DURATION },
 	{ "min-running", 0, true, O_MIN_RUNNING }, { "verbose", 'v', false, O_VERBOSE },
 	{ "help", 'h', false, O_HELP },        { NULL, 'V', false, O_SHOW_VERSION },
+	{ "sign-key", 0, true, O_SIGN_KEY },   { "target", 0, true, O_TARGET },
+	{ "expire", 0, true, O_EXPIRE },
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -222,6 +239,17 @@ static int apply_opt(struct ctl_args *a, enum opt_id id, const char *name, const
 	case O_VERBOSE: a->verbose++; return 0;
 	case O_HELP: a->verb = CTL_HELP; return 1;
 	case O_SHOW_VERSION: a->verb = CTL_VERSION; return 1;
+	case O_SIGN_KEY: a->sign_key = v; return 0;
+	case O_TARGET:
+		if (strncmp(v, "device:", 7) && strncmp(v, "group:", 6))
+			return fail(err, errlen, "%s: expected device:ID or group:NAME, got '%s'", name, v);
+		a->target = v;
+		return 0;
+	case O_EXPIRE:
+		if (!parse_u64(v, 1, 2592000, &u))
+			return fail(err, errlen, "%s: expected seconds 1..2592000, got '%s'", name, v);
+		a->expire_s = (uint32_t)u;
+		return 0;
 	case O_TIMEOUT:
 		if (!parse_seconds_ms(v, 100, CTL_TIMEOUT_MAX_MS, &a->timeout_ms))
 			return fail(err, errlen, "%s: expected seconds 0.1..%u, got '%s'", name, CTL_TIMEOUT_MAX_MS / 1000, v);
@@ -335,6 +363,8 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	}
 	switch (a->verb) {
 	case CTL_DEPLOY:
+	case CTL_SET_POLICY:
+	case CTL_SET_KEYS:
 		a->file = pos[1];
 		break;
 	case CTL_SCALE: {
@@ -364,6 +394,7 @@ int ctl_args_parse(int argc, char *const argv[], struct ctl_args *a, char *err, 
 {
 	memset(a, 0, sizeof(*a));
 	a->timeout_ms = CTL_TIMEOUT_DEFAULT_MS;
+	a->expire_s = 3600;
 	a->verb = CTL_HELP;
 	const char *pos[8];
 	unsigned npos = 0;

@@ -31,6 +31,9 @@ enum ctl_verb {
 	CTL_TELEMETRY,
 	CTL_SITE,
 	CTL_ROLLBACK,
+	CTL_POLICY,          /* the device's policy compliance (from its reported state) */
+	CTL_SET_POLICY,      /* sign and publish a policy document (retained) */
+	CTL_SET_KEYS,        /* sign and publish a trusted key list (retained): rotation */
 };
 
 #define CTL_TIMEOUT_DEFAULT_MS 5000u
@@ -66,6 +69,10 @@ struct ctl_args {
 	uint32_t duration_s;
 	uint32_t min_running;
 	bool min_running_set;
+
+	const char *sign_key;             /* --sign-key FILE: a berthctl keygen key; NULL: $BERTH_SIGN_KEY or unsigned */
+	const char *target;               /* --target device:ID|group:NAME; NULL: device:DEVICE */
+	uint32_t expire_s;                /* --expire S: commands expire this long after signing (default 3600) */
 };
 
 /* Parses argv (options may come before or after the subcommand). argv

@@ -301,7 +301,7 @@ int command_parse(const char *topic_verb, const char *payload, size_t len, struc
 	if ((rc = parse_id(root, cmd, err)))
 		goto out;
 
-	if ((rc = check_keys(root, "", "id|verb|args|ts|schema", err)) || (rc = check_schema(root, err)))
+	if ((rc = check_keys(root, "", "id|verb|args|ts|schema|auth", err)) || (rc = check_schema(root, err)))
 		goto out;
 	int tv = command_verb_parse(topic_verb);
 	if (tv < 0) {
@@ -373,7 +373,7 @@ int command_parse_desired(const char *payload, size_t len, uint64_t *version, ch
 	cJSON *root = parse_root(payload, len, err);
 	if (!root)
 		return -EINVAL;
-	int rc = check_keys(root, "", "schema|version|deployments|ts", err);
+	int rc = check_keys(root, "", "schema|version|deployments|ts|auth", err);
 	if (!rc)
 		rc = check_schema(root, err);
 	if (!rc)

@@ -14,6 +14,8 @@
 #include "agent/telemetry/store.h"
 #include "agent/telemetry/collector.h"
 #include "agent/console/uplink.h"
+#include "agent/base/textfile.h"
+#include "agent/trust/trust.h"
 #include "agent/base/version.h"
 #include "hal/clock.h"
 
@@ -28,9 +30,12 @@ struct console {
 	struct uplink *up;
 	struct outbox *fwd;
 	struct control *ctl;
+	struct trust *trust;
+	const struct control_target_ops *ops;
+	void *target_ctx;
 	char device_id[64];
 	char base[96];                 /* berth/v1/<device>/ */
-	char t_status[160], t_reported[160], t_desired[160], t_cmd_sub[160], t_cmd_prefix[160];
+	char t_status[160], t_reported[160], t_desired[160], t_policy[160], t_keys[160], t_cmd_sub[160], t_cmd_prefix[160];
 	char t_telemetry[160], t_events[160];
 	char will[256];
 	struct republish *reporter;     /* NULL without a broker */
@@ -76,7 +81,8 @@ static void on_connected(void *arg)
 	struct console *s = arg;
 	/* Subscriptions are made again on every connection: a clean session
 	 * starts without any, so none can be lost silently. */
-	if (uplink_subscribe(s->up, s->t_cmd_sub, 1) || uplink_subscribe(s->up, s->t_desired, 1))
+	if (uplink_subscribe(s->up, s->t_cmd_sub, 1) || uplink_subscribe(s->up, s->t_desired, 1) ||
+	    uplink_subscribe(s->up, s->t_policy, 1) || uplink_subscribe(s->up, s->t_keys, 1))
 		log_err("event=subscribe_failed");
 	publish_status(s, true);
 	republish_connected(s->reporter);
@@ -100,6 +106,14 @@ static void on_message(void *arg, const struct uplink_msg *m)
 	struct console *s = arg;
 	if (strcmp(m->topic, s->t_desired) == 0) {
 		(void)control_handle_desired(s->ctl, m->payload, m->len);
+		return;
+	}
+	if (strcmp(m->topic, s->t_policy) == 0) {
+		(void)control_handle_policy(s->ctl, m->payload, m->len);
+		return;
+	}
+	if (strcmp(m->topic, s->t_keys) == 0) {
+		(void)control_handle_keys(s->ctl, m->payload, m->len);
 		return;
 	}
 	size_t pl = strlen(s->t_cmd_prefix);
@@ -155,7 +169,65 @@ const char *console_topic(const struct console *s, const char *name)
 	if (strcmp(name, "events") == 0) return s->t_events;
 	if (strcmp(name, "state/reported") == 0) return s->t_reported;
 	if (strcmp(name, "state/desired") == 0) return s->t_desired;
+	if (strcmp(name, "policy") == 0) return s->t_policy;
+	if (strcmp(name, "keys") == 0) return s->t_keys;
 	return NULL;
+}
+
+static void trust_event(void *arg, const char *type, const char *detail_json)
+{
+	struct console *s = arg;
+	if (s->ops->event)
+		s->ops->event(s->target_ctx, type, detail_json);
+}
+
+/* Reads an operator's file (key list, policy) named by key; NULL when unset. */
+static int read_doc(const char *key, const char *path, char **out)
+{
+	*out = NULL;
+	if (!path[0])
+		return 0;
+	size_t len = 0;
+	int rc = textfile_read(path, CONFIG_COMMAND_MAX_BYTES, out, &len);
+	if (rc) {
+		char msg[256];
+		textfile_describe(rc, path, len, CONFIG_COMMAND_MAX_BYTES, msg, sizeof(msg));
+		log_err("event=trust_file_unreadable key=%s message=\"%s\"", key, msg);
+	}
+	return rc;
+}
+
+/* The trust gate in front of control: keys, policy, replay window. */
+static int trust_setup(struct console *s, struct store *st, const struct berth_config *cfg)
+{
+	char *keys = NULL, *policy = NULL;
+	int rc = read_doc("trust.keys_file", cfg->trust.keys_file, &keys);
+	if (!rc)
+		rc = read_doc("trust.policy_file", cfg->trust.policy_file, &policy);
+	if (!rc) {
+		struct trust_opts to = {
+			.device_id = cfg->device_id,
+			.groups = cfg->trust.groups,
+			.require_signatures = cfg->trust.require_signatures,
+			.keys_json = keys,
+			.policy_json = policy,
+			.event = trust_event,
+			.event_arg = s,
+		};
+		to.verbs = control_trust_verbs(&to.n_verbs);
+		struct trust_err e = { 0 };
+		s->trust = trust_create(st, &to, &e);
+		if (!s->trust) {
+			log_err("event=trust_refused code=%s path=%s message=\"%s\"", e.code ? e.code : "internal", e.path,
+				e.message);
+			rc = -EINVAL;
+		} else {
+			control_set_trust(s->ctl, s->trust);
+		}
+	}
+	free(keys);
+	free(policy);
+	return rc;
 }
 
 /* The uplink's options from the broker config (strings borrowed from cfg and s). */
@@ -180,6 +252,7 @@ static void uplink_options(const struct console *s, const struct berth_config *c
 		.will_payload = s->will,
 		/* The forwarder's window plus room for replies and state. */
 		.max_queued = (uint32_t)cfg->telemetry.inflight_max + 16,
+		.session_expiry_s = (uint32_t)cfg->broker.session_expiry_s,
 	};
 }
 
@@ -197,6 +270,8 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 	snprintf(s->t_reported, sizeof(s->t_reported), "%sstate/reported", s->base);
 	snprintf(s->t_desired, sizeof(s->t_desired), "%sstate/desired", s->base);
 	snprintf(s->t_cmd_sub, sizeof(s->t_cmd_sub), "%scmd/+", s->base);
+	snprintf(s->t_policy, sizeof(s->t_policy), "%spolicy", s->base);
+	snprintf(s->t_keys, sizeof(s->t_keys), "%skeys", s->base);
 	snprintf(s->t_cmd_prefix, sizeof(s->t_cmd_prefix), "%scmd/", s->base);
 	snprintf(s->t_telemetry, sizeof(s->t_telemetry), "%stelemetry", s->base);
 	snprintf(s->t_events, sizeof(s->t_events), "%sevents", s->base);
@@ -204,6 +279,10 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 	struct control_cbs ccbs = { .send_reply = send_reply, .state_changed = console_state_changed, .arg = s };
 	s->ctl = control_create(st, cfg->device_id, ops, target_ctx, &ccbs);
 	if (!s->ctl)
+		goto errout;
+	s->ops = ops;
+	s->target_ctx = target_ctx;
+	if (trust_setup(s, st, cfg))
 		goto errout;
 
 	struct uplink_cbs ucbs = {
@@ -262,6 +341,7 @@ void console_destroy(struct console *s)
 	uplink_destroy(s->up);
 	outbox_destroy(s->fwd);
 	control_destroy(s->ctl);
+	trust_destroy(s->trust);
 	free(s);
 }
 

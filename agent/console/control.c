@@ -9,6 +9,7 @@
 
 #include "agent/base/log.h"
 #include "agent/telemetry/store.h"
+#include "agent/trust/trust.h"
 #include "hal/clock.h"
 
 #define LOG_TAG "control"
@@ -28,7 +29,27 @@ struct control {
 	char result[REPLY_MAX - 256];
 	char scratch[DESIRED_MAX];
 	struct control_stats stats;
+	struct trust *trust;         /* borrowed; NULL: commands applied as parsed */
 };
+
+static const char *trust_verbs[CMD_NVERBS + 3];
+
+const char *const *control_trust_verbs(size_t *n)
+{
+	if (!trust_verbs[0]) {
+		for (int i = 0; i < CMD_NVERBS; i++)
+			trust_verbs[i] = command_verb_name((enum command_verb)i);
+		trust_verbs[CMD_NVERBS] = "desired";
+		trust_verbs[CMD_NVERBS + 1] = "policy";
+		trust_verbs[CMD_NVERBS + 2] = "keys";
+	}
+	*n = CMD_NVERBS + 3;
+	return trust_verbs;
+}
+
+void control_set_trust(struct control *c, struct trust *t) { c->trust = t; }
+
+static void refresh_drift(struct control *c);
 
 struct control *control_create(struct store *st, const char *device_id, const struct control_target_ops *ops,
 			       void *target_ctx, const struct control_cbs *cbs)
@@ -144,6 +165,15 @@ int control_report(struct control *c, char *buf, size_t len, bool figures)
 		if (m > 0)
 			n += 1 + m;
 	}
+	if (c->trust) {
+		if ((size_t)n + 2 > len)
+			return -ENOSPC;
+		buf[n] = ',';
+		m = trust_report(c->trust, buf + n + 1, len - (size_t)n - 1);
+		if (m < 0)
+			return m;
+		n += 1 + m;
+	}
 	if ((size_t)n + 2 > len)
 		return -ENOSPC;
 	buf[n++] = '}';
@@ -201,6 +231,7 @@ static int do_deploy(struct control *c, struct command *cmd, struct command_erro
 			err->code ? err->code : "", err->message);
 	set_desired(c, version, json);
 	log_inf("event=desired_updated version=%llu source=command id=%s", (unsigned long long)version, cmd->id);
+	refresh_drift(c);
 	return 0;
 }
 
@@ -288,6 +319,44 @@ static int execute(struct control *c, struct command *cmd, struct command_error 
 	}
 }
 
+
+static void trust_to_command_err(const struct trust_err *te, struct command_error *err)
+{
+	err->code = te->code ? te->code : "internal";
+	snprintf(err->message, sizeof(err->message), "%s", te->message);
+}
+
+/* The trust gate in front of a parsed command: verified, fresh, allowed by
+ * the policy, then admitted (its id persisted in the replay window) before
+ * anything is applied. 0, -EALREADY (already applied: answer from the
+ * journal), or -errno with err filled. */
+static int gate(struct control *c, const struct command *cmd, const char *payload, size_t len,
+		struct command_error *err)
+{
+	struct trust_verdict v;
+	struct trust_err te = { 0 };
+	/* The decision log entries and the admission reach the disk in one
+	 * commit, before the command is applied (at most once). */
+	bool txn = store_begin(c->st) == 0;
+	int rc = trust_verify(c->trust, payload, len, NULL, &v, &te);
+	if (rc == 0) {
+		int64_t replicas = cmd->verb == CMD_SCALE ? (int64_t)cmd->args.replicas : -1;
+		rc = trust_authorize(c->trust, &v, command_verb_name(cmd->verb), cmd->args.deployment, replicas,
+				     cmd->verb == CMD_DEPLOY ? cmd->args.desired : NULL, &te);
+	}
+	if (rc == 0)
+		rc = trust_admit(c->trust, &v, &te);
+	if (txn) {
+		int crc = store_commit(c->st);
+		if (crc && rc == 0)
+			rc = trust_err_set(&te, crc, "store_failed", "", "the admission could not be persisted: %s",
+					   strerror(-crc));
+	}
+	if (rc)
+		trust_to_command_err(&te, err);
+	return rc;
+}
+
 static void send(struct control *c, const struct control_reply_to *rt, const char *json, size_t len)
 {
 	if (c->cbs.send_reply)
@@ -303,14 +372,21 @@ void control_handle(struct control *c, const char *topic_verb, const char *paylo
 	c->stats.received++;
 
 	int rc = command_parse(topic_verb, payload, len, &cmd, &err);
-	if (cmd.id[0] && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0) {
+	if (c->trust && rc == 0) {
+		rc = gate(c, &cmd, payload, len, &err);
+		if (rc == -EALREADY && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0)
+			goto duplicate;
+	} else if (!c->trust && cmd.id[0] && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0) {
+duplicate:
 		c->stats.duplicates++;
 		log_inf("event=command_duplicate id=%s verb=%s", cmd.id, topic_verb);
 		send(c, rt, c->reply, strlen(c->reply));
 		command_clear(&cmd);
 		return;
 	}
-	bool journaled = false;
+	/* With a trust gate only admitted commands enter the journal: a refused
+	 * message must not occupy the id a genuine command will carry. */
+	bool journaled = c->trust && rc != 0;
 	if (rc == 0) {
 		rc = execute(c, &cmd, &err, now_ms);
 		if (rc == 0 && cmd.verb == CMD_DEPLOY)
@@ -356,6 +432,22 @@ int control_handle_desired(struct control *c, const char *payload, size_t len)
 		log_wrn("event=desired_refused source=retained code=%s message=\"%s\"", err.code, err.message);
 		return -EINVAL;
 	}
+	struct trust_verdict v;
+	struct trust_err te = { 0 };
+	bool txn = c->trust && version > c->version && store_begin(c->st) == 0;
+	if (c->trust && version > c->version &&
+	    ((rc = trust_verify(c->trust, payload, len, "desired", &v, &te)) ||
+	     (rc = trust_authorize(c->trust, &v, "desired", NULL, -1, json, &te)))) {
+		if (txn)
+			if (store_commit(c->st)) /* the decision entries stay */
+				log_err("event=decisions_not_persisted source=retained");
+		log_wrn("event=desired_refused source=retained version=%llu code=%s message=\"%s\"",
+			(unsigned long long)version, te.code ? te.code : "internal", te.message);
+		free(json);
+		return rc;
+	}
+	if (txn && store_commit(c->st))
+		log_err("event=decisions_not_persisted source=retained");
 	if (version <= c->version) {
 		if (version < c->version)
 			log_inf("event=desired_ignored source=retained version=%llu current=%llu",
@@ -377,6 +469,82 @@ int control_handle_desired(struct control *c, const char *payload, size_t len)
 		log_err("event=apply_failed version=%llu message=\"%s\"", (unsigned long long)version, err.message);
 	set_desired(c, version, json);
 	log_inf("event=desired_updated version=%llu source=retained", (unsigned long long)version);
+	refresh_drift(c);
+	changed(c);
+	return 0;
+}
+
+/* Repair of a running deployment that violates a rule in repair mode: it is
+ * stopped (removed from the desired state, persisted). No last-known-good
+ * version exists on this gateway yet to roll back to. */
+static int repair_stop(void *arg, const char *name, const char *rule)
+{
+	struct control *c = arg;
+	struct command_error err = { 0 };
+	int rc = c->ops->remove ? c->ops->remove(c->tctx, name, &err) : -ENOTSUP;
+	if (rc) {
+		log_err("event=policy_repair_failed deployment=%s rule=%s message=\"%s\"", name, rule, err.message);
+		return rc;
+	}
+	char *next = c->desired ? command_desired_without(c->desired, name) : NULL;
+	if (next && store_desired_set(c->st, c->version, next) == 0)
+		set_desired(c, c->version, next);
+	else
+		free(next);
+	log_wrn("event=policy_repaired deployment=%s rule=%s action=stopped", name, rule);
+	return 0;
+}
+
+static void refresh_drift(struct control *c)
+{
+	if (!c->trust || !c->desired)
+		return;
+	/* The repair edits c->desired: check a copy. Its decision entries and
+	 * repairs reach the disk in one commit. */
+	char *copy = strdup(c->desired);
+	if (!copy)
+		return;
+	bool txn = store_begin(c->st) == 0;
+	int v = trust_drift(c->trust, copy, repair_stop, c);
+	if (txn && store_commit(c->st))
+		log_err("event=drift_not_persisted");
+	free(copy);
+	if (v > 0)
+		log_wrn("event=policy_violations count=%d policy_version=%llu", v,
+			(unsigned long long)trust_policy_version(c->trust));
+}
+
+int control_handle_policy(struct control *c, const char *payload, size_t len)
+{
+	if (!c->trust || len == 0)
+		return 0;
+	struct trust_err te = { 0 };
+	int rc = trust_set_policy(c->trust, payload, len, &te);
+	if (rc == -ESTALE)
+		return rc; /* the retained copy of the policy in force, seen again */
+	if (rc) {
+		log_wrn("event=policy_refused code=%s path=%s message=\"%s\"", te.code ? te.code : "internal", te.path,
+			te.message);
+		return rc;
+	}
+	refresh_drift(c);
+	changed(c);
+	return 0;
+}
+
+int control_handle_keys(struct control *c, const char *payload, size_t len)
+{
+	if (!c->trust || len == 0)
+		return 0;
+	struct trust_err te = { 0 };
+	int rc = trust_rotate_keys(c->trust, payload, len, &te);
+	if (rc == -ESTALE)
+		return rc;
+	if (rc) {
+		log_wrn("event=keys_refused code=%s path=%s message=\"%s\"", te.code ? te.code : "internal", te.path,
+			te.message);
+		return rc;
+	}
 	changed(c);
 	return 0;
 }

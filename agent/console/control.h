@@ -10,6 +10,7 @@
 
 struct store;
 struct control;
+struct trust;
 
 /* What the commands act on: the supervisor in berthd, a fake in unit tests.
  * Every function runs on the loop, must not block, and returns 0, or -errno
@@ -36,6 +37,8 @@ struct control_target_ops {
 	 * pairs separated by commas, no leading comma) into buf; returns the
 	 * length (0: none) or -ENOSPC. figures as for report. NULL: none. */
 	int (*report_extra)(void *ctx, char *buf, size_t len, bool figures);
+	/* A notable event (type, JSON object detail) for the event stream. NULL: none. */
+	void (*event)(void *ctx, const char *type, const char *detail_json);
 };
 
 /* Where a reply goes: the v5 response topic with its correlation data when
@@ -67,6 +70,26 @@ struct control_stats {
 struct control *control_create(struct store *st, const char *device_id, const struct control_target_ops *ops,
 			       void *target_ctx, const struct control_cbs *cbs);
 void control_destroy(struct control *c);
+
+/* Puts the gateway's trust state (borrowed, outlives c) in front of every
+ * command and desired state: only verified, fresh, policy-allowed ones are
+ * applied; anything else gets an error reply (commands) or a log line and an
+ * event (documents), and changes nothing. Without it (unit tests of the
+ * apply path) commands are applied as parsed. */
+void control_set_trust(struct control *c, struct trust *t);
+
+/* The verbs a policy's roles may name: every command verb, then "desired",
+ * "policy" and "keys" (static storage). */
+const char *const *control_trust_verbs(size_t *n);
+
+/* A signed policy document (berth/v1/<device>/policy, retained): installed
+ * when newer, then running deployments are checked against it; those
+ * violating a rule in repair mode are stopped (removed from the desired
+ * state), the others reported. Returns 0, -ESTALE, or -errno (previous policy stays). */
+int control_handle_policy(struct control *c, const char *payload, size_t len);
+
+/* A signed key list (berth/v1/<device>/keys, retained): rotation. */
+int control_handle_keys(struct control *c, const char *payload, size_t len);
 
 /* Start-up: applies the persisted desired state, or when there is none the
  * fallback (the deployments file's content as {"version":0,"deployments":[...]},

@@ -27,6 +27,7 @@ struct uplink {
 	int port, keepalive_s;
 	uint32_t min_ms, max_ms, max_queued;
 	bool want_v5, tls, tls_insecure, has_will;
+	uint32_t session_expiry_s;
 
 	struct mosquitto *mosq;       /* NULL between attempts */
 	int fd;                       /* watched fd, -1 when none */
@@ -214,11 +215,26 @@ static void settle(struct uplink *u, int rc)
 static int setup_session(struct uplink *u)
 {
 	u->v5 = u->want_v5 && !u->fallback_v311;
-	u->mosq = mosquitto_new(u->client_id, true, u);
+	/* A persistent session: the broker keeps the subscriptions and queues
+	 * the QoS 1 commands published while the gateway is away. */
+	u->mosq = mosquitto_new(u->client_id, u->session_expiry_s == 0, u);
 	if (!u->mosq)
 		return -ENOMEM;
 	struct mosquitto *m = u->mosq;
 	int rc = mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, u->v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+	if (rc == MOSQ_ERR_SUCCESS && u->v5 && u->session_expiry_s) {
+		/* libmosquitto takes CONNECT properties only through its blocking
+		 * connect call, which stores them before it checks the host: a call
+		 * without a host stores them and returns MOSQ_ERR_INVAL without
+		 * touching the network; connect_async then sends them. */
+		mosquitto_property *props = NULL;
+		rc = mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, u->session_expiry_s);
+		if (rc == MOSQ_ERR_SUCCESS) {
+			rc = mosquitto_connect_bind_v5(m, NULL, 0, u->keepalive_s, NULL, props);
+			rc = rc == MOSQ_ERR_INVAL ? MOSQ_ERR_SUCCESS : rc;
+		}
+		mosquitto_property_free_all(&props);
+	}
 	if (rc == MOSQ_ERR_SUCCESS)
 		rc = mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, (int)u->max_queued);
 	if (rc == MOSQ_ERR_SUCCESS)
@@ -358,6 +374,7 @@ struct uplink *uplink_create(struct loop *l, const struct uplink_opts *o, const 
 	u->max_ms = o->reconnect_max_ms >= u->min_ms ? o->reconnect_max_ms : u->min_ms;
 	u->max_queued = o->max_queued ? o->max_queued : 32;
 	u->want_v5 = o->v5;
+	u->session_expiry_s = o->session_expiry_s;
 	u->tls = o->tls;
 	u->tls_insecure = o->tls_insecure;
 	uint64_t seed = hal_clock_now_us() ^ (uint64_t)hal_clock_wall_ms();
@@ -404,7 +421,7 @@ void uplink_destroy(struct uplink *u)
 }
 
 static int publish_props(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
-			 const char *response_topic, const void *corr, size_t corr_len, int *mid)
+			 const char *response_topic, const void *corr, size_t corr_len, uint32_t expiry_s, int *mid)
 {
 	if (!u->mosq || !u->connected)
 		return -ENOTCONN;
@@ -418,6 +435,8 @@ static int publish_props(struct uplink *u, const char *topic, const void *payloa
 		prc = mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr, (uint16_t)corr_len);
 	if (prc == MOSQ_ERR_SUCCESS && u->v5 && response_topic && response_topic[0])
 		prc = mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, response_topic);
+	if (prc == MOSQ_ERR_SUCCESS && u->v5 && expiry_s)
+		prc = mosquitto_property_add_int32(&props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, expiry_s);
 	if (prc != MOSQ_ERR_SUCCESS) {
 		mosquitto_property_free_all(&props);
 		return map_mosq(prc);
@@ -441,13 +460,19 @@ static int publish_props(struct uplink *u, const char *topic, const void *payloa
 int uplink_publish(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
 		   const void *corr, size_t corr_len, int *mid)
 {
-	return publish_props(u, topic, payload, len, qos, retain, NULL, corr, corr_len, mid);
+	return publish_props(u, topic, payload, len, qos, retain, NULL, corr, corr_len, 0, mid);
 }
 
 int uplink_publish_request(struct uplink *u, const char *topic, const void *payload, size_t len, int qos,
 			   const char *response_topic, const void *corr, size_t corr_len, int *mid)
 {
-	return publish_props(u, topic, payload, len, qos, false, response_topic, corr, corr_len, mid);
+	return publish_props(u, topic, payload, len, qos, false, response_topic, corr, corr_len, 0, mid);
+}
+
+int uplink_publish_expiring(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
+			    const char *response_topic, const void *corr, size_t corr_len, uint32_t expiry_s, int *mid)
+{
+	return publish_props(u, topic, payload, len, qos, retain, response_topic, corr, corr_len, expiry_s, mid);
 }
 
 int uplink_subscribe(struct uplink *u, const char *topic, int qos)

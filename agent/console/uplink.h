@@ -27,6 +27,7 @@ struct uplink_opts {
 	const char *will_topic;       /* retained QoS 1 Last Will; NULL: none */
 	const char *will_payload;
 	uint32_t max_queued;          /* publishes libmosquitto may hold unacknowledged (bound) */
+	uint32_t session_expiry_s;    /* >0: persistent session (clean start off) kept this long offline */
 };
 
 struct uplink_msg {
@@ -81,6 +82,12 @@ int uplink_publish(struct uplink *u, const char *topic, const void *payload, siz
  * the answerer falls back to a documented reply topic). */
 int uplink_publish_request(struct uplink *u, const char *topic, const void *payload, size_t len, int qos,
 			   const char *response_topic, const void *corr, size_t corr_len, int *mid)
+	__attribute__((warn_unused_result));
+/* As uplink_publish_request, retained or not, with an MQTT v5 message expiry
+ * interval (expiry_s > 0): the broker drops the message, never delivering
+ * it, once it has waited that long for an offline subscriber. */
+int uplink_publish_expiring(struct uplink *u, const char *topic, const void *payload, size_t len, int qos, bool retain,
+			    const char *response_topic, const void *corr, size_t corr_len, uint32_t expiry_s, int *mid)
 	__attribute__((warn_unused_result));
 int uplink_subscribe(struct uplink *u, const char *topic, int qos) __attribute__((warn_unused_result));
 

@@ -225,6 +225,7 @@ struct api {
 	struct loop *loop;
 	struct dispatch *dispatch;
 	size_t max_body_bytes;
+	char token[128];              /* "" none */
 	struct api_daemon daemons[API_MAX_DAEMONS];
 	unsigned ndaemons;
 	char unix_path[CONFIG_API_UNIX_PATH_MAX];
@@ -629,12 +630,30 @@ static enum MHD_Result finish_infer(struct api *a, struct api_ctx *c)
 	return ret;
 }
 
+/* Constant-time comparison: the time taken does not tell how much matched. */
+static bool token_ok(const struct api *a, struct MHD_Connection *conn)
+{
+	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!h || strncmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	size_t n = strlen(a->token);
+	if (strlen(h) != n)
+		return false;
+	unsigned char diff = 0;
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(h[i] ^ a->token[i]);
+	return diff == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **con_cls)
 {
 	struct api *a = cls;
 	struct api_ctx *c = *con_cls;
+	if (!c && a->token[0] && !token_ok(a, conn))
+		return send_error(a, conn, 401, "unauthorized (Authorization: Bearer TOKEN)", NULL, NULL, NULL, 0);
 	if (!c) {
 		struct api_route rt;
 		int rc = api_route_parse(method, url, &rt);
@@ -745,6 +764,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	a->loop = l;
 	a->dispatch = d;
 	a->max_body_bytes = cfg->max_body_bytes;
+	snprintf(a->token, sizeof(a->token), "%s", cfg->token ? cfg->token : "");
 	for (int i = CONFIG_API_MAX_CONNECTIONS - 1; i >= 0; i--) {
 		a->ctx[i].api = a;
 		a->ctx[i].next_free = a->free_list;

@@ -18,6 +18,7 @@ struct api_config {
 	uint16_t port;             /* 0: no TCP listener (then unix_socket must be set) */
 	const char *unix_socket;   /* "" or NULL: none; else a path, replaced if stale */
 	size_t max_body_bytes;     /* larger request bodies get 413 */
+	const char *token;         /* "" or NULL: none; else every request needs "Authorization: Bearer TOKEN" (401) */
 };
 
 /* Starts the listeners and hooks them into loop; requests go to d (borrowed,

@@ -66,6 +66,7 @@ static const struct cfg_key keys[] = {
 	INT("broker.keepalive_s", broker.keepalive_s, 5, 3600, "30"),
 	INT("broker.reconnect_min_ms", broker.reconnect_min_ms, 100, 600000, "1000"),
 	INT("broker.reconnect_max_ms", broker.reconnect_max_ms, 100, 3600000, "120000"),
+	INT("broker.session_expiry_s", broker.session_expiry_s, 0, 2592000, "604800"),
 	BOOL("broker.tls.enabled", broker.tls.enabled, "false"),
 	STR("broker.tls.ca_file", broker.tls.ca_file, false, ""),
 	STR("broker.tls.cert_file", broker.tls.cert_file, false, ""),
@@ -76,8 +77,14 @@ static const struct cfg_key keys[] = {
 	STR("api.listen", api.listen, false, "127.0.0.1"),
 	INT("api.port", api.port, 0, 65535, "8480"),
 	STR("api.unix_socket", api.unix_socket, false, ""),
+	STR("api.token", api.token, false, ""),
 	INT("api.max_body_bytes", api.max_body_bytes, 1024, 67108864, "4194304"),
 	STR("api.static_replicas", api.static_replicas, false, ""),
+
+	STR("trust.keys_file", trust.keys_file, false, ""),
+	STR("trust.policy_file", trust.policy_file, false, ""),
+	STR("trust.groups", trust.groups, false, ""),
+	BOOL("trust.require_signatures", trust.require_signatures, "true"),
 
 	INT("scheduler.slots", scheduler.slots, 0, CONFIG_SCHED_MAX_SLOTS, "0"),
 	ENUM("scheduler.policy", scheduler.policy, "fifo|edf|edf-admit|edf-reserve|edf-preempt|edf-mc",
@@ -395,6 +402,11 @@ static int walk(struct berth_config *cfg, const cJSON *obj, const char *prefix, 
 	return 0;
 }
 
+bool config_loopback(const char *addr)
+{
+	return strcmp(addr, "localhost") == 0 || strcmp(addr, "::1") == 0 || strncmp(addr, "127.", 4) == 0;
+}
+
 static int cross_check(const struct berth_config *cfg, struct config_error *err)
 {
 	if (cfg->broker.reconnect_min_ms > cfg->broker.reconnect_max_ms) {
@@ -445,6 +457,11 @@ static int cross_check(const struct berth_config *cfg, struct config_error *err)
 	}
 	if (cfg->api.enabled && !IS_ENABLED(CONFIG_LOCAL_API)) {
 		set_err(err, "api.enabled", "this build has no local API (CONFIG_LOCAL_API)");
+		return -EINVAL;
+	}
+	if (cfg->api.enabled && cfg->api.port != 0 && !config_loopback(cfg->api.listen) && !cfg->api.token[0]) {
+		set_err(err, "api.token", "api.listen \"%s\" is not a loopback address: set api.token (clients send "
+			"\"Authorization: Bearer TOKEN\") or listen on 127.0.0.1, ::1 or a unix socket", cfg->api.listen);
 		return -EINVAL;
 	}
 	if (cfg->scheduler.slots && cfg->scheduler.urgent_reserve_slots >= cfg->scheduler.slots) {

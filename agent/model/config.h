@@ -31,6 +31,7 @@ struct berth_config {
 		int keepalive_s;
 		int reconnect_min_ms;
 		int reconnect_max_ms;
+		int session_expiry_s;      /* persistent session kept this long while offline; 0: clean */
 		struct {
 			bool enabled;
 			char ca_file[CONFIG_STR_MAX];
@@ -45,9 +46,17 @@ struct berth_config {
 		char listen[64];
 		int port;
 		char unix_socket[CONFIG_STR_MAX];
+		char token[128];           /* bearer token; required to listen beyond loopback */
 		int max_body_bytes;
 		char static_replicas[1024]; /* "model=host:port,..." replicas run outside berth */
 	} api;
+
+	struct {
+		char keys_file[CONFIG_STR_MAX];    /* the console keys trusted at first (a key list) */
+		char policy_file[CONFIG_STR_MAX];  /* an initial admission policy; "" none */
+		char groups[CONFIG_STR_MAX];       /* comma-separated groups commands may target */
+		bool require_signatures;
+	} trust;
 
 	struct {
 		int slots;                 /* 0: one per CPU core */
@@ -141,6 +150,9 @@ int config_parse(const char *text, size_t len, struct berth_config *cfg, struct 
  * -EINVAL on bad content; err is filled in every error case. */
 int config_load(const char *path, struct berth_config *cfg, struct config_error *err)
 	__attribute__((warn_unused_result));
+
+/* Whether addr is a loopback address ("localhost", "::1", 127.0.0.0/8). */
+bool config_loopback(const char *addr);
 
 /* Formats "FILE: KEY: MESSAGE" (or "FILE: MESSAGE" without a key) into buf. */
 void config_error_format(const char *path, const struct config_error *err, char *buf, size_t len);

@@ -18,7 +18,7 @@ write_config() {
   "log_level": "info", "engine": { "socket": "$BERTH_ENGINE_SOCK", "timeout_ms": 5000 },
   "broker": { $broker }, "autoscale": { "enabled": false },
   "api": { "port": $API_PORT, "max_body_bytes": 65536 },
-  "scheduler": { $SCHED_JSON } ${EXTRA_CONFIG:-} }
+  "scheduler": { $SCHED_JSON }, $TRUST_JSON ${EXTRA_CONFIG:-} }
 EOC
 }
 

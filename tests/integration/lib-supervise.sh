@@ -12,6 +12,9 @@ build=${BERTH_BUILD:-$repo/build}
 PY=/usr/bin/python3
 WORK=$(mktemp -d "/tmp/berth-$TEST.XXXXXX")
 DEV="it-$TEST-$$"
+# shellcheck source=tests/integration/lib-trust.sh
+source "$repo/tests/integration/lib-trust.sh"
+trust_keys "$WORK/trust" "$build"
 BERTHD_PID=
 FAILS=0
 ok() { echo "ok   $*"; }
@@ -63,7 +66,7 @@ write_config() {
   cat > "$WORK/config.json" <<EOC
 { "device_id": "$DEV", "data_dir": "$WORK/data", "deployments_file": "$WORK/deployments.json",
   "log_level": "info", "engine": { "socket": "$BERTH_ENGINE_SOCK", "timeout_ms": 5000 },
-  "broker": { "enabled": false }, "api": { "enabled": false }, "autoscale": { "enabled": false } ${EXTRA_CONFIG:-} }
+  "broker": { "enabled": false }, "api": { "enabled": false }, "autoscale": { "enabled": false }, $TRUST_JSON ${EXTRA_CONFIG:-} }
 EOC
 }
 berthd_start() {

@@ -8,6 +8,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 
 TELEM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TELEM_BUILD=${BERTH_BUILD:-$TELEM_ROOT/build}
+# shellcheck source=tests/integration/lib-trust.sh
+source "$TELEM_ROOT/tests/integration/lib-trust.sh"
 PY=/usr/bin/python3
 TELEM_PIDS=()
 
@@ -70,9 +72,10 @@ broker_down() {
   BROKER_PID=""
 }
 
-# berthd_config [extra json members]: writes $T/config.json.
+# berthd_config [extra json members]: writes $T/config.json (trusting the test's console key).
 berthd_config() {
   local extra=${1:-}
+  trust_keys "$T/trust" "$TELEM_BUILD" || fail "no signing key"
   cat > "$T/config.json" <<EOF
 {
   "device_id": "$DEV",
@@ -80,7 +83,8 @@ berthd_config() {
   "log_level": "${BERTHD_LOG:-info}",
   "api": { "enabled": false },
   "broker": { "port": $BROKER_PORT, "reconnect_min_ms": 200, "reconnect_max_ms": 1000, "keepalive_s": 5 ${BROKER_JSON:-} },
-  "telemetry": { "interval_ms": ${INTERVAL_MS:-200} ${TELEMETRY_JSON:-} }
+  "telemetry": { "interval_ms": ${INTERVAL_MS:-200} ${TELEMETRY_JSON:-} },
+  $TRUST_JSON
   $extra
 }
 EOF
@@ -237,8 +241,11 @@ telem_flow_check() {
 }
 
 # cmd VERB JSON: publishes a command (v3.1.1) and returns; replies land in the "replies" consumer.
+# Signed with the test's console key when it is a JSON object (malformed input goes as it is).
 cmd() {
-  mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/$1" -m "$2" || fail "publish $1"
+  local msg
+  msg=$(printf '%s' "$2" | sign_msg command "$DEV" 2>/dev/null) || msg=$2
+  mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/$1" -m "$msg" || fail "publish $1"
 }
 
 # reply_for ID: prints the first reply payload carrying id ID (from $T/replies.out).

@@ -151,3 +151,17 @@ kill "$berthd_pid"; wait "$berthd_pid" || fail "berthd exit status $?"
 berthd_pid=""
 grep -q 'event=exit code=0' "$tmp/berthd.log" || fail "berthd did not exit cleanly"
 ok "berthd stopped cleanly"
+
+# --- a token: every request without "Authorization: Bearer TOKEN" gets 401
+sed 's/"max_body_bytes": 4096,/"max_body_bytes": 4096, "token": "t0ken-for-test",/' "$tmp/config.json" > "$tmp/config-token.json"
+"$BERTH_BUILD/berthd" -c "$tmp/config-token.json" > "$tmp/berthd-token.log" 2>&1 &
+berthd_pid=$!
+is_auth() { [ "$(code -H "Authorization: Bearer t0ken-for-test" "$1")" = 200 ]; }
+wait_until 10 "berthd with a token ready" is_auth "$api/v2/health/ready" || fail "berthd with a token not ready"
+[ "$(code "$api/v2/health/ready")" = 401 ] || fail "no token: $(code "$api/v2/health/ready"), expected 401"
+[ "$(code -H "Authorization: Bearer wrong-token-xx" "$api/v1/state")" = 401 ] || fail "wrong token accepted"
+[ "$(code -H "Authorization: Bearer t0ken-for-test" "$api/v1/state")" = 200 ] || fail "right token refused"
+kill "$berthd_pid"; wait "$berthd_pid" || true
+berthd_pid=""
+ok "api.token: 401 without it or with a wrong one, 200 with it"
+

@@ -17,7 +17,7 @@ berthd_subscribed
 # --- v5: response topic and correlation data ---------------------------------
 mosquitto_pub -V mqttv5 -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/deploy" \
   -D publish response-topic "resp/console-1" -D publish correlation-data "corr-42" \
-  -m '{"id":"dep-1","verb":"deploy","ts":1767225600000,"schema":1,"args":{"version":5,"deployments":[{"name":"detector","image":"localhost/berth-worker:latest","replicas":{"min":1,"max":4,"desired":2}}]}}'
+  -m "$(sign_msg command "$DEV" <<< '{"id":"dep-1","verb":"deploy","ts":1767225600000,"schema":1,"args":{"version":5,"deployments":[{"name":"detector","image":"localhost/berth-worker:latest","replicas":{"min":1,"max":4,"desired":2}}]}}')"
 wait_until 5 "\"topic\":\"resp/console-1\" in replies.out" grep -q '"topic":"resp/console-1"' "$T/replies.out" || fail "no v5 reply on the response topic"
 $PY - "$T/replies.out" <<'EOF' || fail "v5 reply shape"
 import json, sys
@@ -30,7 +30,7 @@ for line in open(sys.argv[1]):
         break
 EOF
 
-state() { cmd get_state "{\"id\":\"$1\",\"verb\":\"get_state\"}"; wait_until 5 "a reply to $1" has_reply "$1" || fail "no reply to $1"; reply_for "$1" | $PY -c 'import json,sys; r=json.load(sys.stdin)["result"]; r.pop("ts"); print(json.dumps(r, sort_keys=True))'; }
+state() { cmd get_state "{\"id\":\"$1\",\"verb\":\"get_state\"}"; wait_until 5 "a reply to $1" has_reply "$1" || fail "no reply to $1"; reply_for "$1" | $PY -c 'import json,sys; r=json.load(sys.stdin)["result"]; r.pop("ts"); r.pop("trust", None); print(json.dumps(r, sort_keys=True))'; }
 
 # --- the same command twice: applied once, same reply -------------------------
 cmd restart '{"id":"rs-1","verb":"restart","args":{"deployment":"detector"}}'

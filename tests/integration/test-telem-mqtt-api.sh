@@ -30,17 +30,20 @@ berthd_up
 wait_until 10 "event=connected in berthd.log" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
 
 # Consumed: the desired state (retained) and every command example.
-mosquitto_pub -p "$BROKER_PORT" -q 1 -r -t "berth/v1/$DEV/state/desired" -f "$EX/state_desired.json" || fail "desired"
+# Signed here with the test's key, as the console signs them (docs/mqtt-api.md, "Signatures").
+sign_msg desired "$DEV" "$EX/state_desired.json" > "$T/desired.signed" || fail "sign desired"
+mosquitto_pub -p "$BROKER_PORT" -q 1 -r -t "berth/v1/$DEV/state/desired" -f "$T/desired.signed" || fail "desired"
 wait_until 5 "event=desired_updated version=6 source=retained in berthd.log" grep -q 'event=desired_updated version=6 source=retained' "$T/berthd.log" || fail "desired state example refused"
 for verb in deploy scale restart get_state set_log_level chaos ping remove; do
-  mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/$verb" -f "$EX/cmd_$verb.json" || fail "publish $verb"
+  sign_msg command "$DEV" "$EX/cmd_$verb.json" > "$T/cmd.signed" || fail "sign $verb"
+  mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/$verb" -f "$T/cmd.signed" || fail "publish $verb"
   id=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$EX/cmd_$verb.json")
   wait_until 5 "\"topic\":\"berth/v1/$DEV/cmd/$verb/reply\".*$id in all.out" grep -q "\"topic\":\"berth/v1/$DEV/cmd/$verb/reply\".*$id" "$T/all.out" || fail "no reply to example $verb"
   grep "\"topic\":\"berth/v1/$DEV/cmd/$verb/reply\"" "$T/all.out" | grep "$id" | grep -q 'ok\\":true' \
     || fail "example $verb refused: $(grep "$id" "$T/all.out" | tail -1)"
 done
 # A refused one, for the error reply's shape (detector was removed above).
-sed 's/"c-0002"/"c-0002-again"/' "$EX/cmd_scale.json" > "$T/scale2.json"
+sed 's/"c-0002"/"c-0002-again"/' "$EX/cmd_scale.json" | sign_msg command "$DEV" > "$T/scale2.json"
 mosquitto_pub -p "$BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/scale" -f "$T/scale2.json"
 wait_until 5 "an unknown_deployment reply to scale" bash -c "grep 'cmd/scale/reply' '$T/all.out' | grep -q unknown_deployment" || fail "no error reply"
 wait_until 10 "\"topic\":\"berth/v1/$DEV/events\" in all.out" grep -q "\"topic\":\"berth/v1/$DEV/events\"" "$T/all.out" || fail "no event published"

@@ -65,7 +65,7 @@ mosquitto_pub -V mqttv5 -p "$BROKER_PORT" $(tls gw-b) -q 1 -t "berth/v1/gw-a/cmd
   -D publish response-topic "berth/v1/gw-b/stolen" -m '{"id":"evil-1","verb":"ping"}' 2>/dev/null
 # The console commands gw-a.
 mosquitto_pub -V mqttv5 -p "$BROKER_PORT" $(tls console) -q 1 -t "berth/v1/gw-a/cmd/ping" \
-  -m '{"id":"good-1","verb":"ping"}' || fail "console publish"
+  -m "$(sign_msg command gw-a <<< '{"id":"good-1","verb":"ping"}')" || fail "console publish"
 wait_until 10 "good-1 in console.out" grep -q 'good-1' "$T/console.out" || fail "console command not answered"
 wait_until 10 "event=command_applied id=good-1 in berthd.log" grep -q 'event=command_applied id=good-1' "$T/berthd.log" || fail "console command not applied"
 # Positive control: the intruder is connected and reads its own prefix.

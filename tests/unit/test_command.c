@@ -69,7 +69,7 @@ static const struct bad bad_table[] = {
 	{ "ping", "{\"id\":\"a\",\"verb\":\"ping\",\"schema\":2}", "unsupported_schema",
 	  "schema 2 is not supported (this agent speaks 1)", "a" },
 	{ "ping", "{\"id\":\"a\",\"verb\":\"ping\",\"color\":1}", "unknown_field",
-	  "color is not a known field (expected id|verb|args|ts|schema)", "a" },
+	  "color is not a known field (expected id|verb|args|ts|schema|auth)", "a" },
 	{ "scale", "{\"id\":\"a\",\"verb\":\"scale\"}", "missing_field", "args is missing", "a" },
 	{ "scale", "{\"id\":\"a\",\"verb\":\"scale\",\"args\":[]}", "bad_type", "args must be an object, got an array", "a" },
 	{ "scale", "{\"id\":\"a\",\"verb\":\"scale\",\"args\":{\"replicas\":2}}", "missing_field",

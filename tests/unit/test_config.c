@@ -32,6 +32,7 @@ static const struct bad_case bad_cases[] = {
 	{ "bad-wrong-type.json", "broker.port", "expected an integer, got a string" },
 	{ "bad-out-of-range.json", "broker.port", "70000 is out of range [1, 65535]" },
 	{ "bad-huge-number.json", "engine.timeout_ms", "1e+300 is out of range [100, 600000]" },
+	{ "bad-api-public-no-token.json", "api.token", "api.listen \"0.0.0.0\" is not a loopback address: set api.token (clients send \"Authorization: Bearer TOKEN\") or listen on 127.0.0.1, ::1 or a unix socket" },
 	{ "bad-not-integer.json", "telemetry.interval_ms", "expected an integer, got 1.5" },
 	{ "bad-ratio-range.json", "autoscale.target_high", "1.5 is out of range [0, 1]" },
 	{ "bad-unknown-object.json", "brokr", "unknown key (did you mean \"broker\"?)" },

@@ -1,0 +1,57 @@
+/* agent/trust/replay.h - the replay window: every command applied at most once, judged by signed issue times, never by the gateway's clock. */
+#ifndef BERTH_REPLAY_H
+#define BERTH_REPLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/trust/envelope.h"
+
+/* The window is a low-water mark (lwm_ms) on the console's signed issue
+ * times plus the set of every id issued after it that was seen:
+ *   - a command with iat_ms <= lwm_ms is refused (stale: issued before the window);
+ *   - a command whose id is in the set is refused (replayed);
+ *   - admitting one adds its id; the mark then rises to
+ *     newest_iat_ms - window_ms (ids at or under it leave the set: they are
+ *     refused by the mark from now on);
+ *   - when the set is full (cap ids) the mark rises to the oldest issue time
+ *     held, retiring the oldest ids (counted in evicted): an id is never
+ *     forgotten without the mark covering it, so nothing is applied twice;
+ *     the price is that a command issued before the new mark and still
+ *     undelivered is refused as stale.
+ * Issue times come from verified signatures; the gateway's clock, which can
+ * step, is never consulted. The mark only rises. */
+struct replay;
+
+struct replay_stats {
+	int64_t lwm_ms;
+	int64_t newest_iat_ms;
+	unsigned held;           /* ids in the set */
+	unsigned cap;
+	uint64_t evicted;        /* ids retired early because the set was full */
+};
+
+/* cap >= 1 ids, window_ms >= 1. NULL without memory. */
+struct replay *replay_create(unsigned cap, int64_t window_ms);
+void replay_destroy(struct replay *r);
+
+/* 0 when (id, iat_ms) may be applied; -ESTALE (iat at or under the mark) or
+ * -EALREADY (id seen). Pure. */
+int replay_check(const struct replay *r, const char *id, int64_t iat_ms) __attribute__((warn_unused_result));
+
+/* Admits a command: records its id, to be persisted before the command is
+ * applied (at most once: a crash after this and before applying loses the
+ * command, never repeats it). Returns 0, or -ESTALE / -EALREADY as
+ * replay_check, or -ESTALE when the set was full and the mark, raised to
+ * the oldest issue time held, now covers iat_ms (not admitted then). */
+int replay_record(struct replay *r, const char *id, int64_t iat_ms) __attribute__((warn_unused_result));
+
+void replay_get_stats(const struct replay *r, struct replay_stats *out);
+
+/* Text form for the store: "R1 LWM NEWEST EVICTED\nIAT ID\n...". save returns
+ * the length or -ENOSPC (cap * 90 + 64 bytes always suffice); load replaces
+ * r's content and returns 0, or -EINVAL for malformed text (r unchanged). */
+int replay_save(const struct replay *r, char *buf, size_t len);
+int replay_load(struct replay *r, const char *text) __attribute__((warn_unused_result));
+
+#endif
