@@ -407,6 +407,23 @@ bool config_loopback(const char *addr)
 	return strcmp(addr, "localhost") == 0 || strcmp(addr, "::1") == 0 || strncmp(addr, "127.", 4) == 0;
 }
 
+/* The site object (site.enabled): members and timings, or no site in this build. */
+static int site_check(const struct berth_config *cfg, struct config_error *err)
+{
+	if (!IS_ENABLED(CONFIG_SITE)) {
+		set_err(err, "site.enabled", "this build has no site cluster support (CONFIG_SITE)");
+		return -EINVAL;
+	}
+	struct siteconf sc;
+	const char *key = "site";
+	char why[200];
+	if (siteconf_parse(cfg, &sc, &key, why, sizeof(why))) {
+		set_err(err, key, "%s", why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int cross_check(const struct berth_config *cfg, struct config_error *err)
 {
 	if (cfg->broker.reconnect_min_ms > cfg->broker.reconnect_max_ms) {
@@ -476,19 +493,8 @@ static int cross_check(const struct berth_config *cfg, struct config_error *err)
 			return -EINVAL;
 		}
 	}
-	if (cfg->site.enabled && !IS_ENABLED(CONFIG_SITE)) {
-		set_err(err, "site.enabled", "this build has no site cluster support (CONFIG_SITE)");
+	if (cfg->site.enabled && site_check(cfg, err))
 		return -EINVAL;
-	}
-	if (cfg->site.enabled && IS_ENABLED(CONFIG_SITE)) {
-		struct siteconf sc;
-		const char *key = "site";
-		char why[200];
-		if (siteconf_parse(cfg, &sc, &key, why, sizeof(why))) {
-			set_err(err, key, "%s", why);
-			return -EINVAL;
-		}
-	}
 	return 0;
 }
 
