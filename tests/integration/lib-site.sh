@@ -34,6 +34,9 @@ site_up() {
   done
   export SITE_APIS SITE_SOCKS
 }
+# the local API listens on the site's LAN, so it needs a token (api.token)
+SITE_API_TOKEN=site-test-token
+export SITE_API_TOKEN
 PROBE="$here/tests/integration/site_probe.py"
 # snap DEP: reads every gateway once into LEASE[i] LEADER[i] ASSIGNED[i] READY[i] RUNNING[i]
 declare -a LEASE LEADER ASSIGNED READY RUNNING
@@ -58,7 +61,7 @@ site_config() {
  "log_level":"info",
  "engine":{"socket":"${SITE_SOCK[$i]}","timeout_ms":15000},
  "broker":{"enabled":true,"host":"10.77.0.250","port":1883,"reconnect_min_ms":5000,"reconnect_max_ms":30000},
- "api":{"listen":"0.0.0.0","port":8480},
+ "api":{"listen":"0.0.0.0","port":8480,"token":"$SITE_API_TOKEN"},
  "autoscale":{"enabled":false},
  "supervisor":{"migrate_after_failures":2},
  "site":{"enabled":true,"members":"$(site_members)","failover_ms":$FAILOVER_MS,"lease_ms":$LEASE_MS}}

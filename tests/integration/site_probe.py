@@ -3,7 +3,7 @@
 its reported site view (local API, reached on the host side of the bridge) and what its engine
 runs (Engine API on its unix socket). One process per look, so polling stays cheap.
 
-Env: SITE_APIS="1=10.78.0.1:8480,..." SITE_SOCKS="1=/path/engine.sock,...".
+Env: SITE_APIS="1=10.78.0.1:8480,..." SITE_SOCKS="1=/path/engine.sock,...", SITE_API_TOKEN (api.token).
   snap DEP              one line per gateway: I lease leader assigned ready running
                         (assigned as seen by that gateway; "-" when it does not answer)
   watch DEP A B MS T0   polls every 20 ms for at most MS: prints t_stop_ms (A runs no DEP
@@ -31,9 +31,9 @@ class UnixConn(http.client.HTTPConnection):
         self.sock.settimeout(self.timeout)
         self.sock.connect(self.path_)
 
-def get(conn, path):
+def get(conn, path, headers=None):
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         r = conn.getresponse()
         return json.loads(r.read())
     except Exception:
@@ -49,7 +49,9 @@ def running(sock, dep):
 
 def view(api, timeout=1.0):
     host, port = api.rsplit(":", 1)
-    return get(http.client.HTTPConnection(host, int(port), timeout=timeout), "/v1/state")
+    token = os.environ.get("SITE_API_TOKEN", "")
+    return get(http.client.HTTPConnection(host, int(port), timeout=timeout), "/v1/state",
+               {"Authorization": "Bearer " + token} if token else None)
 
 def row(i, api, sock, dep):
     s = view(api)

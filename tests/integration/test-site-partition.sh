@@ -34,6 +34,7 @@ for i in 1 2 3; do if [ "${ASSIGNED[$i]}" = 1 ]; then holders+=("$i"); else spar
 victim=${holders[0]}; other=${holders[1]}
 # the member that runs no det serves a det request through a member that does
 infer() { curl -s -m 5 -o "$SITE_DIR/infer.out" -w '%{http_code}' -H 'X-Cost-Ms: 5' \
+  -H "Authorization: Bearer $SITE_API_TOKEN" \
   -d '{"id":"r1","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[0.5,1.5]}]}' \
   "http://$SITE_HOST_SUBNET.$1:8480/v2/models/det/infer"; }
 served() { [ "$(infer "$spare")" = 200 ]; }
