@@ -147,7 +147,7 @@ static int apply(void *ctx, uint64_t version, const char *json, struct command_e
 			 (unsigned long long)version, strerror(-rc));
 		return rc;
 	}
-	t->cur = t->scratch;
+	deploy_set_copy(&t->cur, &t->scratch);
 	return 0;
 }
 
@@ -188,7 +188,7 @@ static int restart(void *ctx, const char *name, struct command_error *err)
 static int remove_dep(void *ctx, const char *name, struct command_error *err)
 {
 	struct actions *t = ctx;
-	t->scratch = t->cur;
+	deploy_set_copy(&t->scratch, &t->cur);
 	unsigned o = 0;
 	for (unsigned i = 0; i < t->scratch.n; i++)
 		if (strcmp(t->scratch.d[i].name, name) != 0)
@@ -200,7 +200,7 @@ static int remove_dep(void *ctx, const char *name, struct command_error *err)
 		snprintf(err->message, sizeof(err->message), "remove %s: %s", name, strerror(-rc));
 		return rc;
 	}
-	t->cur = t->scratch;
+	deploy_set_copy(&t->cur, &t->scratch);
 	return 0;
 }
 

@@ -48,6 +48,13 @@ int hal_sys_ctr_stats(int pid, struct hal_ctr_stats *out)
  * into buf. Returns 0 or -errno (-ENOSPC when len is too small). */
 int hal_sys_machine_id(char *buf, size_t len) __attribute__((warn_unused_result));
 
+/* Tunes the process's allocator for a small resident set, once at start
+ * before anything is allocated: allocations of 24 KiB and more (the
+ * modules' tables, the HTTP server's connection pools) get pages of their own that stay untouched, and
+ * uncounted, until used, and return to the system when freed; one arena.
+ * A no-op where the C library has no such knobs. */
+void hal_sys_tune_memory(void);
+
 /* Number of online CPUs, at least 1. */
 unsigned hal_sys_ncpu(void);
 

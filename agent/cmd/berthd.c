@@ -13,6 +13,7 @@
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "agent/base/version.h"
+#include "hal/sys.h"
 #include "hal/watchdog.h"
 
 #define LOG_TAG "main"
@@ -100,6 +101,7 @@ static int setup_signals(void)
 
 int main(int argc, char **argv)
 {
+	hal_sys_tune_memory();
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },

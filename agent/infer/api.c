@@ -231,6 +231,7 @@ struct api {
 	char unix_path[CONFIG_API_UNIX_PATH_MAX];
 	struct api_ctx ctx[CONFIG_API_MAX_CONNECTIONS];
 	struct api_ctx *free_list;
+	unsigned ctx_made;           /* ctx[0..ctx_made) have been handed out at least once */
 	unsigned in_use;
 	char *scratch;               /* /metrics and /v1/state text, grown as needed */
 	size_t scratch_cap;
@@ -273,9 +274,15 @@ static void on_daemon_timer(void *arg)
 static struct api_ctx *ctx_get(struct api *a)
 {
 	struct api_ctx *c = a->free_list;
-	if (!c)
+	if (c) {
+		a->free_list = c->next_free;
+	} else if (a->ctx_made < CONFIG_API_MAX_CONNECTIONS) {
+		/* contexts are touched as concurrency first reaches them */
+		c = &a->ctx[a->ctx_made++];
+		c->api = a;
+	} else {
 		return NULL;
-	a->free_list = c->next_free;
+	}
 	a->in_use++;
 	c->state = CTX_READING;
 	c->too_large = false;
@@ -765,11 +772,6 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	a->dispatch = d;
 	a->max_body_bytes = cfg->max_body_bytes;
 	snprintf(a->token, sizeof(a->token), "%s", cfg->token ? cfg->token : "");
-	for (int i = CONFIG_API_MAX_CONNECTIONS - 1; i >= 0; i--) {
-		a->ctx[i].api = a;
-		a->ctx[i].next_free = a->free_list;
-		a->free_list = &a->ctx[i];
-	}
 	a->scratch_cap = API_SCRATCH_INITIAL;
 	a->scratch = malloc(a->scratch_cap);
 	if (!a->scratch)
@@ -813,7 +815,7 @@ void api_destroy(struct api *a)
 		return;
 	/* Requests still queued get 503 shutting down: withdraw them from the
 	 * dispatcher and resume their connections so MHD can answer and close. */
-	for (unsigned i = 0; i < CONFIG_API_MAX_CONNECTIONS; i++) {
+	for (unsigned i = 0; i < a->ctx_made; i++) {
 		struct api_ctx *c = &a->ctx[i];
 		if (c->state != CTX_QUEUED)
 			continue;
@@ -838,7 +840,7 @@ void api_destroy(struct api *a)
 	}
 	if (a->unix_path[0])
 		hal_net_unlink_unix(a->unix_path);
-	for (unsigned i = 0; i < CONFIG_API_MAX_CONNECTIONS; i++)
+	for (unsigned i = 0; i < a->ctx_made; i++)
 		free(a->ctx[i].body);
 	if (a->dispatch)
 		dispatch_set_done_fn(a->dispatch, NULL, NULL);

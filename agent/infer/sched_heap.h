@@ -138,6 +138,14 @@ static inline __attribute__((always_inline)) void heap_pop_root(struct sched *s,
 static inline __attribute__((always_inline)) void heap_array_push(struct sched *s, struct heap *h, uint32_t idx, uint64_t k)
 {
 	uint32_t i = h->an++;
+	/* The sift reads up to HEAP_D slots past the last node: they must hold
+	 * UINT64_MAX. They are filled as the heap first grows, so memory is
+	 * touched for the depth reached, not for the cap. */
+	if (__builtin_expect(h->an + HEAP_D > h->key_init, 0)) {
+		for (uint32_t j = h->key_init; j < h->an + HEAP_D; j++)
+			h->key[j] = UINT64_MAX;
+		h->key_init = h->an + HEAP_D;
+	}
 	h->key[i] = k;
 	h->id[i] = idx;
 	heap_up(s, h, i);

@@ -62,6 +62,7 @@ struct heap {
 	uint32_t an;                 /* nodes in key[]/id[] */
 	uint32_t n;                  /* queued: an + front */
 	uint32_t cap;
+	uint32_t key_init;           /* key[0..key_init) hold keys or UINT64_MAX; the rest untouched */
 	uint32_t front;              /* 1: the head is held in front of the array */
 	uint64_t top_key;            /* key of the head; UINT64_MAX when n == 0 */
 	uint32_t top_id;             /* pool index of the head (n > 0) */

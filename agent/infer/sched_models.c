@@ -193,8 +193,9 @@ int sched_model_add(struct sched *s, const char *name, uint32_t initial_est_us)
 			h->id = NULL;
 			return -ENOMEM;
 		}
-		for (uint32_t i = 0; i < h->cap + HEAP_D; i++)
+		for (uint32_t i = 0; i <= HEAP_D; i++)
 			h->key[i] = UINT64_MAX;
+		h->key_init = HEAP_D + 1;
 		h->top_key = UINT64_MAX;
 	}
 	struct model *m = &s->models[mi];

@@ -591,7 +591,10 @@ int deploy_parse(const char *text, size_t len, struct deploy_set *set, struct de
 	int rc = -EINVAL;
 
 	memset(err, 0, sizeof(*err));
-	memset(set, 0, sizeof(*set));
+	/* Only the specs parsed are written: a set is 16 specs of 9 KiB, and
+	 * pages of the ones not configured stay untouched. */
+	set->version = 0;
+	set->n = 0;
 	const char *end = NULL;
 	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	if (!root) {
@@ -719,6 +722,13 @@ uint64_t deploy_spec_hash(const struct deploy_spec *d)
 	h = fnv_u64(h, d->port_base);
 	h = fnv_u64(h, d->concurrency);
 	return h;
+}
+
+void deploy_set_copy(struct deploy_set *dst, const struct deploy_set *src)
+{
+	dst->version = src->version;
+	dst->n = src->n;
+	memcpy(dst->d, src->d, src->n * sizeof(src->d[0]));
 }
 
 const struct deploy_spec *deploy_find(const struct deploy_set *set, const char *name)

@@ -74,7 +74,7 @@ struct deploy_spec {
 struct deploy_set {
 	uint64_t version;                /* desired-state version; newer replaces older */
 	unsigned n;
-	struct deploy_spec d[DEPLOY_MAX];
+	struct deploy_spec d[DEPLOY_MAX]; /* d[n..] unspecified (never read) */
 };
 
 struct deploy_error {
@@ -106,6 +106,10 @@ void deploy_error_format(const struct deploy_error *err, char *buf, size_t len);
  * counts, probes, SLA and restart settings are left out: changing them
  * applies in place, without replacing containers. */
 uint64_t deploy_spec_hash(const struct deploy_spec *d);
+
+/* Copies src's version and its n specs into dst (d[n..] left alone: a set
+ * is large and mostly unused). */
+void deploy_set_copy(struct deploy_set *dst, const struct deploy_set *src);
 
 /* The deployment called name in set, or NULL. */
 const struct deploy_spec *deploy_find(const struct deploy_set *set, const char *name);

@@ -160,13 +160,13 @@ void adopt_list(struct supervisor *s, const struct hal_engine_result *res)
 		struct replica *r = slot_of(s, c);
 		if (!r)
 			continue;
-		seen[r->dep - s->deps][r->slot] = true;
+		seen[r->dep->index][r->slot] = true;
 		merge_one(r, c);
 	}
 	/* Tracked containers the engine no longer has were removed behind our back. */
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		struct deployment *d = &s->deps[i];
-		if (!d->used)
+		struct deployment *d = s->deps[i];
+		if (!d || !d->used)
 			continue;
 		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
 			struct replica *r = &d->r[j];

@@ -1,6 +1,7 @@
 /* agent/supervise/deployment.c - a tracked deployment: its table slot, circuit breaker, migration alarm, drain bound and status. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agent/base/log.h"
@@ -12,17 +13,31 @@
 struct deployment *deployment_find(struct supervisor *s, const char *name)
 {
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++)
-		if (s->deps[i].used && !strcmp(s->deps[i].spec.name, name))
-			return &s->deps[i];
+		if (s->deps[i] && s->deps[i]->used && !strcmp(s->deps[i]->spec.name, name))
+			return s->deps[i];
 	return NULL;
 }
 
 struct deployment *deployment_alloc(struct supervisor *s)
 {
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		struct deployment *d = &s->deps[i];
-		if (d->used)
+		struct deployment *d = s->deps[i];
+		if (d && d->used)
 			continue;
+		if (!d) {
+			/* The table grows as deployments are configured; a slot once
+			 * made is kept for the next deployment (its replicas' timers
+			 * and probes stay initialised). */
+			d = calloc(1, sizeof(*d));
+			if (!d)
+				return NULL;
+			d->sup = s;
+			d->index = i;
+			loop_timer_init(&d->circuit_timer, deployment_on_circuit_timer, d);
+			for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++)
+				replica_init(&d->r[j], d, j, s->loop);
+			s->deps[i] = d;
+		}
 		d->used = true;
 		d->removing = false;
 		d->circuit = SUP_CIRCUIT_CLOSED;

@@ -40,8 +40,8 @@ void drain_check(struct supervisor *s)
 	bool waiting = false;
 	uint64_t t = supervisor_now_ms(s);
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		struct deployment *d = &s->deps[i];
-		if (!d->used)
+		struct deployment *d = s->deps[i];
+		if (!d || !d->used)
 			continue;
 		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++)
 			if (d->r[j].intent == REPLICA_RETIRE && drain_one(s, &d->r[j], t))

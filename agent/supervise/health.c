@@ -48,7 +48,7 @@ static int http_send(struct health_probe *p)
 		.host = p->t.host,
 		.port = p->t.port,
 		.method = "GET",
-		.path = p->spec.path,
+		.path = p->text->path,
 		.timeout_ms = p->spec.timeout_ms,
 	};
 	int64_t h = hal_invoke_start(p->t.inv, &req, on_invoke, p);
@@ -109,8 +109,8 @@ static int exec_send(struct health_probe *p)
 	unsigned n = 0;
 	if (p->exec_inflight)
 		return -EBUSY; /* an abandoned one still holds the slot */
-	for (; n < DEPLOY_MAX_ARGS && p->spec.exec[n][0]; n++)
-		argv[n] = p->spec.exec[n];
+	for (; n < DEPLOY_MAX_ARGS && p->text->exec[n][0]; n++)
+		argv[n] = p->text->exec[n];
 	argv[n] = NULL;
 	int rc = hal_engine_exec(p->t.engine, p->t.ctr_id, argv, on_exec, p);
 	if (rc < 0)
@@ -213,7 +213,15 @@ void health_probe_init(struct health_probe *p, struct loop *l, enum health_role 
 int health_probe_start(struct health_probe *p, const struct probe_spec *spec, const struct health_target *t)
 {
 	health_probe_stop(p);
-	p->spec = *spec;
+	p->spec = (struct health_probe_params){
+		.kind = spec->kind,
+		.initial_delay_ms = spec->initial_delay_ms,
+		.period_ms = spec->period_ms,
+		.timeout_ms = spec->timeout_ms,
+		.success_threshold = spec->success_threshold,
+		.failure_threshold = spec->failure_threshold,
+	};
+	p->text = spec;
 	p->t = *t;
 	p->ok = p->role == HEALTH_LIVENESS;
 	p->consecutive_ok = 0;

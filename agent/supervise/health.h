@@ -37,10 +37,21 @@ typedef void (*health_change_fn)(void *arg, struct health_probe *p, bool ok);
  * Readiness starts not ok; liveness starts ok. A kind of PROBE_NONE is ok at
  * once (readiness: right after start) and never fails. A tick that comes
  * while the previous probe is still in flight is skipped. */
+/* The part of a probe_spec a running probe keeps for itself. */
+struct health_probe_params {
+	enum probe_kind kind;
+	uint32_t initial_delay_ms;
+	uint32_t period_ms;
+	uint32_t timeout_ms;
+	uint32_t success_threshold;
+	uint32_t failure_threshold;
+};
+
 struct health_probe {
 	struct loop *loop;
 	enum health_role role;
-	struct probe_spec spec;
+	struct health_probe_params spec; /* the spec's numbers and kind, copied */
+	const struct probe_spec *text;   /* its path and exec argv, not copied (2 KiB) */
 	struct health_target t;
 	health_change_fn fn;
 	void *arg;
@@ -64,8 +75,11 @@ struct health_probe {
 /* Prepares p (no timers armed). Call once per struct. */
 void health_probe_init(struct health_probe *p, struct loop *l, enum health_role role, health_change_fn fn,
 		       void *arg);
-/* Starts probing t with spec (both copied), resetting state and counters of
- * consecutive results. Returns 0 or -ENOSPC (timer heap full). */
+/* Starts probing t with spec, resetting state and counters of consecutive
+ * results. t and spec's kind and numbers are copied; spec's path and exec
+ * argv are read from spec while the probe runs, so spec must outlive it
+ * (a replica's probes point into its deployment's spec; a changed probe
+ * spec restarts them). Returns 0 or -ENOSPC (timer heap full). */
 int health_probe_start(struct health_probe *p, const struct probe_spec *spec, const struct health_target *t)
 	__attribute__((warn_unused_result));
 /* Stops: cancels an http/tcp probe in flight (an exec in flight is

@@ -26,6 +26,7 @@ struct hal_invoke;
 
 struct deployment {
 	struct supervisor *sup;
+	unsigned index;                  /* in sup->deps */
 	bool used;
 	bool removing;
 	struct deploy_spec spec;
@@ -53,7 +54,7 @@ struct supervisor {
 	struct hal_invoke *inv;
 	struct sup_config cfg;
 	char name_prefix[80];            /* "berth-<device>-" */
-	struct deployment deps[SUP_MAX_DEPLOYMENTS];
+	struct deployment *deps[SUP_MAX_DEPLOYMENTS]; /* made on first use (deployment_alloc) */
 	uint64_t version;
 	bool applied;
 	bool started;

@@ -223,8 +223,8 @@ static void reconcile_all(struct supervisor *s)
 	if (!w.applied || !w.engine_up)
 		return;
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		struct deployment *d = &s->deps[i];
-		if (!d->used)
+		struct deployment *d = s->deps[i];
+		if (!d || !d->used)
 			continue;
 		struct plan_dep pd;
 		struct plan_action act[PLAN_MAX_ACTIONS];
@@ -266,8 +266,8 @@ static void on_housekeep(void *arg)
 	struct supervisor *s = arg;
 	uint64_t t = supervisor_now_ms(s);
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		struct deployment *d = &s->deps[i];
-		if (!d->used)
+		struct deployment *d = s->deps[i];
+		if (!d || !d->used)
 			continue;
 		bool all_clear = true;
 		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
@@ -290,10 +290,10 @@ static struct replica *find_by_id(struct supervisor *s, const char *id)
 		return NULL;
 	size_t n = strlen(id);
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		if (!s->deps[i].used)
+		if (!s->deps[i] || !s->deps[i]->used)
 			continue;
 		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++) {
-			struct replica *r = &s->deps[i].r[j];
+			struct replica *r = &s->deps[i]->r[j];
 			/* Events may carry the full id while we hold it too; compare the common prefix. */
 			if (r->id[0] && !strncmp(r->id, id, n < strlen(r->id) ? n : strlen(r->id)))
 				return r;
@@ -379,13 +379,6 @@ struct supervisor *supervisor_create(struct loop *l, struct hal_engine *engine, 
 	loop_timer_init(&s->engine_timer, on_engine_retry, s);
 	loop_timer_init(&s->housekeep_timer, on_housekeep, s);
 	loop_timer_init(&s->drain_timer, on_drain_timer, s);
-	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		struct deployment *d = &s->deps[i];
-		d->sup = s;
-		loop_timer_init(&d->circuit_timer, deployment_on_circuit_timer, d);
-		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++)
-			replica_init(&d->r[j], d, j, l);
-	}
 	return s;
 }
 
@@ -401,10 +394,13 @@ void supervisor_destroy(struct supervisor *s)
 	loop_timer_stop(s->loop, &s->housekeep_timer);
 	loop_timer_stop(s->loop, &s->drain_timer);
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		struct deployment *d = &s->deps[i];
+		struct deployment *d = s->deps[i];
+		if (!d)
+			continue;
 		loop_timer_stop(s->loop, &d->circuit_timer);
 		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++)
 			replica_fini(&d->r[j]);
+		free(d);
 	}
 	free(s);
 }
@@ -499,8 +495,8 @@ int supervisor_apply(struct supervisor *s, const struct deploy_set *set)
 	}
 	/* Gone from the set: remove. */
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		struct deployment *d = &s->deps[i];
-		if (d->used && !d->removing && !deploy_find(set, d->spec.name)) {
+		struct deployment *d = s->deps[i];
+		if (d && d->used && !d->removing && !deploy_find(set, d->spec.name)) {
 			log_inf("event=deployment_removing deployment=%s", d->spec.name);
 			d->removing = true;
 		}
@@ -593,8 +589,8 @@ unsigned supervisor_ready_replicas(const struct supervisor *s, const char *model
 {
 	unsigned n = 0;
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		const struct deployment *d = &s->deps[i];
-		if (!d->used || d->removing || strcmp(d->spec.name, model))
+		const struct deployment *d = s->deps[i];
+		if (!d || !d->used || d->removing || strcmp(d->spec.name, model))
 			continue;
 		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS && n < max; j++)
 			if (replica_serving(&d->r[j]))
@@ -607,8 +603,8 @@ unsigned supervisor_replicas(const struct supervisor *s, struct sup_replica *out
 {
 	unsigned n = 0;
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		const struct deployment *d = &s->deps[i];
-		if (!d->used)
+		const struct deployment *d = s->deps[i];
+		if (!d || !d->used)
 			continue;
 		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS && n < max; j++)
 			if (d->r[j].st != SUP_R_EMPTY)
@@ -620,8 +616,8 @@ unsigned supervisor_replicas(const struct supervisor *s, struct sup_replica *out
 int supervisor_status(const struct supervisor *s, const char *deployment, struct sup_status *out)
 {
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		const struct deployment *d = &s->deps[i];
-		if (d->used && !strcmp(d->spec.name, deployment)) {
+		const struct deployment *d = s->deps[i];
+		if (d && d->used && !strcmp(d->spec.name, deployment)) {
 			deployment_status(s, d, out);
 			return 0;
 		}
@@ -633,8 +629,8 @@ unsigned supervisor_statuses(const struct supervisor *s, struct sup_status *out,
 {
 	unsigned n = 0;
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS && n < max; i++)
-		if (s->deps[i].used)
-			deployment_status(s, &s->deps[i], &out[n++]);
+		if (s->deps[i] && s->deps[i]->used)
+			deployment_status(s, s->deps[i], &out[n++]);
 	return n;
 }
 
@@ -643,8 +639,8 @@ bool supervisor_engine_available(const struct supervisor *s) { return s->engine_
 const struct deploy_spec *supervisor_spec(const struct supervisor *s, const char *deployment)
 {
 	for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
-		const struct deployment *d = &s->deps[i];
-		if (d->used && !d->removing && !strcmp(d->spec.name, deployment))
+		const struct deployment *d = s->deps[i];
+		if (d && d->used && !d->removing && !strcmp(d->spec.name, deployment))
 			return &d->spec;
 	}
 	return NULL;

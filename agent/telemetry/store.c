@@ -242,6 +242,11 @@ static int open_db(struct store *s, const struct store_opts *o)
 		return fail(s, rc, "open");
 	sqlite3_extended_result_codes(s->db, 0);
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	/* Memory bounded by Kconfig: lookaside (before any statement runs),
+	 * page cache, no memory-mapped I/O. */
+	rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 256, CONFIG_STORE_LOOKASIDE_SLOTS);
+	if (rc != SQLITE_OK)
+		return fail(s, rc, "lookaside");
 
 	/* The WAL gets a quarter of the budget (at most 4 MiB), the database the
 	 * rest. Pruning starts at 15/16 of the database's pages and frees down to
@@ -262,7 +267,7 @@ static int open_db(struct store *s, const struct store_opts *o)
 	if (ckpt_pages < 4)
 		ckpt_pages = 4;
 
-	char sql[256];
+	char sql[384];
 	int64_t v = 0;
 	snprintf(sql, sizeof(sql), "PRAGMA page_size=%d", PAGE_SIZE);
 	if ((rc = exec(s, sql)))
@@ -283,8 +288,9 @@ static int open_db(struct store *s, const struct store_opts *o)
 		return rc;
 	snprintf(sql, sizeof(sql),
 		 "PRAGMA synchronous=%s; PRAGMA max_page_count=%u; PRAGMA wal_autocheckpoint=%u;"
-		 " PRAGMA journal_size_limit=%llu; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY",
-		 o->sync_full ? "FULL" : "NORMAL", s->max_pages, ckpt_pages, (unsigned long long)wal_bytes);
+		 " PRAGMA journal_size_limit=%llu; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
+		 " PRAGMA cache_size=-%d; PRAGMA mmap_size=0",
+		 o->sync_full ? "FULL" : "NORMAL", s->max_pages, ckpt_pages, (unsigned long long)wal_bytes, CONFIG_STORE_CACHE_KB);
 	if ((rc = exec(s, sql)))
 		return rc;
 	if ((rc = migrate(s)))

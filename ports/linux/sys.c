@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -646,4 +647,20 @@ unsigned hal_sys_ncpu(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (unsigned)n : 1;
+}
+
+/* glibc's default threshold (128 KiB, raised as mmapped chunks are freed)
+ * puts tables of 24-128 KiB in the heap, where calloc clears reused memory
+ * and so touches every page; a fixed threshold keeps them untouched. The
+ * local API's connection pools (32 KiB each) get their own pages too and
+ * go back to the system when the connection closes, so a burst of
+ * connections leaves no dirty heap behind. */
+#define SYS_MMAP_THRESHOLD_BYTES (24 * 1024)
+#define SYS_TRIM_THRESHOLD_BYTES (64 * 1024)
+
+void hal_sys_tune_memory(void)
+{
+	(void)mallopt(M_MMAP_THRESHOLD, SYS_MMAP_THRESHOLD_BYTES);
+	(void)mallopt(M_TRIM_THRESHOLD, SYS_TRIM_THRESHOLD_BYTES);
+	(void)mallopt(M_ARENA_MAX, 1);
 }

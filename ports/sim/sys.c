@@ -140,3 +140,5 @@ void sim_reset(void)
 }
 
 __attribute__((constructor)) static void sim_sys_init(void) { sys_defaults(); }
+
+void hal_sys_tune_memory(void) {}

@@ -298,6 +298,31 @@ static void error_format_and_load_errors(void **state)
 	free(s);
 }
 
+/* A copy carries the version and the n specs, and writes nothing past them
+ * (a set is 16 specs of 9 kB; the unused ones stay untouched). */
+static void set_copy_writes_only_the_used_specs(void **state)
+{
+	(void)state;
+	struct deploy_set *src = new_set(), *dst = new_set();
+	struct deploy_error err;
+	assert_int_equal(deploy_load("docs/examples/deployments.json", src, &err), 0);
+	memset(dst, 0xa5, sizeof(*dst));
+	deploy_set_copy(dst, src);
+	assert_int_equal(dst->version, src->version);
+	assert_int_equal(dst->n, src->n);
+	assert_memory_equal(dst->d, src->d, src->n * sizeof(src->d[0]));
+	assert_non_null(deploy_find(dst, "detector"));
+	const unsigned char *rest = (const unsigned char *)&dst->d[dst->n];
+	for (size_t i = 0; i < sizeof(dst->d[0]); i++)
+		assert_int_equal(rest[i], 0xa5);
+	/* parsing again into a used set leaves no stale spec visible */
+	assert_int_equal(parse("{\"version\": 2, \"deployments\": []}", dst, &err), 0);
+	assert_int_equal(dst->n, 0);
+	assert_null(deploy_find(dst, "detector"));
+	free(src);
+	free(dst);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +333,7 @@ int main(void)
 		cmocka_unit_test(bad_specs_name_deployment_and_field),
 		cmocka_unit_test(too_many_deployments_refused),
 		cmocka_unit_test(error_format_and_load_errors),
+		cmocka_unit_test(set_copy_writes_only_the_used_specs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
