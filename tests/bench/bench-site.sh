@@ -8,7 +8,8 @@
 # new one. Then the member comes back (restart with its data dir, or the partition healed) and the
 # site settles before the next round. Baselines in the same run: the configured detection time
 # (failover_ms, what any failover must wait) and the RSS of the same berthd with the site disabled.
-# Usage: tests/bench/bench-site.sh [BUILD_DIR]     (root; ROUNDS=20 by default)
+# Usage: tests/bench/bench-site.sh [BUILD_DIR]     (root; ROUNDS=20 by default; make bench-site builds
+# the site preset into build/site and passes it)
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 export BERTH_BUILD=$(cd "${1:-$here/build}" && pwd)

@@ -5,6 +5,8 @@
 # shellcheck shell=bash
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${BERTH_BUILD:-$here/build}
+# the site preset's build (make site-build) when there is one: the default preset has no site
+[ -x "$build/site/berthd" ] && build=$build/site
 source "$here/scripts/site-net.sh"
 source "$here/tests/integration/lib-common.sh"
 FAILS=0
@@ -27,6 +29,12 @@ declare -a BPID
 # site_up N: the network, engines and the probe's view of them
 site_up() {
   local i
+  [ -x "$build/berthd" ] || { echo "$TEST: no $build/berthd" >&2; return 1; }
+  if "$build/berthd" --check-config /dev/stdin <<< '{"device_id":"gw1","data_dir":"/tmp/x","site":{"enabled":true,"members":"gw1=10.77.0.1:7400,gw2=10.77.0.2:7400"}}' 2>&1 |
+      grep -q CONFIG_SITE; then
+    echo "$TEST: $build/berthd is built without CONFIG_SITE: run make site-build (site_defconfig)" >&2
+    return 1
+  fi
   site_net_up "$1" || return 1
   SITE_APIS=""; SITE_SOCKS=""
   for i in $(seq 1 "$1"); do

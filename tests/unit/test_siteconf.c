@@ -14,12 +14,28 @@
 #include "agent/model/deploy.h"
 #include "agent/model/siteconf.h"
 
-static int parse_site(const char *device, const char *site, struct config_error *err)
+/* The site object checked as berthd checks it: the config table first (types,
+ * ranges, unknown keys), then siteconf_parse (what config_parse runs for
+ * site.enabled in a CONFIG_SITE build). Returns 0 or -EINVAL with err filled. */
+static int check_site(const char *device, const char *site, struct config_error *err)
 {
-	char text[1024];
-	snprintf(text, sizeof(text), "{\"device_id\":\"%s\",\"data_dir\":\"/tmp/x\",\"site\":%s}", device, site);
+	char text[1024], off[512];
 	static struct berth_config cfg;
-	return config_parse(text, strlen(text), &cfg, err);
+	/* the table's checks, without the build's: "enabled":true -> false */
+	const char *en = strstr(site, "\"enabled\":true");
+	if (en)
+		snprintf(off, sizeof(off), "%.*s\"enabled\":false%s", (int)(en - site), site, en + 14);
+	else
+		snprintf(off, sizeof(off), "%s", site);
+	snprintf(text, sizeof(text), "{\"device_id\":\"%s\",\"data_dir\":\"/tmp/x\",\"site\":%s}", device, off);
+	int rc = config_parse(text, strlen(text), &cfg, err);
+	if (rc)
+		return rc;
+	struct siteconf sc;
+	const char *key = "";
+	rc = siteconf_parse(&cfg, &sc, &key, err->message, sizeof(err->message));
+	snprintf(err->key, sizeof(err->key), "%s", key);
+	return rc;
 }
 
 static void good_site_is_sorted_and_self_found(void **state)
@@ -27,7 +43,7 @@ static void good_site_is_sorted_and_self_found(void **state)
 	(void)state;
 	static struct berth_config cfg;
 	struct config_error err;
-	const char *text = "{\"device_id\":\"gw2\",\"data_dir\":\"/tmp/x\",\"site\":{\"enabled\":true,"
+	const char *text = "{\"device_id\":\"gw2\",\"data_dir\":\"/tmp/x\",\"site\":{\"enabled\":false,"
 			   "\"members\":\"gw3=10.0.0.3:7400, gw1=10.0.0.1:7400,gw2=10.0.0.2:7400\"}}";
 	assert_int_equal(config_parse(text, strlen(text), &cfg, &err), 0);
 	struct siteconf a, b;
@@ -49,6 +65,16 @@ static void good_site_is_sorted_and_self_found(void **state)
 	snprintf(cfg.site.members, sizeof(cfg.site.members), "gw2=10.0.0.2:7401,gw1=10.0.0.1:7400,gw3=10.0.0.3:7400");
 	assert_int_equal(siteconf_parse(&cfg, &b, &key, why, sizeof(why)), 0);
 	assert_true(a.members_hash != b.members_hash);
+	/* site.enabled: checked in a site build, refused with its key in one without */
+	const char *on = "{\"device_id\":\"gw1\",\"data_dir\":\"/tmp/x\",\"site\":{\"enabled\":true,"
+			 "\"members\":\"gw1=10.0.0.1:7400,gw2=10.0.0.2:7400\"}}";
+	int rc = config_parse(on, strlen(on), &cfg, &err);
+	if (IS_ENABLED(CONFIG_SITE)) {
+		assert_int_equal(rc, 0);
+	} else {
+		assert_int_equal(rc, -EINVAL);
+		assert_string_equal(err.key, "site.enabled");
+	}
 }
 
 static void bad_site_names_the_key(void **state)
@@ -72,13 +98,11 @@ static void bad_site_names_the_key(void **state)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct config_error err;
-		if (parse_site("gw1", bad[i].site, &err) != -EINVAL)
+		if (check_site("gw1", bad[i].site, &err) != -EINVAL)
 			fail_msg("accepted: %s", bad[i].site);
 		if (strcmp(err.key, bad[i].key) || !strstr(err.message, bad[i].words))
 			fail_msg("%s: got key '%s' message '%s'", bad[i].site, err.key, err.message);
 	}
-	struct config_error err;
-	assert_int_equal(parse_site("gw1", "{\"enabled\":false,\"members\":\"junk\"}", &err), 0); /* off: not checked */
 }
 
 static void placement_is_parsed_and_checked(void **state)
