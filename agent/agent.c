@@ -201,7 +201,7 @@ static void site_stop(struct agent *a) {}
 static int start_store_and_console(struct agent *a, const struct berth_config *cfg)
 {
 	char path[CONFIG_STR_MAX + 16];
-	int rc = hal_fs_mkdir(cfg->data_dir, 0750);
+	int rc = hal_fs_mkdir(cfg->data_dir, 0700);
 	if (rc < 0 && rc != -EEXIST) {
 		log_err("event=data_dir_unusable path=%s err=%s", cfg->data_dir, strerror(-rc));
 		return rc;
@@ -384,6 +384,13 @@ static int agent_state(void *arg, char *buf, size_t len)
 	return console_report(a->console, buf, len);
 }
 
+static size_t agent_metrics(void *arg, char *buf, size_t len)
+{
+	struct agent *a = arg;
+	size_t n = console_render_metrics(a->console, buf, len);
+	return n + supervisor_render_metrics(a->sup, buf + (n < len ? n : len), n < len ? len - n : 0);
+}
+
 static int start_scaling_and_reports(struct agent *a, const struct berth_config *cfg)
 {
 	int rc;
@@ -394,8 +401,10 @@ static int start_scaling_and_reports(struct agent *a, const struct berth_config 
 	if ((rc = collector_register(a->collector, "containers", reported_containers_source, a->reported)) ||
 	    (rc = collector_register(a->collector, "scheduler", reported_scheduler_source, a->reported)))
 		return rc;
-	if (a->api)
+	if (a->api) {
 		api_set_state_fn(a->api, agent_state, a);
+		api_set_metrics_fn(a->api, agent_metrics, a);
+	}
 	if (!cfg->autoscale.enabled) {
 		log_inf("event=autoscaler_disabled");
 		return 0;
@@ -422,8 +431,10 @@ static void stop_scaling_and_reports(struct agent *a)
 		collector_unregister(a->collector, "scheduler");
 		collector_unregister(a->collector, "containers");
 	}
-	if (a->api)
+	if (a->api) {
 		api_set_state_fn(a->api, NULL, NULL);
+		api_set_metrics_fn(a->api, NULL, NULL);
+	}
 	autoscaler_destroy(a->autoscaler);
 	a->autoscaler = NULL;
 	reported_destroy(a->reported);
@@ -495,29 +506,66 @@ errout:
 	return NULL;
 }
 
+/* Keys a SIGHUP applies to the running agent; every other changed key is refused by name
+ * ("needs a restart") and keeps its running value. */
+static bool reload_is_live(const char *key)
+{
+	static const char *const live[] = { "log_level", "log_syslog", "deployments_file" };
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (!strcmp(key, live[i]))
+			return true;
+	return false;
+}
+
+/* Appends key to a comma-separated list, bounded (snprintf cuts what does not fit). */
+static void list_add(char *list, size_t len, const char *key)
+{
+	size_t n = strlen(list);
+	snprintf(list + n, len - n, "%s%s", n ? "," : "", key);
+}
+
 int agent_reload(struct agent *a, const struct berth_config *cfg)
 {
-	int lvl = log_level_parse(cfg->log_level);
+	char changed[512] = "", applied[512] = "", refused[512] = "";
+	bool syslog_changed = a->cfg.log_syslog != cfg->log_syslog;
+	for (size_t i = 0; config_key_path(i); i++) {
+		if (!config_key_differs(i, &a->cfg, cfg))
+			continue;
+		const char *key = config_key_path(i);
+		list_add(changed, sizeof(changed), key);
+		if (reload_is_live(key)) {
+			config_key_copy(i, &a->cfg, cfg);
+			list_add(applied, sizeof(applied), key);
+		} else {
+			list_add(refused, sizeof(refused), key);
+		}
+	}
+	/* one line for all of them: a per-key line would meet the per-site rate limit */
+	if (refused[0])
+		log_wrn("event=reload_keys_refused keys=%s reason=\"needs a restart\"", refused);
+	int lvl = log_level_parse(a->cfg.log_level);
 	if (lvl >= 0)
 		log_set_level((enum log_level)lvl);
-	if (strcmp(cfg->device_id, a->cfg.device_id) || strcmp(cfg->data_dir, a->cfg.data_dir))
-		log_wrn("event=reload_needs_restart keys=device_id,data_dir");
+	if (syslog_changed)
+		log_set_syslog(a->cfg.log_syslog ? "berthd" : NULL);
 
-	/* --- supervision: the deployments file is read again and becomes the
-	 * desired state the way it did at start (through the command target, so
-	 * commands and the reported state see it); a bad file changes nothing. */
-	snprintf(a->cfg.deployments_file, sizeof(a->cfg.deployments_file), "%s", cfg->deployments_file);
+	/* --- supervision: the deployments file is read again (its content may have changed
+	 * under the same name) and becomes the desired state the way it did at start (through
+	 * the command target, so commands and the reported state see it); a bad file changes
+	 * nothing. */
 	if (!console_has_desired_state(a->console)) {
-		char *file = read_deployments_file(cfg->deployments_file);
+		char *file = read_deployments_file(a->cfg.deployments_file);
 		int rc = file ? console_boot(a->console, file) : 0;
 		free(file);
 		if (rc)
-			log_wrn("event=deployments_file_not_applied path=%s err=%s", cfg->deployments_file, strerror(-rc));
+			log_wrn("event=deployments_file_not_applied path=%s err=%s", a->cfg.deployments_file,
+				strerror(-rc));
 	} else {
 		log_inf("event=deployments_file_ignored reason=console_desired_state");
 	}
-	log_inf("event=reloaded log_level=%s", log_level_name(log_get_level()));
-	return 0;
+	log_inf("event=reloaded changed=%s applied=%s needs_restart=%s log_level=%s", changed[0] ? changed : "-",
+		applied[0] ? applied : "-", refused[0] ? refused : "-", log_level_name(log_get_level()));
+	return refused[0] ? -EAGAIN : 0;
 }
 
 void agent_destroy(struct agent *a)

@@ -11,8 +11,10 @@ struct agent;
  * reason when a module cannot start. Free with agent_destroy(). */
 struct agent *agent_create(struct loop *l, const struct berth_config *cfg);
 
-/* Applies a reloaded config (SIGHUP). Settings that need a restart are kept
- * and logged. Returns 0 or -errno. */
+/* Applies a reloaded config (SIGHUP): the keys that can change live are applied;
+ * every other changed key is refused by name ("needs a restart") and keeps its
+ * running value. Logs what changed, what was applied and what was refused.
+ * Returns 0, or -EAGAIN when a key was refused (the rest is applied). */
 int agent_reload(struct agent *a, const struct berth_config *cfg);
 
 /* Stops modules in reverse order; NULL is safe. */

@@ -17,7 +17,14 @@ int hal_net_listen_unix(const char *path, unsigned mode, int backlog) __attribut
 /* Removes the unix socket file at path if it is a socket (what
  * hal_net_listen_unix made); leaves anything else alone. */
 void hal_net_unlink_unix(const char *path);
-/* Closes a descriptor from hal_net_listen_*. Negative fd is ignored. */
+/* A connected, non-blocking, close-on-exec stream socket: to the unix socket at
+ * unix_path when it is non-empty, else to host:port (a name or address, resolved
+ * here: this may block on DNS). Waits at most timeout_ms for the connection.
+ * Returns the descriptor (close with hal_net_close), -ETIMEDOUT, -EHOSTUNREACH
+ * (unresolvable host), or the socket/connect error (-ECONNREFUSED, -EACCES, ...). */
+int hal_net_connect(const char *unix_path, const char *host, uint16_t port, unsigned timeout_ms)
+	__attribute__((warn_unused_result));
+/* Closes a descriptor from hal_net_listen_* or hal_net_connect. Negative fd is ignored. */
 void hal_net_close(int fd);
 
 #endif

@@ -34,6 +34,19 @@ struct hal_ctr_stats {
 	uint32_t pids;              /* tasks in the cgroup */
 };
 
+/* berthd's own process, for /metrics (Prometheus' process_* series). */
+struct hal_proc_stats {
+	double cpu_seconds;         /* user + system CPU time */
+	uint64_t rss_bytes;         /* resident set size */
+	uint64_t vsize_bytes;       /* virtual memory size */
+	uint32_t open_fds;
+	uint32_t max_fds;           /* soft limit */
+	uint64_t start_time_s;      /* Unix time the process started */
+};
+
+/* Reads the calling process. Returns 0 or -errno; fields it cannot read are left 0. */
+int hal_sys_proc_stats(struct hal_proc_stats *out) __attribute__((warn_unused_result));
+
 /* Reads the node. disk_path names a directory on the filesystem to report
  * (the data dir). Returns 0 or -errno; fields it cannot read are left 0. */
 int hal_sys_node_stats(const char *disk_path, struct hal_node_stats *out)

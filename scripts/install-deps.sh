@@ -2,8 +2,8 @@
 # Installs, idempotently, every Debian package berth needs to build, test and cross-compile.
 # Usage: scripts/install-deps.sh [--check] [--armhf]
 #   --check  list what is missing, install nothing (exit 1 when something is)
-#   --armhf  also the armhf (32-bit ARM) cross toolchain and libraries; optional,
-#            `make check` does not need them
+#   --armhf  accepted for older instructions: the armhf (32-bit ARM) cross toolchain and
+#            libraries are always installed now (make check cross-builds and tests armhf)
 set -euo pipefail
 
 CHECK_ONLY=0; WANT_ARMHF=0
@@ -23,6 +23,7 @@ HOST_PKGS=(
   podman runc busybox-static
   libcmocka-dev valgrind clang libclang-rt-14-dev iproute2 gnuplot-nox procps
   docker-registry apache2-utils
+  lintian debootstrap binfmt-support prometheus systemd
 )
 ARM64_PKGS=(
   gcc-aarch64-linux-gnu libc6-dev:arm64 libsqlite3-dev:arm64 libcjson-dev:arm64
@@ -35,8 +36,8 @@ ARMHF_PKGS=(
   libcjson-dev:armhf libmosquitto-dev:armhf libcurl4-openssl-dev:armhf
   libmicrohttpd-dev:armhf libssl-dev:armhf libcmocka-dev:armhf
 )
-WANTED=("${HOST_PKGS[@]}" "${ARM64_PKGS[@]}")
-[ $WANT_ARMHF -eq 1 ] && WANTED+=("${ARMHF_PKGS[@]}")
+WANT_ARMHF=1
+WANTED=("${HOST_PKGS[@]}" "${ARM64_PKGS[@]}" "${ARMHF_PKGS[@]}")
 
 # A package installed for several architectures (libfoo-dev and libfoo-dev:arm64)
 # answers once per architecture: an unqualified name means the native one (or all).

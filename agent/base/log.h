@@ -22,10 +22,17 @@ int log_level_parse(const char *s);
 const char *log_level_name(enum log_level lvl);
 /* Also send lines to syslog(3) with ident (NULL to stop). */
 void log_set_syslog(const char *ident);
+/* Start each stderr line with its sd-daemon priority prefix ("<3>" err, "<4>" wrn,
+ * "<6>" inf, "<7>" dbg) so journald files it at that level. berthd turns it on
+ * when JOURNAL_STREAM names its stderr. */
+void log_set_journal(bool on);
 /* Lines suppressed by rate limiting since start. */
 uint64_t log_suppressed_total(void);
 
-/* Writes one line: "<lvl> <tag>: <message>". Lines from one site beyond
+/* Writes one line: "<lvl> <tag>: <message>". A quoted value (key="...") ends at
+ * the last quote before the next " key=" or the end of the message; quotes and
+ * backslashes inside it are escaped (\" and \\), newlines and tabs written as \n
+ * and \t, so a message with quotes in it stays one parseable value. Lines from one site beyond
  * CONFIG_LOG_RATE_PER_S per second are counted, not written; the next
  * written line says how many were suppressed. */
 void log_write(struct log_site *site, enum log_level lvl, const char *tag, const char *fmt, ...)

@@ -9,6 +9,7 @@
 
 #include "agent/model/config.h"
 #include "agent/cmd/ctl_args.h"
+#include "agent/cmd/ctl_check.h"
 #include "agent/cmd/ctl_fmt.h"
 #include "agent/cmd/ctl_sign.h"
 #include "agent/model/deploy.h"
@@ -295,10 +296,17 @@ static int session_start(struct ctl *c)
 		uint64_t now = now_ms();
 		if (interrupted)
 			return CTL_EXIT_TIMEOUT;
-		if (now >= deadline) {
-			fprintf(stderr, "berthctl: cannot connect to the broker %s within %s%s%s\n",
-				broker_addr(c, addr, sizeof(addr)), secs(c), s.last_error ? ": " : "",
+		/* Nothing listens there: waiting out the timeout would not change that. */
+		if (now >= deadline || s.last_error == -ECONNREFUSED || s.last_error == -EHOSTUNREACH ||
+		    s.last_error == -ENETUNREACH) {
+			fprintf(stderr, "berthctl: cannot connect to the broker %s%s%s%s%s\n",
+				broker_addr(c, addr, sizeof(addr)), now >= deadline ? " within " : "",
+				now >= deadline ? secs(c) : "", s.last_error ? ": " : "",
 				s.last_error ? strerror(-s.last_error) : "");
+			fprintf(stderr, "berthctl: hint: name the broker with -b HOST[:PORT] or -c CONFIG (its broker.host "
+					"and broker.port%s); on the gateway itself, berthctl state --local -c "
+					"/etc/berth/config.json asks berthd without the broker\n",
+				c->a->config_file || c->a->broker ? "" : "; none given, so 127.0.0.1:1883 was tried");
 			return CTL_EXIT_BROKER;
 		}
 		(void)loop_run_once(c->loop, (int)(deadline - now < 50 ? deadline - now : 50));
@@ -776,6 +784,20 @@ static int check_deployments(const char *path)
 	return 0;
 }
 
+/* The subcommands answered on this machine without a broker (berthd's parser, the
+ * gateway's checks, its local API); -1 for the others. */
+static int local_command(const struct ctl_args *a)
+{
+	if (a->verb == CTL_CHECK_DEPLOYMENTS)
+		return check_deployments(a->file);
+	if (a->verb == CTL_CHECK)
+		return (int)ctl_check_run(stdout, a->config_file ? a->config_file : "/etc/berth/config.json",
+					  a->timeout_ms);
+	if (a->verb == CTL_STATE && a->local)
+		return ctl_local_state(a);
+	return -1;
+}
+
 /* The subcommands that need no broker: keygen and sign. */
 static int offline_command(int argc, char **argv)
 {
@@ -792,9 +814,6 @@ int main(int argc, char **argv)
 {
 	struct ctl_args a;
 	char err[512];
-	/* Offline validation, no broker: berthd's own parser. */
-	if (argc == 3 && strcmp(argv[1], "check-deployments") == 0)
-		return check_deployments(argv[2]);
 	if (argc >= 2 && (strcmp(argv[1], "keygen") == 0 || strcmp(argv[1], "sign") == 0))
 		return offline_command(argc, argv);
 	if (ctl_args_parse(argc, argv, &a, err, sizeof(err))) {
@@ -809,6 +828,10 @@ int main(int argc, char **argv)
 		printf("berthctl %s\n", BERTH_VERSION);
 		return CTL_EXIT_OK;
 	}
+	signal(SIGPIPE, SIG_IGN);
+	int lrc = local_command(&a);
+	if (lrc >= 0)
+		return lrc;
 	/* The uplink's log lines only on request: the output is for people and scripts. */
 	log_set_level(a.verbose >= 2 ? LOG_LEVEL_DBG : a.verbose ? LOG_LEVEL_INF : LOG_LEVEL_ERR);
 
@@ -835,7 +858,6 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	c->loop = loop_create();
 	if (!c->loop) {

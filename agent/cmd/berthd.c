@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/cmd/secrets.h"
 #include "agent/model/config.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "agent/base/version.h"
+#include "hal/fs.h"
 #include "hal/sys.h"
 #include "hal/watchdog.h"
 
@@ -46,7 +48,11 @@ static void on_sig_readable(void *arg, int fd, unsigned events)
 		if (sigs[i] == SIGHUP) {
 			struct berth_config cfg;
 			struct config_error err;
-			if (config_load(d->config_path, &cfg, &err) == 0) {
+			char smsg[512];
+			int lrc = config_load(d->config_path, &cfg, &err);
+			if (lrc == 0 && secrets_check(d->config_path, &cfg, smsg, sizeof(smsg)) != 0) {
+				log_err("event=reload_refused reason=\"%s\"", smsg);
+			} else if (lrc == 0) {
 				(void)agent_reload(d->agent, &cfg);
 			} else {
 				char msg[512];
@@ -71,18 +77,50 @@ static void usage(FILE *f)
 		"Signals: TERM/INT stop cleanly, HUP reloads the config.\n");
 }
 
-static int check_config(const char *path)
+/* Loads and validates path, secrets private included; 0, or EXIT_CONFIG with the reason on stderr. */
+static int load_config(const char *path, struct berth_config *cfg)
 {
-	struct berth_config cfg;
 	struct config_error err;
-	if (config_load(path, &cfg, &err) != 0) {
-		char msg[512];
+	char msg[512];
+	if (config_load(path, cfg, &err) != 0) {
 		config_error_format(path, &err, msg, sizeof(msg));
 		fprintf(stderr, "berthd: invalid config: %s\n", msg);
 		return EXIT_CONFIG;
 	}
+	if (secrets_check(path, cfg, msg, sizeof(msg)) != 0) {
+		fprintf(stderr, "berthd: refused config: %s\n", msg);
+		return EXIT_CONFIG;
+	}
+	return 0;
+}
+
+static int check_config(const char *path)
+{
+	struct berth_config cfg;
+	if (load_config(path, &cfg))
+		return EXIT_CONFIG;
 	printf("%s: ok (device_id=%s)\n", path, cfg.device_id);
 	return 0;
+}
+
+/* systemd sets JOURNAL_STREAM to "DEV:INODE" of the journal stream it gave us; only when it
+ * is still our stderr (not redirected since) do lines carry sd-daemon priority prefixes. */
+static bool stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	uint64_t d, i;
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || hal_fs_fd_id(STDERR_FILENO, &d, &i) < 0)
+		return false;
+	return d == dev && i == ino;
+}
+
+/* The data dir, the database and its WAL hold commands and telemetry: berth's alone;
+ * log lines carry journald priorities when stderr is the journal. */
+static void setup_process(void)
+{
+	hal_fs_private_files();
+	log_set_journal(stderr_is_journal());
 }
 
 static int setup_signals(void)
@@ -102,6 +140,7 @@ static int setup_signals(void)
 int main(int argc, char **argv)
 {
 	hal_sys_tune_memory();
+	setup_process();
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
@@ -136,13 +175,8 @@ int main(int argc, char **argv)
 	}
 
 	struct berth_config cfg;
-	struct config_error err;
-	if (config_load(config_path, &cfg, &err) != 0) {
-		char msg[512];
-		config_error_format(config_path, &err, msg, sizeof(msg));
-		fprintf(stderr, "berthd: invalid config: %s\n", msg);
+	if (load_config(config_path, &cfg))
 		return EXIT_CONFIG;
-	}
 	int lvl = log_level_parse(cfg.log_level);
 	log_set_level(lvl >= 0 ? (enum log_level)lvl : LOG_LEVEL_INF);
 	if (cfg.log_syslog)

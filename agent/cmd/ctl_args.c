@@ -17,6 +17,7 @@ static const char *const verb_names[] = {
 	[CTL_EVENTS] = "events",   [CTL_TELEMETRY] = "telemetry", [CTL_SITE] = "site",
 	[CTL_ROLLBACK] = "rollback",
 	[CTL_POLICY] = "policy", [CTL_SET_POLICY] = "set-policy", [CTL_SET_KEYS] = "set-keys",
+	[CTL_CHECK_DEPLOYMENTS] = "check-deployments", [CTL_CHECK] = "check",
 };
 #define NVERBS (sizeof(verb_names) / sizeof(verb_names[0]))
 
@@ -38,6 +39,8 @@ static const char *const positionals[][3] = {
 	[CTL_POLICY] = { "DEVICE" },
 	[CTL_SET_POLICY] = { "DEVICE", "FILE" },
 	[CTL_SET_KEYS] = { "DEVICE", "FILE" },
+	[CTL_CHECK_DEPLOYMENTS] = { "FILE" },
+	[CTL_CHECK] = { NULL },
 };
 
 const char *ctl_verb_name(enum ctl_verb v) { return (size_t)v < NVERBS ? verb_names[v] : "?"; }
@@ -64,6 +67,10 @@ const char *ctl_usage(void)
 	       "  set-keys DEVICE FILE            sign a trusted key list with a key the device trusts now (rotation)\n"
 	       "  keygen ID FILE                  make an Ed25519 signing key FILE (mode 0600); prints a key list with it\n"
 	       "  sign KIND DEVICE FILE|-         print FILE signed: KIND command|desired|policy|keys (no broker)\n"
+	       "  state --local                   this gateway's state from berthd's local API (no broker)\n"
+	       "  check-deployments FILE          validate a deployments file with berthd's parser (no broker)\n"
+	       "  check                           on the gateway: config, data dir, engine, broker, clock, disk\n"
+	       "                                  and memory, each ok/warn/fail with a fix (exit: the worst)\n"
 	       "\n"
 	       "Broker (a berthd config gives the same settings; options override it):\n"
 	       "  -c, --config FILE               read broker settings from a berthd config file\n"
@@ -86,8 +93,10 @@ const char *ctl_usage(void)
 	       "  -f, --follow                    events/telemetry: keep printing until interrupted\n"
 	       "  -n, --count N                   events/telemetry: stop after N rows\n"
 	       "      --version N                 deploy: send the file's deployments as version N\n"
+	       "      --local                     state: ask berthd's local API (-c gives its address)\n"
 	       "  -v, --verbose                   connection log on stderr (twice: debug)\n"
-	       "  -h, --help                      this text;  -V: berthctl's version\n"
+	       "  -V, --version                   berthctl's version (without a number after it)\n"
+	       "  -h, --help                      this text\n"
 	       "\n"
 	       "Exit codes:\n"
 	       "  0  done (the device accepted the command, or the output was printed)\n"
@@ -199,6 +208,7 @@ enum opt_id {
 	O_CONFIG, O_BROKER, O_USER, O_PASS, O_CAFILE, O_CERT, O_KEY, O_INSECURE, O_V311, O_JSON, O_TIMEOUT,
 	O_FOLLOW, O_COUNT, O_VERSION, O_INTERVAL, O_DURATION, O_MIN_RUNNING, O_VERBOSE, O_HELP, O_SHOW_VERSION,
 	O_SIGN_KEY, O_TARGET, O_EXPIRE,
+	O_LOCAL,
 };
 static const struct {
 	const char *lng;
@@ -218,6 +228,7 @@ static const struct {
 	{ "help", 'h', false, O_HELP },        { NULL, 'V', false, O_SHOW_VERSION },
 	{ "sign-key", 0, true, O_SIGN_KEY },   { "target", 0, true, O_TARGET },
 	{ "expire", 0, true, O_EXPIRE },
+	{ "local", 0, false, O_LOCAL },
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -235,6 +246,7 @@ static int apply_opt(struct ctl_args *a, enum opt_id id, const char *name, const
 	case O_INSECURE: a->tls_insecure = true; return 0;
 	case O_V311: a->v311 = true; return 0;
 	case O_JSON: a->json = true; return 0;
+	case O_LOCAL: a->local = true; return 0;
 	case O_FOLLOW: a->follow = true; return 0;
 	case O_VERBOSE: a->verbose++; return 0;
 	case O_HELP: a->verb = CTL_HELP; return 1;
@@ -292,6 +304,7 @@ static bool opt_allowed(enum opt_id id, enum ctl_verb v)
 	case O_FOLLOW:
 	case O_COUNT: return v == CTL_EVENTS || v == CTL_TELEMETRY;
 	case O_VERSION: return v == CTL_DEPLOY;
+	case O_LOCAL: return v == CTL_STATE;
 	case O_INTERVAL:
 	case O_DURATION:
 	case O_MIN_RUNNING: return v == CTL_CHAOS;
@@ -315,7 +328,12 @@ static int lookup_opt(int argc, char *const argv[], int *i, size_t *k_out, const
 				break;
 		if (k == NOPTS)
 			return fail(err, errlen, "unknown option '%.*s' (see berthctl --help)", (int)(nl + 2), s);
-		snprintf(name, namelen, "--%s", opts[k].lng);
+		/* --version N is deploy's version; --version alone is berthctl's own. */
+		if (opts[k].id == O_VERSION && !eq &&
+		    (*i + 1 >= argc || !argv[*i + 1][0] || strspn(argv[*i + 1], "0123456789") != strlen(argv[*i + 1])))
+			for (k = 0; k < NOPTS && opts[k].id != O_SHOW_VERSION; k++)
+				;
+		snprintf(name, namelen, "--%s", opts[k].lng ? opts[k].lng : "version");
 		if (eq) {
 			if (!opts[k].has_value)
 				return fail(err, errlen, "%s takes no value", name);
@@ -346,6 +364,8 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	unsigned want = 0;
 	while (want < 3 && positionals[a->verb][want])
 		want++;
+	if (a->verb == CTL_STATE && a->local)
+		want = 0; /* this gateway's own state: no DEVICE */
 	if (npos != want) {
 		if (npos < want)
 			return fail(err, errlen, "%s: missing %s (usage: berthctl %s%s%s%s%s%s%s)", verb_names[a->verb],
@@ -355,7 +375,9 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 				    want > 2 ? positionals[a->verb][2] : "");
 		return fail(err, errlen, "%s: unexpected argument '%s'", verb_names[a->verb], pos[want]);
 	}
-	if (want > 0) {
+	if (a->verb == CTL_CHECK_DEPLOYMENTS)
+		a->file = pos[0];
+	else if (want > 0) {
 		a->device = pos[0];
 		if (!valid_device(a->device))
 			return fail(err, errlen, "%s: DEVICE '%s' must be 1..63 characters without '/', '+', '#' or spaces",

@@ -34,6 +34,8 @@ enum ctl_verb {
 	CTL_POLICY,          /* the device's policy compliance (from its reported state) */
 	CTL_SET_POLICY,      /* sign and publish a policy document (retained) */
 	CTL_SET_KEYS,        /* sign and publish a trusted key list (retained): rotation */
+	CTL_CHECK_DEPLOYMENTS,  /* offline: validate a deployments file with berthd's parser */
+	CTL_CHECK,              /* on the gateway: config, data dir, engine, broker, clock, disk, memory */
 };
 
 #define CTL_TIMEOUT_DEFAULT_MS 5000u
@@ -55,6 +57,7 @@ struct ctl_args {
 	bool v311;                        /* --mqtt311: speak MQTT 3.1.1 (replies on the fallback topic) */
 
 	bool json;
+	bool local;                       /* state: read the local API (the config's api settings), not the broker */
 	bool follow;
 	int verbose;                      /* -v: uplink log lines on stderr (-vv: debug) */
 	uint32_t timeout_ms;
@@ -62,7 +65,7 @@ struct ctl_args {
 
 	const char *device;
 	const char *deployment;
-	const char *file;                 /* deploy */
+	const char *file;                 /* deploy, check-deployments */
 	uint64_t version;                 /* deploy --version override; 0: the file's */
 	uint32_t replicas;                /* scale */
 	uint32_t interval_s;              /* chaos */

@@ -9,6 +9,7 @@
 
 #include "agent/console/outbox.h"
 #include "agent/base/log.h"
+#include "agent/base/prom.h"
 #include "agent/base/loop.h"
 #include "agent/console/republish.h"
 #include "agent/telemetry/store.h"
@@ -374,4 +375,36 @@ bool console_has_desired_state(struct console *s)
 	char probe[2];
 	int rc = store_desired_get(s->st, &version, probe, sizeof(probe));
 	return rc == 0 || rc == -ENOSPC;
+}
+
+size_t console_render_metrics(struct console *s, char *buf, size_t len)
+{
+	static const char *const fam[][3] = {
+		{ "berth_uplink_connected", "gauge", "Broker connected (1) or not." },
+		{ "berth_uplink_connects_total", "counter", "Connections made." },
+		{ "berth_uplink_reconnects_total", "counter", "Connections after the first." },
+		{ "berth_outbox_rows", "gauge", "Rows buffered for the broker." },
+		{ "berth_outbox_bytes", "gauge", "Database bytes in use." },
+		{ "berth_outbox_rows_acked_total", "counter", "Rows the broker acknowledged." },
+	};
+	struct uplink_stats us = { 0 };
+	struct outbox_stats fs = { 0 };
+	struct store_stats ss;
+	if (s->up) {
+		uplink_get_stats(s->up, &us);
+		outbox_get_stats(s->fwd, &fs);
+	}
+	store_get_stats(s->st, &ss);
+	const double v[] = { us.connected, (double)us.connects, (double)(us.connects ? us.connects - 1 : 0),
+			     (double)ss.rows, (double)ss.used_bytes, (double)fs.rows_acked };
+	size_t n = 0;
+	for (unsigned i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		prom_family(buf, len, &n, fam[i][0], fam[i][1], fam[i][2], v[i]);
+	int k = snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0,
+			 "# HELP berth_outbox_dropped_total Rows pruned by the disk budget.\n"
+			 "# TYPE berth_outbox_dropped_total counter\n"
+			 "berth_outbox_dropped_total{kind=\"telemetry\"} %llu\n"
+			 "berth_outbox_dropped_total{kind=\"event\"} %llu\n",
+			 (unsigned long long)ss.dropped_telemetry, (unsigned long long)ss.dropped_events);
+	return n + (size_t)(k > 0 ? k : 0);
 }

@@ -49,6 +49,11 @@ void console_telemetry_source(void *s, struct collector_buf *b);
  * state/desired); then the deployments file must not override it. */
 bool console_has_desired_state(struct console *s);
 
+/* Prometheus series of the uplink (connected, connects, reconnects, failures) and the
+ * outbox (rows and bytes buffered, rows sent and acknowledged, rows dropped by the disk
+ * budget) into buf (len bytes); returns the length needed, as snprintf does. */
+size_t console_render_metrics(struct console *s, char *buf, size_t len);
+
 /* Topic of name ("status", "telemetry", ...) for this device. */
 const char *console_topic(const struct console *s, const char *name);
 

@@ -15,6 +15,8 @@
 #include "agent/infer/dispatch.h"
 #include "agent/base/jsonutil.h"
 #include "agent/base/log.h"
+#include "agent/base/version.h"
+#include "agent/infer/process_metrics.h"
 #include "agent/base/loop.h"
 #include "hal/clock.h"
 #include "hal/invoke.h"
@@ -28,61 +30,6 @@
 #define API_UNIX_MODE 0660             /* owner and group may connect */
 
 /* --- pure helpers ---------------------------------------------------------- */
-
-static int copy_model(const char *s, size_t n, struct api_route *route)
-{
-	if (n == 0 || n >= sizeof(route->model) || memchr(s, '/', n))
-		return -EINVAL;
-	memcpy(route->model, s, n);
-	route->model[n] = '\0';
-	return 0;
-}
-
-int api_route_parse(const char *method, const char *url, struct api_route *route)
-{
-	memset(route, 0, sizeof(*route));
-	if (!method || !url)
-		return -ENOENT;
-	size_t ulen = strcspn(url, "?#");
-	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-	bool post = strcmp(method, "POST") == 0;
-	static const char models[] = "/v2/models/";
-
-#define PATH_IS(p) (ulen == sizeof(p) - 1 && strncmp(url, p, ulen) == 0)
-	if (PATH_IS("/v2/health/live"))
-		route->kind = API_ROUTE_LIVE;
-	else if (PATH_IS("/v2/health/ready"))
-		route->kind = API_ROUTE_READY;
-	else if (PATH_IS("/metrics"))
-		route->kind = API_ROUTE_METRICS;
-	else if (PATH_IS("/v1/state"))
-		route->kind = API_ROUTE_STATE;
-#undef PATH_IS
-	else if (ulen > sizeof(models) - 1 && strncmp(url, models, sizeof(models) - 1) == 0) {
-		const char *m = url + sizeof(models) - 1;
-		const char *end = url + ulen;
-		const char *slash = memchr(m, '/', (size_t)(end - m));
-		if (!slash)
-			return -ENOENT;
-		const char *rest = slash + 1;
-		size_t rlen = (size_t)(end - rest);
-		if (rlen == 5 && strncmp(rest, "infer", 5) == 0)
-			route->kind = API_ROUTE_INFER;
-		else if (rlen == 5 && strncmp(rest, "ready", 5) == 0)
-			route->kind = API_ROUTE_MODEL_READY;
-		else
-			return -ENOENT;
-		if (copy_model(m, (size_t)(slash - m), route) < 0) {
-			route->kind = API_ROUTE_NOT_FOUND;
-			return -EINVAL;
-		}
-	} else {
-		return -ENOENT;
-	}
-	if (route->kind == API_ROUTE_INFER ? !post : !get)
-		return -EPERM;
-	return 0;
-}
 
 int api_parse_deadline_ms(const char *value, uint32_t *deadline_ms)
 {
@@ -236,6 +183,8 @@ struct api {
 	char *scratch;               /* /metrics and /v1/state text, grown as needed */
 	size_t scratch_cap;
 	api_state_fn state_fn;       /* the agent's state document for /v1/state; NULL: dispatch's alone */
+	api_metrics_fn metrics_fn;   /* the rest of the agent's series for /metrics; NULL: none */
+	void *metrics_arg;
 	void *state_arg;
 	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
 };
@@ -422,6 +371,12 @@ static enum MHD_Result send_state(struct api *a, struct MHD_Connection *conn)
 	return send_error(a, conn, 500, "state too large to render", NULL, NULL, NULL, 0);
 }
 
+void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg)
+{
+	a->metrics_fn = fn;
+	a->metrics_arg = arg;
+}
+
 void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
 {
 	a->state_fn = fn;
@@ -453,6 +408,11 @@ static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn,
 					 (unsigned long long)a->http_errors[ERR_405], (unsigned long long)a->http_errors[ERR_413],
 					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL]);
 			n += (size_t)(k > 0 ? k : 0);
+			n += process_metrics_render(a->scratch + (n < a->scratch_cap ? n : a->scratch_cap),
+					    n < a->scratch_cap ? a->scratch_cap - n : 0);
+			if (a->metrics_fn)
+				n += a->metrics_fn(a->metrics_arg, a->scratch + (n < a->scratch_cap ? n : a->scratch_cap),
+						   n < a->scratch_cap ? a->scratch_cap - n : 0);
 		}
 		if (n < a->scratch_cap)
 			return send_buf(conn, 200, a->scratch, n,
@@ -486,6 +446,21 @@ static enum MHD_Result answer_simple(struct api *a, struct MHD_Connection *conn,
 		n = json_str(body, sizeof(body), n, rt->model);
 		n = json_raw(body, sizeof(body), n, ok ? ",\"ready\":true}" : ",\"ready\":false}");
 		return send_buf(conn, ok ? 200 : 503, body, n, "application/json");
+	}
+	case API_ROUTE_SERVER_META: {
+		static const char body[] = "{\"name\":\"berth\",\"version\":\"" BERTH_VERSION "\",\"extensions\":[]}";
+		return send_buf(conn, 200, body, sizeof(body) - 1, "application/json");
+	}
+	case API_ROUTE_MODEL_META: {
+		/* The tensors are the worker's own: berth does not know them, so inputs and
+		 * outputs are empty (the protocol requires the arrays, not their content). */
+		if (dispatch_model_find(a->dispatch, rt->model) < 0)
+			return send_error(a, conn, 404, "unknown model", NULL, NULL, rt->model, 0);
+		char body[160];
+		size_t n = json_raw(body, sizeof(body), 0, "{\"name\":");
+		n = json_str(body, sizeof(body), n, rt->model);
+		n = json_raw(body, sizeof(body), n, ",\"platform\":\"berth\",\"inputs\":[],\"outputs\":[]}");
+		return send_buf(conn, 200, body, n, "application/json");
 	}
 	case API_ROUTE_METRICS:
 		return send_rendered(a, conn, true);
@@ -860,6 +835,13 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 }
 
 void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
+{
+	(void)a;
+	(void)fn;
+	(void)arg;
+}
+
+void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg)
 {
 	(void)a;
 	(void)fn;

@@ -33,6 +33,12 @@ typedef int (*api_state_fn)(void *arg, char *buf, size_t len);
  * with the dispatcher's figures - what it answers without fn - added as the
  * member "dispatch". NULL restores the dispatcher's figures alone. */
 void api_set_state_fn(struct api *a, api_state_fn fn, void *arg);
+/* Series of the rest of the agent (uplink, outbox, supervision) appended to
+ * /metrics after the API's own: fn writes Prometheus text into buf (len bytes)
+ * and returns the length it needed, as snprintf does (more than len: called
+ * again with a larger buffer). NULL removes it. */
+typedef size_t (*api_metrics_fn)(void *arg, char *buf, size_t len);
+void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg);
 /* Answers requests still waiting in the queue with 503, closes the
  * listeners and frees. NULL is safe. */
 void api_destroy(struct api *a);
@@ -47,6 +53,8 @@ enum api_route_kind {
 	API_ROUTE_MODEL_READY,    /* GET  /v2/models/{model}/ready */
 	API_ROUTE_METRICS,        /* GET  /metrics */
 	API_ROUTE_STATE,          /* GET  /v1/state */
+	API_ROUTE_SERVER_META,    /* GET  /v2 */
+	API_ROUTE_MODEL_META,     /* GET  /v2/models/{model} */
 };
 
 struct api_route {
@@ -54,7 +62,10 @@ struct api_route {
 	char model[DEPLOY_NAME_MAX];  /* INFER and MODEL_READY */
 };
 
-/* Maps method and path (query string ignored) to a route. Returns 0, or
+/* Maps method and path (query string ignored) to a route. The model routes also
+ * come in the Open Inference Protocol's versions form, /v2/models/{model}/versions/
+ * {version}[/infer|/ready]: berth serves one version of a model (its running
+ * deployment), so any non-empty version names it. Returns 0, or
  * -ENOENT (no such path: 404), -EINVAL (model name too long or empty: 404),
  * -EPERM (path exists but not with this method: 405; route->kind says which). */
 int api_route_parse(const char *method, const char *url, struct api_route *route)

@@ -142,9 +142,13 @@ static void render_request_metrics(const struct dispatch *d, struct out *op, con
 		outf(&o, "berth_request_latency_seconds_count{" LBL "} %llu\n", LBLV, (unsigned long long)cum);
 	}
 
+	/* A model and class with no decided request has no compliance (the state JSON says
+	 * null): no series rather than a made-up 1. */
 	help(&o, "berth_sla_compliance", "gauge",
-	     "Share of decided requests answered on time (refusals count as misses); 1 when none.");
-	EACH_MC outf(&o, "berth_sla_compliance{" LBL "} %.6f\n", LBLV, sched_compliance(&ms[m].cls[c]));
+	     "Share of decided requests answered on time (refusals count as misses); absent when none was decided.");
+	EACH_MC if (ms[m].cls[c].on_time + ms[m].cls[c].late + ms[m].cls[c].failed + ms[m].cls[c].cancelled +
+		    sched_refused_total(&ms[m].cls[c]))
+		outf(&o, "berth_sla_compliance{" LBL "} %.6f\n", LBLV, sched_compliance(&ms[m].cls[c]));
 #undef COUNTER
 #undef LBLV
 #undef LBL

@@ -275,6 +275,22 @@ static const char *closest_key(const char *path, char *buf, size_t len)
 
 const char *config_key_path(size_t i) { return i < NKEYS ? keys[i].path : NULL; }
 
+bool config_key_differs(size_t i, const struct berth_config *a, const struct berth_config *b)
+{
+	if (i >= NKEYS)
+		return false;
+	const char *pa = (const char *)a + keys[i].off, *pb = (const char *)b + keys[i].off;
+	if (keys[i].type == CT_STR || keys[i].type == CT_ENUM)
+		return strncmp(pa, pb, keys[i].size) != 0;
+	return memcmp(pa, pb, keys[i].size) != 0;
+}
+
+void config_key_copy(size_t i, struct berth_config *dst, const struct berth_config *src)
+{
+	if (i < NKEYS)
+		memcpy((char *)dst + keys[i].off, (const char *)src + keys[i].off, keys[i].size);
+}
+
 const char *config_key_type(size_t i)
 {
 	static const char *const names[] = {

@@ -163,6 +163,11 @@ void config_error_format(const char *path, const struct config_error *err, char 
 const char *config_key_path(size_t i);
 const char *config_key_type(size_t i);
 
+/* Whether key i has different values in a and b; false past the last key. */
+bool config_key_differs(size_t i, const struct berth_config *a, const struct berth_config *b);
+/* Copies key i's value from src into dst (nothing past the last key). */
+void config_key_copy(size_t i, struct berth_config *dst, const struct berth_config *src);
+
 /* Levenshtein distance, used for "did you mean" hints (exposed for other
  * validators, e.g. the deployment spec). */
 unsigned config_edit_distance(const char *a, const char *b);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "agent/model/config.h"
+#include "agent/model/deploy.h"
+#include "agent/model/sla.h"
 #include "agent/scale/forecast.h"
 #include "agent/base/log.h"
 
@@ -298,9 +300,9 @@ static void report_blocked(struct autoscale *a, const struct as_dep *e, struct a
 		.cpu_projected_cores = cpu_proj + cp * (o->wanted - cur - granted),
 		.cpu_ceiling_cores = cpu_ceil,
 	};
-	log_wrn("event=scale_blocked deployment=%s class=%d resource=%s replicas=%u wanted=%u "
+	log_wrn("event=scale_blocked deployment=%s class=%s resource=%s replicas=%u wanted=%u "
 		"granted=%u mem_projected=%llu mem_ceiling=%llu cpu_projected=%.2f cpu_ceiling=%.2f",
-		b.name, (int)b.cls, b.resource, b.replicas, b.wanted, b.granted,
+		b.name, sla_class_name(b.cls), b.resource, b.replicas, b.wanted, b.granted,
 		(unsigned long long)b.mem_projected_bytes, (unsigned long long)b.mem_ceiling_bytes,
 		b.cpu_projected_cores, b.cpu_ceiling_cores);
 	if (a->ev.blocked)

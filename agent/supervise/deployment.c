@@ -170,6 +170,7 @@ void deployment_status(const struct supervisor *s, const struct deployment *d, s
 		}
 		if (r->st != SUP_R_EMPTY && r->hash != d->spec.spec_hash && !d->removing)
 			o->rolling = true;
+		o->probe_failures += r->live.failures + r->readiness.failures;
 	}
 	if (d->removing)
 		o->health = "stopped";

@@ -686,3 +686,29 @@ const char *supervisor_state_name(enum sup_replica_state st)
 	default: return "?";
 	}
 }
+
+size_t supervisor_render_metrics(const struct supervisor *s, char *buf, size_t len)
+{
+	static const struct { const char *name, *type, *help; } fam[] = {
+		{ "berth_deployment_restarts_total", "counter", "Replica restarts." },
+		{ "berth_deployment_probe_failures_total", "counter", "Liveness and readiness probe failures." },
+	};
+	struct sup_status st;
+	size_t n = 0;
+	for (unsigned f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		int k = snprintf(buf + (n < len ? n : len), n < len ? len - n : 0, "# HELP %s %s\n# TYPE %s %s\n",
+				 fam[f].name, fam[f].help, fam[f].name, fam[f].type);
+		n += (size_t)(k > 0 ? k : 0);
+		for (unsigned i = 0; i < SUP_MAX_DEPLOYMENTS; i++) {
+			const struct deployment *d = s->deps[i];
+			if (!d || !d->used)
+				continue;
+			deployment_status(s, d, &st);
+			unsigned long long v = f == 0 ? st.restarts : st.probe_failures;
+			k = snprintf(buf + (n < len ? n : len), n < len ? len - n : 0, "%s{deployment=\"%s\"} %llu\n",
+				     fam[f].name, st.name, v);
+			n += (size_t)(k > 0 ? k : 0);
+		}
+	}
+	return n;
+}

@@ -79,6 +79,8 @@ struct sup_status {
 	const char *health;                /* "healthy", "degraded", "unavailable", "stopped" */
 	enum sup_circuit circuit;
 	uint32_t restarts;                 /* since the agent started */
+	uint64_t probe_failures;           /* liveness + readiness probe failures of its replica slots
+	                                    * since the deployment was added */
 	bool migration_needed;
 	char last_error[128];
 	uint64_t spec_hash;
@@ -148,6 +150,9 @@ int supervisor_status(const struct supervisor *s, const char *deployment, struct
 	__attribute__((warn_unused_result));
 /* Status of every tracked deployment, at most max; returns how many. */
 unsigned supervisor_statuses(const struct supervisor *s, struct sup_status *out, unsigned max);
+/* Prometheus series per deployment (restarts, probe failures, ready and desired
+ * replicas) into buf (len bytes); returns the length needed, as snprintf does. */
+size_t supervisor_render_metrics(const struct supervisor *s, char *buf, size_t len);
 
 /* Spec of a desired (not removing) deployment, or NULL. Valid until the
  * next supervisor_apply() or supervisor_set_replicas(); do not keep it. */

@@ -578,6 +578,11 @@ static int insert(struct store *s, enum store_kind kind, int prio, int64_t ts_ms
 	return rc;
 }
 
+static const char *kind_name(enum store_kind kind)
+{
+	return kind == STORE_TELEMETRY ? "telemetry" : "event";
+}
+
 int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms, const char *body, size_t len,
 		 int64_t *seq)
 {
@@ -585,7 +590,7 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 		return -EINVAL;
 	if (len > STORE_ROW_MAX_BYTES) {
 		count_refused(s, kind);
-		log_wrn("event=row_dropped reason=too_large kind=%d len=%zu max=%d", kind, len, STORE_ROW_MAX_BYTES);
+		log_wrn("event=row_dropped reason=too_large kind=%s len=%zu max=%d", kind_name(kind), len, STORE_ROW_MAX_BYTES);
 		flush_counters(s);
 		return -EMSGSIZE;
 	}
@@ -618,7 +623,7 @@ int store_append(struct store *s, enum store_kind kind, int prio, int64_t ts_ms,
 		txn_lost(s, "append", src);
 	if (src == SQLITE_FULL) {
 		count_refused(s, kind);
-		log_wrn("event=row_dropped reason=store_full kind=%d len=%zu", kind, len);
+		log_wrn("event=row_dropped reason=store_full kind=%s len=%zu", kind_name(kind), len);
 		rc = -ENOSPC;
 	} else {
 		rc = fail(s, src, "append");

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -647,6 +648,62 @@ unsigned hal_sys_ncpu(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (unsigned)n : 1;
+}
+
+/* Reads a small /proc file of this process (never under the test root). */
+static int read_self(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, len - 1);
+	int err = errno;
+	close(fd);
+	if (n < 0)
+		return -err;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+int hal_sys_proc_stats(struct hal_proc_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	char buf[1024];
+	int rc = read_self("/proc/self/stat", buf, sizeof(buf));
+	if (rc < 0)
+		return rc;
+	/* the command name may hold spaces and parentheses: fields start after the last ')' */
+	const char *p = strrchr(buf, ')');
+	unsigned long long utime, stime, start, vsize;
+	long long rss;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
+			 "%llu %llu %lld", &utime, &stime, &start, &vsize, &rss) != 5)
+		return -EINVAL;
+	long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	if (hz <= 0 || page <= 0)
+		return -EINVAL;
+	out->cpu_seconds = (double)(utime + stime) / (double)hz;
+	out->vsize_bytes = vsize;
+	out->rss_bytes = rss > 0 ? (uint64_t)rss * (uint64_t)page : 0;
+	char st[4096];
+	if (read_self("/proc/stat", st, sizeof(st)) > 0) {
+		const char *b = strstr(st, "\nbtime ");
+		if (b)
+			out->start_time_s = strtoull(b + 7, NULL, 10) + start / (unsigned long long)hz;
+	}
+	DIR *d = opendir("/proc/self/fd");
+	if (d) {
+		uint32_t n = 0;
+		for (struct dirent *e; (e = readdir(d));)
+			if (e->d_name[0] != '.')
+				n++;
+		closedir(d);
+		out->open_fds = n ? n - 1 : 0; /* less the directory's own descriptor */
+	}
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		out->max_fds = (uint32_t)rl.rlim_cur;
+	return 0;
 }
 
 /* glibc's default threshold (128 KiB, raised as mmapped chunks are freed)

@@ -78,3 +78,30 @@ int hal_fs_unlink(const char *path)
 {
 	return unlink(path) < 0 ? -errno : 0;
 }
+
+int hal_fs_info(const char *path, struct hal_fs_info *out)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -errno;
+	out->perm = (unsigned)(st.st_mode & 07777);
+	out->uid = (uint32_t)st.st_uid;
+	out->is_dir = S_ISDIR(st.st_mode);
+	out->size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int hal_fs_fd_id(int fd, uint64_t *dev, uint64_t *ino)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	*dev = (uint64_t)st.st_dev;
+	*ino = (uint64_t)st.st_ino;
+	return 0;
+}
+
+void hal_fs_private_files(void)
+{
+	umask(0077);
+}

@@ -3,7 +3,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -79,4 +82,47 @@ void hal_net_close(int fd)
 {
 	if (fd >= 0)
 		close(fd);
+}
+
+int hal_net_connect(const char *unix_path, const char *host, uint16_t port, unsigned timeout_ms)
+{
+	int fd, rc, err;
+	if (unix_path && *unix_path) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		if (strlen(unix_path) >= sizeof(sa.sun_path))
+			return -ENAMETOOLONG;
+		memcpy(sa.sun_path, unix_path, strlen(unix_path) + 1);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			return -errno;
+		rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		err = errno;
+	} else {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+		char ps[8];
+		snprintf(ps, sizeof(ps), "%u", (unsigned)port);
+		if (getaddrinfo(host, ps, &hints, &res) != 0)
+			return -EHOSTUNREACH;
+		fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			freeaddrinfo(res);
+			return -errno;
+		}
+		rc = connect(fd, res->ai_addr, res->ai_addrlen);
+		err = errno;
+		freeaddrinfo(res);
+	}
+	if (rc < 0 && err != EINPROGRESS && err != EAGAIN) {
+		close(fd);
+		return -err;
+	}
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int r = poll(&p, 1, (int)timeout_ms);
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	if (r <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
+		close(fd);
+		return r == 0 ? -ETIMEDOUT : -(soerr ? soerr : EIO);
+	}
+	return fd;
 }

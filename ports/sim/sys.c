@@ -141,4 +141,11 @@ void sim_reset(void)
 
 __attribute__((constructor)) static void sim_sys_init(void) { sys_defaults(); }
 
+/* The simulated gateway has no process of its own to read. */
+int hal_sys_proc_stats(struct hal_proc_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	return -ENOSYS;
+}
+
 void hal_sys_tune_memory(void) {}

@@ -157,7 +157,7 @@ sed 's/"max_body_bytes": 4096,/"max_body_bytes": 4096, "token": "t0ken-for-test"
 "$BERTH_BUILD/berthd" -c "$tmp/config-token.json" > "$tmp/berthd-token.log" 2>&1 &
 berthd_pid=$!
 is_auth() { [ "$(code -H "Authorization: Bearer t0ken-for-test" "$1")" = 200 ]; }
-wait_until 10 "berthd with a token ready" is_auth "$api/v2/health/ready" || fail "berthd with a token not ready"
+wait_until 10 "berthd with a token live" is_auth "$api/v2/health/live" || fail "berthd with a token not live"
 [ "$(code "$api/v2/health/ready")" = 401 ] || fail "no token: $(code "$api/v2/health/ready"), expected 401"
 [ "$(code -H "Authorization: Bearer wrong-token-xx" "$api/v1/state")" = 401 ] || fail "wrong token accepted"
 [ "$(code -H "Authorization: Bearer t0ken-for-test" "$api/v1/state")" = 200 ] || fail "right token refused"

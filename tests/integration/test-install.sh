@@ -2,7 +2,7 @@
 # `make install DESTDIR= PREFIX=` lays out a gateway: stripped berthd (under 300 KB) and berthctl in
 # PREFIX/bin, a systemd unit that systemd accepts (Type=notify, a watchdog, Restart=always and no
 # start-rate limit), a valid example config and deployments file in /etc/berth, the data dir
-# /var/lib/berth (0750) and the docs; a second install keeps the operator's edited config.
+# /var/lib/berth (0700) and the docs; a second install keeps the operator's edited config.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BERTH_BUILD:-$repo/build}
@@ -47,7 +47,7 @@ fi
   && ok "/etc/berth/config.json passes --check-config" || bad "installed config: $(cat "$D/check")"
 "$R/usr/bin/berthctl" check-deployments "$R/etc/berth/deployments.json" > "$D/check" 2>&1 \
   && ok "/etc/berth/deployments.json is valid" || bad "installed deployments: $(cat "$D/check")"
-[ "$(stat -c %a "$R/var/lib/berth" 2>/dev/null)" = 750 ] && ok "/var/lib/berth 0750" || bad "/var/lib/berth: $(stat -c %a "$R/var/lib/berth" 2>&1)"
+[ "$(stat -c %a "$R/var/lib/berth" 2>/dev/null)" = 700 ] && ok "/var/lib/berth 0700" || bad "/var/lib/berth: $(stat -c %a "$R/var/lib/berth" 2>&1)"
 [ -f "$R/usr/share/doc/berth/configuration.md" ] && ok "docs installed" || bad "docs not installed"
 
 # a second install never overwrites the operator's files

@@ -30,6 +30,20 @@ static void routes_map_kserve_paths(void **state)
 	assert_int_equal(api_route_parse("GET", "/v1/state?pretty=1", &r), 0);
 	assert_int_equal(r.kind, API_ROUTE_STATE);
 	assert_int_equal(api_route_parse("HEAD", "/v2/health/live", &r), 0);
+	/* Open Inference Protocol metadata: server, model, and the versions forms */
+	assert_int_equal(api_route_parse("GET", "/v2", &r), 0);
+	assert_int_equal(r.kind, API_ROUTE_SERVER_META);
+	assert_int_equal(api_route_parse("GET", "/v2/models/m1", &r), 0);
+	assert_int_equal(r.kind, API_ROUTE_MODEL_META);
+	assert_string_equal(r.model, "m1");
+	assert_int_equal(api_route_parse("GET", "/v2/models/m1/versions/3", &r), 0);
+	assert_int_equal(r.kind, API_ROUTE_MODEL_META);
+	assert_string_equal(r.model, "m1");
+	assert_int_equal(api_route_parse("GET", "/v2/models/m1/versions/3/ready", &r), 0);
+	assert_int_equal(r.kind, API_ROUTE_MODEL_READY);
+	assert_int_equal(api_route_parse("POST", "/v2/models/m1/versions/3/infer", &r), 0);
+	assert_int_equal(r.kind, API_ROUTE_INFER);
+	assert_string_equal(r.model, "m1");
 	/* a query string does not change the route */
 	assert_int_equal(api_route_parse("POST", "/v2/models/m/infer?x=1", &r), 0);
 	assert_string_equal(r.model, "m");
@@ -41,7 +55,12 @@ static void unknown_paths_and_wrong_methods(void **state)
 	assert_int_equal(api_route_parse("GET", "/", &r), -ENOENT);
 	assert_int_equal(api_route_parse("GET", "/v2/health/livex", &r), -ENOENT);
 	assert_int_equal(api_route_parse("POST", "/v2/models/m/infer/extra", &r), -ENOENT);
-	assert_int_equal(api_route_parse("POST", "/v2/models/m", &r), -ENOENT);
+	assert_int_equal(api_route_parse("POST", "/v2/models/m", &r), -EPERM);
+	assert_int_equal(r.kind, API_ROUTE_MODEL_META);
+	assert_int_equal(api_route_parse("GET", "/v2/models/m/versions/", &r), -ENOENT);
+	assert_int_equal(api_route_parse("GET", "/v2/models/m/versions//ready", &r), -ENOENT);
+	assert_int_equal(api_route_parse("GET", "/v2/models/m/versions/1/ready/x", &r), -ENOENT);
+	assert_int_equal(api_route_parse("GET", "/v2/modelsx", &r), -ENOENT);
 	assert_int_equal(api_route_parse("POST", "/v2/models//infer", &r), -EINVAL);
 	char longname[128];
 	memset(longname, 'a', sizeof(longname));
