@@ -62,6 +62,8 @@ LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lcrypto -lm
 CORE_SRCS := $(wildcard agent/*.c agent/*/*.c)
 # the programs' mains are linked on their own; berthctl's helpers live in the core library
 CORE_SRCS := $(filter-out agent/cmd/berthd.c agent/cmd/berthctl.c agent/cmd/berth-sim.c,$(CORE_SRCS))
+# the site cluster is added below when CONFIG_SITE is set
+CORE_SRCS := $(filter-out agent/site/%,$(CORE_SRCS))
 # ports/posix holds what both ports do the same way (files, listening sockets)
 LINUX_SRCS := $(wildcard ports/linux/*.c ports/posix/*.c)
 SIM_SRCS := $(wildcard ports/sim/*.c ports/posix/*.c)
@@ -79,8 +81,8 @@ TEST_RUNNER ?=
 
 .SECONDARY:
 .PHONY: all test unit-tests check bench demo install clean menuconfig savedefconfig \
-	defconfig integration fuzz fuzz-smoke cross-arm64 cross-armhf minimal-build layering print-% help \
-	deb deb-test deb-test-arm soak crashpoints
+	defconfig integration fuzz fuzz-smoke cross-arm64 cross-armhf minimal-build site-build bench-site \
+	layering print-% help deb deb-test deb-test-arm soak crashpoints
 all: $(BINS)
 
 # --- Kconfig ------------------------------------------------------------
@@ -111,6 +113,15 @@ savedefconfig: $(O)/.config
 # Goals that must work before dependencies are installed never read it.
 ifeq ($(filter clean menuconfig savedefconfig %_defconfig check demo help,$(MAKECMDGOALS)),)
 -include $(O)/auto.conf
+endif
+# The site cluster (agent/site/) and its libraries, when configured.
+# The pure parts (state machine, placement) are always built and unit-tested.
+CORE_SRCS += agent/site/sitestate.c agent/site/placement.c
+ifeq ($(CONFIG_SITE),y)
+CORE_SRCS += agent/site/consensus.c agent/site/site.c
+LIBS += -lraft -luv
+else
+UNIT_BINS := $(filter-out %/test_site_sim,$(UNIT_BINS))
 endif
 
 # --- compile and link ----------------------------------------------------
@@ -164,6 +175,7 @@ check:
 	$(Q)tests/size-check.sh $(O)/berthd $(STRIP)
 	$(Q)tests/sim-fixture.sh $(O)
 	$(Q)$(MAKE) --no-print-directory minimal-build
+	$(Q)$(MAKE) --no-print-directory site-build
 	$(Q)$(MAKE) --no-print-directory O=$(O)/asan SANITIZE=address,undefined WERROR=1 test
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 	$(Q)scripts/integration.sh $(O)
@@ -177,6 +189,15 @@ layering:
 	$(Q)scripts/check-layering.sh
 
 # The minimal preset (no local API, forecaster, TLS or watchdog) must keep building.
+# The site preset (the gateway plus the site cluster): built, its simulated site
+# run; the site integration tests and bench-site use $(O)/site/berthd.
+site-build:
+	$(Q)$(MAKE) --no-print-directory O=$(O)/site site_defconfig >/dev/null
+	$(Q)$(MAKE) --no-print-directory O=$(O)/site WERROR=1 all $(O)/site/tests/test_site_sim
+	$(Q)$(O)/site/tests/test_site_sim >/dev/null 2>&1 || { $(O)/site/tests/test_site_sim; exit 1; }
+bench-site: site-build
+	$(Q)tests/bench/bench-site.sh $(O)/site
+
 minimal-build:
 	$(Q)$(MAKE) --no-print-directory O=$(O)/minimal minimal_defconfig >/dev/null
 	$(Q)$(MAKE) --no-print-directory O=$(O)/minimal WERROR=1 all

@@ -27,6 +27,8 @@ struct actions {
 	struct lkg *lkg;              /* last-known-good and image fields; may be NULL */
 	struct deploy_set cur;        /* last applied set */
 	struct deploy_set scratch;    /* parse buffer (sets are large: not on the stack) */
+	struct deploy_set local;      /* what the site filter left for this gateway */
+	struct actions_site site;
 	struct sup_status st[SUP_MAX_DEPLOYMENTS];
 	struct sup_replica reps[SUP_MAX_DEPLOYMENTS * DEPLOY_MAX_REPLICAS];
 };
@@ -44,6 +46,25 @@ struct actions *actions_create(struct supervisor *sup, struct chaos *chaos)
 void actions_destroy(struct actions *t) { free(t); }
 
 void actions_set_dispatch(struct actions *t, struct dispatch *d) { t->dispatch = d; }
+
+void actions_set_site(struct actions *t, const struct actions_site *site)
+{
+	if (site)
+		t->site = *site;
+	else
+		memset(&t->site, 0, sizeof(t->site));
+}
+
+/* The supervisor gets this gateway's share of set (all of it without a site). */
+static int target_apply(struct actions *t, const struct deploy_set *set)
+{
+	if (!t->site.filter)
+		return supervisor_apply(t->sup, set);
+	(void)t->site.filter(t->site.arg, set, &t->local); /* a name clash is logged, the rest applies */
+	return supervisor_apply(t->sup, &t->local);
+}
+
+int actions_reapply(struct actions *t) { return target_apply(t, &t->cur); }
 
 void actions_set_events(struct actions *t, struct events *ev) { t->events = ev; }
 
@@ -119,7 +140,7 @@ static int apply(void *ctx, uint64_t version, const char *json, struct command_e
 	if (deploy_parse(json, strlen(json), &t->scratch, &de))
 		return spec_error(&de, err);
 	t->scratch.version = version;
-	int rc = supervisor_apply(t->sup, &t->scratch);
+	int rc = target_apply(t, &t->scratch);
 	if (rc) {
 		err->code = rc == -ESTALE ? "stale_version" : "internal";
 		snprintf(err->message, sizeof(err->message), "supervisor refused version %llu: %s",
@@ -173,7 +194,7 @@ static int remove_dep(void *ctx, const char *name, struct command_error *err)
 		if (strcmp(t->scratch.d[i].name, name) != 0)
 			t->scratch.d[o++] = t->scratch.d[i];
 	t->scratch.n = o;
-	int rc = supervisor_apply(t->sup, &t->scratch);
+	int rc = target_apply(t, &t->scratch);
 	if (rc) {
 		err->code = "internal";
 		snprintf(err->message, sizeof(err->message), "remove %s: %s", name, strerror(-rc));
@@ -281,6 +302,16 @@ static int report_extra(void *ctx, char *buf, size_t len, bool figures)
 	if (w < 0 || (size_t)w >= len - (size_t)n)
 		return -ENOSPC;
 	n += w;
+	if (t->site.report) {
+		w = snprintf(buf + n, len - (size_t)n, ",\"site\":");
+		if (w < 0 || (size_t)w >= len - (size_t)n)
+			return -ENOSPC;
+		n += w;
+		int m = t->site.report(t->site.arg, buf + n, len - (size_t)n);
+		if (m < 0)
+			return m;
+		n += m;
+	}
 	if (!t->chaos)
 		return n;
 	/* The last chaos run (runs 0 before the first). */

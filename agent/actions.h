@@ -18,6 +18,7 @@ struct actions;
 extern const struct control_target_ops actions_ops;
 
 struct dispatch;
+struct deploy_set;
 
 /* sup and chaos are borrowed (chaos may be NULL: the verb is refused). */
 struct actions *actions_create(struct supervisor *sup, struct chaos *chaos);
@@ -44,6 +45,20 @@ void actions_set_dispatch(struct actions *t, struct dispatch *d);
  * refused, compliance) and "engine" ("available" or "unavailable"). */
 int actions_report(struct actions *t, char *buf, size_t len) __attribute__((warn_unused_result));
 
+/* A site cluster between the desired state and the supervisor: filter
+ * turns the whole desired set into what this gateway runs (node-scoped
+ * deployments plus its share of the site-scoped ones), report writes the
+ * site view (a JSON object) into the reported state's "site" key. NULL
+ * filter: the desired set goes to the supervisor as it is. */
+struct actions_site {
+	int (*filter)(void *arg, const struct deploy_set *desired, struct deploy_set *out);
+	int (*report)(const void *arg, char *buf, size_t len);
+	void *arg;
+};
+void actions_set_site(struct actions *t, const struct actions_site *site);
+/* Applies the current desired set again through the filter (the site's
+ * share changed). Returns what supervisor_apply() returns. */
+int actions_reapply(struct actions *t);
 /* The sampler's targets (sampler_targets_fn; arg: the struct actions): the
  * supervisor's replicas. */
 struct sampler_target;

@@ -32,6 +32,9 @@
 #include "hal/invoke.h"
 #include "hal/sys.h"
 #include "hal/watchdog.h"
+#if IS_ENABLED(CONFIG_SITE)
+#include "agent/site/site.h"
+#endif
 
 #define LOG_TAG "agent"
 
@@ -57,6 +60,7 @@ struct agent {
 	struct collector *collector;
 	struct actions *actions;       /* the commands' view of the supervisor */
 	struct console *console;
+	struct site *site;               /* site cluster (site.enabled); NULL otherwise */
 
 	/* --- inference path: local API -> dispatch (scheduler) -> replicas --- */
 	struct hal_invoke *infer_invoke;
@@ -138,6 +142,62 @@ static int images_start(struct agent *a, const struct berth_config *cfg)
 	return a->lkg ? 0 : -ENOMEM;
 }
 
+/* --- site cluster: between the desired state and the supervisor ------------ */
+
+#if IS_ENABLED(CONFIG_SITE)
+static int site_filter_fn(void *arg, const struct deploy_set *desired, struct deploy_set *out)
+{
+	return site_filter(arg, desired, out);
+}
+
+static int site_report_fn(const void *arg, char *buf, size_t len) { return site_report_json(arg, buf, len); }
+
+static void site_reapply(void *arg)
+{
+	struct agent *a = arg;
+	int rc = actions_reapply(a->actions);
+	if (rc)
+		log_wrn("event=site_share_not_applied err=%s", strerror(-rc));
+}
+
+/* Requests for a site model this gateway does not run go to the members that do. */
+static void site_remote_each(void *arg, serve_remote_add_fn add, void *ctx)
+{
+	(void)site_remote_replicas(arg, add, ctx);
+}
+
+static int site_start(struct agent *a, const struct berth_config *cfg)
+{
+	if (!cfg->site.enabled)
+		return 0;
+	struct site_deps sd = { .loop = a->loop, .events = a->events, .sup = a->sup, .reapply = site_reapply, .arg = a };
+	a->site = site_create(&sd, cfg);
+	if (!a->site)
+		return -EIO;
+	struct actions_site hook = { .filter = site_filter_fn, .report = site_report_fn, .arg = a->site };
+	actions_set_site(a->actions, &hook);
+	return 0;
+}
+
+static void site_serve(struct agent *a)
+{
+	if (a->site)
+		serve_set_remote(a->serve, site_remote_each, a->site);
+}
+
+static void site_stop(struct agent *a)
+{
+	if (a->actions)
+		actions_set_site(a->actions, NULL);
+	site_destroy(a->site);
+	a->site = NULL;
+}
+#else
+static int site_start(struct agent *a, const struct berth_config *cfg) { return 0; }
+static void site_serve(struct agent *a) {}
+static void site_stop(struct agent *a) {}
+#endif
+
 static int start_store_and_console(struct agent *a, const struct berth_config *cfg)
 {
 	char path[CONFIG_STR_MAX + 16];
@@ -166,6 +226,8 @@ static int start_store_and_console(struct agent *a, const struct berth_config *c
 	actions_set_events(a->actions, a->events);
 	actions_set_lkg(a->actions, a->lkg);
 	sampler_set_targets(a->sampler, actions_sampler_targets, a->actions);
+	if ((rc = site_start(a, cfg)))
+		return rc;
 	a->console = console_create(a->loop, a->store, cfg, &actions_ops, a->actions);
 	if (!a->console)
 		return -ENOMEM;
@@ -200,6 +262,7 @@ static void stop_store_and_console(struct agent *a)
 	console_destroy(a->console);
 	if (a->sampler)
 		sampler_set_targets(a->sampler, NULL, NULL);
+	site_stop(a);
 	actions_destroy(a->actions);
 	lkg_destroy(a->lkg);
 	images_destroy(a->images);
@@ -434,6 +497,7 @@ struct agent *agent_create(struct loop *l, const struct berth_config *cfg)
 	a->serve = serve_create(a->loop, a->sup, a->dispatch, a->chaos);
 	if (!a->serve)
 		goto errout;
+	site_serve(a);
 
 	log_inf("event=started device=%s data_dir=%s", cfg->device_id, cfg->data_dir);
 	return a;

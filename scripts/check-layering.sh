@@ -13,6 +13,7 @@ sqlite3    sqlite3\.h                     agent/telemetry/store.c
 mosquitto  (mosquitto|mqtt_protocol)\.h   agent/console/uplink.c
 microhttpd microhttpd\.h                  agent/infer/api.c
 curl       curl/curl\.h                   ports/linux/curl_loop.h
+raft       (raft|raft/uv|raft/fixture|uv)\.h  agent/site/consensus.c
 libcrypto  openssl/.*\.h                  agent/trust/sig.c
 '
 # Platform headers: none outside ports/; the core (agent/ but its program mains in

@@ -18,6 +18,7 @@ done
 HOST_PKGS=(
   gcc make pkg-config git python3 python3-kconfiglib
   libmosquitto-dev libsqlite3-dev libcjson-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev
+  libraft-dev libuv1-dev iptables
   mosquitto mosquitto-clients sqlite3 curl
   podman runc busybox-static
   libcmocka-dev valgrind clang libclang-rt-14-dev iproute2 gnuplot-nox procps
@@ -27,7 +28,7 @@ HOST_PKGS=(
 ARM64_PKGS=(
   gcc-aarch64-linux-gnu libc6-dev:arm64 libsqlite3-dev:arm64 libcjson-dev:arm64
   libmosquitto-dev:arm64 libcurl4-openssl-dev:arm64 libmicrohttpd-dev:arm64 libssl-dev:arm64
-  libcmocka-dev:arm64 qemu-user-static
+  libraft-dev:arm64 libuv1-dev:arm64 libcmocka-dev:arm64 qemu-user-static
 )
 
 ARMHF_PKGS=(

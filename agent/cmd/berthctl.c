@@ -428,7 +428,10 @@ static int cmd_state(struct ctl *c)
 		state = owned;
 		len = strlen(owned);
 	}
-	rc = ctl_fmt_state(stdout, c->a->device, &c->st, state, len, hal_clock_wall_ms(), c->a->json);
+	if (c->a->verb == CTL_SITE)
+		rc = ctl_fmt_site(stdout, c->a->device, state, len, c->a->json);
+	else
+		rc = ctl_fmt_state(stdout, c->a->device, &c->st, state, len, hal_clock_wall_ms(), c->a->json);
 	free(owned);
 	if (rc) {
 		fprintf(stderr, "berthctl: the reported state of %s is not a JSON object\n", c->a->device);
@@ -726,7 +729,7 @@ static void set_topics(struct ctl *c)
 	snprintf(c->t_reported, TOPIC_MAX, "berth/v1/%s/state/reported", d);
 	snprintf(c->t_events, TOPIC_MAX, "berth/v1/%s/events", d);
 	snprintf(c->t_telemetry, TOPIC_MAX, "berth/v1/%s/telemetry", d);
-	const char *verb = c->a->verb == CTL_STATE ? "get_state" : ctl_verb_name(c->a->verb);
+	const char *verb = c->a->verb == CTL_STATE || c->a->verb == CTL_SITE ? "get_state" : ctl_verb_name(c->a->verb);
 	/* v5: a reply topic of our own; 3.1.1: the device's documented fallback. */
 	snprintf(c->t_reply_v5, TOPIC_MAX, "berth/v1/%s/cmd/%s/reply/%s", d, verb, c->client_id);
 	snprintf(c->t_reply_v311, TOPIC_MAX, "berth/v1/%s/cmd/%s/reply", d, verb);
@@ -736,6 +739,7 @@ static void set_topics(struct ctl *c)
 	add_sub(c, c->t_reported, 0);
 	switch (c->a->verb) {
 	case CTL_STATE: /* get_state when nothing is retained */
+	case CTL_SITE:
 	case CTL_DEPLOY:
 	case CTL_SCALE:
 	case CTL_RESTART:
@@ -862,7 +866,8 @@ int main(int argc, char **argv)
 	}
 	switch (a.verb) {
 	case CTL_DEVICES: rc = cmd_devices(c); break;
-	case CTL_STATE: rc = cmd_state(c); break;
+	case CTL_STATE:
+	case CTL_SITE: rc = cmd_state(c); break;
 	case CTL_DEPLOY: rc = cmd_deploy(c); break;
 	case CTL_SCALE: rc = cmd_deployment_verb(c, "scale"); break;
 	case CTL_RESTART: rc = cmd_deployment_verb(c, "restart"); break;

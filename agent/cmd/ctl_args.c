@@ -14,7 +14,8 @@ static const char *const verb_names[] = {
 	[CTL_HELP] = "help",       [CTL_VERSION] = "version", [CTL_DEVICES] = "devices",
 	[CTL_STATE] = "state",     [CTL_DEPLOY] = "deploy",   [CTL_SCALE] = "scale",
 	[CTL_RESTART] = "restart", [CTL_REMOVE] = "remove",   [CTL_CHAOS] = "chaos",
-	[CTL_EVENTS] = "events",   [CTL_TELEMETRY] = "telemetry", [CTL_ROLLBACK] = "rollback",
+	[CTL_EVENTS] = "events",   [CTL_TELEMETRY] = "telemetry", [CTL_SITE] = "site",
+	[CTL_ROLLBACK] = "rollback",
 	[CTL_POLICY] = "policy", [CTL_SET_POLICY] = "set-policy", [CTL_SET_KEYS] = "set-keys",
 	[CTL_CHECK_DEPLOYMENTS] = "check-deployments", [CTL_CHECK] = "check",
 };
@@ -33,6 +34,7 @@ static const char *const positionals[][3] = {
 	[CTL_CHAOS] = { "DEVICE", "DEPLOYMENT" },
 	[CTL_EVENTS] = { "DEVICE" },
 	[CTL_TELEMETRY] = { "DEVICE" },
+	[CTL_SITE] = { "DEVICE" },
 	[CTL_ROLLBACK] = { "DEVICE", "DEPLOYMENT" },
 	[CTL_POLICY] = { "DEVICE" },
 	[CTL_SET_POLICY] = { "DEVICE", "FILE" },
@@ -52,6 +54,7 @@ const char *ctl_usage(void)
 	       "Commands:\n"
 	       "  devices                         every device seen on the broker, online or offline, since when\n"
 	       "  state DEVICE                    the device's reported state as a table\n"
+	       "  site DEVICE                     the site the device belongs to: leader, members, assignments\n"
 	       "  deploy DEVICE FILE              validate a deployments file locally, send it, print the outcome\n"
 	       "  scale DEVICE DEPLOYMENT N       set the desired replicas of a deployment\n"
 	       "  restart DEVICE DEPLOYMENT       restart a deployment's replicas\n"

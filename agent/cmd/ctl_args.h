@@ -29,6 +29,7 @@ enum ctl_verb {
 	CTL_CHAOS,
 	CTL_EVENTS,
 	CTL_TELEMETRY,
+	CTL_SITE,
 	CTL_ROLLBACK,
 	CTL_POLICY,          /* the device's policy compliance (from its reported state) */
 	CTL_SET_POLICY,      /* sign and publish a policy document (retained) */

@@ -429,6 +429,66 @@ static void state_sla(FILE *out, const cJSON *sla)
 	}
 }
 
+/* The site view: one line on the site, a table of members, one line per site deployment. */
+static void state_site(FILE *out, const cJSON *v)
+{
+	if (!cJSON_IsObject(v))
+		return;
+	const cJSON *lease = cJSON_GetObjectItemCaseSensitive(v, "lease");
+	fprintf(out, "\nsite: %s is %s, leader %s, lease %s; term %" PRId64 ", log applied %" PRId64
+		     ", deployments version %" PRId64 "\n",
+		str(v, "self") ? str(v, "self") : "?", str(v, "role") ? str(v, "role") : "?",
+		str(v, "leader") ? str(v, "leader") : "none", cJSON_IsTrue(lease) ? "held" : "NOT held (site replicas stopped)",
+		num_i64(v, "term", 0), num_i64(v, "applied", 0), num_i64(v, "version", 0));
+	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(v, "members");
+	if (cJSON_IsArray(ms) && ms->child) {
+		struct table t = { .ncols = 6 };
+		table_row(&t, (const char *const[]){ "MEMBER", "ADDRESS", "UP", "CPU", "MEMORY", "HEARD" });
+		for (const cJSON *m = ms->child; m; m = m->next) {
+			char cpu[24], mem[24], heard[24];
+			snprintf(cpu, sizeof(cpu), "%" PRId64 "m", num_i64(m, "cpu_milli", 0));
+			snprintf(mem, sizeof(mem), "%" PRId64 "MiB", num_i64(m, "mem_bytes", 0) >> 20);
+			snprintf(heard, sizeof(heard), "%" PRId64 " ms ago", num_i64(m, "heard_ms_ago", 0));
+			table_row(&t, (const char *const[]){ str(m, "id"), str(m, "address"),
+							      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "up")) ? "yes" : "no",
+							      cpu, mem, heard });
+		}
+		table_print(&t, out);
+	}
+	const cJSON *ds = cJSON_GetObjectItemCaseSensitive(v, "deployments");
+	for (const cJSON *d = cJSON_IsArray(ds) ? ds->child : NULL; d; d = d->next) {
+		fprintf(out, "  %s: replicas on", str(d, "name") ? str(d, "name") : "?");
+		const cJSON *as = cJSON_GetObjectItemCaseSensitive(d, "assigned");
+		for (const cJSON *a = cJSON_IsArray(as) ? as->child : NULL; a; a = a->next)
+			fprintf(out, " %s", cJSON_IsString(a) ? a->valuestring : "(unplaced)");
+		const char *why = str(d, "why");
+		if (why && why[0])
+			fprintf(out, "; unplaceable: %s", why);
+		fprintf(out, "\n");
+	}
+}
+
+int ctl_fmt_site(FILE *out, const char *device, const char *state_json_text, size_t len, bool json)
+{
+	cJSON *root = cJSON_ParseWithLength(state_json_text, len);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return -EINVAL;
+	}
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "site");
+	if (json) {
+		char *s = cJSON_IsObject(v) ? cJSON_PrintUnformatted(v) : NULL;
+		fprintf(out, "%s\n", s ? s : "null");
+		free(s);
+	} else if (!cJSON_IsObject(v)) {
+		fprintf(out, "%s is not in a site\n", device);
+	} else {
+		state_site(out, v);
+	}
+	cJSON_Delete(root);
+	return 0;
+}
+
 int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, const char *state_json_text,
 		  size_t len, int64_t now_ms, bool json)
 {
@@ -462,6 +522,7 @@ int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, co
 	state_deployments(out, cJSON_GetObjectItemCaseSensitive(root, "deployments"));
 	state_sla(out, cJSON_GetObjectItemCaseSensitive(root, "sla"));
 	state_chaos(out, cJSON_GetObjectItemCaseSensitive(root, "chaos"));
+	state_site(out, cJSON_GetObjectItemCaseSensitive(root, "site"));
 	cJSON_Delete(root);
 	return 0;
 }

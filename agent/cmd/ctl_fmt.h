@@ -65,6 +65,12 @@ int ctl_fmt_state(FILE *out, const char *device, const struct ctl_status *st, co
  * deploy's summary of what was sent (e.g. "2 deployments: a, b"), may be
  * NULL. With json the reply object goes to out as it came. Returns 0 when
  * accepted, 1 when refused, -EINVAL when the reply is malformed. */
+/* The "site" object of a reported state: role, leader, lease, members
+ * (up, headroom, last heard) and each site deployment's assignment, or
+ * "DEVICE is not in a site". json: the object itself. 0, or -EINVAL when
+ * the state is not a JSON object. */
+int ctl_fmt_site(FILE *out, const char *device, const char *state_json, size_t len, bool json);
+
 int ctl_fmt_reply(FILE *out, FILE *err, const char *verb, const char *device, const char *reply, size_t len,
 		  const char *what, bool json) __attribute__((warn_unused_result));
 

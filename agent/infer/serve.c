@@ -8,6 +8,7 @@
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
 #include "agent/infer/dispatch.h"
+#include "agent/model/deploy.h"
 #include "agent/supervise/chaos.h"
 #include "agent/supervise/supervisor.h"
 #include "hal/clock.h"
@@ -26,8 +27,67 @@ struct serve {
 	struct sup_status status[SUP_MAX_DEPLOYMENTS];
 	bool supervised[DEPLOY_MAX];         /* dispatcher models fed by the supervisor */
 	bool is_static[DEPLOY_MAX];          /* models of api.static_replicas: left alone */
+	bool remote[DEPLOY_MAX];             /* models served by other gateways' replicas */
+	serve_remote_fn remote_fn;
+	void *remote_arg;
 	bool full_logged;
 };
+
+struct serve_remote {
+	struct serve *s;
+	bool seen[DEPLOY_MAX];
+	bool has[DEPLOY_MAX][DEPLOY_MAX_REPLICAS];
+};
+
+void serve_set_remote(struct serve *s, serve_remote_fn fn, void *arg)
+{
+	s->remote_fn = fn;
+	s->remote_arg = arg;
+}
+
+static void serve_remote_add(void *ctx, const struct deploy_spec *sp, unsigned idx, const char *host, uint16_t port)
+{
+	struct serve_remote *c = ctx;
+	struct serve *s = c->s;
+	if (supervisor_spec(s->sup, sp->name) || idx >= DEPLOY_MAX_REPLICAS)
+		return;
+	int m = dispatch_model_find(s->d, sp->name);
+	if (m >= 0 && m < DEPLOY_MAX && (s->is_static[m] || s->supervised[m]))
+		return;
+	m = dispatch_model_set(s->d, sp->name, sp->deadline_ms, sp->sla_class, sp->concurrency);
+	if (m < 0 || m >= DEPLOY_MAX)
+		return;
+	s->remote[m] = c->seen[m] = c->has[m][idx] = true;
+	if (dispatch_replica_set(s->d, m, idx, host, port, true) < 0)
+		log_wrn("event=remote_replica_not_dispatched model=%s replica=%u", sp->name, idx);
+}
+
+/* The other gateways' replicas, as listed now; the ones no longer listed go. */
+static void serve_remote_sync(struct serve *s)
+{
+	if (!s->remote_fn)
+		return;
+	struct serve_remote *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->s = s;
+	s->remote_fn(s->remote_arg, serve_remote_add, c);
+	for (int m = 0; m < DEPLOY_MAX; m++) {
+		if (!s->remote[m] || s->supervised[m]) {
+			s->remote[m] = false;
+			continue;
+		}
+		struct dispatch_replica_stats st;
+		for (unsigned j = 0; j < DEPLOY_MAX_REPLICAS; j++)
+			if (!c->has[m][j] && dispatch_replica_stats(s->d, m, j, &st) == 0)
+				dispatch_replica_remove(s->d, m, j);
+		if (!c->seen[m]) {
+			dispatch_model_withdraw(s->d, m);
+			s->remote[m] = false;
+		}
+	}
+	free(c);
+}
 
 /* Dispatcher index of a supervised deployment's model, declared from its
  * spec; a deployment being removed keeps its model until its replicas are
@@ -151,6 +211,7 @@ static void on_sync(void *arg)
 			s->supervised[m] = false;
 		}
 	}
+	serve_remote_sync(s);
 	if (serve_resume_orphans(s, false))
 		serve_sync_soon(s, SERVE_RESUME_RETRY_MS);
 }

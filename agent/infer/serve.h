@@ -18,8 +18,11 @@
  * thread-safe: call from the event loop only.
  */
 
+#include <stdint.h>
+
 struct loop;
 struct supervisor;
+struct deploy_spec;
 struct dispatch;
 struct chaos;
 struct serve;
@@ -37,6 +40,17 @@ struct serve *serve_create(struct loop *l, struct supervisor *sup, struct dispat
  * answers), the supervisor no longer asks the dispatcher, and replica
  * events are ignored from then on. NULL is safe. */
 void serve_stop(struct serve *s);
+/* Replicas of models that run on other gateways (the members of a site):
+ * every sync, fn(arg, add, ctx) calls add(ctx, spec, index, host, port) once
+ * per such replica; the dispatcher gets them as replicas of the model (ready;
+ * its breaker handles one that does not answer), and drops them when they
+ * are no longer listed. A model the supervisor runs here is served from its
+ * own replicas only. NULL fn: none. */
+typedef void (*serve_remote_add_fn)(void *ctx, const struct deploy_spec *spec, unsigned index, const char *host,
+				    uint16_t port);
+typedef void (*serve_remote_fn)(void *arg, serve_remote_add_fn add, void *ctx);
+void serve_set_remote(struct serve *s, serve_remote_fn fn, void *arg);
+
 /* Frees s after serve_stop, once the supervisor is gone (it keeps s as an
  * observer's argument until then). NULL is safe. */
 void serve_destroy(struct serve *s);

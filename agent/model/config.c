@@ -11,6 +11,7 @@
 
 #include "agent/base/jsonutil.h"
 #include "agent/base/textfile.h"
+#include "agent/model/siteconf.h"
 
 enum cfg_type { CT_STR, CT_INT, CT_DBL, CT_BOOL, CT_ENUM };
 
@@ -124,6 +125,11 @@ static const struct cfg_key keys[] = {
 	INT("chaos.duration_s", chaos.duration_s, 0, 604800, "0"),
 	INT("chaos.min_running", chaos.min_running, 0, 64, "1"),
 
+	BOOL("site.enabled", site.enabled, "false"),
+	STR("site.members", site.members, false, ""),
+	INT("site.failover_ms", site.failover_ms, 500, 60000, "3000"),
+	INT("site.lease_ms", site.lease_ms, 200, 60000, "2000"),
+	INT("site.election_timeout_ms", site.election_timeout_ms, 100, 10000, "1000"),
 	STR("images.registries", images.registries, false, ""),
 	STR("images.credentials_file", images.credentials_file, false, ""),
 	INT("images.budget_mb", images.budget_mb, 0, 16777216, "0"),
@@ -421,6 +427,23 @@ bool config_loopback(const char *addr)
 	return strcmp(addr, "localhost") == 0 || strcmp(addr, "::1") == 0 || strncmp(addr, "127.", 4) == 0;
 }
 
+/* The site object (site.enabled): members and timings, or no site in this build. */
+static int site_check(const struct berth_config *cfg, struct config_error *err)
+{
+	if (!IS_ENABLED(CONFIG_SITE)) {
+		set_err(err, "site.enabled", "this build has no site cluster support (CONFIG_SITE)");
+		return -EINVAL;
+	}
+	struct siteconf sc;
+	const char *key = "site";
+	char why[200];
+	if (siteconf_parse(cfg, &sc, &key, why, sizeof(why))) {
+		set_err(err, key, "%s", why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int cross_check(const struct berth_config *cfg, struct config_error *err)
 {
 	if (cfg->broker.reconnect_min_ms > cfg->broker.reconnect_max_ms) {
@@ -490,6 +513,8 @@ static int cross_check(const struct berth_config *cfg, struct config_error *err)
 			return -EINVAL;
 		}
 	}
+	if (cfg->site.enabled && site_check(cfg, err))
+		return -EINVAL;
 	return 0;
 }
 

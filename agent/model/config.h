@@ -99,6 +99,14 @@ struct berth_config {
 	} supervisor;
 
 	struct {
+		bool enabled;
+		char members[512];         /* "ID=A.B.C.D:PORT,..." the whole site, this gateway included */
+		int failover_ms;
+		int lease_ms;
+		int election_timeout_ms;
+	} site;
+
+	struct {
 		char deployment[64];
 		int interval_s;
 		int duration_s;

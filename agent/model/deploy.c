@@ -508,11 +508,39 @@ static int parse_image(struct pctx *c, const cJSON *o, struct deploy_spec *d)
 	return 0;
 }
 
+/* placement: {"scope": "node"|"site", "replicas": N, "spread": bool} (docs/site.md). */
+static int parse_placement(struct pctx *c, const cJSON *o, struct deploy_spec *d)
+{
+	static const char *const plkeys[] = { "scope", "replicas", "spread", NULL };
+	const cJSON *pl;
+	int rc;
+	if ((rc = get_obj(c, o, "placement", "", &pl)) || !pl)
+		return rc;
+	char scope[8] = "node";
+	if ((rc = check_keys(c, pl, "placement", plkeys)) ||
+	    (rc = get_str(c, pl, "scope", "placement", scope, sizeof(scope), false)))
+		return rc;
+	if (!strcmp(scope, "site"))
+		d->scope = DEPLOY_SCOPE_SITE;
+	else if (strcmp(scope, "node"))
+		return fail(c, "placement.scope", "\"%s\" is not one of node|site", scope);
+	const cJSON *sp = cJSON_GetObjectItemCaseSensitive(pl, "spread");
+	if (sp && !cJSON_IsBool(sp))
+		return fail(c, "placement.spread", "expected a boolean, got %s", jsonutil_type_name(sp));
+	d->spread = sp && cJSON_IsTrue(sp);
+	d->site_replicas = d->replicas;
+	if ((rc = get_u32(c, pl, "replicas", "placement", 0, DEPLOY_MAX_REPLICAS - 1, &d->site_replicas)))
+		return rc;
+	if (d->scope == DEPLOY_SCOPE_NODE && (sp || cJSON_GetObjectItemCaseSensitive(pl, "replicas")))
+		return fail(c, "placement.scope", "replicas and spread need scope \"site\"");
+	return 0;
+}
+
 static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct deploy_spec *d)
 {
 	static const char *const keys[] = { "name", "image", "cmd", "env", "replicas", "resources", "sla",
 					    "inference", "liveness", "readiness", "restart", "startup_ms",
-					    "image_pull_policy", NULL };
+					    "image_pull_policy", "placement", NULL };
 	char where[32];
 	const cJSON *v;
 	int rc;
@@ -550,6 +578,9 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 		return rc;
 
 	if ((rc = get_u32(c, o, "startup_ms", "", 0, 3600000, &d->startup_ms)))
+		return rc;
+
+	if ((rc = parse_placement(c, o, d)))
 		return rc;
 	d->spec_hash = deploy_spec_hash(d);
 	return 0;
@@ -816,6 +847,12 @@ int deploy_spec_to_json(const struct deploy_spec *d, char *buf, size_t len)
 	cJSON_AddNumberToObject(rs, "backoff_max_ms", d->backoff_max_ms);
 	cJSON_AddNumberToObject(rs, "reset_after_ms", d->backoff_reset_ms);
 	cJSON_AddNumberToObject(o, "startup_ms", d->startup_ms);
+	if (d->scope == DEPLOY_SCOPE_SITE) {
+		cJSON *pl = cJSON_AddObjectToObject(o, "placement");
+		cJSON_AddStringToObject(pl, "scope", "site");
+		cJSON_AddNumberToObject(pl, "replicas", d->site_replicas);
+		cJSON_AddBoolToObject(pl, "spread", d->spread);
+	}
 
 	int rc = -ENOMEM;
 	if (len > 0)

@@ -39,6 +39,10 @@ enum pull_policy { PULL_IF_NOT_PRESENT = 0, PULL_ALWAYS, PULL_NEVER };
 #define DEPLOY_DEFAULT_BACKOFF_MAX_MS 300000u
 #define DEPLOY_DEFAULT_BACKOFF_RESET_MS 600000u   /* healthy this long resets the back-off */
 
+/* Where a deployment runs: on this gateway (node), or placed by the site's
+ * leader on the members of a site cluster (site; docs/site.md). */
+enum deploy_scope { DEPLOY_SCOPE_NODE = 0, DEPLOY_SCOPE_SITE };
+
 struct deploy_spec {
 	char name[DEPLOY_NAME_MAX];      /* deployment and model name, [a-z0-9-] */
 	char image[256];                 /* [registry/]name[:tag][@sha256:digest], checked by imageref_parse */
@@ -61,6 +65,9 @@ struct deploy_spec {
 	uint32_t backoff_max_ms;         /* default DEPLOY_DEFAULT_BACKOFF_MAX_MS */
 	uint32_t backoff_reset_ms;       /* healthy this long resets back-off; default DEPLOY_DEFAULT_BACKOFF_RESET_MS */
 	uint32_t startup_ms;             /* expected start-up time (autoscaler's horizon); 0 = measure */
+	enum deploy_scope scope;         /* placement.scope; default node */
+	uint32_t site_replicas;          /* placement.replicas: replicas across the site (scope site) */
+	bool spread;                     /* placement.spread: at most one replica per member */
 	uint64_t spec_hash;              /* FNV-1a of the canonical spec, set by the parser */
 };
 

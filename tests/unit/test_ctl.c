@@ -318,6 +318,33 @@ static void state_without_requests_shows_no_compliance(void **state)
 				       "normal  3         3        0     0        100.0%\n"));
 }
 
+static void site_view_of_a_member(void **state)
+{
+	(void)state;
+	static const char st[] =
+		"{\"deployments\":[],\"site\":{\"self\":\"gw2\",\"role\":\"follower\",\"leader\":\"gw1\",\"lease\":true,"
+		"\"term\":3,\"applied\":41,\"version\":2,\"members\":[{\"id\":\"gw1\",\"address\":\"10.0.0.1:7400\","
+		"\"up\":true,\"heard_ms_ago\":120,\"cpu_milli\":1600,\"mem_bytes\":1073741824},{\"id\":\"gw3\","
+		"\"address\":\"10.0.0.3:7400\",\"up\":false,\"heard_ms_ago\":9000,\"cpu_milli\":0,\"mem_bytes\":0}],"
+		"\"deployments\":[{\"name\":\"det\",\"replicas\":2,\"assigned\":[\"gw1\",null],\"unplaced\":1,"
+		"\"why\":\"needs cpu=100m memory=32MiB: no member is up and eligible\"}]}}";
+	FILE *f = mem_open();
+	assert_int_equal(ctl_fmt_site(f, "gw2", st, strlen(st), false), 0);
+	fclose(f);
+	const char *o = outbuf;
+	assert_non_null(strstr(o, "site: gw2 is follower, leader gw1, lease held; term 3, log applied 41"));
+	assert_non_null(strstr(o, "gw3"));
+	assert_non_null(strstr(o, "1024MiB"));
+	assert_non_null(strstr(o, "det: replicas on gw1 (unplaced); unplaceable: needs cpu=100m"));
+	f = mem_open();
+	assert_int_equal(ctl_fmt_site(f, "gw2", "{\"deployments\":[]}", 18, false), 0);
+	fclose(f);
+	assert_string_equal(outbuf, "gw2 is not in a site\n");
+	f = mem_open();
+	assert_int_equal(ctl_fmt_site(f, "gw2", "nope", 4, false), -EINVAL);
+	fclose(f);
+}
+
 static void replies_accepted_and_refused(void **state)
 {
 	char errbuf[512];
@@ -394,6 +421,7 @@ int main(void)
 		cmocka_unit_test(devices_table_and_json),
 		cmocka_unit_test(state_table_from_a_sample),
 		cmocka_unit_test(state_without_requests_shows_no_compliance),
+		cmocka_unit_test(site_view_of_a_member),
 		cmocka_unit_test(replies_accepted_and_refused),
 		cmocka_unit_test(batches_as_rows),
 	};

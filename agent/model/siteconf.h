@@ -1,0 +1,36 @@
+/* agent/model/siteconf.h - the site settings of the runtime config, checked and put in the site's member order (pure). */
+#ifndef BERTH_SITE_SITECONF_H
+#define BERTH_SITE_SITECONF_H
+
+#include <stddef.h>
+
+struct berth_config;
+
+#define SITECONF_MIN_MEMBERS 2
+#define SITECONF_MAX_MEMBERS 5
+
+struct siteconf_member {
+	char device_id[64];
+	char address[64];              /* "A.B.C.D:PORT" (IPv4) */
+};
+
+struct siteconf {
+	struct siteconf_member members[SITECONF_MAX_MEMBERS]; /* sorted by device id */
+	unsigned n;
+	unsigned self;                /* index of this gateway (config device_id) */
+	unsigned failover_ms;
+	unsigned lease_ms;
+	unsigned election_timeout_ms;
+	unsigned heartbeat_ms;
+	unsigned long long members_hash; /* FNV-1a over the sorted "id=address," list */
+};
+
+/* Parses cfg->site.members ("ID=A.B.C.D:PORT,...") and the timings. Returns 0,
+ * or -EINVAL with *key set to the offending config key and why filled:
+ * fewer than 2 or more than SITECONF_MAX_MEMBERS members, a malformed entry
+ * or address, a duplicate id or address, this device_id missing from the
+ * list, lease_ms not below failover_ms, election_timeout_ms above lease_ms. */
+int siteconf_parse(const struct berth_config *cfg, struct siteconf *out, const char **key, char *why, size_t why_len)
+	__attribute__((warn_unused_result));
+
+#endif
