@@ -96,7 +96,7 @@ grep -q 'event=reload_refused.*data_dir' "$work/berthd.log" && kill -0 $bpid && 
 sed 's/"log_level": "info"/"log_level": "debug"/' "$work/config.good" > "$work/config.json"
 kill -HUP $bpid
 wait_until 3 "event=reloaded in berthd.log" grep -q 'event=reloaded' "$work/berthd.log" || true
-grep -q 'event=reloaded log_level=dbg' "$work/berthd.log" && ok "SIGHUP reload applied log_level=debug" \
+grep -q 'event=reloaded .*applied=log_level .*log_level=dbg' "$work/berthd.log" && ok "SIGHUP reload applied log_level=debug" \
   || bad "reload: $(tail -3 "$work/berthd.log")"
 
 # SIGTERM: clean exit 0 within 1 s.

@@ -65,7 +65,8 @@ log_has "event=replica_kill deployment=bulk" && bad "a paused replica was killed
 rm -f "$WORK/paused"
 for b in 0 1; do ( infer bulk 3000 -H 'X-Berth-Deadline-Ms: 20000' ) & done
 wait_until 5 "both bulk replicas busy" both_busy || bad "second round: batch requests not running on both replicas"
-( infer fast 3000 -H 'X-Berth-Deadline-Ms: 10000' -H 'X-Berth-Class: urgent' ) &
+# 3 s of urgent work due in 5 s behind 3 s of batch work: only a pause meets it
+( infer fast 3000 -H 'X-Berth-Deadline-Ms: 5000' -H 'X-Berth-Class: urgent' ) &
 watch_paused
 [ -s "$WORK/paused" ] || bad "second round: no bulk replica paused"
 berthd_kill -TERM

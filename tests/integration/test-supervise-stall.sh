@@ -17,8 +17,10 @@ berthd_start
 wait_until 40 "the condition" ready_is w 3 || bad "w never got 3 ready replicas"
 wait_until 10 "the condition" log_has 'event=connected' || bad "berthd never connected to the broker"
 [ "$FAILS" -eq 0 ] || finish
-scale() { mosquitto_pub -p "$BERTH_BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/scale" \
-  -m "{\"id\":\"sc-$1-$RANDOM\",\"verb\":\"scale\",\"args\":{\"deployment\":\"w\",\"replicas\":$1}}"; }
+# signed with the test's console key (lib-trust.sh): berthd refuses unsigned commands
+scale() { echo "{\"id\":\"sc-$1-$RANDOM\",\"verb\":\"scale\",\"args\":{\"deployment\":\"w\",\"replicas\":$1}}" |
+  sign_msg command "$DEV" > "$WORK/scale.json" &&
+  mosquitto_pub -p "$BERTH_BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/scale" -f "$WORK/scale.json"; }
 
 kill -STOP "$engine_pid"
 ok "engine stopped (SIGSTOP pid $engine_pid)"

@@ -2,7 +2,7 @@
 """A slow link on loopback: forwards TCP from 127.0.0.1:LISTEN to 127.0.0.1:TARGET, each direction
 limited to RATE bytes per second (the test's stand-in for a gateway's slow uplink to its registry).
 Usage: throttle.py LISTEN TARGET RATE   (runs until killed; prints "ready" once it listens)"""
-import asyncio, sys, time
+import asyncio, socket, sys, time
 
 LISTEN, TARGET, RATE = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 CHUNK = 16384
@@ -28,9 +28,17 @@ async def pipe(reader, writer):
 
 
 async def handle(creader, cwriter):
+    # small socket buffers on both sides: what the far end wrote before it died is not
+    # all sitting in the kernel, so cutting it cuts the transfer as a real link would
+    up = socket.socket()
+    up.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    cwriter.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     try:
-        ureader, uwriter = await asyncio.open_connection("127.0.0.1", TARGET)
+        up.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(up, ("127.0.0.1", TARGET))
+        ureader, uwriter = await asyncio.open_connection(sock=up)
     except OSError:
+        up.close()
         cwriter.close()
         return
     await asyncio.gather(pipe(creader, uwriter), pipe(ureader, cwriter))
