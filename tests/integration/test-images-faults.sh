@@ -75,7 +75,8 @@ runs a "$REG/berth-worker:v1" && ok "v1 keeps serving while the new image cannot
 registry_restart
 wait_until 90 "a runs berth-big" runs a "$REG/berth-big:v1" && ok "the pull completed after the registry returned; the new version serves" ||
   bad "berth-big not running: $(running_image a)"
-[ "$(ctr_count a)" -eq 1 ] && ok "no duplicate containers (1 for a)" || bad "$(ctr_count a) containers for a"
+# the old replica goes once the new one is ready (a rolling update): then exactly one remains
+wait_until 15 "exactly one container for a" count_is a 1 && ok "no duplicate containers (1 for a)" || bad "$(ctr_count a) containers for a"
 wait_until 20 "berth-big last-known-good" log_has "event=last_known_good .*berth-big" || bad "berth-big not recorded"
 
 # 4. the budget (9 MB): versions come and go; the current and last-known-good images stay

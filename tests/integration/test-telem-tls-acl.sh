@@ -14,7 +14,6 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=berth-test-ca" \
   -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null || fail "CA"
 mkcert() { # NAME CN [extfile]
   openssl req -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$PKI/$1.key" -out "$PKI/$1.csr" 2>/dev/null
-  chmod 600 "$PKI/$1.key" # berthd refuses a TLS key others can read
   openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 2 \
     ${3:+-extfile "$3"} -out "$PKI/$1.crt" 2>/dev/null || fail "cert $1"
 }
@@ -24,6 +23,7 @@ mkcert gw-a gw-a
 mkcert gw-b gw-b
 mkcert console console
 chmod 644 "$PKI"/*
+chmod 600 "$PKI/gw-a.key" # berthd's own key: berthd refuses a TLS key others can read
 
 # --- broker: TLS only, client certificate required, CN is the user name --------
 cat > "$T/broker/acl" <<'EOF'
