@@ -18,7 +18,7 @@ registry_push berth-worker:v1 >/dev/null && registry_push berth-worker:v2 >/dev/
 SLOW_PORT=$(free_port)
 $PY "$repo/tests/integration/throttle.py" "$SLOW_PORT" "${REAL#*:}" 2000000 > "$WORK/throttle.log" 2>&1 &
 THROTTLE=$!
-trap 'kill $THROTTLE 2>/dev/null; cleanup' EXIT
+trap 'kill $THROTTLE 2>/dev/null || true; cleanup' EXIT
 wait_until 5 "the slow link listens" grep -q ready "$WORK/throttle.log" || { bad "throttle"; finish; }
 REG=127.0.0.1:$SLOW_PORT
 ok "registry with basic auth at $REAL, reached over a 2 MB/s link at $REG"
@@ -96,7 +96,7 @@ wait_until 30 "the budget removed older images" log_has "event=image_removed .*\
 
 # 5. offline restart: registry gone, berthd killed; b's image was never pulled
 registry_stop
-kill $THROTTLE 2>/dev/null
+kill $THROTTLE 2>/dev/null || true
 berthd_kill -KILL
 deployments 7 "a=$REG/berth-worker:v3" "b=$REG/berth-worker:v9"
 t0=$(now_ms)
