@@ -6,7 +6,7 @@
 # and the engine (podman's API service) is restarted. Every 10 s it samples berthd's RSS, open
 # fds, SQLite pages, the outbox size and the engine's containers of this run; the samples go to
 # BUILD/soak/soak.csv and, plotted with gnuplot, BUILD/soak/soak.png. Fails on growth after
-# the warm-up (the first third, at least 30 s): RSS by more than SOAK_RSS_KB (256), fds or
+# the warm-up (the first third, at least one 60 s cycle of faults): RSS by more than SOAK_RSS_KB (256), fds or
 # containers above their warm-up level (containers at most the 2 desired; fds within +2 at the
 # end, when every fault has healed).
 TEST=soak
@@ -114,7 +114,7 @@ unset multiplot
 EOG
 fi
 
-warm=$(( SOAK_S / 3 )); [ "$warm" -ge 30 ] || warm=30
+warm=$(( SOAK_S / 3 )); [ "$warm" -ge 60 ] || warm=60 # at least one whole 60 s cycle of faults
 $PY - "$OUT/soak.csv" "$warm" "$RSS_MAX_KB" <<'EOP' || bad "growth after the warm-up"
 import sys
 rows = [list(map(int, l.split(","))) for l in open(sys.argv[1]) if l.strip()]
