@@ -40,6 +40,24 @@ for i in $(seq 1 "$KILLS"); do
 done
 [ -n "${BROKER_PID:-}" ] || broker_up
 telem_flow_check 3
-[ "$(db_rows)" -eq 0 ] || fail "$(db_rows) rows never acknowledged"
+# Rows still in the outbox after the last (clean) stop must be rows the consumer already has:
+# one published as berthd stopped can miss its PUBACK, stays, and is sent again at the next
+# start (at least once, docs/telemetry.md). A row the consumer never saw would be a loss.
+unacked=$(sqlite3 "$T/data/berth.db" "SELECT seq FROM outbox" 2>/dev/null | tr '\n' ' ')
+missing=$($PY - "$T/tel.out" $unacked <<'EOP'
+import json, sys
+got = set()
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        m = json.loads(line)
+        p = json.loads(m["payload"]) if isinstance(m["payload"], str) else m["payload"]
+        got.update(r["seq"] for r in p.get("rows", []))
+    except Exception:
+        continue
+print(" ".join(q for q in sys.argv[2:] if int(q) not in got))
+EOP
+)
+[ -z "$missing" ] || fail "rows never acknowledged nor received: $missing"
+log "rows left unacknowledged at the stop, all received by the consumer: ${unacked:-none}"
 [ "$(sqlite3 "$T/data/berth.db" 'PRAGMA integrity_check')" = ok ] || fail "final integrity_check"
 echo "ok: $KILLS kills ($middrain with a backlog left mid-drain), $unique rows, 0 gaps, $dups duplicates"
