@@ -9,27 +9,15 @@
 #include <strings.h>
 
 #include "agent/base/jsonutil.h"
+#include "agent/infer/reqsize.h"
 
 int api_parse_deadline_ms(const char *value, uint32_t *deadline_ms)
 {
-	if (!value)
+	/* the same header decimal as X-Berth-Size, bounded and never 0 */
+	uint32_t v;
+	if (reqsize_parse_header(value, &v) || v == 0 || v > CONFIG_API_MAX_DEADLINE_MS)
 		return -EINVAL;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (!isdigit((unsigned char)*value))
-		return -EINVAL;
-	uint64_t v = 0;
-	while (isdigit((unsigned char)*value)) {
-		v = v * 10 + (uint64_t)(*value - '0');
-		if (v > CONFIG_API_MAX_DEADLINE_MS)
-			return -EINVAL;
-		value++;
-	}
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (*value || v == 0)
-		return -EINVAL;
-	*deadline_ms = (uint32_t)v;
+	*deadline_ms = v;
 	return 0;
 }
 
