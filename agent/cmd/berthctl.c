@@ -12,6 +12,8 @@
 #include "agent/cmd/ctl_check.h"
 #include "agent/cmd/ctl_fmt.h"
 #include "agent/cmd/ctl_sign.h"
+#include "agent/cmd/ctl_session.h"
+#include "agent/cmd/ctl_fleet.h"
 #include "agent/model/deploy.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
@@ -22,89 +24,7 @@
 
 #define LOG_TAG "ctl"
 
-#define MAX_SUBS 8
-#define TOPIC_MAX 256
 #define MAX_DEVICES 10000       /* devices listed at most; more are counted and said */
-#define WAIT_SLICE_MS 200       /* the loop wakes at least this often to check deadlines and signals */
-
-struct ctl {
-	const struct ctl_args *a;
-	struct berth_config cfg;
-	struct loop *loop;
-	struct uplink *up;
-	char client_id[64];
-	char subs[MAX_SUBS][TOPIC_MAX];
-	int sub_qos[MAX_SUBS];
-	unsigned nsubs;
-	char console_topic[TOPIC_MAX];
-	bool sync_sent, synced;
-
-	/* One device's topics. */
-	char t_status[TOPIC_MAX], t_reported[TOPIC_MAX], t_events[TOPIC_MAX], t_telemetry[TOPIC_MAX];
-	char t_reply_v5[TOPIC_MAX], t_reply_v311[TOPIC_MAX];
-	struct ctl_status st;
-	char *reported;                 /* retained state/reported, owned */
-	size_t reported_len;
-
-	/* The command in flight and its reply. */
-	char cmd_id[64];
-	char *reply;                    /* owned */
-	size_t reply_len;
-
-	/* devices */
-	struct ctl_device *devs;
-	size_t ndevs, devs_dropped;
-
-	/* events / telemetry */
-	bool header;
-	uint32_t rows;
-	bool got_batch;
-	int stream_err;
-
-	/* Signing: the key of --sign-key / $BERTH_SIGN_KEY; has_key false: unsigned. */
-	bool has_key;
-	char key_id[ENVELOPE_KEY_ID_MAX + 1];
-	uint8_t priv[SIG_PRIVATE_LEN];
-	uint64_t want_version;          /* set-policy / set-keys: the version to see reported */
-};
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int signo)
-{
-	(void)signo;
-	interrupted = 1;
-}
-
-static uint64_t now_ms(void) { return hal_clock_now_us() / 1000; }
-
-static void add_sub(struct ctl *c, const char *topic, int qos)
-{
-	if (c->nsubs < MAX_SUBS) {
-		snprintf(c->subs[c->nsubs], TOPIC_MAX, "%s", topic);
-		c->sub_qos[c->nsubs++] = qos;
-	}
-}
-
-static char *dup_payload(const struct uplink_msg *m)
-{
-	char *p = malloc(m->len + 1);
-	if (p) {
-		memcpy(p, m->payload, m->len);
-		p[m->len] = '\0';
-	}
-	return p;
-}
-
-/* The "ts" of a JSON payload, 0 when absent. */
-static int64_t payload_ts(const void *payload, size_t len)
-{
-	cJSON *root = cJSON_ParseWithLength(payload, len);
-	const cJSON *ts = root ? cJSON_GetObjectItemCaseSensitive(root, "ts") : NULL;
-	int64_t v = cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : 0;
-	cJSON_Delete(root);
-	return v;
-}
 
 /* The newest row ts of a telemetry/events batch, 0 when none. */
 static int64_t batch_newest_ts(const void *payload, size_t len)
@@ -152,17 +72,12 @@ static void on_device_message(struct ctl *c, const struct uplink_msg *m)
 		if (ctl_status_parse(m->payload, m->len, &d->st))
 			log_dbg("event=bad_status topic=%s", m->topic);
 	} else {
-		ctl_status_seen(&d->st, payload_ts(m->payload, m->len));
+		ctl_status_seen(&d->st, ctl_payload_ts(m->payload, m->len));
 	}
 }
 
-static void on_message(void *arg, const struct uplink_msg *m)
+static void on_message(struct ctl *c, const struct uplink_msg *m)
 {
-	struct ctl *c = arg;
-	if (strcmp(m->topic, c->console_topic) == 0) {
-		c->synced = true;
-		return;
-	}
 	if (c->a->verb == CTL_DEVICES) {
 		on_device_message(c, m);
 		return;
@@ -172,15 +87,15 @@ static void on_message(void *arg, const struct uplink_msg *m)
 			log_dbg("event=bad_status topic=%s", m->topic);
 	} else if (strcmp(m->topic, c->t_reported) == 0) {
 		free(c->reported);
-		c->reported = dup_payload(m);
+		c->reported = ctl_dup_payload(m);
 		c->reported_len = c->reported ? m->len : 0;
-		ctl_status_seen(&c->st, payload_ts(m->payload, m->len));
+		ctl_status_seen(&c->st, ctl_payload_ts(m->payload, m->len));
 	} else if (strcmp(m->topic, c->t_reply_v5) == 0 || strcmp(m->topic, c->t_reply_v311) == 0) {
 		/* Other consoles' replies share the 3.1.1 topic: only ours counts. */
 		cJSON *root = cJSON_ParseWithLength(m->payload, m->len);
 		const cJSON *id = root ? cJSON_GetObjectItemCaseSensitive(root, "id") : NULL;
 		if (c->cmd_id[0] && cJSON_IsString(id) && strcmp(id->valuestring, c->cmd_id) == 0 && !c->reply) {
-			c->reply = dup_payload(m);
+			c->reply = ctl_dup_payload(m);
 			c->reply_len = c->reply ? m->len : 0;
 		}
 		cJSON_Delete(root);
@@ -201,126 +116,12 @@ static void on_message(void *arg, const struct uplink_msg *m)
 	}
 }
 
-static void on_connected(void *arg)
-{
-	struct ctl *c = arg;
-	/* Made again on every connection: a clean session starts with none. */
-	for (unsigned i = 0; i < c->nsubs; i++)
-		if (uplink_subscribe(c->up, c->subs[i], c->sub_qos[i]))
-			log_err("event=subscribe_failed topic=%s", c->subs[i]);
-	/* Retained messages are delivered right after the subscription that
-	 * matches them, and QoS 0 deliveries keep their order: once our own
-	 * message to the sync topic comes back, every retained one is in. */
-	if (!c->sync_sent && uplink_subscribe(c->up, c->console_topic, 0) == 0 &&
-	    uplink_publish(c->up, c->console_topic, "sync", 4, 0, false, NULL, 0, NULL) == 0)
-		c->sync_sent = true;
-}
-
-typedef bool (*done_fn)(const struct ctl *c);
-
-/* Runs the loop until done(c), the deadline (ms, monotonic; 0: none) or a
- * signal. Returns true when done. */
-static bool run_until(struct ctl *c, done_fn done, uint64_t deadline_ms)
-{
-	while (!done(c)) {
-		if (interrupted)
-			return false;
-		uint64_t now = now_ms();
-		if (deadline_ms && now >= deadline_ms)
-			return false;
-		uint64_t wait = deadline_ms ? deadline_ms - now : WAIT_SLICE_MS;
-		(void)loop_run_once(c->loop, (int)(wait < WAIT_SLICE_MS ? wait : WAIT_SLICE_MS));
-	}
-	return true;
-}
-
-static bool is_synced(const struct ctl *c) { return c->synced; }
 static bool has_reply(const struct ctl *c) { return c->reply != NULL; }
 static bool never(const struct ctl *c) { return false; }
 static bool enough_rows(const struct ctl *c)
 {
 	return c->a->count ? c->rows >= c->a->count : c->got_batch;
 }
-
-static const char *secs(const struct ctl *c)
-{
-	static char buf[24];
-	ctl_fmt_seconds(c->a->timeout_ms, buf, sizeof(buf));
-	return buf;
-}
-
-static const char *broker_addr(const struct ctl *c, char *buf, size_t len)
-{
-	snprintf(buf, len, strchr(c->cfg.broker.host, ':') ? "[%s]:%d" : "%s:%d", c->cfg.broker.host,
-		 c->cfg.broker.port);
-	return buf;
-}
-
-/* Connects and waits for the retained messages of the subscriptions. */
-static int session_start(struct ctl *c)
-{
-	char addr[CONFIG_STR_MAX + 16];
-	struct uplink_opts uo = {
-		.host = c->cfg.broker.host,
-		.port = c->cfg.broker.port,
-		.client_id = c->client_id,
-		.username = c->cfg.broker.username,
-		.password = c->cfg.broker.password,
-		.v5 = strcmp(c->cfg.broker.protocol, "v5") == 0,
-		.keepalive_s = c->cfg.broker.keepalive_s,
-		.reconnect_min_ms = 250,
-		.reconnect_max_ms = 1000,
-		.tls = c->cfg.broker.tls.enabled,
-		.ca_file = c->cfg.broker.tls.ca_file,
-		.cert_file = c->cfg.broker.tls.cert_file,
-		.key_file = c->cfg.broker.tls.key_file,
-		.tls_insecure = c->cfg.broker.tls.insecure,
-		.max_queued = 16,
-	};
-	struct uplink_cbs cbs = { .connected = on_connected, .message = on_message, .arg = c };
-	c->up = uplink_create(c->loop, &uo, &cbs);
-	if (!c->up) {
-		fprintf(stderr, "berthctl: cannot set up the MQTT client (see the log line above)\n");
-		return CTL_EXIT_USAGE;
-	}
-	uint64_t deadline = now_ms() + c->a->timeout_ms;
-	while (!uplink_connected(c->up)) {
-		struct uplink_stats s;
-		uplink_get_stats(c->up, &s);
-		if (s.last_error == -EACCES) {
-			fprintf(stderr, "berthctl: the broker %s refused the connection: not authorised (check the user name, "
-					"password or client certificate)\n",
-				broker_addr(c, addr, sizeof(addr)));
-			return CTL_EXIT_BROKER;
-		}
-		uint64_t now = now_ms();
-		if (interrupted)
-			return CTL_EXIT_TIMEOUT;
-		/* Nothing listens there: waiting out the timeout would not change that. */
-		if (now >= deadline || s.last_error == -ECONNREFUSED || s.last_error == -EHOSTUNREACH ||
-		    s.last_error == -ENETUNREACH) {
-			fprintf(stderr, "berthctl: cannot connect to the broker %s%s%s%s%s\n",
-				broker_addr(c, addr, sizeof(addr)), now >= deadline ? " within " : "",
-				now >= deadline ? secs(c) : "", s.last_error ? ": " : "",
-				s.last_error ? strerror(-s.last_error) : "");
-			fprintf(stderr, "berthctl: hint: name the broker with -b HOST[:PORT] or -c CONFIG (its broker.host "
-					"and broker.port%s); on the gateway itself, berthctl state --local -c "
-					"/etc/berth/config.json asks berthd without the broker\n",
-				c->a->config_file || c->a->broker ? "" : "; none given, so 127.0.0.1:1883 was tried");
-			return CTL_EXIT_BROKER;
-		}
-		(void)loop_run_once(c->loop, (int)(deadline - now < 50 ? deadline - now : 50));
-	}
-	if (!run_until(c, is_synced, now_ms() + c->a->timeout_ms)) {
-		fprintf(stderr, "berthctl: the broker %s did not deliver our own message within %s "
-				"(may this account publish and subscribe to berthctl/#?)\n",
-			broker_addr(c, addr, sizeof(addr)), secs(c));
-		return interrupted ? CTL_EXIT_TIMEOUT : CTL_EXIT_BROKER;
-	}
-	log_inf("event=subscribed topics=%u retained_delivered=1", c->nsubs);
-	return CTL_EXIT_OK;
-}
-
 
 static void no_answer(const struct ctl *c)
 {
@@ -335,29 +136,12 @@ static int send_command(struct ctl *c, const char *verb, cJSON *args)
 {
 	static unsigned seq;
 	snprintf(c->cmd_id, sizeof(c->cmd_id), "%.40s-%u", c->client_id, ++seq);
-	cJSON *env = cJSON_CreateObject();
-	if (!env || !cJSON_AddNumberToObject(env, "schema", 1) || !cJSON_AddStringToObject(env, "id", c->cmd_id) ||
-	    !cJSON_AddStringToObject(env, "verb", verb) ||
-	    !cJSON_AddNumberToObject(env, "ts", (double)hal_clock_wall_ms())) {
-		cJSON_Delete(env);
-		cJSON_Delete(args);
-		return CTL_EXIT_USAGE;
-	}
-	cJSON_AddItemToObject(env, "args", args ? args : cJSON_CreateObject());
-	char *payload = cJSON_PrintUnformatted(env);
-	cJSON_Delete(env);
+	char target[ENVELOPE_TARGET_MAX + 1];
+	snprintf(target, sizeof(target), "%s%s", c->a->target ? "" : "device:", c->a->target ? c->a->target : c->a->device);
+	char *payload = ctl_command_payload(c, c->cmd_id, verb, args, target);
 	if (!payload)
 		return CTL_EXIT_USAGE;
-	if (c->has_key) {
-		char target[ENVELOPE_TARGET_MAX + 1];
-		snprintf(target, sizeof(target), "%s%s", c->a->target ? "" : "device:", c->a->target ? c->a->target : c->a->device);
-		char *signed_payload = ctl_sign_text(payload, strlen(payload), NULL, c->key_id, c->priv, target, c->a->expire_s);
-		free(payload);
-		if (!signed_payload)
-			return CTL_EXIT_USAGE;
-		payload = signed_payload;
-	}
-	char topic[TOPIC_MAX];
+	char topic[CTL_TOPIC_MAX];
 	snprintf(topic, sizeof(topic), "berth/v1/%s/cmd/%s", c->a->device, verb);
 	/* The broker drops it unsent once it has waited --expire for an offline device. */
 	int rc = uplink_publish_expiring(c->up, topic, payload, strlen(payload), 1, false, c->t_reply_v5, c->cmd_id,
@@ -367,7 +151,7 @@ static int send_command(struct ctl *c, const char *verb, cJSON *args)
 		fprintf(stderr, "berthctl: could not publish to %s: %s\n", topic, strerror(-rc));
 		return CTL_EXIT_BROKER;
 	}
-	if (!run_until(c, has_reply, now_ms() + c->a->timeout_ms)) {
+	if (!ctl_run_until(c, has_reply, ctl_now_ms() + c->a->timeout_ms)) {
 		no_answer(c);
 		return CTL_EXIT_TIMEOUT;
 	}
@@ -391,9 +175,9 @@ static int cmd_devices(struct ctl *c)
 	c->devs = calloc(MAX_DEVICES, sizeof(*c->devs));
 	if (!c->devs)
 		return CTL_EXIT_USAGE;
-	add_sub(c, "berth/v1/+/status", 0);
-	add_sub(c, "berth/v1/+/state/reported", 0);
-	int rc = session_start(c);
+	ctl_add_sub(c, "berth/v1/+/status", 0);
+	ctl_add_sub(c, "berth/v1/+/state/reported", 0);
+	int rc = ctl_session_start(c);
 	if (rc)
 		return rc;
 	ctl_fmt_devices(stdout, c->devs, c->ndevs, hal_clock_wall_ms(), c->a->json);
@@ -404,7 +188,7 @@ static int cmd_devices(struct ctl *c)
 
 static int cmd_state(struct ctl *c)
 {
-	int rc = session_start(c);
+	int rc = ctl_session_start(c);
 	if (rc)
 		return rc;
 	const char *state = c->reported;
@@ -440,34 +224,11 @@ static int cmd_state(struct ctl *c)
 	return CTL_EXIT_OK;
 }
 
-/* Reads FILE (bounded) into a malloc'ed NUL-terminated buffer. */
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	char *buf = malloc(CONFIG_CONFIG_MAX_BYTES + 1);
-	size_t n = buf ? fread(buf, 1, CONFIG_CONFIG_MAX_BYTES + 1, f) : 0;
-	bool bad = ferror(f);
-	fclose(f);
-	if (!buf || bad || n > CONFIG_CONFIG_MAX_BYTES) {
-		snprintf(err, errlen, "%s: %s", path,
-			 !buf ? "out of memory" : bad ? "read error" : "larger than the limit (CONFIG_CONFIG_MAX_BYTES)");
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
 static int cmd_deploy(struct ctl *c)
 {
 	char err[512];
 	size_t len = 0;
-	char *text = read_file(c->a->file, &len, err, sizeof(err));
+	char *text = ctl_read_file(c->a->file, &len, err, sizeof(err));
 	if (!text) {
 		fprintf(stderr, "berthctl: %s\n", err);
 		return CTL_EXIT_USAGE;
@@ -508,8 +269,9 @@ static int cmd_deploy(struct ctl *c)
 		return CTL_EXIT_USAGE;
 	}
 	cJSON_AddItemToObject(args, "deployments", deps);
-
-	if ((rc = session_start(c))) {
+	if (c->a->group)
+		return ctl_fleet_command(c, "deploy", args);
+	if ((rc = ctl_session_start(c))) {
 		cJSON_Delete(args);
 		return rc;
 	}
@@ -533,7 +295,9 @@ static int cmd_deployment_verb(struct ctl *c, const char *verb)
 		if (c->a->min_running_set)
 			cJSON_AddNumberToObject(args, "min_running", c->a->min_running);
 	}
-	int rc = session_start(c);
+	if (c->a->group)
+		return ctl_fleet_command(c, verb, args);
+	int rc = ctl_session_start(c);
 	if (rc) {
 		cJSON_Delete(args);
 		return rc;
@@ -545,7 +309,7 @@ static int cmd_deployment_verb(struct ctl *c, const char *verb)
 
 static int cmd_stream(struct ctl *c, bool events)
 {
-	int rc = session_start(c);
+	int rc = ctl_session_start(c);
 	if (rc)
 		return rc;
 	char presence[160];
@@ -553,24 +317,24 @@ static int cmd_stream(struct ctl *c, bool events)
 	if (!c->a->json && (!c->st.known || !c->st.online))
 		fprintf(stderr, "berthctl: device %s is %s; waiting for what it sends\n", c->a->device, presence);
 	if (c->a->follow) {
-		run_until(c, never, 0);
-		return CTL_EXIT_OK; /* interrupted */
+		ctl_run_until(c, never, 0);
+		return CTL_EXIT_OK; /* ctl_interrupted */
 	}
-	bool done = run_until(c, events && !c->a->count ? never : enough_rows, now_ms() + c->a->timeout_ms);
+	bool done = ctl_run_until(c, events && !c->a->count ? never : enough_rows, ctl_now_ms() + c->a->timeout_ms);
 	if (done || (events && !c->a->count))
 		goto out;
-	if (interrupted)
+	if (ctl_interrupted)
 		return CTL_EXIT_OK;
 	if (c->rows == 0) {
 		fprintf(stderr, "berthctl: no %s from %s within %s; it is %s\n", events ? "events" : "telemetry",
-			c->a->device, secs(c), presence);
+			c->a->device, ctl_secs(c), presence);
 	} else {
-		fprintf(stderr, "berthctl: %u of %u rows within %s\n", c->rows, c->a->count, secs(c));
+		fprintf(stderr, "berthctl: %u of %u rows within %s\n", c->rows, c->a->count, ctl_secs(c));
 	}
 	return CTL_EXIT_TIMEOUT;
 out:
 	if (events && c->rows == 0 && !c->a->json)
-		fprintf(stderr, "berthctl: no events from %s within %s; it is %s\n", c->a->device, secs(c),
+		fprintf(stderr, "berthctl: no events from %s within %s; it is %s\n", c->a->device, ctl_secs(c),
 			presence);
 	return CTL_EXIT_OK;
 }
@@ -579,7 +343,7 @@ out:
 /* The policy block of the device's reported state: version, violations, items. */
 static int cmd_policy(struct ctl *c)
 {
-	int rc = session_start(c);
+	int rc = ctl_session_start(c);
 	if (rc)
 		return rc;
 	if (!c->reported) {
@@ -658,7 +422,7 @@ static int cmd_set_doc(struct ctl *c, bool policy)
 	const char *kind = policy ? "policy" : "keys";
 	char err[512];
 	size_t len = 0;
-	char *text = read_file(c->a->file, &len, err, sizeof(err));
+	char *text = ctl_read_file(c->a->file, &len, err, sizeof(err));
 	if (!text) {
 		fprintf(stderr, "berthctl: %s\n", err);
 		return CTL_EXIT_USAGE;
@@ -680,14 +444,14 @@ static int cmd_set_doc(struct ctl *c, bool policy)
 	free(text);
 	if (!signed_doc)
 		return CTL_EXIT_USAGE;
-	int rc = session_start(c);
+	int rc = ctl_session_start(c);
 	if (!rc) {
-		char topic[TOPIC_MAX];
+		char topic[CTL_TOPIC_MAX];
 		snprintf(topic, sizeof(topic), "berth/v1/%s/%s", c->a->device, kind);
 		rc = uplink_publish(c->up, topic, signed_doc, strlen(signed_doc), 1, true, NULL, 0, NULL) ? CTL_EXIT_BROKER : 0;
-		if (!rc && !run_until(c, policy ? policy_seen : keys_seen, now_ms() + c->a->timeout_ms)) {
+		if (!rc && !ctl_run_until(c, policy ? policy_seen : keys_seen, ctl_now_ms() + c->a->timeout_ms)) {
 			fprintf(stderr, "berthctl: %s did not report %s version %llu within %s s (refused? see berthctl events %s)\n",
-				c->a->device, kind, (unsigned long long)c->want_version, secs(c), c->a->device);
+				c->a->device, kind, (unsigned long long)c->want_version, ctl_secs(c), c->a->device);
 			rc = CTL_EXIT_TIMEOUT;
 		}
 	}
@@ -725,18 +489,18 @@ static void set_topics(struct ctl *c)
 	snprintf(c->console_topic, sizeof(c->console_topic), "berthctl/%s/sync", c->client_id);
 	if (!d)
 		return;
-	snprintf(c->t_status, TOPIC_MAX, "berth/v1/%s/status", d);
-	snprintf(c->t_reported, TOPIC_MAX, "berth/v1/%s/state/reported", d);
-	snprintf(c->t_events, TOPIC_MAX, "berth/v1/%s/events", d);
-	snprintf(c->t_telemetry, TOPIC_MAX, "berth/v1/%s/telemetry", d);
+	snprintf(c->t_status, CTL_TOPIC_MAX, "berth/v1/%s/status", d);
+	snprintf(c->t_reported, CTL_TOPIC_MAX, "berth/v1/%s/state/reported", d);
+	snprintf(c->t_events, CTL_TOPIC_MAX, "berth/v1/%s/events", d);
+	snprintf(c->t_telemetry, CTL_TOPIC_MAX, "berth/v1/%s/telemetry", d);
 	const char *verb = c->a->verb == CTL_STATE || c->a->verb == CTL_SITE ? "get_state" : ctl_verb_name(c->a->verb);
 	/* v5: a reply topic of our own; 3.1.1: the device's documented fallback. */
-	snprintf(c->t_reply_v5, TOPIC_MAX, "berth/v1/%s/cmd/%s/reply/%s", d, verb, c->client_id);
-	snprintf(c->t_reply_v311, TOPIC_MAX, "berth/v1/%s/cmd/%s/reply", d, verb);
+	snprintf(c->t_reply_v5, CTL_TOPIC_MAX, "berth/v1/%s/cmd/%s/reply/%s", d, verb, c->client_id);
+	snprintf(c->t_reply_v311, CTL_TOPIC_MAX, "berth/v1/%s/cmd/%s/reply", d, verb);
 	/* The status says whether it is online; the reported state's ts when it
 	 * was last seen (a Last Will carries no time). */
-	add_sub(c, c->t_status, 0);
-	add_sub(c, c->t_reported, 0);
+	ctl_add_sub(c, c->t_status, 0);
+	ctl_add_sub(c, c->t_reported, 0);
 	switch (c->a->verb) {
 	case CTL_STATE: /* get_state when nothing is retained */
 	case CTL_SITE:
@@ -746,14 +510,14 @@ static void set_topics(struct ctl *c)
 	case CTL_REMOVE:
 	case CTL_CHAOS:
 	case CTL_ROLLBACK:
-		add_sub(c, c->t_reply_v5, 1);
-		add_sub(c, c->t_reply_v311, 1);
+		ctl_add_sub(c, c->t_reply_v5, 1);
+		ctl_add_sub(c, c->t_reply_v311, 1);
 		break;
 	case CTL_EVENTS:
-		add_sub(c, c->t_events, 1);
+		ctl_add_sub(c, c->t_events, 1);
 		break;
 	case CTL_TELEMETRY:
-		add_sub(c, c->t_telemetry, 1);
+		ctl_add_sub(c, c->t_telemetry, 1);
 		break;
 	default:
 		break;
@@ -820,10 +584,6 @@ int main(int argc, char **argv)
 		printf("berthctl %s\n", BERTH_VERSION);
 		return CTL_EXIT_OK;
 	}
-	if (a.group) {
-		fprintf(stderr, "berthctl: --group: groups are not supported by this berthctl yet; nothing was sent\n");
-		return CTL_EXIT_USAGE;
-	}
 	int lrc = local_command(&a);
 	if (lrc >= 0)
 		return lrc;
@@ -849,10 +609,8 @@ int main(int argc, char **argv)
 		 (unsigned)(hal_clock_now_us() & 0xffff));
 	set_topics(c);
 
-	struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: poll returns at once */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	ctl_session_signals();
+	c->on_msg = on_message;
 
 	c->loop = loop_create();
 	if (!c->loop) {
@@ -860,7 +618,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	switch (a.verb) {
-	case CTL_DEVICES: rc = cmd_devices(c); break;
+	case CTL_DEVICES: rc = a.group ? ctl_fleet_devices(c) : cmd_devices(c); break;
+	case CTL_ROLLOUT: rc = ctl_fleet_rollout(c); break;
 	case CTL_STATE:
 	case CTL_SITE: rc = cmd_state(c); break;
 	case CTL_DEPLOY: rc = cmd_deploy(c); break;
@@ -883,6 +642,7 @@ out:
 	free(c->reported);
 	free(c->reply);
 	free(c->devs);
+	ctl_fleet_destroy(c->fleet);
 	memset(c->priv, 0, sizeof(c->priv));
 	free(c);
 	return rc;
