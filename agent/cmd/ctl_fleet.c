@@ -116,7 +116,7 @@ static void on_reply(struct ctl_fleet *f, struct fdev *d, const struct uplink_ms
 	if (id->valuestring[pl] == '.') { /* a rollback of the rollout */
 		d->rb_answered++;
 		d->rb_ok += accepted;
-	} else if (!d->reply) {
+	} else if (!d->reply && d->member) {
 		f->replies++;
 	}
 	if (!d->reply || id->valuestring[pl] == '.') {

@@ -247,7 +247,7 @@ static enum ctl_dev_phase eval_dep(const struct ctl_rollout *r, unsigned i, cons
 	}
 	double ready = num(d, "replicas_ready", 0), want = num(d, "replicas_desired", 1);
 	const cJSON *rolling = cJSON_GetObjectItemCaseSensitive(d, "rolling");
-	if (ready < want || want < 1 || cJSON_IsTrue(rolling)) {
+	if (ready < want || cJSON_IsTrue(rolling)) {
 		snprintf(why, len, "%s: ready %.0f/%.0f%s", name, ready, want, cJSON_IsTrue(rolling) ? ", rolling" : "");
 		return CTL_DEV_APPLYING;
 	}

@@ -141,6 +141,7 @@ static void device_verdicts(void **state)
 		{ REP(7, DEP("localhost/w:v2", 0, 1, 3, ""), ""), 1, CTL_DEV_APPLYING, "det: ready 0/1" },
 		{ REP(7, DEP("localhost/w:v1", 1, 1, 3, ""), ""), 1, CTL_DEV_APPLYING, "det: image localhost/w:v1, not yet" },
 		{ REP(7, DEP("localhost/w:v2", 1, 1, 4, ""), ""), 1, CTL_DEV_READY, "" },
+		{ REP(7, DEP("localhost/w:v2", 0, 0, 3, ""), ""), 1, CTL_DEV_READY, "" }, /* scaled to 0: nothing to wait for */
 		{ REP(7, DEP("localhost/w:v2", 1, 1, 5, ""), ""), 1, CTL_DEV_FAILED, "2 restarts since the wave started (at most 1)" },
 		{ REP(7, DEP("localhost/w:v2", 1, 1, 9, ""), ""), 0, CTL_DEV_READY, "" }, /* no baseline: no restart bound */
 		{ REP(7, DEP("localhost/w:v2", 1, 1, 3, ",\"sla_compliance\":0.5"), ""), 1, CTL_DEV_FAILED,
