@@ -34,6 +34,7 @@ struct fdev {
 	struct ctl_dev_eval ev;
 	char *prev_desired;             /* the retained desired state we replaced (restored on a halt), owned */
 	bool published;
+	int64_t watch_ms;               /* wall ms its wave started: its trust_refused events since count */
 };
 
 struct ctl_fleet {
@@ -128,6 +129,33 @@ static void on_reply(struct ctl_fleet *f, struct fdev *d, const struct uplink_ms
 	cJSON_Delete(root);
 }
 
+/* An event batch: a trust_refused row since the device's wave started means
+ * it refused what we sent (a bad signature, another target, an older version). */
+static void on_events(struct fdev *d, const struct uplink_msg *m)
+{
+	if (!d->watch_ms || d->base.refused)
+		return;
+	cJSON *root = cJSON_ParseWithLength(m->payload, m->len);
+	const cJSON *rows = root ? cJSON_GetObjectItemCaseSensitive(root, "rows") : NULL;
+	for (const cJSON *r = cJSON_IsArray(rows) ? rows->child : NULL; r && !d->base.refused; r = r->next) {
+		const cJSON *ts = cJSON_GetObjectItemCaseSensitive(r, "ts");
+		const cJSON *data = cJSON_GetObjectItemCaseSensitive(r, "data");
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(data, "type");
+		if (!cJSON_IsString(type))
+			type = cJSON_GetObjectItemCaseSensitive(data, "event");
+		if (!cJSON_IsNumber(ts) || ts->valuedouble < (double)d->watch_ms || !cJSON_IsString(type) ||
+		    strcmp(type->valuestring, "trust_refused") != 0)
+			continue;
+		const cJSON *det = cJSON_GetObjectItemCaseSensitive(data, "detail");
+		const cJSON *code = cJSON_GetObjectItemCaseSensitive(det ? det : data, "code");
+		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(det ? det : data, "message");
+		d->base.refused = true;
+		snprintf(d->base.refused_why, sizeof(d->base.refused_why), "%s: %s",
+			 cJSON_IsString(code) ? code->valuestring : "refused", cJSON_IsString(msg) ? msg->valuestring : "");
+	}
+	cJSON_Delete(root);
+}
+
 static void on_fleet_message(struct ctl *c, const struct uplink_msg *m)
 {
 	struct ctl_fleet *f = c->fleet;
@@ -149,6 +177,8 @@ static void on_fleet_message(struct ctl *c, const struct uplink_msg *m)
 		ctl_status_seen(&d->st, ctl_payload_ts(m->payload, m->len));
 	} else if (strcmp(slash, "/state/desired") == 0) {
 		on_desired(d, m);
+	} else if (strcmp(slash, "/events") == 0) {
+		on_events(d, m);
 	} else if (strcmp(slash, f->reply_suffix) == 0) {
 		on_reply(f, d, m);
 	}
@@ -187,8 +217,10 @@ static int fleet_start(struct ctl *c, bool desired, const char *reply_verb)
 	c->max_queued = FLEET_INFLIGHT;
 	ctl_add_sub(c, "berth/v1/+/status", 0);
 	ctl_add_sub(c, "berth/v1/+/state/reported", 0);
-	if (desired)
+	if (desired) { /* a rollout: the retained desired states, and the events (refusals) */
 		ctl_add_sub(c, "berth/v1/+/state/desired", 0);
+		ctl_add_sub(c, "berth/v1/+/events", 1);
+	}
 	if (reply_verb) {
 		char t[CTL_TOPIC_MAX];
 		snprintf(c->fleet->reply_suffix, sizeof(c->fleet->reply_suffix), "/cmd/%s/reply", reply_verb);
@@ -447,7 +479,8 @@ static int publish_wave(struct rollout *ro, unsigned w, size_t *published)
 	for (size_t k = ro->start[w]; k < ro->start[w + 1]; k++) {
 		struct fdev *d = wdev(ro, k);
 		(void)ctl_rollout_eval(&ro->r, d->reported, d->rlen, NULL, &d->ev);
-		d->base = (struct ctl_dev_base){ .set = true, .restarts = d->ev.restarts, .refused = d->ev.refused };
+		d->base = (struct ctl_dev_base){ .set = true, .restarts = d->ev.restarts };
+		d->watch_ms = hal_clock_wall_ms();
 		if (d->desired_version >= ro->r.version || d->ev.desired_version >= ro->r.version)
 			continue;
 		char *doc = desired_for(ro, d);
@@ -570,6 +603,8 @@ static int rollback_wave(struct rollout *ro, unsigned w)
 	}
 	if (rc)
 		fprintf(stderr, "berthctl: rolling back wave %u: %s\n", w + 1, strerror(-rc));
+	if (!ctl_flush(c))
+		fprintf(stderr, "berthctl: the broker did not acknowledge every rollback within %s\n", ctl_secs(c));
 	uint64_t deadline = ctl_now_ms() + c->a->timeout_ms;
 	size_t answered = 0;
 	while (answered < sent && ctl_now_ms() < deadline && !ctl_interrupted) {

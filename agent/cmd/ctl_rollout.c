@@ -301,14 +301,11 @@ enum ctl_dev_phase ctl_rollout_eval(const struct ctl_rollout *r, const char *rep
 		snprintf(out->why, sizeof(out->why), "no reported state");
 		return out->phase = CTL_DEV_PENDING;
 	}
-	const cJSON *trust = cJSON_GetObjectItemCaseSensitive(root, "trust");
 	out->desired_version = (uint64_t)num(root, "desired_version", 0);
-	out->refused = (uint32_t)num(trust, "refused", 0);
 	if (out->desired_version < r->version) {
-		if (base && base->set && out->refused > base->refused) {
-			snprintf(out->why, sizeof(out->why), "refused the desired state (%u messages refused since the wave "
-							     "started: bad signature, wrong target or older version?)",
-				 out->refused - base->refused);
+		if (base && base->set && base->refused) {
+			snprintf(out->why, sizeof(out->why), "refused what was sent (%s) and stays at desired version %llu",
+				 base->refused_why, (unsigned long long)out->desired_version);
 			out->phase = CTL_DEV_FAILED;
 		} else {
 			snprintf(out->why, sizeof(out->why), "at desired version %llu",

@@ -54,18 +54,19 @@ enum ctl_dev_phase {
 	CTL_DEV_FAILED,        /* rolled back, crash-looping, out of bounds, or refused the desired state */
 };
 
-/* A device's counters when its wave started: the gate bounds their growth. */
+/* A device's counters when its wave started (the gate bounds their growth),
+ * and what its events said since its desired state was published. */
 struct ctl_dev_base {
 	bool set;
 	uint32_t restarts;     /* sum over the rollout's deployments */
-	uint32_t refused;      /* trust.refused: messages the device refused */
+	bool refused;          /* a trust_refused event since the publish */
+	char refused_why[96];  /* its code and message */
 };
 
 struct ctl_dev_eval {
 	enum ctl_dev_phase phase;
 	uint64_t desired_version;
 	uint32_t restarts;
-	uint32_t refused;
 	unsigned ready, total;          /* the rollout's deployments ready / in the set */
 	char why[192];                  /* what holds it, or why it failed */
 };

@@ -246,3 +246,7 @@ int ctl_publish(struct ctl *c, const char *topic, const char *payload, bool reta
 		(void)loop_run_once(c->loop, 20);
 	}
 }
+
+static bool all_acked(const struct ctl *c) { return uplink_unacked(c->up) == 0; }
+
+bool ctl_flush(struct ctl *c) { return ctl_run_until(c, all_acked, ctl_now_ms() + c->a->timeout_ms); }

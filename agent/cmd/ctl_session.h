@@ -101,5 +101,7 @@ char *ctl_command_payload(struct ctl *c, const char *id, const char *verb, cJSON
  * for acknowledgements while the in-flight window (c->max_queued) is full, at
  * most --timeout. 0 or a negative errno. */
 int ctl_publish(struct ctl *c, const char *topic, const char *payload, bool retain, uint32_t expiry_s);
+/* Runs the loop until the broker acknowledged every publish (at most --timeout). */
+bool ctl_flush(struct ctl *c);
 
 #endif

@@ -127,8 +127,9 @@ static void device_verdicts(void **state)
 	struct ctl_rollout r = { .version = 7, .ndeps = 1, .min_sla = 0.9, .max_restarts = 1 };
 	snprintf(r.dep[0].name, sizeof(r.dep[0].name), "det");
 	snprintf(r.dep[0].image, sizeof(r.dep[0].image), "localhost/w:v2");
-	struct ctl_dev_base base = { .set = true, .restarts = 3, .refused = 2 };
-	struct ctl_dev_base refused_more = { .set = true, .restarts = 0, .refused = 1 };
+	struct ctl_dev_base base = { .set = true, .restarts = 3 };
+	struct ctl_dev_base refused_more = { .set = true, .restarts = 0, .refused = true,
+					     .refused_why = "bad_signature: auth.sig" };
 	static const struct {
 		const char *rep;
 		int base; /* 0 none, 1 base, 2 refused_more */
@@ -137,7 +138,8 @@ static void device_verdicts(void **state)
 	} cases[] = {
 		{ NULL, 0, CTL_DEV_PENDING, "no reported state" },
 		{ REP(6, DEP("localhost/w:v1", 1, 1, 0, ""), ""), 0, CTL_DEV_PENDING, "at desired version 6" },
-		{ REP(6, DEP("localhost/w:v1", 1, 1, 0, ""), ""), 2, CTL_DEV_FAILED, "refused the desired state" },
+		{ REP(6, DEP("localhost/w:v1", 1, 1, 0, ""), ""), 2, CTL_DEV_FAILED,
+		  "refused what was sent (bad_signature: auth.sig) and stays at desired version 6" },
 		{ REP(7, DEP("localhost/w:v2", 0, 1, 3, ""), ""), 1, CTL_DEV_APPLYING, "det: ready 0/1" },
 		{ REP(7, DEP("localhost/w:v1", 1, 1, 3, ""), ""), 1, CTL_DEV_APPLYING, "det: image localhost/w:v1, not yet" },
 		{ REP(7, DEP("localhost/w:v2", 1, 1, 4, ""), ""), 1, CTL_DEV_READY, "" },
