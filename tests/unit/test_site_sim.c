@@ -28,16 +28,21 @@
  * a queue here with a latency, a seeded loss rate and partitions.
  */
 
-#define N 3
+#define N 3               /* founding members */
+#define NMAX 4            /* with one that joins */
 #define DGRAM_LATENCY_MS 2
 #define STEP_MS 5
 #define QMAX 4096
 
 struct consensus {
-	unsigned self;
+	unsigned self;          /* fixture index (Raft id self + 1) */
 	struct loop *loop;
 	struct consensus_ops ops;
-	struct siteconf_member members[CONSENSUS_MAX_MEMBERS];
+	struct siteconf_member me;
+	struct siteconf_member members[CONSENSUS_MAX_MEMBERS]; /* the table, by slot */
+	bool present[CONSENSUS_MAX_MEMBERS];
+	struct raft_change change;
+	bool change_pending;
 	struct raft_fsm fsm;
 	bool live;
 	uint64_t ready_term;    /* term whose barrier committed (as the real module) */
@@ -55,11 +60,11 @@ struct dgram {
 
 static struct {
 	struct raft_fixture f;
-	struct consensus c[N];
+	struct consensus c[NMAX];
 	unsigned created;
 	bool started;
-	bool cut[N];            /* partitioned from every other member */
-	bool dead[N];
+	bool cut[NMAX];         /* partitioned from every other member */
+	bool dead[NMAX];
 	unsigned loss_pct;
 	uint64_t rng;
 	struct dgram q[QMAX];
@@ -115,15 +120,28 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	return 0;
 }
 
+/* The fixture index of a device id, or -1. */
+static int fixture_of(const char *device_id)
+{
+	for (unsigned j = 0; j < W.created; j++)
+		if (!strcmp(W.c[j].me.device_id, device_id))
+			return (int)j;
+	return -1;
+}
+
 struct consensus *consensus_create(struct loop *l, const struct consensus_opts *opts, const struct consensus_ops *ops)
 {
 	assert_int_equal(opts->n, N);
-	assert_int_equal(opts->self, W.created); /* created in member order */
-	struct consensus *c = &W.c[opts->self];
-	c->self = opts->self;
+	assert_true(W.created < NMAX);
+	struct consensus *c = &W.c[W.created]; /* founding members in member order, then joiners */
+	c->self = W.created;
 	c->loop = l;
 	c->ops = *ops;
+	c->me = *opts->me;
+	assert_int_equal(opts->bootstrap, W.created < N);
 	memcpy(c->members, opts->members, sizeof(c->members[0]) * N);
+	for (unsigned i = 0; i < N; i++)
+		c->present[i] = true;
 	c->fsm = (struct raft_fsm){ .version = 1, .data = c, .apply = fsm_apply, .snapshot = fsm_snapshot,
 				    .restore = fsm_restore };
 	c->live = true;
@@ -137,8 +155,66 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 		raft_configuration_close(&conf);
 		assert_int_equal(raft_fixture_start(&W.f), 0);
 		W.started = true;
+	} else if (W.started) { /* a joiner: an empty log, started, waiting to be added */
+		assert_int_equal(raft_start(raft_fixture_get(&W.f, c->self)), 0);
 	}
 	return c;
+}
+
+int consensus_member_set(struct consensus *c, unsigned idx, const char *device_id, const char *address)
+{
+	assert_true(idx < CONSENSUS_MAX_MEMBERS);
+	snprintf(c->members[idx].device_id, sizeof(c->members[idx].device_id), "%s", device_id);
+	snprintf(c->members[idx].address, sizeof(c->members[idx].address), "%s", address);
+	c->present[idx] = true;
+	return 0;
+}
+
+void consensus_member_clear(struct consensus *c, unsigned idx) { c->present[idx] = false; }
+
+static void on_change(struct raft_change *req, int status)
+{
+	struct consensus *c = req->data;
+	(void)status;
+	c->change_pending = false;
+}
+
+static bool leader_ready(const struct consensus *c);
+
+/* As the real module, with fixture ids (index + 1) for device ids; the leader itself never goes here. */
+int consensus_reconcile(struct consensus *c)
+{
+	struct raft *r = raft_fixture_get(&W.f, c->self);
+	if (!leader_ready(c) || c->change_pending || r->configuration_uncommitted_index)
+		return 0;
+	c->change.data = c;
+	for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS; i++) {
+		int j = c->present[i] ? fixture_of(c->members[i].device_id) : -1;
+		if (j < 0)
+			continue;
+		const struct raft_server *srv = NULL;
+		for (unsigned k = 0; k < r->configuration.n; k++)
+			if (r->configuration.servers[k].id == (raft_id)j + 1)
+				srv = &r->configuration.servers[k];
+		if (srv && srv->role == RAFT_VOTER)
+			continue;
+		int rv = srv ? raft_assign(r, &c->change, (raft_id)j + 1, RAFT_VOTER, on_change)
+			     : raft_add(r, &c->change, (raft_id)j + 1, c->members[i].address, on_change);
+		c->change_pending = rv == 0;
+		return rv == 0;
+	}
+	for (unsigned k = 0; k < r->configuration.n; k++) {
+		raft_id id = r->configuration.servers[k].id;
+		bool keep = id == r->id;
+		for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS && !keep; i++)
+			keep = c->present[i] && fixture_of(c->members[i].device_id) == (int)id - 1;
+		if (keep)
+			continue;
+		int rv = raft_remove(r, &c->change, id, on_change);
+		c->change_pending = rv == 0;
+		return rv == 0;
+	}
+	return 0;
 }
 
 void consensus_destroy(struct consensus *c)
@@ -173,16 +249,17 @@ int consensus_propose(struct consensus *c, const char *cmd, size_t len)
 
 int consensus_send(struct consensus *c, unsigned idx, const char *buf, size_t len)
 {
-	if (idx >= N || idx == c->self || W.dead[c->self])
+	int to = idx < CONSENSUS_MAX_MEMBERS && c->present[idx] ? fixture_of(c->members[idx].device_id) : -1;
+	if (to < 0 || (unsigned)to == c->self || W.dead[c->self])
 		return -EINVAL;
-	if (!linked(c->self, idx) || rnd() < W.loss_pct || W.nq == QMAX) {
+	if (!linked(c->self, (unsigned)to) || rnd() < W.loss_pct || W.nq == QMAX) {
 		W.dropped++;
 		return 0; /* lost on the way: the sender cannot tell */
 	}
 	struct dgram *d = &W.q[W.nq++];
 	d->due_ms = now_ms() + DGRAM_LATENCY_MS;
 	d->from = c->self;
-	d->to = idx;
+	d->to = (unsigned)to;
 	d->len = len;
 	d->buf = malloc(len + 1);
 	memcpy(d->buf, buf, len);
@@ -222,7 +299,9 @@ static void leader_check(struct consensus *c)
 		c->barrier_pending = true;
 }
 
-bool consensus_leader_ready(const struct consensus *c)
+bool consensus_leader_ready(const struct consensus *c) { return leader_ready(c); }
+
+static bool leader_ready(const struct consensus *c)
 {
 	struct raft *r = raft_fixture_get(&W.f, c->self);
 	return !W.dead[c->self] && raft_state(r) == RAFT_LEADER && c->ready_term == r->current_term;
@@ -235,7 +314,12 @@ int consensus_leader(const struct consensus *c)
 	if (W.dead[c->self])
 		return -1;
 	raft_leader(raft_fixture_get(&W.f, c->self), &id, &addr);
-	return id ? (int)id - 1 : -1; /* fixture ids are 1..n */
+	if (!id) /* fixture ids are 1..n; the table is by slot */
+		return -1;
+	for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS; i++)
+		if (c->present[i] && !strcmp(c->members[i].device_id, W.c[id - 1].me.device_id))
+			return (int)i;
+	return -1;
 }
 
 void consensus_stats(const struct consensus *c, struct consensus_stats *out)
@@ -263,7 +347,7 @@ struct member {
 	unsigned runs;          /* replicas of det this member runs (its supervisor, instantly) */
 };
 
-static struct member M[N];
+static struct member M[NMAX];
 static struct loop *L;
 
 static const char *const deployments =
@@ -286,7 +370,7 @@ static void step(void)
 	/* Raft in the fixture's time, kept level with the virtual clock */
 	while (raft_fixture_time(&W.f) < now)
 		raft_fixture_step(&W.f);
-	for (unsigned i = 0; i < N; i++)
+	for (unsigned i = 0; i < W.created; i++)
 		leader_check(&W.c[i]);
 	for (unsigned i = 0; i < W.nq;) {
 		struct dgram *d = &W.q[i];
@@ -297,7 +381,7 @@ static void step(void)
 		struct dgram x = *d;
 		*d = W.q[--W.nq];
 		if (linked(x.from, x.to))
-			W.c[x.to].ops.on_datagram(W.c[x.to].ops.arg, W.c[x.from].members[x.from].address, x.buf, x.len);
+			W.c[x.to].ops.on_datagram(W.c[x.to].ops.arg, W.c[x.from].me.address, x.buf, x.len);
 		free(x.buf);
 	}
 	(void)loop_run_once(L, 0);
@@ -312,9 +396,30 @@ static void run_ms(unsigned ms)
 static unsigned total_runs(void)
 {
 	unsigned t = 0;
-	for (unsigned i = 0; i < N; i++)
+	for (unsigned i = 0; i < W.created; i++)
 		t += W.dead[i] ? 0 : M[i].runs;
 	return t;
+}
+
+/* Gateway i (gw<i+1>): a founding member for i < N, else one that joins (site.address). */
+static void add_member(unsigned i)
+{
+	static struct berth_config cfg;
+	struct config_error err;
+	char text[512], addr[64] = "";
+	if (i >= N)
+		snprintf(addr, sizeof(addr), ",\"address\":\"10.0.0.%u:7400\"", i + 1);
+	snprintf(text, sizeof(text),
+		 "{\"device_id\":\"gw%u\",\"data_dir\":\"/tmp/unused\",\"site\":{\"enabled\":true,"
+		 "\"members\":\"gw1=10.0.0.1:7400,gw2=10.0.0.2:7400,gw3=10.0.0.3:7400\"%s}}",
+		 i + 1, addr);
+	assert_int_equal(config_parse(text, strlen(text), &cfg, &err), 0);
+	struct deploy_error de;
+	assert_int_equal(deploy_parse(deployments, strlen(deployments), &M[i].desired, &de), 0);
+	struct site_deps sd = { .loop = L, .reapply = reapply, .arg = &M[i] };
+	M[i].site = site_create(&sd, &cfg);
+	assert_non_null(M[i].site);
+	reapply(&M[i]); /* the desired state arrives (actions -> site_filter) */
 }
 
 static int setup(void **state)
@@ -327,30 +432,17 @@ static int setup(void **state)
 	sim_sys_set_node(&ns);
 	L = loop_create();
 	assert_non_null(L);
-	for (unsigned i = 0; i < N; i++) {
-		static struct berth_config cfg;
-		struct config_error err;
-		char text[512];
-		snprintf(text, sizeof(text),
-			 "{\"device_id\":\"gw%u\",\"data_dir\":\"/tmp/unused\",\"site\":{\"enabled\":true,"
-			 "\"members\":\"gw1=10.0.0.1:7400,gw2=10.0.0.2:7400,gw3=10.0.0.3:7400\"}}",
-			 i + 1);
-		assert_int_equal(config_parse(text, strlen(text), &cfg, &err), 0);
-		struct deploy_error de;
-		assert_int_equal(deploy_parse(deployments, strlen(deployments), &M[i].desired, &de), 0);
-		struct site_deps sd = { .loop = L, .reapply = reapply, .arg = &M[i] };
-		M[i].site = site_create(&sd, &cfg);
-		assert_non_null(M[i].site);
-		reapply(&M[i]); /* the desired state arrives (actions -> site_filter) */
-	}
+	for (unsigned i = 0; i < N; i++)
+		add_member(i);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	for (unsigned i = 0; i < N; i++)
+	for (unsigned i = 0; i < W.created; i++)
 		site_destroy(M[i].site);
+	memset(M, 0, sizeof(M));
 	loop_destroy(L);
 	raft_fixture_close(&W.f);
 	for (unsigned i = 0; i < W.nq; i++)
@@ -510,6 +602,70 @@ static void leader_killed_a_new_one_moves_its_replica(void **state)
 		}
 }
 
+/* A fourth gateway joins by a command given to a follower; then a member holding a det replica
+ * leaves by command: its replica moves, it runs nothing, and the Raft configuration follows. */
+static void join_then_leave_by_command(void **state)
+{
+	(void)state;
+	char why[200], view[4096];
+	settle(15000);
+	add_member(3);
+	int leader = consensus_leader(&W.c[0]);
+	unsigned f = (unsigned)(leader + 1) % N;
+	static const struct { const char *id, *addr; int rc; } bad[] = {
+		{ "gw2", "10.0.0.9:7400", -EEXIST }, { "gw9", "10.0.0.1:7400", -EEXIST },
+		{ "gw9", "10.0.0.9", -EINVAL }, { "gw9", NULL, -ENOENT },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(site_member_request(M[f].site, bad[i].id, bad[i].addr, why, sizeof(why)), bad[i].rc);
+		print_message("refused %s %s: %s\n", bad[i].id, bad[i].addr ? bad[i].addr : "(leave)", why);
+	}
+	assert_int_equal(site_member_request(M[f].site, "gw4", "10.0.0.4:7400", why, sizeof(why)), 0);
+	assert_int_equal(site_member_request(M[f].site, "gw5", "10.0.0.5:7400", why, sizeof(why)), -EAGAIN);
+	uint64_t t0 = now_ms();
+	while (!site_lease_held(M[3].site) && now_ms() - t0 < 15000)
+		step();
+	print_message("gw4 joined and holds the lease after %llu ms\n", (unsigned long long)(now_ms() - t0));
+	assert_true(site_lease_held(M[3].site));
+	struct raft *lr = raft_fixture_get(&W.f, (unsigned)leader);
+	assert_int_equal(lr->configuration.n, 4);
+	for (unsigned i = 0; i < 4; i++) {
+		assert_true(site_report_json(M[i].site, view, sizeof(view)) > 0);
+		assert_non_null(strstr(view, "\"id\":\"gw4\",\"address\":\"10.0.0.4:7400\""));
+	}
+	assert_int_equal(total_runs(), 2);
+	/* a det holder that does not lead leaves, asked of another member */
+	int h = -1;
+	for (int i = 0; i < N && h < 0; i++)
+		if (M[i].runs && i != leader)
+			h = i;
+	assert_true(h >= 0);
+	unsigned asker = (unsigned)leader == (unsigned)(h + 1) % N ? (unsigned)(h + 2) % N : (unsigned)(h + 1) % N;
+	char hid[8];
+	snprintf(hid, sizeof(hid), "gw%d", h + 1);
+	assert_int_equal(site_member_request(M[asker].site, hid, NULL, why, sizeof(why)), 0);
+	t0 = now_ms();
+	uint64_t both = 0;
+	while ((M[h].runs || total_runs() != 2) && now_ms() - t0 < 15000) {
+		step();
+		if (total_runs() > 2)
+			both += STEP_MS;
+	}
+	print_message("%s left: its replica moved after %llu ms, ran twice for %llu ms\n", hid,
+		      (unsigned long long)(now_ms() - t0), (unsigned long long)both);
+	assert_int_equal(M[h].runs, 0);
+	assert_int_equal(total_runs(), 2);
+	assert_true(both <= 200); /* the leaving member stops as it applies L, the new owner starts as it does */
+	run_ms(3000);
+	assert_int_equal(lr->configuration.n, 3);
+	assert_false(site_lease_held(M[h].site));
+	assert_true(site_report_json(M[h].site, view, sizeof(view)) > 0);
+	assert_non_null(strstr(view, "\"member\":false"));
+	/* leaving again, or a leave that leaves one member: refused */
+	assert_int_equal(site_member_request(M[asker].site, hid, NULL, why, sizeof(why)), -ENOENT);
+	print_message("refused leave of %s again: %s\n", hid, why);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -517,6 +673,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(partition_moves_the_replica_within_the_lease, setup, teardown),
 		cmocka_unit_test_setup_teardown(datagram_loss_does_not_break_the_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(leader_killed_a_new_one_moves_its_replica, setup, teardown),
+		cmocka_unit_test_setup_teardown(join_then_leave_by_command, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
