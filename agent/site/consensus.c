@@ -236,6 +236,23 @@ int consensus_send(struct consensus *c, unsigned idx, const char *buf, size_t le
 	return 0;
 }
 
+int consensus_send_to(struct consensus *c, const char *address, const char *buf, size_t len)
+{
+	struct sockaddr_in sa;
+	if (split_address(address, &sa))
+		return -EINVAL;
+	if (len > CONSENSUS_DGRAM_MAX)
+		return -E2BIG;
+	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+	int rc = uv_udp_try_send(&c->udp, &b, 1, (const struct sockaddr *)&sa);
+	if (rc < 0) {
+		c->st.dgram_dropped++;
+		return rc;
+	}
+	c->st.dgram_sent++;
+	return 0;
+}
+
 /* --- log ---------------------------------------------------------------------- */
 
 static void on_applied(struct raft_apply *req, int status, void *result)

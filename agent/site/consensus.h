@@ -114,6 +114,10 @@ int consensus_reconcile(struct consensus *c);
  * -E2BIG, or -EAGAIN/-errno when the socket refused it (counted as dropped). */
 int consensus_send(struct consensus *c, unsigned idx, const char *buf, size_t len);
 
+/* Sends a datagram to an address that is not a member's ("A.B.C.D:PORT", as
+ * on_datagram gave it). Same returns as consensus_send. */
+int consensus_send_to(struct consensus *c, const char *address, const char *buf, size_t len);
+
 enum consensus_role consensus_role(const struct consensus *c);
 /* Leader, and every entry of earlier terms is applied here (a barrier of
  * this term has committed): its view of the state is the site's. */

@@ -255,6 +255,26 @@ int consensus_send(struct consensus *c, unsigned idx, const char *buf, size_t le
 	return 0;
 }
 
+int consensus_send_to(struct consensus *c, const char *address, const char *buf, size_t len)
+{
+	for (unsigned j = 0; j < W.created; j++)
+		if (!strcmp(W.c[j].me.address, address)) {
+			struct consensus *to = &W.c[j];
+			for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS; i++) /* a slot of c's table, or a stranger */
+				if (c->present[i] && !strcmp(c->members[i].address, address))
+					return consensus_send(c, i, buf, len);
+			bool was = c->present[CONSENSUS_MAX_MEMBERS - 1];
+			struct siteconf_member keep = c->members[CONSENSUS_MAX_MEMBERS - 1];
+			c->members[CONSENSUS_MAX_MEMBERS - 1] = to->me;
+			c->present[CONSENSUS_MAX_MEMBERS - 1] = true;
+			int rc = consensus_send(c, CONSENSUS_MAX_MEMBERS - 1, buf, len);
+			c->members[CONSENSUS_MAX_MEMBERS - 1] = keep;
+			c->present[CONSENSUS_MAX_MEMBERS - 1] = was;
+			return rc;
+		}
+	return -EINVAL;
+}
+
 enum consensus_role consensus_role(const struct consensus *c)
 {
 	if (W.dead[c->self])

@@ -52,6 +52,7 @@ struct site {
 	struct consensus *cons;
 	struct sitestate *state;
 	unsigned self;                   /* this gateway's slot; SITECONF_JOINER until the log has it */
+	bool evicted;                    /* the leader says its log has no such member (this one left) */
 	struct site_request req;
 	uint64_t unknown_logged_ms;
 	struct loop_timer tick;
@@ -91,7 +92,7 @@ bool site_lease_held(const struct site *s) { return s->lease; }
 
 static int member_of(const struct site *s, const char *device_id) { return sitestate_member(s->state, device_id); }
 
-static bool is_member(const struct site *s) { return s->self < s->state->n; }
+static bool is_member(const struct site *s) { return s->self < s->state->n && !s->evicted; }
 
 static const char *self_id(const struct site *s) { return s->sc.me.device_id; }
 
@@ -147,6 +148,8 @@ static void on_apply(void *arg, const char *cmd, size_t len)
 	}
 	if (len && (cmd[0] == 'J' || cmd[0] == 'L')) {
 		sync_members(s);
+		if (cmd[0] == 'J' && s->self < s->state->n)
+			s->evicted = false; /* (re)joined */
 		log_inf("event=site_membership cmd=\"%.*s\" members=%u self=%s", (int)(len < 120 ? len : 120), cmd,
 			sitestate_members(s->state, NULL), is_member(s) ? "member" : "not_member");
 		events_emit(s->deps.events, cmd[0] == 'J' ? "site_member_joined" : "site_member_left",
@@ -237,6 +240,13 @@ static void on_datagram(void *arg, const char *from, const char *buf, size_t len
 		if (sscanf(buf, "H1 %63s %llx %c %llu %llu %llu %llu", dev, &hash, &role, &applied, &cpu, &mem, &ver) != 7)
 			goto refused;
 		if ((i = member_of(s, dev)) < 0 || (unsigned)i == s->self) {
+			if (i < 0 && is_member(s)) { /* a member that left and restarted: tell it */
+				struct consensus_stats cs;
+				consensus_stats(s->cons, &cs);
+				char msg[96];
+				int n = snprintf(msg, sizeof(msg), "N1 %s %" PRIu64, self_id(s), cs.last_applied);
+				(void)consensus_send_to(s->cons, from, msg, (size_t)n);
+			}
 			if (now_ms(s) - s->unknown_logged_ms >= SITE_UNKNOWN_LOG_MS) {
 				s->unknown_logged_ms = now_ms(s);
 				log_wrn("event=site_unknown_member from=%s device=%s hint=\"not a member in this log: "
@@ -281,6 +291,20 @@ static void on_datagram(void *arg, const char *from, const char *buf, size_t len
 		int n = sitestate_cmd_failed(cmd, sizeof(cmd), dev, dep);
 		if (n > 0 && consensus_leader_ready(s->cons) && propose(s, cmd, (size_t)n) == 0)
 			log_inf("event=site_exclude_proposed member=%s deployment=%s", dev, dep);
+		return;
+	}
+	if (len > 3 && !memcmp(buf, "N1 ", 3)) {
+		/* a member that has applied all of this member's log has no member called like this one */
+		struct consensus_stats cs;
+		consensus_stats(s->cons, &cs);
+		if (sscanf(buf, "N1 %63s %llu", dev, &applied) != 2 || (i = member_of(s, dev)) < 0 || !is_member(s))
+			goto refused;
+		if (applied < cs.last_index)
+			return; /* it may not have applied what made this one a member yet */
+		log_wrn("event=site_not_a_member by=%s applied=%llu reason=\"its log, which holds all of ours, has no "
+			"member %s (it left): no lease, nothing runs here until a site_join\"", dev, applied, self_id(s));
+		s->evicted = true;
+		evaluate(s);
 		return;
 	}
 	if (len > 3 && (!memcmp(buf, "J1 ", 3) || !memcmp(buf, "L1 ", 3))) {
