@@ -230,50 +230,61 @@ static int propose_change(struct site *s, bool join, const char *id, const char 
 	return rc;
 }
 
+/* A member's heartbeat: it is heard (its headroom, applied index, document version). 0 or -EINVAL. */
+static int on_heartbeat(struct site *s, const char *from, const char *buf)
+{
+	char dev[64], role;
+	unsigned long long hash, applied, cpu, mem, ver;
+	int i;
+	if (sscanf(buf, "H1 %63s %llx %c %llu %llu %llu %llu", dev, &hash, &role, &applied, &cpu, &mem, &ver) != 7)
+		return -EINVAL;
+	if ((i = member_of(s, dev)) < 0 || (unsigned)i == s->self) {
+		if (i < 0 && is_member(s)) { /* a member that left and restarted: tell it */
+			struct consensus_stats cs;
+			consensus_stats(s->cons, &cs);
+			char msg[96];
+			int n = snprintf(msg, sizeof(msg), "N1 %s %" PRIu64, self_id(s), cs.last_applied);
+			(void)consensus_send_to(s->cons, from, msg, (size_t)n);
+		}
+		if (now_ms(s) - s->unknown_logged_ms >= SITE_UNKNOWN_LOG_MS) {
+			s->unknown_logged_ms = now_ms(s);
+			log_wrn("event=site_unknown_member from=%s device=%s hint=\"not a member in this log: "
+				"site_join it\"", from, dev);
+		}
+		return -EINVAL;
+	}
+	struct site_peer *p = &s->peer[i];
+	if (hash != s->sc.members_hash) {
+		if (!p->disagree_logged)
+			log_err("event=site_members_disagree member=%s from=%s reason=\"its site.members differs "
+				"from ours; its heartbeats are ignored\"", dev, from);
+		p->disagree_logged = true;
+		return -EINVAL;
+	}
+	p->disagree_logged = false;
+	p->heard_ms = now_ms(s);
+	p->reported = true;
+	p->cpu_milli = cpu;
+	p->mem_bytes = mem;
+	p->doc_version = ver;
+	p->leader = role == 'L';
+	p->applied = applied;
+	if (p->leader) {
+		s->leader_applied = applied;
+		s->leader_heard_ms = p->heard_ms;
+	}
+	return 0;
+}
+
 static void on_datagram(void *arg, const char *from, const char *buf, size_t len)
 {
 	struct site *s = arg;
-	char dev[64], role, dep[DEPLOY_NAME_MAX];
-	unsigned long long hash, applied, cpu, mem, ver;
+	char dev[64], dep[DEPLOY_NAME_MAX];
+	unsigned long long applied, ver;
 	int i;
 	if (len > 3 && !memcmp(buf, "H1 ", 3)) {
-		if (sscanf(buf, "H1 %63s %llx %c %llu %llu %llu %llu", dev, &hash, &role, &applied, &cpu, &mem, &ver) != 7)
+		if (on_heartbeat(s, from, buf))
 			goto refused;
-		if ((i = member_of(s, dev)) < 0 || (unsigned)i == s->self) {
-			if (i < 0 && is_member(s)) { /* a member that left and restarted: tell it */
-				struct consensus_stats cs;
-				consensus_stats(s->cons, &cs);
-				char msg[96];
-				int n = snprintf(msg, sizeof(msg), "N1 %s %" PRIu64, self_id(s), cs.last_applied);
-				(void)consensus_send_to(s->cons, from, msg, (size_t)n);
-			}
-			if (now_ms(s) - s->unknown_logged_ms >= SITE_UNKNOWN_LOG_MS) {
-				s->unknown_logged_ms = now_ms(s);
-				log_wrn("event=site_unknown_member from=%s device=%s hint=\"not a member in this log: "
-					"site_join it\"", from, dev);
-			}
-			goto refused;
-		}
-		struct site_peer *p = &s->peer[i];
-		if (hash != s->sc.members_hash) {
-			if (!p->disagree_logged)
-				log_err("event=site_members_disagree member=%s from=%s reason=\"its site.members differs "
-					"from ours; its heartbeats are ignored\"", dev, from);
-			p->disagree_logged = true;
-			goto refused;
-		}
-		p->disagree_logged = false;
-		p->heard_ms = now_ms(s);
-		p->reported = true;
-		p->cpu_milli = cpu;
-		p->mem_bytes = mem;
-		p->doc_version = ver;
-		p->leader = role == 'L';
-		p->applied = applied;
-		if (p->leader) {
-			s->leader_applied = applied;
-			s->leader_heard_ms = p->heard_ms;
-		}
 		return;
 	}
 	if (len > 3 && !memcmp(buf, "F1 ", 3)) {
