@@ -12,6 +12,7 @@
 #include "agent/cmd/ctl_check.h"
 #include "agent/cmd/ctl_fmt.h"
 #include "agent/cmd/ctl_sign.h"
+#include "agent/cmd/ctl_site.h"
 #include "agent/model/deploy.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
@@ -521,7 +522,8 @@ static int cmd_deploy(struct ctl *c)
 static int cmd_deployment_verb(struct ctl *c, const char *verb)
 {
 	cJSON *args = cJSON_CreateObject();
-	if (!args || !cJSON_AddStringToObject(args, "deployment", c->a->deployment)) {
+	if (!args || !(c->a->member ? ctl_site_args(c->a, args)
+				    : cJSON_AddStringToObject(args, "deployment", c->a->deployment) != NULL)) {
 		cJSON_Delete(args);
 		return CTL_EXIT_USAGE;
 	}
@@ -729,7 +731,7 @@ static void set_topics(struct ctl *c)
 	snprintf(c->t_reported, TOPIC_MAX, "berth/v1/%s/state/reported", d);
 	snprintf(c->t_events, TOPIC_MAX, "berth/v1/%s/events", d);
 	snprintf(c->t_telemetry, TOPIC_MAX, "berth/v1/%s/telemetry", d);
-	const char *verb = c->a->verb == CTL_STATE || c->a->verb == CTL_SITE ? "get_state" : ctl_verb_name(c->a->verb);
+	const char *verb = c->a->verb == CTL_STATE || c->a->verb == CTL_SITE ? "get_state" : ctl_site_verb(c->a->verb);
 	/* v5: a reply topic of our own; 3.1.1: the device's documented fallback. */
 	snprintf(c->t_reply_v5, TOPIC_MAX, "berth/v1/%s/cmd/%s/reply/%s", d, verb, c->client_id);
 	snprintf(c->t_reply_v311, TOPIC_MAX, "berth/v1/%s/cmd/%s/reply", d, verb);
@@ -746,6 +748,8 @@ static void set_topics(struct ctl *c)
 	case CTL_REMOVE:
 	case CTL_CHAOS:
 	case CTL_ROLLBACK:
+	case CTL_SITE_JOIN:
+	case CTL_SITE_LEAVE:
 		add_sub(c, c->t_reply_v5, 1);
 		add_sub(c, c->t_reply_v311, 1);
 		break;
@@ -874,7 +878,7 @@ int main(int argc, char **argv)
 	case CTL_POLICY: rc = cmd_policy(c); break;
 	case CTL_SET_POLICY: rc = cmd_set_doc(c, true); break;
 	case CTL_SET_KEYS: rc = cmd_set_doc(c, false); break;
-	default: rc = CTL_EXIT_USAGE; break;
+	default: rc = a.member ? cmd_deployment_verb(c, ctl_site_verb(a.verb)) : CTL_EXIT_USAGE; break;
 	}
 out:
 	fflush(stdout);

@@ -4,7 +4,8 @@
 #  1. gw1 and gw2 found a site of two (the warning that two cannot fail over is logged); a site
 #     deployment with 2 spread replicas runs one on each. gw3 starts outside site.members (its own
 #     site.address): it is not a member, runs nothing;
-#  2. bad membership commands are refused with the problem named and the site unchanged: a join with
+#  2. bad membership commands (berthctl site-join / site-leave, signed) are refused with the problem
+#     named (exit 1) and the site unchanged: a join with
 #     a member's id, a join with a member's address, a leave of an unknown id, a leave that would
 #     leave one member;
 #  3. site_join gw3 sent to a follower: every member lists three, gw3 holds the lease;
@@ -30,7 +31,6 @@ mosquitto -c "$SITE_DIR/mosquitto.conf" > "$SITE_DIR/mosquitto.log" 2>&1 &
 MOSQ=$!
 trap 'kill "$MOSQ" 2>/dev/null; echo "  [$(_t)] cleaning up"; site_net_down; echo "  [$(_t)] done"' EXIT
 SITE_BROKER=$SITE_HOST_SUBNET.254:$BPORT
-B=(-h "$SITE_HOST_SUBNET.254" -p "$BPORT")
 cat > "$SITE_DIR/deployments.json" <<EOF
 {"version":1,"deployments":[
  {"name":"det","image":"localhost/berth-worker:latest","inference":{"port":9100},
@@ -39,17 +39,9 @@ cat > "$SITE_DIR/deployments.json" <<EOF
   "placement":{"scope":"site","replicas":2,"spread":true}}]}
 EOF
 
-# site_cmd I VERB ARGS: a signed command to gwI; prints its reply (one line of JSON, or nothing).
+# site_cmd site-join|site-leave DEVICE ID [ADDRESS]: berthctl sends it signed; prints the reply (JSON).
 site_cmd() {
-  local i=$1 verb=$2 id="m$RANDOM$RANDOM" out
-  out=$SITE_DIR/reply.$id
-  mosquitto_sub "${B[@]}" -t "berth/v1/gw$i/cmd/$verb/reply" -C 1 -W 15 > "$out" 2>/dev/null &
-  local sp=$!
-  sleep 0.3
-  printf '{"id":"%s","verb":"%s","schema":1,"args":%s}' "$id" "$verb" "$3" | sign_msg command "gw$i" |
-    mosquitto_pub "${B[@]}" -q 1 -t "berth/v1/gw$i/cmd/$verb" -s
-  wait "$sp" 2>/dev/null
-  cat "$out"
+  "$build/berthctl" --json -b "$SITE_HOST_SUBNET.254:$BPORT" -t 15 "$@" 2>>"$SITE_DIR/berthctl.err"
 }
 # field JSON EXPR: EXPR over the JSON (r)
 field() { python3 -c 'import json,sys
@@ -78,18 +70,19 @@ snap det
 leader=${LEADER[1]#gw}; follower=$(( 3 - leader ))
 before=$(site_view 1 'json.dumps([v["members"][0]["id"],v["members"][1]["id"],v["deployments"]])' 2>/dev/null)
 applied=$(site_view 1 'v["applied"]')
-check_refused() { # I VERB ARGS CODE TEXT
-  local r; r=$(site_cmd "$1" "$2" "$3")
-  if [ "$(field "$r" 'r["ok"]')" = False ] && [ "$(field "$r" 'r["error"]["code"]')" = "$4" ] &&
-     [[ "$(field "$r" 'r["error"]["message"]')" == *"$5"* ]]; then
-    ok "$2 $3 refused: $4 ($(field "$r" 'r["error"]["message"]'))"
-  else bad "$2 $3: expected $4 '$5', got: ${r:-no reply}"; fi
+check_refused() { # CODE TEXT BERTHCTL-ARGS...: exit 1, the code and the reason in the reply
+  local code=$1 text=$2 r rc; shift 2
+  r=$(site_cmd "$@"); rc=$?
+  if [ $rc = 1 ] && [ "$(field "$r" 'r["ok"]')" = False ] && [ "$(field "$r" 'r["error"]["code"]')" = "$code" ] &&
+     [[ "$(field "$r" 'r["error"]["message"]')" == *"$text"* ]]; then
+    ok "berthctl $* refused (exit 1): $code ($(field "$r" 'r["error"]["message"]'))"
+  else bad "berthctl $*: expected exit 1, $code '$text', got exit $rc: ${r:-no reply}"; fi
 }
-check_refused "$follower" site_join '{"id":"gw2","address":"10.77.0.9:7400"}' duplicate_member "already in the site"
-check_refused "$leader" site_join '{"id":"gw9","address":"10.77.0.1:7400"}' duplicate_member "is member gw1's"
-check_refused "$follower" site_leave '{"id":"gw9"}' unknown_member "no member gw9"
-check_refused "$leader" site_leave "{\"id\":\"gw$follower\"}" no_majority "would be left"
-check_refused 3 site_join '{"id":"gw3","address":"10.77.0.3:7400"}' unavailable "not a member"
+check_refused duplicate_member "already in the site" site-join "gw$follower" gw2 10.77.0.9:7400
+check_refused duplicate_member "is member gw1's" site-join "gw$leader" gw9 10.77.0.1:7400
+check_refused unknown_member "no member gw9" site-leave "gw$follower" gw9
+check_refused no_majority "would be left" site-leave "gw$leader" "gw$follower"
+check_refused unavailable "not a member" site-join gw3 gw3 10.77.0.3:7400
 sleep 1 # a window in which nothing may reach the log
 after=$(site_view 1 'json.dumps([v["members"][0]["id"],v["members"][1]["id"],v["deployments"]])' 2>/dev/null)
 [ -n "$before" ] && [ "$before" = "$after" ] && [ "$(site_view 1 'len(v["members"])')" = 2 ] &&
@@ -98,7 +91,7 @@ after=$(site_view 1 'json.dumps([v["members"][0]["id"],v["members"][1]["id"],v["
 
 # --- 3. gw3 joins by a command given to a follower ------------------------------------------------
 t0=$(now_ms)
-r=$(site_cmd "$follower" site_join '{"id":"gw3","address":"10.77.0.3:7400"}')
+r=$(site_cmd site-join "gw$follower" gw3 10.77.0.3:7400)
 [ "$(field "$r" 'r["ok"]')" = True ] && ok "site_join gw3 accepted by follower gw$follower: $(field "$r" 'json.dumps(r["result"])')" ||
   bad "site_join gw3: ${r:-no reply}"
 joined() { local i; for i in 1 2 3; do [ "$(members_of $i)" = gw1,gw2,gw3 ] || return 1; done; [ "$(lease_of 3)" = True ]; }
@@ -112,7 +105,7 @@ snap det
 victim=1; [ "${ASSIGNED[1]}" = 1 ] || victim=2
 keep=$(( 3 - victim ))
 t0=$(now_ms)
-r=$(site_cmd "$keep" site_leave "{\"id\":\"gw$victim\"}")
+r=$(site_cmd site-leave "gw$keep" "gw$victim")
 [ "$(field "$r" 'r["ok"]')" = True ] && ok "site_leave gw$victim accepted by gw$keep" || bad "site_leave gw$victim: ${r:-no reply}"
 read -r w < <(python3 "$PROBE" watch det "$victim" 3 20000 "$t0")
 eval "${w// /; }"
