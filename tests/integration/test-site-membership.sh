@@ -91,9 +91,9 @@ after=$(site_view 1 'json.dumps([v["members"][0]["id"],v["members"][1]["id"],v["
 
 # --- 3. gw3 joins by a command given to a follower ------------------------------------------------
 t0=$(now_ms)
-r=$(site_cmd site-join "gw$follower" gw3 10.77.0.3:7400)
-[ "$(field "$r" 'r["ok"]')" = True ] && ok "site_join gw3 accepted by follower gw$follower: $(field "$r" 'json.dumps(r["result"])')" ||
-  bad "site_join gw3: ${r:-no reply}"
+r=$("$build/berthctl" -b "$SITE_HOST_SUBNET.254:$BPORT" -t 15 site-join "gw$follower" gw3 10.77.0.3:7400 2>&1); rc=$?
+[ $rc = 0 ] && ok "berthctl site-join gw$follower gw3 10.77.0.3:7400 accepted by a follower (exit 0): $r" ||
+  bad "site-join gw3: exit $rc: $r"
 joined() { local i; for i in 1 2 3; do [ "$(members_of $i)" = gw1,gw2,gw3 ] || return 1; done; [ "$(lease_of 3)" = True ]; }
 wait_until 20 "every member to list gw3 and gw3 to hold the lease" joined &&
   ok "gw3 is a member on every gateway and holds the lease $(( $(now_ms) - t0 )) ms after the command" || bad "gw3 never joined"
