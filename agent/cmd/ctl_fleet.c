@@ -133,27 +133,9 @@ static void on_reply(struct ctl_fleet *f, struct fdev *d, const struct uplink_ms
  * it refused what we sent (a bad signature, another target, an older version). */
 static void on_events(struct fdev *d, const struct uplink_msg *m)
 {
-	if (!d->watch_ms || d->base.refused)
-		return;
-	cJSON *root = cJSON_ParseWithLength(m->payload, m->len);
-	const cJSON *rows = root ? cJSON_GetObjectItemCaseSensitive(root, "rows") : NULL;
-	for (const cJSON *r = cJSON_IsArray(rows) ? rows->child : NULL; r && !d->base.refused; r = r->next) {
-		const cJSON *ts = cJSON_GetObjectItemCaseSensitive(r, "ts");
-		const cJSON *data = cJSON_GetObjectItemCaseSensitive(r, "data");
-		const cJSON *type = cJSON_GetObjectItemCaseSensitive(data, "type");
-		if (!cJSON_IsString(type))
-			type = cJSON_GetObjectItemCaseSensitive(data, "event");
-		if (!cJSON_IsNumber(ts) || ts->valuedouble < (double)d->watch_ms || !cJSON_IsString(type) ||
-		    strcmp(type->valuestring, "trust_refused") != 0)
-			continue;
-		const cJSON *det = cJSON_GetObjectItemCaseSensitive(data, "detail");
-		const cJSON *code = cJSON_GetObjectItemCaseSensitive(det ? det : data, "code");
-		const cJSON *msg = cJSON_GetObjectItemCaseSensitive(det ? det : data, "message");
+	if (d->watch_ms && !d->base.refused &&
+	    ctl_events_refusal(m->payload, m->len, d->watch_ms, d->base.refused_why, sizeof(d->base.refused_why)))
 		d->base.refused = true;
-		snprintf(d->base.refused_why, sizeof(d->base.refused_why), "%s: %s",
-			 cJSON_IsString(code) ? code->valuestring : "refused", cJSON_IsString(msg) ? msg->valuestring : "");
-	}
-	cJSON_Delete(root);
 }
 
 static void on_fleet_message(struct ctl *c, const struct uplink_msg *m)

@@ -323,3 +323,23 @@ enum ctl_dev_phase ctl_rollout_eval(const struct ctl_rollout *r, const char *rep
 	cJSON_Delete(root);
 	return out->phase;
 }
+
+bool ctl_events_refusal(const char *batch, size_t len, int64_t since_ms, char *why, size_t whylen)
+{
+	cJSON *root = cJSON_ParseWithLength(batch, len);
+	const cJSON *rows = root ? cJSON_GetObjectItemCaseSensitive(root, "rows") : NULL;
+	bool found = false;
+	for (const cJSON *r = cJSON_IsArray(rows) ? rows->child : NULL; r && !found; r = r->next) {
+		const cJSON *ts = cJSON_GetObjectItemCaseSensitive(r, "ts");
+		const cJSON *data = cJSON_GetObjectItemCaseSensitive(r, "data");
+		const char *type = str(data, "event")[0] ? str(data, "event") : str(data, "type");
+		if (!cJSON_IsNumber(ts) || ts->valuedouble < (double)since_ms || strcmp(type, "trust_refused") != 0)
+			continue;
+		const cJSON *det = cJSON_GetObjectItemCaseSensitive(data, "detail");
+		const cJSON *from = cJSON_IsObject(det) ? det : data;
+		snprintf(why, whylen, "%s: %s", str(from, "code")[0] ? str(from, "code") : "refused", str(from, "message"));
+		found = true;
+	}
+	cJSON_Delete(root);
+	return found;
+}

@@ -75,6 +75,11 @@ struct ctl_dev_eval {
 enum ctl_dev_phase ctl_rollout_eval(const struct ctl_rollout *r, const char *reported, size_t len,
 				    const struct ctl_dev_base *base, struct ctl_dev_eval *out);
 
+/* Whether an events batch {"rows":[{"ts","data":{"event","detail"}}]} holds a
+ * trust_refused row stamped at or after since_ms (wall ms); why gets its
+ * "code: message". Pure. */
+bool ctl_events_refusal(const char *batch, size_t len, int64_t since_ms, char *why, size_t whylen);
+
 /* Whether a reported state's "groups" names group. */
 bool ctl_reported_in_group(const char *reported, size_t len, const char *group);
 

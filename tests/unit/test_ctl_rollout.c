@@ -176,12 +176,33 @@ static void device_verdicts(void **state)
 	assert_false(ctl_reported_in_group(NULL, 0, "eu"));
 }
 
+/* A refusal counts only when it is a trust_refused row stamped after the wave started. */
+static void refusal_events(void **state)
+{
+	(void)state;
+	char why[96];
+	const char *b = "{\"schema\":1,\"rows\":[{\"seq\":4,\"ts\":1000,\"data\":{\"event\":\"trust_refused\",\"detail\":"
+			"{\"what\":\"message\",\"code\":\"old\",\"message\":\"before\"}}},{\"seq\":5,\"ts\":2000,\"data\":"
+			"{\"event\":\"rollback\",\"detail\":{}}},{\"seq\":6,\"ts\":3000,\"data\":{\"event\":\"trust_refused\","
+			"\"detail\":{\"what\":\"message\",\"code\":\"unknown_key\",\"path\":\"auth.key\",\"message\":\"key "
+			"intruder is not trusted\"}}}]}";
+	assert_true(ctl_events_refusal(b, strlen(b), 2500, why, sizeof(why)));
+	assert_string_equal(why, "unknown_key: key intruder is not trusted");
+	assert_true(ctl_events_refusal(b, strlen(b), 500, why, sizeof(why)));
+	assert_string_equal(why, "old: before");
+	assert_false(ctl_events_refusal(b, strlen(b), 3001, why, sizeof(why)));
+	assert_false(ctl_events_refusal("nope", 4, 0, why, sizeof(why)));
+	const char *other = "{\"rows\":[{\"ts\":5,\"data\":{\"event\":\"rollback\"}}]}";
+	assert_false(ctl_events_refusal(other, strlen(other), 0, why, sizeof(why)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(file_validation),
 		cmocka_unit_test(wave_plans),
 		cmocka_unit_test(device_verdicts),
+		cmocka_unit_test(refusal_events),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
