@@ -721,7 +721,7 @@ void sched_impl_refuse_queue(struct sched *s, int model, enum sched_refusal why)
 /* Re-keys every queued request under the current policy's order (fifo: arrival; the edf
  * family: deadline) and restores each heap (Floyd's heapify over its array, the front
  * entry folded into it first). */
-static void heaps_rekey(struct sched *s)
+static __attribute__((cold)) void heaps_rekey(struct sched *s)
 {
 	for (unsigned hid = 0; hid < NHEAPS; hid++) {
 		struct heap *h = &s->heaps[hid];
@@ -741,7 +741,7 @@ static void heaps_rekey(struct sched *s)
 	}
 }
 
-void sched_impl_policy_switched(struct sched *s, bool was_fifo)
+__attribute__((cold)) void sched_impl_policy_switched(struct sched *s, bool was_fifo)
 {
 	if (s->fifo != was_fifo)
 		heaps_rekey(s);
