@@ -546,7 +546,7 @@ static enum reload_group reload_group_of(const char *key)
 {
 	static const struct { const char *prefix; enum reload_group g; } t[] = {
 		{ "log_", RG_LOG }, { "deployments_file", RG_DEPLOY }, { "scheduler.", RG_SCHED },
-		{ "api.static_replicas", RG_RESTART }, { "api.", RG_API }, { "broker.", RG_BROKER },
+		{ "api.static_replicas", RG_RESTART }, { "api.enabled", RG_RESTART }, { "api.", RG_API }, { "broker.", RG_BROKER },
 		/* the store's page cap, WAL limit and sync mode are set when the database opens */
 		{ "telemetry.disk_budget_kb", RG_RESTART }, { "telemetry.synchronous", RG_RESTART },
 		{ "telemetry.", RG_TELEM }, { "autoscale.", RG_SCALE },
@@ -564,24 +564,11 @@ static void list_add(char *list, size_t len, const char *key)
 	snprintf(list + n, len - n, "%s%s", n ? "," : "", key);
 }
 
+/* api.enabled needs a restart: without the API there is nothing to reconfigure. */
 static int reload_api(struct agent *a, const struct berth_config *c)
 {
-	if (!IS_ENABLED(CONFIG_LOCAL_API))
-		return -ENOTSUP;
-	if (!c->api.enabled) {
-		api_destroy(a->api);
-		a->api = NULL;
-		return 0;
-	}
 	struct api_config ac = api_config_of(c);
-	if (a->api)
-		return api_reconfigure(a->api, &ac);
-	a->api = api_create(a->loop, &ac, a->dispatch);
-	if (!a->api)
-		return -EIO;
-	api_set_state_fn(a->api, agent_state, a);
-	api_set_metrics_fn(a->api, agent_metrics, a);
-	return 0;
+	return a->api ? api_reconfigure(a->api, &ac) : 0;
 }
 
 static int reload_telemetry(struct agent *a, const struct berth_config *c)

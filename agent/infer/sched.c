@@ -727,8 +727,11 @@ static __attribute__((cold)) void heaps_rekey(struct sched *s)
 		struct heap *h = &s->heaps[hid];
 		if (!h->n)
 			continue;
-		if (h->front)
-			heap_array_push(s, h, h->top_id, h->top_key);
+		if (h->front) { /* the front entry joins the array (its key is set below) */
+			h->id[h->an++] = h->top_id;
+			for (; h->key_init < h->an + HEAP_D; h->key_init++)
+				h->key[h->key_init] = UINT64_MAX;
+		}
 		h->front = 0;
 		for (uint32_t i = 0; i < h->an; i++) {
 			h->key[i] = entry_key(s, &s->pool[h->id[i]]);
