@@ -83,7 +83,7 @@ TEST_RUNNER ?=
 .SECONDARY:
 .PHONY: all test unit-tests check bench demo install clean menuconfig savedefconfig \
 	defconfig integration fuzz fuzz-smoke cross-arm64 cross-armhf minimal-build site-build bench-site \
-	layering print-% help deb deb-test deb-test-arm soak crashpoints
+	layering print-% help deb deb-test deb-test-arm deb-test-systemd soak crashpoints
 all: $(BINS)
 
 # --- Kconfig ------------------------------------------------------------
@@ -303,6 +303,10 @@ deb-test: deb-test-$(DEB_NATIVE)
 deb-test-arm: deb-test-arm64 deb-test-armhf
 deb-test-%: deb-%
 	$(Q)tests/deb-install.sh $(O) $*
+# The native package under a real systemd (PID 1 in a podman container, tests/deb-systemd.sh):
+# Type=notify, the watchdog, restarts, the system call filter, the exposure score.
+deb-test-systemd: deb-$(DEB_NATIVE)
+	$(Q)tests/deb-systemd.sh $(O)
 
 clean:
 	rm -rf $(O)
@@ -323,6 +327,7 @@ help:
 	  '  deb | deb-ARCH       berth_<version>-1_<arch>.deb for amd64, arm64, armhf in $$(O)/debs, lintian-checked' \
 	  '  deb-test             the native package installed, upgraded, started, removed, purged in a Debian 12 root' \
 	  '  deb-test-arm         the arm64 and armhf packages in emulated Debian roots (about 20 min each the first time)' \
+	  '  deb-test-systemd     the native package under a real systemd (PID 1 in a podman container)' \
 	  '  install              DESTDIR=... PREFIX=...: binaries, systemd unit, example config' \
 	  '  gateway_defconfig | minimal_defconfig | menuconfig | savedefconfig   compile-time configuration' \
 	  '  clean                remove $$(O)' \
