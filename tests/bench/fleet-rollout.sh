@@ -4,16 +4,31 @@
 # waves of 10% after a 1% canary (rollout_s: berthctl's own figure for the run), then a broken
 # version (one replica wanted: an agent without an engine never gets it ready) that must halt at
 # the canary with every other agent still on the good version (halted_on_bad_canary 1).
-# Env: FLEET_BUILD, CENTRAL_PORT, BERTH_SIGN_KEY, N (agents), FLEET_GROUP (default fleet),
-# ROLLOUT_SOAK_S (default 5). Prints the berthctl summaries, then
-# "rollout_s=.. halted_on_bad_canary=..".
+# Env: FLEET_BUILD, N (agents), FLEET_GROUP (default fleet), ROLLOUT_SOAK_S (default 5); with
+# CENTRAL_PORT and BERTH_SIGN_KEY set it uses that running fleet, else it starts one itself with
+# scripts/fleet.sh (single broker, in FLEET_ROOT or a temporary dir) and stops it at the end.
+# Prints the berthctl summaries, then "rollout_s=.. halted_on_bad_canary=..".
 set -u
-: "${FLEET_BUILD:?}" "${CENTRAL_PORT:?}" "${BERTH_SIGN_KEY:?}" "${N:?}"
+: "${FLEET_BUILD:?}" "${N:?}"
+here=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d "${FLEET_ROOT:-/tmp}/berth-fleet-rollout.XXXXXX")
+own_fleet=0
+trap '[ $own_fleet -eq 0 ] || FLEET_DIR=$tmp/fleet "$here/scripts/fleet.sh" stop >/dev/null 2>&1; rm -rf "$tmp"' EXIT
+if [ -z "${CENTRAL_PORT:-}" ]; then
+  own_fleet=1
+  export FLEET_DIR=$tmp/fleet FLEET_BUILD
+  "$here/scripts/fleet.sh" start "$N" --topology single > "$tmp/fleet.out" 2>&1 || { cat "$tmp/fleet.out" >&2; exit 1; }
+  # shellcheck disable=SC1091
+  source "$FLEET_DIR/fleet.env"
+  export CENTRAL_PORT BERTH_SIGN_KEY
+fi
+: "${CENTRAL_PORT:?}" "${BERTH_SIGN_KEY:?}"
 G=${FLEET_GROUP:-fleet}
 SOAK=${ROLLOUT_SOAK_S:-5}
 CTL=("$FLEET_BUILD/berthctl" -b "127.0.0.1:$CENTRAL_PORT" -t 30)
-tmp=$(mktemp -d /tmp/berth-fleet-rollout.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+members() { "${CTL[@]}" devices --group "$G" --json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0; }
+for _ in $(seq 600); do [ "$(members)" -ge "$N" ] && break; sleep 1; done
+echo "members of $G: $(members) of $N (load $(cut -d' ' -f1 /proc/loadavg))"
 v=$(date +%s) # newer than any version the agents hold
 file() { # VERSION DESIRED_REPLICAS READY_TIMEOUT_S
   cat > "$tmp/r$1.json" <<EOF
