@@ -23,7 +23,7 @@
 #define KV_KEYS "trust.keys"
 #define KV_POLICY "trust.policy"
 #define KV_REPLAY "trust.replay"
-#define REPLAY_TEXT_MAX (CONFIG_TRUST_REPLAY_MAX * 90 + 128)
+#define REPLAY_TEXT_MAX (CONFIG_TRUST_REPLAY_MAX * 90 + 128) /* a legacy whole-window text */
 
 struct drift_item {
 	char deployment[DEPLOY_NAME_MAX];
@@ -68,13 +68,65 @@ static void refused_event(struct trust *t, const char *what, const struct trust_
 	event(t, "trust_refused", detail);
 }
 
-static int persist_replay(struct trust *t)
+/* The replay window is persisted incrementally: the header ("F FLOOR\n"
+ * then the window's mark) under KV_REPLAY and one key per slot; an
+ * admission writes its slot and the header, in the caller's transaction. */
+static int persist_header(struct trust *t)
 {
 	int n = snprintf(t->text, sizeof(t->text), "F %" PRId64 "\n", t->time.floor_ms);
-	int m = replay_save(t->replay, t->text + n, sizeof(t->text) - (size_t)n);
-	if (m < 0)
-		return m;
-	return store_kv_set(t->st, KV_REPLAY, t->text);
+	int m = replay_save_header(t->replay, t->text + n, sizeof(t->text) - (size_t)n);
+	return m < 0 ? m : store_kv_set(t->st, KV_REPLAY, t->text);
+}
+
+static int persist_slot(struct trust *t, unsigned slot)
+{
+	char key[48], val[96];
+	snprintf(key, sizeof(key), KV_REPLAY ".%u", slot);
+	int rc = replay_save_slot(t->replay, slot, val, sizeof(val));
+	return rc < 0 ? rc : store_kv_set(t->st, key, val);
+}
+
+/* A store written before slots existed holds the whole window in one text:
+ * loaded, then written again as slots (one transaction). */
+static int load_legacy_replay(struct trust *t, const char *text)
+{
+	int rc = replay_load(t->replay, text);
+	if (rc)
+		return rc;
+	bool txn = store_begin(t->st) == 0;
+	for (unsigned i = 0; i < CONFIG_TRUST_REPLAY_MAX && !rc; i++)
+		rc = persist_slot(t, i);
+	if (!rc)
+		rc = persist_header(t);
+	if (txn && rc)
+		store_rollback(t->st);
+	else if (txn)
+		rc = store_commit(t->st);
+	if (rc)
+		log_err("event=replay_state_not_converted error=%s", strerror(-rc));
+	return 0;
+}
+
+static void load_slots(struct trust *t)
+{
+	char key[48], val[96];
+	for (unsigned i = 0; i < CONFIG_TRUST_REPLAY_MAX; i++) {
+		snprintf(key, sizeof(key), KV_REPLAY ".%u", i);
+		if (store_kv_get(t->st, key, val, sizeof(val)) != 0)
+			continue;
+		if (replay_load_slot(t->replay, i, val) != 0) {
+			/* An id lost: refuse everything issued up to the newest admitted. */
+			struct replay_stats rs;
+			replay_get_stats(t->replay, &rs);
+			char hdr[96];
+			snprintf(hdr, sizeof(hdr), "R2 %" PRId64 " %" PRId64 " %" PRIu64 "\n", rs.newest_iat_ms,
+				 rs.newest_iat_ms, rs.evicted);
+			if (replay_load_header(t->replay, hdr) == 0)
+				log_err("event=replay_slot_unreadable slot=%u action=mark_raised_to_newest mark_ms=%" PRId64,
+					i, rs.newest_iat_ms);
+			return;
+		}
+	}
 }
 
 static void load_replay(struct trust *t)
@@ -84,12 +136,15 @@ static void load_replay(struct trust *t)
 	long long floor_ms = 0;
 	int off = 0;
 	if (sscanf(t->text, "F %lld\n%n", &floor_ms, &off) != 1 || off == 0 || floor_ms < 0 ||
-	    replay_load(t->replay, t->text + off) != 0) {
+	    (strncmp(t->text + off, "R1 ", 3) == 0 ? load_legacy_replay(t, t->text + off)
+						    : replay_load_header(t->replay, t->text + off)) != 0) {
 		/* Unreadable: refuse everything issued before now's floor rather than forget. */
 		log_err("event=replay_state_unreadable action=window_starts_at_floor");
 		return;
 	}
 	t->time.floor_ms = floor_ms;
+	if (strncmp(t->text + off, "R2 ", 3) == 0)
+		load_slots(t);
 }
 
 /* A stored document wins over the operator's file when its version is higher. */
@@ -303,14 +358,15 @@ int trust_admit(struct trust *t, const struct trust_verdict *v, struct trust_err
 {
 	if (!v->signed_)
 		return 0;
-	int rc = replay_record(t->replay, v->env.id, v->env.iat_ms);
+	unsigned slot = 0;
+	int rc = replay_admit(t->replay, v->env.id, v->env.iat_ms, &slot);
 	if (rc)
 		return refuse(t, trust_err_set(e, rc, "replayed", "auth.iat",
 					       "issued at %lld: the full replay window's mark now covers it",
 					       (long long)v->env.iat_ms),
 			      e);
 	trusttime_observe(&t->time, v->env.iat_ms);
-	if ((rc = persist_replay(t)))
+	if ((rc = persist_slot(t, slot)) || (rc = persist_header(t)))
 		return trust_err_set(e, rc, "store_failed", "", "the replay window could not be persisted: %s",
 				     strerror(-rc));
 	t->stats.admitted++;

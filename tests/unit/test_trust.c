@@ -117,6 +117,60 @@ static void admitted_once_across_restart(void **state)
 	free(other);
 }
 
+/* An admission writes its slot and the header, not the whole window: the
+ * ids come back after a restart; a store in the old whole-window form is
+ * read and converted; a damaged slot raises the mark over every id held. */
+static void window_persisted_incrementally(void **state)
+{
+	struct fx *x = *state;
+	struct trust *t = make(x, NULL);
+	char *m[20];
+	struct trust_err e = { 0 };
+	for (int i = 0; i < 20; i++) {
+		char body[64];
+		snprintf(body, sizeof(body), "{\"id\":\"c-%d\",\"verb\":\"ping\"}", i);
+		m[i] = sign(x, body, NULL, "device:gw-1", JAN_2026 + 1000 + i, 0);
+		assert_int_equal(verify_admit(t, m[i], &e), 0);
+	}
+	trust_destroy(t);
+	char val[128];
+	assert_int_equal(store_kv_get(x->st, "trust.replay.19", val, sizeof(val)), 0);
+	assert_string_equal(val, "1767225601019 c-19");
+	t = make(x, NULL);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(verify_admit(t, m[i], &e), -EALREADY);
+	trust_destroy(t);
+	/* The old form: one text with every id. */
+	char legacy[256];
+	snprintf(legacy, sizeof(legacy), "F %lld\nR1 0 %lld 0\n%lld c-5\n", JAN_2026 + 1019, JAN_2026 + 1019,
+		 JAN_2026 + 1005);
+	for (int i = 0; i < 20; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "trust.replay.%d", i);
+		assert_int_equal(store_kv_set(x->st, key, "-"), 0);
+	}
+	assert_int_equal(store_kv_set(x->st, "trust.replay", legacy), 0);
+	t = make(x, NULL);
+	assert_int_equal(verify_admit(t, m[5], &e), -EALREADY);
+	assert_int_equal(verify_admit(t, m[6], &e), 0); /* only c-5 was in the old text */
+	trust_destroy(t);
+	t = make(x, NULL); /* converted to slots: still held */
+	assert_int_equal(verify_admit(t, m[5], &e), -EALREADY);
+	assert_int_equal(verify_admit(t, m[6], &e), -EALREADY);
+	trust_destroy(t);
+	/* A damaged slot: the id it held is unknown, so nothing up to the newest is admitted. */
+	assert_int_equal(store_kv_set(x->st, "trust.replay.0", "garbage"), 0);
+	t = make(x, NULL);
+	assert_int_equal(verify_admit(t, m[7], &e), -EPERM);
+	assert_string_equal(e.code, "replayed");
+	char *next = sign(x, "{\"id\":\"c-99\",\"verb\":\"ping\"}", NULL, "device:gw-1", JAN_2026 + 1020, 0);
+	assert_int_equal(verify_admit(t, next, &e), 0);
+	trust_destroy(t);
+	for (int i = 0; i < 20; i++)
+		free(m[i]);
+	free(next);
+}
+
 static void rtc_less_boot_uses_the_floor(void **state)
 {
 	struct fx *x = *state;
@@ -193,6 +247,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(admitted_once_across_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(window_persisted_incrementally, setup, teardown),
 		cmocka_unit_test_setup_teardown(rtc_less_boot_uses_the_floor, setup, teardown),
 		cmocka_unit_test_setup_teardown(policy_and_keys_persist, setup, teardown),
 	};
