@@ -29,7 +29,7 @@ struct drift_item {
 	char deployment[DEPLOY_NAME_MAX];
 	enum policy_rule rule;
 	enum policy_mode mode;
-	bool repaired;
+	int repaired;                    /* 0, or enum trust_repair */
 	char reason[160];
 };
 
@@ -179,6 +179,26 @@ static int load_doc(struct trust *t, const char *kv, const char *file_json, bool
 	return 0;
 }
 
+/* The decision ring continues where the last run stopped (the highest
+ * sequence number kept), so that it always holds the newest entries. */
+static void load_decision_seq(struct trust *t)
+{
+	for (unsigned i = 0; i < CONFIG_TRUST_DECISIONS_KEPT; i++) {
+		char key[48];
+		snprintf(key, sizeof(key), "trust.decision.%u", i);
+		if (store_kv_get(t->st, key, t->entry, sizeof(t->entry)) != 0)
+			continue;
+		const char *id = strstr(t->entry, "\"decision_id\":\"");
+		const char *end = id ? strchr(id + 15, '"') : NULL;
+		const char *dash = end ? end : NULL;
+		while (dash && dash > id + 15 && dash[-1] != '-')
+			dash--;
+		unsigned long long seq = dash ? strtoull(dash, NULL, 10) : 0;
+		if (seq > t->decision_seq)
+			t->decision_seq = seq;
+	}
+}
+
 struct trust *trust_create(struct store *st, const struct trust_opts *o, struct trust_err *e)
 {
 	struct trust *t = calloc(1, sizeof(*t));
@@ -202,6 +222,7 @@ struct trust *trust_create(struct store *st, const struct trust_opts *o, struct 
 	if (load_doc(t, KV_KEYS, o->keys_json, false, e) || load_doc(t, KV_POLICY, o->policy_json, true, e))
 		goto errout;
 	load_replay(t);
+	load_decision_seq(t);
 	log_inf("event=trust_ready signatures=%s keys=%u keys_version=%llu policy_version=%llu time_floor_ms=%lld",
 		o->require_signatures ? "required" : "optional", t->keys.n, (unsigned long long)t->keys.version,
 		(unsigned long long)t->policy.version, (long long)t->time.floor_ms);
@@ -294,12 +315,12 @@ static void spec_view(const struct deploy_spec *d, struct policy_deployment *pd)
 }
 
 /* Evaluates one input and logs the decision: kept in the store (a bounded
- * ring of CONFIG_TRUST_DECISIONS_KEPT entries) and sent as an event. */
+ * ring of CONFIG_TRUST_DECISIONS_KEPT entries) and sent as an event; also
+ * without a policy (version 0, allowed, rule no_policy), so that every
+ * command's evaluation is in the trail. */
 static void decide(struct trust *t, const struct policy_input *in, struct policy_decision *d)
 {
 	policy_evaluate(&t->policy, in, d);
-	if (!t->policy.version)
-		return; /* no policy: nothing evaluated, nothing to log */
 	t->stats.decisions++;
 	char id[96], key[48];
 	snprintf(id, sizeof(id), "%s-%" PRId64 "-%" PRIu64, t->device_id, trusttime_now(&t->time, hal_clock_wall_ms()),
@@ -433,6 +454,31 @@ int trust_rotate_keys(struct trust *t, const char *msg, size_t len, struct trust
 	return 0;
 }
 
+/* Records the violated rules of one decision as drift items; returns the
+ * first violated rule in repair mode, or NULL. */
+static const struct policy_match *drift_record(struct trust *t, const char *name, const struct policy_decision *d)
+{
+	const struct policy_match *fix = NULL;
+	for (unsigned j = 0; j < d->n; j++) {
+		const struct policy_match *m = &d->m[j];
+		if (!m->violated)
+			continue;
+		if (m->mode == POLICY_MODE_REPAIR && !fix)
+			fix = m;
+		if (t->n_drift < DRIFT_ITEMS_MAX) {
+			struct drift_item *it = &t->drift[t->n_drift++];
+			snprintf(it->deployment, sizeof(it->deployment), "%s", name);
+			it->rule = m->rule;
+			it->mode = m->mode;
+			it->repaired = 0;
+			snprintf(it->reason, sizeof(it->reason), "%s", m->reason);
+		}
+	}
+	return fix;
+}
+
+static const char *repair_name(int how) { return how == TRUST_ROLLED_BACK ? "rolled_back" : "stopped"; }
+
 int trust_drift(struct trust *t, const char *desired_json, int (*repair)(void *arg, const char *name, const char *rule),
 		void *arg)
 {
@@ -440,7 +486,6 @@ int trust_drift(struct trust *t, const char *desired_json, int (*repair)(void *a
 	struct deploy_error de;
 	if (!t->policy.version || !desired_json || deploy_parse(desired_json, strlen(desired_json), &t->set, &de) != 0)
 		return 0;
-	/* The set is reused by decide()'s callers: copy the names first. */
 	unsigned n = t->set.n;
 	int violations = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -449,35 +494,40 @@ int trust_drift(struct trust *t, const char *desired_json, int (*repair)(void *a
 		struct policy_input in = { .deployment = t->set.d[i].name, .replicas = -1, .dep = &pd };
 		struct policy_decision d;
 		decide(t, &in, &d);
-		const struct policy_match *fix = NULL;
-		for (unsigned j = 0; j < d.n; j++) {
-			const struct policy_match *m = &d.m[j];
-			if (!m->violated)
-				continue;
-			if (m->mode == POLICY_MODE_REPAIR && !fix)
-				fix = m;
-			if (t->n_drift < DRIFT_ITEMS_MAX) {
-				struct drift_item *it = &t->drift[t->n_drift++];
-				snprintf(it->deployment, sizeof(it->deployment), "%s", t->set.d[i].name);
-				it->rule = m->rule;
-				it->mode = m->mode;
-				it->repaired = false;
-				snprintf(it->reason, sizeof(it->reason), "%s", m->reason);
-			}
-		}
-		if (fix && repair && repair(arg, t->set.d[i].name, policy_rule_name(fix->rule)) == 0) {
-			for (unsigned k = 0; k < t->n_drift; k++)
-				if (strcmp(t->drift[k].deployment, t->set.d[i].name) == 0)
-					t->drift[k].repaired = true;
-			char detail[256];
-			snprintf(detail, sizeof(detail), "{\"deployment\":\"%s\",\"rule\":\"%s\",\"action\":\"stopped\",\"policy_version\":%llu}",
-				 t->set.d[i].name, policy_rule_name(fix->rule), (unsigned long long)t->policy.version);
-			event(t, "policy_repaired", detail);
-		}
+		const struct policy_match *fix = drift_record(t, t->set.d[i].name, &d);
+		int how = fix && repair ? repair(arg, t->set.d[i].name, policy_rule_name(fix->rule)) : 0;
+		if (how != TRUST_ROLLED_BACK && how != TRUST_STOPPED)
+			continue;
+		for (unsigned k = 0; k < t->n_drift; k++)
+			if (strcmp(t->drift[k].deployment, t->set.d[i].name) == 0)
+				t->drift[k].repaired = how;
+		char detail[256];
+		snprintf(detail, sizeof(detail), "{\"deployment\":\"%s\",\"rule\":\"%s\",\"action\":\"%s\",\"policy_version\":%llu}",
+			 t->set.d[i].name, policy_rule_name(fix->rule), repair_name(how),
+			 (unsigned long long)t->policy.version);
+		event(t, "policy_repaired", detail);
 	}
 	for (unsigned k = 0; k < t->n_drift; k++)
 		violations += !t->drift[k].repaired;
 	return violations;
+}
+
+bool trust_complies(struct trust *t, const char *desired_json)
+{
+	/* Called from a repair, while trust_drift iterates t->set: a set of its own. */
+	struct deploy_set *set = malloc(sizeof(*set));
+	struct deploy_error de;
+	bool ok = set && deploy_parse(desired_json, strlen(desired_json), set, &de) == 0;
+	for (unsigned i = 0; ok && i < set->n; i++) {
+		struct policy_deployment pd;
+		spec_view(&set->d[i], &pd);
+		struct policy_input in = { .verb = "repair_check", .deployment = set->d[i].name, .replicas = -1, .dep = &pd };
+		struct policy_decision d;
+		decide(t, &in, &d);
+		ok = d.allow && !d.repair;
+	}
+	free(set);
+	return ok;
 }
 
 int trust_report(const struct trust *t, char *buf, size_t len)
@@ -487,7 +537,7 @@ int trust_report(const struct trust *t, char *buf, size_t len)
 	unsigned violations = 0, repaired = 0;
 	for (unsigned k = 0; k < t->n_drift; k++) {
 		violations += !t->drift[k].repaired;
-		repaired += t->drift[k].repaired;
+		repaired += t->drift[k].repaired != 0;
 	}
 	int n = snprintf(buf, len,
 			 "\"trust\":{\"signatures\":\"%s\",\"keys_version\":%llu,\"keys\":%u,\"time_floor_ms\":%" PRId64
@@ -507,9 +557,11 @@ int trust_report(const struct trust *t, char *buf, size_t len)
 				     : it->mode == POLICY_MODE_AUDIT ? "reported"
 								     : "awaiting_approval";
 		int m = snprintf(buf + n, len - (size_t)n,
-				 "%s{\"deployment\":\"%s\",\"rule\":\"%s\",\"mode\":\"%s\",\"status\":\"%s\",\"reason\":%s}",
+				 "%s{\"deployment\":\"%s\",\"rule\":\"%s\",\"mode\":\"%s\",\"status\":\"%s\",\"action\":%s%s%s,"
+				 "\"reason\":%s}",
 				 k ? "," : "", it->deployment, policy_rule_name(it->rule), policy_mode_name(it->mode), status,
-				 reason);
+				 it->repaired ? "\"" : "", it->repaired ? repair_name(it->repaired) : "null",
+				 it->repaired ? "\"" : "", reason);
 		if (m < 0 || (size_t)m >= len - (size_t)n)
 			return -ENOSPC;
 		n += m;
