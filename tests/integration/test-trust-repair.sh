@@ -30,7 +30,8 @@ engine_cleanup() {
     | $PY -c 'import sys,json; print(" ".join(c["Id"] for c in json.load(sys.stdin)))' 2>/dev/null)
   for c in $ids; do eng DELETE "/containers/$c?force=1" >/dev/null; done
 }
-trap 'engine_cleanup; telem_cleanup' EXIT INT TERM
+# berthd goes first: it would make the containers again.
+trap 'telem_cleanup; engine_cleanup' EXIT INT TERM
 log() { echo "ok: $*"; }
 json() { $PY -c "import json,sys; d=json.load(sys.stdin); $1"; }
 P1=$(free_port); P2=$(free_port)
