@@ -3,8 +3,8 @@
 # 512 MiB; hog asks 512 MiB in both. A new policy capping memory at 256 MiB in repair mode rolls
 # det back to v1 (its last-known-good complies: running, 64 MiB, in the desired state, a rollback
 # event with reason policy) and stops hog (it runs its last-known-good, which violates the cap: no
-compliant version to go back to); the reported
-# state says which happened per item (action rolled_back / stopped).
+# compliant version to go back to); the reported state says which happened per item (action
+# rolled_back / stopped).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 DEV=gw-repair-$$
