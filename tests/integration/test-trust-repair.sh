@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Policy repair on the real broker and engine: det v1 (64 MiB) becomes last-known-good, v2 asks
-# 512 MiB; hog asks 512 MiB in both. A new policy capping memory at 256 MiB in repair mode rolls
+# 512 MiB; hog v1 asks 300 MiB, v2 512 MiB. A new policy capping memory at 256 MiB in repair mode rolls
 # det back to v1 (its last-known-good complies: running, 64 MiB, in the desired state, a rollback
-# event with reason policy) and stops hog (it runs its last-known-good, which violates the cap: no
+# event with reason policy) and stops hog (its last-known-good v1 violates the cap too: no
 # compliant version to go back to); the reported state says which happened per item (action
 # rolled_back / stopped).
 set -u
@@ -44,23 +44,23 @@ consumer_up events "berth/v1/$DEV/events"
 berthd_up
 wait_until 10 "event=connected in berthd.log" grep -q 'event=connected' "$T/berthd.log" || fail "berthd never connected"
 
-spec() { # VERSION DET_MEMORY
+spec() { # VERSION DET_MEMORY HOG_MEMORY
   cat > "$T/v$1.json" <<EOD
 {"version":$1,"deployments":[
  {"name":"det","image":"$IMAGE","env":{"BERTH_V":"$1"},"resources":{"memory":"$2"},"replicas":1,"inference":{"port":$P1}},
- {"name":"hog","image":"$IMAGE","resources":{"memory":"512Mi"},"replicas":1,"inference":{"port":$P2}}]}
+ {"name":"hog","image":"$IMAGE","env":{"BERTH_V":"$1"},"resources":{"memory":"$3"},"replicas":1,"inference":{"port":$P2}}]}
 EOD
 }
-spec 1 64Mi
+spec 1 64Mi 300Mi
 "$CTL" "${B[@]}" deploy "$DEV" "$T/v1.json" > "$T/d1.out" 2>&1 || fail "deploy v1: $(cat "$T/d1.out")"
 lkg_both() { grep -Eq 'event=last_known_good .*deployment[^a-z]+det[^a-z]' "$T/berthd.log" &&
   grep -Eq 'event=last_known_good .*deployment[^a-z]+hog[^a-z]' "$T/berthd.log"; }
 wait_until 40 "det and hog v1 recorded as last-known-good" lkg_both \
   || fail "v1 never became last-known-good: $(grep -E 'last_known_good|error|event=replica' "$T/berthd.log" | tail -5)"
-log "v1 running; det (64 MiB) and hog (512 MiB) recorded as last-known-good"
+log "v1 running; det (64 MiB) and hog (300 MiB) recorded as last-known-good"
 
-# v2: det asks 512 MiB. The policy follows at once, before v2 could become last-known-good (3 s ready).
-spec 2 512Mi
+# v2: det and hog ask 512 MiB. The policy follows at once, before v2 could become last-known-good (3 s ready).
+spec 2 512Mi 512Mi
 "$CTL" "${B[@]}" deploy "$DEV" "$T/v2.json" > "$T/d2.out" 2>&1 || fail "deploy v2: $(cat "$T/d2.out")"
 cat > "$T/policy.json" <<'EOP'
 {"schema":1,"version":1,"rules":{"resources":{"mode":"repair","per_deployment":{"memory_mb":256}}}}
@@ -74,9 +74,11 @@ assert p['version']==1 and p['violations']==0 and p['repaired']==2, p; \
 assert it['det']['status']=='repaired' and it['det']['action']=='rolled_back', it; \
 assert it['hog']['status']=='repaired' and it['hog']['action']=='stopped', it" < "$T/policy-state.json" \
   || fail "compliance after the policy: $(cat "$T/policy-state.json")"
-log "reported: det repaired (rolled_back), hog repaired (stopped), no violation left"
+log "reported: det repaired (rolled_back), hog repaired (stopped: its last-known-good violates the policy), no violation left"
 
 grep -q 'event=policy_repaired deployment=det rule=resources action=rolled_back' "$T/berthd.log" || fail "no rollback repair logged"
+grep -q 'event=policy_rollback_not_possible deployment=hog rule=resources reason="the last-known-good version violates the policy"' "$T/berthd.log" \
+  || fail "hog's last-known-good was not judged against the policy: $(grep 'deployment=hog' "$T/berthd.log" | tail -3)"
 wait_until 10 "a rollback event with reason policy" grep -q 'rollback.*reason.*policy' "$T/events.out" \
   || fail "no rollback event: $(tail -3 "$T/events.out")"
 wait_until 10 "a policy_repaired event for each" bash -c "grep -q 'policy_repaired.*rolled_back' '$T/events.out' && grep -q 'policy_repaired.*stopped' '$T/events.out'" \
