@@ -806,6 +806,29 @@ static int local_command(const struct ctl_args *a)
 	return -1;
 }
 
+static int run_verb(struct ctl *c)
+{
+	int rc;
+	switch (c->a->verb) {
+	case CTL_DEVICES: rc = cmd_devices(c); break;
+	case CTL_STATE:
+	case CTL_SITE: rc = cmd_state(c); break;
+	case CTL_DEPLOY: rc = cmd_deploy(c); break;
+	case CTL_SCALE: rc = cmd_deployment_verb(c, "scale"); break;
+	case CTL_RESTART: rc = cmd_deployment_verb(c, "restart"); break;
+	case CTL_ROLLBACK: rc = cmd_deployment_verb(c, "rollback"); break;
+	case CTL_REMOVE: rc = cmd_deployment_verb(c, "remove"); break;
+	case CTL_CHAOS: rc = cmd_deployment_verb(c, "chaos"); break;
+	case CTL_EVENTS: rc = cmd_stream(c, true); break;
+	case CTL_TELEMETRY: rc = cmd_stream(c, false); break;
+	case CTL_POLICY: rc = cmd_policy(c); break;
+	case CTL_SET_POLICY: rc = cmd_set_doc(c, true); break;
+	case CTL_SET_KEYS: rc = cmd_set_doc(c, false); break;
+	default: rc = c->a->member ? cmd_deployment_verb(c, ctl_site_verb(c->a->verb)) : CTL_EXIT_USAGE; break;
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_args a;
@@ -863,23 +886,7 @@ int main(int argc, char **argv)
 		rc = CTL_EXIT_USAGE;
 		goto out;
 	}
-	switch (a.verb) {
-	case CTL_DEVICES: rc = cmd_devices(c); break;
-	case CTL_STATE:
-	case CTL_SITE: rc = cmd_state(c); break;
-	case CTL_DEPLOY: rc = cmd_deploy(c); break;
-	case CTL_SCALE: rc = cmd_deployment_verb(c, "scale"); break;
-	case CTL_RESTART: rc = cmd_deployment_verb(c, "restart"); break;
-	case CTL_ROLLBACK: rc = cmd_deployment_verb(c, "rollback"); break;
-	case CTL_REMOVE: rc = cmd_deployment_verb(c, "remove"); break;
-	case CTL_CHAOS: rc = cmd_deployment_verb(c, "chaos"); break;
-	case CTL_EVENTS: rc = cmd_stream(c, true); break;
-	case CTL_TELEMETRY: rc = cmd_stream(c, false); break;
-	case CTL_POLICY: rc = cmd_policy(c); break;
-	case CTL_SET_POLICY: rc = cmd_set_doc(c, true); break;
-	case CTL_SET_KEYS: rc = cmd_set_doc(c, false); break;
-	default: rc = a.member ? cmd_deployment_verb(c, ctl_site_verb(a.verb)) : CTL_EXIT_USAGE; break;
-	}
+	rc = run_verb(c);
 out:
 	fflush(stdout);
 	uplink_destroy(c->up);
