@@ -294,6 +294,8 @@ static int supervision_create(struct agent *a, const struct berth_config *cfg)
 	a->chaos = chaos_create(a->loop, a->sup, a->events);
 	if (!a->sampler || !a->chaos)
 		return -ENOMEM;
+	if (a->collector) /* one reading of the node per interval, not two */
+		collector_set_sampler(a->collector, a->sampler);
 	int rc = supervisor_start(a->sup);
 	if (rc < 0)
 		return rc;

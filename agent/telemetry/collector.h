@@ -46,6 +46,13 @@ struct collector_stats {
 struct collector *collector_create(struct loop *l, struct store *st, const struct collector_opts *o);
 void collector_destroy(struct collector *t);
 
+struct sampler;
+/* Takes the node figures from the sampler's latest node sample (read on the
+ * same interval, same filesystem) instead of reading /proc and statfs a second
+ * time each tick; falls back to its own reading while the sampler has none
+ * newer than two intervals. NULL: always its own reading. */
+void collector_set_sampler(struct collector *t, const struct sampler *m);
+
 /* Registers a source (name: a JSON key, copied). Returns 0, -EEXIST, or
  * -ENOSPC beyond CONFIG_TELEMETRY_MAX_SOURCES. */
 int collector_register(struct collector *t, const char *name, collector_source_fn fn, void *arg)
