@@ -62,8 +62,9 @@ LIBS := -lmosquitto -lsqlite3 -lcjson -lcurl -lmicrohttpd -lcrypto -lm
 CORE_SRCS := $(wildcard agent/*.c agent/*/*.c)
 # the programs' mains are linked on their own; berthctl's helpers live in the core library
 CORE_SRCS := $(filter-out agent/cmd/berthd.c agent/cmd/berthctl.c agent/cmd/berth-sim.c,$(CORE_SRCS))
-# the site cluster is added below when CONFIG_SITE is set
-CORE_SRCS := $(filter-out agent/site/%,$(CORE_SRCS))
+# the site cluster is added below when CONFIG_SITE is set; berth-sim's site mode (sim_site.c, over
+# consensus_sim.c, libraft's in-memory fixture) is linked into berth-sim and test_site_sim only
+CORE_SRCS := $(filter-out agent/site/% agent/cmd/sim_site.c,$(CORE_SRCS))
 # ports/posix holds what both ports do the same way (files, listening sockets)
 LINUX_SRCS := $(wildcard ports/linux/*.c ports/posix/*.c)
 SIM_SRCS := $(wildcard ports/sim/*.c ports/posix/*.c)
@@ -117,9 +118,13 @@ endif
 # The site cluster (agent/site/) and its libraries, when configured.
 # The pure parts (state machine, placement) are always built and unit-tested.
 CORE_SRCS += agent/site/sitestate.c agent/site/placement.c
+SIM_SITE_OBJS :=
 ifeq ($(CONFIG_SITE),y)
 CORE_SRCS += agent/site/consensus.c agent/site/site.c
 LIBS += -lraft -luv
+SIM_SITE_OBJS := $(call obj,agent/cmd/sim_site.c agent/site/consensus_sim.c)
+$(O)/tests/test_site_sim: $(call obj,agent/site/consensus_sim.c)
+$(O)/tests/test_site_sim: EXTRA_OBJS = $(call obj,agent/site/consensus_sim.c)
 else
 UNIT_BINS := $(filter-out %/test_site_sim,$(UNIT_BINS))
 endif
@@ -148,9 +153,9 @@ $(O)/berthd: $(call obj,agent/cmd/berthd.c) $(CORE_LIB) $(LINUX_LIB)
 $(O)/berthctl: $(call obj,agent/cmd/berthctl.c) $(CORE_LIB) $(LINUX_LIB)
 	$(quiet) LD $@
 	$(Q)$(call link,$<,$(CORE_LIB) $(LINUX_LIB))
-$(O)/berth-sim: $(call obj,agent/cmd/berth-sim.c) $(CORE_LIB) $(SIM_LIB)
+$(O)/berth-sim: $(call obj,agent/cmd/berth-sim.c) $(SIM_SITE_OBJS) $(CORE_LIB) $(SIM_LIB)
 	$(quiet) LD $@
-	$(Q)$(call link,$<,$(CORE_LIB) $(SIM_LIB))
+	$(Q)$(call link,$< $(SIM_SITE_OBJS),$(CORE_LIB) $(SIM_LIB))
 
 # Unit tests: tests/unit/test_X.c runs the core on the sim port;
 # tests/unit/linux/test_X.c tests the linux port's parsers against fixtures.
@@ -161,7 +166,7 @@ $(O)/tests/linux/%: $(O)/obj/tests/unit/linux/%.o $(CORE_LIB) $(LINUX_LIB)
 $(O)/tests/%: $(O)/obj/tests/unit/%.o $(CORE_LIB) $(SIM_LIB)
 	$(quiet) LD $@
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(call link,$<,$(CORE_LIB) $(SIM_LIB)) -lcmocka
+	$(Q)$(call link,$< $(EXTRA_OBJS),$(CORE_LIB) $(SIM_LIB)) -lcmocka
 
 unit-tests: $(UNIT_BINS)
 test: unit-tests
@@ -195,6 +200,7 @@ site-build:
 	$(Q)$(MAKE) --no-print-directory O=$(O)/site site_defconfig >/dev/null
 	$(Q)$(MAKE) --no-print-directory O=$(O)/site WERROR=1 all $(O)/site/tests/test_site_sim
 	$(Q)$(O)/site/tests/test_site_sim >/dev/null 2>&1 || { $(O)/site/tests/test_site_sim; exit 1; }
+	$(Q)tests/sim-fixture.sh $(O)/site --site
 bench-site: site-build
 	$(Q)tests/bench/bench-site.sh $(O)/site
 

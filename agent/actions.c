@@ -340,6 +340,28 @@ void actions_telemetry_source(void *ctx, struct collector_buf *b)
 	b->len += (size_t)n;
 }
 
+/* site_join / site_leave: the site checks them against its log and carries them to the leader. */
+static int site_member(void *ctx, const char *id, const char *address, struct command_error *err)
+{
+	struct actions *t = ctx;
+	if (!t->site.member) {
+		err->code = "unsupported";
+		snprintf(err->message, sizeof(err->message), "this gateway is not in a site (site.enabled)");
+		return -ENOTSUP;
+	}
+	int rc = t->site.member(t->site.arg, id, address, err->message, sizeof(err->message));
+	switch (rc) {
+	case 0: return 0;
+	case -EEXIST: err->code = "duplicate_member"; break;
+	case -ENOENT: err->code = "unknown_member"; break;
+	case -ENOSPC: err->code = "site_full"; break;
+	case -EBUSY: err->code = "no_majority"; break;
+	case -EAGAIN: err->code = "unavailable"; break;
+	default: err->code = "bad_value"; break;
+	}
+	return rc;
+}
+
 const struct control_target_ops actions_ops = {
 	.validate = validate,
 	.apply = apply,
@@ -352,4 +374,5 @@ const struct control_target_ops actions_ops = {
 	.report = report,
 	.report_extra = report_extra,
 	.event = emit_event,
+	.site_member = site_member,
 };

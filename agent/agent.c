@@ -152,6 +152,11 @@ static int site_filter_fn(void *arg, const struct deploy_set *desired, struct de
 
 static int site_report_fn(const void *arg, char *buf, size_t len) { return site_report_json(arg, buf, len); }
 
+static int site_member_fn(void *arg, const char *id, const char *address, char *why, size_t len)
+{
+	return site_member_request(arg, id, address, why, len);
+}
+
 static void site_reapply(void *arg)
 {
 	struct agent *a = arg;
@@ -174,7 +179,8 @@ static int site_start(struct agent *a, const struct berth_config *cfg)
 	a->site = site_create(&sd, cfg);
 	if (!a->site)
 		return -EIO;
-	struct actions_site hook = { .filter = site_filter_fn, .report = site_report_fn, .arg = a->site };
+	struct actions_site hook = { .filter = site_filter_fn, .report = site_report_fn, .member = site_member_fn,
+				     .arg = a->site };
 	actions_set_site(a->actions, &hook);
 	return 0;
 }

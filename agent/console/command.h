@@ -21,6 +21,8 @@ enum command_verb {
 	CMD_CHAOS,
 	CMD_PING,
 	CMD_ROLLBACK,
+	CMD_SITE_JOIN,
+	CMD_SITE_LEAVE,
 	CMD_NVERBS
 };
 
@@ -37,6 +39,8 @@ struct command {
 		uint32_t min_running;
 		uint64_t version;            /* deploy */
 		char *desired;               /* deploy: {"version":N,"deployments":[...]} compact JSON, owned */
+		char member[64];             /* site_join, site_leave: the member's device id */
+		char address[64];            /* site_join: A.B.C.D:PORT */
 	} args;
 };
 

@@ -278,6 +278,19 @@ static int execute(struct control *c, struct command *cmd, struct command_error 
 		return control_report(c, c->result, sizeof(c->result), true) < 0
 			       ? err_set(err, "internal", "state too large%s", "")
 			       : 0;
+	case CMD_SITE_JOIN:
+	case CMD_SITE_LEAVE: {
+		bool join = cmd->verb == CMD_SITE_JOIN;
+		if (!o->site_member)
+			return err_set(err, "unsupported", "%s: this gateway is not in a site (site.enabled)",
+				       command_verb_name(cmd->verb));
+		char idq[sizeof(cmd->args.member) * 6 + 8];
+		if (command_json_string(idq, sizeof(idq), cmd->args.member) < 0)
+			return err_set(err, "bad_value", "args.id cannot be quoted%s", "");
+		snprintf(c->result, sizeof(c->result), "{\"member\":%s,\"%s\":\"requested\"}", idq,
+			 join ? "join" : "leave");
+		return o->site_member(c->tctx, cmd->args.member, join ? cmd->args.address : NULL, err);
+	}
 	case CMD_SET_LOG_LEVEL: {
 		int lvl = log_level_parse(cmd->args.level);
 		if (lvl < 0)

@@ -37,6 +37,8 @@ struct control_target_ops {
 	 * pairs separated by commas, no leading comma) into buf; returns the
 	 * length (0: none) or -ENOSPC. figures as for report. NULL: none. */
 	int (*report_extra)(void *ctx, char *buf, size_t len, bool figures);
+	/* A site member joins (address given) or leaves (address NULL); NULL: no site here. */
+	int (*site_member)(void *ctx, const char *id, const char *address, struct command_error *err);
 	/* A notable event (type, JSON object detail) for the event stream. NULL: none. */
 	void (*event)(void *ctx, const char *type, const char *detail_json);
 };
