@@ -137,7 +137,7 @@ cpu_run nginx "$nginx_pid" "$nginx_port"; cpu_run berth "$berthd_pid" "$api_port
 hz=$(getconf CLK_TCK)
 cpu_us() { awk -v t="${cpu_ticks[$1]}" -v n="${cpu_n[$1]}" -v hz="$hz" 'BEGIN {printf "%.1f", n ? t * 1e6 / hz / n : -1}'; }
 berth_cpu=$(cpu_us berth); nginx_cpu=$(cpu_us nginx)
-cpu_ratio=$(awk -v a="$berth_cpu" -v b="$nginx_cpu" 'BEGIN {printf "%.2f", b > 0 ? a / b : -1}')
+cpu_ratio=$(awk -v a="$berth_cpu" -v b="$nginx_cpu" 'BEGIN {printf "%.2f", (b > 0 ? a / b : -1)}')
 echo "CPU per request: berthd $berth_cpu us, nginx $nginx_cpu us, ratio $cpu_ratio (target <= 1.0: $(awk -v x="$cpu_ratio" 'BEGIN {print (x <= 1.0) ? "met" : "MISSED"}'))"
 kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; nginx_pid=""
 kill "$berthd_pid" 2>/dev/null || true; wait "$berthd_pid" 2>/dev/null || true; berthd_pid=""
