@@ -445,24 +445,38 @@ int command_format_reply(char *buf, size_t len, const char *id, const char *resu
 	return n;
 }
 
-char *command_desired_without(const char *desired_json, const char *name)
+char *command_desired_replace(const char *desired_json, const char *name, const char *with_json)
 {
 	cJSON *root = cJSON_Parse(desired_json);
 	cJSON *deps = root ? cJSON_GetObjectItemCaseSensitive(root, "deployments") : NULL;
+	cJSON *with = with_json ? cJSON_Parse(with_json) : NULL;
+	cJSON *wd = with ? cJSON_GetObjectItemCaseSensitive(with, "deployments") : NULL;
+	cJSON *spec = cJSON_IsArray(wd) ? cJSON_DetachItemFromArray(wd, 0) : NULL;
 	char *out = NULL;
-	if (cJSON_IsArray(deps)) {
+	if (cJSON_IsArray(deps) && (!with_json || spec)) {
 		int i = 0;
 		for (cJSON *d = deps->child; d; d = d->next, i++) {
 			const cJSON *n = cJSON_GetObjectItemCaseSensitive(d, "name");
 			if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0) {
-				cJSON_DeleteItemFromArray(deps, i);
+				if (spec)
+					cJSON_ReplaceItemInArray(deps, i, spec);
+				else
+					cJSON_DeleteItemFromArray(deps, i);
+				spec = NULL;
 				break;
 			}
 		}
 		out = cJSON_PrintUnformatted(root);
 	}
+	cJSON_Delete(spec);
+	cJSON_Delete(with);
 	cJSON_Delete(root);
 	return out;
+}
+
+char *command_desired_without(const char *desired_json, const char *name)
+{
+	return command_desired_replace(desired_json, name, NULL);
 }
 
 bool command_desired_has(const char *desired_json, const char *name)

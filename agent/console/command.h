@@ -82,6 +82,11 @@ int command_format_reply(char *buf, size_t len, const char *id, const char *resu
 /* The desired JSON without the deployment called name (malloc'ed, caller
  * frees; NULL on malformed input or no memory). */
 char *command_desired_without(const char *desired_json, const char *name);
+
+/* The desired JSON with the deployment called name replaced by the first
+ * deployment of with_json (a desired state); with_json NULL: removed.
+ * malloc'ed as above. */
+char *command_desired_replace(const char *desired_json, const char *name, const char *with_json);
 /* Whether the desired JSON names a deployment called name. */
 bool command_desired_has(const char *desired_json, const char *name);
 

@@ -322,7 +322,7 @@ static int execute(struct control *c, struct command *cmd, struct command_error 
 			return unsupported(err, "rollback");
 		snprintf(c->result, sizeof(c->result), "{\"deployment\":\"%s\",\"rolled_back\":true}",
 			 cmd->args.deployment);
-		return o->rollback(c->tctx, cmd->args.deployment, err);
+		return o->rollback(c->tctx, cmd->args.deployment, "requested", err);
 	case CMD_REMOVE:
 		snprintf(c->result, sizeof(c->result), "{\"deployment\":\"%s\",\"removed\":true}", cmd->args.deployment);
 		return do_remove(c, cmd, err);
@@ -498,12 +498,43 @@ int control_handle_desired(struct control *c, const char *payload, size_t len)
 	return 0;
 }
 
-/* Repair of a running deployment that violates a rule in repair mode: it is
- * stopped (removed from the desired state, persisted). No last-known-good
- * version exists on this gateway yet to roll back to. */
-static int repair_stop(void *arg, const char *name, const char *rule)
+/* Repair by rollback: the deployment's last-known-good version, if it has
+ * one that complies with the policy, replaces it (the rollback verb's path)
+ * and takes its place in the desired state (persisted). TRUST_ROLLED_BACK or
+ * -errno (no such version, or it does not comply: then it is stopped). */
+static int repair_rollback(struct control *c, const char *name, const char *rule)
+{
+	char *doc = NULL;
+	struct command_error err = { 0 };
+	int rc = c->ops->last_good && c->ops->rollback ? c->ops->last_good(c->tctx, name, &doc) : -ENOTSUP;
+	if (rc == 0 && !trust_complies(c->trust, doc))
+		rc = -EACCES;
+	if (rc == 0)
+		rc = c->ops->rollback(c->tctx, name, "policy", &err);
+	if (rc) {
+		log_inf("event=policy_rollback_not_possible deployment=%s rule=%s reason=\"%s\"", name, rule,
+			rc == -EACCES ? "the last-known-good version violates the policy" : strerror(-rc));
+		free(doc);
+		return rc;
+	}
+	char *next = c->desired ? command_desired_replace(c->desired, name, doc) : NULL;
+	if (next && store_desired_set(c->st, c->version, next) == 0)
+		set_desired(c, c->version, next);
+	else
+		free(next);
+	free(doc);
+	log_wrn("event=policy_repaired deployment=%s rule=%s action=rolled_back", name, rule);
+	return TRUST_ROLLED_BACK;
+}
+
+/* Repair of a running deployment that violates a rule in repair mode:
+ * rolled back to a compliant last-known-good version, else stopped
+ * (removed from the desired state, persisted). */
+static int repair(void *arg, const char *name, const char *rule)
 {
 	struct control *c = arg;
+	if (repair_rollback(c, name, rule) == TRUST_ROLLED_BACK)
+		return TRUST_ROLLED_BACK;
 	struct command_error err = { 0 };
 	int rc = c->ops->remove ? c->ops->remove(c->tctx, name, &err) : -ENOTSUP;
 	if (rc) {
@@ -516,7 +547,7 @@ static int repair_stop(void *arg, const char *name, const char *rule)
 	else
 		free(next);
 	log_wrn("event=policy_repaired deployment=%s rule=%s action=stopped", name, rule);
-	return 0;
+	return TRUST_STOPPED;
 }
 
 static void refresh_drift(struct control *c)
@@ -529,7 +560,7 @@ static void refresh_drift(struct control *c)
 	if (!copy)
 		return;
 	bool txn = store_begin(c->st) == 0;
-	int v = trust_drift(c->trust, copy, repair_stop, c);
+	int v = trust_drift(c->trust, copy, repair, c);
 	if (txn && store_commit(c->st))
 		log_err("event=drift_not_persisted");
 	free(copy);
