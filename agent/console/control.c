@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent/base/log.h"
+#include "agent/model/groups.h"
 #include "agent/telemetry/store.h"
 #include "agent/trust/trust.h"
 #include "hal/clock.h"
@@ -88,11 +89,25 @@ static int err_set(struct command_error *e, const char *code, const char *fmt, .
 	return -EINVAL;
 }
 
+/* The desired state's "groups" replace the config's while it holds (checked
+ * when it was parsed; a stored one that no longer parses falls back to the config's). */
+static void apply_groups(struct control *c)
+{
+	if (!c->trust)
+		return;
+	struct groups g;
+	int rc = c->desired ? command_desired_groups(c->desired, &g) : 0;
+	if (rc < 0)
+		log_wrn("event=desired_groups_unreadable version=%llu", (unsigned long long)c->version);
+	(void)trust_set_groups(c->trust, rc == 1 ? &g : NULL);
+}
+
 static void set_desired(struct control *c, uint64_t version, char *json)
 {
 	free(c->desired);
 	c->desired = json;
 	c->version = version;
+	apply_groups(c);
 }
 
 static void changed(struct control *c)
@@ -173,6 +188,14 @@ int control_report(struct control *c, char *buf, size_t len, bool figures)
 		return -ENOSPC;
 	n += m;
 	if (c->trust) {
+		m = snprintf(buf + n, len - (size_t)n, ",\"groups\":");
+		if (m < 0 || (size_t)m >= len - (size_t)n)
+			return -ENOSPC;
+		n += m;
+		m = groups_format(trust_groups(c->trust), false, buf + n, len - (size_t)n);
+		if (m < 0)
+			return m;
+		n += m;
 		if ((size_t)n + 2 > len)
 			return -ENOSPC;
 		buf[n] = ',';
@@ -215,7 +238,7 @@ static int do_deploy(struct control *c, struct command *cmd, struct command_erro
 	if (c->ops->validate && (rc = c->ops->validate(c->tctx, cmd->args.desired, err)))
 		return rc;
 	snprintf(c->result, sizeof(c->result), "{\"version\":%llu}", (unsigned long long)cmd->args.version);
-	int n = command_format_reply(c->reply, sizeof(c->reply), cmd->id, c->result, NULL);
+	int n = command_format_reply(c->reply, sizeof(c->reply), cmd->id, c->device_id, c->result, NULL);
 	if (n < 0)
 		return err_set(err, "internal", "reply too large%s", "");
 	if ((rc = store_begin(c->st)) == 0) {
@@ -337,7 +360,7 @@ static void trust_to_command_err(const struct trust_err *te, struct command_erro
  * the policy, then admitted (its id persisted in the replay window) before
  * anything is applied. 0, -EALREADY (already applied: answer from the
  * journal), or -errno with err filled. */
-static int gate(struct control *c, const struct command *cmd, const char *payload, size_t len,
+static int gate(struct control *c, const struct command *cmd, const char *payload, size_t len, const char *group,
 		struct command_error *err)
 {
 	struct trust_verdict v;
@@ -346,6 +369,11 @@ static int gate(struct control *c, const struct command *cmd, const char *payloa
 	 * commit, before the command is applied (at most once). */
 	bool txn = store_begin(c->st) == 0;
 	int rc = trust_verify(c->trust, payload, len, NULL, &v, &te);
+	/* A group topic's command must be signed for that group (not for this
+	 * device or another of its groups): what was signed is what was sent. */
+	if (rc == 0 && group && v.signed_ && (strncmp(v.env.target, "group:", 6) || strcmp(v.env.target + 6, group)))
+		rc = trust_err_set(&te, -EPERM, "wrong_target", "auth.target",
+				   "signed for %s, sent to group %s", v.env.target, group);
 	if (rc == 0) {
 		int64_t replicas = cmd->verb == CMD_SCALE ? (int64_t)cmd->args.replicas : -1;
 		rc = trust_authorize(c->trust, &v, command_verb_name(cmd->verb), cmd->args.deployment, replicas,
@@ -380,7 +408,7 @@ void control_handle(struct control *c, const char *topic_verb, const char *paylo
 
 	int rc = command_parse(topic_verb, payload, len, &cmd, &err);
 	if (c->trust && rc == 0) {
-		rc = gate(c, &cmd, payload, len, &err);
+		rc = gate(c, &cmd, payload, len, rt->group, &err);
 		if (rc == -EALREADY && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0)
 			goto duplicate;
 	} else if (!c->trust && cmd.id[0] && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0) {
@@ -408,18 +436,18 @@ duplicate:
 			topic_verb, err.code ? err.code : "internal", err.message);
 		if (!err.code)
 			err.code = "internal";
-		n = command_format_reply(c->reply, sizeof(c->reply), cmd.id, NULL, &err);
+		n = command_format_reply(c->reply, sizeof(c->reply), cmd.id, c->device_id, NULL, &err);
 	} else {
 		c->stats.applied++;
 		log_inf("event=command_applied id=%s verb=%s", cmd.id, topic_verb);
-		n = journaled ? (int)strlen(c->reply) : command_format_reply(c->reply, sizeof(c->reply), cmd.id, c->result, NULL);
+		n = journaled ? (int)strlen(c->reply) : command_format_reply(c->reply, sizeof(c->reply), cmd.id, c->device_id, c->result, NULL);
 		if (cmd.verb != CMD_GET_STATE && cmd.verb != CMD_PING)
 			changed(c);
 	}
 	if (n < 0) {
 		struct command_error big = { .code = "internal" };
 		snprintf(big.message, sizeof(big.message), "reply does not fit in %d bytes", REPLY_MAX);
-		n = command_format_reply(c->reply, sizeof(c->reply), cmd.id, NULL, &big);
+		n = command_format_reply(c->reply, sizeof(c->reply), cmd.id, c->device_id, NULL, &big);
 	}
 	/* The journal entry and the queued reply are written in one transaction (one sync). */
 	bool txn = store_begin(c->st) == 0;

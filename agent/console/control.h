@@ -48,6 +48,8 @@ struct control_reply_to {
 	const char *response_topic;   /* NULL for MQTT 3.1.1 or when absent */
 	const void *corr;
 	size_t corr_len;
+	const char *group;            /* came on berth/v1/group/<group>/cmd/<verb>: must be signed for
+	                               * "group:<group>"; NULL: the device's own topic */
 };
 
 struct control_cbs {

@@ -10,6 +10,7 @@
 #include "agent/base/jsonutil.h"
 #include "agent/base/log.h"
 #include "agent/model/deploy.h"
+#include "agent/model/groups.h"
 #include "agent/telemetry/store.h"
 #include "agent/trust/keyring.h"
 #include "agent/trust/replay.h"
@@ -18,7 +19,6 @@
 
 #define LOG_TAG "trust"
 
-#define GROUPS_MAX 8
 #define DRIFT_ITEMS_MAX 32
 #define KV_KEYS "trust.keys"
 #define KV_POLICY "trust.policy"
@@ -37,9 +37,10 @@ struct trust {
 	struct store *st;
 	struct trust_opts o;
 	char device_id[64];
-	char group_buf[GROUPS_MAX][64];
-	const char *groups[GROUPS_MAX];
-	size_t n_groups;
+	struct groups conf_groups;       /* the config's list (fleet.groups) */
+	struct groups groups;            /* in force: the desired state's, else the config's */
+	const char *group_ptr[GROUPS_MAX];
+	bool groups_from_desired;
 	struct keyring keys;
 	struct policy policy;
 	struct replay *replay;
@@ -132,15 +133,13 @@ struct trust *trust_create(struct store *st, const struct trust_opts *o, struct 
 	t->st = st;
 	t->o = *o;
 	snprintf(t->device_id, sizeof(t->device_id), "%s", o->device_id);
-	for (const char *p = o->groups ? o->groups : ""; *p && t->n_groups < GROUPS_MAX;) {
-		size_t n = strcspn(p, ",");
-		if (n && n < sizeof(t->group_buf[0])) {
-			memcpy(t->group_buf[t->n_groups], p, n);
-			t->groups[t->n_groups] = t->group_buf[t->n_groups];
-			t->n_groups++;
-		}
-		p += n + (p[n] == ',');
+	char why[160];
+	if (groups_parse_csv(o->groups, &t->conf_groups, why, sizeof(why))) {
+		(void)trust_err_set(e, -EINVAL, "bad_value", "fleet.groups", "%s", why);
+		goto errout;
 	}
+	t->o.groups = NULL; /* borrowed from the caller: the copy above is used */
+	(void)trust_set_groups(t, NULL);
 	t->replay = replay_create(CONFIG_TRUST_REPLAY_MAX, (int64_t)CONFIG_TRUST_REPLAY_WINDOW_S * 1000);
 	if (!t->replay)
 		goto errout;
@@ -163,6 +162,21 @@ void trust_destroy(struct trust *t)
 	replay_destroy(t->replay);
 	free(t);
 }
+
+bool trust_set_groups(struct trust *t, const struct groups *from_desired)
+{
+	const struct groups *g = from_desired ? from_desired : &t->conf_groups;
+	bool changed = !groups_equal(g, &t->groups);
+	t->groups = *g;
+	t->groups_from_desired = from_desired != NULL;
+	for (unsigned i = 0; i < t->groups.n; i++)
+		t->group_ptr[i] = t->groups.name[i];
+	if (changed)
+		log_inf("event=groups_changed n=%u from=%s", t->groups.n, from_desired ? "desired" : "config");
+	return changed;
+}
+
+const struct groups *trust_groups(const struct trust *t) { return &t->groups; }
 
 uint64_t trust_policy_version(const struct trust *t) { return t->policy.version; }
 const struct policy *trust_policy(const struct trust *t) { return &t->policy; }
@@ -189,7 +203,7 @@ int trust_verify(struct trust *t, const char *msg, size_t len, const char *doc_k
 		return refuse(t, rc, e);
 	}
 	v->signed_ = true;
-	if (!envelope_targets(&v->env, t->device_id, t->groups, t->n_groups))
+	if (!envelope_targets(&v->env, t->device_id, t->group_ptr, t->groups.n))
 		return refuse(t, trust_err_set(e, -EPERM, "wrong_target", "auth.target",
 					       "signed for %s, not for device %s or its groups", v->env.target, t->device_id),
 			      e);
@@ -359,7 +373,7 @@ int trust_rotate_keys(struct trust *t, const char *msg, size_t len, struct trust
 {
 	int64_t now = trusttime_now(&t->time, hal_clock_wall_ms());
 	struct keyring next = t->keys;
-	int rc = keyring_rotate(&next, msg, len, t->device_id, t->groups, t->n_groups, now, e);
+	int rc = keyring_rotate(&next, msg, len, t->device_id, t->group_ptr, t->groups.n, now, e);
 	if (rc == 0 && t->policy.version) {
 		/* Verified by rotate: now the policy's roles (may this key replace keys?). */
 		struct trust_verdict v = { .signed_ = true, .now_ms = now };

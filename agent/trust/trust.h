@@ -15,7 +15,7 @@ struct trust;
 
 struct trust_opts {
 	const char *device_id;
-	const char *groups;              /* comma-separated group names ("" none) */
+	const char *groups;              /* the config's groups, comma-separated ("" none; copied) */
 	bool require_signatures;         /* false: unsigned commands are applied (labs only) */
 	const char *keys_json;           /* the operator's key list (trust.keys_file), NULL: none */
 	const char *policy_json;         /* the operator's policy (trust.policy_file), NULL: none */
@@ -86,6 +86,13 @@ int trust_drift(struct trust *t, const char *desired_json, int (*repair)(void *a
 /* The "trust" member of the reported state ("trust":{...}, no comma).
  * Returns the length or -ENOSPC. */
 int trust_report(const struct trust *t, char *buf, size_t len);
+
+struct groups;
+/* The groups in force: from_desired (a signed desired state's "groups"),
+ * or with NULL the config's list again. Returns whether the list changed. */
+bool trust_set_groups(struct trust *t, const struct groups *from_desired);
+/* The groups in force (borrowed, valid until the next trust_set_groups). */
+const struct groups *trust_groups(const struct trust *t);
 
 uint64_t trust_policy_version(const struct trust *t);
 const struct policy *trust_policy(const struct trust *t);

@@ -26,7 +26,7 @@ for line in open(sys.argv[1]):
     if m["topic"] == "resp/console-1":
         assert m["properties"]["correlation-data"] == "corr-42", m
         p = json.loads(m["payload"])
-        assert p == {"schema": 1, "id": "dep-1", "ok": True, "result": {"version": 5}}, p
+        assert p == {"schema": 1, "id": "dep-1", "device": "gw-test", "ok": True, "result": {"version": 5}}, p
         break
 EOF
 

@@ -139,7 +139,7 @@ static void deploy_is_persisted_and_survives_restart(void **state)
 {
 	struct fx *x = *state;
 	send_cmd(x, "deploy", DEPLOY_V(3, "d1"));
-	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"d1\",\"ok\":true,\"result\":{\"version\":3}}");
+	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"d1\",\"device\":\"gw-1\",\"ok\":true,\"result\":{\"version\":3}}");
 	assert_int_equal(x->fake.version, 3);
 	uint64_t v;
 	char buf[256];
@@ -168,7 +168,7 @@ static void older_version_is_refused(void **state)
 	struct fx *x = *state;
 	send_cmd(x, "deploy", DEPLOY_V(5, "a"));
 	send_cmd(x, "deploy", DEPLOY_V(4, "b"));
-	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"b\",\"ok\":false,\"error\":{\"code\":\"stale_version\","
+	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"b\",\"device\":\"gw-1\",\"ok\":false,\"error\":{\"code\":\"stale_version\","
 				     "\"message\":\"args.version 4 is not newer than the current 5\"}}");
 	assert_int_equal(x->fake.applies, 1);
 	send_cmd(x, "deploy", DEPLOY_V(5, "c"));
@@ -201,7 +201,7 @@ static void same_command_twice_is_applied_once(void **state)
 	int applies = x->fake.applies;
 	send_cmd(x, "deploy", DEPLOY_V(1, "d"));
 	assert_int_equal(x->fake.applies, applies);
-	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"d\",\"ok\":true,\"result\":{\"version\":1}}");
+	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"d\",\"device\":\"gw-1\",\"ok\":true,\"result\":{\"version\":1}}");
 }
 
 static void malformed_commands_change_nothing(void **state)
