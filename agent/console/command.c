@@ -439,11 +439,10 @@ int command_json_string(char *buf, size_t len, const char *s)
 int command_format_reply(char *buf, size_t len, const char *id, const char *device, const char *result_json,
 			 const struct command_error *err)
 {
-	char dev[96] = "";
+	char dev[64 * 6 + 16] = "";
 	if (device && device[0]) {
-		/* Device ids are checked at start (no quote, no control character). */
-		int k = snprintf(dev, sizeof(dev), ",\"device\":\"%s\"", device);
-		if (k < 0 || (size_t)k >= sizeof(dev))
+		strcpy(dev, ",\"device\":");
+		if (command_json_string(dev + 10, sizeof(dev) - 10, device) < 0)
 			return -ENOSPC;
 	}
 	char idq[COMMAND_ID_MAX * 6 + 8];

@@ -72,8 +72,7 @@ int command_parse_desired(const char *payload, size_t len, uint64_t *version, ch
 /* Formats a reply into buf: {"schema":1,"id":ID|null,"device":DEVICE,"ok":true,"result":RESULT}
  * (result_json: JSON text, NULL for {}; device NULL or "": no "device") or
  * {"schema":1,"id":..,"device":..,"ok":false,"error":{"code":..,"message":..}}.
- * device is a checked device id (no quote or control character). Returns the
- * length, or -ENOSPC. */
+ * Returns the length, or -ENOSPC. */
 int command_format_reply(char *buf, size_t len, const char *id, const char *device, const char *result_json,
 			 const struct command_error *err);
 
