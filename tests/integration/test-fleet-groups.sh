@@ -117,6 +117,16 @@ EOF
 }
 reports_groups() { [ "$(reported_groups "$1")" = "$2" ]; }
 wait_until 10 "gw-b reporting its groups" reports_groups gw-b line-1,site-x || fail "gw-b reports groups $(reported_groups gw-b)"
+$PY - "$T/reported.out" <<'EOF' || fail "gw-b does not report engine none"
+import json, sys
+e = None
+for line in open(sys.argv[1]):
+    m = json.loads(line); p = json.loads(m["payload"]) if isinstance(m["payload"], str) else m["payload"]
+    if m["topic"] == "berth/v1/gw-b/state/reported":
+        e = p.get("engine")
+assert e == "none", e
+EOF
+log "the reported state lists the groups in force and engine none"
 
 # --- a signed desired state moves gw-a from line-1 to site-x -------------------------------------
 from=$(log_lines "$T/broker/mosquitto.log")
