@@ -13,6 +13,7 @@
 # "rollout_s=.. halted_on_bad_canary=.."; else both are -1.
 # Usage: tests/bench/bench-fleet.sh [BUILD_DIR]     (run it through /work/slot.sh --all)
 set -u
+export WAIT_STEP=${WAIT_STEP:-1} # the figures are read from files that grow to tens of MB
 cd "$(dirname "$0")/../.."
 here=$(pwd)
 O=${1:-build}

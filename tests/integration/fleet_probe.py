@@ -20,11 +20,13 @@ import sys
 from collections import Counter, defaultdict
 
 
-def messages(path):
+def messages(path, suffixes):
+    """(time, topic, payload) of the lines whose topic ends with one of suffixes (the others are
+    not parsed: the telemetry makes most of a fleet's file)."""
     with open(path, errors="replace") as f:
         for line in f:
             parts = line.rstrip("\n").split(" ", 2)
-            if len(parts) < 3:
+            if len(parts) < 3 or not parts[1].endswith(suffixes):
                 continue
             try:
                 yield float(parts[0]), parts[1], json.loads(parts[2])
@@ -34,7 +36,7 @@ def messages(path):
 
 def online(path, n, since_ms):
     first = {}
-    for _, topic, p in messages(path):
+    for _, topic, p in messages(path, ("/status",)):
         if topic.endswith("/status") and isinstance(p, dict) and p.get("online") is True:
             ts = p.get("ts", 0)
             dev = p.get("device")
@@ -51,7 +53,7 @@ def pct(v, q):
 
 def replies(path, cid, t0_ms):
     lat, devs = [], set()
-    for t, topic, p in messages(path):
+    for t, topic, p in messages(path, ("/reply",)):
         if "/cmd/" in topic and topic.endswith("/reply") and isinstance(p, dict) and p.get("id") == cid:
             dev = p.get("device")
             if dev in devs:
@@ -65,7 +67,7 @@ def replies(path, cid, t0_ms):
 
 def telemetry(path):
     seen = defaultdict(Counter)
-    for _, topic, p in messages(path):
+    for _, topic, p in messages(path, ("/telemetry", "/events")):
         if not (topic.endswith("/telemetry") or topic.endswith("/events")) or not isinstance(p, dict):
             continue
         for r in p.get("rows", []):
