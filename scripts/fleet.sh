@@ -206,9 +206,10 @@ EOF
 }
 
 fleet_launch() {
-  local i
+  local i t0
+  t0=$(now_ms)
   for i in $(seq "$N"); do agent_start "$i"; done
-  echo "LAUNCHED_MS=$(now_ms)" >> "$DIR/fleet.env"
+  echo "LAUNCHED_MS=$t0" >> "$DIR/fleet.env"
 }
 
 agent_pids() { cat "$DIR"/agents/*/pid 2>/dev/null; }
