@@ -12,7 +12,7 @@
 #        scripts/fleet.sh status               alive agents, online (retained status), RSS p50/p95
 #        scripts/fleet.sh restart-broker       restarts the brokers the agents talk to (the
 #                                              central one, or both site brokers); prints the
-#                                              wall time (ms) at which they were back up
+#                                              wall time (ms) at which they were started again
 #        scripts/fleet.sh rss                  the agents' RSS "p50 p95 max" and PSS "p50 p95" (kB)
 #        scripts/fleet.sh env                  the settings as shell assignments (eval them)
 # Options of start (and their environment variables):
@@ -254,15 +254,20 @@ fleet_status() {
        "rss_kb_max=$max pss_kb_p50=$pss50 pss_kb_p95=$pss95"
 }
 
+# Prints the time (ms) at which the stopped broker(s) were started again: every connection after
+# the restart is later than it.
 fleet_restart_broker() {
+  local t
   if [ "$TOPOLOGY" = bridged ]; then
     broker_stop site-a; broker_stop site-b
+    t=$(now_ms)
     broker_start site-a "$SITE_A_PORT"; broker_start site-b "$SITE_B_PORT"
   else
     broker_stop central
+    t=$(now_ms)
     broker_start central "$CENTRAL_PORT"
   fi
-  now_ms
+  echo "$t"
 }
 
 case $cmd in
