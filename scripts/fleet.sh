@@ -109,7 +109,8 @@ broker_conf() {
 
 broker_start() { # NAME PORT
   local d=$DIR/broker-$1 i
-  ( ulimit -n 65536 2>/dev/null || ulimit -n 16384; exec mosquitto -c "$d/mosquitto.conf" ) </dev/null >> "$d/stdout.log" 2>&1 &
+  # fd 9: /work/slot.sh's lock, if the caller holds one; a broker must not keep it past the run.
+  ( ulimit -n 65536 2>/dev/null || ulimit -n 16384; exec mosquitto -c "$d/mosquitto.conf" ) </dev/null >> "$d/stdout.log" 2>&1 9>&- &
   echo $! > "$d/pid"
   for i in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/"$2") 2>/dev/null && return 0
@@ -148,7 +149,7 @@ EOF
 agent_start() { # I
   local id; id=$(dev_id "$1")
   local d=$DIR/agents/$id
-  ( ulimit -v "$VMEM_KB"; exec "$BUILD/berthd" -c "$d/config.json" ) </dev/null >> "$d/berthd.log" 2>&1 &
+  ( ulimit -v "$VMEM_KB"; exec "$BUILD/berthd" -c "$d/config.json" ) </dev/null >> "$d/berthd.log" 2>&1 9>&- &
   echo $! > "$d/pid"
 }
 
