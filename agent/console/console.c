@@ -47,6 +47,7 @@ struct console {
 	uint32_t batch_n;
 	uint64_t replies_direct;        /* sent without the queue (store unavailable) */
 	uint64_t replies_lost;          /* neither queued nor sent: counted, logged */
+	bool store_up;                  /* the store was available at the last kick */
 };
 
 static void publish_status(struct console *s, bool online)
@@ -260,9 +261,34 @@ void console_state_changed(void *arg)
 
 int console_report(struct console *s, char *buf, size_t len) { return control_report(s->ctl, buf, len, true); }
 
+/* The store opened after berthd ran without it (the collector retries it, then ticks):
+ * what was skipped meanwhile is read now. The replay window and stored trust documents,
+ * the persisted desired state (converged on), the queued replies and rows, and the
+ * retained desired state, policy and keys (subscribed again: the broker sends its
+ * retained copies, refused while nothing could be persisted). */
+static void store_back(struct console *s)
+{
+	log_inf("event=store_back action=reread");
+	trust_store_back(s->trust);
+	int rc = control_store_back(s->ctl);
+	if (rc)
+		log_err("event=store_back_desired_failed err=%s", strerror(-rc));
+	if (s->fwd)
+		outbox_store_back(s->fwd);
+	if (s->up && uplink_connected(s->up) &&
+	    (uplink_subscribe(s->up, s->t_desired, 1) || uplink_subscribe(s->up, s->t_policy, 1) ||
+	     uplink_subscribe(s->up, s->t_keys, 1)))
+		log_err("event=subscribe_failed");
+	console_state_changed(s);
+}
+
 void console_kick(void *arg)
 {
 	struct console *s = arg;
+	bool up = store_available(s->st);
+	if (up && !s->store_up)
+		store_back(s);
+	s->store_up = up;
 	if (s->fwd)
 		outbox_kick(s->fwd);
 }
@@ -369,6 +395,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		return NULL;
 	s->loop = l;
 	s->st = st;
+	s->store_up = store_available(st);
 	loop_timer_init(&s->kick_timer, kick_replies, s);
 	loop_timer_init(&s->batch_timer, on_batch_timer, s);
 	snprintf(s->device_id, sizeof(s->device_id), "%s", cfg->device_id);

@@ -25,6 +25,7 @@ struct control {
 	struct control_cbs cbs;
 	uint64_t version;
 	char *desired;               /* current desired JSON, owned; NULL when none */
+	bool from_file;              /* desired is the deployments file's (booted without a persisted one) */
 	char reply[REPLY_MAX];
 	char result[REPLY_MAX - 256];
 	char scratch[DESIRED_MAX];
@@ -93,12 +94,34 @@ static void set_desired(struct control *c, uint64_t version, char *json)
 	free(c->desired);
 	c->desired = json;
 	c->version = version;
+	c->from_file = false;
 }
 
 static void changed(struct control *c)
 {
 	if (c->cbs.state_changed)
 		c->cbs.state_changed(c->cbs.arg);
+}
+
+/* Applies the desired state in c->scratch (version) as the one in force. */
+static int adopt(struct control *c, uint64_t version, const char *from)
+{
+	char *copy = strdup(c->scratch);
+	if (!copy)
+		return -ENOMEM;
+	struct command_error err = { 0 };
+	int rc;
+	if (c->ops->apply && (rc = c->ops->apply(c->tctx, version, copy, &err))) {
+		log_err("event=boot_desired_refused from=%s version=%llu code=%s message=\"%s\"", from,
+			(unsigned long long)version, err.code ? err.code : "", err.message);
+		free(copy);
+		return rc;
+	}
+	set_desired(c, version, copy);
+	c->from_file = strcmp(from, "deployments_file") == 0;
+	log_inf("event=boot_desired from=%s version=%llu", from, (unsigned long long)version);
+	changed(c);
+	return 0;
 }
 
 int control_boot(struct control *c, const char *fallback_json)
@@ -122,20 +145,22 @@ int control_boot(struct control *c, const char *fallback_json)
 	} else if (rc) {
 		return rc;
 	}
-	char *copy = strdup(c->scratch);
-	if (!copy)
-		return -ENOMEM;
-	struct command_error err = { 0 };
-	if (c->ops->apply && (rc = c->ops->apply(c->tctx, version, copy, &err))) {
-		log_err("event=boot_desired_refused from=%s version=%llu code=%s message=\"%s\"", from,
-			(unsigned long long)version, err.code ? err.code : "", err.message);
-		free(copy);
-		return rc;
-	}
-	set_desired(c, version, copy);
-	log_inf("event=boot_desired from=%s version=%llu", from, (unsigned long long)version);
-	changed(c);
-	return 0;
+	return adopt(c, version, from);
+}
+
+int control_store_back(struct control *c)
+{
+	uint64_t version = 0;
+	int rc = store_desired_get(c->st, &version, c->scratch, sizeof(c->scratch));
+	if (rc)
+		return rc == -ENOENT ? 0 : rc; /* none persisted: what runs stays */
+	/* As at a start with the store: the persisted state wins over the file's. Nothing
+	 * else can have been taken meanwhile (a deploy needs the store). */
+	if (c->desired && !c->from_file && version <= c->version)
+		return 0;
+	if ((rc = adopt(c, version, "store_back")) == 0)
+		refresh_drift(c);
+	return rc;
 }
 
 int control_report(struct control *c, char *buf, size_t len, bool figures)

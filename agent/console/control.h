@@ -95,6 +95,10 @@ int control_handle_keys(struct control *c, const char *payload, size_t len);
  * fallback (the deployments file's content as {"version":0,"deployments":[...]},
  * may be NULL). Returns 0, -ENOENT when there was nothing to apply, or -errno. */
 int control_boot(struct control *c, const char *fallback_json) __attribute__((warn_unused_result));
+/* The store opened after berthd ran without it: its persisted desired state, when there
+ * is one, replaces the deployments file's (as at a start with the store) and is applied.
+ * Returns 0 or -errno. */
+int control_store_back(struct control *c);
 
 /* Handles one command payload from berth/v1/<device>/cmd/<verb>. Always sends
  * exactly one reply (a redelivered id gets its first reply again). */

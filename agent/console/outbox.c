@@ -129,6 +129,14 @@ void outbox_on_connected(struct outbox *f)
 	outbox_kick(f);
 }
 
+void outbox_store_back(struct outbox *f)
+{
+	/* Nothing of the store's was in flight while it was away (seq 0 and direct replies are
+	 * not tracked); rows and replies queued before it went are backlog again. */
+	rewind_lanes(f);
+	outbox_kick(f);
+}
+
 void outbox_on_disconnected(struct outbox *f)
 {
 	f->active = false;

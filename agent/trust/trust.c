@@ -77,19 +77,22 @@ static int persist_replay(struct trust *t)
 	return store_kv_set(t->st, KV_REPLAY, t->text);
 }
 
-static void load_replay(struct trust *t)
+/* merge: the store came back after berthd ran without it; the ids admitted or refused
+ * meanwhile (in memory only) stay in the window next to the persisted ones. */
+static void load_replay(struct trust *t, bool merge)
 {
 	if (store_kv_get(t->st, KV_REPLAY, t->text, sizeof(t->text)) != 0)
 		return;
 	long long floor_ms = 0;
 	int off = 0;
 	if (sscanf(t->text, "F %lld\n%n", &floor_ms, &off) != 1 || off == 0 || floor_ms < 0 ||
-	    replay_load(t->replay, t->text + off) != 0) {
+	    (merge ? replay_merge(t->replay, t->text + off) : replay_load(t->replay, t->text + off)) != 0) {
 		/* Unreadable: refuse everything issued before now's floor rather than forget. */
 		log_err("event=replay_state_unreadable action=window_starts_at_floor");
 		return;
 	}
-	t->time.floor_ms = floor_ms;
+	if (!merge || floor_ms > t->time.floor_ms)
+		t->time.floor_ms = floor_ms;
 }
 
 /* A stored document wins over the operator's file when its version is higher. */
@@ -146,7 +149,7 @@ struct trust *trust_create(struct store *st, const struct trust_opts *o, struct 
 		goto errout;
 	if (load_doc(t, KV_KEYS, o->keys_json, false, e) || load_doc(t, KV_POLICY, o->policy_json, true, e))
 		goto errout;
-	load_replay(t);
+	load_replay(t, false);
 	log_inf("event=trust_ready signatures=%s keys=%u keys_version=%llu policy_version=%llu time_floor_ms=%lld",
 		o->require_signatures ? "required" : "optional", t->keys.n, (unsigned long long)t->keys.version,
 		(unsigned long long)t->policy.version, (long long)t->time.floor_ms);
@@ -162,6 +165,17 @@ void trust_destroy(struct trust *t)
 		return;
 	replay_destroy(t->replay);
 	free(t);
+}
+
+void trust_store_back(struct trust *t)
+{
+	struct trust_err e = { 0 };
+	if (load_doc(t, KV_KEYS, NULL, false, &e) || load_doc(t, KV_POLICY, NULL, true, &e))
+		log_err("event=trust_reload_failed message=\"%s\"", e.message);
+	load_replay(t, true);
+	int rc = persist_replay(t);
+	log_inf("event=trust_store_back keys_version=%llu policy_version=%llu persisted=%s",
+		(unsigned long long)t->keys.version, (unsigned long long)t->policy.version, rc ? "no" : "yes");
 }
 
 uint64_t trust_policy_version(const struct trust *t) { return t->policy.version; }

@@ -40,6 +40,10 @@ struct trust_verdict {
  * file, or without memory. */
 struct trust *trust_create(struct store *st, const struct trust_opts *o, struct trust_err *e);
 void trust_destroy(struct trust *t);
+/* The store opened after berthd ran without it: stored keys and policy newer than the
+ * ones in force are taken, and the persisted replay window is merged with the one
+ * kept in memory meanwhile (a command refused then stays refused), then saved. */
+void trust_store_back(struct trust *t);
 
 /* Verifies a command (doc_kind NULL) or a signed document ("desired",
  * "policy", "keys"): envelope, target, key and its window at trusted time,
