@@ -68,6 +68,10 @@ int hal_sys_machine_id(char *buf, size_t len) __attribute__((warn_unused_result)
  * A no-op where the C library has no such knobs. */
 void hal_sys_tune_memory(void);
 
+/* Hands the memory the allocator holds free (in the middle of the heap too) back to the
+ * system, e.g. after a burst of connections. A no-op where the C library cannot. */
+void hal_sys_trim_memory(void);
+
 /* Number of online CPUs, at least 1. */
 unsigned hal_sys_ncpu(void);
 

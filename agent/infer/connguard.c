@@ -5,6 +5,7 @@
 
 #include "hal/clock.h"
 #include "hal/net.h"
+#include "hal/sys.h"
 
 #if IS_ENABLED(CONFIG_LOCAL_API) /* the table is sized by the API's Kconfig symbols */
 
@@ -90,7 +91,8 @@ struct connguard_conn *connguard_open(struct connguard *g, const void *owner, in
 	}
 	*k = (struct connguard_conn){ .owner = owner, .fd = fd, .since_ms = now_ms };
 	k->has_addr = peer && hal_net_peer_key(peer, k->addr);
-	g->open++;
+	if (++g->open > g->peak)
+		g->peak = g->open;
 	struct connguard_conn *v = NULL;
 	if (live(g) > g->pool) {
 		v = oldest(g, k, NULL, now_ms);
@@ -145,6 +147,13 @@ unsigned connguard_sweep(struct connguard *g, uint64_t now_ms)
 			shut(k);
 			n++;
 		}
+	}
+	/* The server's per-connection memory (16 KiB pools) sits in the heap, which the
+	 * allocator keeps once freed: a flood would leave some megabytes resident. */
+	if (g->peak > g->pool / 2 && g->open <= g->pool / 16) {
+		hal_sys_trim_memory();
+		g->trims++;
+		g->peak = g->open;
 	}
 	return n;
 }

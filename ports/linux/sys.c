@@ -721,3 +721,5 @@ void hal_sys_tune_memory(void)
 	(void)mallopt(M_TRIM_THRESHOLD, SYS_TRIM_THRESHOLD_BYTES);
 	(void)mallopt(M_ARENA_MAX, 1);
 }
+
+void hal_sys_trim_memory(void) { (void)malloc_trim(0); }

@@ -81,12 +81,37 @@ static void per_client_share(void **state)
 	assert_int_equal(b0->fd, FD0 + 1);
 }
 
+/* After a flood (more than half the pool open) has ebbed to a sixteenth of the pool, the
+ * freed memory is handed back once; a quiet API never trims. */
+static void trim_after_flood(void **state)
+{
+	(void)state;
+	static struct connguard g;
+	connguard_init(&g, 32, 100, 5000, 60000, 0);
+	for (uintptr_t i = 1; i <= 20; i++)
+		(void)connguard_open(&g, (void *)i, (int)(FD0 + i), NULL, 0);
+	assert_int_equal(g.peak, 20);
+	(void)connguard_sweep(&g, 1);
+	assert_int_equal(g.trims, 0);              /* still 20 open */
+	for (unsigned i = 0; i < CONNGUARD_SLOTS && g.open > 2; i++)
+		if (g.conns[i].owner)
+			connguard_close(&g, &g.conns[i]);
+	(void)connguard_sweep(&g, 2);
+	assert_int_equal(g.trims, 1);
+	(void)connguard_sweep(&g, 3);
+	assert_int_equal(g.trims, 1);              /* once per flood */
+	(void)connguard_open(&g, (void *)99, FD0 + 99, NULL, 4);
+	(void)connguard_sweep(&g, 5);
+	assert_int_equal(g.trims, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(room_takes_the_oldest_idle),
 		cmocka_unit_test(deadlines_from_accept_and_response),
 		cmocka_unit_test(per_client_share),
+		cmocka_unit_test(trim_after_flood),
 	};
 	return cmocka_run_group_tests_name("connguard", tests, NULL, NULL);
 }
