@@ -785,7 +785,7 @@ static int check_deployments(const char *path)
 }
 
 /* The subcommands answered on this machine without a broker (berthd's parser, the
- * gateway's checks, its local API); -1 for the others. */
+ * gateway's checks, its local API, signing); -1 for the others. */
 static int local_command(const struct ctl_args *a)
 {
 	if (a->verb == CTL_CHECK_DEPLOYMENTS)
@@ -795,27 +795,19 @@ static int local_command(const struct ctl_args *a)
 					  a->timeout_ms);
 	if (a->verb == CTL_STATE && a->local)
 		return ctl_local_state(a);
+	if (a->verb == CTL_SIGN)
+		return ctl_sign_main(a);
+	if (a->verb == CTL_KEYGEN)
+		return ctl_sign_keygen(a->key_id, a->file);
 	return -1;
-}
-
-/* The subcommands that need no broker: keygen and sign. */
-static int offline_command(int argc, char **argv)
-{
-	if (strcmp(argv[1], "sign") == 0)
-		return ctl_sign_main(argc, argv);
-	if (argc != 4) {
-		fprintf(stderr, "berthctl: usage: berthctl keygen ID FILE\n");
-		return CTL_EXIT_USAGE;
-	}
-	return ctl_sign_keygen(argv[2], argv[3]);
 }
 
 int main(int argc, char **argv)
 {
 	struct ctl_args a;
 	char err[512];
-	if (argc >= 2 && (strcmp(argv[1], "keygen") == 0 || strcmp(argv[1], "sign") == 0))
-		return offline_command(argc, argv);
+	/* A reader that stops early (grep -q) must not turn into an exit by SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	if (ctl_args_parse(argc, argv, &a, err, sizeof(err))) {
 		fprintf(stderr, "berthctl: %s\n", err);
 		return CTL_EXIT_USAGE;
@@ -828,7 +820,10 @@ int main(int argc, char **argv)
 		printf("berthctl %s\n", BERTH_VERSION);
 		return CTL_EXIT_OK;
 	}
-	signal(SIGPIPE, SIG_IGN);
+	if (a.group) {
+		fprintf(stderr, "berthctl: --group: groups are not supported by this berthctl yet; nothing was sent\n");
+		return CTL_EXIT_USAGE;
+	}
 	int lrc = local_command(&a);
 	if (lrc >= 0)
 		return lrc;

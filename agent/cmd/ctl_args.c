@@ -2,6 +2,7 @@
 #include "agent/cmd/ctl_args.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,7 +18,8 @@ static const char *const verb_names[] = {
 	[CTL_EVENTS] = "events",   [CTL_TELEMETRY] = "telemetry", [CTL_SITE] = "site",
 	[CTL_ROLLBACK] = "rollback",
 	[CTL_POLICY] = "policy", [CTL_SET_POLICY] = "set-policy", [CTL_SET_KEYS] = "set-keys",
-	[CTL_CHECK_DEPLOYMENTS] = "check-deployments", [CTL_CHECK] = "check",
+	[CTL_CHECK_DEPLOYMENTS] = "check-deployments", [CTL_CHECK] = "check", [CTL_ROLLOUT] = "rollout",
+	[CTL_SIGN] = "sign", [CTL_KEYGEN] = "keygen",
 };
 #define NVERBS (sizeof(verb_names) / sizeof(verb_names[0]))
 
@@ -41,6 +43,9 @@ static const char *const positionals[][3] = {
 	[CTL_SET_KEYS] = { "DEVICE", "FILE" },
 	[CTL_CHECK_DEPLOYMENTS] = { "FILE" },
 	[CTL_CHECK] = { NULL },
+	[CTL_ROLLOUT] = { "FILE" },
+	[CTL_SIGN] = { "KIND", "DEVICE", "FILE" },
+	[CTL_KEYGEN] = { "ID", "FILE" },
 };
 
 const char *ctl_verb_name(enum ctl_verb v) { return (size_t)v < NVERBS ? verb_names[v] : "?"; }
@@ -52,7 +57,8 @@ const char *ctl_usage(void)
 	       "The console's command line for berth gateways, through the MQTT broker.\n"
 	       "\n"
 	       "Commands:\n"
-	       "  devices                         every device seen on the broker, online or offline, since when\n"
+	       "  devices [--group G]             every device seen on the broker (or G's members), online or offline,\n"
+	       "                                  since when (with --group: desired version, readiness)\n"
 	       "  state DEVICE                    the device's reported state as a table\n"
 	       "  site DEVICE                     the site the device belongs to: leader, members, assignments\n"
 	       "  deploy DEVICE FILE              validate a deployments file locally, send it, print the outcome\n"
@@ -71,6 +77,12 @@ const char *ctl_usage(void)
 	       "  check-deployments FILE          validate a deployments file with berthd's parser (no broker)\n"
 	       "  check                           on the gateway: config, data dir, engine, broker, clock, disk\n"
 	       "                                  and memory, each ok/warn/fail with a fix (exit: the worst)\n"
+	       "\n"
+	       "Groups (a device's groups: its config's fleet.groups or its desired state's groups):\n"
+	       "  --group G VERB ARGS             a group command: deploy FILE, scale DEPLOYMENT N, restart|remove|\n"
+	       "                                  rollback|chaos DEPLOYMENT; one reply per member within --timeout\n"
+	       "  rollout --group G FILE          staged rollout: canary, waves, health gate, halt and roll back;\n"
+	       "                                  resumable (progress is read from the devices)\n"
 	       "\n"
 	       "Broker (a berthd config gives the same settings; options override it):\n"
 	       "  -c, --config FILE               read broker settings from a berthd config file\n"
@@ -94,6 +106,7 @@ const char *ctl_usage(void)
 	       "  -n, --count N                   events/telemetry: stop after N rows\n"
 	       "      --version N                 deploy: send the file's deployments as version N\n"
 	       "      --local                     state: ask berthd's local API (-c gives its address)\n"
+	       "      --group G                   devices, rollout and group commands: the group\n"
 	       "  -v, --verbose                   connection log on stderr (twice: debug)\n"
 	       "  -V, --version                   berthctl's version (without a number after it)\n"
 	       "  -h, --help                      this text\n"
@@ -203,43 +216,46 @@ static int parse_broker(struct ctl_args *a, const char *s, char *err, size_t err
 	return 0;
 }
 
-/* Options taking a value: long name, short name. */
+/* Options without a short form: getopt_long returns these (above any char). */
 enum opt_id {
-	O_CONFIG, O_BROKER, O_USER, O_PASS, O_CAFILE, O_CERT, O_KEY, O_INSECURE, O_V311, O_JSON, O_TIMEOUT,
-	O_FOLLOW, O_COUNT, O_VERSION, O_INTERVAL, O_DURATION, O_MIN_RUNNING, O_VERBOSE, O_HELP, O_SHOW_VERSION,
-	O_SIGN_KEY, O_TARGET, O_EXPIRE,
-	O_LOCAL,
+	O_CAFILE = 256, O_CERT, O_KEY, O_INSECURE, O_V311, O_JSON, O_VERSION, O_INTERVAL, O_DURATION, O_MIN_RUNNING,
+	O_SIGN_KEY, O_TARGET, O_EXPIRE, O_LOCAL, O_GROUP,
 };
-static const struct {
-	const char *lng;
-	char shrt;
-	bool has_value;
-	enum opt_id id;
-} opts[] = {
-	{ "config", 'c', true, O_CONFIG },     { "broker", 'b', true, O_BROKER },
-	{ "username", 'u', true, O_USER },     { "password", 'P', true, O_PASS },
-	{ "cafile", 0, true, O_CAFILE },       { "cert", 0, true, O_CERT },
-	{ "key", 0, true, O_KEY },             { "insecure", 0, false, O_INSECURE },
-	{ "mqtt311", 0, false, O_V311 },       { "json", 0, false, O_JSON },
-	{ "timeout", 't', true, O_TIMEOUT },   { "follow", 'f', false, O_FOLLOW },
-	{ "count", 'n', true, O_COUNT },       { "version", 0, true, O_VERSION },
-	{ "interval", 0, true, O_INTERVAL },   { "duration", 0, true, O_DURATION },
-	{ "min-running", 0, true, O_MIN_RUNNING }, { "verbose", 'v', false, O_VERBOSE },
-	{ "help", 'h', false, O_HELP },        { NULL, 'V', false, O_SHOW_VERSION },
-	{ "sign-key", 0, true, O_SIGN_KEY },   { "target", 0, true, O_TARGET },
-	{ "expire", 0, true, O_EXPIRE },
-	{ "local", 0, false, O_LOCAL },
+static const struct option longopts[] = {
+	{ "config", required_argument, NULL, 'c' },      { "broker", required_argument, NULL, 'b' },
+	{ "username", required_argument, NULL, 'u' },    { "password", required_argument, NULL, 'P' },
+	{ "cafile", required_argument, NULL, O_CAFILE }, { "cert", required_argument, NULL, O_CERT },
+	{ "key", required_argument, NULL, O_KEY },       { "insecure", no_argument, NULL, O_INSECURE },
+	{ "mqtt311", no_argument, NULL, O_V311 },        { "json", no_argument, NULL, O_JSON },
+	{ "timeout", required_argument, NULL, 't' },     { "follow", no_argument, NULL, 'f' },
+	{ "count", required_argument, NULL, 'n' },       { "version", optional_argument, NULL, O_VERSION },
+	{ "interval", required_argument, NULL, O_INTERVAL }, { "duration", required_argument, NULL, O_DURATION },
+	{ "min-running", required_argument, NULL, O_MIN_RUNNING }, { "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },              { "sign-key", required_argument, NULL, O_SIGN_KEY },
+	{ "target", required_argument, NULL, O_TARGET }, { "expire", required_argument, NULL, O_EXPIRE },
+	{ "local", no_argument, NULL, O_LOCAL },         { "group", required_argument, NULL, O_GROUP },
+	{ NULL, 0, NULL, 0 },
 };
-#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+/* '-': non-options come back in order (code 1), whatever POSIXLY_CORRECT says;
+ * ':': a missing value is told apart from an unknown option. */
+static const char shortopts[] = "-:c:b:u:P:t:fn:vhV";
 
-static int apply_opt(struct ctl_args *a, enum opt_id id, const char *name, const char *v, char *err, size_t errlen)
+static bool valid_group(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-");
+	return n >= 1 && n <= 32 && s[n] == '\0';
+}
+
+/* Applies option id with value v (NULL when it takes none). Returns 0, 1
+ * when nothing else matters (--help, -V), or -EINVAL (err says why). */
+static int apply_opt(struct ctl_args *a, int id, const char *name, const char *v, char *err, size_t errlen)
 {
 	uint64_t u;
 	switch (id) {
-	case O_CONFIG: a->config_file = v; return 0;
-	case O_BROKER: return parse_broker(a, v, err, errlen);
-	case O_USER: a->username = v; return 0;
-	case O_PASS: a->password = v; return 0;
+	case 'c': a->config_file = v; return 0;
+	case 'b': return parse_broker(a, v, err, errlen);
+	case 'u': a->username = v; return 0;
+	case 'P': a->password = v; return 0;
 	case O_CAFILE: a->ca_file = v; return 0;
 	case O_CERT: a->cert_file = v; return 0;
 	case O_KEY: a->key_file = v; return 0;
@@ -247,11 +263,16 @@ static int apply_opt(struct ctl_args *a, enum opt_id id, const char *name, const
 	case O_V311: a->v311 = true; return 0;
 	case O_JSON: a->json = true; return 0;
 	case O_LOCAL: a->local = true; return 0;
-	case O_FOLLOW: a->follow = true; return 0;
-	case O_VERBOSE: a->verbose++; return 0;
-	case O_HELP: a->verb = CTL_HELP; return 1;
-	case O_SHOW_VERSION: a->verb = CTL_VERSION; return 1;
+	case 'f': a->follow = true; return 0;
+	case 'v': a->verbose++; return 0;
+	case 'h': a->verb = CTL_HELP; return 1;
+	case 'V': a->verb = CTL_VERSION; return 1;
 	case O_SIGN_KEY: a->sign_key = v; return 0;
+	case O_GROUP:
+		if (!valid_group(v))
+			return fail(err, errlen, "%s: a group name is 1..32 of a-z, 0-9, '_' and '-', got '%s'", name, v);
+		a->group = v;
+		return 0;
 	case O_TARGET:
 		if (strncmp(v, "device:", 7) && strncmp(v, "group:", 6))
 			return fail(err, errlen, "%s: expected device:ID or group:NAME, got '%s'", name, v);
@@ -262,16 +283,20 @@ static int apply_opt(struct ctl_args *a, enum opt_id id, const char *name, const
 			return fail(err, errlen, "%s: expected seconds 1..2592000, got '%s'", name, v);
 		a->expire_s = (uint32_t)u;
 		return 0;
-	case O_TIMEOUT:
+	case 't':
 		if (!parse_seconds_ms(v, 100, CTL_TIMEOUT_MAX_MS, &a->timeout_ms))
 			return fail(err, errlen, "%s: expected seconds 0.1..%u, got '%s'", name, CTL_TIMEOUT_MAX_MS / 1000, v);
 		return 0;
-	case O_COUNT:
+	case 'n':
 		if (!parse_u64(v, 1, 1000000, &u))
 			return fail(err, errlen, "%s: expected a count 1..1000000, got '%s'", name, v);
 		a->count = (uint32_t)u;
 		return 0;
 	case O_VERSION:
+		if (!v) { /* --version alone: berthctl's own */
+			a->verb = CTL_VERSION;
+			return 1;
+		}
 		if (!parse_u64(v, 1, (uint64_t)1 << 53, &u))
 			return fail(err, errlen, "%s: expected a version 1..2^53, got '%s'", name, v);
 		a->version = u;
@@ -296,15 +321,23 @@ static int apply_opt(struct ctl_args *a, enum opt_id id, const char *name, const
 	return fail(err, errlen, "%s: unhandled option", name);
 }
 
-/* Which subcommands accept which options (the broker, output and verbose
- * options are accepted everywhere). */
-static bool opt_allowed(enum opt_id id, enum ctl_verb v)
+/* The verbs a group command may carry (berth/v1/group/G/cmd/VERB). */
+static bool group_verb(enum ctl_verb v)
+{
+	return v == CTL_DEPLOY || v == CTL_SCALE || v == CTL_RESTART || v == CTL_REMOVE || v == CTL_CHAOS ||
+	       v == CTL_ROLLBACK;
+}
+
+/* Which subcommands accept which options (the broker, signing, output and
+ * verbose options are accepted everywhere). */
+static bool opt_allowed(int id, enum ctl_verb v)
 {
 	switch (id) {
-	case O_FOLLOW:
-	case O_COUNT: return v == CTL_EVENTS || v == CTL_TELEMETRY;
+	case 'f':
+	case 'n': return v == CTL_EVENTS || v == CTL_TELEMETRY;
 	case O_VERSION: return v == CTL_DEPLOY;
 	case O_LOCAL: return v == CTL_STATE;
+	case O_GROUP: return v == CTL_DEVICES || v == CTL_ROLLOUT || group_verb(v);
 	case O_INTERVAL:
 	case O_DURATION:
 	case O_MIN_RUNNING: return v == CTL_CHAOS;
@@ -312,73 +345,89 @@ static bool opt_allowed(enum opt_id id, enum ctl_verb v)
 	}
 }
 
-/* The option argv[*i] names: its table index (*k), its value (*val, from
- * "--opt=value" or the next argument, which *i then moves past) and how to
- * call it in messages (name). Returns 0 or -EINVAL (err says why). */
-static int lookup_opt(int argc, char *const argv[], int *i, size_t *k_out, const char **val, char *name, size_t namelen,
-		      char *err, size_t errlen)
+/* The long name of option id, for messages ("V" for -V). */
+static const char *opt_name(int id)
 {
-	const char *s = argv[*i];
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == id)
+			return o->name;
+	return "V";
+}
+
+/* getopt_long's complaint about argv[optind - 1] as a message. */
+static int getopt_error(int c, char *const argv[], char *err, size_t errlen)
+{
+	const char *s = argv[optind - 1] ? argv[optind - 1] : "";
+	size_t nl = strcspn(s, "=");
+	if (c == ':')
+		return fail(err, errlen, "%.*s needs a value", (int)nl, s);
+	if (optopt && strncmp(s, "--", 2) == 0)
+		return fail(err, errlen, "%.*s takes no value", (int)nl, s);
+	if (optopt)
+		return fail(err, errlen, "unknown option '-%c' (see berthctl --help)", optopt);
+	return fail(err, errlen, "unknown option '%.*s' (see berthctl --help)", (int)nl, s);
+}
+
+/* Takes the subcommand name or the next positional argument s. */
+static int take_word(struct ctl_args *a, const char *s, bool *have_verb, const char **pos, unsigned *npos, char *err,
+		     size_t errlen)
+{
+	if (*have_verb) {
+		if (*npos >= 8)
+			return fail(err, errlen, "too many arguments");
+		pos[(*npos)++] = s;
+		return 0;
+	}
 	size_t k;
-	if (s[1] == '-') {
-		const char *eq = strchr(s + 2, '=');
-		size_t nl = eq ? (size_t)(eq - s - 2) : strlen(s + 2);
-		for (k = 0; k < NOPTS; k++)
-			if (opts[k].lng && strlen(opts[k].lng) == nl && strncmp(opts[k].lng, s + 2, nl) == 0)
-				break;
-		if (k == NOPTS)
-			return fail(err, errlen, "unknown option '%.*s' (see berthctl --help)", (int)(nl + 2), s);
-		/* --version N is deploy's version; --version alone is berthctl's own. */
-		if (opts[k].id == O_VERSION && !eq &&
-		    (*i + 1 >= argc || !argv[*i + 1][0] || strspn(argv[*i + 1], "0123456789") != strlen(argv[*i + 1])))
-			for (k = 0; k < NOPTS && opts[k].id != O_SHOW_VERSION; k++)
-				;
-		snprintf(name, namelen, "--%s", opts[k].lng ? opts[k].lng : "version");
-		if (eq) {
-			if (!opts[k].has_value)
-				return fail(err, errlen, "%s takes no value", name);
-			*val = eq + 1;
-		}
-	} else {
-		if (s[2])
-			return fail(err, errlen, "unknown option '%s' (see berthctl --help)", s);
-		for (k = 0; k < NOPTS; k++)
-			if (opts[k].shrt && opts[k].shrt == s[1])
-				break;
-		if (k == NOPTS)
-			return fail(err, errlen, "unknown option '%s' (see berthctl --help)", s);
-		snprintf(name, namelen, "-%c", s[1]);
-	}
-	if (opts[k].has_value && !*val) {
-		if (*i + 1 >= argc)
-			return fail(err, errlen, "%s needs a value", name);
-		*val = argv[++*i];
-	}
-	*k_out = k;
+	for (k = 0; k < NVERBS && strcmp(s, verb_names[k]) != 0; k++)
+		;
+	if (k == NVERBS)
+		return fail(err, errlen, "unknown command '%s' (see berthctl --help)", s);
+	a->verb = (enum ctl_verb)k;
+	*have_verb = true;
 	return 0;
 }
 
 /* The verb's positional arguments: their number, DEVICE, DEPLOYMENT and N. */
 static int check_positionals(struct ctl_args *a, const char *const *pos, unsigned npos, char *err, size_t errlen)
 {
+	const char *const *names = positionals[a->verb];
 	unsigned want = 0;
-	while (want < 3 && positionals[a->verb][want])
+	while (want < 3 && names[want])
 		want++;
-	if (a->verb == CTL_STATE && a->local)
+	if ((a->verb == CTL_STATE && a->local) || (a->group && a->verb == CTL_DEVICES))
 		want = 0; /* this gateway's own state: no DEVICE */
+	bool group_cmd = a->group && group_verb(a->verb);
+	if (group_cmd) { /* a group command: no DEVICE */
+		names++;
+		want--;
+	}
 	if (npos != want) {
 		if (npos < want)
-			return fail(err, errlen, "%s: missing %s (usage: berthctl %s%s%s%s%s%s%s)", verb_names[a->verb],
-				    positionals[a->verb][npos], verb_names[a->verb], want > 0 ? " " : "",
-				    want > 0 ? positionals[a->verb][0] : "", want > 1 ? " " : "",
-				    want > 1 ? positionals[a->verb][1] : "", want > 2 ? " " : "",
-				    want > 2 ? positionals[a->verb][2] : "");
+			return fail(err, errlen, "%s: missing %s (usage: berthctl %s%s%s%s%s%s%s%s)", verb_names[a->verb],
+				    names[npos], group_cmd ? "--group G " : "", verb_names[a->verb],
+				    want > 0 ? " " : "", want > 0 ? names[0] : "", want > 1 ? " " : "",
+				    want > 1 ? names[1] : "", want > 2 ? " " : "", want > 2 ? names[2] : "");
 		return fail(err, errlen, "%s: unexpected argument '%s'", verb_names[a->verb], pos[want]);
 	}
-	if (a->verb == CTL_CHECK_DEPLOYMENTS)
-		a->file = pos[0];
-	else if (want > 0) {
-		a->device = pos[0];
+	const char *const *p = pos;
+	switch (a->verb) {
+	case CTL_CHECK_DEPLOYMENTS:
+	case CTL_ROLLOUT: a->file = pos[0]; return 0;
+	case CTL_KEYGEN: a->key_id = pos[0]; a->file = pos[1]; return 0;
+	case CTL_SIGN:
+		if (strcmp(pos[0], "command") && strcmp(pos[0], "desired") && strcmp(pos[0], "policy") &&
+		    strcmp(pos[0], "keys"))
+			return fail(err, errlen, "sign: KIND must be command, desired, policy or keys, got '%s'", pos[0]);
+		a->kind = pos[0];
+		a->file = pos[2];
+		p++;
+		names++;
+		break;
+	default: break;
+	}
+	if (!group_cmd && want > 0 && names[0] && strcmp(names[0], "DEVICE") == 0) {
+		a->device = *p++;
 		if (!valid_device(a->device))
 			return fail(err, errlen, "%s: DEVICE '%s' must be 1..63 characters without '/', '+', '#' or spaces",
 				    verb_names[a->verb], a->device);
@@ -386,14 +435,11 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	switch (a->verb) {
 	case CTL_DEPLOY:
 	case CTL_SET_POLICY:
-	case CTL_SET_KEYS:
-		a->file = pos[1];
-		break;
+	case CTL_SET_KEYS: a->file = p[0]; break;
 	case CTL_SCALE: {
 		uint64_t n;
-		if (!parse_u64(pos[2], 0, DEPLOY_MAX_REPLICAS - 1, &n))
-			return fail(err, errlen, "scale: N must be an integer 0..%d, got '%s'", DEPLOY_MAX_REPLICAS - 1,
-				    pos[2]);
+		if (!parse_u64(p[1], 0, DEPLOY_MAX_REPLICAS - 1, &n))
+			return fail(err, errlen, "scale: N must be an integer 0..%d, got '%s'", DEPLOY_MAX_REPLICAS - 1, p[1]);
 		a->replicas = (uint32_t)n;
 	}
 		__attribute__((fallthrough));
@@ -401,14 +447,34 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	case CTL_REMOVE:
 	case CTL_CHAOS:
 	case CTL_ROLLBACK:
-		a->deployment = pos[1];
+		a->deployment = p[0];
 		if (!valid_deployment(a->deployment))
 			return fail(err, errlen, "%s: DEPLOYMENT '%s' must be 1..%d characters of a-z, 0-9 and '-'",
 				    verb_names[a->verb], a->deployment, DEPLOY_NAME_MAX - 1);
 		break;
-	default:
-		break;
+	default: break;
 	}
+	return 0;
+}
+
+/* The checks that need the verb and every option. */
+static int check_combination(struct ctl_args *a, const int *given, unsigned ngiven, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < ngiven; i++)
+		if (!opt_allowed(given[i], a->verb))
+			return fail(err, errlen, "%s: option --%s does not apply%s", verb_names[a->verb], opt_name(given[i]),
+				    given[i] == O_GROUP ? " (group commands: deploy, scale, restart, remove, chaos, rollback)"
+							: "");
+	if (a->verb == CTL_ROLLOUT && !a->group)
+		return fail(err, errlen, "rollout: --group G is required (usage: berthctl rollout --group G FILE)");
+	if (a->group && a->target)
+		return fail(err, errlen, "--group signs for group:%s; --target does not go with it", a->group);
+	if (a->verb == CTL_CHAOS && (!a->interval_s || !a->duration_s))
+		return fail(err, errlen, "chaos: --interval S and --duration S are required");
+	if (a->follow && a->count)
+		return fail(err, errlen, "%s: --follow and --count exclude each other", verb_names[a->verb]);
+	if (!a->cert_file != !a->key_file)
+		return fail(err, errlen, "--cert and --key go together");
 	return 0;
 }
 
@@ -419,78 +485,41 @@ int ctl_args_parse(int argc, char *const argv[], struct ctl_args *a, char *err, 
 	a->expire_s = 3600;
 	a->verb = CTL_HELP;
 	const char *pos[8];
-	unsigned npos = 0;
-	bool have_verb = false, only_positionals = false;
-	enum opt_id given[NOPTS];
-	const char *given_name[NOPTS];
-	unsigned ngiven = 0;
+	unsigned npos = 0, ngiven = 0;
+	int given[64];
+	bool have_verb = false;
+	int c, rc;
 	err[0] = '\0';
-
-	for (int i = 1; i < argc; i++) {
-		const char *s = argv[i];
-		if (only_positionals || s[0] != '-' || s[1] == '\0') {
-			if (!have_verb) {
-				size_t k;
-				for (k = 0; k < NVERBS && strcmp(s, verb_names[k]) != 0; k++)
-					;
-				if (k == NVERBS)
-					return fail(err, errlen, "unknown command '%s' (see berthctl --help)", s);
-				a->verb = (enum ctl_verb)k;
-				have_verb = true;
-			} else if (npos < sizeof(pos) / sizeof(pos[0])) {
-				pos[npos++] = s;
-			} else {
-				return fail(err, errlen, "too many arguments");
-			}
+	optind = 0; /* glibc: 0 re-initialises, so a second parse starts afresh */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		if (c == 1) {
+			if ((rc = take_word(a, optarg, &have_verb, pos, &npos, err, errlen)))
+				return rc;
 			continue;
 		}
-		if (strcmp(s, "--") == 0) {
-			only_positionals = true;
-			continue;
-		}
-		/* -vv: repeated short flags without values. */
-		if (s[1] != '-' && s[2] && !strchr(s, '=')) {
-			bool all_v = true;
-			for (const char *p = s + 1; *p; p++)
-				all_v = all_v && *p == 'v';
-			if (all_v) {
-				a->verbose += (int)strlen(s + 1);
-				continue;
-			}
-		}
-		const char *val = NULL;
+		if (c == '?' || c == ':')
+			return getopt_error(c, argv, err, errlen);
+		const char *v = optarg;
+		/* --version N (a number after it) is deploy's version; --version alone berthctl's own. */
+		if (c == O_VERSION && !v && optind < argc && argv[optind][0] &&
+		    strspn(argv[optind], "0123456789") == strlen(argv[optind]))
+			v = argv[optind++];
 		char name[40];
-		size_t k = 0;
-		int rc = lookup_opt(argc, argv, &i, &k, &val, name, sizeof(name), err, errlen);
-		if (rc < 0)
-			return rc;
-		rc = apply_opt(a, opts[k].id, name, val, err, errlen);
-		if (rc < 0)
-			return rc;
-		if (rc > 0) /* --help, -V: nothing else matters */
-			return 0;
-		if (ngiven < NOPTS) {
-			given[ngiven] = opts[k].id;
-			given_name[ngiven++] = opts[k].lng ? opts[k].lng : "V";
-		}
+		snprintf(name, sizeof(name), "--%s", opt_name(c));
+		if ((rc = apply_opt(a, c, name, v, err, errlen)) != 0)
+			return rc < 0 ? rc : 0; /* --help, -V: nothing else matters */
+		if (ngiven < sizeof(given) / sizeof(given[0]))
+			given[ngiven++] = c;
 	}
+	for (; optind < argc; optind++) /* after "--" */
+		if ((rc = take_word(a, argv[optind], &have_verb, pos, &npos, err, errlen)))
+			return rc;
 	if (!have_verb)
 		return fail(err, errlen, "no command given (see berthctl --help)");
-
-	for (unsigned i = 0; i < ngiven; i++)
-		if (!opt_allowed(given[i], a->verb))
-			return fail(err, errlen, "%s: option --%s does not apply", verb_names[a->verb], given_name[i]);
-
-	int prc = check_positionals(a, pos, npos, err, errlen);
-	if (prc < 0)
-		return prc;
-	if (a->verb == CTL_CHAOS && (!a->interval_s || !a->duration_s))
-		return fail(err, errlen, "chaos: --interval S and --duration S are required");
-	if (a->follow && a->count)
-		return fail(err, errlen, "%s: --follow and --count exclude each other", verb_names[a->verb]);
-	if (!a->cert_file != !a->key_file)
-		return fail(err, errlen, "--cert and --key go together");
-	return 0;
+	if ((rc = check_combination(a, given, ngiven, err, errlen)))
+		return rc;
+	return check_positionals(a, pos, npos, err, errlen);
 }
 
 void ctl_args_apply(const struct ctl_args *a, struct berth_config *cfg)

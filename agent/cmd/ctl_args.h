@@ -36,6 +36,9 @@ enum ctl_verb {
 	CTL_SET_KEYS,        /* sign and publish a trusted key list (retained): rotation */
 	CTL_CHECK_DEPLOYMENTS,  /* offline: validate a deployments file with berthd's parser */
 	CTL_CHECK,              /* on the gateway: config, data dir, engine, broker, clock, disk, memory */
+	CTL_ROLLOUT,            /* staged rollout of a desired state to a group (--group G FILE) */
+	CTL_SIGN,               /* offline: print a message signed (KIND DEVICE FILE|-) */
+	CTL_KEYGEN,             /* offline: make a signing key (ID FILE) */
 };
 
 #define CTL_TIMEOUT_DEFAULT_MS 5000u
@@ -63,9 +66,12 @@ struct ctl_args {
 	uint32_t timeout_ms;
 	uint32_t count;                   /* events/telemetry: stop after this many rows; 0: no limit */
 
-	const char *device;
+	const char *device;               /* NULL with --group (a group command) */
+	const char *group;                /* --group G: devices of the group, a group command, rollout */
+	const char *kind;                 /* sign: command, desired, policy or keys */
+	const char *key_id;               /* keygen: the new key's id */
 	const char *deployment;
-	const char *file;                 /* deploy, check-deployments */
+	const char *file;                 /* deploy, check-deployments, rollout, set-*, sign, keygen */
 	uint64_t version;                 /* deploy --version override; 0: the file's */
 	uint32_t replicas;                /* scale */
 	uint32_t interval_s;              /* chaos */
@@ -78,10 +84,11 @@ struct ctl_args {
 	uint32_t expire_s;                /* --expire S: commands expire this long after signing (default 3600) */
 };
 
-/* Parses argv (options may come before or after the subcommand). argv
- * strings are borrowed: a's pointers point into them. Returns 0, or -EINVAL
- * with a one-line message in err (e.g. "scale: N must be an integer 0..15,
- * got 'x'"). Pure. */
+/* Parses argv with getopt_long (options may come before or after the
+ * subcommand, "--" ends them). argv strings are borrowed: a's pointers point
+ * into them. Returns 0, or -EINVAL with a one-line message in err (e.g.
+ * "scale: N must be an integer 0..15, got 'x'"). Pure apart from getopt's
+ * globals (optind is reset, so it may be called again). */
 int ctl_args_parse(int argc, char *const argv[], struct ctl_args *a, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 

@@ -95,28 +95,12 @@ const char *ctl_sign_key_path(const struct ctl_args *a)
 	return p && p[0] ? p : NULL;
 }
 
-/* berthctl sign KIND DEVICE FILE|- [--sign-key F] [--target T] [--expire S]: no broker. */
-int ctl_sign_main(int argc, char **argv)
+/* berthctl sign KIND DEVICE FILE|- (--sign-key, --target, --expire as parsed): no broker. */
+int ctl_sign_main(const struct ctl_args *a)
 {
-	const char *key = getenv("BERTH_SIGN_KEY"), *target = NULL, *pos[3];
-	unsigned npos = 0;
-	uint32_t expire_s = 3600;
-	for (int i = 2; i < argc; i++) {
-		if (!strcmp(argv[i], "--sign-key") && i + 1 < argc)
-			key = argv[++i];
-		else if (!strcmp(argv[i], "--target") && i + 1 < argc)
-			target = argv[++i];
-		else if (!strcmp(argv[i], "--expire") && i + 1 < argc)
-			expire_s = (uint32_t)strtoul(argv[++i], NULL, 10);
-		else if (npos < 3)
-			pos[npos++] = argv[i];
-		else
-			npos = 4;
-	}
-	if (npos != 3 || !key || !expire_s ||
-	    (strcmp(pos[0], "command") && strcmp(pos[0], "desired") && strcmp(pos[0], "policy") && strcmp(pos[0], "keys"))) {
-		fprintf(stderr, "berthctl: usage: berthctl sign command|desired|policy|keys DEVICE FILE|- "
-				"[--sign-key FILE] [--target device:ID|group:G] [--expire S]\n");
+	const char *key = ctl_sign_key_path(a);
+	if (!key) {
+		fprintf(stderr, "berthctl: sign: a signing key is needed (--sign-key FILE or $BERTH_SIGN_KEY)\n");
 		return CTL_EXIT_USAGE;
 	}
 	char id[ENVELOPE_KEY_ID_MAX + 1];
@@ -124,18 +108,18 @@ int ctl_sign_main(int argc, char **argv)
 	if (ctl_sign_key_load(key, id, priv))
 		return CTL_EXIT_USAGE;
 	char *buf = malloc(CONFIG_COMMAND_MAX_BYTES + 1);
-	FILE *f = strcmp(pos[2], "-") ? fopen(pos[2], "rb") : stdin;
+	FILE *f = strcmp(a->file, "-") ? fopen(a->file, "rb") : stdin;
 	size_t n = buf && f ? fread(buf, 1, CONFIG_COMMAND_MAX_BYTES + 1, f) : 0;
 	if (f && f != stdin)
 		fclose(f);
 	if (!buf || !f || n > CONFIG_COMMAND_MAX_BYTES) {
-		fprintf(stderr, "berthctl: sign: %s: %s\n", pos[2], !f ? strerror(errno) : "unreadable or too large");
+		fprintf(stderr, "berthctl: sign: %s: %s\n", a->file, !f ? strerror(errno) : "unreadable or too large");
 		free(buf);
 		return CTL_EXIT_USAGE;
 	}
 	char tgt[ENVELOPE_TARGET_MAX + 1];
-	snprintf(tgt, sizeof(tgt), "%s%s", target ? "" : "device:", target ? target : pos[1]);
-	char *out = ctl_sign_text(buf, n, strcmp(pos[0], "command") ? pos[0] : NULL, id, priv, tgt, expire_s);
+	snprintf(tgt, sizeof(tgt), "%s%s", a->target ? "" : "device:", a->target ? a->target : a->device);
+	char *out = ctl_sign_text(buf, n, strcmp(a->kind, "command") ? a->kind : NULL, id, priv, tgt, a->expire_s);
 	free(buf);
 	memset(priv, 0, sizeof(priv));
 	if (!out)

@@ -24,7 +24,8 @@ char *ctl_sign_text(const char *msg, size_t len, const char *kind, const char *k
 /* The signing key's path: --sign-key, else $BERTH_SIGN_KEY; NULL when neither. */
 const char *ctl_sign_key_path(const struct ctl_args *a);
 
-/* berthctl sign KIND DEVICE FILE|- [--sign-key F] [--target T] [--expire S] (no broker). Returns an exit code. */
-int ctl_sign_main(int argc, char **argv);
+/* berthctl sign KIND DEVICE FILE|- [--sign-key F] [--target T] [--expire S] (no broker), as a parsed
+ * it (a->kind, a->device, a->file). Returns an exit code. */
+int ctl_sign_main(const struct ctl_args *a);
 
 #endif

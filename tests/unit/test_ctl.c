@@ -105,6 +105,91 @@ static void args_errors_name_the_problem(void **state)
 	}
 }
 
+/* getopt_long's forms: options anywhere, --opt=value, attached short values, "--", --version's two meanings,
+ * group commands, sign and keygen; a second parse starts afresh. */
+static void args_getopt_forms(void **state)
+{
+	(void)state;
+	struct ctl_args a;
+	char err[256];
+	assert_int_equal(parse(&a, err, "--version"), 0);
+	assert_int_equal(a.verb, CTL_VERSION);
+	assert_int_equal(parse(&a, err, "deploy gw-01 spec.json --version"), 0);
+	assert_int_equal(a.verb, CTL_VERSION); /* no number after it: berthctl's own */
+	assert_int_equal(parse(&a, err, "deploy --version=9 gw-01 spec.json"), 0);
+	assert_int_equal(a.verb, CTL_DEPLOY);
+	assert_int_equal(a.version, 9);
+	assert_int_equal(parse(&a, err, "-t5 -vv -c cfg.json check-deployments d.json"), 0);
+	assert_int_equal(a.verb, CTL_CHECK_DEPLOYMENTS);
+	assert_string_equal(a.file, "d.json");
+	assert_string_equal(a.config_file, "cfg.json");
+	assert_int_equal(a.timeout_ms, 5000);
+	assert_int_equal(a.verbose, 2);
+	assert_int_equal(parse(&a, err, "state --json -- -odd-device"), 0);
+	assert_string_equal(a.device, "-odd-device");
+	assert_true(a.json);
+
+	assert_int_equal(parse(&a, err, "--group edge-eu restart detector -t 2"), 0);
+	assert_int_equal(a.verb, CTL_RESTART);
+	assert_null(a.device);
+	assert_string_equal(a.group, "edge-eu");
+	assert_string_equal(a.deployment, "detector");
+	assert_int_equal(parse(&a, err, "scale --group g1 detector 2"), 0);
+	assert_int_equal(a.replicas, 2);
+	assert_int_equal(parse(&a, err, "deploy --group g1 v2.json"), 0);
+	assert_string_equal(a.file, "v2.json");
+	assert_int_equal(parse(&a, err, "devices --group g1 --json"), 0);
+	assert_string_equal(a.group, "g1");
+	assert_int_equal(parse(&a, err, "rollout --group g1 plan.json"), 0);
+	assert_int_equal(a.verb, CTL_ROLLOUT);
+	assert_string_equal(a.file, "plan.json");
+
+	assert_int_equal(parse(&a, err, "sign desired gw-01 - --target group:g1 --expire 60"), 0);
+	assert_int_equal(a.verb, CTL_SIGN);
+	assert_string_equal(a.kind, "desired");
+	assert_string_equal(a.device, "gw-01");
+	assert_string_equal(a.file, "-");
+	assert_string_equal(a.target, "group:g1");
+	assert_int_equal(a.expire_s, 60);
+	assert_int_equal(parse(&a, err, "keygen ops-1 /tmp/k.json"), 0);
+	assert_string_equal(a.key_id, "ops-1");
+	assert_string_equal(a.file, "/tmp/k.json");
+	/* Parsed twice in a row: getopt's state does not leak into the second parse. */
+	assert_int_equal(parse(&a, err, "devices"), 0);
+	assert_null(a.group);
+}
+
+static void args_group_and_getopt_errors(void **state)
+{
+	(void)state;
+	struct ctl_args a;
+	char err[256];
+	static const struct {
+		const char *line;
+		const char *msg;
+	} cases[] = {
+		{ "rollout plan.json", "rollout: --group G is required" },
+		{ "rollout --group g1", "rollout: missing FILE" },
+		{ "state gw-01 --group g1", "state: option --group does not apply (group commands:" },
+		{ "restart --group g1", "restart: missing DEPLOYMENT (usage: berthctl --group G restart DEPLOYMENT)" },
+		{ "devices --group Edge", "--group: a group name is 1..32 of a-z, 0-9, '_' and '-', got 'Edge'" },
+		{ "restart --group g1 --target device:x w", "--target does not go with it" },
+		{ "sign blob gw-01 f", "sign: KIND must be command, desired, policy or keys, got 'blob'" },
+		{ "keygen only-id", "keygen: missing FILE" },
+		{ "devices -x", "unknown option '-x'" },
+		{ "devices --frob=1", "unknown option '--frob'" },
+		{ "devices -t", "-t needs a value" },
+		{ "deploy gw-01 f --version=x", "--version: expected a version 1..2^53, got 'x'" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(parse(&a, err, cases[i].line), -EINVAL);
+		if (!strstr(err, cases[i].msg)) {
+			print_error("line '%s': got '%s', want '%s'\n", cases[i].line, err, cases[i].msg);
+			fail();
+		}
+	}
+}
+
 static void args_override_the_config(void **state)
 {
 	struct ctl_args a;
@@ -415,6 +500,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(args_subcommands_and_positionals),
 		cmocka_unit_test(args_errors_name_the_problem),
+		cmocka_unit_test(args_getopt_forms),
+		cmocka_unit_test(args_group_and_getopt_errors),
 		cmocka_unit_test(args_override_the_config),
 		cmocka_unit_test(age_and_presence),
 		cmocka_unit_test(no_answer_messages),
