@@ -387,6 +387,75 @@ static void uplink_options(const struct console *s, const struct berth_config *c
 	};
 }
 
+/* The outbox with the telemetry keys of cfg (its rows stay in the store across a re-creation). */
+static int outbox_start(struct console *s, const struct berth_config *cfg)
+{
+	struct outbox_opts fo = {
+		.telemetry_topic = s->t_telemetry,
+		.events_topic = s->t_events,
+		.device_id = cfg->device_id,
+		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
+		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
+		.publish_reply = publish_reply,
+	};
+	s->fwd = outbox_create(s->loop, s->st, publish_batch, s, &fo);
+	return s->fwd ? 0 : -ENOMEM;
+}
+
+/* The reported state's publisher, with telemetry.state_refresh_s of cfg. */
+static int reporter_start(struct console *s, const struct berth_config *cfg)
+{
+	struct republish_opts ro = {
+		.check_ms = REPORT_CHECK_MS,
+		.refresh_ms = (uint32_t)cfg->telemetry.state_refresh_s * 1000u,
+		.max_bytes = REPORT_MAX,
+		.render = report_render,
+		.can_publish = report_can_publish,
+		.publish = report_publish,
+		.arg = s,
+	};
+	s->reporter = republish_create(s->loop, &ro);
+	return s->reporter ? 0 : -ENOMEM;
+}
+
+static const struct uplink_cbs console_uplink_cbs = {
+	.connected = on_connected,
+	.disconnected = on_disconnected,
+	.message = on_message,
+	.published = on_published,
+};
+
+/* Uplink, outbox and reporter when broker.enabled (the uplink connects on the loop's next
+ * turn, after the outbox exists). */
+static int broker_start(struct console *s, const struct berth_config *cfg)
+{
+	if (!cfg->broker.enabled) {
+		log_inf("event=broker_disabled");
+		return 0;
+	}
+	struct uplink_cbs ucbs = console_uplink_cbs;
+	ucbs.arg = s;
+	struct uplink_opts uo;
+	uplink_options(s, cfg, &uo);
+	s->up = uplink_create(s->loop, &uo, &ucbs);
+	if (!s->up || outbox_start(s, cfg) || reporter_start(s, cfg))
+		return -ENOMEM;
+	return 0;
+}
+
+/* Status offline (retained), a clean disconnect; the outbox's rows stay in the store. */
+static void broker_stop(struct console *s)
+{
+	republish_destroy(s->reporter);
+	s->reporter = NULL;
+	if (s->up && uplink_connected(s->up))
+		publish_status(s, false);
+	uplink_destroy(s->up);
+	s->up = NULL;
+	outbox_destroy(s->fwd);
+	s->fwd = NULL;
+}
+
 struct console *console_create(struct loop *l, struct store *st, const struct berth_config *cfg,
 			 const struct control_target_ops *ops, void *target_ctx)
 {
@@ -419,45 +488,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 	if (trust_setup(s, st, cfg))
 		goto errout;
 
-	struct uplink_cbs ucbs = {
-		.connected = on_connected,
-		.disconnected = on_disconnected,
-		.message = on_message,
-		.published = on_published,
-		.arg = s,
-	};
-	if (!cfg->broker.enabled) {
-		log_inf("event=broker_disabled");
-		return s;
-	}
-	/* The uplink connects on the loop's next turn, after the forwarder exists. */
-	struct uplink_opts uo;
-	uplink_options(s, cfg, &uo);
-	s->up = uplink_create(l, &uo, &ucbs);
-	if (!s->up)
-		goto errout;
-	struct outbox_opts fo = {
-		.telemetry_topic = s->t_telemetry,
-		.events_topic = s->t_events,
-		.device_id = cfg->device_id,
-		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
-		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
-		.publish_reply = publish_reply,
-	};
-	s->fwd = outbox_create(l, st, publish_batch, s, &fo);
-	if (!s->fwd)
-		goto errout;
-	struct republish_opts ro = {
-		.check_ms = REPORT_CHECK_MS,
-		.refresh_ms = (uint32_t)cfg->telemetry.state_refresh_s * 1000u,
-		.max_bytes = REPORT_MAX,
-		.render = report_render,
-		.can_publish = report_can_publish,
-		.publish = report_publish,
-		.arg = s,
-	};
-	s->reporter = republish_create(l, &ro);
-	if (!s->reporter)
+	if (broker_start(s, cfg))
 		goto errout;
 	return s;
 errout:
@@ -473,17 +504,21 @@ void console_destroy(struct console *s)
 	batch_commit(s);
 	loop_timer_stop(s->loop, &s->kick_timer);
 	loop_timer_stop(s->loop, &s->batch_timer);
-	republish_destroy(s->reporter);
-	if (s->up && uplink_connected(s->up))
-		publish_status(s, false);
-	uplink_destroy(s->up);
-	outbox_destroy(s->fwd);
+	broker_stop(s);
 	control_destroy(s->ctl);
 	trust_destroy(s->trust);
 	free(s);
 }
 
 int console_boot(struct console *s, const char *fallback_json) { return control_boot(s->ctl, fallback_json); }
+
+int console_reconfigure(struct console *s, const struct berth_config *cfg)
+{
+	/* A new uplink with the new settings connects on the loop's next turn; the outbox's
+	 * rows stay in the store and the new outbox sends what was never acknowledged. */
+	broker_stop(s);
+	return broker_start(s, cfg);
+}
 
 void console_telemetry_source(void *arg, struct collector_buf *b)
 {

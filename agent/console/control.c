@@ -303,6 +303,19 @@ static int execute(struct control *c, struct command *cmd, struct command_error 
 		return control_report(c, c->result, sizeof(c->result), true) < 0
 			       ? err_set(err, "internal", "state too large%s", "")
 			       : 0;
+	case CMD_SITE_JOIN:
+	case CMD_SITE_LEAVE: {
+		bool join = cmd->verb == CMD_SITE_JOIN;
+		if (!o->site_member)
+			return err_set(err, "unsupported", "%s: this gateway is not in a site (site.enabled)",
+				       command_verb_name(cmd->verb));
+		char idq[sizeof(cmd->args.member) * 6 + 8];
+		if (command_json_string(idq, sizeof(idq), cmd->args.member) < 0)
+			return err_set(err, "bad_value", "args.id cannot be quoted%s", "");
+		snprintf(c->result, sizeof(c->result), "{\"member\":%s,\"%s\":\"requested\"}", idq,
+			 join ? "join" : "leave");
+		return o->site_member(c->tctx, cmd->args.member, join ? cmd->args.address : NULL, err);
+	}
 	case CMD_SET_LOG_LEVEL: {
 		int lvl = log_level_parse(cmd->args.level);
 		if (lvl < 0)
@@ -334,7 +347,7 @@ static int execute(struct control *c, struct command *cmd, struct command_error 
 			return unsupported(err, "rollback");
 		snprintf(c->result, sizeof(c->result), "{\"deployment\":\"%s\",\"rolled_back\":true}",
 			 cmd->args.deployment);
-		return o->rollback(c->tctx, cmd->args.deployment, err);
+		return o->rollback(c->tctx, cmd->args.deployment, "requested", err);
 	case CMD_REMOVE:
 		snprintf(c->result, sizeof(c->result), "{\"deployment\":\"%s\",\"removed\":true}", cmd->args.deployment);
 		return do_remove(c, cmd, err);
@@ -510,12 +523,43 @@ int control_handle_desired(struct control *c, const char *payload, size_t len)
 	return 0;
 }
 
-/* Repair of a running deployment that violates a rule in repair mode: it is
- * stopped (removed from the desired state, persisted). No last-known-good
- * version exists on this gateway yet to roll back to. */
-static int repair_stop(void *arg, const char *name, const char *rule)
+/* Repair by rollback: the deployment's last-known-good version, if it has
+ * one that complies with the policy, replaces it (the rollback verb's path)
+ * and takes its place in the desired state (persisted). TRUST_ROLLED_BACK or
+ * -errno (no such version, or it does not comply: then it is stopped). */
+static int repair_rollback(struct control *c, const char *name, const char *rule)
+{
+	char *doc = NULL;
+	struct command_error err = { 0 };
+	int rc = c->ops->last_good && c->ops->rollback ? c->ops->last_good(c->tctx, name, &doc) : -ENOTSUP;
+	if (rc == 0 && !trust_complies(c->trust, doc))
+		rc = -EACCES;
+	if (rc == 0)
+		rc = c->ops->rollback(c->tctx, name, "policy", &err);
+	if (rc) {
+		log_inf("event=policy_rollback_not_possible deployment=%s rule=%s reason=\"%s\"", name, rule,
+			rc == -EACCES ? "the last-known-good version violates the policy" : strerror(-rc));
+		free(doc);
+		return rc;
+	}
+	char *next = c->desired ? command_desired_replace(c->desired, name, doc) : NULL;
+	if (next && store_desired_set(c->st, c->version, next) == 0)
+		set_desired(c, c->version, next);
+	else
+		free(next);
+	free(doc);
+	log_wrn("event=policy_repaired deployment=%s rule=%s action=rolled_back", name, rule);
+	return TRUST_ROLLED_BACK;
+}
+
+/* Repair of a running deployment that violates a rule in repair mode:
+ * rolled back to a compliant last-known-good version, else stopped
+ * (removed from the desired state, persisted). */
+static int repair(void *arg, const char *name, const char *rule)
 {
 	struct control *c = arg;
+	if (repair_rollback(c, name, rule) == TRUST_ROLLED_BACK)
+		return TRUST_ROLLED_BACK;
 	struct command_error err = { 0 };
 	int rc = c->ops->remove ? c->ops->remove(c->tctx, name, &err) : -ENOTSUP;
 	if (rc) {
@@ -528,7 +572,7 @@ static int repair_stop(void *arg, const char *name, const char *rule)
 	else
 		free(next);
 	log_wrn("event=policy_repaired deployment=%s rule=%s action=stopped", name, rule);
-	return 0;
+	return TRUST_STOPPED;
 }
 
 static void refresh_drift(struct control *c)
@@ -541,7 +585,7 @@ static void refresh_drift(struct control *c)
 	if (!copy)
 		return;
 	bool txn = store_begin(c->st) == 0;
-	int v = trust_drift(c->trust, copy, repair_stop, c);
+	int v = trust_drift(c->trust, copy, repair, c);
 	if (txn && store_commit(c->st))
 		log_err("event=drift_not_persisted");
 	free(copy);

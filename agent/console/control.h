@@ -25,8 +25,13 @@ struct control_target_ops {
 	int (*scale)(void *ctx, const char *name, uint32_t replicas, struct command_error *err);
 	int (*restart)(void *ctx, const char *name, struct command_error *err);
 	int (*remove)(void *ctx, const char *name, struct command_error *err);
-	/* Rolls the deployment back to its last-known-good version (NULL: unsupported). */
-	int (*rollback)(void *ctx, const char *name, struct command_error *err);
+	/* Rolls the deployment back to its last-known-good version (NULL:
+	 * unsupported); reason ("requested", "policy") goes into the event. */
+	int (*rollback)(void *ctx, const char *name, const char *reason, struct command_error *err);
+	/* The deployment's last-known-good spec as a one-deployment desired
+	 * state {"deployments":[SPEC],"version":1} in *doc (malloc'ed, caller
+	 * frees): 0, -ENODATA (none), -EALREADY (it runs it), -errno. NULL: none. */
+	int (*last_good)(void *ctx, const char *name, char **doc);
 	int (*chaos)(void *ctx, const char *name, uint32_t interval_s, uint32_t duration_s, uint32_t min_running,
 		     struct command_error *err);
 	/* Writes the deployments' state as a JSON array into buf; returns its
@@ -37,6 +42,8 @@ struct control_target_ops {
 	 * pairs separated by commas, no leading comma) into buf; returns the
 	 * length (0: none) or -ENOSPC. figures as for report. NULL: none. */
 	int (*report_extra)(void *ctx, char *buf, size_t len, bool figures);
+	/* A site member joins (address given) or leaves (address NULL); NULL: no site here. */
+	int (*site_member)(void *ctx, const char *id, const char *address, struct command_error *err);
 	/* A notable event (type, JSON object detail) for the event stream. NULL: none. */
 	void (*event)(void *ctx, const char *type, const char *detail_json);
 };
@@ -84,8 +91,10 @@ const char *const *control_trust_verbs(size_t *n);
 
 /* A signed policy document (berth/v1/<device>/policy, retained): installed
  * when newer, then running deployments are checked against it; those
- * violating a rule in repair mode are stopped (removed from the desired
- * state), the others reported. Returns 0, -ESTALE, or -errno (previous policy stays). */
+ * violating a rule in repair mode are rolled back to their last-known-good
+ * version when it complies (ops->last_good, ops->rollback; it replaces them
+ * in the desired state), else stopped (removed from the desired state); the
+ * others are reported. Returns 0, -ESTALE, or -errno (previous policy stays). */
 int control_handle_policy(struct control *c, const char *payload, size_t len);
 
 /* A signed key list (berth/v1/<device>/keys, retained): rotation. */

@@ -25,7 +25,8 @@
 
 #define LOG_TAG "api"
 
-#define API_MAX_DAEMONS 2            /* TCP and unix socket */
+#define API_MAX_DAEMONS 2            /* TCP and unix socket: daemons[D_TCP], daemons[D_UNIX] */
+enum { D_TCP, D_UNIX };
 #define API_SCRATCH_INITIAL (64 * 1024)
 #define API_LISTEN_BACKLOG 4096      /* the kernel caps it at net.core.somaxconn; a flood must not fill the accept queue */
 #define API_UNIX_MODE 0660             /* owner and group may connect */
@@ -79,8 +80,9 @@ struct api {
 	struct dispatch *dispatch;
 	size_t max_body_bytes;
 	char token[128];              /* "" none */
-	struct api_daemon daemons[API_MAX_DAEMONS];
-	unsigned ndaemons;
+	struct api_daemon daemons[API_MAX_DAEMONS]; /* mhd NULL: that listener is off */
+	char tcp_listen[64];          /* the TCP listener's address and port (0: none) */
+	uint16_t tcp_port;
 	char unix_path[CONFIG_API_UNIX_PATH_MAX];
 	struct api_ctx ctx[CONFIG_API_MAX_CONNECTIONS];
 	struct api_ctx *free_list;
@@ -468,8 +470,8 @@ static void on_done(void *arg, struct dispatch_req *r, const void *body, size_t 
 	MHD_resume_connection(c->conn);
 	/* Run MHD from the loop (not from inside this callback, which may sit in
 	 * another library's callback) at once rather than at the next wake-up. */
-	for (unsigned i = 0; i < a->ndaemons; i++)
-		if (loop_timer_start(a->loop, &a->daemons[i].timer, 0, 0) < 0)
+	for (unsigned i = 0; i < API_MAX_DAEMONS; i++)
+		if (a->daemons[i].mhd && loop_timer_start(a->loop, &a->daemons[i].timer, 0, 0) < 0)
 			log_err("event=timer_failed");
 }
 
@@ -647,9 +649,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_wrn("event=mhd_error msg=\"%s\"", msg);
 }
 
-static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned nlisteners)
+static int start_daemon(struct api *a, unsigned slot, int listen_fd, const char *what, unsigned nlisteners)
 {
-	struct api_daemon *ad = &a->daemons[a->ndaemons];
+	struct api_daemon *ad = &a->daemons[slot];
 	ad->api = a;
 	loop_timer_init(&ad->timer, on_daemon_timer, ad);
 	/* Both listeners together never exceed the guard's slots (the pool plus the reserve). */
@@ -678,9 +680,112 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 		log_err("event=listen_failed on=%s err=\"cannot watch the server's epoll fd\"", what);
 		return -EIO;
 	}
-	a->ndaemons++;
 	rearm(ad);
 	return 0;
+}
+
+/* Answers the requests still queued on ad's connections with 503 (shutting down), lets MHD
+ * send those answers, closes its listener and stops it. */
+static void daemon_stop(struct api *a, struct api_daemon *ad)
+{
+	if (!ad->mhd)
+		return;
+	for (unsigned i = 0; i < a->ctx_made; i++) {
+		struct api_ctx *c = &a->ctx[i];
+		if (c->state != CTX_QUEUED)
+			continue;
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_DAEMON);
+		if (ci && ci->daemon != ad->mhd)
+			continue;
+		dispatch_cancel(a->dispatch, &c->req);
+		c->req.reason = DISPATCH_SHUTDOWN;
+		c->req.http_status = 503;
+		c->resp = make_refusal(&c->req, c->model);
+		c->resp_status = 503;
+		c->state = CTX_DONE;
+		MHD_resume_connection(c->conn);
+	}
+	(void)MHD_run(ad->mhd);
+	loop_timer_stop(a->loop, &ad->timer);
+	loop_fd_del(a->loop, ad->epoll_fd);
+	/* Quiescing hands the listen socket back, so it is closed exactly once. */
+	MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
+	MHD_stop_daemon(ad->mhd);
+	if (lfd != MHD_INVALID_SOCKET)
+		hal_net_close(lfd);
+	ad->mhd = NULL;
+}
+
+/* Opens the listening sockets of cfg that differ from the running ones (fd[D_TCP],
+ * fd[D_UNIX]; -1 where unchanged or off). Returns 0, or a negative errno with nothing open. */
+static int listeners_open(struct api *a, const struct api_config *cfg, int fd[API_MAX_DAEMONS])
+{
+	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
+	fd[D_TCP] = fd[D_UNIX] = -1;
+	if (cfg->port && (cfg->port != a->tcp_port || strcmp(cfg->listen, a->tcp_listen))) {
+		fd[D_TCP] = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG);
+		if (fd[D_TCP] < 0) {
+			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd[D_TCP]));
+			return fd[D_TCP];
+		}
+	}
+	if (want_unix && strcmp(cfg->unix_socket, a->unix_path)) {
+		fd[D_UNIX] = hal_net_listen_unix(cfg->unix_socket, API_UNIX_MODE, API_LISTEN_BACKLOG);
+		if (fd[D_UNIX] < 0) {
+			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd[D_UNIX]));
+			hal_net_close(fd[D_TCP]);
+			return fd[D_UNIX];
+		}
+	}
+	return 0;
+}
+
+/* Swaps in the listeners listeners_open opened (fd), stops those cfg changed or turned off. */
+static int listeners_swap(struct api *a, const struct api_config *cfg, const int fd[API_MAX_DAEMONS])
+{
+	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
+	unsigned n = (cfg->port ? 1u : 0u) + (want_unix ? 1u : 0u);
+	int rc = 0;
+	if (fd[D_TCP] >= 0 || !cfg->port) {
+		daemon_stop(a, &a->daemons[D_TCP]);
+		a->tcp_port = 0;
+		a->tcp_listen[0] = '\0';
+	}
+	if (fd[D_TCP] >= 0 && (rc = start_daemon(a, D_TCP, fd[D_TCP], "tcp", n)) == 0) {
+		a->tcp_port = cfg->port;
+		snprintf(a->tcp_listen, sizeof(a->tcp_listen), "%s", cfg->listen);
+		log_inf("event=listening on=%s:%u", cfg->listen, cfg->port);
+	}
+	if (fd[D_UNIX] >= 0 || !want_unix) {
+		daemon_stop(a, &a->daemons[D_UNIX]);
+		if (a->unix_path[0])
+			hal_net_unlink_unix(a->unix_path);
+		a->unix_path[0] = '\0';
+	}
+	if (fd[D_UNIX] >= 0) {
+		int urc = start_daemon(a, D_UNIX, fd[D_UNIX], "unix", n);
+		if (urc == 0) {
+			snprintf(a->unix_path, sizeof(a->unix_path), "%s", cfg->unix_socket);
+			log_inf("event=listening on=unix:%s", cfg->unix_socket);
+		} else {
+			hal_net_unlink_unix(cfg->unix_socket);
+			rc = urc;
+		}
+	}
+	return rc;
+}
+
+int api_reconfigure(struct api *a, const struct api_config *cfg)
+{
+	if (!cfg->port && !(cfg->unix_socket && *cfg->unix_socket))
+		return -EINVAL;
+	int fd[API_MAX_DAEMONS];
+	int rc = listeners_open(a, cfg, fd);
+	if (rc)
+		return rc;
+	a->max_body_bytes = cfg->max_body_bytes;
+	snprintf(a->token, sizeof(a->token), "%s", cfg->token ? cfg->token : "");
+	return listeners_swap(a, cfg, fd);
 }
 
 struct api *api_create(struct loop *l, const struct api_config *cfg, struct dispatch *d)
@@ -705,30 +810,9 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	if (!a->scratch)
 		goto errout;
 
-	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
-	unsigned nlisteners = (cfg->port ? 1u : 0u) + (want_unix ? 1u : 0u);
-	if (cfg->port) {
-		int fd = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG);
-		if (fd < 0) {
-			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd));
-			goto errout;
-		}
-		if (start_daemon(a, fd, "tcp", nlisteners) < 0)
-			goto errout;
-		log_inf("event=listening on=%s:%u", cfg->listen, cfg->port);
-	}
-	if (want_unix) {
-		snprintf(a->unix_path, sizeof(a->unix_path), "%s", cfg->unix_socket);
-		int fd = hal_net_listen_unix(cfg->unix_socket, API_UNIX_MODE, API_LISTEN_BACKLOG);
-		if (fd < 0) {
-			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd));
-			a->unix_path[0] = '\0';
-			goto errout;
-		}
-		if (start_daemon(a, fd, "unix", nlisteners) < 0)
-			goto errout;
-		log_inf("event=listening on=unix:%s", cfg->unix_socket);
-	}
+	int fd[API_MAX_DAEMONS];
+	if (listeners_open(a, cfg, fd) < 0 || listeners_swap(a, cfg, fd) < 0)
+		goto errout;
 	dispatch_set_done_fn(d, on_done, a);
 	return a;
 
@@ -741,32 +825,10 @@ void api_destroy(struct api *a)
 {
 	if (!a)
 		return;
-	/* Requests still queued get 503 shutting down: withdraw them from the
-	 * dispatcher and resume their connections so MHD can answer and close. */
-	for (unsigned i = 0; i < a->ctx_made; i++) {
-		struct api_ctx *c = &a->ctx[i];
-		if (c->state != CTX_QUEUED)
-			continue;
-		dispatch_cancel(a->dispatch, &c->req);
-		c->req.reason = DISPATCH_SHUTDOWN;
-		c->req.http_status = 503;
-		c->resp = make_refusal(&c->req, c->model);
-		c->resp_status = 503;
-		c->state = CTX_DONE;
-		MHD_resume_connection(c->conn);
-	}
+	/* Requests still queued get 503 shutting down (daemon_stop). */
 	connguard_stop(&a->guard);
-	for (unsigned i = 0; i < a->ndaemons; i++) {
-		struct api_daemon *ad = &a->daemons[i];
-		(void)MHD_run(ad->mhd);
-		loop_timer_stop(a->loop, &ad->timer);
-		loop_fd_del(a->loop, ad->epoll_fd);
-		/* Quiescing hands the listen socket back, so it is closed exactly once. */
-		MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
-		MHD_stop_daemon(ad->mhd);
-		if (lfd != MHD_INVALID_SOCKET)
-			hal_net_close(lfd);
-	}
+	for (unsigned i = 0; i < API_MAX_DAEMONS; i++)
+		daemon_stop(a, &a->daemons[i]);
 	if (a->unix_path[0])
 		hal_net_unlink_unix(a->unix_path);
 	for (unsigned i = 0; i < a->ctx_made; i++)
@@ -803,5 +865,11 @@ void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg)
 }
 
 void api_destroy(struct api *a) { (void)a; }
+int api_reconfigure(struct api *a, const struct api_config *cfg)
+{
+	(void)a;
+	(void)cfg;
+	return -ENOTSUP;
+}
 
 #endif

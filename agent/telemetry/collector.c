@@ -84,6 +84,16 @@ struct collector *collector_create(struct loop *l, struct store *st, const struc
 	return t;
 }
 
+int collector_set_interval(struct collector *t, uint32_t interval_ms)
+{
+	t->o.interval_ms = interval_ms;
+	if (!interval_ms) {
+		loop_timer_stop(t->loop, &t->timer);
+		return 0;
+	}
+	return loop_timer_start(t->loop, &t->timer, interval_ms, interval_ms) < 0 ? -ENOSPC : 0;
+}
+
 void collector_destroy(struct collector *t)
 {
 	if (!t)
