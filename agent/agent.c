@@ -246,6 +246,7 @@ static int start_store_and_console(struct agent *a, const struct berth_config *c
 	a->collector = collector_create(a->loop, a->store, &to);
 	if (!a->collector)
 		return -ENOMEM;
+	collector_set_sampler(a->collector, a->sampler); /* one reading of the node per interval, not two */
 	if ((rc = collector_register(a->collector, "uplink", console_telemetry_source, a->console)) ||
 	    (rc = collector_register(a->collector, "deployments", actions_telemetry_source, a->actions)))
 		return rc;

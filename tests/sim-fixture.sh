@@ -15,7 +15,8 @@ SIM=$O/berth-sim
 if [ "$SITE" = --site ]; then
   DIR=tests/fixtures/sim; n=0; fail=0
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-  # name: arguments (gateways cut off and healed, killed, with datagram loss and delay)
+  # name: arguments (gateways cut off and healed, killed, with datagram loss and delay; a gateway that
+  # joins, a holder and then the leader leaving, and a site of two that cannot fail over a cut)
   while IFS='|' read -r name args; do
     # shellcheck disable=SC2086
     "$SIM" --site $args > "$tmp/$name.txt" || { echo "sim-fixture: berth-sim --site $args failed" >&2; fail=1; continue; }
@@ -30,6 +31,7 @@ if [ "$SITE" = --site ]; then
   done <<'EOF2'
 site-3-faults|3 --duration-s 45 --at 10:cut:1 --at 20:heal:1 --at 25:kill:2
 site-5-loss|5 --replicas 3 --duration-s 40 --loss-pct 20 --delay-ms 20 --seed 7 --at 8:kill:1 --at 20:cut:3 --at 30:heal:3
+site-join-leave|3 --joiners 1 --duration-s 30 --at 5:join:4 --at 12:leave:1 --at 20:leave:2 --at 25:cut:4 --at 27:heal:4
 EOF2
   [ "$UPDATE" = --update ] && { echo "sim-fixture: wrote $n site outputs to $DIR"; exit $fail; }
   [ $fail -eq 0 ] || exit 1

@@ -22,6 +22,7 @@
 #include "hal/clock.h"
 #include "hal/invoke.h"
 #include "hal/net.h"
+#include "hal/sys.h"
 
 #define LOG_TAG "api"
 
@@ -30,6 +31,11 @@ enum { D_TCP, D_UNIX };
 #define API_SCRATCH_INITIAL (64 * 1024)
 #define API_LISTEN_BACKLOG 4096      /* the kernel caps it at net.core.somaxconn; a flood must not fill the accept queue */
 #define API_UNIX_MODE 0660             /* owner and group may connect */
+#define API_BODY_STASH 4         /* body buffers kept between requests, whatever the concurrency was */
+/* After a burst (this many requests, then none in progress for the quiet time) the allocator
+ * hands back the free heap pages its transient allocations left (~180 kB per 10,000). */
+#define API_TRIM_AFTER_REQUESTS 256
+#define API_TRIM_QUIET_MS 100
 
 /* --- the server ------------------------------------------------------------ */
 
@@ -55,7 +61,7 @@ struct api_ctx {
 	struct MHD_Connection *conn;
 	enum ctx_state state;
 	bool too_large;
-	char *body;                  /* kept across requests up to CONFIG_API_BODY_KEEP_BYTES */
+	char *body;                  /* from the stash or malloc; back to the stash at the end */
 	size_t body_len, body_cap;
 	char content_type[96];
 	char model[DEPLOY_NAME_MAX];
@@ -88,6 +94,9 @@ struct api {
 	struct api_ctx *free_list;
 	unsigned ctx_made;           /* ctx[0..ctx_made) have been handed out at least once */
 	unsigned in_use;
+	char *stash[API_BODY_STASH]; /* body buffers of at most CONFIG_API_BODY_KEEP_BYTES */
+	size_t stash_cap[API_BODY_STASH];
+	unsigned nstash;
 	char *scratch;               /* /metrics and /v1/state text, grown as needed */
 	size_t scratch_cap;
 	api_state_fn state_fn;       /* the agent's state document for /v1/state; NULL: dispatch's alone */
@@ -96,6 +105,8 @@ struct api {
 	void *state_arg;
 	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
 	struct connguard guard;        /* flood guard: every open connection (agent/infer/connguard.h) */
+	struct loop_timer trim_timer;  /* API_TRIM_QUIET_MS after the last request of a burst */
+	unsigned since_trim;           /* requests ended since the last trim */
 	bool closed_in_run;            /* a connection closed during MHD_run (see daemon_run) */
 };
 
@@ -170,6 +181,11 @@ static struct api_ctx *ctx_get(struct api *a)
 		return NULL;
 	}
 	a->in_use++;
+	if (!c->body && a->nstash) {
+		a->nstash--;
+		c->body = a->stash[a->nstash];
+		c->body_cap = a->stash_cap[a->nstash];
+	}
 	c->state = CTX_READING;
 	c->too_large = false;
 	c->body_len = 0;
@@ -186,17 +202,31 @@ static void ctx_put(struct api *a, struct api_ctx *c)
 		MHD_destroy_response(c->resp);
 		c->resp = NULL;
 	}
-	if (c->body_cap > CONFIG_API_BODY_KEEP_BYTES) {
-		/* A rare large body does not pin its memory for ever. */
+	if (c->body && c->body_cap <= CONFIG_API_BODY_KEEP_BYTES && a->nstash < API_BODY_STASH) {
+		a->stash[a->nstash] = c->body;
+		a->stash_cap[a->nstash++] = c->body_cap;
+	} else {
+		/* A rare large body, or one past the stash, does not pin its memory. */
 		free(c->body);
-		c->body = NULL;
-		c->body_cap = 0;
 	}
+	c->body = NULL;
+	c->body_cap = 0;
 	c->state = CTX_FREE;
 	c->conn = NULL;
 	c->next_free = a->free_list;
 	a->free_list = c;
 	a->in_use--;
+	if (++a->since_trim >= API_TRIM_AFTER_REQUESTS && !a->in_use &&
+	    loop_timer_start(a->loop, &a->trim_timer, API_TRIM_QUIET_MS, 0) < 0)
+		log_err("event=timer_failed what=trim");
+}
+
+static void on_trim_timer(void *arg)
+{
+	struct api *a = arg;
+	if (a->in_use)
+		return; /* a request came: the next quiet moment trims */
+	hal_sys_trim_memory(), a->since_trim = 0;
 }
 
 static int ctx_append(struct api_ctx *c, const char *data, size_t n, size_t max)
@@ -220,11 +250,19 @@ static int ctx_append(struct api_ctx *c, const char *data, size_t n, size_t max)
 	return 0;
 }
 
+/* "MS.UUU" from microseconds, formatted by hand: two of these per proxied request. */
 static void add_ms_header(struct MHD_Response *r, const char *name, uint64_t us)
 {
 	char v[32];
-	snprintf(v, sizeof(v), "%llu.%03llu", (unsigned long long)(us / 1000), (unsigned long long)(us % 1000));
-	MHD_add_response_header(r, name, v);
+	char *p = v + sizeof(v);
+	*--p = '\0';
+	for (int i = 0; i < 3; i++, us /= 10)
+		*--p = (char)('0' + us % 10);
+	*--p = '.';
+	do
+		*--p = (char)('0' + us % 10);
+	while (us /= 10);
+	MHD_add_response_header(r, name, p);
 }
 
 static struct MHD_Response *make_json(const char *body, size_t len)
@@ -801,6 +839,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	a->dispatch = d;
 	a->max_body_bytes = cfg->max_body_bytes;
 	snprintf(a->token, sizeof(a->token), "%s", cfg->token ? cfg->token : "");
+	loop_timer_init(&a->trim_timer, on_trim_timer, a);
 	connguard_init(&a->guard, CONFIG_API_MAX_CONNECTIONS, CONFIG_API_PER_CLIENT_MAX, CONFIG_API_HEADER_TIMEOUT_MS,
 		       (uint32_t)CONFIG_API_IDLE_TIMEOUT_S * 1000u, API_EVICT_GRACE_MS);
 	if (connguard_start(&a->guard, l) < 0)
@@ -827,12 +866,15 @@ void api_destroy(struct api *a)
 		return;
 	/* Requests still queued get 503 shutting down (daemon_stop). */
 	connguard_stop(&a->guard);
+	loop_timer_stop(a->loop, &a->trim_timer);
 	for (unsigned i = 0; i < API_MAX_DAEMONS; i++)
 		daemon_stop(a, &a->daemons[i]);
 	if (a->unix_path[0])
 		hal_net_unlink_unix(a->unix_path);
 	for (unsigned i = 0; i < a->ctx_made; i++)
 		free(a->ctx[i].body);
+	for (unsigned i = 0; i < a->nstash; i++)
+		free(a->stash[i]);
 	if (a->dispatch)
 		dispatch_set_done_fn(a->dispatch, NULL, NULL);
 	free(a->scratch);
@@ -850,26 +892,9 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	return NULL;
 }
 
-void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
-{
-	(void)a;
-	(void)fn;
-	(void)arg;
-}
-
-void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg)
-{
-	(void)a;
-	(void)fn;
-	(void)arg;
-}
-
+void api_set_state_fn(struct api *a, api_state_fn fn, void *arg) { (void)a, (void)fn, (void)arg; }
+void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg) { (void)a, (void)fn, (void)arg; }
 void api_destroy(struct api *a) { (void)a; }
-int api_reconfigure(struct api *a, const struct api_config *cfg)
-{
-	(void)a;
-	(void)cfg;
-	return -ENOTSUP;
-}
+int api_reconfigure(struct api *a, const struct api_config *cfg) { (void)a, (void)cfg; return -ENOTSUP; }
 
 #endif

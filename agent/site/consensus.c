@@ -17,6 +17,7 @@
 
 #define CONSENSUS_IDLE_POLL_MS 100u   /* libuv is run at least this often */
 #define CONSENSUS_CLOSE_TURNS 1000    /* bound on the libuv turns spent closing */
+#define CONSENSUS_CHANGE_RETRY_MS 1000u /* a failed membership change is tried again after this */
 
 struct consensus_req {
 	struct raft_apply req;
@@ -34,6 +35,7 @@ struct consensus {
 	unsigned n;
 	struct raft_change change;
 	bool change_pending;
+	uint64_t change_retry_ms;      /* loop time before which no change is started (after a failure) */
 	struct raft_transfer transfer;
 	bool transfer_pending;
 	uv_loop_t uv;
@@ -347,6 +349,7 @@ static void on_change(struct raft_change *req, int status)
 	struct consensus *c = req->data;
 	c->change_pending = false;
 	if (status) {
+		c->change_retry_ms = loop_now_ms(c->loop) + CONSENSUS_CHANGE_RETRY_MS;
 		c->st.config_failed++;
 		log_wrn("event=membership_change_failed err=%s", raft_strerror(status));
 	}
@@ -361,6 +364,7 @@ static void on_transfer(struct raft_transfer *req)
 static int change_started(struct consensus *c, int rv, const char *what, const char *device_id)
 {
 	if (rv) {
+		c->change_retry_ms = loop_now_ms(c->loop) + CONSENSUS_CHANGE_RETRY_MS;
 		c->st.config_failed++;
 		log_wrn("event=membership_change_refused what=%s member=%s err=\"%s\"", what, device_id,
 			raft_errmsg(&c->raft));
@@ -374,7 +378,7 @@ static int change_started(struct consensus *c, int rv, const char *what, const c
 int consensus_reconcile(struct consensus *c)
 {
 	if (!consensus_leader_ready(c) || c->change_pending || c->transfer_pending ||
-	    c->raft.configuration_uncommitted_index)
+	    c->raft.configuration_uncommitted_index || loop_now_ms(c->loop) < c->change_retry_ms)
 		return 0;
 	const struct raft_configuration *conf = &c->raft.configuration;
 	c->change.data = c;

@@ -106,8 +106,10 @@ void consensus_member_clear(struct consensus *c, unsigned idx);
  * Raft configuration is added (raft_add) and then made a voter (raft_assign,
  * which catches it up first); a server of the configuration that is not in
  * the table is removed (raft_remove); the leader itself, when it is to go,
- * hands leadership to another voter first (raft_transfer). Returns 1 when a
- * change was started, 0 when none is needed or one is in flight, -errno. */
+ * hands leadership to another voter first (raft_transfer). A change that
+ * fails (e.g. a new member that never answers cannot be caught up) is tried
+ * again after a second at the earliest. Returns 1 when a change was started,
+ * 0 when none is needed, one is in flight or a retry is not due, -errno. */
 int consensus_reconcile(struct consensus *c);
 
 /* Sends a datagram to member idx. Returns 0, -EINVAL (bad index or free slot),

@@ -26,6 +26,8 @@ struct consensus {
 	bool present[CONSENSUS_MAX_MEMBERS];
 	struct raft_change change;
 	bool change_pending;
+	struct raft_transfer transfer;
+	bool transfer_pending;
 	struct raft_fsm fsm;
 	bool live;
 	uint64_t ready_term;    /* term whose barrier committed (as the real module) */
@@ -169,11 +171,17 @@ static void on_change(struct raft_change *req, int status)
 
 static bool leader_ready(const struct consensus *c);
 
+static void on_transfer(struct raft_transfer *req)
+{
+	struct consensus *c = req->data;
+	c->transfer_pending = false;
+}
+
 /* As the real module, with fixture ids (index + 1) for device ids; the leader itself never goes here. */
 int consensus_reconcile(struct consensus *c)
 {
 	struct raft *r = raft_fixture_get(&W.f, c->self);
-	if (!leader_ready(c) || c->change_pending || r->configuration_uncommitted_index)
+	if (!leader_ready(c) || c->change_pending || c->transfer_pending || r->configuration_uncommitted_index)
 		return 0;
 	c->change.data = c;
 	for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS; i++) {
@@ -190,6 +198,14 @@ int consensus_reconcile(struct consensus *c)
 			     : raft_add(r, &c->change, (raft_id)j + 1, c->members[i].address, on_change);
 		c->change_pending = rv == 0;
 		return rv == 0;
+	}
+	bool self_kept = false;
+	for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS; i++)
+		self_kept |= c->present[i] && !strcmp(c->members[i].device_id, c->me.device_id);
+	if (!self_kept) { /* as the real module: this leader goes, another voter leads first */
+		c->transfer.data = c;
+		c->transfer_pending = raft_transfer(r, &c->transfer, 0, on_transfer) == 0;
+		return c->transfer_pending;
 	}
 	for (unsigned k = 0; k < r->configuration.n; k++) {
 		raft_id id = r->configuration.servers[k].id;

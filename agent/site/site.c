@@ -74,6 +74,7 @@ struct site {
 	size_t doc_len;
 	uint64_t doc_version;
 	uint64_t doc_proposed_ms, doc_forwarded_ms, fail_ms;
+	uint64_t doc_inflight, doc_inflight_ms;  /* the document version proposed last, and when */
 	uint64_t local_sig;
 
 	/* counters (reported) */
@@ -95,6 +96,9 @@ static int member_of(const struct site *s, const char *device_id) { return sites
 static bool is_member(const struct site *s) { return s->self < s->state->n && !s->evicted; }
 
 static const char *self_id(const struct site *s) { return s->sc.me.device_id; }
+
+/* The leader's duties fall to a ready leader that is a member: one that left only hands over. */
+static bool leading(const struct site *s) { return consensus_leader_ready(s->cons) && is_member(s); }
 
 /* The consensus module's member table, this gateway's slot and the peers follow the log. */
 static void sync_members(struct site *s)
@@ -196,8 +200,9 @@ static int propose(struct site *s, const char *cmd, size_t len)
 static void propose_doc(struct site *s, uint64_t version, const char *doc, size_t doc_len, const char *from)
 {
 	struct deploy_error de;
-	if (version <= s->state->version)
-		return;
+	if (version <= s->state->version ||
+	    (version == s->doc_inflight && now_ms(s) - s->doc_inflight_ms < 2 * SITE_PROPOSE_GAP_MS))
+		return; /* proposed already, not applied yet: a second copy would only be refused as stale */
 	if (deploy_parse(doc, doc_len, s->scratch, &de)) {
 		char msg[256];
 		deploy_error_format(&de, msg, sizeof(msg));
@@ -208,8 +213,11 @@ static void propose_doc(struct site *s, uint64_t version, const char *doc, size_
 	if (!cmd)
 		return;
 	int n = sitestate_cmd_deployments(cmd, doc_len + 32, version, doc, doc_len);
-	if (n > 0 && propose(s, cmd, (size_t)n) == 0)
+	if (n > 0 && propose(s, cmd, (size_t)n) == 0) {
+		s->doc_inflight = version;
+		s->doc_inflight_ms = now_ms(s);
 		log_inf("event=site_deployments_proposed from=%s version=%" PRIu64, from, version);
+	}
 	free(cmd);
 }
 
@@ -291,7 +299,7 @@ static void on_datagram(void *arg, const char *from, const char *buf, size_t len
 		const char *nl = memchr(buf, '\n', len);
 		if (!nl || sscanf(buf, "F1 %63s %llu", dev, &ver) != 2 || member_of(s, dev) < 0)
 			goto refused;
-		if (consensus_leader_ready(s->cons))
+		if (leading(s))
 			propose_doc(s, ver, nl + 1, len - (size_t)(nl + 1 - buf), dev);
 		return;
 	}
@@ -300,7 +308,7 @@ static void on_datagram(void *arg, const char *from, const char *buf, size_t len
 			goto refused;
 		char cmd[SITE_CMD_MAX];
 		int n = sitestate_cmd_failed(cmd, sizeof(cmd), dev, dep);
-		if (n > 0 && consensus_leader_ready(s->cons) && propose(s, cmd, (size_t)n) == 0)
+		if (n > 0 && leading(s) && propose(s, cmd, (size_t)n) == 0)
 			log_inf("event=site_exclude_proposed member=%s deployment=%s", dev, dep);
 		return;
 	}
@@ -324,7 +332,7 @@ static void on_datagram(void *arg, const char *from, const char *buf, size_t len
 		if ((join ? sscanf(buf, "J1 %63s %63s %63s", dev, who, addr) != 3 : sscanf(buf, "L1 %63s %63s", dev, who) != 2) ||
 		    member_of(s, dev) < 0)
 			goto refused;
-		if (consensus_leader_ready(s->cons))
+		if (leading(s))
 			propose_change(s, join, who, join ? addr : NULL, dev);
 		return;
 	}
@@ -580,7 +588,7 @@ static void report_failures(struct site *s)
 		char msg[SITE_CMD_MAX];
 		const char *self = self_id(s);
 		s->fail_ms = now;
-		if (consensus_leader_ready(s->cons)) {
+		if (leading(s)) {
 			int m = sitestate_cmd_failed(msg, sizeof(msg), self, s->st[i].name);
 			if (m > 0)
 				(void)propose(s, msg, (size_t)m);
@@ -638,7 +646,7 @@ static void carry_request(struct site *s)
 		return;
 	q->sent_ms = now;
 	int leader = consensus_leader(s->cons);
-	if (consensus_leader_ready(s->cons)) {
+	if (leading(s)) {
 		(void)propose_change(s, q->join, q->id, q->join ? q->address : NULL, self_id(s));
 	} else if (leader >= 0) {
 		char msg[SITE_CMD_MAX];
@@ -654,7 +662,7 @@ static void log_unplaced(struct site *s)
 		return;
 	s->unplaced_logged_gen = s->state->applied;
 	for (unsigned k = 0; k < s->state->deps.n; k++)
-		if (s->state->place[k].unplaced && consensus_leader_ready(s->cons))
+		if (s->state->place[k].unplaced && leading(s))
 			events_emit(s->deps.events, "site_unplaceable", "{\"deployment\":\"%s\",\"unplaced\":%u}",
 				    s->state->deps.d[k].name, s->state->place[k].unplaced);
 }
@@ -663,8 +671,10 @@ static void on_tick(void *arg)
 {
 	struct site *s = arg;
 	heartbeat(s);
-	if (consensus_leader_ready(s->cons))
+	if (leading(s))
 		leader_duties(s);
+	else if (consensus_leader_ready(s->cons))
+		(void)consensus_reconcile(s->cons); /* a leader that left hands leadership over */
 	else
 		follower_duties(s);
 	report_failures(s);

@@ -710,12 +710,15 @@ int hal_sys_proc_stats(struct hal_proc_stats *out)
 }
 
 /* glibc's default threshold (128 KiB, raised as mmapped chunks are freed)
- * puts tables of 24-128 KiB in the heap, where calloc clears reused memory
+ * puts tables of 16-128 KiB in the heap, where calloc clears reused memory
  * and so touches every page; a fixed threshold keeps them untouched. The
- * local API's connection pools (32 KiB each) get their own pages too and
- * go back to the system when the connection closes, so a burst of
- * connections leaves no dirty heap behind. */
-#define SYS_MMAP_THRESHOLD_BYTES (24 * 1024)
+ * local API's connection pools (16 KiB each: libmicrohttpd takes them from
+ * malloc below 32 KiB) get their own pages too and go back to the system
+ * when the connection closes, so a burst of connections leaves no dirty
+ * heap behind (with a 24 KiB threshold they stayed in the heap: 16 kept-
+ * alive connections left ~256 kB of dirty free chunks). So do libcurl's
+ * 16 KiB receive buffers, one per transfer slot used. */
+#define SYS_MMAP_THRESHOLD_BYTES (16 * 1024)
 #define SYS_TRIM_THRESHOLD_BYTES (64 * 1024)
 
 void hal_sys_tune_memory(void)

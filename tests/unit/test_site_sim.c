@@ -324,6 +324,27 @@ static void join_then_leave_by_command(void **state)
 	/* leaving again, or a leave that leaves one member: refused */
 	assert_int_equal(site_member_request(M[asker].site, hid, NULL, why, sizeof(why)), -ENOENT);
 	print_message("refused leave of %s again: %s\n", hid, why);
+	/* the leader itself leaves: it hands leadership to a member, which removes it; nothing is lost */
+	char lid[16];
+	snprintf(lid, sizeof(lid), "gw%u", (unsigned)leader % 10u + 1u);
+	assert_int_equal(site_member_request(M[asker].site, lid, NULL, why, sizeof(why)), 0);
+	t0 = now_ms();
+	int nl = leader;
+	while ((nl == leader || nl < 0 || M[leader].runs || total_runs() != 2) && now_ms() - t0 < 15000) {
+		step();
+		nl = consensus_leader(C(asker));
+		assert_true(total_runs() - M[leader].runs <= 2);
+	}
+	print_message("leader %s left: gw%d leads after %llu ms\n", lid, nl + 1, (unsigned long long)(now_ms() - t0));
+	assert_true(nl >= 0 && nl != leader && nl != h);
+	assert_int_equal(M[leader].runs, 0);
+	run_ms(3000);
+	assert_int_equal(total_runs(), 2);
+	assert_int_equal(consensus_sim_config_n((unsigned)nl), 2);
+	assert_true(site_lease_held(M[nl].site));
+	/* two members left: a leave that would leave one is refused */
+	assert_int_equal(site_member_request(M[nl].site, "gw4", NULL, why, sizeof(why)), -EBUSY);
+	print_message("refused: %s\n", why);
 }
 
 int main(void)
