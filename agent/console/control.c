@@ -376,7 +376,7 @@ static void trust_to_command_err(const struct trust_err *te, struct command_erro
  * anything is applied. 0, -EALREADY (already applied: answer from the
  * journal), or -errno with err filled. */
 static int gate(struct control *c, const struct command *cmd, const char *payload, size_t len,
-		struct command_error *err)
+		struct command_error *err, bool *signed_out)
 {
 	struct trust_verdict v;
 	struct trust_err te = { 0 };
@@ -384,6 +384,7 @@ static int gate(struct control *c, const struct command *cmd, const char *payloa
 	 * commit, before the command is applied (at most once). */
 	bool txn = store_begin(c->st) == 0;
 	int rc = trust_verify(c->trust, payload, len, NULL, &v, &te);
+	*signed_out = rc == 0 && v.signed_;
 	if (rc == 0) {
 		int64_t replicas = cmd->verb == CMD_SCALE ? (int64_t)cmd->args.replicas : -1;
 		rc = trust_authorize(c->trust, &v, command_verb_name(cmd->verb), cmd->args.deployment, replicas,
@@ -417,12 +418,16 @@ void control_handle(struct control *c, const char *topic_verb, const char *paylo
 	c->stats.received++;
 
 	int rc = command_parse(topic_verb, payload, len, &cmd, &err);
+	bool signed_ = false, dup = false;
 	if (c->trust && rc == 0) {
-		rc = gate(c, &cmd, payload, len, &err);
-		if (rc == -EALREADY && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0)
-			goto duplicate;
-	} else if (!c->trust && cmd.id[0] && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0) {
-duplicate:
+		rc = gate(c, &cmd, payload, len, &err, &signed_);
+		dup = rc == -EALREADY && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0;
+	}
+	/* A signed command is kept once by the replay window; an unsigned one (no trust gate, or
+	 * trust.require_signatures off) by the journal alone. */
+	if (!dup && !signed_ && (!c->trust || rc == 0) && cmd.id[0])
+		dup = store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0;
+	if (dup) {
 		c->stats.duplicates++;
 		log_inf("event=command_duplicate id=%s verb=%s", cmd.id, topic_verb);
 		send(c, rt, c->reply, strlen(c->reply));
