@@ -76,7 +76,7 @@ static void emit_event(void *ctx, const char *type, const char *detail_json)
 
 void actions_set_lkg(struct actions *t, struct lkg *k) { t->lkg = k; }
 
-static int rollback(void *ctx, const char *name, struct command_error *err)
+static int rollback(void *ctx, const char *name, const char *reason, struct command_error *err)
 {
 	struct actions *t = ctx;
 	if (!t->lkg) {
@@ -84,7 +84,7 @@ static int rollback(void *ctx, const char *name, struct command_error *err)
 		snprintf(err->message, sizeof(err->message), "no images flow in this agent");
 		return -ENOTSUP;
 	}
-	int rc = lkg_rollback(t->lkg, name, "requested");
+	int rc = lkg_rollback(t->lkg, name, reason);
 	if (rc == -ENODATA) {
 		err->code = "no_last_known_good";
 		snprintf(err->message, sizeof(err->message), "%s has no last-known-good version yet", name);
@@ -96,6 +96,13 @@ static int rollback(void *ctx, const char *name, struct command_error *err)
 		snprintf(err->message, sizeof(err->message), "rollback %s: %s", name, strerror(-rc));
 	}
 	return rc;
+}
+
+static int last_good(void *ctx, const char *name, char **doc)
+{
+	struct actions *t = ctx;
+	*doc = NULL;
+	return t->lkg ? lkg_last_good(t->lkg, name, doc) : -ENOTSUP;
 }
 
 unsigned actions_sampler_targets(void *arg, struct sampler_target *out, unsigned max)
@@ -342,6 +349,28 @@ void actions_telemetry_source(void *ctx, struct collector_buf *b)
 	b->len += (size_t)n;
 }
 
+/* site_join / site_leave: the site checks them against its log and carries them to the leader. */
+static int site_member(void *ctx, const char *id, const char *address, struct command_error *err)
+{
+	struct actions *t = ctx;
+	if (!t->site.member) {
+		err->code = "unsupported";
+		snprintf(err->message, sizeof(err->message), "this gateway is not in a site (site.enabled)");
+		return -ENOTSUP;
+	}
+	int rc = t->site.member(t->site.arg, id, address, err->message, sizeof(err->message));
+	switch (rc) {
+	case 0: return 0;
+	case -EEXIST: err->code = "duplicate_member"; break;
+	case -ENOENT: err->code = "unknown_member"; break;
+	case -ENOSPC: err->code = "site_full"; break;
+	case -EBUSY: err->code = "no_majority"; break;
+	case -EAGAIN: err->code = "unavailable"; break;
+	default: err->code = "bad_value"; break;
+	}
+	return rc;
+}
+
 const struct control_target_ops actions_ops = {
 	.validate = validate,
 	.apply = apply,
@@ -350,8 +379,10 @@ const struct control_target_ops actions_ops = {
 	.restart = restart,
 	.remove = remove_dep,
 	.rollback = rollback,
+	.last_good = last_good,
 	.chaos = chaos,
 	.report = report,
 	.report_extra = report_extra,
 	.event = emit_event,
+	.site_member = site_member,
 };

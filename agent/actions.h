@@ -53,6 +53,8 @@ int actions_report(struct actions *t, char *buf, size_t len) __attribute__((warn
 struct actions_site {
 	int (*filter)(void *arg, const struct deploy_set *desired, struct deploy_set *out);
 	int (*report)(const void *arg, char *buf, size_t len);
+	/* a member joins (address) or leaves (NULL): 0 or -errno with why (site_member_request) */
+	int (*member)(void *arg, const char *id, const char *address, char *why, size_t len);
 	void *arg;
 };
 void actions_set_site(struct actions *t, const struct actions_site *site);

@@ -152,6 +152,11 @@ static int site_filter_fn(void *arg, const struct deploy_set *desired, struct de
 
 static int site_report_fn(const void *arg, char *buf, size_t len) { return site_report_json(arg, buf, len); }
 
+static int site_member_fn(void *arg, const char *id, const char *address, char *why, size_t len)
+{
+	return site_member_request(arg, id, address, why, len);
+}
+
 static void site_reapply(void *arg)
 {
 	struct agent *a = arg;
@@ -174,7 +179,8 @@ static int site_start(struct agent *a, const struct berth_config *cfg)
 	a->site = site_create(&sd, cfg);
 	if (!a->site)
 		return -EIO;
-	struct actions_site hook = { .filter = site_filter_fn, .report = site_report_fn, .arg = a->site };
+	struct actions_site hook = { .filter = site_filter_fn, .report = site_report_fn, .member = site_member_fn,
+				     .arg = a->site };
 	actions_set_site(a->actions, &hook);
 	return 0;
 }
@@ -240,6 +246,7 @@ static int start_store_and_console(struct agent *a, const struct berth_config *c
 	a->collector = collector_create(a->loop, a->store, &to);
 	if (!a->collector)
 		return -ENOMEM;
+	collector_set_sampler(a->collector, a->sampler); /* one reading of the node per interval, not two */
 	if ((rc = collector_register(a->collector, "uplink", console_telemetry_source, a->console)) ||
 	    (rc = collector_register(a->collector, "deployments", actions_telemetry_source, a->actions)))
 		return rc;
@@ -331,15 +338,31 @@ static void supervision_destroy(struct agent *a)
  * replicas come from the supervisor's observers, and from api.static_replicas
  * (replicas run outside berth). */
 
-static int inference_start(struct agent *a, const struct berth_config *cfg)
+static struct dispatch_config dispatch_config_of(const struct berth_config *cfg)
 {
-	struct dispatch_config dc = {
+	return (struct dispatch_config){
 		.policy = cfg->scheduler.policy,
 		.slots = (unsigned)cfg->scheduler.slots,
 		.queue_cap = { (unsigned)cfg->scheduler.queue_cap_urgent, (unsigned)cfg->scheduler.queue_cap_normal,
 			       (unsigned)cfg->scheduler.queue_cap_batch },
 		.urgent_reserve_slots = (unsigned)cfg->scheduler.urgent_reserve_slots,
 	};
+}
+
+static struct api_config api_config_of(const struct berth_config *cfg)
+{
+	return (struct api_config){
+		.listen = cfg->api.listen,
+		.port = (uint16_t)cfg->api.port,
+		.unix_socket = cfg->api.unix_socket,
+		.max_body_bytes = (size_t)cfg->api.max_body_bytes,
+		.token = cfg->api.token,
+	};
+}
+
+static int inference_start(struct agent *a, const struct berth_config *cfg)
+{
+	struct dispatch_config dc = dispatch_config_of(cfg);
 	/* Every running request holds a slot; paused ones keep their transfer. */
 	a->infer_invoke = hal_invoke_create(a->loop, CONFIG_SCHED_MAX_SLOTS + DEPLOY_MAX_REPLICAS);
 	if (!a->infer_invoke)
@@ -354,13 +377,7 @@ static int inference_start(struct agent *a, const struct berth_config *cfg)
 	}
 	if (!IS_ENABLED(CONFIG_LOCAL_API) || !cfg->api.enabled)
 		return 0;
-	struct api_config ac = {
-		.listen = cfg->api.listen,
-		.port = (uint16_t)cfg->api.port,
-		.unix_socket = cfg->api.unix_socket,
-		.max_body_bytes = (size_t)cfg->api.max_body_bytes,
-		.token = cfg->api.token,
-	};
+	struct api_config ac = api_config_of(cfg);
 	a->api = api_create(a->loop, &ac, a->dispatch);
 	return a->api ? 0 : -EIO;
 }
@@ -394,6 +411,8 @@ static size_t agent_metrics(void *arg, char *buf, size_t len)
 	return n + supervisor_render_metrics(a->sup, buf + (n < len ? n : len), n < len ? len - n : 0);
 }
 
+static int autoscaler_start(struct agent *a, const struct berth_config *cfg);
+
 static int start_scaling_and_reports(struct agent *a, const struct berth_config *cfg)
 {
 	int rc;
@@ -408,6 +427,12 @@ static int start_scaling_and_reports(struct agent *a, const struct berth_config 
 		api_set_state_fn(a->api, agent_state, a);
 		api_set_metrics_fn(a->api, agent_metrics, a);
 	}
+	return autoscaler_start(a, cfg);
+}
+
+/* The autoscaler (autoscale.enabled) and its telemetry source. */
+static int autoscaler_start(struct agent *a, const struct berth_config *cfg)
+{
 	if (!cfg->autoscale.enabled) {
 		log_inf("event=autoscaler_disabled");
 		return 0;
@@ -509,15 +534,30 @@ errout:
 	return NULL;
 }
 
-/* Keys a SIGHUP applies to the running agent; every other changed key is refused by name
- * ("needs a restart") and keeps its running value. */
-static bool reload_is_live(const char *key)
+/* --- reload (SIGHUP) --------------------------------------------------------
+ * Changed keys are applied group by group, each group from the new file's values of its
+ * keys over the running config; a group that fails keeps its running values (logged,
+ * listed as not_applied). Keys outside these groups need a restart: they are refused by
+ * name and keep their running values, while the rest of the file is applied. */
+
+enum reload_group { RG_RESTART, RG_LOG, RG_DEPLOY, RG_SCHED, RG_API, RG_BROKER, RG_TELEM, RG_SCALE, RG_N };
+
+static const char *const reload_group_names[RG_N] = { "restart", "log", "deployments", "scheduler",
+						      "api", "broker", "telemetry", "autoscale" };
+
+static enum reload_group reload_group_of(const char *key)
 {
-	static const char *const live[] = { "log_level", "log_syslog", "deployments_file" };
-	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
-		if (!strcmp(key, live[i]))
-			return true;
-	return false;
+	static const struct { const char *prefix; enum reload_group g; } t[] = {
+		{ "log_", RG_LOG }, { "deployments_file", RG_DEPLOY }, { "scheduler.", RG_SCHED },
+		{ "api.static_replicas", RG_RESTART }, { "api.enabled", RG_RESTART }, { "api.", RG_API }, { "broker.", RG_BROKER },
+		/* the store's page cap, WAL limit and sync mode are set when the database opens */
+		{ "telemetry.disk_budget_kb", RG_RESTART }, { "telemetry.synchronous", RG_RESTART },
+		{ "telemetry.", RG_TELEM }, { "autoscale.", RG_SCALE },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (!strncmp(key, t[i].prefix, strlen(t[i].prefix)))
+			return t[i].g;
+	return RG_RESTART;
 }
 
 /* Appends key to a comma-separated list, bounded (snprintf cuts what does not fit). */
@@ -527,48 +567,134 @@ static void list_add(char *list, size_t len, const char *key)
 	snprintf(list + n, len - n, "%s%s", n ? "," : "", key);
 }
 
+/* api.enabled needs a restart: without the API there is nothing to reconfigure. */
+static int reload_api(struct agent *a, const struct berth_config *c)
+{
+	struct api_config ac = api_config_of(c);
+	return a->api ? api_reconfigure(a->api, &ac) : 0;
+}
+
+static int reload_telemetry(struct agent *a, const struct berth_config *c)
+{
+	const struct berth_config *o = &a->cfg;
+	int rc = 0;
+	if (c->telemetry.batch_max_bytes != o->telemetry.batch_max_bytes ||
+	    c->telemetry.inflight_max != o->telemetry.inflight_max || c->telemetry.state_refresh_s != o->telemetry.state_refresh_s)
+		rc = console_reconfigure(a->console, c);
+	if (rc == 0 && c->telemetry.interval_ms != o->telemetry.interval_ms) {
+		rc = collector_set_interval(a->collector, (uint32_t)c->telemetry.interval_ms);
+		if (rc == 0)
+			rc = sampler_set_interval(a->sampler, (unsigned)c->telemetry.interval_ms);
+		reported_set_interval(a->reported, (unsigned)c->telemetry.interval_ms);
+	}
+	return rc;
+}
+
+/* A new autoscaler from c: the old one saves its forecasts in the store, the new one loads them. */
+static int reload_autoscale(struct agent *a, const struct berth_config *c)
+{
+	collector_unregister(a->collector, "autoscale");
+	autoscaler_destroy(a->autoscaler);
+	a->autoscaler = NULL;
+	int rc = autoscaler_start(a, c);
+	if (rc && autoscaler_start(a, &a->cfg)) /* the running settings again */
+		log_wrn("event=autoscaler_stopped reason=reload");
+	return rc;
+}
+
+static int reload_apply(struct agent *a, enum reload_group g, const struct berth_config *c)
+{
+	switch (g) {
+	case RG_LOG: {
+		int lvl = log_level_parse(c->log_level);
+		if (lvl < 0)
+			return -EINVAL;
+		log_set_level((enum log_level)lvl);
+		if (c->log_syslog != a->cfg.log_syslog)
+			log_set_syslog(c->log_syslog ? "berthd" : NULL);
+		return 0;
+	}
+	case RG_SCHED: {
+		struct dispatch_config dc = dispatch_config_of(c);
+		return dispatch_reconfigure(a->dispatch, &dc);
+	}
+	case RG_API: return reload_api(a, c);
+	case RG_BROKER: return console_reconfigure(a->console, c);
+	case RG_TELEM: return reload_telemetry(a, c);
+	case RG_SCALE: return reload_autoscale(a, c);
+	default: return 0; /* RG_DEPLOY: read below, whatever changed */
+	}
+}
+
+struct reload_lists {
+	char changed[512], applied[512], refused[512], failed[512];
+};
+
+/* Applies the changed keys of group g (cfg's values over the running ones); on success they
+ * become the running values. */
+static void reload_group(struct agent *a, enum reload_group g, const struct berth_config *cfg, struct reload_lists *l)
+{
+	struct berth_config trial = a->cfg;
+	char keys[512] = "";
+	for (size_t i = 0; config_key_path(i); i++) {
+		if (reload_group_of(config_key_path(i)) != g || !config_key_differs(i, &a->cfg, cfg))
+			continue;
+		config_key_copy(i, &trial, cfg);
+		list_add(keys, sizeof(keys), config_key_path(i));
+	}
+	if (!keys[0])
+		return;
+	int rc = reload_apply(a, g, &trial);
+	if (rc) {
+		log_wrn("event=reload_not_applied group=%s keys=%s err=\"%s\" kept=running", reload_group_names[g], keys,
+			strerror(-rc));
+		list_add(l->failed, sizeof(l->failed), keys);
+		return;
+	}
+	bool slots_changed = trial.scheduler.slots != a->cfg.scheduler.slots;
+	a->cfg = trial;
+	list_add(l->applied, sizeof(l->applied), keys);
+	/* The autoscaler sizes replicas against the slots it read when it was made. */
+	if (g == RG_SCHED && slots_changed && a->autoscaler && reload_autoscale(a, &a->cfg))
+		log_wrn("event=autoscaler_not_restarted reason=scheduler.slots");
+}
+
+/* The deployments file is read again (its content may have changed under the same name) and
+ * becomes the desired state the way it did at start (through the command target, so commands
+ * and the reported state see it); a bad file changes nothing. */
+static void reload_deployments(struct agent *a)
+{
+	if (console_has_desired_state(a->console)) {
+		log_inf("event=deployments_file_ignored reason=console_desired_state");
+		return;
+	}
+	char *file = read_deployments_file(a->cfg.deployments_file);
+	int rc = file ? console_boot(a->console, file) : 0;
+	free(file);
+	if (rc)
+		log_wrn("event=deployments_file_not_applied path=%s err=%s", a->cfg.deployments_file, strerror(-rc));
+}
+
 int agent_reload(struct agent *a, const struct berth_config *cfg)
 {
-	char changed[512] = "", applied[512] = "", refused[512] = "";
-	bool syslog_changed = a->cfg.log_syslog != cfg->log_syslog;
+	struct reload_lists l = { "", "", "", "" };
 	for (size_t i = 0; config_key_path(i); i++) {
 		if (!config_key_differs(i, &a->cfg, cfg))
 			continue;
-		const char *key = config_key_path(i);
-		list_add(changed, sizeof(changed), key);
-		if (reload_is_live(key)) {
-			config_key_copy(i, &a->cfg, cfg);
-			list_add(applied, sizeof(applied), key);
-		} else {
-			list_add(refused, sizeof(refused), key);
-		}
+		list_add(l.changed, sizeof(l.changed), config_key_path(i));
+		if (reload_group_of(config_key_path(i)) == RG_RESTART)
+			list_add(l.refused, sizeof(l.refused), config_key_path(i));
 	}
 	/* one line for all of them: a per-key line would meet the per-site rate limit */
-	if (refused[0])
-		log_wrn("event=reload_keys_refused keys=%s reason=\"needs a restart\"", refused);
-	int lvl = log_level_parse(a->cfg.log_level);
-	if (lvl >= 0)
-		log_set_level((enum log_level)lvl);
-	if (syslog_changed)
-		log_set_syslog(a->cfg.log_syslog ? "berthd" : NULL);
-
-	/* --- supervision: the deployments file is read again (its content may have changed
-	 * under the same name) and becomes the desired state the way it did at start (through
-	 * the command target, so commands and the reported state see it); a bad file changes
-	 * nothing. */
-	if (!console_has_desired_state(a->console)) {
-		char *file = read_deployments_file(a->cfg.deployments_file);
-		int rc = file ? console_boot(a->console, file) : 0;
-		free(file);
-		if (rc)
-			log_wrn("event=deployments_file_not_applied path=%s err=%s", a->cfg.deployments_file,
-				strerror(-rc));
-	} else {
-		log_inf("event=deployments_file_ignored reason=console_desired_state");
-	}
-	log_inf("event=reloaded changed=%s applied=%s needs_restart=%s log_level=%s", changed[0] ? changed : "-",
-		applied[0] ? applied : "-", refused[0] ? refused : "-", log_level_name(log_get_level()));
-	return refused[0] ? -EAGAIN : 0;
+	if (l.refused[0])
+		log_wrn("event=reload_keys_refused keys=%s reason=\"needs a restart\"", l.refused);
+	for (enum reload_group g = RG_LOG; g < RG_N; g++)
+		reload_group(a, g, cfg, &l);
+	reload_deployments(a);
+	log_inf("event=reloaded changed=%s applied=%s needs_restart=%s not_applied=%s log_level=%s",
+		l.changed[0] ? l.changed : "-", l.applied[0] ? l.applied : "-", l.refused[0] ? l.refused : "-",
+		l.failed[0] ? l.failed : "-", log_level_name(log_get_level()));
+	return l.refused[0] || l.failed[0] ? -EAGAIN : 0;
 }
 
 void agent_destroy(struct agent *a)

@@ -42,6 +42,8 @@ struct hal_proc_stats {
 	uint32_t open_fds;
 	uint32_t max_fds;           /* soft limit */
 	uint64_t start_time_s;      /* Unix time the process started */
+	uint64_t heap_used_bytes;   /* the allocator's bytes handed out (0: unknown) */
+	uint64_t heap_free_bytes;   /* freed but kept by the allocator, not returned to the system */
 };
 
 /* Reads the calling process. Returns 0 or -errno; fields it cannot read are left 0. */
@@ -67,6 +69,10 @@ int hal_sys_machine_id(char *buf, size_t len) __attribute__((warn_unused_result)
  * uncounted, until used, and return to the system when freed; one arena.
  * A no-op where the C library has no such knobs. */
 void hal_sys_tune_memory(void);
+
+/* Hands the memory the allocator holds free (in the middle of the heap too) back to the
+ * system, e.g. after a burst of connections. A no-op where the C library cannot. */
+void hal_sys_trim_memory(void);
 
 /* Number of online CPUs, at least 1. */
 unsigned hal_sys_ncpu(void);

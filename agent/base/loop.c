@@ -163,8 +163,14 @@ int loop_timer_start_us(struct loop *l, struct loop_timer *t, uint64_t delay_us,
 	if (l->ntimers >= CONFIG_LOOP_MAX_TIMERS)
 		return -ENOSPC;
 	/* Relative to the real clock, not the cached iteration time, so a timer
-	 * armed late in a long callback is not due early. */
-	t->due_us = hal_clock_now_us() + delay_us;
+	 * armed late in a long callback is not due early. The reading also
+	 * refreshes the iteration time, so a timer armed for "now" from an fd
+	 * callback runs in this iteration's timer phase instead of costing
+	 * another poll() (run_timers keeps its own copy: a timer re-armed for
+	 * now by its own callback still waits for the next iteration). */
+	uint64_t now = hal_clock_now_us();
+	l->now_us = now;
+	t->due_us = now + delay_us;
 	t->period_us = period_us;
 	t->start_id = l->timer_starts++;
 	t->heap_idx = (int)l->ntimers;
@@ -183,11 +189,13 @@ uint64_t loop_now_us(struct loop *l) { return l->now_us; }
 static int run_timers(struct loop *l)
 {
 	int ran = 0;
-	/* Timers re-armed for "now" by their own callback run on the next
-	 * iteration, so a zero-period timer cannot starve the fds. */
-	uint64_t now = l->now_us;
+	/* At most as many runs as there were timers: a timer re-armed for "now"
+	 * by a callback (its own or another's: l->now_us moves with each start)
+	 * runs in this phase while the budget lasts, so a chain of zero-delay
+	 * timers costs no extra poll() but cannot starve the fds. */
 	unsigned budget = l->ntimers;
-	while (l->ntimers && l->heap[0]->due_us <= now && budget--) {
+	while (l->ntimers && l->heap[0]->due_us <= l->now_us && budget--) {
+		uint64_t now = l->now_us;
 		struct loop_timer *t = l->heap[0];
 		loop_timer_stop(l, t);
 		if (t->period_us) {

@@ -1,5 +1,5 @@
 /* agent/base/version.h - the release version of berth. */
 #ifndef BERTH_VERSION_H
 #define BERTH_VERSION_H
-#define BERTH_VERSION "0.1.0"
+#define BERTH_VERSION "0.2.0"
 #endif

@@ -858,6 +858,8 @@ static int report(struct sim *sm)
 
 int main(int argc, char **argv)
 {
+	if (IS_ENABLED(CONFIG_SITE) && argc > 1 && !strcmp(argv[1], "--site"))
+		return sim_site_main(argc, argv);
 	struct sim sm;
 	memset(&sm, 0, sizeof(sm));
 	int rc = sim_args_parse(argc, argv, &sm.o);

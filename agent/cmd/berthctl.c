@@ -12,6 +12,7 @@
 #include "agent/cmd/ctl_check.h"
 #include "agent/cmd/ctl_fmt.h"
 #include "agent/cmd/ctl_sign.h"
+#include "agent/cmd/ctl_site.h"
 #include "agent/model/deploy.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
@@ -521,7 +522,8 @@ static int cmd_deploy(struct ctl *c)
 static int cmd_deployment_verb(struct ctl *c, const char *verb)
 {
 	cJSON *args = cJSON_CreateObject();
-	if (!args || !cJSON_AddStringToObject(args, "deployment", c->a->deployment)) {
+	if (!args || !(c->a->member ? ctl_site_args(c->a, args)
+				    : cJSON_AddStringToObject(args, "deployment", c->a->deployment) != NULL)) {
 		cJSON_Delete(args);
 		return CTL_EXIT_USAGE;
 	}
@@ -729,7 +731,7 @@ static void set_topics(struct ctl *c)
 	snprintf(c->t_reported, TOPIC_MAX, "berth/v1/%s/state/reported", d);
 	snprintf(c->t_events, TOPIC_MAX, "berth/v1/%s/events", d);
 	snprintf(c->t_telemetry, TOPIC_MAX, "berth/v1/%s/telemetry", d);
-	const char *verb = c->a->verb == CTL_STATE || c->a->verb == CTL_SITE ? "get_state" : ctl_verb_name(c->a->verb);
+	const char *verb = c->a->verb == CTL_STATE || c->a->verb == CTL_SITE ? "get_state" : ctl_site_verb(c->a->verb);
 	/* v5: a reply topic of our own; 3.1.1: the device's documented fallback. */
 	snprintf(c->t_reply_v5, TOPIC_MAX, "berth/v1/%s/cmd/%s/reply/%s", d, verb, c->client_id);
 	snprintf(c->t_reply_v311, TOPIC_MAX, "berth/v1/%s/cmd/%s/reply", d, verb);
@@ -746,6 +748,8 @@ static void set_topics(struct ctl *c)
 	case CTL_REMOVE:
 	case CTL_CHAOS:
 	case CTL_ROLLBACK:
+	case CTL_SITE_JOIN:
+	case CTL_SITE_LEAVE:
 		add_sub(c, c->t_reply_v5, 1);
 		add_sub(c, c->t_reply_v311, 1);
 		break;
@@ -800,6 +804,29 @@ static int local_command(const struct ctl_args *a)
 	if (a->verb == CTL_KEYGEN)
 		return ctl_sign_keygen(a->key_id, a->file);
 	return -1;
+}
+
+static int run_verb(struct ctl *c)
+{
+	int rc;
+	switch (c->a->verb) {
+	case CTL_DEVICES: rc = cmd_devices(c); break;
+	case CTL_STATE:
+	case CTL_SITE: rc = cmd_state(c); break;
+	case CTL_DEPLOY: rc = cmd_deploy(c); break;
+	case CTL_SCALE: rc = cmd_deployment_verb(c, "scale"); break;
+	case CTL_RESTART: rc = cmd_deployment_verb(c, "restart"); break;
+	case CTL_ROLLBACK: rc = cmd_deployment_verb(c, "rollback"); break;
+	case CTL_REMOVE: rc = cmd_deployment_verb(c, "remove"); break;
+	case CTL_CHAOS: rc = cmd_deployment_verb(c, "chaos"); break;
+	case CTL_EVENTS: rc = cmd_stream(c, true); break;
+	case CTL_TELEMETRY: rc = cmd_stream(c, false); break;
+	case CTL_POLICY: rc = cmd_policy(c); break;
+	case CTL_SET_POLICY: rc = cmd_set_doc(c, true); break;
+	case CTL_SET_KEYS: rc = cmd_set_doc(c, false); break;
+	default: rc = c->a->member ? cmd_deployment_verb(c, ctl_site_verb(c->a->verb)) : CTL_EXIT_USAGE; break;
+	}
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -859,23 +886,7 @@ int main(int argc, char **argv)
 		rc = CTL_EXIT_USAGE;
 		goto out;
 	}
-	switch (a.verb) {
-	case CTL_DEVICES: rc = cmd_devices(c); break;
-	case CTL_STATE:
-	case CTL_SITE: rc = cmd_state(c); break;
-	case CTL_DEPLOY: rc = cmd_deploy(c); break;
-	case CTL_SCALE: rc = cmd_deployment_verb(c, "scale"); break;
-	case CTL_RESTART: rc = cmd_deployment_verb(c, "restart"); break;
-	case CTL_ROLLBACK: rc = cmd_deployment_verb(c, "rollback"); break;
-	case CTL_REMOVE: rc = cmd_deployment_verb(c, "remove"); break;
-	case CTL_CHAOS: rc = cmd_deployment_verb(c, "chaos"); break;
-	case CTL_EVENTS: rc = cmd_stream(c, true); break;
-	case CTL_TELEMETRY: rc = cmd_stream(c, false); break;
-	case CTL_POLICY: rc = cmd_policy(c); break;
-	case CTL_SET_POLICY: rc = cmd_set_doc(c, true); break;
-	case CTL_SET_KEYS: rc = cmd_set_doc(c, false); break;
-	default: rc = CTL_EXIT_USAGE; break;
-	}
+	rc = run_verb(c);
 out:
 	fflush(stdout);
 	uplink_destroy(c->up);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "agent/model/deploy.h"
+#include "agent/model/siteconf.h"
 
 static const char *const verb_names[] = {
 	[CTL_HELP] = "help",       [CTL_VERSION] = "version", [CTL_DEVICES] = "devices",
@@ -19,7 +20,7 @@ static const char *const verb_names[] = {
 	[CTL_ROLLBACK] = "rollback",
 	[CTL_POLICY] = "policy", [CTL_SET_POLICY] = "set-policy", [CTL_SET_KEYS] = "set-keys",
 	[CTL_CHECK_DEPLOYMENTS] = "check-deployments", [CTL_CHECK] = "check", [CTL_ROLLOUT] = "rollout",
-	[CTL_SIGN] = "sign", [CTL_KEYGEN] = "keygen",
+	[CTL_SIGN] = "sign", [CTL_KEYGEN] = "keygen", [CTL_SITE_JOIN] = "site-join", [CTL_SITE_LEAVE] = "site-leave",
 };
 #define NVERBS (sizeof(verb_names) / sizeof(verb_names[0]))
 
@@ -46,6 +47,8 @@ static const char *const positionals[][3] = {
 	[CTL_ROLLOUT] = { "FILE" },
 	[CTL_SIGN] = { "KIND", "DEVICE", "FILE" },
 	[CTL_KEYGEN] = { "ID", "FILE" },
+	[CTL_SITE_JOIN] = { "DEVICE", "ID", "ADDRESS" },
+	[CTL_SITE_LEAVE] = { "DEVICE", "ID" },
 };
 
 const char *ctl_verb_name(enum ctl_verb v) { return (size_t)v < NVERBS ? verb_names[v] : "?"; }
@@ -61,6 +64,8 @@ const char *ctl_usage(void)
 	       "                                  since when (with --group: desired version, readiness)\n"
 	       "  state DEVICE                    the device's reported state as a table\n"
 	       "  site DEVICE                     the site the device belongs to: leader, members, assignments\n"
+	       "  site-join DEVICE ID ADDRESS     gateway ID (its site address A.B.C.D:PORT) joins DEVICE's site\n"
+	       "  site-leave DEVICE ID            member ID leaves DEVICE's site (its site replicas move)\n"
 	       "  deploy DEVICE FILE              validate a deployments file locally, send it, print the outcome\n"
 	       "  scale DEVICE DEPLOYMENT N       set the desired replicas of a deployment\n"
 	       "  restart DEVICE DEPLOYMENT       restart a deployment's replicas\n"
@@ -451,6 +456,16 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 		if (!valid_deployment(a->deployment))
 			return fail(err, errlen, "%s: DEPLOYMENT '%s' must be 1..%d characters of a-z, 0-9 and '-'",
 				    verb_names[a->verb], a->deployment, DEPLOY_NAME_MAX - 1);
+		break;
+	case CTL_SITE_JOIN:
+	case CTL_SITE_LEAVE:
+		a->member = p[0];
+		a->address = a->verb == CTL_SITE_JOIN ? p[1] : NULL;
+		if (!valid_device(a->member))
+			return fail(err, errlen, "%s: ID '%s' must be 1..63 characters without '/', '+', '#' or spaces",
+				    verb_names[a->verb], a->member);
+		if (a->address && !siteconf_address_ok(a->address))
+			return fail(err, errlen, "site-join: ADDRESS '%s' must be A.B.C.D:PORT", a->address);
 		break;
 	default: break;
 	}

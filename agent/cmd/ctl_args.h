@@ -39,6 +39,8 @@ enum ctl_verb {
 	CTL_ROLLOUT,            /* staged rollout of a desired state to a group (--group G FILE) */
 	CTL_SIGN,               /* offline: print a message signed (KIND DEVICE FILE|-) */
 	CTL_KEYGEN,             /* offline: make a signing key (ID FILE) */
+	CTL_SITE_JOIN,          /* site-join DEVICE ID ADDRESS: a member joins the device's site */
+	CTL_SITE_LEAVE,         /* site-leave DEVICE ID: a member leaves it */
 };
 
 #define CTL_TIMEOUT_DEFAULT_MS 5000u
@@ -71,6 +73,8 @@ struct ctl_args {
 	const char *kind;                 /* sign: command, desired, policy or keys */
 	const char *key_id;               /* keygen: the new key's id */
 	const char *deployment;
+	const char *member;               /* site-join, site-leave: the member's device id */
+	const char *address;              /* site-join: its A.B.C.D:PORT */
 	const char *file;                 /* deploy, check-deployments, rollout, set-*, sign, keygen */
 	uint64_t version;                 /* deploy --version override; 0: the file's */
 	uint32_t replicas;                /* scale */

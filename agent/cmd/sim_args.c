@@ -169,6 +169,11 @@ static int option(int opt, const char *arg, struct sim_opts *o, char **end)
 int sim_args_parse(int argc, char **argv, struct sim_opts *o)
 {
 	defaults(o);
+	if (argc > 1 && !strcmp(argv[1], "--site")) { /* a site preset's berth-sim takes it before this */
+		fprintf(stderr, "berth-sim: --site: this berth-sim is built without CONFIG_SITE (make site-build: "
+				"build/site/berth-sim)\n");
+		return -EINVAL;
+	}
 	int opt;
 	while ((opt = getopt_long(argc, argv, "t:p:s:r:R:k:oc:S:vVh", longopts, NULL)) != -1) {
 		char *end = NULL;

@@ -42,4 +42,7 @@ extern const char *const sim_args_as_modes[3];
  * (and the usage) to stderr (exit 2). */
 int sim_args_parse(int argc, char **argv, struct sim_opts *o);
 
+/* berth-sim --site N ...: a simulated site (agent/cmd/sim_site.c, site preset only). Exit code. */
+int sim_site_main(int argc, char **argv);
+
 #endif

@@ -17,10 +17,11 @@ static const char *const verb_names[CMD_NVERBS] = {
 	[CMD_RESTART] = "restart",         [CMD_REMOVE] = "remove",
 	[CMD_GET_STATE] = "get_state",     [CMD_SET_LOG_LEVEL] = "set_log_level",
 	[CMD_CHAOS] = "chaos",             [CMD_PING] = "ping",
-	[CMD_ROLLBACK] = "rollback",
+	[CMD_ROLLBACK] = "rollback",       [CMD_SITE_JOIN] = "site_join",
+	[CMD_SITE_LEAVE] = "site_leave",
 };
 
-#define VERB_LIST "deploy|scale|restart|remove|get_state|set_log_level|chaos|ping|rollback"
+#define VERB_LIST "deploy|scale|restart|remove|get_state|set_log_level|chaos|ping|rollback|site_join|site_leave"
 
 const char *command_verb_name(enum command_verb v)
 {
@@ -111,6 +112,25 @@ static int get_name(const cJSON *args, char *out, struct command_error *err)
 			return set_err(err, "bad_value", "args.deployment may hold only a-z, 0-9 and '-'");
 	}
 	memcpy(out, v->valuestring, n + 1);
+	return 0;
+}
+
+/* site_join / site_leave: args.id (a device id) and, to join, args.address. The site checks the rest. */
+static int get_member(const cJSON *args, bool join, struct command *cmd, struct command_error *err)
+{
+	const char *keys[2] = { "id", "address" };
+	char *out[2] = { cmd->args.member, cmd->args.address };
+	for (int i = 0; i < (join ? 2 : 1); i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, keys[i]);
+		if (!v)
+			return set_err(err, "missing_field", "args.%s is missing", keys[i]);
+		if (!cJSON_IsString(v))
+			return set_err(err, "bad_type", "args.%s must be a string, got %s", keys[i], jsonutil_type_name(v));
+		size_t n = strlen(v->valuestring);
+		if (n == 0 || n >= sizeof(cmd->args.member))
+			return set_err(err, "bad_value", "args.%s must be 1..63 characters", keys[i]);
+		memcpy(out[i], v->valuestring, n + 1);
+	}
 	return 0;
 }
 
@@ -312,6 +332,11 @@ static int parse_args(struct command *cmd, const cJSON *args, struct command_err
 	case CMD_GET_STATE:
 	case CMD_PING:
 		return check_keys(args, "args.", "", err);
+	case CMD_SITE_JOIN:
+	case CMD_SITE_LEAVE:
+		if ((rc = check_keys(args, "args.", cmd->verb == CMD_SITE_JOIN ? "id|address" : "id", err)))
+			return rc;
+		return get_member(args, cmd->verb == CMD_SITE_JOIN, cmd, err);
 	case CMD_NVERBS:
 		break;
 	}
@@ -468,24 +493,38 @@ int command_format_reply(char *buf, size_t len, const char *id, const char *devi
 	return n;
 }
 
-char *command_desired_without(const char *desired_json, const char *name)
+char *command_desired_replace(const char *desired_json, const char *name, const char *with_json)
 {
 	cJSON *root = cJSON_Parse(desired_json);
 	cJSON *deps = root ? cJSON_GetObjectItemCaseSensitive(root, "deployments") : NULL;
+	cJSON *with = with_json ? cJSON_Parse(with_json) : NULL;
+	cJSON *wd = with ? cJSON_GetObjectItemCaseSensitive(with, "deployments") : NULL;
+	cJSON *spec = cJSON_IsArray(wd) ? cJSON_DetachItemFromArray(wd, 0) : NULL;
 	char *out = NULL;
-	if (cJSON_IsArray(deps)) {
+	if (cJSON_IsArray(deps) && (!with_json || spec)) {
 		int i = 0;
 		for (cJSON *d = deps->child; d; d = d->next, i++) {
 			const cJSON *n = cJSON_GetObjectItemCaseSensitive(d, "name");
 			if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0) {
-				cJSON_DeleteItemFromArray(deps, i);
+				if (spec)
+					cJSON_ReplaceItemInArray(deps, i, spec);
+				else
+					cJSON_DeleteItemFromArray(deps, i);
+				spec = NULL;
 				break;
 			}
 		}
 		out = cJSON_PrintUnformatted(root);
 	}
+	cJSON_Delete(spec);
+	cJSON_Delete(with);
 	cJSON_Delete(root);
 	return out;
+}
+
+char *command_desired_without(const char *desired_json, const char *name)
+{
+	return command_desired_replace(desired_json, name, NULL);
 }
 
 bool command_desired_has(const char *desired_json, const char *name)

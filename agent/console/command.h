@@ -21,6 +21,8 @@ enum command_verb {
 	CMD_CHAOS,
 	CMD_PING,
 	CMD_ROLLBACK,
+	CMD_SITE_JOIN,
+	CMD_SITE_LEAVE,
 	CMD_NVERBS
 };
 
@@ -37,6 +39,8 @@ struct command {
 		uint32_t min_running;
 		uint64_t version;            /* deploy */
 		char *desired;               /* deploy: {"version":N,"deployments":[...]} compact JSON, owned */
+		char member[64];             /* site_join, site_leave: the member's device id */
+		char address[64];            /* site_join: A.B.C.D:PORT */
 	} args;
 };
 
@@ -79,6 +83,11 @@ int command_format_reply(char *buf, size_t len, const char *id, const char *devi
 /* The desired JSON without the deployment called name (malloc'ed, caller
  * frees; NULL on malformed input or no memory). */
 char *command_desired_without(const char *desired_json, const char *name);
+
+/* The desired JSON with the deployment called name replaced by the first
+ * deployment of with_json (a desired state); with_json NULL: removed.
+ * malloc'ed as above. */
+char *command_desired_replace(const char *desired_json, const char *name, const char *with_json);
 /* Whether the desired JSON names a deployment called name. */
 bool command_desired_has(const char *desired_json, const char *name);
 

@@ -51,6 +51,7 @@ struct console {
 	struct groups subscribed;       /* group command topics subscribed on this connection */
 	uint64_t group_commands;        /* received on a group topic of one of our groups */
 	uint64_t group_refused;         /* received for a group this gateway is not in (not applied) */
+	bool store_up;                  /* the store was available at the last kick */
 };
 
 static void publish_status(struct console *s, bool online)
@@ -339,9 +340,34 @@ void console_state_changed(void *arg)
 
 int console_report(struct console *s, char *buf, size_t len) { return control_report(s->ctl, buf, len, true); }
 
+/* The store opened after berthd ran without it (the collector retries it, then ticks):
+ * what was skipped meanwhile is read now. The replay window and stored trust documents,
+ * the persisted desired state (converged on), the queued replies and rows, and the
+ * retained desired state, policy and keys (subscribed again: the broker sends its
+ * retained copies, refused while nothing could be persisted). */
+static void store_back(struct console *s)
+{
+	log_inf("event=store_back action=reread");
+	trust_store_back(s->trust);
+	int rc = control_store_back(s->ctl);
+	if (rc)
+		log_err("event=store_back_desired_failed err=%s", strerror(-rc));
+	if (s->fwd)
+		outbox_store_back(s->fwd);
+	if (s->up && uplink_connected(s->up) &&
+	    (uplink_subscribe(s->up, s->t_desired, 1) || uplink_subscribe(s->up, s->t_policy, 1) ||
+	     uplink_subscribe(s->up, s->t_keys, 1)))
+		log_err("event=subscribe_failed");
+	console_state_changed(s);
+}
+
 void console_kick(void *arg)
 {
 	struct console *s = arg;
+	bool up = store_available(s->st);
+	if (up && !s->store_up)
+		store_back(s);
+	s->store_up = up;
 	if (s->fwd)
 		outbox_kick(s->fwd);
 }
@@ -441,6 +467,76 @@ static void uplink_options(const struct console *s, const struct berth_config *c
 	};
 }
 
+/* The outbox with the telemetry keys of cfg (its rows stay in the store across a re-creation). */
+static int outbox_start(struct console *s, const struct berth_config *cfg)
+{
+	struct outbox_opts fo = {
+		.telemetry_topic = s->t_telemetry,
+		.events_topic = s->t_events,
+		.device_id = cfg->device_id,
+		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
+		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
+		.publish_reply = publish_reply,
+		.forward_rate = (uint32_t)cfg->telemetry.forward_rate,
+	};
+	s->fwd = outbox_create(s->loop, s->st, publish_batch, s, &fo);
+	return s->fwd ? 0 : -ENOMEM;
+}
+
+/* The reported state's publisher, with telemetry.state_refresh_s of cfg. */
+static int reporter_start(struct console *s, const struct berth_config *cfg)
+{
+	struct republish_opts ro = {
+		.check_ms = REPORT_CHECK_MS,
+		.refresh_ms = (uint32_t)cfg->telemetry.state_refresh_s * 1000u,
+		.max_bytes = REPORT_MAX,
+		.render = report_render,
+		.can_publish = report_can_publish,
+		.publish = report_publish,
+		.arg = s,
+	};
+	s->reporter = republish_create(s->loop, &ro);
+	return s->reporter ? 0 : -ENOMEM;
+}
+
+static const struct uplink_cbs console_uplink_cbs = {
+	.connected = on_connected,
+	.disconnected = on_disconnected,
+	.message = on_message,
+	.published = on_published,
+};
+
+/* Uplink, outbox and reporter when broker.enabled (the uplink connects on the loop's next
+ * turn, after the outbox exists). */
+static int broker_start(struct console *s, const struct berth_config *cfg)
+{
+	if (!cfg->broker.enabled) {
+		log_inf("event=broker_disabled");
+		return 0;
+	}
+	struct uplink_cbs ucbs = console_uplink_cbs;
+	ucbs.arg = s;
+	struct uplink_opts uo;
+	uplink_options(s, cfg, &uo);
+	s->up = uplink_create(s->loop, &uo, &ucbs);
+	if (!s->up || outbox_start(s, cfg) || reporter_start(s, cfg))
+		return -ENOMEM;
+	return 0;
+}
+
+/* Status offline (retained), a clean disconnect; the outbox's rows stay in the store. */
+static void broker_stop(struct console *s)
+{
+	republish_destroy(s->reporter);
+	s->reporter = NULL;
+	if (s->up && uplink_connected(s->up))
+		publish_status(s, false);
+	uplink_destroy(s->up);
+	s->up = NULL;
+	outbox_destroy(s->fwd);
+	s->fwd = NULL;
+}
+
 struct console *console_create(struct loop *l, struct store *st, const struct berth_config *cfg,
 			 const struct control_target_ops *ops, void *target_ctx)
 {
@@ -449,6 +545,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		return NULL;
 	s->loop = l;
 	s->st = st;
+	s->store_up = store_available(st);
 	loop_timer_init(&s->kick_timer, kick_replies, s);
 	loop_timer_init(&s->batch_timer, on_batch_timer, s);
 	snprintf(s->device_id, sizeof(s->device_id), "%s", cfg->device_id);
@@ -472,46 +569,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 	if (trust_setup(s, st, cfg))
 		goto errout;
 
-	struct uplink_cbs ucbs = {
-		.connected = on_connected,
-		.disconnected = on_disconnected,
-		.message = on_message,
-		.published = on_published,
-		.arg = s,
-	};
-	if (!cfg->broker.enabled) {
-		log_inf("event=broker_disabled");
-		return s;
-	}
-	/* The uplink connects on the loop's next turn, after the forwarder exists. */
-	struct uplink_opts uo;
-	uplink_options(s, cfg, &uo);
-	s->up = uplink_create(l, &uo, &ucbs);
-	if (!s->up)
-		goto errout;
-	struct outbox_opts fo = {
-		.telemetry_topic = s->t_telemetry,
-		.events_topic = s->t_events,
-		.device_id = cfg->device_id,
-		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
-		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
-		.publish_reply = publish_reply,
-		.forward_rate = (uint32_t)cfg->telemetry.forward_rate,
-	};
-	s->fwd = outbox_create(l, st, publish_batch, s, &fo);
-	if (!s->fwd)
-		goto errout;
-	struct republish_opts ro = {
-		.check_ms = REPORT_CHECK_MS,
-		.refresh_ms = (uint32_t)cfg->telemetry.state_refresh_s * 1000u,
-		.max_bytes = REPORT_MAX,
-		.render = report_render,
-		.can_publish = report_can_publish,
-		.publish = report_publish,
-		.arg = s,
-	};
-	s->reporter = republish_create(l, &ro);
-	if (!s->reporter)
+	if (broker_start(s, cfg))
 		goto errout;
 	return s;
 errout:
@@ -527,17 +585,21 @@ void console_destroy(struct console *s)
 	batch_commit(s);
 	loop_timer_stop(s->loop, &s->kick_timer);
 	loop_timer_stop(s->loop, &s->batch_timer);
-	republish_destroy(s->reporter);
-	if (s->up && uplink_connected(s->up))
-		publish_status(s, false);
-	uplink_destroy(s->up);
-	outbox_destroy(s->fwd);
+	broker_stop(s);
 	control_destroy(s->ctl);
 	trust_destroy(s->trust);
 	free(s);
 }
 
 int console_boot(struct console *s, const char *fallback_json) { return control_boot(s->ctl, fallback_json); }
+
+int console_reconfigure(struct console *s, const struct berth_config *cfg)
+{
+	/* A new uplink with the new settings connects on the loop's next turn; the outbox's
+	 * rows stay in the store and the new outbox sends what was never acknowledged. */
+	broker_stop(s);
+	return broker_start(s, cfg);
+}
 
 void console_telemetry_source(void *arg, struct collector_buf *b)
 {

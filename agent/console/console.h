@@ -29,6 +29,14 @@ void console_destroy(struct console *s);
 /* Start-up desired state (see control_boot). */
 int console_boot(struct console *s, const char *fallback_json) __attribute__((warn_unused_result));
 
+/* Applies a reload's broker keys and the telemetry keys of the uplink (batch_max_bytes,
+ * inflight_max, state_refresh_s): status offline is published (a clean DISCONNECT does not
+ * fire the Last Will), the uplink, outbox and reported-state publisher are made again from
+ * cfg (broker.enabled false: none) and the new uplink connects at once. The outbox's rows
+ * stay in the store; what was in flight is sent again. The uplink's counters start over.
+ * Returns 0 or -ENOMEM (logged). */
+int console_reconfigure(struct console *s, const struct berth_config *cfg) __attribute__((warn_unused_result));
+
 /* New rows are in the outbox: send what the window allows. */
 void console_kick(void *s);
 /* A command changed the state: the reported state is republished at once

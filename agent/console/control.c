@@ -26,6 +26,7 @@ struct control {
 	struct control_cbs cbs;
 	uint64_t version;
 	char *desired;               /* current desired JSON, owned; NULL when none */
+	bool from_file;              /* desired is the deployments file's (booted without a persisted one) */
 	char reply[REPLY_MAX];
 	char result[REPLY_MAX - 256];
 	char scratch[DESIRED_MAX];
@@ -107,6 +108,7 @@ static void set_desired(struct control *c, uint64_t version, char *json)
 	free(c->desired);
 	c->desired = json;
 	c->version = version;
+	c->from_file = false;
 	apply_groups(c);
 }
 
@@ -114,6 +116,27 @@ static void changed(struct control *c)
 {
 	if (c->cbs.state_changed)
 		c->cbs.state_changed(c->cbs.arg);
+}
+
+/* Applies the desired state in c->scratch (version) as the one in force. */
+static int adopt(struct control *c, uint64_t version, const char *from)
+{
+	char *copy = strdup(c->scratch);
+	if (!copy)
+		return -ENOMEM;
+	struct command_error err = { 0 };
+	int rc;
+	if (c->ops->apply && (rc = c->ops->apply(c->tctx, version, copy, &err))) {
+		log_err("event=boot_desired_refused from=%s version=%llu code=%s message=\"%s\"", from,
+			(unsigned long long)version, err.code ? err.code : "", err.message);
+		free(copy);
+		return rc;
+	}
+	set_desired(c, version, copy);
+	c->from_file = strcmp(from, "deployments_file") == 0;
+	log_inf("event=boot_desired from=%s version=%llu", from, (unsigned long long)version);
+	changed(c);
+	return 0;
 }
 
 int control_boot(struct control *c, const char *fallback_json)
@@ -137,20 +160,22 @@ int control_boot(struct control *c, const char *fallback_json)
 	} else if (rc) {
 		return rc;
 	}
-	char *copy = strdup(c->scratch);
-	if (!copy)
-		return -ENOMEM;
-	struct command_error err = { 0 };
-	if (c->ops->apply && (rc = c->ops->apply(c->tctx, version, copy, &err))) {
-		log_err("event=boot_desired_refused from=%s version=%llu code=%s message=\"%s\"", from,
-			(unsigned long long)version, err.code ? err.code : "", err.message);
-		free(copy);
-		return rc;
-	}
-	set_desired(c, version, copy);
-	log_inf("event=boot_desired from=%s version=%llu", from, (unsigned long long)version);
-	changed(c);
-	return 0;
+	return adopt(c, version, from);
+}
+
+int control_store_back(struct control *c)
+{
+	uint64_t version = 0;
+	int rc = store_desired_get(c->st, &version, c->scratch, sizeof(c->scratch));
+	if (rc)
+		return rc == -ENOENT ? 0 : rc; /* none persisted: what runs stays */
+	/* As at a start with the store: the persisted state wins over the file's. Nothing
+	 * else can have been taken meanwhile (a deploy needs the store). */
+	if (c->desired && !c->from_file && version <= c->version)
+		return 0;
+	if ((rc = adopt(c, version, "store_back")) == 0)
+		refresh_drift(c);
+	return rc;
 }
 
 int control_report(struct control *c, char *buf, size_t len, bool figures)
@@ -301,6 +326,19 @@ static int execute(struct control *c, struct command *cmd, struct command_error 
 		return control_report(c, c->result, sizeof(c->result), true) < 0
 			       ? err_set(err, "internal", "state too large%s", "")
 			       : 0;
+	case CMD_SITE_JOIN:
+	case CMD_SITE_LEAVE: {
+		bool join = cmd->verb == CMD_SITE_JOIN;
+		if (!o->site_member)
+			return err_set(err, "unsupported", "%s: this gateway is not in a site (site.enabled)",
+				       command_verb_name(cmd->verb));
+		char idq[sizeof(cmd->args.member) * 6 + 8];
+		if (command_json_string(idq, sizeof(idq), cmd->args.member) < 0)
+			return err_set(err, "bad_value", "args.id cannot be quoted%s", "");
+		snprintf(c->result, sizeof(c->result), "{\"member\":%s,\"%s\":\"requested\"}", idq,
+			 join ? "join" : "leave");
+		return o->site_member(c->tctx, cmd->args.member, join ? cmd->args.address : NULL, err);
+	}
 	case CMD_SET_LOG_LEVEL: {
 		int lvl = log_level_parse(cmd->args.level);
 		if (lvl < 0)
@@ -332,7 +370,7 @@ static int execute(struct control *c, struct command *cmd, struct command_error 
 			return unsupported(err, "rollback");
 		snprintf(c->result, sizeof(c->result), "{\"deployment\":\"%s\",\"rolled_back\":true}",
 			 cmd->args.deployment);
-		return o->rollback(c->tctx, cmd->args.deployment, err);
+		return o->rollback(c->tctx, cmd->args.deployment, "requested", err);
 	case CMD_REMOVE:
 		snprintf(c->result, sizeof(c->result), "{\"deployment\":\"%s\",\"removed\":true}", cmd->args.deployment);
 		return do_remove(c, cmd, err);
@@ -361,7 +399,7 @@ static void trust_to_command_err(const struct trust_err *te, struct command_erro
  * anything is applied. 0, -EALREADY (already applied: answer from the
  * journal), or -errno with err filled. */
 static int gate(struct control *c, const struct command *cmd, const char *payload, size_t len, const char *group,
-		struct command_error *err)
+		struct command_error *err, bool *signed_out)
 {
 	struct trust_verdict v;
 	struct trust_err te = { 0 };
@@ -369,6 +407,7 @@ static int gate(struct control *c, const struct command *cmd, const char *payloa
 	 * commit, before the command is applied (at most once). */
 	bool txn = store_begin(c->st) == 0;
 	int rc = trust_verify(c->trust, payload, len, NULL, &v, &te);
+	*signed_out = rc == 0 && v.signed_;
 	/* A group topic's command must be signed for that group (not for this
 	 * device or another of its groups): what was signed is what was sent. */
 	if (rc == 0 && group && v.signed_ && (strncmp(v.env.target, "group:", 6) || strcmp(v.env.target + 6, group)))
@@ -407,12 +446,16 @@ void control_handle(struct control *c, const char *topic_verb, const char *paylo
 	c->stats.received++;
 
 	int rc = command_parse(topic_verb, payload, len, &cmd, &err);
+	bool signed_ = false, dup = false;
 	if (c->trust && rc == 0) {
-		rc = gate(c, &cmd, payload, len, rt->group, &err);
-		if (rc == -EALREADY && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0)
-			goto duplicate;
-	} else if (!c->trust && cmd.id[0] && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0) {
-duplicate:
+		rc = gate(c, &cmd, payload, len, rt->group, &err, &signed_);
+		dup = rc == -EALREADY && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0;
+	}
+	/* A signed command is kept once by the replay window; an unsigned one (no trust gate, or
+	 * trust.require_signatures off) by the journal alone. */
+	if (!dup && !signed_ && (!c->trust || rc == 0) && cmd.id[0])
+		dup = store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0;
+	if (dup) {
 		c->stats.duplicates++;
 		log_inf("event=command_duplicate id=%s verb=%s", cmd.id, topic_verb);
 		send(c, rt, c->reply, strlen(c->reply));
@@ -513,12 +556,43 @@ int control_handle_desired(struct control *c, const char *payload, size_t len)
 	return 0;
 }
 
-/* Repair of a running deployment that violates a rule in repair mode: it is
- * stopped (removed from the desired state, persisted). No last-known-good
- * version exists on this gateway yet to roll back to. */
-static int repair_stop(void *arg, const char *name, const char *rule)
+/* Repair by rollback: the deployment's last-known-good version, if it has
+ * one that complies with the policy, replaces it (the rollback verb's path)
+ * and takes its place in the desired state (persisted). TRUST_ROLLED_BACK or
+ * -errno (no such version, or it does not comply: then it is stopped). */
+static int repair_rollback(struct control *c, const char *name, const char *rule)
+{
+	char *doc = NULL;
+	struct command_error err = { 0 };
+	int rc = c->ops->last_good && c->ops->rollback ? c->ops->last_good(c->tctx, name, &doc) : -ENOTSUP;
+	if (rc == 0 && !trust_complies(c->trust, doc))
+		rc = -EACCES;
+	if (rc == 0)
+		rc = c->ops->rollback(c->tctx, name, "policy", &err);
+	if (rc) {
+		log_inf("event=policy_rollback_not_possible deployment=%s rule=%s reason=\"%s\"", name, rule,
+			rc == -EACCES ? "the last-known-good version violates the policy" : strerror(-rc));
+		free(doc);
+		return rc;
+	}
+	char *next = c->desired ? command_desired_replace(c->desired, name, doc) : NULL;
+	if (next && store_desired_set(c->st, c->version, next) == 0)
+		set_desired(c, c->version, next);
+	else
+		free(next);
+	free(doc);
+	log_wrn("event=policy_repaired deployment=%s rule=%s action=rolled_back", name, rule);
+	return TRUST_ROLLED_BACK;
+}
+
+/* Repair of a running deployment that violates a rule in repair mode:
+ * rolled back to a compliant last-known-good version, else stopped
+ * (removed from the desired state, persisted). */
+static int repair(void *arg, const char *name, const char *rule)
 {
 	struct control *c = arg;
+	if (repair_rollback(c, name, rule) == TRUST_ROLLED_BACK)
+		return TRUST_ROLLED_BACK;
 	struct command_error err = { 0 };
 	int rc = c->ops->remove ? c->ops->remove(c->tctx, name, &err) : -ENOTSUP;
 	if (rc) {
@@ -531,7 +605,7 @@ static int repair_stop(void *arg, const char *name, const char *rule)
 	else
 		free(next);
 	log_wrn("event=policy_repaired deployment=%s rule=%s action=stopped", name, rule);
-	return 0;
+	return TRUST_STOPPED;
 }
 
 static void refresh_drift(struct control *c)
@@ -544,7 +618,7 @@ static void refresh_drift(struct control *c)
 	if (!copy)
 		return;
 	bool txn = store_begin(c->st) == 0;
-	int v = trust_drift(c->trust, copy, repair_stop, c);
+	int v = trust_drift(c->trust, copy, repair, c);
 	if (txn && store_commit(c->st))
 		log_err("event=drift_not_persisted");
 	free(copy);

@@ -25,8 +25,13 @@ struct control_target_ops {
 	int (*scale)(void *ctx, const char *name, uint32_t replicas, struct command_error *err);
 	int (*restart)(void *ctx, const char *name, struct command_error *err);
 	int (*remove)(void *ctx, const char *name, struct command_error *err);
-	/* Rolls the deployment back to its last-known-good version (NULL: unsupported). */
-	int (*rollback)(void *ctx, const char *name, struct command_error *err);
+	/* Rolls the deployment back to its last-known-good version (NULL:
+	 * unsupported); reason ("requested", "policy") goes into the event. */
+	int (*rollback)(void *ctx, const char *name, const char *reason, struct command_error *err);
+	/* The deployment's last-known-good spec as a one-deployment desired
+	 * state {"deployments":[SPEC],"version":1} in *doc (malloc'ed, caller
+	 * frees): 0, -ENODATA (none), -EALREADY (it runs it), -errno. NULL: none. */
+	int (*last_good)(void *ctx, const char *name, char **doc);
 	int (*chaos)(void *ctx, const char *name, uint32_t interval_s, uint32_t duration_s, uint32_t min_running,
 		     struct command_error *err);
 	/* Writes the deployments' state as a JSON array into buf; returns its
@@ -37,6 +42,8 @@ struct control_target_ops {
 	 * pairs separated by commas, no leading comma) into buf; returns the
 	 * length (0: none) or -ENOSPC. figures as for report. NULL: none. */
 	int (*report_extra)(void *ctx, char *buf, size_t len, bool figures);
+	/* A site member joins (address given) or leaves (address NULL); NULL: no site here. */
+	int (*site_member)(void *ctx, const char *id, const char *address, struct command_error *err);
 	/* A notable event (type, JSON object detail) for the event stream. NULL: none. */
 	void (*event)(void *ctx, const char *type, const char *detail_json);
 };
@@ -86,8 +93,10 @@ const char *const *control_trust_verbs(size_t *n);
 
 /* A signed policy document (berth/v1/<device>/policy, retained): installed
  * when newer, then running deployments are checked against it; those
- * violating a rule in repair mode are stopped (removed from the desired
- * state), the others reported. Returns 0, -ESTALE, or -errno (previous policy stays). */
+ * violating a rule in repair mode are rolled back to their last-known-good
+ * version when it complies (ops->last_good, ops->rollback; it replaces them
+ * in the desired state), else stopped (removed from the desired state); the
+ * others are reported. Returns 0, -ESTALE, or -errno (previous policy stays). */
 int control_handle_policy(struct control *c, const char *payload, size_t len);
 
 /* A signed key list (berth/v1/<device>/keys, retained): rotation. */
@@ -97,6 +106,10 @@ int control_handle_keys(struct control *c, const char *payload, size_t len);
  * fallback (the deployments file's content as {"version":0,"deployments":[...]},
  * may be NULL). Returns 0, -ENOENT when there was nothing to apply, or -errno. */
 int control_boot(struct control *c, const char *fallback_json) __attribute__((warn_unused_result));
+/* The store opened after berthd ran without it: its persisted desired state, when there
+ * is one, replaces the deployments file's (as at a start with the store) and is applied.
+ * Returns 0 or -errno. */
+int control_store_back(struct control *c);
 
 /* Handles one command payload from berth/v1/<device>/cmd/<verb>. Always sends
  * exactly one reply (a redelivered id gets its first reply again). */

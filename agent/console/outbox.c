@@ -141,6 +141,14 @@ void outbox_on_connected(struct outbox *f)
 	outbox_kick(f);
 }
 
+void outbox_store_back(struct outbox *f)
+{
+	/* Nothing of the store's was in flight while it was away (seq 0 and direct replies are
+	 * not tracked); rows and replies queued before it went are backlog again. */
+	rewind_lanes(f);
+	outbox_kick(f);
+}
+
 void outbox_on_disconnected(struct outbox *f)
 {
 	f->active = false;
@@ -337,14 +345,15 @@ void outbox_on_published(struct outbox *f, int mid, int reason)
 	outbox_kick(f);
 }
 
-/* Deletes the acknowledged ranges in one transaction (one fsync for all).
- * A crash before it only means those rows are sent again. */
+/* Deletes the acknowledged ranges in one transaction, which does not wait for the disk
+ * (it held up the loop, and so the local API, for up to 120 ms under a burst of replies).
+ * A crash or power cut before it reaches the disk only means those rows are sent again. */
 static void flush_acks(void *arg)
 {
 	struct outbox *f = arg;
 	if (!f->nacks)
 		return;
-	int rc = store_begin(f->st);
+	int rc = store_begin_unsynced(f->st);
 	bool txn = rc == 0;
 	for (uint32_t i = 0; i < f->nacks && (rc == 0 || !txn); i++) {
 		rc = f->acks[i].reply ? store_reply_ack(f->st, f->acks[i].lo)

@@ -74,6 +74,8 @@ void outbox_destroy(struct outbox *f);
  * (the PUBACK of mid; reason >= 0x80: refused). */
 void outbox_on_connected(struct outbox *f);
 void outbox_on_disconnected(struct outbox *f);
+/* The store opened after berthd ran without it: what it holds is sent from the start. */
+void outbox_store_back(struct outbox *f);
 void outbox_on_published(struct outbox *f, int mid, int reason);
 
 /* Sends what the window allows; call after appending rows. Never blocks

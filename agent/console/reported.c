@@ -36,6 +36,10 @@ struct reported *reported_create(struct sampler *m, struct dispatch *d, unsigned
 }
 
 void reported_destroy(struct reported *f) { free(f); }
+void reported_set_interval(struct reported *f, unsigned interval_ms)
+{
+	f->interval_ms = interval_ms ? interval_ms : CONFIG_METRIC_INTERVAL_MS;
+}
 
 /* --- pure helpers ---------------------------------------------------------- */
 

@@ -47,6 +47,8 @@ struct reported;
  * NULL on allocation failure. Free with reported_destroy() (NULL safe). */
 struct reported *reported_create(struct sampler *m, struct dispatch *d, unsigned interval_ms);
 void reported_destroy(struct reported *f);
+/* The sampling period after a reload (a series older than two periods is stale). */
+void reported_set_interval(struct reported *f, unsigned interval_ms);
 
 /* Telemetry sources (arg: the struct reported). now is the loop's time. */
 void reported_containers_source(void *f, struct collector_buf *b);

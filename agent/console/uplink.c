@@ -165,6 +165,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 }
 
 #define READ_BURST 64
+#define READ_BUDGET_US 5000
 
 static void on_fd(void *arg, int fd, unsigned events);
 static void schedule_retry(struct uplink *u);
@@ -329,9 +330,14 @@ static void on_fd(void *arg, int fd, unsigned events)
 		return;
 	int rc = MOSQ_ERR_SUCCESS;
 	/* libmosquitto reads one packet per call: read on while whole packets are there (at
-	 * most READ_BURST), so a burst of commands is handled in one turn of the loop (and its
-	 * journal written in one transaction) instead of one turn per packet. */
-	for (int i = 0; (events & (LOOP_IN | LOOP_ERR)) && i < READ_BURST && u->mosq && !u->lost; i++) {
+	 * most READ_BURST, for at most READ_BUDGET_US so that the rest of the loop, the local
+	 * API's health answers among it, is not held up), so a burst of commands is handled in
+	 * a few turns of the loop (its journal written in one transaction each) instead of one
+	 * turn per packet. */
+	uint64_t t0_us = hal_clock_now_us();
+	for (int i = 0; (events & (LOOP_IN | LOOP_ERR)) && i < READ_BURST && u->mosq && !u->lost &&
+			hal_clock_now_us() - t0_us < READ_BUDGET_US;
+	     i++) {
 		uint64_t before = u->packets;
 		rc = mosquitto_loop_read(u->mosq, 1);
 		if (rc != MOSQ_ERR_SUCCESS || u->packets == before)

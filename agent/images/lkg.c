@@ -118,9 +118,11 @@ static void bad_store(struct lkg *k, const struct lkg_dep *e)
 		log_wrn("event=lkg_store_failed deployment=%s", e->name);
 }
 
-/* Parses the stored spec of e into k->scratch->d[0]. */
-static int lkg_spec_load(struct lkg *k, const struct lkg_dep *e)
+/* The stored spec of e as a one-deployment desired state
+ * {"deployments":[SPEC],"version":1} (malloc'ed): 0, -ENODATA, -EIO. */
+static int lkg_doc(struct lkg *k, const struct lkg_dep *e, char **out)
 {
+	*out = NULL;
 	if (!e->lkg_hash)
 		return -ENODATA;
 	if (record_read(k, e->name))
@@ -130,20 +132,29 @@ static int lkg_spec_load(struct lkg *k, const struct lkg_dep *e)
 	cJSON_Delete(root);
 	cJSON *doc = cJSON_CreateObject();
 	cJSON *arr = doc ? cJSON_AddArrayToObject(doc, "deployments") : NULL;
-	int rc = -EIO;
 	if (spec && arr && cJSON_AddNumberToObject(doc, "version", 1)) {
 		cJSON_AddItemToArray(arr, spec);
 		spec = NULL;
-		char *text = cJSON_PrintUnformatted(doc);
-		struct deploy_error de;
-		if (text && deploy_parse(text, strlen(text), k->scratch, &de) == 0 && k->scratch->n == 1)
-			rc = 0;
-		else
-			log_wrn("event=lkg_spec_unreadable deployment=%s", e->name);
-		free(text);
+		*out = cJSON_PrintUnformatted(doc);
 	}
 	cJSON_Delete(spec);
 	cJSON_Delete(doc);
+	return *out ? 0 : -EIO;
+}
+
+/* Parses the stored spec of e into k->scratch->d[0]. */
+static int lkg_spec_load(struct lkg *k, const struct lkg_dep *e)
+{
+	char *text = NULL;
+	int rc = lkg_doc(k, e, &text);
+	if (rc)
+		return rc;
+	struct deploy_error de;
+	if (deploy_parse(text, strlen(text), k->scratch, &de) != 0 || k->scratch->n != 1) {
+		log_wrn("event=lkg_spec_unreadable deployment=%s", e->name);
+		rc = -EIO;
+	}
+	free(text);
 	return rc;
 }
 
@@ -330,6 +341,20 @@ int lkg_rollback(struct lkg *k, const char *deployment, const char *reason)
 		    "\",\"to_version\":\"%016" PRIx64 "\",\"to_digest\":\"%s\"}",
 		    deployment, reason, from, e->lkg_image, from_hash, e->lkg_hash, e->lkg_digest);
 	return 0;
+}
+
+int lkg_last_good(struct lkg *k, const char *deployment, char **doc)
+{
+	*doc = NULL;
+	const struct deploy_spec *cur = supervisor_spec(k->sup, deployment);
+	struct lkg_dep *e = cur ? dep_get(k, deployment) : NULL;
+	if (!e)
+		return -ENOENT;
+	if (!e->lkg_hash)
+		return -ENODATA;
+	if (e->lkg_hash == cur->spec_hash)
+		return -EALREADY;
+	return lkg_doc(k, e, doc);
 }
 
 int lkg_report(struct lkg *k, const char *deployment, bool figures, char *buf, size_t len)

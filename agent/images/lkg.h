@@ -41,6 +41,12 @@ void lkg_destroy(struct lkg *k);
  * could not be read). reason is logged and sent in the event. */
 int lkg_rollback(struct lkg *k, const char *deployment, const char *reason) __attribute__((warn_unused_result));
 
+/* The last-known-good spec of deployment, as a one-deployment desired state
+ * {"deployments":[SPEC],"version":1} in *doc (malloc'ed, caller frees), so
+ * that it can be checked (the policy) before lkg_rollback. Returns 0, or
+ * -ENOENT, -ENODATA, -EALREADY, -EIO as lkg_rollback. */
+int lkg_last_good(struct lkg *k, const char *deployment, char **doc) __attribute__((warn_unused_result));
+
 /* The reported state's fields for one deployment, without braces:
  * "image":..,"image_state":..,"pull":{bytes..}|null,"last_known_good":{image,digest,since_ms}|null,
  * "last_rollback":{reason,from_image,to_image,wall_ms}|null; "pull" (progress, a figure) only

@@ -22,13 +22,20 @@
 #include "hal/clock.h"
 #include "hal/invoke.h"
 #include "hal/net.h"
+#include "hal/sys.h"
 
 #define LOG_TAG "api"
 
-#define API_MAX_DAEMONS 2            /* TCP and unix socket */
+#define API_MAX_DAEMONS 2            /* TCP and unix socket: daemons[D_TCP], daemons[D_UNIX] */
+enum { D_TCP, D_UNIX };
 #define API_SCRATCH_INITIAL (64 * 1024)
 #define API_LISTEN_BACKLOG 4096      /* the kernel caps it at net.core.somaxconn; a flood must not fill the accept queue */
 #define API_UNIX_MODE 0660             /* owner and group may connect */
+#define API_BODY_STASH 4         /* body buffers kept between requests, whatever the concurrency was */
+/* After a burst (this many requests, then none in progress for the quiet time) the allocator
+ * hands back the free heap pages its transient allocations left (~180 kB per 10,000). */
+#define API_TRIM_AFTER_REQUESTS 256
+#define API_TRIM_QUIET_MS 100
 
 /* --- the server ------------------------------------------------------------ */
 
@@ -54,7 +61,7 @@ struct api_ctx {
 	struct MHD_Connection *conn;
 	enum ctx_state state;
 	bool too_large;
-	char *body;                  /* kept across requests up to CONFIG_API_BODY_KEEP_BYTES */
+	char *body;                  /* from the stash or malloc; back to the stash at the end */
 	size_t body_len, body_cap;
 	char content_type[96];
 	char model[DEPLOY_NAME_MAX];
@@ -79,13 +86,17 @@ struct api {
 	struct dispatch *dispatch;
 	size_t max_body_bytes;
 	char token[128];              /* "" none */
-	struct api_daemon daemons[API_MAX_DAEMONS];
-	unsigned ndaemons;
+	struct api_daemon daemons[API_MAX_DAEMONS]; /* mhd NULL: that listener is off */
+	char tcp_listen[64];          /* the TCP listener's address and port (0: none) */
+	uint16_t tcp_port;
 	char unix_path[CONFIG_API_UNIX_PATH_MAX];
 	struct api_ctx ctx[CONFIG_API_MAX_CONNECTIONS];
 	struct api_ctx *free_list;
 	unsigned ctx_made;           /* ctx[0..ctx_made) have been handed out at least once */
 	unsigned in_use;
+	char *stash[API_BODY_STASH]; /* body buffers of at most CONFIG_API_BODY_KEEP_BYTES */
+	size_t stash_cap[API_BODY_STASH];
+	unsigned nstash;
 	char *scratch;               /* /metrics and /v1/state text, grown as needed */
 	size_t scratch_cap;
 	api_state_fn state_fn;       /* the agent's state document for /v1/state; NULL: dispatch's alone */
@@ -94,6 +105,8 @@ struct api {
 	void *state_arg;
 	uint64_t http_errors[6];     /* 400, 404, 405, 413, 500, pool exhausted */
 	struct connguard guard;        /* flood guard: every open connection (agent/infer/connguard.h) */
+	struct loop_timer trim_timer;  /* API_TRIM_QUIET_MS after the last request of a burst */
+	unsigned since_trim;           /* requests ended since the last trim */
 	bool closed_in_run;            /* a connection closed during MHD_run (see daemon_run) */
 };
 
@@ -168,6 +181,11 @@ static struct api_ctx *ctx_get(struct api *a)
 		return NULL;
 	}
 	a->in_use++;
+	if (!c->body && a->nstash) {
+		a->nstash--;
+		c->body = a->stash[a->nstash];
+		c->body_cap = a->stash_cap[a->nstash];
+	}
 	c->state = CTX_READING;
 	c->too_large = false;
 	c->body_len = 0;
@@ -184,17 +202,31 @@ static void ctx_put(struct api *a, struct api_ctx *c)
 		MHD_destroy_response(c->resp);
 		c->resp = NULL;
 	}
-	if (c->body_cap > CONFIG_API_BODY_KEEP_BYTES) {
-		/* A rare large body does not pin its memory for ever. */
+	if (c->body && c->body_cap <= CONFIG_API_BODY_KEEP_BYTES && a->nstash < API_BODY_STASH) {
+		a->stash[a->nstash] = c->body;
+		a->stash_cap[a->nstash++] = c->body_cap;
+	} else {
+		/* A rare large body, or one past the stash, does not pin its memory. */
 		free(c->body);
-		c->body = NULL;
-		c->body_cap = 0;
 	}
+	c->body = NULL;
+	c->body_cap = 0;
 	c->state = CTX_FREE;
 	c->conn = NULL;
 	c->next_free = a->free_list;
 	a->free_list = c;
 	a->in_use--;
+	if (++a->since_trim >= API_TRIM_AFTER_REQUESTS && !a->in_use &&
+	    loop_timer_start(a->loop, &a->trim_timer, API_TRIM_QUIET_MS, 0) < 0)
+		log_err("event=timer_failed what=trim");
+}
+
+static void on_trim_timer(void *arg)
+{
+	struct api *a = arg;
+	if (a->in_use)
+		return; /* a request came: the next quiet moment trims */
+	hal_sys_trim_memory(), a->since_trim = 0;
 }
 
 static int ctx_append(struct api_ctx *c, const char *data, size_t n, size_t max)
@@ -218,11 +250,19 @@ static int ctx_append(struct api_ctx *c, const char *data, size_t n, size_t max)
 	return 0;
 }
 
+/* "MS.UUU" from microseconds, formatted by hand: two of these per proxied request. */
 static void add_ms_header(struct MHD_Response *r, const char *name, uint64_t us)
 {
 	char v[32];
-	snprintf(v, sizeof(v), "%llu.%03llu", (unsigned long long)(us / 1000), (unsigned long long)(us % 1000));
-	MHD_add_response_header(r, name, v);
+	char *p = v + sizeof(v);
+	*--p = '\0';
+	for (int i = 0; i < 3; i++, us /= 10)
+		*--p = (char)('0' + us % 10);
+	*--p = '.';
+	do
+		*--p = (char)('0' + us % 10);
+	while (us /= 10);
+	MHD_add_response_header(r, name, p);
 }
 
 static struct MHD_Response *make_json(const char *body, size_t len)
@@ -468,8 +508,8 @@ static void on_done(void *arg, struct dispatch_req *r, const void *body, size_t 
 	MHD_resume_connection(c->conn);
 	/* Run MHD from the loop (not from inside this callback, which may sit in
 	 * another library's callback) at once rather than at the next wake-up. */
-	for (unsigned i = 0; i < a->ndaemons; i++)
-		if (loop_timer_start(a->loop, &a->daemons[i].timer, 0, 0) < 0)
+	for (unsigned i = 0; i < API_MAX_DAEMONS; i++)
+		if (a->daemons[i].mhd && loop_timer_start(a->loop, &a->daemons[i].timer, 0, 0) < 0)
 			log_err("event=timer_failed");
 }
 
@@ -647,9 +687,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_wrn("event=mhd_error msg=\"%s\"", msg);
 }
 
-static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned nlisteners)
+static int start_daemon(struct api *a, unsigned slot, int listen_fd, const char *what, unsigned nlisteners)
 {
-	struct api_daemon *ad = &a->daemons[a->ndaemons];
+	struct api_daemon *ad = &a->daemons[slot];
 	ad->api = a;
 	loop_timer_init(&ad->timer, on_daemon_timer, ad);
 	/* Both listeners together never exceed the guard's slots (the pool plus the reserve). */
@@ -678,9 +718,112 @@ static int start_daemon(struct api *a, int listen_fd, const char *what, unsigned
 		log_err("event=listen_failed on=%s err=\"cannot watch the server's epoll fd\"", what);
 		return -EIO;
 	}
-	a->ndaemons++;
 	rearm(ad);
 	return 0;
+}
+
+/* Answers the requests still queued on ad's connections with 503 (shutting down), lets MHD
+ * send those answers, closes its listener and stops it. */
+static void daemon_stop(struct api *a, struct api_daemon *ad)
+{
+	if (!ad->mhd)
+		return;
+	for (unsigned i = 0; i < a->ctx_made; i++) {
+		struct api_ctx *c = &a->ctx[i];
+		if (c->state != CTX_QUEUED)
+			continue;
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_DAEMON);
+		if (ci && ci->daemon != ad->mhd)
+			continue;
+		dispatch_cancel(a->dispatch, &c->req);
+		c->req.reason = DISPATCH_SHUTDOWN;
+		c->req.http_status = 503;
+		c->resp = make_refusal(&c->req, c->model);
+		c->resp_status = 503;
+		c->state = CTX_DONE;
+		MHD_resume_connection(c->conn);
+	}
+	(void)MHD_run(ad->mhd);
+	loop_timer_stop(a->loop, &ad->timer);
+	loop_fd_del(a->loop, ad->epoll_fd);
+	/* Quiescing hands the listen socket back, so it is closed exactly once. */
+	MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
+	MHD_stop_daemon(ad->mhd);
+	if (lfd != MHD_INVALID_SOCKET)
+		hal_net_close(lfd);
+	ad->mhd = NULL;
+}
+
+/* Opens the listening sockets of cfg that differ from the running ones (fd[D_TCP],
+ * fd[D_UNIX]; -1 where unchanged or off). Returns 0, or a negative errno with nothing open. */
+static int listeners_open(struct api *a, const struct api_config *cfg, int fd[API_MAX_DAEMONS])
+{
+	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
+	fd[D_TCP] = fd[D_UNIX] = -1;
+	if (cfg->port && (cfg->port != a->tcp_port || strcmp(cfg->listen, a->tcp_listen))) {
+		fd[D_TCP] = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG);
+		if (fd[D_TCP] < 0) {
+			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd[D_TCP]));
+			return fd[D_TCP];
+		}
+	}
+	if (want_unix && strcmp(cfg->unix_socket, a->unix_path)) {
+		fd[D_UNIX] = hal_net_listen_unix(cfg->unix_socket, API_UNIX_MODE, API_LISTEN_BACKLOG);
+		if (fd[D_UNIX] < 0) {
+			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd[D_UNIX]));
+			hal_net_close(fd[D_TCP]);
+			return fd[D_UNIX];
+		}
+	}
+	return 0;
+}
+
+/* Swaps in the listeners listeners_open opened (fd), stops those cfg changed or turned off. */
+static int listeners_swap(struct api *a, const struct api_config *cfg, const int fd[API_MAX_DAEMONS])
+{
+	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
+	unsigned n = (cfg->port ? 1u : 0u) + (want_unix ? 1u : 0u);
+	int rc = 0;
+	if (fd[D_TCP] >= 0 || !cfg->port) {
+		daemon_stop(a, &a->daemons[D_TCP]);
+		a->tcp_port = 0;
+		a->tcp_listen[0] = '\0';
+	}
+	if (fd[D_TCP] >= 0 && (rc = start_daemon(a, D_TCP, fd[D_TCP], "tcp", n)) == 0) {
+		a->tcp_port = cfg->port;
+		snprintf(a->tcp_listen, sizeof(a->tcp_listen), "%s", cfg->listen);
+		log_inf("event=listening on=%s:%u", cfg->listen, cfg->port);
+	}
+	if (fd[D_UNIX] >= 0 || !want_unix) {
+		daemon_stop(a, &a->daemons[D_UNIX]);
+		if (a->unix_path[0])
+			hal_net_unlink_unix(a->unix_path);
+		a->unix_path[0] = '\0';
+	}
+	if (fd[D_UNIX] >= 0) {
+		int urc = start_daemon(a, D_UNIX, fd[D_UNIX], "unix", n);
+		if (urc == 0) {
+			snprintf(a->unix_path, sizeof(a->unix_path), "%s", cfg->unix_socket);
+			log_inf("event=listening on=unix:%s", cfg->unix_socket);
+		} else {
+			hal_net_unlink_unix(cfg->unix_socket);
+			rc = urc;
+		}
+	}
+	return rc;
+}
+
+int api_reconfigure(struct api *a, const struct api_config *cfg)
+{
+	if (!cfg->port && !(cfg->unix_socket && *cfg->unix_socket))
+		return -EINVAL;
+	int fd[API_MAX_DAEMONS];
+	int rc = listeners_open(a, cfg, fd);
+	if (rc)
+		return rc;
+	a->max_body_bytes = cfg->max_body_bytes;
+	snprintf(a->token, sizeof(a->token), "%s", cfg->token ? cfg->token : "");
+	return listeners_swap(a, cfg, fd);
 }
 
 struct api *api_create(struct loop *l, const struct api_config *cfg, struct dispatch *d)
@@ -696,6 +839,7 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	a->dispatch = d;
 	a->max_body_bytes = cfg->max_body_bytes;
 	snprintf(a->token, sizeof(a->token), "%s", cfg->token ? cfg->token : "");
+	loop_timer_init(&a->trim_timer, on_trim_timer, a);
 	connguard_init(&a->guard, CONFIG_API_MAX_CONNECTIONS, CONFIG_API_PER_CLIENT_MAX, CONFIG_API_HEADER_TIMEOUT_MS,
 		       (uint32_t)CONFIG_API_IDLE_TIMEOUT_S * 1000u, API_EVICT_GRACE_MS);
 	if (connguard_start(&a->guard, l) < 0)
@@ -705,30 +849,9 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	if (!a->scratch)
 		goto errout;
 
-	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
-	unsigned nlisteners = (cfg->port ? 1u : 0u) + (want_unix ? 1u : 0u);
-	if (cfg->port) {
-		int fd = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG);
-		if (fd < 0) {
-			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd));
-			goto errout;
-		}
-		if (start_daemon(a, fd, "tcp", nlisteners) < 0)
-			goto errout;
-		log_inf("event=listening on=%s:%u", cfg->listen, cfg->port);
-	}
-	if (want_unix) {
-		snprintf(a->unix_path, sizeof(a->unix_path), "%s", cfg->unix_socket);
-		int fd = hal_net_listen_unix(cfg->unix_socket, API_UNIX_MODE, API_LISTEN_BACKLOG);
-		if (fd < 0) {
-			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd));
-			a->unix_path[0] = '\0';
-			goto errout;
-		}
-		if (start_daemon(a, fd, "unix", nlisteners) < 0)
-			goto errout;
-		log_inf("event=listening on=unix:%s", cfg->unix_socket);
-	}
+	int fd[API_MAX_DAEMONS];
+	if (listeners_open(a, cfg, fd) < 0 || listeners_swap(a, cfg, fd) < 0)
+		goto errout;
 	dispatch_set_done_fn(d, on_done, a);
 	return a;
 
@@ -741,36 +864,17 @@ void api_destroy(struct api *a)
 {
 	if (!a)
 		return;
-	/* Requests still queued get 503 shutting down: withdraw them from the
-	 * dispatcher and resume their connections so MHD can answer and close. */
-	for (unsigned i = 0; i < a->ctx_made; i++) {
-		struct api_ctx *c = &a->ctx[i];
-		if (c->state != CTX_QUEUED)
-			continue;
-		dispatch_cancel(a->dispatch, &c->req);
-		c->req.reason = DISPATCH_SHUTDOWN;
-		c->req.http_status = 503;
-		c->resp = make_refusal(&c->req, c->model);
-		c->resp_status = 503;
-		c->state = CTX_DONE;
-		MHD_resume_connection(c->conn);
-	}
+	/* Requests still queued get 503 shutting down (daemon_stop). */
 	connguard_stop(&a->guard);
-	for (unsigned i = 0; i < a->ndaemons; i++) {
-		struct api_daemon *ad = &a->daemons[i];
-		(void)MHD_run(ad->mhd);
-		loop_timer_stop(a->loop, &ad->timer);
-		loop_fd_del(a->loop, ad->epoll_fd);
-		/* Quiescing hands the listen socket back, so it is closed exactly once. */
-		MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
-		MHD_stop_daemon(ad->mhd);
-		if (lfd != MHD_INVALID_SOCKET)
-			hal_net_close(lfd);
-	}
+	loop_timer_stop(a->loop, &a->trim_timer);
+	for (unsigned i = 0; i < API_MAX_DAEMONS; i++)
+		daemon_stop(a, &a->daemons[i]);
 	if (a->unix_path[0])
 		hal_net_unlink_unix(a->unix_path);
 	for (unsigned i = 0; i < a->ctx_made; i++)
 		free(a->ctx[i].body);
+	for (unsigned i = 0; i < a->nstash; i++)
+		free(a->stash[i]);
 	if (a->dispatch)
 		dispatch_set_done_fn(a->dispatch, NULL, NULL);
 	free(a->scratch);
@@ -788,20 +892,9 @@ struct api *api_create(struct loop *l, const struct api_config *cfg, struct disp
 	return NULL;
 }
 
-void api_set_state_fn(struct api *a, api_state_fn fn, void *arg)
-{
-	(void)a;
-	(void)fn;
-	(void)arg;
-}
-
-void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg)
-{
-	(void)a;
-	(void)fn;
-	(void)arg;
-}
-
+void api_set_state_fn(struct api *a, api_state_fn fn, void *arg) { (void)a, (void)fn, (void)arg; }
+void api_set_metrics_fn(struct api *a, api_metrics_fn fn, void *arg) { (void)a, (void)fn, (void)arg; }
 void api_destroy(struct api *a) { (void)a; }
+int api_reconfigure(struct api *a, const struct api_config *cfg) { (void)a, (void)cfg; return -ENOTSUP; }
 
 #endif

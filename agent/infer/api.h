@@ -25,6 +25,13 @@ struct api_config {
  * must outlive the API). Never blocks. Returns NULL and logs why when a
  * listener cannot be opened. Free with api_destroy(). */
 struct api *api_create(struct loop *l, const struct api_config *cfg, struct dispatch *d);
+/* Applies a changed config to the running API (a reload): the token and the body limit at
+ * once; a listener whose address, port or socket path changed is opened first and only then
+ * is the old one closed (requests still queued on the old listener's connections are
+ * answered 503 shutting down; unchanged listeners are untouched). When a new listener cannot
+ * be opened nothing changes and the error is returned (-EADDRINUSE, -EACCES, -EINVAL for
+ * neither a port nor a socket). */
+int api_reconfigure(struct api *a, const struct api_config *cfg) __attribute__((warn_unused_result));
 /* Renders the document of GET /v1/state (a JSON object) into buf: returns
  * its length, or -ENOSPC when len is too small (the API retries with a
  * larger buffer). */

@@ -390,6 +390,44 @@ static void on_probe_timer(void *arg)
 
 /* --- life cycle ---------------------------------------------------------- */
 
+/* The scheduler's parameters from the config (0: the default). Returns 0 or -EINVAL (an
+ * unknown policy, logged). */
+static int params_from_config(const struct dispatch_config *cfg, struct sched_params *p)
+{
+	sched_params_default(p, hal_sys_ncpu());
+	if (cfg->policy && *cfg->policy) {
+		int pol = sched_policy_parse(cfg->policy);
+		if (pol < 0) {
+			log_err("event=bad_policy policy=%s", cfg->policy);
+			return -EINVAL;
+		}
+		p->policy = (enum sched_policy)pol;
+	}
+	if (cfg->slots)
+		p->slots = cfg->slots;
+	for (unsigned c = 0; c < SLA_NCLASSES; c++)
+		if (cfg->queue_cap[c])
+			p->queue_cap[c] = cfg->queue_cap[c];
+	if (cfg->urgent_reserve_slots)
+		p->reserve_urgent = cfg->urgent_reserve_slots;
+	if (p->reserve_urgent >= p->slots)
+		p->reserve_urgent = p->slots - 1;
+	return 0;
+}
+
+int dispatch_reconfigure(struct dispatch *d, const struct dispatch_config *cfg)
+{
+	struct sched_params p;
+	int rc = params_from_config(cfg, &p);
+	if (rc == 0)
+		rc = sched_set_params(d->sched, &p, loop_now_us(d->loop));
+	if (rc)
+		return rc;
+	d->admit = p.policy != SCHED_FIFO && p.policy != SCHED_EDF;
+	rearm_sched_timer(d);
+	return 0;
+}
+
 struct dispatch *dispatch_create(struct loop *l, struct hal_invoke *inv, const struct dispatch_config *cfg)
 {
 	struct dispatch *d = calloc(1, sizeof(*d));
@@ -402,24 +440,8 @@ struct dispatch *dispatch_create(struct loop *l, struct hal_invoke *inv, const s
 	loop_timer_init(&d->probe_timer, on_probe_timer, d);
 
 	struct sched_params p;
-	sched_params_default(&p, hal_sys_ncpu());
-	if (cfg->policy && *cfg->policy) {
-		int pol = sched_policy_parse(cfg->policy);
-		if (pol < 0) {
-			log_err("event=bad_policy policy=%s", cfg->policy);
-			goto errout;
-		}
-		p.policy = (enum sched_policy)pol;
-	}
-	if (cfg->slots)
-		p.slots = cfg->slots;
-	for (unsigned c = 0; c < SLA_NCLASSES; c++)
-		if (cfg->queue_cap[c])
-			p.queue_cap[c] = cfg->queue_cap[c];
-	if (cfg->urgent_reserve_slots)
-		p.reserve_urgent = cfg->urgent_reserve_slots;
-	if (p.reserve_urgent >= p.slots)
-		p.reserve_urgent = p.slots - 1;
+	if (params_from_config(cfg, &p) < 0)
+		goto errout;
 	d->admit = p.policy != SCHED_FIFO && p.policy != SCHED_EDF;
 	struct sched_callbacks cb = {
 		.dispatch = cb_dispatch,

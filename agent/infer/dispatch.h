@@ -76,6 +76,11 @@ struct dispatch_config {
 /* Creates the dispatcher and its scheduler. inv is borrowed (must outlive
  * it). Returns NULL on allocation failure or a bad config. */
 struct dispatch *dispatch_create(struct loop *l, struct hal_invoke *inv, const struct dispatch_config *cfg);
+/* Applies a changed config to the running scheduler (a reload): policy, slots, class caps
+ * and urgent reserve, under sched_set_params's rule (nothing queued or running is dropped).
+ * Returns 0, -EINVAL (unknown policy, bad values: nothing changed) or -ENOMEM. */
+int dispatch_reconfigure(struct dispatch *d, const struct dispatch_config *cfg)
+	__attribute__((warn_unused_result));
 /* Sets who hears of finished requests (the API); NULL stops it. */
 void dispatch_set_done_fn(struct dispatch *d, dispatch_done_fn done, void *arg);
 /* Hears every request offered to a known model, accepted or refused, from

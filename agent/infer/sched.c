@@ -718,5 +718,43 @@ void sched_impl_refuse_queue(struct sched *s, int model, enum sched_refusal why)
 	}
 }
 
+/* Re-keys every queued request under the current policy's order (fifo: arrival; the edf
+ * family: deadline) and restores each heap (Floyd's heapify over its array, the front
+ * entry folded into it first). */
+static __attribute__((cold)) void heaps_rekey(struct sched *s)
+{
+	for (unsigned hid = 0; hid < NHEAPS; hid++) {
+		struct heap *h = &s->heaps[hid];
+		if (!h->n)
+			continue;
+		if (h->front) { /* the front entry joins the array (its key is set below) */
+			h->id[h->an++] = h->top_id;
+			for (; h->key_init < h->an + HEAP_D; h->key_init++)
+				h->key[h->key_init] = UINT64_MAX;
+		}
+		h->front = 0;
+		for (uint32_t i = 0; i < h->an; i++) {
+			h->key[i] = entry_key(s, &s->pool[h->id[i]]);
+			s->pos[h->id[i]] = i;
+		}
+		for (uint32_t i = h->an / HEAP_D + 1; i-- > 0;)
+			if (i < h->an)
+				heap_down(s, h, i);
+		heap_top_from_array(h);
+	}
+}
+
+__attribute__((cold)) void sched_impl_policy_switched(struct sched *s, bool was_fifo)
+{
+	if (s->fifo != was_fifo)
+		heaps_rekey(s);
+	/* Nothing pauses under the new policy and nothing would resume what is paused: it
+	 * runs again now (it held its replica all along; busy may exceed the slots briefly). */
+	for (uint32_t i = 0; !s->preempt && i < s->nheld; i++)
+		if (s->pool[s->held[i]].state == ST_PAUSED)
+			resume(s, s->held[i]);
+	pump(s);
+}
+
 void sched_impl_refresh(struct sched *s, unsigned mi) { model_refresh(s, mi); }
 void sched_impl_pump(struct sched *s) { pump(s); }

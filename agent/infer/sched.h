@@ -225,6 +225,16 @@ void sched_destroy(struct sched *s);
  * May dispatch. Returns 0 or -EINVAL. */
 int sched_set_slots(struct sched *s, unsigned slots, uint64_t now_us)
 	__attribute__((warn_unused_result));
+/* Changes every parameter at run time (a reload). Nothing accepted is lost: queued requests
+ * stay queued, in the new policy's order (re-keyed when the order changes between fifo and
+ * the edf family); above a smaller class cap they stay, and new ones of that class are
+ * refused (queue_full) until the queue is below it; running requests keep their slots
+ * (dispatch waits until fewer than slots are used); requests paused by a preempting policy
+ * resume at once when the new one does not preempt. The new policy's admission applies to
+ * arrivals and to dispatch from now on. May dispatch. Returns 0, -EINVAL (bad params:
+ * nothing changed), -ENOMEM (a larger queue cap could not be allocated: nothing changed). */
+int sched_set_params(struct sched *s, const struct sched_params *p, uint64_t now_us)
+	__attribute__((warn_unused_result));
 unsigned sched_slots(const struct sched *s);
 unsigned sched_slots_busy(const struct sched *s);
 enum sched_policy sched_policy(const struct sched *s);

@@ -186,6 +186,10 @@ uint64_t sched_mc_wait_us(const struct sched *s, unsigned cls, uint64_t d);
 void sched_impl_refresh(struct sched *s, unsigned mi);
 /* Starts what can start now (a no-op while a pass runs: it repeats). */
 void sched_impl_pump(struct sched *s);
+/* After s->p.policy and its flags changed (sched_set_params): queued requests re-keyed when the
+ * order changed (was_fifo: the old policy's), paused ones resumed when the new policy does
+ * not preempt, then a pass. */
+void sched_impl_policy_switched(struct sched *s, bool was_fifo);
 /* Refuses every queued request of model (it has no replica left). */
 void sched_impl_refuse_queue(struct sched *s, int model, enum sched_refusal why);
 

@@ -101,6 +101,18 @@ static int params_check(const struct sched_params *p)
 	return 0;
 }
 
+/* The hot path's copies of the policy's ops. */
+static void policy_flags(struct sched *s)
+{
+	const struct policy_ops *o = &policy_ops[s->p.policy];
+	s->fifo = !o->edf;
+	s->admit = o->admit;
+	s->reserve = o->reserve;
+	s->preempt = o->preempt;
+	s->mc = o->mc;
+	s->urgent_gate = s->reserve || s->mc;
+}
+
 struct sched *sched_create(const struct sched_params *p, const struct sched_callbacks *cb)
 {
 	if (!p || !cb || !cb->dispatch || !cb->refuse || params_check(p) < 0)
@@ -110,12 +122,7 @@ struct sched *sched_create(const struct sched_params *p, const struct sched_call
 		return NULL;
 	s->p = *p;
 	s->cb = *cb;
-	s->fifo = !policy_ops[p->policy].edf;
-	s->admit = policy_ops[p->policy].admit;
-	s->reserve = policy_ops[p->policy].reserve;
-	s->preempt = policy_ops[p->policy].preempt;
-	s->mc = policy_ops[p->policy].mc;
-	s->urgent_gate = s->reserve || s->mc;
+	policy_flags(s);
 	s->urgent_mask = urgent_heaps();
 	s->models = calloc(SCHED_MAX_MODELS, sizeof(*s->models));
 	s->pool = calloc(POOL_SIZE, sizeof(*s->pool));
@@ -161,6 +168,45 @@ int sched_set_slots(struct sched *s, unsigned slots, uint64_t now_us)
 	set_now(s, now_us);
 	s->p.slots = slots;
 	sched_impl_pump(s);
+	return 0;
+}
+
+/* Grows model mi's heap of class c to hold cap queued requests (plus the held ones that may
+ * come back on a retry); a smaller cap keeps the arrays. */
+static int heap_grow(struct sched *s, unsigned mi, unsigned c, unsigned cap)
+{
+	struct heap *h = &s->heaps[heap_id(mi, c)];
+	uint32_t want = cap + MAX_HELD;
+	if (want <= h->cap)
+		return 0;
+	uint64_t *key = realloc(h->key, (want + HEAP_D) * sizeof(*key));
+	if (!key)
+		return -ENOMEM;
+	h->key = key;
+	uint32_t *id = realloc(h->id, want * sizeof(*id));
+	if (!id)
+		return -ENOMEM;
+	h->id = id;
+	h->cap = want;
+	return 0;
+}
+
+int sched_set_params(struct sched *s, const struct sched_params *p, uint64_t now_us)
+{
+	if (params_check(p) < 0)
+		return -EINVAL;
+	for (unsigned mi = 0; mi < s->nmodels; mi++)
+		for (unsigned c = 0; c < SLA_NCLASSES; c++)
+			if (heap_grow(s, mi, c, p->queue_cap[c]) < 0)
+				return -ENOMEM;
+	set_now(s, now_us);
+	bool was_fifo = s->fifo;
+	enum sched_policy old = s->p.policy;
+	s->p = *p;
+	policy_flags(s);
+	log_inf("event=params_changed policy=%s from=%s slots=%u reserve_urgent=%u queued=%u", policy_names[p->policy],
+		policy_names[old], p->slots, p->reserve_urgent, s->queued_total);
+	sched_impl_policy_switched(s, was_fifo);
 	return 0;
 }
 

@@ -131,6 +131,7 @@ static const struct cfg_key keys[] = {
 
 	BOOL("site.enabled", site.enabled, "false"),
 	STR("site.members", site.members, false, ""),
+	STR("site.address", site.address, false, ""),
 	INT("site.failover_ms", site.failover_ms, 500, 60000, "3000"),
 	INT("site.lease_ms", site.lease_ms, 200, 60000, "2000"),
 	INT("site.election_timeout_ms", site.election_timeout_ms, 100, 10000, "1000"),

@@ -106,7 +106,8 @@ struct berth_config {
 
 	struct {
 		bool enabled;
-		char members[512];         /* "ID=A.B.C.D:PORT,..." the whole site, this gateway included */
+		char members[512];         /* "ID=A.B.C.D:PORT,..." the founding members (the seed list) */
+		char address[64];          /* A.B.C.D:PORT: this gateway's, when it is not in members (joins) */
 		int failover_ms;
 		int lease_ms;
 		int election_timeout_ms;

@@ -21,7 +21,7 @@ static int bad(const char **key, const char *k, char *why, size_t len, const cha
 	return -EINVAL;
 }
 
-static int valid_address(const char *a)
+int siteconf_address_ok(const char *a)
 {
 	unsigned b[4], port;
 	char extra;
@@ -55,7 +55,7 @@ int siteconf_parse(const struct berth_config *cfg, struct siteconf *out, const c
 			return bad(key, "site.members", why, why_len, "more than %s members", "5");
 		if (strlen(e) >= sizeof(out->members[0].device_id) || strlen(eq + 1) >= sizeof(out->members[0].address))
 			return bad(key, "site.members", why, why_len, "member \"%.80s\": id or address too long", e);
-		if (!valid_address(eq + 1))
+		if (!siteconf_address_ok(eq + 1))
 			return bad(key, "site.members", why, why_len, "\"%.80s\" is not an IPv4 address with a port",
 				   eq + 1);
 		for (unsigned i = 0; i < out->n; i++) {
@@ -83,10 +83,23 @@ int siteconf_parse(const struct berth_config *cfg, struct siteconf *out, const c
 			h = (h ^ (unsigned char)*p) * 1099511628211ull;
 		h = (h ^ ',') * 1099511628211ull;
 	}
-	if (self < 0)
-		return bad(key, "site.members", why, why_len, "this gateway's device_id \"%.64s\" is not in the list",
-			   cfg->device_id);
-	out->self = (unsigned)self;
+	const char *addr = cfg->site.address;
+	if (self >= 0 && addr[0] && strcmp(addr, out->members[self].address))
+		return bad(key, "site.address", why, why_len, "%.64s differs from this gateway's entry in site.members (%s)",
+			   addr, out->members[self].address);
+	if (self < 0 && !addr[0])
+		return bad(key, "site.members", why, why_len,
+			   "this gateway's device_id \"%.64s\" is not in the list (a gateway that joins by command "
+			   "gives its own site.address)", cfg->device_id);
+	if (self < 0 && !siteconf_address_ok(addr))
+		return bad(key, "site.address", why, why_len, "\"%.64s\" is not an IPv4 address with a port", addr);
+	for (unsigned i = 0; self < 0 && i < out->n; i++)
+		if (!strcmp(out->members[i].address, addr))
+			return bad(key, "site.address", why, why_len, "%.64s is member %s's address", addr,
+				   out->members[i].device_id);
+	out->self = self < 0 ? SITECONF_JOINER : (unsigned)self;
+	snprintf(out->me.device_id, sizeof(out->me.device_id), "%s", cfg->device_id);
+	snprintf(out->me.address, sizeof(out->me.address), "%s", self < 0 ? addr : out->members[self].address);
 	out->members_hash = h;
 	out->failover_ms = (unsigned)cfg->site.failover_ms;
 	out->lease_ms = (unsigned)cfg->site.lease_ms;

@@ -17,6 +17,7 @@
 
 #define CONSENSUS_IDLE_POLL_MS 100u   /* libuv is run at least this often */
 #define CONSENSUS_CLOSE_TURNS 1000    /* bound on the libuv turns spent closing */
+#define CONSENSUS_CHANGE_RETRY_MS 1000u /* a failed membership change is tried again after this */
 
 struct consensus_req {
 	struct raft_apply req;
@@ -28,7 +29,15 @@ struct consensus {
 	struct consensus_ops ops;
 	struct siteconf_member members[CONSENSUS_MAX_MEMBERS];
 	struct sockaddr_in member_sa[CONSENSUS_MAX_MEMBERS];
-	unsigned n, self;
+	bool present[CONSENSUS_MAX_MEMBERS];
+	struct siteconf_member me;
+	struct sockaddr_in me_sa;
+	unsigned n;
+	struct raft_change change;
+	bool change_pending;
+	uint64_t change_retry_ms;      /* loop time before which no change is started (after a failure) */
+	struct raft_transfer transfer;
+	bool transfer_pending;
 	uv_loop_t uv;
 	bool uv_ready, transport_ready, io_ready, raft_ready, udp_ready, raft_closed;
 	struct raft_uv_transport transport;
@@ -215,7 +224,7 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 
 int consensus_send(struct consensus *c, unsigned idx, const char *buf, size_t len)
 {
-	if (idx >= c->n || idx == c->self)
+	if (idx >= CONSENSUS_MAX_MEMBERS || !c->present[idx] || !strcmp(c->members[idx].device_id, c->me.device_id))
 		return -EINVAL;
 	if (len > CONSENSUS_DGRAM_MAX)
 		return -E2BIG;
@@ -224,6 +233,23 @@ int consensus_send(struct consensus *c, unsigned idx, const char *buf, size_t le
 	if (rc < 0) {
 		c->st.dgram_dropped++;
 		return rc; /* libuv's codes are negative errno on Linux */
+	}
+	c->st.dgram_sent++;
+	return 0;
+}
+
+int consensus_send_to(struct consensus *c, const char *address, const char *buf, size_t len)
+{
+	struct sockaddr_in sa;
+	if (split_address(address, &sa))
+		return -EINVAL;
+	if (len > CONSENSUS_DGRAM_MAX)
+		return -E2BIG;
+	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+	int rc = uv_udp_try_send(&c->udp, &b, 1, (const struct sockaddr *)&sa);
+	if (rc < 0) {
+		c->st.dgram_dropped++;
+		return rc;
 	}
 	c->st.dgram_sent++;
 	return 0;
@@ -290,10 +316,105 @@ int consensus_leader(const struct consensus *c)
 	raft_leader((struct raft *)&c->raft, &id, &addr);
 	if (!id)
 		return -1;
-	for (unsigned i = 0; i < c->n; i++)
-		if (consensus_member_id(c->members[i].device_id) == id)
+	for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS; i++)
+		if (c->present[i] && consensus_member_id(c->members[i].device_id) == id)
 			return (int)i;
 	return -1;
+}
+
+/* --- membership ------------------------------------------------------------------ */
+
+int consensus_member_set(struct consensus *c, unsigned idx, const char *device_id, const char *address)
+{
+	if (idx >= CONSENSUS_MAX_MEMBERS)
+		return -EINVAL;
+	struct sockaddr_in sa;
+	if (split_address(address, &sa))
+		return -EINVAL;
+	snprintf(c->members[idx].device_id, sizeof(c->members[idx].device_id), "%s", device_id);
+	snprintf(c->members[idx].address, sizeof(c->members[idx].address), "%s", address);
+	c->member_sa[idx] = sa;
+	c->present[idx] = true;
+	return 0;
+}
+
+void consensus_member_clear(struct consensus *c, unsigned idx)
+{
+	if (idx < CONSENSUS_MAX_MEMBERS)
+		c->present[idx] = false;
+}
+
+static void on_change(struct raft_change *req, int status)
+{
+	struct consensus *c = req->data;
+	c->change_pending = false;
+	if (status) {
+		c->change_retry_ms = loop_now_ms(c->loop) + CONSENSUS_CHANGE_RETRY_MS;
+		c->st.config_failed++;
+		log_wrn("event=membership_change_failed err=%s", raft_strerror(status));
+	}
+}
+
+static void on_transfer(struct raft_transfer *req)
+{
+	struct consensus *c = req->data;
+	c->transfer_pending = false;
+}
+
+static int change_started(struct consensus *c, int rv, const char *what, const char *device_id)
+{
+	if (rv) {
+		c->change_retry_ms = loop_now_ms(c->loop) + CONSENSUS_CHANGE_RETRY_MS;
+		c->st.config_failed++;
+		log_wrn("event=membership_change_refused what=%s member=%s err=\"%s\"", what, device_id,
+			raft_errmsg(&c->raft));
+		return raft_errno(rv);
+	}
+	c->st.config_changes++;
+	log_inf("event=membership_change what=%s member=%s", what, device_id);
+	return 1;
+}
+
+int consensus_reconcile(struct consensus *c)
+{
+	if (!consensus_leader_ready(c) || c->change_pending || c->transfer_pending ||
+	    c->raft.configuration_uncommitted_index || loop_now_ms(c->loop) < c->change_retry_ms)
+		return 0;
+	const struct raft_configuration *conf = &c->raft.configuration;
+	c->change.data = c;
+	for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS; i++) {
+		if (!c->present[i])
+			continue;
+		raft_id id = consensus_member_id(c->members[i].device_id);
+		const struct raft_server *srv = NULL;
+		for (unsigned j = 0; j < conf->n && !srv; j++)
+			if (conf->servers[j].id == id)
+				srv = &conf->servers[j];
+		if (srv && srv->role == RAFT_VOTER)
+			continue;
+		int rv = srv ? raft_assign(&c->raft, &c->change, id, RAFT_VOTER, on_change)
+			     : raft_add(&c->raft, &c->change, id, c->members[i].address, on_change);
+		c->change_pending = rv == 0;
+		return change_started(c, rv, srv ? "assign_voter" : "add", c->members[i].device_id);
+	}
+	for (unsigned j = 0; j < conf->n; j++) {
+		raft_id id = conf->servers[j].id;
+		bool keep = false;
+		for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS && !keep; i++)
+			keep = c->present[i] && consensus_member_id(c->members[i].device_id) == id;
+		if (keep)
+			continue;
+		if (id == c->raft.id) { /* this leader goes: another voter leads, then removes it */
+			c->transfer.data = c;
+			int rv = raft_transfer(&c->raft, &c->transfer, 0, on_transfer);
+			c->transfer_pending = rv == 0;
+			return change_started(c, rv, "transfer_leadership", c->me.device_id);
+		}
+		int rv = raft_remove(&c->raft, &c->change, id, on_change);
+		c->change_pending = rv == 0;
+		return change_started(c, rv, "remove", conf->servers[j].address);
+	}
+	return 0;
 }
 
 void consensus_stats(const struct consensus *c, struct consensus_stats *out)
@@ -306,8 +427,12 @@ void consensus_stats(const struct consensus *c, struct consensus_stats *out)
 
 /* --- life cycle ----------------------------------------------------------------- */
 
-static int bootstrap(struct consensus *c)
+static int bootstrap(struct consensus *c, bool founding)
 {
+	if (!founding) {
+		log_inf("event=joining reason=\"not a founding member: waits to be added by the leader\"");
+		return 0;
+	}
 	struct raft_configuration conf;
 	raft_configuration_init(&conf);
 	int rv = 0;
@@ -362,7 +487,7 @@ static int open_io(struct consensus *c, const char *dir)
 
 struct consensus *consensus_create(struct loop *l, const struct consensus_opts *opts, const struct consensus_ops *ops)
 {
-	if (!opts->n || opts->n > CONSENSUS_MAX_MEMBERS || opts->self >= opts->n)
+	if (!opts->n || opts->n > CONSENSUS_MAX_MEMBERS || !opts->me)
 		return NULL;
 	struct consensus *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -370,22 +495,26 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 	c->loop = l;
 	c->ops = *ops;
 	c->n = opts->n;
-	c->self = opts->self;
+	c->me = *opts->me;
 	c->backend_fd = -1;
 	loop_timer_init(&c->timer, on_timer, c);
 	for (unsigned i = 0; i < c->n; i++) {
-		c->members[i] = opts->members[i];
-		if (split_address(c->members[i].address, &c->member_sa[i])) {
-			log_err("event=bad_address member=%s address=%s", c->members[i].device_id, c->members[i].address);
+		if (consensus_member_set(c, i, opts->members[i].device_id, opts->members[i].address)) {
+			log_err("event=bad_address member=%s address=%s", opts->members[i].device_id,
+				opts->members[i].address);
 			goto errout;
 		}
+	}
+	if (split_address(c->me.address, &c->me_sa)) {
+		log_err("event=bad_address member=%s address=%s", c->me.device_id, c->me.address);
+		goto errout;
 	}
 	int rv;
 	if (open_io(c, opts->dir))
 		goto errout;
 	c->fsm = (struct raft_fsm){ .version = 1, .data = c, .apply = fsm_apply, .snapshot = fsm_snapshot,
 				    .restore = fsm_restore };
-	const struct siteconf_member *me = &c->members[c->self];
+	const struct siteconf_member *me = &c->me;
 	if ((rv = raft_init(&c->raft, &c->io, &c->fsm, consensus_member_id(me->device_id), me->address))) {
 		log_err("event=raft_init_failed err=\"%s\"", raft_errmsg(&c->raft));
 		goto errout;
@@ -397,7 +526,7 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 	raft_set_snapshot_threshold(&c->raft, CONSENSUS_SNAPSHOT_EVERY);
 	raft_set_snapshot_trailing(&c->raft, CONSENSUS_SNAPSHOT_TRAILING);
 	raft_set_pre_vote(&c->raft, true);
-	if (bootstrap(c))
+	if (bootstrap(c, opts->bootstrap))
 		goto errout;
 	if ((rv = raft_start(&c->raft))) {
 		log_err("event=raft_start_failed address=%s err=\"%s\" io=\"%s\" hint=\"this member's address must be one of this host's, its port free\"",
@@ -411,7 +540,7 @@ struct consensus *consensus_create(struct loop *l, const struct consensus_opts *
 	}
 	c->udp.data = c;
 	c->udp_ready = true;
-	if ((rv = uv_udp_bind(&c->udp, (const struct sockaddr *)&c->member_sa[c->self], UV_UDP_REUSEADDR)) ||
+	if ((rv = uv_udp_bind(&c->udp, (const struct sockaddr *)&c->me_sa, UV_UDP_REUSEADDR)) ||
 	    (rv = uv_udp_recv_start(&c->udp, udp_alloc, udp_recv))) {
 		log_err("event=udp_bind_failed address=%s err=%s", me->address, uv_strerror(rv));
 		goto errout;

@@ -59,9 +59,10 @@ struct consensus_ops {
 };
 
 struct consensus_opts {
-	const struct siteconf_member *members; /* n entries: the whole site, this member included */
+	const struct siteconf_member *members; /* n entries: the founding members (slots 0..n-1) */
 	unsigned n;
-	unsigned self;                          /* index of this member */
+	const struct siteconf_member *me;       /* this gateway (a founding member or one that joins) */
+	bool bootstrap;                         /* a founding member: an empty log starts with members */
 	const char *dir;                        /* log and snapshots (created when missing) */
 	unsigned election_timeout_ms;           /* Raft election timeout (heartbeat: a tenth) */
 };
@@ -78,6 +79,8 @@ struct consensus_stats {
 	uint64_t last_applied;         /* Raft index of the last applied entry */
 	uint64_t last_index;
 	uint64_t term;
+	uint64_t config_changes;       /* membership changes started (add, assign, remove, transfer) */
+	uint64_t config_failed;
 };
 
 /* Opens (or creates and bootstraps with the member list) the log in
@@ -94,9 +97,28 @@ void consensus_destroy(struct consensus *c);
  * leader, -E2BIG beyond CONSENSUS_DGRAM_MAX bytes, -ENOMEM, -EIO. */
 int consensus_propose(struct consensus *c, const char *cmd, size_t len) __attribute__((warn_unused_result));
 
-/* Sends a datagram to member idx. Returns 0, -EINVAL (bad index or self),
+/* The member table follows the site's log: slot idx is now device_id at
+ * address (set) or free (clear). Datagrams go to the table's addresses;
+ * consensus_reconcile() moves the Raft configuration towards it. */
+int consensus_member_set(struct consensus *c, unsigned idx, const char *device_id, const char *address);
+void consensus_member_clear(struct consensus *c, unsigned idx);
+/* Leader only, one change at a time: a member of the table missing from the
+ * Raft configuration is added (raft_add) and then made a voter (raft_assign,
+ * which catches it up first); a server of the configuration that is not in
+ * the table is removed (raft_remove); the leader itself, when it is to go,
+ * hands leadership to another voter first (raft_transfer). A change that
+ * fails (e.g. a new member that never answers cannot be caught up) is tried
+ * again after a second at the earliest. Returns 1 when a change was started,
+ * 0 when none is needed, one is in flight or a retry is not due, -errno. */
+int consensus_reconcile(struct consensus *c);
+
+/* Sends a datagram to member idx. Returns 0, -EINVAL (bad index or free slot),
  * -E2BIG, or -EAGAIN/-errno when the socket refused it (counted as dropped). */
 int consensus_send(struct consensus *c, unsigned idx, const char *buf, size_t len);
+
+/* Sends a datagram to an address that is not a member's ("A.B.C.D:PORT", as
+ * on_datagram gave it). Same returns as consensus_send. */
+int consensus_send_to(struct consensus *c, const char *address, const char *buf, size_t len);
 
 enum consensus_role consensus_role(const struct consensus *c);
 /* Leader, and every entry of earlier terms is applied here (a barrier of

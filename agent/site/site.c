@@ -22,6 +22,8 @@
 #define SITE_PROPOSE_GAP_MS 1000u    /* one proposal per member (and per kind) at most this often */
 #define SITE_FORWARD_GAP_MS 1000u    /* a follower forwards its newer document at most this often */
 #define SITE_CMD_MAX 256
+#define SITE_REQUEST_MS 10000u       /* a membership request is retried towards the leader this long */
+#define SITE_UNKNOWN_LOG_MS 10000u   /* heartbeats of a non-member are logged at most this often */
 
 struct site_peer {
 	uint64_t heard_ms;               /* loop time of the last heartbeat; create time at first */
@@ -32,6 +34,15 @@ struct site_peer {
 	uint64_t applied;                /* its applied index, from that heartbeat */
 	uint64_t proposed_ms;            /* last M/X proposed for it */
 	bool disagree_logged;
+	char id[64];                     /* the member this slot was reset for */
+};
+
+/* A join or leave asked of this member (console command), carried to the leader. */
+struct site_request {
+	bool active;
+	bool join;
+	char id[64], address[64];
+	uint64_t until_ms, sent_ms;
 };
 
 struct site {
@@ -40,6 +51,10 @@ struct site {
 	struct siteconf sc;
 	struct consensus *cons;
 	struct sitestate *state;
+	unsigned self;                   /* this gateway's slot; SITECONF_JOINER until the log has it */
+	bool evicted;                    /* the leader says its log has no such member (this one left) */
+	struct site_request req;
+	uint64_t unknown_logged_ms;
 	struct loop_timer tick;
 	struct site_peer peer[CONSENSUS_MAX_MEMBERS];
 	int cpu_ceiling_pct, mem_ceiling_pct;
@@ -59,6 +74,7 @@ struct site {
 	size_t doc_len;
 	uint64_t doc_version;
 	uint64_t doc_proposed_ms, doc_forwarded_ms, fail_ms;
+	uint64_t doc_inflight, doc_inflight_ms;  /* the document version proposed last, and when */
 	uint64_t local_sig;
 
 	/* counters (reported) */
@@ -73,7 +89,53 @@ static uint64_t now_ms(const struct site *s) { return loop_now_ms(s->loop); }
 
 bool site_lease_held(const struct site *s) { return s->lease; }
 
+/* --- members (they follow the log) --------------------------------------------- */
+
+static int member_of(const struct site *s, const char *device_id) { return sitestate_member(s->state, device_id); }
+
+static bool is_member(const struct site *s) { return s->self < s->state->n && !s->evicted; }
+
+static const char *self_id(const struct site *s) { return s->sc.me.device_id; }
+
+/* The leader's duties fall to a ready leader that is a member: one that left only hands over. */
+static bool leading(const struct site *s) { return consensus_leader_ready(s->cons) && is_member(s); }
+
+/* The consensus module's member table, this gateway's slot and the peers follow the log. */
+static void sync_members(struct site *s)
+{
+	const struct sitestate *st = s->state;
+	s->self = SITECONF_JOINER;
+	for (unsigned i = 0; i < CONSENSUS_MAX_MEMBERS; i++) {
+		const struct sitestate_member *m = &st->m[i];
+		bool present = i < st->n && m->present;
+		if (!present) {
+			if (s->cons)
+				consensus_member_clear(s->cons, i);
+			s->peer[i].id[0] = '\0';
+			continue;
+		}
+		if (!strcmp(m->device_id, self_id(s)))
+			s->self = i;
+		if (s->cons && m->address[0] && consensus_member_set(s->cons, i, m->device_id, m->address))
+			log_err("event=site_member_address_bad member=%s address=%s", m->device_id, m->address);
+		if (strcmp(s->peer[i].id, m->device_id)) { /* a new member in this slot: a grace of failover_ms */
+			memset(&s->peer[i], 0, sizeof(s->peer[i]));
+			snprintf(s->peer[i].id, sizeof(s->peer[i].id), "%s", m->device_id);
+			s->peer[i].heard_ms = now_ms(s);
+		}
+	}
+	if (is_member(s))
+		s->peer[s->self].reported = true;
+}
+
 /* --- the log ----------------------------------------------------------------- */
+
+static void warn_two(const struct site *s)
+{
+	if (sitestate_members(s->state, NULL) == 2)
+		log_wrn("event=site_two_members reason=\"a 2-member site has no majority without both: when one is lost, "
+			"the other stops its site replicas too; join a third member to fail over\"");
+}
 
 static void evaluate(struct site *s);
 
@@ -87,6 +149,16 @@ static void on_apply(void *arg, const char *cmd, size_t len)
 		s->refused_cmds++;
 		log_wrn("event=site_command_refused cmd=%.1s err=%s why=\"%s\"", len ? cmd : "?", strerror(-rc), why);
 		return;
+	}
+	if (len && (cmd[0] == 'J' || cmd[0] == 'L')) {
+		sync_members(s);
+		if (cmd[0] == 'J' && s->self < s->state->n)
+			s->evicted = false; /* (re)joined */
+		log_inf("event=site_membership cmd=\"%.*s\" members=%u self=%s", (int)(len < 120 ? len : 120), cmd,
+			sitestate_members(s->state, NULL), is_member(s) ? "member" : "not_member");
+		events_emit(s->deps.events, cmd[0] == 'J' ? "site_member_joined" : "site_member_left",
+			    "{\"members\":%u}", sitestate_members(s->state, NULL));
+		warn_two(s);
 	}
 	if (s->state->generation != gen) {
 		log_inf("event=site_assignments generation=%" PRIu64 " moves=%" PRIu64, s->state->generation,
@@ -105,8 +177,10 @@ static int on_restore(void *arg, const char *buf, size_t len)
 {
 	struct site *s = arg;
 	int rc = sitestate_decode(s->state, buf, len);
-	if (rc == 0)
+	if (rc == 0) {
+		sync_members(s);
 		evaluate(s);
+	}
 	return rc;
 }
 
@@ -120,20 +194,15 @@ static int propose(struct site *s, const char *cmd, size_t len)
 
 /* --- datagrams --------------------------------------------------------------- */
 
-static int member_of(const struct site *s, const char *device_id)
-{
-	for (unsigned i = 0; i < s->sc.n; i++)
-		if (!strcmp(s->sc.members[i].device_id, device_id))
-			return (int)i;
-	return -1;
-}
+
 
 /* A forwarded document is checked before it is proposed: a bad one never enters the log. */
 static void propose_doc(struct site *s, uint64_t version, const char *doc, size_t doc_len, const char *from)
 {
 	struct deploy_error de;
-	if (version <= s->state->version)
-		return;
+	if (version <= s->state->version ||
+	    (version == s->doc_inflight && now_ms(s) - s->doc_inflight_ms < 2 * SITE_PROPOSE_GAP_MS))
+		return; /* proposed already, not applied yet: a second copy would only be refused as stale */
 	if (deploy_parse(doc, doc_len, s->scratch, &de)) {
 		char msg[256];
 		deploy_error_format(&de, msg, sizeof(msg));
@@ -144,51 +213,93 @@ static void propose_doc(struct site *s, uint64_t version, const char *doc, size_
 	if (!cmd)
 		return;
 	int n = sitestate_cmd_deployments(cmd, doc_len + 32, version, doc, doc_len);
-	if (n > 0 && propose(s, cmd, (size_t)n) == 0)
+	if (n > 0 && propose(s, cmd, (size_t)n) == 0) {
+		s->doc_inflight = version;
+		s->doc_inflight_ms = now_ms(s);
 		log_inf("event=site_deployments_proposed from=%s version=%" PRIu64, from, version);
+	}
 	free(cmd);
+}
+
+/* The leader proposes a join (address given) or leave checked against its state. 0 or -errno. */
+static int propose_change(struct site *s, bool join, const char *id, const char *address, const char *from)
+{
+	char why[192], cmd[SITE_CMD_MAX];
+	int rc = sitestate_check_change(s->state, id, address, why, sizeof(why));
+	if (rc) {
+		log_wrn("event=site_membership_refused from=%s member=%s why=\"%s\"", from, id, why);
+		return rc;
+	}
+	int n = join ? sitestate_cmd_join(cmd, sizeof(cmd), id, address) : sitestate_cmd_leave(cmd, sizeof(cmd), id);
+	if (n < 0)
+		return n;
+	if ((rc = propose(s, cmd, (size_t)n)) == 0)
+		log_inf("event=site_membership_proposed from=%s cmd=\"%s\"", from, cmd);
+	return rc;
+}
+
+/* A member's heartbeat: it is heard (its headroom, applied index, document version). 0 or -EINVAL. */
+static int on_heartbeat(struct site *s, const char *from, const char *buf)
+{
+	char dev[64], role;
+	unsigned long long hash, applied, cpu, mem, ver;
+	int i;
+	if (sscanf(buf, "H1 %63s %llx %c %llu %llu %llu %llu", dev, &hash, &role, &applied, &cpu, &mem, &ver) != 7)
+		return -EINVAL;
+	if ((i = member_of(s, dev)) < 0 || (unsigned)i == s->self) {
+		if (i < 0 && is_member(s)) { /* a member that left and restarted: tell it */
+			struct consensus_stats cs;
+			consensus_stats(s->cons, &cs);
+			char msg[96];
+			int n = snprintf(msg, sizeof(msg), "N1 %s %" PRIu64, self_id(s), cs.last_applied);
+			(void)consensus_send_to(s->cons, from, msg, (size_t)n);
+		}
+		if (now_ms(s) - s->unknown_logged_ms >= SITE_UNKNOWN_LOG_MS) {
+			s->unknown_logged_ms = now_ms(s);
+			log_wrn("event=site_unknown_member from=%s device=%s hint=\"not a member in this log: "
+				"site_join it\"", from, dev);
+		}
+		return -EINVAL;
+	}
+	struct site_peer *p = &s->peer[i];
+	if (hash != s->sc.members_hash) {
+		if (!p->disagree_logged)
+			log_err("event=site_members_disagree member=%s from=%s reason=\"its site.members differs "
+				"from ours; its heartbeats are ignored\"", dev, from);
+		p->disagree_logged = true;
+		return -EINVAL;
+	}
+	p->disagree_logged = false;
+	p->heard_ms = now_ms(s);
+	p->reported = true;
+	p->cpu_milli = cpu;
+	p->mem_bytes = mem;
+	p->doc_version = ver;
+	p->leader = role == 'L';
+	p->applied = applied;
+	if (p->leader) {
+		s->leader_applied = applied;
+		s->leader_heard_ms = p->heard_ms;
+	}
+	return 0;
 }
 
 static void on_datagram(void *arg, const char *from, const char *buf, size_t len)
 {
 	struct site *s = arg;
-	char dev[64], role, dep[DEPLOY_NAME_MAX];
-	unsigned long long hash, applied, cpu, mem, ver;
+	char dev[64], dep[DEPLOY_NAME_MAX];
+	unsigned long long applied, ver;
 	int i;
 	if (len > 3 && !memcmp(buf, "H1 ", 3)) {
-		if (sscanf(buf, "H1 %63s %llx %c %llu %llu %llu %llu", dev, &hash, &role, &applied, &cpu, &mem, &ver) != 7)
+		if (on_heartbeat(s, from, buf))
 			goto refused;
-		if ((i = member_of(s, dev)) < 0 || (unsigned)i == s->sc.self) {
-			log_wrn("event=site_unknown_member from=%s device=%s", from, dev);
-			goto refused;
-		}
-		struct site_peer *p = &s->peer[i];
-		if (hash != s->sc.members_hash) {
-			if (!p->disagree_logged)
-				log_err("event=site_members_disagree member=%s from=%s reason=\"its site.members differs "
-					"from ours; its heartbeats are ignored\"", dev, from);
-			p->disagree_logged = true;
-			goto refused;
-		}
-		p->disagree_logged = false;
-		p->heard_ms = now_ms(s);
-		p->reported = true;
-		p->cpu_milli = cpu;
-		p->mem_bytes = mem;
-		p->doc_version = ver;
-		p->leader = role == 'L';
-		p->applied = applied;
-		if (p->leader) {
-			s->leader_applied = applied;
-			s->leader_heard_ms = p->heard_ms;
-		}
 		return;
 	}
 	if (len > 3 && !memcmp(buf, "F1 ", 3)) {
 		const char *nl = memchr(buf, '\n', len);
 		if (!nl || sscanf(buf, "F1 %63s %llu", dev, &ver) != 2 || member_of(s, dev) < 0)
 			goto refused;
-		if (consensus_leader_ready(s->cons))
+		if (leading(s))
 			propose_doc(s, ver, nl + 1, len - (size_t)(nl + 1 - buf), dev);
 		return;
 	}
@@ -197,8 +308,32 @@ static void on_datagram(void *arg, const char *from, const char *buf, size_t len
 			goto refused;
 		char cmd[SITE_CMD_MAX];
 		int n = sitestate_cmd_failed(cmd, sizeof(cmd), dev, dep);
-		if (n > 0 && consensus_leader_ready(s->cons) && propose(s, cmd, (size_t)n) == 0)
+		if (n > 0 && leading(s) && propose(s, cmd, (size_t)n) == 0)
 			log_inf("event=site_exclude_proposed member=%s deployment=%s", dev, dep);
+		return;
+	}
+	if (len > 3 && !memcmp(buf, "N1 ", 3)) {
+		/* a member that has applied all of this member's log has no member called like this one */
+		struct consensus_stats cs;
+		consensus_stats(s->cons, &cs);
+		if (sscanf(buf, "N1 %63s %llu", dev, &applied) != 2 || (i = member_of(s, dev)) < 0 || !is_member(s))
+			goto refused;
+		if (applied < cs.last_index)
+			return; /* it may not have applied what made this one a member yet */
+		log_wrn("event=site_not_a_member by=%s applied=%llu reason=\"its log, which holds all of ours, has no "
+			"member %s (it left): no lease, nothing runs here until a site_join\"", dev, applied, self_id(s));
+		s->evicted = true;
+		evaluate(s);
+		return;
+	}
+	if (len > 3 && (!memcmp(buf, "J1 ", 3) || !memcmp(buf, "L1 ", 3))) {
+		char who[64], addr[64] = "";
+		bool join = buf[0] == 'J';
+		if ((join ? sscanf(buf, "J1 %63s %63s %63s", dev, who, addr) != 3 : sscanf(buf, "L1 %63s %63s", dev, who) != 2) ||
+		    member_of(s, dev) < 0)
+			goto refused;
+		if (leading(s))
+			propose_change(s, join, who, join ? addr : NULL, dev);
 		return;
 	}
 refused:
@@ -271,7 +406,7 @@ int site_filter(struct site *s, const struct deploy_set *desired, struct deploy_
 			out->d[out->n++] = desired->d[k];
 	const struct sitestate *st = s->state;
 	for (unsigned k = 0; s->lease && k < st->deps.n; k++) {
-		unsigned c = sitestate_assigned(st, k, s->sc.self);
+		unsigned c = sitestate_assigned(st, k, s->self);
 		if (!c)
 			continue;
 		if (deploy_find(out, st->deps.d[k].name) || out->n == DEPLOY_MAX) {
@@ -292,7 +427,7 @@ unsigned site_remote_replicas(const struct site *s, site_remote_fn fn, void *arg
 	const struct sitestate *st = s->state;
 	unsigned n = 0;
 	for (unsigned k = 0; s->lease && k < st->deps.n; k++) {
-		if (sitestate_assigned(st, k, s->sc.self))
+		if (sitestate_assigned(st, k, s->self))
 			continue;
 		const struct deploy_spec *d = &st->deps.d[k];
 		unsigned per_member[CONSENSUS_MAX_MEMBERS] = { 0 }, idx = 0;
@@ -301,7 +436,7 @@ unsigned site_remote_replicas(const struct site *s, site_remote_fn fn, void *arg
 			if (o < 0 || !st->m[o].up)
 				continue;
 			char host[64];
-			snprintf(host, sizeof(host), "%s", s->sc.members[o].address);
+			snprintf(host, sizeof(host), "%s", st->m[o].address);
 			char *colon = strrchr(host, ':');
 			if (colon)
 				*colon = '\0';
@@ -320,7 +455,7 @@ static uint64_t local_signature(const struct site *s)
 	h = (h ^ st->version) * 1099511628211ull;
 	for (unsigned k = 0; s->lease && k < st->deps.n; k++) {
 		h = (h ^ st->deps.d[k].spec_hash) * 1099511628211ull;
-		h = (h ^ sitestate_assigned(st, k, s->sc.self)) * 1099511628211ull;
+		h = (h ^ sitestate_assigned(st, k, s->self)) * 1099511628211ull;
 	}
 	return h;
 }
@@ -331,11 +466,11 @@ static void evaluate(struct site *s)
 	if (!s->cons)
 		return; /* raft_start() restores a snapshot before consensus_create() returns */
 	uint64_t now = now_ms(s);
-	unsigned heard = 1;
-	for (unsigned i = 0; i < s->sc.n; i++)
-		if (i != s->sc.self && now - s->peer[i].heard_ms < s->sc.lease_ms)
+	unsigned heard = 1, members = sitestate_members(s->state, NULL);
+	for (unsigned i = 0; i < s->state->n; i++)
+		if (i != s->self && s->state->m[i].present && now - s->peer[i].heard_ms < s->sc.lease_ms)
 			heard++;
-	bool majority = heard * 2 > s->sc.n;
+	bool majority = is_member(s) && heard * 2 > members;
 	struct consensus_stats cs;
 	consensus_stats(s->cons, &cs);
 	/* A follower that was caught up and is elected stays caught up (Raft gave it
@@ -353,9 +488,9 @@ static void evaluate(struct site *s)
 		s->lease = lease;
 		s->lease_changes++;
 		log_inf("event=%s heard=%u members=%u applied=%" PRIu64, lease ? "site_lease_held" : "site_lease_lost",
-			heard, s->sc.n, cs.last_applied);
+			heard, members, cs.last_applied);
 		events_emit(s->deps.events, lease ? "site_lease_held" : "site_lease_lost",
-			    "{\"heard\":%u,\"members\":%u}", heard, s->sc.n);
+			    "{\"heard\":%u,\"members\":%u}", heard, members);
 	}
 	uint64_t sig = local_signature(s);
 	if (sig != s->local_sig && s->have_desired) {
@@ -376,11 +511,11 @@ static void heartbeat(struct site *s)
 	char hb[256];
 	enum consensus_role r = consensus_role(s->cons);
 	int n = snprintf(hb, sizeof(hb), "H1 %s %llx %c %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
-			 s->sc.members[s->sc.self].device_id, s->sc.members_hash,
+			 self_id(s), s->sc.members_hash,
 			 consensus_leader_ready(s->cons) ? 'L' : r == CONSENSUS_CANDIDATE ? 'C' : 'F', cs.last_applied,
 			 cpu, mem, s->doc_version);
-	for (unsigned i = 0; i < s->sc.n; i++)
-		if (i != s->sc.self)
+	for (unsigned i = 0; i < s->state->n; i++)
+		if (i != s->self && s->state->m[i].present)
 			(void)consensus_send(s->cons, i, hb, (size_t)n);
 }
 
@@ -388,17 +523,17 @@ static void leader_duties(struct site *s)
 {
 	uint64_t now = now_ms(s);
 	char cmd[SITE_CMD_MAX];
-	for (unsigned i = 0; i < s->sc.n; i++) {
+	for (unsigned i = 0; i < s->state->n; i++) {
 		struct site_peer *p = &s->peer[i];
 		const struct sitestate_member *m = &s->state->m[i];
-		if (now - p->proposed_ms < SITE_PROPOSE_GAP_MS)
+		if (!m->present || now - p->proposed_ms < SITE_PROPOSE_GAP_MS)
 			continue;
 		int n = 0;
 		uint64_t cpu = p->cpu_milli, mem = p->mem_bytes;
-		bool alive = i == s->sc.self || now - p->heard_ms < s->sc.failover_ms;
-		if (i == s->sc.self)
+		bool alive = i == s->self || now - p->heard_ms < s->sc.failover_ms;
+		if (i == s->self)
 			headroom(s, &cpu, &mem);
-		if (alive && (i == s->sc.self || p->reported) && (!m->up || m->cpu_milli != cpu || m->mem_bytes != mem))
+		if (alive && (i == s->self || p->reported) && (!m->up || m->cpu_milli != cpu || m->mem_bytes != mem))
 			n = sitestate_cmd_member(cmd, sizeof(cmd), m->device_id, cpu, mem);
 		else if (!alive && m->up) {
 			n = sitestate_cmd_down(cmd, sizeof(cmd), m->device_id);
@@ -411,25 +546,26 @@ static void leader_duties(struct site *s)
 	}
 	if (s->doc && s->doc_version > s->state->version && now - s->doc_proposed_ms >= SITE_PROPOSE_GAP_MS) {
 		s->doc_proposed_ms = now;
-		propose_doc(s, s->doc_version, s->doc, s->doc_len, s->sc.members[s->sc.self].device_id);
+		propose_doc(s, s->doc_version, s->doc, s->doc_len, self_id(s));
 	}
+	(void)consensus_reconcile(s->cons);
 }
 
 static void follower_duties(struct site *s)
 {
 	uint64_t now = now_ms(s);
 	int leader = consensus_leader(s->cons);
-	if (leader < 0 || (unsigned)leader == s->sc.self)
+	if (leader < 0 || (unsigned)leader == s->self)
 		return;
 	if (s->doc && s->doc_version > s->state->version && now - s->doc_forwarded_ms >= SITE_FORWARD_GAP_MS) {
 		char *msg = malloc(s->doc_len + 96);
 		if (!msg)
 			return;
-		int n = snprintf(msg, 96, "F1 %s %" PRIu64 "\n", s->sc.members[s->sc.self].device_id, s->doc_version);
+		int n = snprintf(msg, 96, "F1 %s %" PRIu64 "\n", self_id(s), s->doc_version);
 		memcpy(msg + n, s->doc, s->doc_len);
 		if (consensus_send(s->cons, (unsigned)leader, msg, (size_t)n + s->doc_len) == 0)
 			log_inf("event=site_deployments_forwarded leader=%s version=%" PRIu64,
-				s->sc.members[leader].device_id, s->doc_version);
+				s->state->m[leader].device_id, s->doc_version);
 		free(msg);
 		s->doc_forwarded_ms = now;
 	}
@@ -439,7 +575,7 @@ static void follower_duties(struct site *s)
 static void report_failures(struct site *s)
 {
 	uint64_t now = now_ms(s);
-	if (!s->deps.sup || now - s->fail_ms < SITE_PROPOSE_GAP_MS)
+	if (!s->deps.sup || !is_member(s) || now - s->fail_ms < SITE_PROPOSE_GAP_MS)
 		return;
 	unsigned n = supervisor_statuses(s->deps.sup, s->st, SUP_MAX_DEPLOYMENTS);
 	for (unsigned i = 0; i < n; i++) {
@@ -447,12 +583,12 @@ static void report_failures(struct site *s)
 		for (unsigned j = 0; j < s->state->deps.n && k < 0; j++)
 			if (!strcmp(s->state->deps.d[j].name, s->st[i].name))
 				k = (int)j;
-		if (k < 0 || !s->st[i].migration_needed || (s->state->place[k].excluded & (1u << s->sc.self)))
+		if (k < 0 || !s->st[i].migration_needed || (s->state->place[k].excluded & (1u << s->self)))
 			continue;
 		char msg[SITE_CMD_MAX];
-		const char *self = s->sc.members[s->sc.self].device_id;
+		const char *self = self_id(s);
 		s->fail_ms = now;
-		if (consensus_leader_ready(s->cons)) {
+		if (leading(s)) {
 			int m = sitestate_cmd_failed(msg, sizeof(msg), self, s->st[i].name);
 			if (m > 0)
 				(void)propose(s, msg, (size_t)m);
@@ -464,13 +600,69 @@ static void report_failures(struct site *s)
 	}
 }
 
+/* --- membership requests (console commands) ------------------------------------------ */
+
+static bool request_done(const struct site *s)
+{
+	return (member_of(s, s->req.id) >= 0) == s->req.join;
+}
+
+int site_member_request(struct site *s, const char *id, const char *address, char *why, size_t why_len)
+{
+	if (s->req.active && !request_done(s) && now_ms(s) < s->req.until_ms) {
+		snprintf(why, why_len, "a %s of %s is still being carried out", s->req.join ? "join" : "leave", s->req.id);
+		return -EAGAIN;
+	}
+	int rc = sitestate_check_change(s->state, id, address, why, why_len);
+	if (rc)
+		return rc;
+	if (!is_member(s) || consensus_leader(s->cons) < 0) {
+		snprintf(why, why_len, "%s", is_member(s) ? "no leader is known now (no majority?)" :
+							"this gateway is not a member of the site yet");
+		return -EAGAIN;
+	}
+	s->req = (struct site_request){ .active = true, .join = address != NULL, .until_ms = now_ms(s) + SITE_REQUEST_MS };
+	snprintf(s->req.id, sizeof(s->req.id), "%s", id);
+	snprintf(s->req.address, sizeof(s->req.address), "%s", address ? address : "");
+	log_inf("event=site_membership_requested what=%s member=%s address=%s", address ? "join" : "leave", id,
+		address ? address : "-");
+	return 0;
+}
+
+/* Until the log has it: proposed here when leading, else carried to the leader (bounded in time). */
+static void carry_request(struct site *s)
+{
+	struct site_request *q = &s->req;
+	uint64_t now = now_ms(s);
+	if (!q->active)
+		return;
+	if (request_done(s) || now >= q->until_ms) {
+		if (!request_done(s))
+			log_wrn("event=site_membership_expired member=%s after_ms=%u", q->id, SITE_REQUEST_MS);
+		q->active = false;
+		return;
+	}
+	if (now - q->sent_ms < SITE_PROPOSE_GAP_MS)
+		return;
+	q->sent_ms = now;
+	int leader = consensus_leader(s->cons);
+	if (leading(s)) {
+		(void)propose_change(s, q->join, q->id, q->join ? q->address : NULL, self_id(s));
+	} else if (leader >= 0) {
+		char msg[SITE_CMD_MAX];
+		int n = q->join ? snprintf(msg, sizeof(msg), "J1 %s %s %s", self_id(s), q->id, q->address)
+				: snprintf(msg, sizeof(msg), "L1 %s %s", self_id(s), q->id);
+		(void)consensus_send(s->cons, (unsigned)leader, msg, (size_t)n);
+	}
+}
+
 static void log_unplaced(struct site *s)
 {
 	if (s->unplaced_logged_gen == s->state->applied)
 		return;
 	s->unplaced_logged_gen = s->state->applied;
 	for (unsigned k = 0; k < s->state->deps.n; k++)
-		if (s->state->place[k].unplaced && consensus_leader_ready(s->cons))
+		if (s->state->place[k].unplaced && leading(s))
 			events_emit(s->deps.events, "site_unplaceable", "{\"deployment\":\"%s\",\"unplaced\":%u}",
 				    s->state->deps.d[k].name, s->state->place[k].unplaced);
 }
@@ -479,11 +671,14 @@ static void on_tick(void *arg)
 {
 	struct site *s = arg;
 	heartbeat(s);
-	if (consensus_leader_ready(s->cons))
+	if (leading(s))
 		leader_duties(s);
+	else if (consensus_leader_ready(s->cons))
+		(void)consensus_reconcile(s->cons); /* a leader that left hands leadership over */
 	else
 		follower_duties(s);
 	report_failures(s);
+	carry_request(s);
 	log_unplaced(s);
 	evaluate(s);
 }
@@ -505,10 +700,10 @@ int site_report_json(const struct site *s, char *buf, size_t len)
 			return -ENOSPC;                             \
 		o += (size_t)w;                                     \
 	} while (0)
-	OUT("{\"self\":\"%s\",\"role\":\"%s\",\"leader\":", s->sc.members[s->sc.self].device_id,
-	    consensus_role_name(consensus_role(s->cons)));
+	OUT("{\"self\":\"%s\",\"member\":%s,\"role\":\"%s\",\"leader\":", self_id(s),
+	    is_member(s) ? "true" : "false", consensus_role_name(consensus_role(s->cons)));
 	if (leader >= 0)
-		OUT("\"%s\"", s->sc.members[leader].device_id);
+		OUT("\"%s\"", s->state->m[leader].device_id);
 	else
 		OUT("null");
 	OUT(",\"lease\":%s,\"term\":%" PRIu64 ",\"applied\":%" PRIu64 ",\"version\":%" PRIu64
@@ -516,13 +711,16 @@ int site_report_json(const struct site *s, char *buf, size_t len)
 	    ",\"refused_datagrams\":%" PRIu64 ",\"members\":[",
 	    s->lease ? "true" : "false", cs.term, cs.last_applied, s->state->version, s->state->generation,
 	    s->state->moves, s->refused_cmds + s->state->refused, s->refused_dgrams);
-	for (unsigned i = 0; i < s->sc.n; i++) {
+	for (unsigned i = 0, first = 1; i < s->state->n; i++) {
 		const struct sitestate_member *m = &s->state->m[i];
-		long long ago = i == s->sc.self ? 0 : (long long)(now - s->peer[i].heard_ms);
+		if (!m->present)
+			continue;
+		long long ago = i == s->self ? 0 : (long long)(now - s->peer[i].heard_ms);
 		OUT("%s{\"id\":\"%s\",\"address\":\"%s\",\"up\":%s,\"heard_ms_ago\":%lld,\"cpu_milli\":%" PRIu64
 		    ",\"mem_bytes\":%" PRIu64 "}",
-		    i ? "," : "", m->device_id, s->sc.members[i].address, m->up ? "true" : "false", ago, m->cpu_milli,
+		    first ? "" : ",", m->device_id, m->address, m->up ? "true" : "false", ago, m->cpu_milli,
 		    m->mem_bytes);
+		first = 0;
 	}
 	OUT("],\"deployments\":[");
 	for (unsigned k = 0; k < s->state->deps.n; k++) {
@@ -573,24 +771,26 @@ struct site *site_create(const struct site_deps *deps, const struct berth_config
 	s->scratch = calloc(1, sizeof(*s->scratch));
 	if (!s->state || !s->desired || !s->scratch)
 		goto errout;
-	uint64_t now = now_ms(s);
 	for (unsigned i = 0; i < s->sc.n; i++)
-		s->peer[i].heard_ms = now; /* a grace of failover_ms after start */
-	s->peer[s->sc.self].reported = true;
+		sitestate_set_address(s->state, i, s->sc.members[i].address);
+	sync_members(s); /* every member a grace of failover_ms after start */
 	char dir[CONFIG_STR_MAX + 8];
 	snprintf(dir, sizeof(dir), "%s/site", cfg->data_dir);
-	struct consensus_opts co = { .members = s->sc.members, .n = s->sc.n, .self = s->sc.self, .dir = dir,
+	struct consensus_opts co = { .members = s->sc.members, .n = s->sc.n, .me = &s->sc.me,
+				     .bootstrap = s->sc.self != SITECONF_JOINER, .dir = dir,
 				     .election_timeout_ms = s->sc.election_timeout_ms };
 	struct consensus_ops ops = { .apply = on_apply, .snapshot = on_snapshot, .restore = on_restore,
 				     .on_datagram = on_datagram, .arg = s };
 	s->cons = consensus_create(s->loop, &co, &ops);
 	if (!s->cons)
 		goto errout;
+	sync_members(s); /* the log read at start may have changed the members */
 	if (loop_timer_start(s->loop, &s->tick, s->sc.heartbeat_ms, s->sc.heartbeat_ms) < 0)
 		goto errout;
 	s->local_sig = local_signature(s);
 	log_inf("event=site_joined self=%s members=%u failover_ms=%u lease_ms=%u heartbeat_ms=%u",
-		s->sc.members[s->sc.self].device_id, s->sc.n, s->sc.failover_ms, s->sc.lease_ms, s->sc.heartbeat_ms);
+		self_id(s), sitestate_members(s->state, NULL), s->sc.failover_ms, s->sc.lease_ms, s->sc.heartbeat_ms);
+	warn_two(s);
 	return s;
 errout:
 	site_destroy(s);

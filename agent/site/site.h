@@ -74,6 +74,17 @@ typedef void (*site_remote_fn)(void *arg, const struct deploy_spec *spec, unsign
 			       uint16_t port);
 unsigned site_remote_replicas(const struct site *s, site_remote_fn fn, void *arg);
 
+/* A console command: a member joins (address given) or leaves (address NULL).
+ * Checked against this member's view of the log first: 0, or -errno with why
+ * filled and nothing changed (-EEXIST id or address taken, -ENOENT unknown
+ * member, -ENOSPC site full, -EBUSY fewer than 2 members or no up majority
+ * would be left, -EINVAL malformed, -EAGAIN no leader known, not a member
+ * yet, or another request still in flight). Then proposed when this member
+ * leads, else carried to the leader (a datagram at most once a second) for
+ * at most 10 s, until the log has it; the leader checks it again against the
+ * log, and every member applies the same result (docs/site.md). */
+int site_member_request(struct site *s, const char *id, const char *address, char *why, size_t why_len);
+
 /* Whether this member now holds the lease (runs its site replicas). */
 bool site_lease_held(const struct site *s);
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/model/siteconf.h"
+
 struct sitestate *sitestate_create(const char *const *device_ids, unsigned n)
 {
 	if (!n || n > SITESTATE_MAX_MEMBERS)
@@ -16,9 +18,34 @@ struct sitestate *sitestate_create(const char *const *device_ids, unsigned n)
 	if (!s)
 		return NULL;
 	s->n = n;
-	for (unsigned i = 0; i < n; i++)
+	uint64_t h = 1469598103934665603ull;
+	for (unsigned i = 0; i < n; i++) {
 		snprintf(s->m[i].device_id, sizeof(s->m[i].device_id), "%s", device_ids[i]);
+		s->m[i].present = true;
+		for (const char *p = device_ids[i]; *p; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ull;
+		h = (h ^ ',') * 1099511628211ull;
+	}
+	s->site_hash = h;
 	return s;
+}
+
+void sitestate_set_address(struct sitestate *s, unsigned idx, const char *address)
+{
+	if (idx < s->n)
+		snprintf(s->m[idx].address, sizeof(s->m[idx].address), "%s", address);
+}
+
+unsigned sitestate_members(const struct sitestate *s, unsigned *up)
+{
+	unsigned n = 0, u = 0;
+	for (unsigned i = 0; i < s->n; i++) {
+		n += s->m[i].present;
+		u += s->m[i].present && s->m[i].up;
+	}
+	if (up)
+		*up = u;
+	return n;
 }
 
 void sitestate_destroy(struct sitestate *s)
@@ -32,7 +59,7 @@ void sitestate_destroy(struct sitestate *s)
 int sitestate_member(const struct sitestate *s, const char *device_id)
 {
 	for (unsigned i = 0; i < s->n; i++)
-		if (!strcmp(s->m[i].device_id, device_id))
+		if (s->m[i].present && !strcmp(s->m[i].device_id, device_id))
 			return (int)i;
 	return -1;
 }
@@ -63,7 +90,7 @@ static void replace(struct sitestate *s)
 {
 	struct placement_member pm[SITESTATE_MAX_MEMBERS];
 	for (unsigned i = 0; i < s->n; i++)
-		pm[i] = (struct placement_member){ .id = s->m[i].device_id, .up = s->m[i].up,
+		pm[i] = (struct placement_member){ .id = s->m[i].device_id, .up = s->m[i].present && s->m[i].up,
 						   .cpu_milli = s->m[i].cpu_milli, .mem_bytes = s->m[i].mem_bytes };
 	unsigned ch = placement_run(pm, s->n, s->place, s->deps.n);
 	if (ch) {
@@ -181,9 +208,92 @@ out:
 	return rc;
 }
 
+static void say(char *why, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *why, size_t len, const char *fmt, ...)
+{
+	if (!why || !len)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+}
+
+static bool id_ok(const char *id)
+{
+	size_t n = strlen(id);
+	for (const char *p = id; *p; p++)
+		if (*p <= ' ' || *p == '=' || *p == ',' || *p == '/' || *p == '+' || *p == '#' || *p == 0x7f)
+			return false;
+	return n > 0 && n < sizeof(((struct sitestate_member *)0)->device_id);
+}
+
+int sitestate_check_change(const struct sitestate *s, const char *device_id, const char *address, char *why,
+			   size_t why_len)
+{
+	if (!id_ok(device_id))
+		return say(why, why_len, "member id \"%.64s\" must be 1..63 characters without spaces, '=' or ','",
+			   device_id), -EINVAL;
+	unsigned up, n = sitestate_members(s, &up);
+	int idx = sitestate_member(s, device_id);
+	if (address) { /* join */
+		if (!siteconf_address_ok(address))
+			return say(why, why_len, "address \"%.64s\" is not A.B.C.D:PORT", address), -EINVAL;
+		if (idx >= 0)
+			return say(why, why_len, "member %s is already in the site (at %s)", device_id, s->m[idx].address),
+			       -EEXIST;
+		for (unsigned i = 0; i < s->n; i++)
+			if (s->m[i].present && !strcmp(s->m[i].address, address))
+				return say(why, why_len, "address %s is member %s's", address, s->m[i].device_id), -EEXIST;
+		if (n >= SITESTATE_MAX_MEMBERS)
+			return say(why, why_len, "the site has %u members already (at most %d)", n, SITESTATE_MAX_MEMBERS),
+			       -ENOSPC;
+		return 0;
+	}
+	if (idx < 0)
+		return say(why, why_len, "no member %.64s in the site", device_id), -ENOENT;
+	unsigned left = n - 1, left_up = up - (s->m[idx].up ? 1u : 0u);
+	if (left < SITESTATE_MIN_MEMBERS)
+		return say(why, why_len, "%u member(s) would be left, a site needs at least %d", left,
+			   SITESTATE_MIN_MEMBERS), -EBUSY;
+	if (left_up * 2 <= left)
+		return say(why, why_len, "of the %u members left only %u would be up: not a majority", left, left_up),
+		       -EBUSY;
+	return 0;
+}
+
+/* J and L: a member joins (first free slot, down until heard) or leaves (its replicas move). */
+static int apply_membership(struct sitestate *s, const char *dev, const char *addr, char *why, size_t why_len)
+{
+	char msg[192];
+	int rc = sitestate_check_change(s, dev, addr, msg, sizeof(msg));
+	if (rc)
+		return refuse(s, rc, why, why_len, "%c: %s", addr ? 'J' : 'L', msg);
+	if (!addr) {
+		int idx = sitestate_member(s, dev);
+		s->m[idx].present = s->m[idx].up = false;
+		s->m[idx].cpu_milli = s->m[idx].mem_bytes = 0;
+		for (unsigned k = 0; k < s->deps.n; k++)
+			s->place[k].excluded &= ~(1u << idx);
+		return 0;
+	}
+	unsigned i = 0;
+	while (i < s->n && s->m[i].present)
+		i++;
+	if (i == s->n)
+		s->n++;
+	memset(&s->m[i], 0, sizeof(s->m[i]));
+	snprintf(s->m[i].device_id, sizeof(s->m[i].device_id), "%s", dev);
+	snprintf(s->m[i].address, sizeof(s->m[i].address), "%s", addr);
+	s->m[i].present = true;
+	for (unsigned k = 0; k < s->deps.n; k++)
+		s->place[k].excluded &= ~(1u << i);
+	return 0;
+}
+
 int sitestate_apply(struct sitestate *s, const char *cmd, size_t len, char *why, size_t why_len)
 {
-	char line[192], dev[64], dep[DEPLOY_NAME_MAX], extra;
+	char line[192], dev[64], dep[DEPLOY_NAME_MAX], addr[64], extra;
 	uint64_t cpu, mem;
 	s->applied++;
 	if (why && why_len)
@@ -205,6 +315,10 @@ int sitestate_apply(struct sitestate *s, const char *cmd, size_t len, char *why,
 		if ((idx = sitestate_member(s, dev)) < 0)
 			return refuse(s, -ENOENT, why, why_len, "unknown member %s", dev);
 		s->m[idx].up = false;
+	} else if (sscanf(line, "J %63s %63s %c", dev, addr, &extra) == 2 || sscanf(line, "L %63s %c", dev, &extra) == 1) {
+		int rc = apply_membership(s, dev, line[0] == 'J' ? addr : NULL, why, why_len);
+		if (rc)
+			return rc;
 	} else if (sscanf(line, "F %63s %47s %c", dev, dep, &extra) == 2) {
 		if ((idx = sitestate_member(s, dev)) < 0)
 			return refuse(s, -ENOENT, why, why_len, "unknown member %s", dev);
@@ -230,11 +344,13 @@ int sitestate_encode(const struct sitestate *s, char **out, size_t *len)
 	if (!b)
 		return -ENOMEM;
 	size_t o = 0;
-	o += (size_t)snprintf(b + o, cap - o, "S1 %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
-			      s->n, s->version, s->applied, s->refused, s->moves, s->generation);
+	o += (size_t)snprintf(b + o, cap - o,
+			      "S2 %u %016" PRIx64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", s->n,
+			      s->site_hash, s->version, s->applied, s->refused, s->moves, s->generation);
 	for (unsigned i = 0; i < s->n; i++)
-		o += (size_t)snprintf(b + o, cap - o, "M %s %d %" PRIu64 " %" PRIu64 "\n", s->m[i].device_id,
-				      s->m[i].up, s->m[i].cpu_milli, s->m[i].mem_bytes);
+		o += (size_t)snprintf(b + o, cap - o, "M %s %d %" PRIu64 " %" PRIu64 " %d %s\n", s->m[i].device_id,
+				      s->m[i].up, s->m[i].cpu_milli, s->m[i].mem_bytes, s->m[i].present,
+				      s->m[i].address[0] ? s->m[i].address : "-");
 	for (unsigned k = 0; k < s->deps.n; k++) {
 		o += (size_t)snprintf(b + o, cap - o, "A %s %u ", s->deps.d[k].name, s->place[k].excluded);
 		for (unsigned r = 0; r < DEPLOY_MAX_REPLICAS; r++)
@@ -288,19 +404,21 @@ int sitestate_decode(struct sitestate *s, const char *buf, size_t len)
 		return -ENOMEM;
 	unsigned n;
 	if (!(p = next_line(p, end, line, sizeof(line))) ||
-	    sscanf(line, "S1 %u %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &n, &t->version, &t->applied,
-		   &t->refused, &t->moves, &t->generation) != 6 ||
-	    n != s->n)
+	    sscanf(line, "S2 %u %" SCNx64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &n,
+		   &t->site_hash, &t->version, &t->applied, &t->refused, &t->moves, &t->generation) != 7 ||
+	    !n || n > SITESTATE_MAX_MEMBERS || t->site_hash != s->site_hash)
 		goto out;
 	t->n = n;
 	for (unsigned i = 0; i < n; i++) {
-		int up;
+		int up, present;
 		if (!(p = next_line(p, end, line, sizeof(line))) ||
-		    sscanf(line, "M %63s %d %" SCNu64 " %" SCNu64, t->m[i].device_id, &up, &t->m[i].cpu_milli,
-			   &t->m[i].mem_bytes) != 4 ||
-		    strcmp(t->m[i].device_id, s->m[i].device_id))
+		    sscanf(line, "M %63s %d %" SCNu64 " %" SCNu64 " %d %63s", t->m[i].device_id, &up, &t->m[i].cpu_milli,
+			   &t->m[i].mem_bytes, &present, t->m[i].address) != 6)
 			goto out;
 		t->m[i].up = up != 0;
+		t->m[i].present = present != 0;
+		if (!strcmp(t->m[i].address, "-"))
+			t->m[i].address[0] = '\0';
 	}
 	char names[DEPLOY_MAX][DEPLOY_NAME_MAX];
 	uint32_t excl[DEPLOY_MAX];
@@ -368,6 +486,16 @@ int sitestate_cmd_member(char *buf, size_t len, const char *device_id, uint64_t 
 int sitestate_cmd_down(char *buf, size_t len, const char *device_id)
 {
 	return fmt(buf, len, snprintf(buf, len, "X %s", device_id));
+}
+
+int sitestate_cmd_join(char *buf, size_t len, const char *device_id, const char *address)
+{
+	return fmt(buf, len, snprintf(buf, len, "J %s %s", device_id, address));
+}
+
+int sitestate_cmd_leave(char *buf, size_t len, const char *device_id)
+{
+	return fmt(buf, len, snprintf(buf, len, "L %s", device_id));
 }
 
 int sitestate_cmd_failed(char *buf, size_t len, const char *device_id, const char *deployment)

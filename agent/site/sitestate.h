@@ -21,6 +21,15 @@
  *   F <device> <deployment>                local recovery of the deployment
  *        failed on that member: its replicas move elsewhere (cleared when the
  *        deployment's spec changes)
+ *   J <device> <address>                   a member joins: it takes the first
+ *        free slot (down until the leader hears it); refused for an id or an
+ *        address already in the site, or with SITESTATE_MAX_MEMBERS members
+ *   L <device>                             a member leaves: its replicas move;
+ *        refused for an unknown id, when fewer than SITESTATE_MIN_MEMBERS
+ *        would be left, or when the members left that are up are not a
+ *        majority of the members left (the site could not commit anything)
+ * Members live in slots 0..n-1 (a member that left leaves its slot free, the
+ * next join takes the first free one), so indexes stay stable.
  * A command naming an unknown member or deployment, or malformed, is refused
  * (-EINVAL, -ENOENT) and changes nothing; a stale D is -ESTALE.
  */
@@ -33,17 +42,21 @@
 #include "agent/site/placement.h"
 
 #define SITESTATE_MAX_MEMBERS PLACEMENT_MAX_MEMBERS
+#define SITESTATE_MIN_MEMBERS 2
 #define SITESTATE_DOC_MAX 60000
 
 struct sitestate_member {
 	char device_id[64];
+	char address[64];                     /* "A.B.C.D:PORT" ("" when not known) */
+	bool present;                         /* a member now (false: the slot is free) */
 	bool up;
 	uint64_t cpu_milli;
 	uint64_t mem_bytes;
 };
 
 struct sitestate {
-	unsigned n;
+	unsigned n;                           /* slots in use (members present or gone) */
+	uint64_t site_hash;                   /* of the founding ids: a snapshot of another site is refused */
 	struct sitestate_member m[SITESTATE_MAX_MEMBERS];
 	uint64_t version;                     /* of the site deployments document; 0 none */
 	char *doc;                            /* the document (NUL-terminated), NULL none */
@@ -65,8 +78,20 @@ void sitestate_destroy(struct sitestate *s);
  * (refused, state unchanged, why filled when not NULL). */
 int sitestate_apply(struct sitestate *s, const char *cmd, size_t len, char *why, size_t why_len);
 
-/* Index of a member, or -1. */
+/* Sets the address of member idx (the founding list's, at create). */
+void sitestate_set_address(struct sitestate *s, unsigned idx, const char *address);
+
+/* Index of a present member, or -1. */
 int sitestate_member(const struct sitestate *s, const char *device_id);
+/* Members present; of those, how many are up. */
+unsigned sitestate_members(const struct sitestate *s, unsigned *up);
+
+/* Whether J (join, address given) or L (leave, address NULL) would be
+ * applied to the state as it is: 0, or -EEXIST (id or address taken),
+ * -ENOENT (unknown member), -ENOSPC (site full), -EBUSY (no majority would be
+ * left), -EINVAL (malformed), with why filled. Pure; apply checks the same. */
+int sitestate_check_change(const struct sitestate *s, const char *device_id, const char *address, char *why,
+			   size_t why_len);
 
 /* Replicas of deployment k assigned to member idx. */
 unsigned sitestate_assigned(const struct sitestate *s, unsigned k, unsigned idx);
@@ -80,6 +105,8 @@ int sitestate_decode(struct sitestate *s, const char *buf, size_t len);
 int sitestate_cmd_member(char *buf, size_t len, const char *device_id, uint64_t cpu_milli, uint64_t mem_bytes);
 int sitestate_cmd_down(char *buf, size_t len, const char *device_id);
 int sitestate_cmd_failed(char *buf, size_t len, const char *device_id, const char *deployment);
+int sitestate_cmd_join(char *buf, size_t len, const char *device_id, const char *address);
+int sitestate_cmd_leave(char *buf, size_t len, const char *device_id);
 /* "D <version>\n" + doc. */
 int sitestate_cmd_deployments(char *buf, size_t len, uint64_t version, const char *doc, size_t doc_len);
 

@@ -11,6 +11,7 @@
 #include "agent/base/backoff.h"
 #include "agent/base/log.h"
 #include "agent/base/loop.h"
+#include "agent/telemetry/sampler.h"
 #include "agent/telemetry/store.h"
 #include "hal/clock.h"
 #include "hal/sys.h"
@@ -33,6 +34,7 @@ struct collector {
 	unsigned nsources;
 	struct hal_node_stats prev;
 	bool have_prev;
+	const struct sampler *sampler; /* node figures from its latest sample; NULL: read them */
 	char *row;
 	struct collector_stats stats;
 	/* Degraded store: reopened with a back-off (1 s doubling to 60 s) from the ticks. */
@@ -84,6 +86,16 @@ struct collector *collector_create(struct loop *l, struct store *st, const struc
 	return t;
 }
 
+int collector_set_interval(struct collector *t, uint32_t interval_ms)
+{
+	t->o.interval_ms = interval_ms;
+	if (!interval_ms) {
+		loop_timer_stop(t->loop, &t->timer);
+		return 0;
+	}
+	return loop_timer_start(t->loop, &t->timer, interval_ms, interval_ms) < 0 ? -ENOSPC : 0;
+}
+
 void collector_destroy(struct collector *t)
 {
 	if (!t)
@@ -117,20 +129,47 @@ void collector_unregister(struct collector *t, const char *name)
 	}
 }
 
+void collector_set_sampler(struct collector *t, const struct sampler *m) { t->sampler = m; }
+
+/* The sampler's node sample of this interval, as the collector's own reading would be. */
+static bool node_from_sampler(struct collector *t, struct hal_node_stats *n, double *cpu_pct)
+{
+	struct metric_node_sample s;
+	if (!t->sampler || sampler_node_latest(t->sampler, &s) < 0)
+		return false;
+	uint64_t now_ms = hal_clock_now_us() / 1000u;
+	if (s.mono_ms + 2ull * (t->o.interval_ms ? t->o.interval_ms : 1000u) < now_ms)
+		return false;
+	memset(n, 0, sizeof(*n));
+	n->ncpu = s.ncpu;
+	n->mem_total_bytes = s.mem_total_bytes;
+	n->mem_avail_bytes = s.mem_avail_bytes;
+	n->load1 = s.load1;
+	n->disk_total_bytes = s.disk_total_bytes;
+	n->disk_free_bytes = s.disk_free_bytes;
+	n->uptime_s = s.uptime_s;
+	n->temp_mc = s.temp_mc;
+	*cpu_pct = t->have_prev ? s.cpu_pct : -1; /* the sampler's first sample has none */
+	t->have_prev = true;
+	return true;
+}
+
 static void node_figures(struct collector *t, struct collector_buf *b)
 {
 	struct hal_node_stats n;
-	int rc = hal_sys_node_stats(t->data_dir, &n);
-	if (rc) {
-		collector_buf_printf(b, "\"node\":{\"error\":\"%s\"}", strerror(-rc));
-		return;
-	}
 	double cpu_pct = -1;
-	if (t->have_prev && n.cpu_total_ticks > t->prev.cpu_total_ticks)
-		cpu_pct = 100.0 * (double)(n.cpu_busy_ticks - t->prev.cpu_busy_ticks) /
-			  (double)(n.cpu_total_ticks - t->prev.cpu_total_ticks);
-	t->prev = n;
-	t->have_prev = true;
+	if (!node_from_sampler(t, &n, &cpu_pct)) {
+		int rc = hal_sys_node_stats(t->data_dir, &n);
+		if (rc) {
+			collector_buf_printf(b, "\"node\":{\"error\":\"%s\"}", strerror(-rc));
+			return;
+		}
+		if (t->have_prev && n.cpu_total_ticks > t->prev.cpu_total_ticks)
+			cpu_pct = 100.0 * (double)(n.cpu_busy_ticks - t->prev.cpu_busy_ticks) /
+				  (double)(n.cpu_total_ticks - t->prev.cpu_total_ticks);
+		t->prev = n;
+		t->have_prev = true;
+	}
 	collector_buf_printf(b, "\"node\":{");
 	if (cpu_pct >= 0) /* needs two readings */
 		collector_buf_printf(b, "\"cpu_pct\":%.1f,", cpu_pct);

@@ -45,6 +45,16 @@ struct collector_stats {
  * on allocation failure. */
 struct collector *collector_create(struct loop *l, struct store *st, const struct collector_opts *o);
 void collector_destroy(struct collector *t);
+/* A new period (a reload): the next row interval_ms from now, then every interval_ms
+ * (0: only collector_tick). Returns 0 or -ENOSPC (no timer). */
+int collector_set_interval(struct collector *t, uint32_t interval_ms) __attribute__((warn_unused_result));
+
+struct sampler;
+/* Takes the node figures from the sampler's latest node sample (read on the
+ * same interval, same filesystem) instead of reading /proc and statfs a second
+ * time each tick; falls back to its own reading while the sampler has none
+ * newer than two intervals. NULL: always its own reading. */
+void collector_set_sampler(struct collector *t, const struct sampler *m);
 
 /* Registers a source (name: a JSON key, copied). Returns 0, -EEXIST, or
  * -ENOSPC beyond CONFIG_TELEMETRY_MAX_SOURCES. */

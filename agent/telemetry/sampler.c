@@ -78,6 +78,12 @@ void sampler_destroy(struct sampler *m)
 
 int sampler_start(struct sampler *m) { return loop_timer_start(m->loop, &m->timer, m->interval_ms, m->interval_ms); }
 
+int sampler_set_interval(struct sampler *m, unsigned interval_ms)
+{
+	m->interval_ms = interval_ms ? interval_ms : CONFIG_METRIC_INTERVAL_MS;
+	return sampler_start(m);
+}
+
 void sampler_set_sink(struct sampler *m, sampler_sink_fn fn, void *arg)
 {
 	m->sink = fn;

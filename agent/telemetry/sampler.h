@@ -79,6 +79,9 @@ struct sampler *sampler_create(struct loop *l, const char *disk_path, unsigned i
 void sampler_set_targets(struct sampler *m, sampler_targets_fn fn, void *arg);
 void sampler_destroy(struct sampler *m);
 int sampler_start(struct sampler *m) __attribute__((warn_unused_result));
+/* A new period (a reload; 0: CONFIG_METRIC_INTERVAL_MS), the next sample one period from now.
+ * The rings keep their samples. Returns 0 or a negative errno (no timer). */
+int sampler_set_interval(struct sampler *m, unsigned interval_ms) __attribute__((warn_unused_result));
 /* Takes one sample now (also what the timer does). */
 void sampler_sample(struct sampler *m);
 void sampler_set_sink(struct sampler *m, sampler_sink_fn fn, void *arg);

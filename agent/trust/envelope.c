@@ -156,7 +156,28 @@ static void buf_put(void *arg, const char *s, size_t n)
 	b->buf[b->used] = '\0';
 }
 
-static void hash_put(void *arg, const char *s, size_t n) { sig_sha256_update(arg, s, n); }
+/* The canonical form arrives in pieces of a few bytes: gathered into blocks
+ * before they reach the digest (one EVP call per block, not per piece). */
+struct hashsink {
+	struct sig_sha256 *h;
+	size_t used;
+	char buf[512];
+};
+
+static void hash_put(void *arg, const char *s, size_t n)
+{
+	struct hashsink *hs = arg;
+	if (hs->used + n > sizeof(hs->buf)) {
+		sig_sha256_update(hs->h, hs->buf, hs->used);
+		hs->used = 0;
+	}
+	if (n > sizeof(hs->buf)) {
+		sig_sha256_update(hs->h, s, n);
+		return;
+	}
+	memcpy(hs->buf + hs->used, s, n);
+	hs->used += n;
+}
 
 static cJSON *parse_object(const char *text, size_t len)
 {
@@ -195,16 +216,17 @@ int envelope_canonical(const char *text, size_t len, char *buf, size_t buflen)
 
 static int body_hash(const cJSON *body, uint8_t out[SIG_SHA256_LEN])
 {
-	struct sig_sha256 *h = sig_sha256_create();
-	if (!h)
+	struct hashsink hs = { .h = sig_sha256_create() };
+	if (!hs.h)
 		return -ENOMEM;
-	struct canon_sink k = { hash_put, h };
+	struct canon_sink k = { hash_put, &hs };
 	int rc = canon_value(&k, body);
 	if (rc) {
-		sig_sha256_destroy(h);
+		sig_sha256_destroy(hs.h);
 		return rc;
 	}
-	return sig_sha256_finish(h, out);
+	sig_sha256_update(hs.h, hs.buf, hs.used);
+	return sig_sha256_finish(hs.h, out);
 }
 
 /* --- base64 ---------------------------------------------------------------- */

@@ -637,6 +637,12 @@ int policy_decision_json(char *buf, size_t len, const char *decision_id, uint64_
 		     sla_class_name(in->dep->sla_class), (double)in->dep->cpu_nano / 1e9,
 		     (unsigned long long)(in->dep->mem_bytes >> 20), in->dep->replicas_max);
 	}
+	if (!policy_version) {
+		/* No policy installed: allowed, and logged so the audit trail has no gap. */
+		emit(&o, "},\"result\":\"allow\",\"reason\":\"no policy installed\","
+			 "\"rules\":[{\"rule\":\"no_policy\",\"violated\":false}]}");
+		goto out;
+	}
 	emit(&o, "},\"result\":\"%s\",\"reason\":", d->allow ? "allow" : "deny");
 	emit_str(&o, d->reason);
 	emit(&o, ",\"rules\":[");
@@ -650,6 +656,7 @@ int policy_decision_json(char *buf, size_t len, const char *decision_id, uint64_
 		emit(&o, "}");
 	}
 	emit(&o, "]}");
+out:
 	if (o.over) {
 		if (len)
 			buf[0] = '\0';

@@ -119,7 +119,9 @@ void policy_evaluate(const struct policy *p, const struct policy_input *in, stru
 
 /* A decision log entry as a JSON object: {"decision_id":..,"policy_version":N,
  * "input":{...},"result":"allow"|"deny","reason":..,"rules":[{"rule":..,
- * "mode":..,"violated":bool,"reason":..}]}. Returns the length or -ENOSPC. */
+ * "mode":..,"violated":bool,"reason":..}]}. policy_version 0 (none
+ * installed): result allow, reason "no policy installed", rules
+ * [{"rule":"no_policy","violated":false}]. Returns the length or -ENOSPC. */
 int policy_decision_json(char *buf, size_t len, const char *decision_id, uint64_t policy_version,
 			 const struct policy_input *in, const struct policy_decision *d);
 

@@ -46,12 +46,33 @@ int replay_check(const struct replay *r, const char *id, int64_t iat_ms) __attri
  * the oldest issue time held, now covers iat_ms (not admitted then). */
 int replay_record(struct replay *r, const char *id, int64_t iat_ms) __attribute__((warn_unused_result));
 
+/* replay_record that also says which slot (0..cap-1) now holds the id, for
+ * incremental persistence (replay_save_slot). -EINVAL for an empty or too
+ * long id. */
+int replay_admit(struct replay *r, const char *id, int64_t iat_ms, unsigned *slot) __attribute__((warn_unused_result));
+
 void replay_get_stats(const struct replay *r, struct replay_stats *out);
 
-/* Text form for the store: "R1 LWM NEWEST EVICTED\nIAT ID\n...". save returns
+/* Incremental text form, one store key per slot plus a header: after an
+ * admission only its slot and the header change (both a few dozen bytes).
+ * Header "R2 LWM NEWEST EVICTED\n"; slot "IAT ID" or "-" (free).
+ * save_* return the length or -ENOSPC (96 bytes always suffice).
+ * load_header empties r and sets its mark (-EINVAL for malformed text, r
+ * unchanged); load_slot then fills one slot: an entry at or under the mark
+ * is stale (retired after it was written) and skipped; -EINVAL for
+ * malformed text, a slot out of range or filled, or an id already held. */
+int replay_save_header(const struct replay *r, char *buf, size_t len);
+int replay_save_slot(const struct replay *r, unsigned slot, char *buf, size_t len);
+int replay_load_header(struct replay *r, const char *text) __attribute__((warn_unused_result));
+int replay_load_slot(struct replay *r, unsigned slot, const char *text) __attribute__((warn_unused_result));
+
+/* Whole text form (legacy stores, tests): "R1 LWM NEWEST EVICTED\nIAT ID\n...". save returns
  * the length or -ENOSPC (cap * 90 + 64 bytes always suffice); load replaces
  * r's content and returns 0, or -EINVAL for malformed text (r unchanged). */
 int replay_save(const struct replay *r, char *buf, size_t len);
 int replay_load(struct replay *r, const char *text) __attribute__((warn_unused_result));
+/* Adds the window saved in text to r's: the higher mark, and every id of either above it (ids
+ * r recorded while the saved copy was out of reach stay). 0, -EINVAL (r unchanged), -ENOMEM. */
+int replay_merge(struct replay *r, const char *text) __attribute__((warn_unused_result));
 
 #endif

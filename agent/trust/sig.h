@@ -12,9 +12,13 @@
 
 /* Verifies sig over msg (len bytes) with the raw public key pub. Returns 0
  * when it is valid, -EBADMSG when it is not (or pub is not a valid point),
- * -ENOMEM. Pure computation, no I/O; thread-safe. */
+ * -ENOMEM. No I/O; thread-safe. The key's OpenSSL form is cached per
+ * thread (at most 8 keys, the oldest replaced): see sig.c. */
 int sig_verify(const uint8_t pub[SIG_PUBLIC_LEN], const void *msg, size_t len, const uint8_t sig[SIG_LEN])
 	__attribute__((warn_unused_result));
+
+/* Frees this thread's verification key cache (tests, leak checkers). */
+void sig_cache_clear(void);
 
 /* Signs msg with the raw private key priv into sig. 0 or -ENOMEM/-EINVAL. */
 int sig_sign(const uint8_t priv[SIG_PRIVATE_LEN], const void *msg, size_t len, uint8_t sig[SIG_LEN])

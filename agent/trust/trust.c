@@ -23,13 +23,13 @@
 #define KV_KEYS "trust.keys"
 #define KV_POLICY "trust.policy"
 #define KV_REPLAY "trust.replay"
-#define REPLAY_TEXT_MAX (CONFIG_TRUST_REPLAY_MAX * 90 + 128)
+#define REPLAY_TEXT_MAX (CONFIG_TRUST_REPLAY_MAX * 90 + 128) /* a legacy whole-window text */
 
 struct drift_item {
 	char deployment[DEPLOY_NAME_MAX];
 	enum policy_rule rule;
 	enum policy_mode mode;
-	bool repaired;
+	int repaired;                    /* 0, or enum trust_repair */
 	char reason[160];
 };
 
@@ -69,13 +69,72 @@ static void refused_event(struct trust *t, const char *what, const struct trust_
 	event(t, "trust_refused", detail);
 }
 
-static int persist_replay(struct trust *t)
+/* The replay window is persisted incrementally: the header ("F FLOOR\n"
+ * then the window's mark) under KV_REPLAY and one key per slot; an
+ * admission writes its slot and the header, in the caller's transaction. */
+static int persist_header(struct trust *t)
 {
 	int n = snprintf(t->text, sizeof(t->text), "F %" PRId64 "\n", t->time.floor_ms);
-	int m = replay_save(t->replay, t->text + n, sizeof(t->text) - (size_t)n);
-	if (m < 0)
-		return m;
-	return store_kv_set(t->st, KV_REPLAY, t->text);
+	int m = replay_save_header(t->replay, t->text + n, sizeof(t->text) - (size_t)n);
+	return m < 0 ? m : store_kv_set(t->st, KV_REPLAY, t->text);
+}
+
+static int persist_slot(struct trust *t, unsigned slot)
+{
+	char key[48], val[96];
+	snprintf(key, sizeof(key), KV_REPLAY ".%u", slot);
+	int rc = replay_save_slot(t->replay, slot, val, sizeof(val));
+	return rc < 0 ? rc : store_kv_set(t->st, key, val);
+}
+
+/* The whole window written as slots and header (one transaction). */
+static int persist_window(struct trust *t)
+{
+	int rc = 0;
+	bool txn = store_begin(t->st) == 0;
+	for (unsigned i = 0; i < CONFIG_TRUST_REPLAY_MAX && !rc; i++)
+		rc = persist_slot(t, i);
+	if (!rc)
+		rc = persist_header(t);
+	if (txn && rc)
+		store_rollback(t->st);
+	else if (txn)
+		rc = store_commit(t->st);
+	return rc;
+}
+
+/* A store written before slots existed holds the whole window in one text:
+ * loaded, then written again as slots. */
+static int load_legacy_replay(struct trust *t, const char *text)
+{
+	int rc = replay_load(t->replay, text);
+	if (rc)
+		return rc;
+	if ((rc = persist_window(t)))
+		log_err("event=replay_state_not_converted error=%s", strerror(-rc));
+	return 0;
+}
+
+static void load_slots(struct trust *t)
+{
+	char key[48], val[96];
+	for (unsigned i = 0; i < CONFIG_TRUST_REPLAY_MAX; i++) {
+		snprintf(key, sizeof(key), KV_REPLAY ".%u", i);
+		if (store_kv_get(t->st, key, val, sizeof(val)) != 0)
+			continue;
+		if (replay_load_slot(t->replay, i, val) != 0) {
+			/* An id lost: refuse everything issued up to the newest admitted. */
+			struct replay_stats rs;
+			replay_get_stats(t->replay, &rs);
+			char hdr[96];
+			snprintf(hdr, sizeof(hdr), "R2 %" PRId64 " %" PRId64 " %" PRIu64 "\n", rs.newest_iat_ms,
+				 rs.newest_iat_ms, rs.evicted);
+			if (replay_load_header(t->replay, hdr) == 0)
+				log_err("event=replay_slot_unreadable slot=%u action=mark_raised_to_newest mark_ms=%" PRId64,
+					i, rs.newest_iat_ms);
+			return;
+		}
+	}
 }
 
 static void load_replay(struct trust *t)
@@ -85,12 +144,15 @@ static void load_replay(struct trust *t)
 	long long floor_ms = 0;
 	int off = 0;
 	if (sscanf(t->text, "F %lld\n%n", &floor_ms, &off) != 1 || off == 0 || floor_ms < 0 ||
-	    replay_load(t->replay, t->text + off) != 0) {
+	    (strncmp(t->text + off, "R1 ", 3) == 0 ? load_legacy_replay(t, t->text + off)
+						    : replay_load_header(t->replay, t->text + off)) != 0) {
 		/* Unreadable: refuse everything issued before now's floor rather than forget. */
 		log_err("event=replay_state_unreadable action=window_starts_at_floor");
 		return;
 	}
 	t->time.floor_ms = floor_ms;
+	if (strncmp(t->text + off, "R2 ", 3) == 0)
+		load_slots(t);
 }
 
 /* A stored document wins over the operator's file when its version is higher. */
@@ -125,6 +187,26 @@ static int load_doc(struct trust *t, const char *kv, const char *file_json, bool
 	return 0;
 }
 
+/* The decision ring continues where the last run stopped (the highest
+ * sequence number kept), so that it always holds the newest entries. */
+static void load_decision_seq(struct trust *t)
+{
+	for (unsigned i = 0; i < CONFIG_TRUST_DECISIONS_KEPT; i++) {
+		char key[48];
+		snprintf(key, sizeof(key), "trust.decision.%u", i);
+		if (store_kv_get(t->st, key, t->entry, sizeof(t->entry)) != 0)
+			continue;
+		const char *id = strstr(t->entry, "\"decision_id\":\"");
+		const char *end = id ? strchr(id + 15, '"') : NULL;
+		const char *dash = end ? end : NULL;
+		while (dash && dash > id + 15 && dash[-1] != '-')
+			dash--;
+		unsigned long long seq = dash ? strtoull(dash, NULL, 10) : 0;
+		if (seq > t->decision_seq)
+			t->decision_seq = seq;
+	}
+}
+
 struct trust *trust_create(struct store *st, const struct trust_opts *o, struct trust_err *e)
 {
 	struct trust *t = calloc(1, sizeof(*t));
@@ -146,6 +228,7 @@ struct trust *trust_create(struct store *st, const struct trust_opts *o, struct 
 	if (load_doc(t, KV_KEYS, o->keys_json, false, e) || load_doc(t, KV_POLICY, o->policy_json, true, e))
 		goto errout;
 	load_replay(t);
+	load_decision_seq(t);
 	log_inf("event=trust_ready signatures=%s keys=%u keys_version=%llu policy_version=%llu time_floor_ms=%lld",
 		o->require_signatures ? "required" : "optional", t->keys.n, (unsigned long long)t->keys.version,
 		(unsigned long long)t->policy.version, (long long)t->time.floor_ms);
@@ -177,6 +260,30 @@ bool trust_set_groups(struct trust *t, const struct groups *from_desired)
 }
 
 const struct groups *trust_groups(const struct trust *t) { return &t->groups; }
+
+void trust_store_back(struct trust *t)
+{
+	struct trust_err e = { 0 };
+	if (load_doc(t, KV_KEYS, NULL, false, &e) || load_doc(t, KV_POLICY, NULL, true, &e))
+		log_err("event=trust_reload_failed message=\"%s\"", e.message);
+	/* The window kept in memory meanwhile (ids admitted, or refused with store_failed after
+	 * their record): merged into the persisted one, so that they stay refused. */
+	size_t cap = (size_t)CONFIG_TRUST_REPLAY_MAX * 90 + 64;
+	char *mem = malloc(cap);
+	int64_t floor_ms = t->time.floor_ms;
+	int rc = mem && replay_save(t->replay, mem, cap) > 0 ? 0 : -ENOMEM;
+	if (rc == 0) {
+		load_replay(t);
+		if ((rc = replay_merge(t->replay, mem)))
+			log_err("event=replay_merge_failed err=%s", strerror(-rc));
+		if (floor_ms > t->time.floor_ms)
+			t->time.floor_ms = floor_ms;
+		rc = persist_window(t);
+	}
+	free(mem);
+	log_inf("event=trust_store_back keys_version=%llu policy_version=%llu persisted=%s",
+		(unsigned long long)t->keys.version, (unsigned long long)t->policy.version, rc ? "no" : "yes");
+}
 
 uint64_t trust_policy_version(const struct trust *t) { return t->policy.version; }
 const struct policy *trust_policy(const struct trust *t) { return &t->policy; }
@@ -253,12 +360,12 @@ static void spec_view(const struct deploy_spec *d, struct policy_deployment *pd)
 }
 
 /* Evaluates one input and logs the decision: kept in the store (a bounded
- * ring of CONFIG_TRUST_DECISIONS_KEPT entries) and sent as an event. */
+ * ring of CONFIG_TRUST_DECISIONS_KEPT entries) and sent as an event; also
+ * without a policy (version 0, allowed, rule no_policy), so that every
+ * command's evaluation is in the trail. */
 static void decide(struct trust *t, const struct policy_input *in, struct policy_decision *d)
 {
 	policy_evaluate(&t->policy, in, d);
-	if (!t->policy.version)
-		return; /* no policy: nothing evaluated, nothing to log */
 	t->stats.decisions++;
 	char id[96], key[48];
 	snprintf(id, sizeof(id), "%s-%" PRId64 "-%" PRIu64, t->device_id, trusttime_now(&t->time, hal_clock_wall_ms()),
@@ -317,14 +424,15 @@ int trust_admit(struct trust *t, const struct trust_verdict *v, struct trust_err
 {
 	if (!v->signed_)
 		return 0;
-	int rc = replay_record(t->replay, v->env.id, v->env.iat_ms);
+	unsigned slot = 0;
+	int rc = replay_admit(t->replay, v->env.id, v->env.iat_ms, &slot);
 	if (rc)
 		return refuse(t, trust_err_set(e, rc, "replayed", "auth.iat",
 					       "issued at %lld: the full replay window's mark now covers it",
 					       (long long)v->env.iat_ms),
 			      e);
 	trusttime_observe(&t->time, v->env.iat_ms);
-	if ((rc = persist_replay(t)))
+	if ((rc = persist_slot(t, slot)) || (rc = persist_header(t)))
 		return trust_err_set(e, rc, "store_failed", "", "the replay window could not be persisted: %s",
 				     strerror(-rc));
 	t->stats.admitted++;
@@ -374,7 +482,7 @@ int trust_rotate_keys(struct trust *t, const char *msg, size_t len, struct trust
 	int64_t now = trusttime_now(&t->time, hal_clock_wall_ms());
 	struct keyring next = t->keys;
 	int rc = keyring_rotate(&next, msg, len, t->device_id, t->group_ptr, t->groups.n, now, e);
-	if (rc == 0 && t->policy.version) {
+	if (rc == 0) {
 		/* Verified by rotate: now the policy's roles (may this key replace keys?). */
 		struct trust_verdict v = { .signed_ = true, .now_ms = now };
 		if (envelope_parse(msg, len, "keys", &v.env, e) == 0 && (rc = trust_authorize(t, &v, "keys", NULL, -1, NULL, e)))
@@ -391,6 +499,31 @@ int trust_rotate_keys(struct trust *t, const char *msg, size_t len, struct trust
 	return 0;
 }
 
+/* Records the violated rules of one decision as drift items; returns the
+ * first violated rule in repair mode, or NULL. */
+static const struct policy_match *drift_record(struct trust *t, const char *name, const struct policy_decision *d)
+{
+	const struct policy_match *fix = NULL;
+	for (unsigned j = 0; j < d->n; j++) {
+		const struct policy_match *m = &d->m[j];
+		if (!m->violated)
+			continue;
+		if (m->mode == POLICY_MODE_REPAIR && !fix)
+			fix = m;
+		if (t->n_drift < DRIFT_ITEMS_MAX) {
+			struct drift_item *it = &t->drift[t->n_drift++];
+			snprintf(it->deployment, sizeof(it->deployment), "%s", name);
+			it->rule = m->rule;
+			it->mode = m->mode;
+			it->repaired = 0;
+			snprintf(it->reason, sizeof(it->reason), "%s", m->reason);
+		}
+	}
+	return fix;
+}
+
+static const char *repair_name(int how) { return how == TRUST_ROLLED_BACK ? "rolled_back" : "stopped"; }
+
 int trust_drift(struct trust *t, const char *desired_json, int (*repair)(void *arg, const char *name, const char *rule),
 		void *arg)
 {
@@ -398,7 +531,6 @@ int trust_drift(struct trust *t, const char *desired_json, int (*repair)(void *a
 	struct deploy_error de;
 	if (!t->policy.version || !desired_json || deploy_parse(desired_json, strlen(desired_json), &t->set, &de) != 0)
 		return 0;
-	/* The set is reused by decide()'s callers: copy the names first. */
 	unsigned n = t->set.n;
 	int violations = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -407,35 +539,40 @@ int trust_drift(struct trust *t, const char *desired_json, int (*repair)(void *a
 		struct policy_input in = { .deployment = t->set.d[i].name, .replicas = -1, .dep = &pd };
 		struct policy_decision d;
 		decide(t, &in, &d);
-		const struct policy_match *fix = NULL;
-		for (unsigned j = 0; j < d.n; j++) {
-			const struct policy_match *m = &d.m[j];
-			if (!m->violated)
-				continue;
-			if (m->mode == POLICY_MODE_REPAIR && !fix)
-				fix = m;
-			if (t->n_drift < DRIFT_ITEMS_MAX) {
-				struct drift_item *it = &t->drift[t->n_drift++];
-				snprintf(it->deployment, sizeof(it->deployment), "%s", t->set.d[i].name);
-				it->rule = m->rule;
-				it->mode = m->mode;
-				it->repaired = false;
-				snprintf(it->reason, sizeof(it->reason), "%s", m->reason);
-			}
-		}
-		if (fix && repair && repair(arg, t->set.d[i].name, policy_rule_name(fix->rule)) == 0) {
-			for (unsigned k = 0; k < t->n_drift; k++)
-				if (strcmp(t->drift[k].deployment, t->set.d[i].name) == 0)
-					t->drift[k].repaired = true;
-			char detail[256];
-			snprintf(detail, sizeof(detail), "{\"deployment\":\"%s\",\"rule\":\"%s\",\"action\":\"stopped\",\"policy_version\":%llu}",
-				 t->set.d[i].name, policy_rule_name(fix->rule), (unsigned long long)t->policy.version);
-			event(t, "policy_repaired", detail);
-		}
+		const struct policy_match *fix = drift_record(t, t->set.d[i].name, &d);
+		int how = fix && repair ? repair(arg, t->set.d[i].name, policy_rule_name(fix->rule)) : 0;
+		if (how != TRUST_ROLLED_BACK && how != TRUST_STOPPED)
+			continue;
+		for (unsigned k = 0; k < t->n_drift; k++)
+			if (strcmp(t->drift[k].deployment, t->set.d[i].name) == 0)
+				t->drift[k].repaired = how;
+		char detail[256];
+		snprintf(detail, sizeof(detail), "{\"deployment\":\"%s\",\"rule\":\"%s\",\"action\":\"%s\",\"policy_version\":%llu}",
+			 t->set.d[i].name, policy_rule_name(fix->rule), repair_name(how),
+			 (unsigned long long)t->policy.version);
+		event(t, "policy_repaired", detail);
 	}
 	for (unsigned k = 0; k < t->n_drift; k++)
 		violations += !t->drift[k].repaired;
 	return violations;
+}
+
+bool trust_complies(struct trust *t, const char *desired_json)
+{
+	/* Called from a repair, while trust_drift iterates t->set: a set of its own. */
+	struct deploy_set *set = malloc(sizeof(*set));
+	struct deploy_error de;
+	bool ok = set && deploy_parse(desired_json, strlen(desired_json), set, &de) == 0;
+	for (unsigned i = 0; ok && i < set->n; i++) {
+		struct policy_deployment pd;
+		spec_view(&set->d[i], &pd);
+		struct policy_input in = { .verb = "repair_check", .deployment = set->d[i].name, .replicas = -1, .dep = &pd };
+		struct policy_decision d;
+		decide(t, &in, &d);
+		ok = d.allow && !d.repair;
+	}
+	free(set);
+	return ok;
 }
 
 int trust_report(const struct trust *t, char *buf, size_t len)
@@ -445,7 +582,7 @@ int trust_report(const struct trust *t, char *buf, size_t len)
 	unsigned violations = 0, repaired = 0;
 	for (unsigned k = 0; k < t->n_drift; k++) {
 		violations += !t->drift[k].repaired;
-		repaired += t->drift[k].repaired;
+		repaired += t->drift[k].repaired != 0;
 	}
 	int n = snprintf(buf, len,
 			 "\"trust\":{\"signatures\":\"%s\",\"keys_version\":%llu,\"keys\":%u,\"time_floor_ms\":%" PRId64
@@ -465,9 +602,11 @@ int trust_report(const struct trust *t, char *buf, size_t len)
 				     : it->mode == POLICY_MODE_AUDIT ? "reported"
 								     : "awaiting_approval";
 		int m = snprintf(buf + n, len - (size_t)n,
-				 "%s{\"deployment\":\"%s\",\"rule\":\"%s\",\"mode\":\"%s\",\"status\":\"%s\",\"reason\":%s}",
+				 "%s{\"deployment\":\"%s\",\"rule\":\"%s\",\"mode\":\"%s\",\"status\":\"%s\",\"action\":%s%s%s,"
+				 "\"reason\":%s}",
 				 k ? "," : "", it->deployment, policy_rule_name(it->rule), policy_mode_name(it->mode), status,
-				 reason);
+				 it->repaired ? "\"" : "", it->repaired ? repair_name(it->repaired) : "null",
+				 it->repaired ? "\"" : "", reason);
 		if (m < 0 || (size_t)m >= len - (size_t)n)
 			return -ENOSPC;
 		n += m;

@@ -40,6 +40,10 @@ struct trust_verdict {
  * file, or without memory. */
 struct trust *trust_create(struct store *st, const struct trust_opts *o, struct trust_err *e);
 void trust_destroy(struct trust *t);
+/* The store opened after berthd ran without it: stored keys and policy newer than the
+ * ones in force are taken, and the persisted replay window is merged with the one
+ * kept in memory meanwhile (a command refused then stays refused), then saved. */
+void trust_store_back(struct trust *t);
 
 /* Verifies a command (doc_kind NULL) or a signed document ("desired",
  * "policy", "keys"): envelope, target, key and its window at trusted time,
@@ -72,16 +76,24 @@ int trust_set_policy(struct trust *t, const char *msg, size_t len, struct trust_
 /* Replaces the key list by a signed one (see keyring_rotate) and persists it. */
 int trust_rotate_keys(struct trust *t, const char *msg, size_t len, struct trust_err *e) __attribute__((warn_unused_result));
 
-/* A running deployment against the policy in force. */
-enum trust_drift_status { TRUST_COMPLIANT = 0, TRUST_REPORTED, TRUST_AWAITING_APPROVAL, TRUST_REPAIR };
+/* How a repair-mode violation was repaired (the repair callback's answer). */
+enum trust_repair { TRUST_ROLLED_BACK = 1, TRUST_STOPPED = 2 };
 
 /* Checks every deployment of desired_json against the policy in force and
  * records the violations (for the reported state); calls repair(arg, name,
- * rule) for each one whose violated rule is in repair mode, which returns 0
- * when it stopped (or rolled back) the deployment. Returns the number of
- * current violations. */
+ * rule) for each one whose violated rule is in repair mode, which returns
+ * TRUST_ROLLED_BACK (it now runs a compliant last-known-good version) or
+ * TRUST_STOPPED when it repaired the deployment, -errno when it could not.
+ * Each repair is sent as a policy_repaired event naming the action. Returns
+ * the number of current (unrepaired) violations. */
 int trust_drift(struct trust *t, const char *desired_json, int (*repair)(void *arg, const char *name, const char *rule),
 		void *arg);
+
+/* Whether every deployment of desired_json complies with the policy in
+ * force: no violated rule in deny or repair mode (audit-mode violations are
+ * only reported). Each evaluation is logged (input verb "repair_check").
+ * False for a document that does not parse or without memory. */
+bool trust_complies(struct trust *t, const char *desired_json);
 
 /* The "trust" member of the reported state ("trust":{...}, no comma).
  * Returns the length or -ENOSPC. */

@@ -685,6 +685,9 @@ int hal_sys_proc_stats(struct hal_proc_stats *out)
 	out->cpu_seconds = (double)(utime + stime) / (double)hz;
 	out->vsize_bytes = vsize;
 	out->rss_bytes = rss > 0 ? (uint64_t)rss * (uint64_t)page : 0;
+	struct mallinfo2 mi = mallinfo2();
+	out->heap_used_bytes = mi.uordblks + mi.hblkhd;
+	out->heap_free_bytes = mi.fordblks;
 	char st[4096];
 	if (read_self("/proc/stat", st, sizeof(st)) > 0) {
 		const char *b = strstr(st, "\nbtime ");
@@ -707,12 +710,15 @@ int hal_sys_proc_stats(struct hal_proc_stats *out)
 }
 
 /* glibc's default threshold (128 KiB, raised as mmapped chunks are freed)
- * puts tables of 24-128 KiB in the heap, where calloc clears reused memory
+ * puts tables of 16-128 KiB in the heap, where calloc clears reused memory
  * and so touches every page; a fixed threshold keeps them untouched. The
- * local API's connection pools (32 KiB each) get their own pages too and
- * go back to the system when the connection closes, so a burst of
- * connections leaves no dirty heap behind. */
-#define SYS_MMAP_THRESHOLD_BYTES (24 * 1024)
+ * local API's connection pools (16 KiB each: libmicrohttpd takes them from
+ * malloc below 32 KiB) get their own pages too and go back to the system
+ * when the connection closes, so a burst of connections leaves no dirty
+ * heap behind (with a 24 KiB threshold they stayed in the heap: 16 kept-
+ * alive connections left ~256 kB of dirty free chunks). So do libcurl's
+ * 16 KiB receive buffers, one per transfer slot used. */
+#define SYS_MMAP_THRESHOLD_BYTES (16 * 1024)
 #define SYS_TRIM_THRESHOLD_BYTES (64 * 1024)
 
 void hal_sys_tune_memory(void)
@@ -721,3 +727,5 @@ void hal_sys_tune_memory(void)
 	(void)mallopt(M_TRIM_THRESHOLD, SYS_TRIM_THRESHOLD_BYTES);
 	(void)mallopt(M_ARENA_MAX, 1);
 }
+
+void hal_sys_trim_memory(void) { (void)malloc_trim(0); }

@@ -149,3 +149,4 @@ int hal_sys_proc_stats(struct hal_proc_stats *out)
 }
 
 void hal_sys_tune_memory(void) {}
+void hal_sys_trim_memory(void) {}

@@ -187,6 +187,24 @@ int main(int argc, char **argv)
 		r[i] = cpu_us() - sc;
 	}
 	double r50 = pct(r, n, 0.5);
+	/* What one more synchronous commit costs on this disk (the admission's):
+	 * a small row written and committed, alone. */
+	struct store *s_commit = open_store(dir, "commit");
+	double *cw = calloc(n, sizeof(double)), *cc = calloc(n, sizeof(double));
+	if (!s_commit || !cw || !cc)
+		return 1;
+	for (size_t i = 0; i < n; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "k.%zu", i % 512);
+		double s = now_us(), sc = cpu_us();
+		if (store_begin(s_commit) || store_kv_set(s_commit, key, "1767225600000 c-000000000") ||
+		    store_commit(s_commit))
+			return 1;
+		cw[i] = now_us() - s;
+		cc[i] = cpu_us() - sc;
+	}
+	double cw50 = pct(cw, n, 0.5), cc50 = pct(cc, n, 0.5);
+	store_close(s_commit);
 	if (refused || denied || replies != (int)(2 * n)) {
 		fprintf(stderr, "bench_trust: %d refused, %d denied, %d replies of %zu: the bench measured refusals\n",
 			refused, denied, replies, 2 * n);
@@ -203,12 +221,14 @@ int main(int argc, char **argv)
 	printf("of which verification (envelope, key window, Ed25519, replay check): median %.1f us\n", vo50);
 	printf("verify + policy in a loop of its own (CPU): median %.1f us\n", tl50);
 	printf("OpenSSL's Ed25519 verification alone (CPU): median %.1f us\n", r50);
+	printf("one synchronous commit of a small row, alone: median %.1f us wall, %.1f us CPU\n", cw50, cc50);
 	printf("CPU time (this thread) medians: apply %.1f us, apply with trust %.1f us (added %.1f us), verify + policy %.1f us\n",
 	       ac50, bc50, bc50 - ac50, vc50);
 	printf("RESULT commands=%zu apply_us=%.1f apply_trusted_us=%.1f added_us=%.1f verify_policy_us=%.1f "
 	       "verify_policy_p99_us=%.1f verify_us=%.1f apply_cpu_us=%.1f apply_trusted_cpu_us=%.1f added_cpu_us=%.1f "
-	       "verify_policy_cpu_us=%.1f verify_policy_alone_cpu_us=%.1f ed25519_cpu_us=%.1f target_added_us=200\n",
-	       n, a50, b50, b50 - a50, v50, v99, vo50, ac50, bc50, bc50 - ac50, vc50, tl50, r50);
+	       "verify_policy_cpu_us=%.1f verify_policy_alone_cpu_us=%.1f ed25519_cpu_us=%.1f commit_us=%.1f commit_cpu_us=%.1f "
+	       "target_added_us=200\n",
+	       n, a50, b50, b50 - a50, v50, v99, vo50, ac50, bc50, bc50 - ac50, vc50, tl50, r50, cw50, cc50);
 	control_destroy(c_plain);
 	control_destroy(c_trust);
 	trust_destroy(t_gate);

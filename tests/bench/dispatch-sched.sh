@@ -52,8 +52,8 @@ all_ready() { ready_is detector 2 && ready_is classifier 1 && ready_is summarize
 run() { # POLICY N
   SCHED_JSON="\"slots\": 2, \"policy\": \"$1\""
   berthd_start
-  wait_for 90 all_ready || { bad "$1: replicas not ready"; exit 1; }
-  wait_for 60 http_is 200 "$API/v2/health/ready" || { bad "$1: API not ready"; exit 1; }
+  wait_until 90 "the replicas of the three models ready" all_ready || { bad "$1: replicas not ready"; exit 1; }
+  wait_until 60 "berthd's /v2/health/ready" http_is 200 "$API/v2/health/ready" || { bad "$1: API not ready"; exit 1; }
   "$WORK/loadgen" --trace "$WORK/slice.csv" --target "127.0.0.1:$API_PORT" --speedup "$SPEEDUP" \
     --sizes "$US_PER_KELEM" --cost-scale "$SCALE" --deadline-scale "$DSCALE" --conns 128 --raw "$WORK/$1.$2.csv" > "$WORK/$1.$2.out"
   berthd_kill -TERM

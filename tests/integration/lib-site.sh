@@ -55,24 +55,29 @@ snap() {
   done < <(python3 "$PROBE" snap "$1")
 }
 
+# the founding members: gw1..gwSITE_FOUNDERS (default all); the others join by command (site.address)
 site_members() {
   local i s=""
-  for i in $(seq 1 "$SITE_N"); do s+="${s:+,}gw$i=${SITE_IP[$i]}:7400"; done
+  for i in $(seq 1 "${SITE_FOUNDERS:-$SITE_N}"); do s+="${s:+,}gw$i=${SITE_IP[$i]}:7400"; done
   echo "$s"
 }
 
-# site_config I: gateway I's config.json (the broker address answers nothing).
+# site_config I: gateway I's config.json (by default the broker address answers nothing; SITE_BROKER
+# HOST:PORT gives one, TRUST_JSON the console key berthd trusts).
 site_config() {
-  local i=$1 d=$SITE_DIR/m$1
+  local i=$1 d=$SITE_DIR/m$1 b=${SITE_BROKER:-10.77.0.250:1883} addr="" rmin=5000
+  [ -z "${SITE_BROKER:-}" ] || rmin=1000
+  [ "$i" -le "${SITE_FOUNDERS:-$SITE_N}" ] || addr=",\"address\":\"${SITE_IP[$i]}:7400\""
   cat > "$d/config.json" <<EOF2
 {"device_id":"gw$i","data_dir":"$d/data","deployments_file":"$SITE_DIR/deployments.json",
- "log_level":"info",
+ "log_level":"info",${TRUST_JSON:+
+ $TRUST_JSON,}
  "engine":{"socket":"${SITE_SOCK[$i]}","timeout_ms":15000},
- "broker":{"enabled":true,"host":"10.77.0.250","port":1883,"reconnect_min_ms":5000,"reconnect_max_ms":30000},
+ "broker":{"enabled":true,"host":"${b%:*}","port":${b##*:},"reconnect_min_ms":$rmin,"reconnect_max_ms":30000},
  "api":{"listen":"0.0.0.0","port":8480,"token":"$SITE_API_TOKEN"},
  "autoscale":{"enabled":false},
  "supervisor":{"migrate_after_failures":2},
- "site":{"enabled":true,"members":"$(site_members)","failover_ms":$FAILOVER_MS,"lease_ms":$LEASE_MS}}
+ "site":{"enabled":true,"members":"$(site_members)"$addr,"failover_ms":$FAILOVER_MS,"lease_ms":$LEASE_MS}}
 EOF2
 }
 
@@ -90,7 +95,7 @@ gw_hup() { kill -HUP "${BPID[$1]}"; }
 
 # site_view I EXPR: EXPR over gateway I's reported site view (v = the "site" object, s = the state).
 site_view() {
-  site_exec "$1" curl -s -m 2 http://127.0.0.1:8480/v1/state 2>/dev/null |
+  site_exec "$1" curl -s -m 2 -H "Authorization: Bearer $SITE_API_TOKEN" http://127.0.0.1:8480/v1/state 2>/dev/null |
     python3 -c 'import json,sys
 try: s=json.load(sys.stdin); v=s["site"]
 except Exception: print(""); sys.exit(0)

@@ -8,5 +8,5 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 export FOOTPRINT_IDLE_S=${FOOTPRINT_IDLE_S:-3}
 export FOOTPRINT_REQUESTS=${FOOTPRINT_REQUESTS:-2000}
 export FOOTPRINT_MAX_DIRTY_KB=${FOOTPRINT_MAX_DIRTY_KB:-3328}
-export FOOTPRINT_MAX_GROWTH_KB=${FOOTPRINT_MAX_GROWTH_KB:-512}
+export FOOTPRINT_MAX_GROWTH_KB=${FOOTPRINT_MAX_GROWTH_KB:-384}
 exec "$here/tests/bench/bench-footprint.sh" "${BERTH_BUILD:-$here/build}"

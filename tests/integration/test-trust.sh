@@ -42,7 +42,10 @@ cat > "$T/v1.json" <<'EOD'
 EOD
 "$CTL" "${B[@]}" deploy "$DEV" "$T/v1.json" > "$T/deploy1.out" 2>&1 || fail "signed deploy refused: $(cat "$T/deploy1.out")"
 [ "$(desired_version)" = 1 ] || fail "desired version is not 1"
-log "a deploy signed with the trusted key is applied"
+# No policy yet: the evaluation is logged all the same (policy version 0, rule no_policy).
+wait_until 5 "a policy_decision event with rule no_policy" grep -q 'policy_decision.*no_policy' "$T/events.out" \
+  || fail "no decision logged without a policy"
+log "a deploy signed with the trusted key is applied; its decision (no policy) is logged and sent"
 
 # --- refused: unsigned, untrusted key, other device, tampered --------------------------------------
 "$CTL" keygen intruder "$T/intruder.key" > /dev/null || fail "keygen"
@@ -120,7 +123,8 @@ EOP
 "$CTL" "${B[@]}" policy "$DEV" --json > "$T/policy-state.json" || fail "berthctl policy"
 json "p=d['policy']; assert p['version']==1, p; st={(i['deployment'],i['rule']):i['status'] for i in p['items']}; \
 assert st[('big','replicas')]=='repaired', st; assert st[('foreign','registries')]=='awaiting_approval', st; \
-assert st[('big','digest')]=='repaired', st; assert p['violations']>=1 and p['repaired']>=1, p" < "$T/policy-state.json" \
+assert st[('big','digest')]=='repaired', st; assert p['violations']>=1 and p['repaired']>=1, p; \
+assert [i['action'] for i in p['items'] if i['deployment']=='big']==['stopped','stopped'], p" < "$T/policy-state.json" \
   || fail "compliance after the policy: $(cat "$T/policy-state.json")"
 # Stopped: gone from the deployments, or being removed (without an engine its replicas never confirm).
 "$CTL" "${B[@]}" state "$DEV" --json | json "n={x['name']:x for x in d['state']['deployments']}; \

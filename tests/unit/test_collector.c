@@ -13,6 +13,7 @@
 #include "agent/base/loop.h"
 #include "agent/telemetry/store.h"
 #include "agent/telemetry/collector.h"
+#include "agent/telemetry/sampler.h"
 #include "agent/console/uplink.h"
 #include "ports/sim/sim.h"
 #include "tests/unit/helpers.h"
@@ -154,6 +155,32 @@ static void node_read_error_is_reported_not_fatal(void **state)
 	assert_non_null(strstr(rs.body[0], "\"node\":{\"error\":"));
 }
 
+/* With the sampler set, the row's node figures are the sampler's reading of the interval: the
+ * collector does not read the node again (an injected read error stays for the next reader). */
+static void node_figures_come_from_the_sampler(void **state)
+{
+	struct fx *x = *state;
+	struct sampler *m = sampler_create(x->loop, x->dir, 1000);
+	assert_non_null(m);
+	sampler_sample(m);
+	collector_set_sampler(x->t, m);
+	sim_sys_inject_error(-EIO, 1);
+	assert_int_equal(collector_tick(x->t), 0);
+	static struct rows rs;
+	memset(&rs, 0, sizeof(rs));
+	assert_int_equal(store_scan(x->st, 0, 0, 10, collect, &rs), 1);
+	assert_null(strstr(rs.body[0], "\"node\":{\"error\":"));
+	assert_non_null(strstr(rs.body[0], "\"mem_total_bytes\":"));
+	/* a stale sample (older than two intervals) is not used: the collector reads, and fails */
+	sim_clock_advance_ms(2500);
+	assert_int_equal(collector_tick(x->t), 0);
+	memset(&rs, 0, sizeof(rs));
+	assert_int_equal(store_scan(x->st, 0, 0, 10, collect, &rs), 2);
+	assert_non_null(strstr(rs.body[1], "\"node\":{\"error\":"));
+	collector_set_sampler(x->t, NULL);
+	sampler_destroy(m);
+}
+
 static void backoff_is_full_jitter_within_bounds(void **state)
 {
 	const uint32_t min_ms = 1000, max_ms = 120000;
@@ -188,6 +215,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(oversized_source_is_left_out_and_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(events_go_to_the_outbox_with_event_priority, setup, teardown),
 		cmocka_unit_test_setup_teardown(node_read_error_is_reported_not_fatal, setup, teardown),
+		cmocka_unit_test_setup_teardown(node_figures_come_from_the_sampler, setup, teardown),
 		cmocka_unit_test(backoff_is_full_jitter_within_bounds),
 	};
 	return cmocka_run_group_tests_name("telemetry", tests, NULL, NULL);

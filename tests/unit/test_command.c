@@ -63,7 +63,8 @@ static const struct bad bad_table[] = {
 	{ "ping", "{\"id\":\"a\"}", "missing_field", "verb is missing", "a" },
 	{ "ping", "{\"id\":\"a\",\"verb\":true}", "bad_type", "verb must be a string, got a boolean", "a" },
 	{ "reboot", "{\"id\":\"a\",\"verb\":\"reboot\"}", "unknown_verb",
-	  "verb \"reboot\" is not one of deploy|scale|restart|remove|get_state|set_log_level|chaos|ping|rollback", "a" },
+	  "verb \"reboot\" is not one of deploy|scale|restart|remove|get_state|set_log_level|chaos|ping|rollback|"
+	  "site_join|site_leave", "a" },
 	{ "ping", "{\"id\":\"a\",\"verb\":\"scale\"}", "verb_mismatch",
 	  "verb \"scale\" does not match the topic's verb \"ping\"", "a" },
 	{ "ping", "{\"id\":\"a\",\"verb\":\"ping\",\"schema\":2}", "unsupported_schema",
@@ -98,6 +99,12 @@ static const struct bad bad_table[] = {
 	  "{\"id\":\"a\",\"verb\":\"deploy\",\"args\":{\"version\":2,\"deployments\":[{\"name\":\"x\"},{\"name\":\"x\"}]}}",
 	  "bad_value", "args.deployments[1].name \"x\" appears twice", "a" },
 	{ "ping", "{\"id\":\"a\",\"id\":\"b\",\"verb\":\"ping\"}", "bad_field", "id appears twice", "a" },
+	{ "site_join", "{\"id\":\"a\",\"verb\":\"site_join\",\"args\":{\"id\":\"gw4\"}}", "missing_field",
+	  "args.address is missing", "a" },
+	{ "site_leave", "{\"id\":\"a\",\"verb\":\"site_leave\",\"args\":{\"id\":\"gw4\",\"address\":\"x\"}}",
+	  "unknown_field", "args.address is not a known field (expected id)", "a" },
+	{ "site_leave", "{\"id\":\"a\",\"verb\":\"site_leave\",\"args\":{\"id\":4}}", "bad_type",
+	  "args.id must be a string, got a number", "a" },
 	{ "ping", "{\"id\":\"a\",\"verb\":\"ping\",\"ts\":\"now\"}", "bad_type",
 	  "ts must be milliseconds since the epoch, got a string", "a" },
 };

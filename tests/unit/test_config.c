@@ -125,6 +125,18 @@ static void documented_example_is_valid(void **state)
 	assert_string_equal(cfg.device_id, "gw-0001");
 	assert_string_equal(cfg.deployments_file, "/etc/berth/deployments.json");
 	assert_int_equal(cfg.scheduler.queue_cap_batch, 64);
+	/* docs/configuration.md: every other value in it is the default */
+	static const char *const tuned[] = { "device_id", "data_dir", "deployments_file", "scheduler.queue_cap_urgent",
+					     "scheduler.queue_cap_normal", "scheduler.queue_cap_batch" };
+	struct berth_config def;
+	config_defaults(&def);
+	for (size_t i = 0; config_key_path(i); i++) {
+		bool is_tuned = false;
+		for (size_t t = 0; t < sizeof(tuned) / sizeof(tuned[0]); t++)
+			is_tuned |= !strcmp(config_key_path(i), tuned[t]);
+		if (!is_tuned && config_key_differs(i, &cfg, &def))
+			fail_msg("docs/examples/config.json: %s differs from its default", config_key_path(i));
+	}
 }
 
 static void tls_example_needs_a_tls_build(void **state)

@@ -207,8 +207,21 @@ static void rollback_on_request_and_across_a_restart(void **state)
 	apply(f, 2, "v2", "");
 	test_run_ms(f->l, 6000, 50);
 	assert_int_equal(running_with(REG "/m:v2"), 3);
+	/* The last-known-good spec, for the policy to check before a repair. */
+	char *doc = NULL;
+	assert_int_equal(lkg_last_good(f->k, "m", &doc), 0);
+	struct deploy_set *g = calloc(1, sizeof(*g));
+	struct deploy_error de;
+	assert_int_equal(deploy_parse(doc, strlen(doc), g, &de), 0);
+	assert_int_equal(g->n, 1);
+	assert_string_equal(g->d[0].image, REG "/m:v1");
+	free(g);
+	free(doc);
+	assert_int_equal(lkg_last_good(f->k, "nope", &doc), -ENOENT);
+	assert_null(doc);
 	/* asked for before v2 became last-known-good */
 	assert_int_equal(lkg_rollback(f->k, "m", "requested"), 0);
+	assert_int_equal(lkg_last_good(f->k, "m", &doc), -EALREADY);
 	test_run_ms(f->l, 3000, 50);
 	assert_int_equal(running_with(REG "/m:v1"), 3);
 	assert_int_equal(running_with(REG "/m:v2"), 0);
@@ -237,6 +250,8 @@ static void first_version_has_nothing_to_roll_back_to(void **state)
 	assert_int_equal(count_events(f, "rollback"), 0);
 	assert_int_equal(count_events(f, "last_known_good"), 0);
 	assert_int_equal(lkg_rollback(f->k, "m", "requested"), -ENODATA);
+	char *doc = NULL;
+	assert_int_equal(lkg_last_good(f->k, "m", &doc), -ENODATA);
 }
 
 int main(void)

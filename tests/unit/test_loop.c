@@ -136,6 +136,61 @@ static void fd_callback_runs_when_readable(void **state)
 	close(p[1]);
 }
 
+struct arm_rec {
+	struct loop *l;
+	struct loop_timer t;
+	struct rec fired;
+	bool rearm;
+};
+
+static void on_arm_timer(void *arg)
+{
+	struct arm_rec *a = arg;
+	on_timer(&a->fired);
+	if (a->rearm)
+		assert_int_equal(loop_timer_start(a->l, &a->t, 0, 0), 0);
+}
+
+static void on_readable_arm(void *arg, int fd, unsigned events)
+{
+	struct arm_rec *a = arg;
+	char c;
+	assert_true(events & LOOP_IN);
+	assert_int_equal(read(fd, &c, 1), 1);
+	sim_clock_advance_us(5); /* the callback took time */
+	assert_int_equal(loop_timer_start(a->l, &a->t, 0, 0), 0);
+}
+
+/* A timer armed for "now" from an fd callback runs in the same iteration
+ * (no extra poll); one re-armed for now by its own callback waits for the
+ * next iteration, so it cannot starve the fds. */
+static void zero_timer_from_fd_runs_in_same_iteration(void **state)
+{
+	struct loop *l = *state;
+	int p[2];
+	struct arm_rec a = { .l = l };
+	loop_timer_init(&a.t, on_arm_timer, &a);
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(loop_fd_add(l, p[0], LOOP_IN, on_readable_arm, &a), 0);
+	assert_int_equal(write(p[1], "x", 1), 1);
+	loop_run_once(l, 10);
+	assert_int_equal(a.fired.n, 1);
+	a.rearm = true;
+	assert_int_equal(write(p[1], "y", 1), 1);
+	loop_run_once(l, 10);
+	assert_int_equal(a.fired.n, 2);
+	loop_run_once(l, 10);
+	assert_int_equal(a.fired.n, 3);
+	a.rearm = false;
+	loop_run_once(l, 10);
+	assert_int_equal(a.fired.n, 4);
+	loop_run_once(l, 10);
+	assert_int_equal(a.fired.n, 4);
+	loop_fd_del(l, p[0]);
+	close(p[0]);
+	close(p[1]);
+}
+
 static void timer_heap_is_bounded(void **state)
 {
 	struct loop *l = *state;
@@ -214,6 +269,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(periodic_timer_keeps_its_period, setup, teardown),
 		cmocka_unit_test_setup_teardown(stopped_timer_never_fires, setup, teardown),
 		cmocka_unit_test_setup_teardown(fd_callback_runs_when_readable, setup, teardown),
+		cmocka_unit_test_setup_teardown(zero_timer_from_fd_runs_in_same_iteration, setup, teardown),
 		cmocka_unit_test_setup_teardown(timer_heap_is_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(run_returns_after_stop, setup, teardown),
 		cmocka_unit_test_setup_teardown(equal_time_timers_fire_in_start_order, setup, teardown),

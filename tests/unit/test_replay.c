@@ -152,6 +152,73 @@ static void persisted_across_restart(void **state)
 	assert_null(replay_create(0, 1));
 }
 
+/* The store came back after berthd ran without it: the persisted window and the ids
+ * recorded in memory meanwhile are both held; the higher mark wins. */
+static void merged_after_store_back(void **state)
+{
+	struct replay *r = replay_create(8, 1000);
+	assert_int_equal(replay_record(r, "mem", 6000), 0);   /* recorded while the store was away */
+	assert_int_equal(replay_merge(r, "R1 5200 5500 0\n5300 a\n5500 b\n"), 0);
+	assert_int_equal(replay_check(r, "mem", 6000), -EALREADY);
+	assert_int_equal(replay_check(r, "a", 5300), -EALREADY);
+	assert_int_equal(replay_check(r, "b", 5500), -EALREADY);
+	assert_int_equal(replay_check(r, "z", 5200), -ESTALE); /* the persisted mark */
+	assert_int_equal(replay_check(r, "z", 5201), 0);
+	assert_int_equal(replay_merge(r, "R1 x\n"), -EINVAL); /* malformed: nothing changes */
+	assert_int_equal(replay_check(r, "mem", 6000), -EALREADY);
+	replay_destroy(r);
+}
+
+/* The store holds one key per slot plus a header: what an admission writes
+ * is its slot and the header, and loading them gives the same window. */
+static void persisted_by_slots(void **state)
+{
+	struct replay *r = replay_create(3, 1000);
+	char slots[3][96] = { "", "", "" }, hdr[96];
+	unsigned slot = 9;
+	assert_int_equal(replay_admit(r, "a", 5000, &slot), 0);
+	assert_int_equal(slot, 0);
+	assert_true(replay_save_slot(r, slot, slots[slot], sizeof(slots[0])) > 0);
+	assert_int_equal(replay_admit(r, "b", 5600, &slot), 0);
+	assert_true(replay_save_slot(r, slot, slots[slot], sizeof(slots[0])) > 0);
+	/* c raises the mark to 5100: a is retired (its slot is stale in the store). */
+	assert_int_equal(replay_admit(r, "c", 6100, &slot), 0);
+	assert_int_equal(slot, 2);
+	assert_true(replay_save_slot(r, slot, slots[slot], sizeof(slots[0])) > 0);
+	assert_true(replay_save_header(r, hdr, sizeof(hdr)) > 0);
+	assert_string_equal(hdr, "R2 5100 6100 0\n");
+	assert_string_equal(slots[0], "5000 a");
+	/* The freed slot is reused by the next admission. */
+	assert_int_equal(replay_admit(r, "d", 6200, &slot), 0);
+	assert_int_equal(slot, 0);
+	struct replay *r2 = replay_create(3, 1000);
+	assert_int_equal(replay_load_header(r2, hdr), 0);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(replay_load_slot(r2, i, slots[i]), 0);
+	struct replay_stats rs;
+	replay_get_stats(r2, &rs);
+	assert_int_equal(rs.held, 2); /* b and c; a was stale */
+	assert_int_equal(replay_check(r2, "b", 5600), -EALREADY);
+	assert_int_equal(replay_check(r2, "c", 6100), -EALREADY);
+	assert_int_equal(replay_check(r2, "a", 5000), -ESTALE);
+	assert_int_equal(replay_check(r2, "e", 5101), 0);
+	/* Malformed slots and headers are refused. */
+	static const char *const bad[] = { "", "x a", "5000", "5000 a b", "0 a" };
+	assert_int_equal(replay_load_header(r2, hdr), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(replay_load_slot(r2, 1, bad[i]), -EINVAL);
+	assert_int_equal(replay_load_slot(r2, 3, "6000 z"), -EINVAL);          /* no such slot */
+	assert_int_equal(replay_load_slot(r2, 0, "6000 z"), 0);
+	assert_int_equal(replay_load_slot(r2, 0, "6001 y"), -EINVAL);          /* slot taken */
+	assert_int_equal(replay_load_slot(r2, 1, "6002 z"), -EINVAL);          /* id held twice */
+	assert_int_equal(replay_load_header(r2, "R1 0 0 0\n"), -EINVAL);
+	assert_int_equal(replay_load_header(r2, "R2 0 0 0\n5 a\n"), -EINVAL);
+	assert_int_equal(replay_save_slot(r2, 7, hdr, sizeof(hdr)), -EINVAL);
+	assert_int_equal(replay_admit(r2, "", 7000, NULL), -EINVAL);
+	replay_destroy(r);
+	replay_destroy(r2);
+}
+
 static void rtc_less_boot(void **state)
 {
 	/* Persisted floor from the last verified command: 2026-01-01. */
@@ -173,11 +240,13 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(window_table),
+		cmocka_unit_test(persisted_by_slots),
 		cmocka_unit_test(old_id_after_many_newer),
 		cmocka_unit_test(clock_steps_change_nothing),
 		cmocka_unit_test(retained_command_after_it_left),
 		cmocka_unit_test(full_set_refuses_the_oldest_newcomer),
 		cmocka_unit_test(persisted_across_restart),
+		cmocka_unit_test(merged_after_store_back),
 		cmocka_unit_test(rtc_less_boot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

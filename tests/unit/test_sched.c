@@ -872,6 +872,114 @@ static void dispatch_order_under_random_cancel(void **state)
 	}
 }
 
+/* --- sched_set_params: a reload changes the policy, slots and caps of a running scheduler --- */
+
+static struct sched_params params_of(enum sched_policy pol, unsigned slots)
+{
+	struct sched_params p;
+	sched_params_default(&p, slots);
+	p.policy = pol;
+	p.reserve_urgent = 0;
+	return p;
+}
+
+/* fifo -> edf: the queued requests are kept and re-ordered by deadline; edf -> fifo: by arrival again. */
+static void set_params_reorders_queue(void **state)
+{
+	struct rec *r = *state;
+	struct sched *s = mk(r, SCHED_FIFO, 1, 0);
+	int m = mk_model(s, "m", 1);
+	assert_int_equal(submit(s, m, SLA_NORMAL, 1, T0, 10000, 10, NULL), 0);
+	for (int t = 2; t <= 6; t++) /* deadlines 9000, 8000, ... 5000: fifo runs 2..6, edf 6..2 */
+		assert_int_equal(submit(s, m, SLA_NORMAL, t, T0, 10000 - (uint64_t)(t - 1) * 1000, 10, NULL), 0);
+	assert_string_equal(trail(r), "D1");
+	struct sched_params p = params_of(SCHED_EDF, 1);
+	assert_int_equal(sched_set_params(s, &p, T0 + 1 * MS), 0);
+	assert_int_equal(sched_policy(s), SCHED_EDF);
+	done(r, 1, T0 + 10 * MS, 10);
+	assert_string_equal(trail(r), "D1 D6");
+	p = params_of(SCHED_FIFO, 1);
+	assert_int_equal(sched_set_params(s, &p, T0 + 11 * MS), 0);
+	done(r, 6, T0 + 20 * MS, 10);
+	done(r, 2, T0 + 30 * MS, 10);
+	assert_string_equal(trail(r), "D1 D6 D2 D3");
+}
+
+/* More slots dispatch at once; fewer keep what runs and wait. */
+static void set_params_changes_slots(void **state)
+{
+	struct rec *r = *state;
+	struct sched *s = mk(r, SCHED_EDF, 1, 0);
+	int m = mk_model(s, "m", 3);
+	for (int t = 1; t <= 3; t++)
+		assert_int_equal(submit(s, m, SLA_NORMAL, t, T0, 1000, 10, NULL), 0);
+	assert_string_equal(trail(r), "D1");
+	struct sched_params p = params_of(SCHED_EDF, 3);
+	assert_int_equal(sched_set_params(s, &p, T0 + 1 * MS), 0);
+	assert_string_equal(trail(r), "D1 D2 D3");
+	p.slots = 1;
+	assert_int_equal(sched_set_params(s, &p, T0 + 2 * MS), 0);
+	assert_int_equal(sched_slots_busy(s), 3);
+	assert_int_equal(submit(s, m, SLA_NORMAL, 4, T0 + 2 * MS, 1000, 10, NULL), 0);
+	done(r, 1, T0 + 10 * MS, 8);
+	done(r, 2, T0 + 10 * MS, 8);
+	assert_string_equal(trail(r), "D1 D2 D3"); /* still 1 busy of 1 slot */
+	done(r, 3, T0 + 10 * MS, 8);
+	assert_string_equal(trail(r), "D1 D2 D3 D4");
+}
+
+/* A request paused by edf-preempt resumes at once when the new policy does not preempt. */
+static void set_params_resumes_paused(void **state)
+{
+	struct rec *r = *state;
+	struct sched *s = mk(r, SCHED_EDF_PREEMPT, 1, 0);
+	int b = mk_model(s, "batch", 1);
+	int u = mk_model(s, "urgent", 1);
+	assert_int_equal(submit(s, b, SLA_BATCH, 1, T0, 10000, 50, NULL), 0);
+	assert_int_equal(submit(s, u, SLA_URGENT, 2, T0 + 1 * MS, 30, 10, NULL), 0);
+	assert_string_equal(trail(r), "D1 P1 D2");
+	struct sched_params p = params_of(SCHED_EDF_ADMIT, 1);
+	assert_int_equal(sched_set_params(s, &p, T0 + 2 * MS), 0);
+	assert_string_equal(trail(r), "D1 P1 D2 U1");
+	assert_int_equal(sched_slots_busy(s), 2);
+	struct sched_replica_info ri;
+	assert_int_equal(sched_replica_get(s, b, 0, &ri), 0);
+	assert_false(ri.paused);
+}
+
+/* Bad params change nothing; a smaller cap keeps the queue and refuses new arrivals; a larger
+ * cap than at create time is allocated and used. */
+static void set_params_caps_and_bad_params(void **state)
+{
+	struct rec *r = *state;
+	struct sched_params p0 = params_of(SCHED_EDF, 1);
+	p0.queue_cap[SLA_NORMAL] = 4;
+	struct sched_callbacks cb = { on_dispatch, on_refuse, on_pause, on_resume, r };
+	memset(r, 0, sizeof(*r));
+	struct sched *s = r->s = sched_create(&p0, &cb);
+	assert_non_null(s);
+	int m = mk_model(s, "m", 1);
+	for (int t = 1; t <= 5; t++) /* one runs, four queue */
+		assert_int_equal(submit(s, m, SLA_NORMAL, t, T0, 100000, 1, NULL), 0);
+	struct sched_params bad = p0;
+	bad.slots = 0;
+	assert_int_equal(sched_set_params(s, &bad, T0), -EINVAL);
+	assert_int_equal(sched_slots(s), 1);
+	struct sched_params p = p0;
+	p.queue_cap[SLA_NORMAL] = 2;
+	assert_int_equal(sched_set_params(s, &p, T0), 0);
+	enum sched_refusal why;
+	assert_int_equal(submit(s, m, SLA_NORMAL, 6, T0, 100000, 1, &why), -EAGAIN);
+	assert_int_equal(why, SCHED_REFUSE_QUEUE_FULL);
+	p.queue_cap[SLA_NORMAL] = 40;
+	assert_int_equal(sched_set_params(s, &p, T0), 0);
+	for (int t = 7; t < 40; t++)
+		assert_int_equal(submit(s, m, SLA_NORMAL, t, T0, 100000, 1, NULL), 0);
+	struct sched_model_stats st;
+	assert_int_equal(sched_model_stats(s, m, &st), 0);
+	assert_int_equal(st.cls[SLA_NORMAL].queued, 4 + 33);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -900,6 +1008,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(estimator_is_the_ring_percentile, setup, teardown),
 		cmocka_unit_test_setup_teardown(latency_buckets_at_every_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(dispatch_order_under_random_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(set_params_reorders_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(set_params_changes_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(set_params_resumes_paused, setup, teardown),
+		cmocka_unit_test_setup_teardown(set_params_caps_and_bad_params, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

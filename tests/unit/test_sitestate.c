@@ -138,7 +138,8 @@ static void same_log_same_state_and_snapshot_round_trip(void **state)
 {
 	(void)state;
 	static const char *const log[] = { "M gw2 800 1000000000", "M gw3 900 1000000000", "M gw1 700 1000000000",
-					   "X gw3", "M gw3 950 1000000000", "F gw2 det", "X gw1" };
+					   "X gw3", "M gw3 950 1000000000", "F gw2 det", "J gw4 10.0.0.4:7400",
+					   "M gw4 990 1000000000", "L gw3", "X gw1" };
 	struct sitestate *a = sitestate_create(ids, 3), *b = sitestate_create(ids, 3);
 	assert_int_equal(run_doc(a, 3, doc_v3), 0);
 	assert_int_equal(run_doc(b, 3, doc_v3), 0);
@@ -184,6 +185,76 @@ static void same_log_same_state_and_snapshot_round_trip(void **state)
 	sitestate_destroy(b);
 }
 
+/* J and L: a joined member takes a free slot and gets replicas once up; a leaving member's replicas
+ * move; bad changes are refused and change nothing (encoded state byte for byte). */
+static void join_and_leave(void **state)
+{
+	(void)state;
+	struct sitestate *s = sitestate_create(ids, 3);
+	char why[192], *before, *after;
+	size_t lb, la;
+	assert_int_equal(run(s, "M gw1 2000 1073741824"), 0);
+	assert_int_equal(run(s, "M gw2 1500 1073741824"), 0);
+	assert_int_equal(run_doc(s, 3, doc_v3), 0);
+	assert_int_equal(sitestate_members(s, NULL), 3);
+	/* refusals, each naming the problem, none changing the state */
+	static const struct { const char *cmd; int rc; const char *why; } bad[] = {
+		{ "J gw2 10.0.0.9:7400", -EEXIST, "already in the site" },
+		{ "J gw9 10.0.0.1:7400", -EEXIST, "is member gw1's" },
+		{ "J gw9 10.0.0:7400", -EINVAL, "not A.B.C.D:PORT" },
+		{ "L gw9", -ENOENT, "no member gw9" },
+		{ "L gw1", -EBUSY, "not a majority" }, /* gw3 was never heard: 1 of 2 left up */
+	};
+	for (unsigned i = 0; i < 3; i++)
+		sitestate_set_address(s, i, i == 0 ? "10.0.0.1:7400" : i == 1 ? "10.0.0.2:7400" : "10.0.0.3:7400");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(sitestate_encode(s, &before, &lb), 0);
+		uint64_t refused = s->refused;
+		assert_int_equal(sitestate_apply(s, bad[i].cmd, strlen(bad[i].cmd), why, sizeof(why)), bad[i].rc);
+		print_message("%s: %s\n", bad[i].cmd, why);
+		assert_non_null(strstr(why, bad[i].why));
+		assert_int_equal(s->refused, refused + 1);
+		s->applied--, s->refused--; /* the counters aside, nothing changed */
+		assert_int_equal(sitestate_encode(s, &after, &la), 0);
+		assert_int_equal(la, lb);
+		assert_memory_equal(before, after, la);
+		free(before);
+		free(after);
+	}
+	/* gw3 leaves (down, the two others up): slot 2 is free, gw4 takes it */
+	assert_int_equal(run(s, "L gw3"), 0);
+	assert_int_equal(sitestate_members(s, NULL), 2);
+	assert_int_equal(sitestate_member(s, "gw3"), -1);
+	assert_int_equal(run(s, "L gw2"), -EBUSY); /* a site of one is refused */
+	assert_int_equal(run(s, "J gw4 10.0.0.3:7400"), 0); /* gw3's old address is free again */
+	assert_int_equal(sitestate_member(s, "gw4"), 2);
+	assert_int_equal(s->n, 3);
+	assert_int_equal(sitestate_assigned(s, 0, 2), 0); /* down until heard */
+	assert_int_equal(run(s, "M gw4 3000 1073741824"), 0);
+	assert_int_equal(run(s, "J gw5 10.0.0.5:7400"), 0);
+	assert_int_equal(run(s, "J gw6 10.0.0.6:7400"), 0);
+	assert_int_equal(run(s, "J gw7 10.0.0.7:7400"), -ENOSPC); /* five members at most */
+	assert_int_equal(s->n, 5);
+	/* gw1 holds a det replica; it leaves: the replica moves to a member up without one */
+	assert_int_equal(run(s, "M gw5 100 1073741824"), 0);
+	assert_int_equal(sitestate_assigned(s, 0, 0), 1);
+	uint64_t moves = s->moves;
+	assert_int_equal(run(s, "L gw1"), 0);
+	assert_int_equal(sitestate_assigned(s, 0, 0), 0);
+	assert_int_equal(total(s, 0), 2);
+	assert_true(s->moves > moves);
+	/* a snapshot keeps the slots and addresses */
+	struct sitestate *c = sitestate_create(ids, 3);
+	assert_int_equal(sitestate_encode(s, &before, &lb), 0);
+	assert_int_equal(sitestate_decode(c, before, lb), 0);
+	assert_int_equal(sitestate_member(c, "gw4"), 2);
+	assert_string_equal(c->m[2].address, "10.0.0.3:7400");
+	assert_int_equal(sitestate_member(c, "gw1"), -1);
+	free(before);
+	sitestate_destroy(c);
+	sitestate_destroy(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -192,6 +263,7 @@ int main(void)
 		cmocka_unit_test(exclusion_moves_and_new_spec_clears_it),
 		cmocka_unit_test(unplaceable_is_reported),
 		cmocka_unit_test(same_log_same_state_and_snapshot_round_trip),
+		cmocka_unit_test(join_and_leave),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
