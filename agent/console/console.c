@@ -137,16 +137,14 @@ static void sync_groups(struct console *s)
 			continue;
 		group_topic(topic, sizeof(topic), s->subscribed.name[i], true);
 		if (uplink_unsubscribe(s->up, topic))
-			log_wrn("event=group_unsubscribe_failed group=%s", s->subscribed.name[i]);
+			log_wrn("event=group_sub_failed group=%s", s->subscribed.name[i]);
 	}
 	for (unsigned i = 0; i < want->n; i++) {
 		if (groups_has(&s->subscribed, want->name[i]))
 			continue;
 		group_topic(topic, sizeof(topic), want->name[i], true);
 		if (uplink_subscribe(s->up, topic, 1))
-			log_err("event=group_subscribe_failed group=%s", want->name[i]);
-		else
-			log_inf("event=group_subscribed group=%s", want->name[i]);
+			log_wrn("event=group_sub_failed group=%s", want->name[i]);
 	}
 	s->subscribed = *want;
 }
@@ -233,14 +231,14 @@ static const char *group_command(struct console *s, const char *rest, char gname
 		return rest + n + 5;
 	}
 	s->group_refused++;
-	log_wrn("event=group_command_refused group=%s reason=not_member refused=%" PRIu64, gname, s->group_refused);
+	log_wrn("event=group_refused group=%s n=%" PRIu64, gname, s->group_refused);
 	char detail[128], topic[96];
 	snprintf(detail, sizeof(detail), "{\"code\":\"not_member\",\"group\":\"%s\"}", gname);
 	if (s->ops->event)
 		s->ops->event(s->target_ctx, "command_refused", detail);
 	group_topic(topic, sizeof(topic), gname, true);
 	if (s->up && uplink_unsubscribe(s->up, topic))
-		log_wrn("event=group_unsubscribe_failed group=%s", gname);
+		log_wrn("event=group_sub_failed group=%s", gname);
 	return NULL;
 }
 

@@ -98,8 +98,6 @@ static void apply_groups(struct control *c)
 		return;
 	struct groups g;
 	int rc = c->desired ? command_desired_groups(c->desired, &g) : 0;
-	if (rc < 0)
-		log_wrn("event=desired_groups_unreadable version=%llu", (unsigned long long)c->version);
 	(void)trust_set_groups(c->trust, rc == 1 ? &g : NULL);
 }
 
@@ -217,7 +215,7 @@ int control_report(struct control *c, char *buf, size_t len, bool figures)
 		if (m < 0 || (size_t)m >= len - (size_t)n)
 			return -ENOSPC;
 		n += m;
-		m = groups_format(trust_groups(c->trust), false, buf + n, len - (size_t)n);
+		m = groups_format(trust_groups(c->trust), buf + n, len - (size_t)n);
 		if (m < 0)
 			return m;
 		n += m;

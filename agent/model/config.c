@@ -465,8 +465,7 @@ static int groups_check(struct berth_config *cfg, struct config_error *err)
 		return -EINVAL;
 	}
 	if (g.n && t.n && !groups_equal(&g, &t)) {
-		set_err(err, "trust.groups", "differs from fleet.groups: give the list once, as fleet.groups "
-			"(trust.groups is its older name)");
+		set_err(err, "trust.groups", "differs from fleet.groups (its older name): give one list");
 		return -EINVAL;
 	}
 	if (!g.n)

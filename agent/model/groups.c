@@ -78,22 +78,18 @@ int groups_parse_csv(const char *csv, struct groups *g, char *why, size_t why_le
 	}
 }
 
-int groups_format(const struct groups *g, bool csv, char *buf, size_t len)
+int groups_format(const struct groups *g, char *buf, size_t len)
 {
 	size_t n = 0;
-	int k = snprintf(buf, len, "%s", csv ? "" : "[");
+	int k = snprintf(buf, len, "[");
 	for (unsigned i = 0; k >= 0 && (size_t)k < len - n && i < g->n; i++) {
 		n += (size_t)k;
-		k = snprintf(buf + n, len - n, csv ? "%s%s" : "%s\"%s\"", i ? "," : "", g->name[i]);
+		k = snprintf(buf + n, len - n, "%s\"%s\"", i ? "," : "", g->name[i]);
 	}
-	if (k < 0 || (size_t)k >= len - n)
+	if (k < 0 || (size_t)k + 2 > len - n)
 		return -ENOSPC;
 	n += (size_t)k;
-	if (!csv) {
-		if (n + 2 > len)
-			return -ENOSPC;
-		buf[n++] = ']';
-		buf[n] = '\0';
-	}
+	buf[n++] = ']';
+	buf[n] = '\0';
 	return (int)n;
 }

@@ -28,8 +28,7 @@ int groups_add(struct groups *g, const char *name, char *why, size_t why_len) __
 bool groups_has(const struct groups *g, const char *name);
 bool groups_equal(const struct groups *a, const struct groups *b);
 
-/* g as a JSON array of strings (["a","b"]) or as "a,b" (csv true), NUL-terminated.
- * Returns the length or -ENOSPC. */
-int groups_format(const struct groups *g, bool csv, char *buf, size_t len);
+/* g as a JSON array of strings (["a","b"]), NUL-terminated. Returns the length or -ENOSPC. */
+int groups_format(const struct groups *g, char *buf, size_t len);
 
 #endif

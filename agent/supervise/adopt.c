@@ -40,9 +40,8 @@ void adopt_on_conflict_inspect(void *arg, const struct hal_engine_result *res)
 		struct deployment *d = r->dep;
 		uint32_t delay = backoff_next_ms(&d->create_bo);
 		d->create_not_before_ms = supervisor_now_ms(s) + delay;
-		deployment_set_error(d, "container name %s is taken by %s", c->name, owner ? owner : "a container berth does not own");
-		log_wrn("event=name_taken deployment=%s replica=%u owner=%s retry_in_ms=%u", d->spec.name, r->slot,
-			owner ? owner : "-", delay);
+		deployment_set_error(d, "container name %s is taken by %s", c->name, owner ? owner : "-");
+		log_wrn("event=name_taken deployment=%s replica=%u owner=%s", d->spec.name, r->slot, owner ? owner : "-");
 		supervisor_kick_later(s, delay);
 		replica_clear(r);
 		return;

@@ -410,7 +410,7 @@ void supervisor_destroy(struct supervisor *s)
 int supervisor_start(struct supervisor *s)
 {
 	if (!s->engine) {
-		log_inf("event=engine_none deployments=not_run");
+		log_inf("event=engine_none");
 		return 0;
 	}
 	int rc = hal_engine_watch(s->engine, on_engine_event, s);

@@ -31,11 +31,11 @@ static void names_and_lists(void **state)
 	assert_true(groups_has(&g, "line_2"));
 	assert_false(groups_has(&g, "line"));
 	char buf[128];
-	assert_int_equal(groups_format(&g, false, buf, sizeof(buf)), (int)strlen("[\"site-a\",\"line_2\",\"x9\"]"));
+	assert_int_equal(groups_format(&g, buf, sizeof(buf)), (int)strlen("[\"site-a\",\"line_2\",\"x9\"]"));
 	assert_string_equal(buf, "[\"site-a\",\"line_2\",\"x9\"]");
-	assert_true(groups_format(&g, true, buf, sizeof(buf)) > 0);
-	assert_string_equal(buf, "site-a,line_2,x9");
-	assert_int_equal(groups_format(&g, false, buf, 8), -ENOSPC);
+	assert_int_equal(groups_format(&g, buf, 8), -ENOSPC);
+	assert_int_equal(groups_format(&g, buf, 26), -ENOSPC); /* no room for "]" and NUL */
+	assert_int_equal(groups_format(&g, buf, 27), 26);
 	static const char *const bad[] = {
 		"Site",                                  /* upper case */
 		"a,,b",                                  /* empty entry */
