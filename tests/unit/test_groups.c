@@ -34,8 +34,8 @@ static void names_and_lists(void **state)
 	assert_int_equal(groups_format(&g, buf, sizeof(buf)), (int)strlen("[\"site-a\",\"line_2\",\"x9\"]"));
 	assert_string_equal(buf, "[\"site-a\",\"line_2\",\"x9\"]");
 	assert_int_equal(groups_format(&g, buf, 8), -ENOSPC);
-	assert_int_equal(groups_format(&g, buf, 26), -ENOSPC); /* no room for "]" and NUL */
-	assert_int_equal(groups_format(&g, buf, 27), 26);
+	assert_int_equal(groups_format(&g, buf, 24), -ENOSPC); /* no room for the NUL */
+	assert_int_equal(groups_format(&g, buf, 25), 24);
 	static const char *const bad[] = {
 		"Site",                                  /* upper case */
 		"a,,b",                                  /* empty entry */
