@@ -305,7 +305,9 @@ static int report_extra(void *ctx, char *buf, size_t len, bool figures)
 		n += m;
 	}
 	int w = snprintf(buf + n, len - (size_t)n, "%s\"engine\":\"%s\"", figures ? "," : "",
-			 supervisor_engine_available(t->sup) ? "available" : "unavailable");
+			 !supervisor_has_engine(t->sup)	     ? "none"
+			 : supervisor_engine_available(t->sup) ? "available"
+							       : "unavailable");
 	if (w < 0 || (size_t)w >= len - (size_t)n)
 		return -ENOSPC;
 	n += w;

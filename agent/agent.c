@@ -284,9 +284,11 @@ static void stop_store_and_console(struct agent *a)
 static int supervision_create(struct agent *a, const struct berth_config *cfg)
 {
 	a->events = events_create(AGENT_EVENTS_RING);
-	a->engine = hal_engine_create(a->loop, cfg->engine.socket, (unsigned)cfg->engine.timeout_ms);
+	/* engine.socket "": no engine at all (telemetry, console, trust and groups only). */
+	bool engine = cfg->engine.socket[0] != '\0';
+	a->engine = engine ? hal_engine_create(a->loop, cfg->engine.socket, (unsigned)cfg->engine.timeout_ms) : NULL;
 	a->invoke = hal_invoke_create(a->loop, AGENT_INVOKE_MAX_INFLIGHT);
-	if (!a->events || !a->engine || !a->invoke)
+	if (!a->events || (engine && !a->engine) || !a->invoke)
 		return -ENOMEM;
 	struct sup_config sc = {
 		.migrate_after_failures = (unsigned)cfg->supervisor.migrate_after_failures,

@@ -42,6 +42,8 @@ struct hal_proc_stats {
 	uint32_t open_fds;
 	uint32_t max_fds;           /* soft limit */
 	uint64_t start_time_s;      /* Unix time the process started */
+	uint64_t heap_used_bytes;   /* the allocator's bytes handed out (0: unknown) */
+	uint64_t heap_free_bytes;   /* freed but kept by the allocator, not returned to the system */
 };
 
 /* Reads the calling process. Returns 0 or -errno; fields it cannot read are left 0. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "agent/base/jsonutil.h"
+#include "agent/model/groups.h"
 
 static const char *const verb_names[CMD_NVERBS] = {
 	[CMD_DEPLOY] = "deploy",           [CMD_SCALE] = "scale",
@@ -136,6 +137,43 @@ static int get_member(const cJSON *args, bool join, struct command *cmd, struct 
 /* Checks {"version":N,"deployments":[...]} (extra allowed keys in allowed)
  * and builds the compact desired JSON. Deployment specs themselves are
  * validated by the supervisor's parser; here only the shape and names. */
+/* A desired state's "groups": an array of at most GROUPS_MAX distinct group names. */
+static int check_groups(const cJSON *groups, const char *prefix, struct command_error *err)
+{
+	if (!cJSON_IsArray(groups))
+		return set_err(err, "bad_type", "%sgroups must be an array, got %s", prefix, jsonutil_type_name(groups));
+	struct groups g = { .n = 0 };
+	char why[160];
+	int i = 0;
+	for (const cJSON *n = groups->child; n; n = n->next, i++) {
+		if (!cJSON_IsString(n))
+			return set_err(err, "bad_type", "%sgroups[%d] must be a string, got %s", prefix, i,
+				       jsonutil_type_name(n));
+		if (groups_add(&g, n->valuestring, why, sizeof(why)))
+			return set_err(err, "bad_value", "%sgroups[%d]: %s", prefix, i, why);
+	}
+	return 0;
+}
+
+int command_desired_groups(const char *desired_json, struct groups *g)
+{
+	cJSON *root = cJSON_Parse(desired_json);
+	const cJSON *arr = root ? cJSON_GetObjectItemCaseSensitive(root, "groups") : NULL;
+	int rc = 0;
+	g->n = 0;
+	if (cJSON_IsArray(arr)) {
+		char why[160];
+		rc = 1;
+		for (const cJSON *n = arr->child; n && rc == 1; n = n->next)
+			if (!cJSON_IsString(n) || groups_add(g, n->valuestring, why, sizeof(why)))
+				rc = -EINVAL;
+	} else if (arr) {
+		rc = -EINVAL;
+	}
+	cJSON_Delete(root);
+	return rc;
+}
+
 static int parse_desired_obj(const cJSON *obj, const char *prefix, uint64_t *version, char **desired,
 			     struct command_error *err)
 {
@@ -167,9 +205,13 @@ static int parse_desired_obj(const cJSON *obj, const char *prefix, uint64_t *ver
 					       prefix, i, name->valuestring);
 		}
 	}
+	const cJSON *groups = cJSON_GetObjectItemCaseSensitive(obj, "groups");
+	if (groups && (rc = check_groups(groups, prefix, err)))
+		return rc;
 	cJSON *out = cJSON_CreateObject();
 	if (!out || !cJSON_AddNumberToObject(out, "version", (double)*version) ||
-	    !cJSON_AddItemToObject(out, "deployments", cJSON_Duplicate(deps, true))) {
+	    !cJSON_AddItemToObject(out, "deployments", cJSON_Duplicate(deps, true)) ||
+	    (groups && !cJSON_AddItemToObject(out, "groups", cJSON_Duplicate(groups, true)))) {
 		cJSON_Delete(out);
 		return set_err(err, "internal", "out of memory");
 	}
@@ -237,7 +279,7 @@ static int parse_args(struct command *cmd, const cJSON *args, struct command_err
 	int rc;
 	switch (cmd->verb) {
 	case CMD_DEPLOY:
-		if ((rc = check_keys(args, "args.", "version|deployments", err)))
+		if ((rc = check_keys(args, "args.", "version|deployments|groups", err)))
 			return rc;
 		return parse_desired_obj(args, "args.", &cmd->args.version, &cmd->args.desired, err);
 	case CMD_SCALE:
@@ -404,7 +446,7 @@ int command_parse_desired(const char *payload, size_t len, uint64_t *version, ch
 	cJSON *root = parse_root(payload, len, err);
 	if (!root)
 		return -EINVAL;
-	int rc = check_keys(root, "", "schema|version|deployments|ts|auth", err);
+	int rc = check_keys(root, "", "schema|version|deployments|groups|ts|auth", err);
 	if (!rc)
 		rc = check_schema(root, err);
 	if (!rc)
@@ -419,9 +461,15 @@ int command_json_string(char *buf, size_t len, const char *s)
 	return n < len ? (int)n : -ENOSPC;
 }
 
-int command_format_reply(char *buf, size_t len, const char *id, const char *result_json,
+int command_format_reply(char *buf, size_t len, const char *id, const char *device, const char *result_json,
 			 const struct command_error *err)
 {
+	char dev[64 * 6 + 16] = "";
+	if (device && device[0]) {
+		strcpy(dev, ",\"device\":");
+		if (command_json_string(dev + 10, sizeof(dev) - 10, device) < 0)
+			return -ENOSPC;
+	}
 	char idq[COMMAND_ID_MAX * 6 + 8];
 	if (id && id[0]) {
 		if (command_json_string(idq, sizeof(idq), id) < 0)
@@ -434,11 +482,11 @@ int command_format_reply(char *buf, size_t len, const char *id, const char *resu
 		char msg[sizeof(err->message) * 6 + 8];
 		if (command_json_string(msg, sizeof(msg), err->message) < 0)
 			return -ENOSPC;
-		n = snprintf(buf, len, "{\"schema\":%d,\"id\":%s,\"ok\":false,\"error\":{\"code\":\"%s\",\"message\":%s}}",
-			     COMMAND_SCHEMA, idq, err->code, msg);
+		n = snprintf(buf, len, "{\"schema\":%d,\"id\":%s%s,\"ok\":false,\"error\":{\"code\":\"%s\",\"message\":%s}}",
+			     COMMAND_SCHEMA, idq, dev, err->code, msg);
 	} else {
-		n = snprintf(buf, len, "{\"schema\":%d,\"id\":%s,\"ok\":true,\"result\":%s}", COMMAND_SCHEMA, idq,
-			     result_json && result_json[0] ? result_json : "{}");
+		n = snprintf(buf, len, "{\"schema\":%d,\"id\":%s%s,\"ok\":true,\"result\":%s}", COMMAND_SCHEMA, idq,
+			     dev, result_json && result_json[0] ? result_json : "{}");
 	}
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;

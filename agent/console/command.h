@@ -73,10 +73,11 @@ void command_clear(struct command *cmd);
 int command_parse_desired(const char *payload, size_t len, uint64_t *version, char **desired,
 			  struct command_error *err) __attribute__((warn_unused_result));
 
-/* Formats a reply into buf: {"schema":1,"id":ID|null,"ok":true,"result":RESULT}
- * (result_json: JSON text, NULL for {}) or {"schema":1,"id":..,"ok":false,
- * "error":{"code":..,"message":..}}. Returns the length, or -ENOSPC. */
-int command_format_reply(char *buf, size_t len, const char *id, const char *result_json,
+/* Formats a reply into buf: {"schema":1,"id":ID|null,"device":DEVICE,"ok":true,"result":RESULT}
+ * (result_json: JSON text, NULL for {}; device NULL or "": no "device") or
+ * {"schema":1,"id":..,"device":..,"ok":false,"error":{"code":..,"message":..}}.
+ * Returns the length, or -ENOSPC. */
+int command_format_reply(char *buf, size_t len, const char *id, const char *device, const char *result_json,
 			 const struct command_error *err);
 
 /* The desired JSON without the deployment called name (malloc'ed, caller
@@ -89,6 +90,11 @@ char *command_desired_without(const char *desired_json, const char *name);
 char *command_desired_replace(const char *desired_json, const char *name, const char *with_json);
 /* Whether the desired JSON names a deployment called name. */
 bool command_desired_has(const char *desired_json, const char *name);
+
+struct groups;
+/* The "groups" member of a (normalized) desired state: 1 with g filled when
+ * present, 0 when absent (g empty), -EINVAL when malformed. */
+int command_desired_groups(const char *desired_json, struct groups *g);
 
 /* Writes s as a JSON string (with quotes) into buf. Returns the length or -ENOSPC. */
 int command_json_string(char *buf, size_t len, const char *s);

@@ -18,6 +18,7 @@
 #include "agent/base/textfile.h"
 #include "agent/trust/trust.h"
 #include "agent/base/version.h"
+#include "agent/model/groups.h"
 #include "hal/clock.h"
 
 #define LOG_TAG "console"
@@ -47,6 +48,10 @@ struct console {
 	uint32_t batch_n;
 	uint64_t replies_direct;        /* sent without the queue (store unavailable) */
 	uint64_t replies_lost;          /* neither queued nor sent: counted, logged */
+	struct groups subscribed;       /* group command topics subscribed on this connection */
+	uint64_t group_commands;        /* received on a group topic of one of our groups */
+	uint64_t group_refused;         /* received for a group this gateway is not in (not applied) */
+	bool store_up;                  /* the store was available at the last kick */
 };
 
 static void publish_status(struct console *s, bool online)
@@ -112,9 +117,43 @@ static int publish_reply(void *arg, const char *topic, const void *payload, size
 	return uplink_publish(s->up, topic, payload, len, 1, false, corr, corr_len, mid);
 }
 
+#define GROUP_PREFIX "berth/v1/group/"
+
+static int group_topic(char *buf, size_t len, const char *group, bool sub)
+{
+	return snprintf(buf, len, GROUP_PREFIX "%s/cmd/%s", group, sub ? "+" : "");
+}
+
+/* Subscribes to the group command topics of the groups in force and drops
+ * those of groups left (a desired state's "groups" changed the list). */
+static void sync_groups(struct console *s)
+{
+	if (!s->up || !uplink_connected(s->up))
+		return;
+	const struct groups *want = trust_groups(s->trust);
+	char topic[96];
+	for (unsigned i = 0; i < s->subscribed.n; i++) {
+		if (groups_has(want, s->subscribed.name[i]))
+			continue;
+		group_topic(topic, sizeof(topic), s->subscribed.name[i], true);
+		if (uplink_unsubscribe(s->up, topic))
+			log_wrn("event=group_sub_failed group=%s", s->subscribed.name[i]);
+	}
+	for (unsigned i = 0; i < want->n; i++) {
+		if (groups_has(&s->subscribed, want->name[i]))
+			continue;
+		group_topic(topic, sizeof(topic), want->name[i], true);
+		if (uplink_subscribe(s->up, topic, 1))
+			log_wrn("event=group_sub_failed group=%s", want->name[i]);
+	}
+	s->subscribed = *want;
+}
+
 static void on_connected(void *arg)
 {
 	struct console *s = arg;
+	s->subscribed.n = 0;
+	sync_groups(s);
 	/* Subscriptions are made again on every connection: a clean session
 	 * starts without any, so none can be lost silently. */
 	if (uplink_subscribe(s->up, s->t_cmd_sub, 1) || uplink_subscribe(s->up, s->t_desired, 1) ||
@@ -175,6 +214,34 @@ static void batch_add(struct console *s)
 	s->batch_n++;
 }
 
+/* A message on berth/v1/group/<g>/cmd/<verb> (rest = "<g>/cmd/<verb>"):
+ * the verb when g is one of this gateway's groups. A group it is not in (a
+ * subscription the broker kept from before the list changed) is refused:
+ * counted, an event, no reply (the sender addressed the group's members),
+ * and the topic is unsubscribed. */
+static const char *group_command(struct console *s, const char *rest, char gname[GROUPS_NAME_MAX + 1])
+{
+	size_t n = strcspn(rest, "/");
+	if (!groups_name_valid(rest, n) || strncmp(rest + n, "/cmd/", 5) != 0)
+		return NULL;
+	memcpy(gname, rest, n);
+	gname[n] = '\0';
+	if (groups_has(trust_groups(s->trust), gname)) {
+		s->group_commands++;
+		return rest + n + 5;
+	}
+	s->group_refused++;
+	log_wrn("event=group_refused group=%s n=%" PRIu64, gname, s->group_refused);
+	char detail[128], topic[96];
+	snprintf(detail, sizeof(detail), "{\"code\":\"not_member\",\"group\":\"%s\"}", gname);
+	if (s->ops->event)
+		s->ops->event(s->target_ctx, "command_refused", detail);
+	group_topic(topic, sizeof(topic), gname, true);
+	if (s->up && uplink_unsubscribe(s->up, topic))
+		log_wrn("event=group_sub_failed group=%s", gname);
+	return NULL;
+}
+
 static void on_message(void *arg, const struct uplink_msg *m)
 {
 	struct console *s = arg;
@@ -191,10 +258,19 @@ static void on_message(void *arg, const struct uplink_msg *m)
 		(void)control_handle_keys(s->ctl, m->payload, m->len);
 		return;
 	}
+	const char *group = NULL;
+	char gname[GROUPS_NAME_MAX + 1];
+	const char *verb;
 	size_t pl = strlen(s->t_cmd_prefix);
-	if (strncmp(m->topic, s->t_cmd_prefix, pl) != 0)
+	if (strncmp(m->topic, s->t_cmd_prefix, pl) == 0) {
+		verb = m->topic + pl;
+	} else if (strncmp(m->topic, GROUP_PREFIX, sizeof(GROUP_PREFIX) - 1) == 0) {
+		if (!(verb = group_command(s, m->topic + sizeof(GROUP_PREFIX) - 1, gname)))
+			return;
+		group = gname;
+	} else {
 		return;
-	const char *verb = m->topic + pl;
+	}
 	if (!*verb || strchr(verb, '/') || strlen(verb) > 32)
 		return; /* our own replies or junk below cmd/ */
 	struct control_reply_to rt = {
@@ -202,6 +278,7 @@ static void on_message(void *arg, const struct uplink_msg *m)
 		.response_topic = m->response_topic,
 		.corr = m->corr,
 		.corr_len = m->corr_len,
+		.group = group,
 	};
 	if (strcmp(verb, "deploy") == 0)
 		batch_commit(s);
@@ -256,13 +333,39 @@ void console_state_changed(void *arg)
 	 * reply anyway); other changes are left to the reporter's checks. */
 	if (s->reporter)
 		republish_changed(s->reporter);
+	sync_groups(s); /* a desired state may have changed the groups */
 }
 
 int console_report(struct console *s, char *buf, size_t len) { return control_report(s->ctl, buf, len, true); }
 
+/* The store opened after berthd ran without it (the collector retries it, then ticks):
+ * what was skipped meanwhile is read now. The replay window and stored trust documents,
+ * the persisted desired state (converged on), the queued replies and rows, and the
+ * retained desired state, policy and keys (subscribed again: the broker sends its
+ * retained copies, refused while nothing could be persisted). */
+static void store_back(struct console *s)
+{
+	log_inf("event=store_back action=reread");
+	trust_store_back(s->trust);
+	int rc = control_store_back(s->ctl);
+	if (rc)
+		log_err("event=store_back_desired_failed err=%s", strerror(-rc));
+	if (s->fwd)
+		outbox_store_back(s->fwd);
+	if (s->up && uplink_connected(s->up) &&
+	    (uplink_subscribe(s->up, s->t_desired, 1) || uplink_subscribe(s->up, s->t_policy, 1) ||
+	     uplink_subscribe(s->up, s->t_keys, 1)))
+		log_err("event=subscribe_failed");
+	console_state_changed(s);
+}
+
 void console_kick(void *arg)
 {
 	struct console *s = arg;
+	bool up = store_available(s->st);
+	if (up && !s->store_up)
+		store_back(s);
+	s->store_up = up;
 	if (s->fwd)
 		outbox_kick(s->fwd);
 }
@@ -312,7 +415,7 @@ static int trust_setup(struct console *s, struct store *st, const struct berth_c
 	if (!rc) {
 		struct trust_opts to = {
 			.device_id = cfg->device_id,
-			.groups = cfg->trust.groups,
+			.groups = cfg->fleet.groups,
 			.require_signatures = cfg->trust.require_signatures,
 			.keys_json = keys,
 			.policy_json = policy,
@@ -348,6 +451,7 @@ static void uplink_options(const struct console *s, const struct berth_config *c
 		.keepalive_s = cfg->broker.keepalive_s,
 		.reconnect_min_ms = (uint32_t)cfg->broker.reconnect_min_ms,
 		.reconnect_max_ms = (uint32_t)cfg->broker.reconnect_max_ms,
+		.reconnect_window_ms = (uint32_t)cfg->broker.reconnect_window_s * 1000u,
 		.tls = cfg->broker.tls.enabled,
 		.ca_file = cfg->broker.tls.ca_file,
 		.cert_file = cfg->broker.tls.cert_file,
@@ -371,6 +475,7 @@ static int outbox_start(struct console *s, const struct berth_config *cfg)
 		.batch_max_bytes = (uint32_t)cfg->telemetry.batch_max_bytes,
 		.inflight_max = (uint32_t)cfg->telemetry.inflight_max,
 		.publish_reply = publish_reply,
+		.forward_rate = (uint32_t)cfg->telemetry.forward_rate,
 	};
 	s->fwd = outbox_create(s->loop, s->st, publish_batch, s, &fo);
 	return s->fwd ? 0 : -ENOMEM;
@@ -438,6 +543,7 @@ struct console *console_create(struct loop *l, struct store *st, const struct be
 		return NULL;
 	s->loop = l;
 	s->st = st;
+	s->store_up = store_available(st);
 	loop_timer_init(&s->kick_timer, kick_replies, s);
 	loop_timer_init(&s->batch_timer, on_batch_timer, s);
 	snprintf(s->device_id, sizeof(s->device_id), "%s", cfg->device_id);
@@ -511,11 +617,11 @@ void console_telemetry_source(void *arg, struct collector_buf *b)
 			     ",\"connect_failures\":%" PRIu64 ",\"msgs_sent\":%" PRIu64 ",\"rows_acked\":%" PRIu64
 			     ",\"msgs_refused\":%" PRIu64 ",\"inflight\":%u,\"commands\":%" PRIu64 ",\"command_duplicates\":%" PRIu64
 			     ",\"command_errors\":%" PRIu64 ",\"replies_queued\":%" PRIu64 ",\"replies_sent\":%" PRIu64
-			     ",\"replies_dropped\":%" PRIu64 "}",
+			     ",\"replies_dropped\":%" PRIu64 ",\"group_commands\":%" PRIu64 ",\"group_refused\":%" PRIu64 "}",
 			     us.connected ? "true" : "false", us.v5 ? "v5" : "v311", us.connects, us.disconnects,
 			     us.connect_failures, fs.msgs_sent, fs.rows_acked, fs.msgs_refused, fs.inflight, cs.received,
 			     cs.duplicates, cs.rejected, replies_queued, fs.replies_sent + s->replies_direct,
-			     replies_dropped + s->replies_lost);
+			     replies_dropped + s->replies_lost, s->group_commands, s->group_refused);
 }
 
 bool console_has_desired_state(struct console *s)

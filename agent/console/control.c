@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent/base/log.h"
+#include "agent/model/groups.h"
 #include "agent/telemetry/store.h"
 #include "agent/trust/trust.h"
 #include "hal/clock.h"
@@ -25,6 +26,7 @@ struct control {
 	struct control_cbs cbs;
 	uint64_t version;
 	char *desired;               /* current desired JSON, owned; NULL when none */
+	bool from_file;              /* desired is the deployments file's (booted without a persisted one) */
 	char reply[REPLY_MAX];
 	char result[REPLY_MAX - 256];
 	char scratch[DESIRED_MAX];
@@ -88,17 +90,51 @@ static int err_set(struct command_error *e, const char *code, const char *fmt, .
 	return -EINVAL;
 }
 
+/* The desired state's "groups" replace the config's while it holds (checked
+ * when it was parsed; a stored one that no longer parses falls back to the config's). */
+static void apply_groups(struct control *c)
+{
+	if (!c->trust)
+		return;
+	struct groups g;
+	int rc = c->desired ? command_desired_groups(c->desired, &g) : 0;
+	(void)trust_set_groups(c->trust, rc == 1 ? &g : NULL);
+}
+
 static void set_desired(struct control *c, uint64_t version, char *json)
 {
 	free(c->desired);
 	c->desired = json;
 	c->version = version;
+	c->from_file = false;
+	apply_groups(c);
 }
 
 static void changed(struct control *c)
 {
 	if (c->cbs.state_changed)
 		c->cbs.state_changed(c->cbs.arg);
+}
+
+/* Applies the desired state in c->scratch (version) as the one in force. */
+static int adopt(struct control *c, uint64_t version, const char *from)
+{
+	char *copy = strdup(c->scratch);
+	if (!copy)
+		return -ENOMEM;
+	struct command_error err = { 0 };
+	int rc;
+	if (c->ops->apply && (rc = c->ops->apply(c->tctx, version, copy, &err))) {
+		log_err("event=boot_desired_refused from=%s version=%llu code=%s message=\"%s\"", from,
+			(unsigned long long)version, err.code ? err.code : "", err.message);
+		free(copy);
+		return rc;
+	}
+	set_desired(c, version, copy);
+	c->from_file = strcmp(from, "deployments_file") == 0;
+	log_inf("event=boot_desired from=%s version=%llu", from, (unsigned long long)version);
+	changed(c);
+	return 0;
 }
 
 int control_boot(struct control *c, const char *fallback_json)
@@ -122,20 +158,22 @@ int control_boot(struct control *c, const char *fallback_json)
 	} else if (rc) {
 		return rc;
 	}
-	char *copy = strdup(c->scratch);
-	if (!copy)
-		return -ENOMEM;
-	struct command_error err = { 0 };
-	if (c->ops->apply && (rc = c->ops->apply(c->tctx, version, copy, &err))) {
-		log_err("event=boot_desired_refused from=%s version=%llu code=%s message=\"%s\"", from,
-			(unsigned long long)version, err.code ? err.code : "", err.message);
-		free(copy);
-		return rc;
-	}
-	set_desired(c, version, copy);
-	log_inf("event=boot_desired from=%s version=%llu", from, (unsigned long long)version);
-	changed(c);
-	return 0;
+	return adopt(c, version, from);
+}
+
+int control_store_back(struct control *c)
+{
+	uint64_t version = 0;
+	int rc = store_desired_get(c->st, &version, c->scratch, sizeof(c->scratch));
+	if (rc)
+		return rc == -ENOENT ? 0 : rc; /* none persisted: what runs stays */
+	/* As at a start with the store: the persisted state wins over the file's. Nothing
+	 * else can have been taken meanwhile (a deploy needs the store). */
+	if (c->desired && !c->from_file && version <= c->version)
+		return 0;
+	if ((rc = adopt(c, version, "store_back")) == 0)
+		refresh_drift(c);
+	return rc;
 }
 
 int control_report(struct control *c, char *buf, size_t len, bool figures)
@@ -173,6 +211,14 @@ int control_report(struct control *c, char *buf, size_t len, bool figures)
 		return -ENOSPC;
 	n += m;
 	if (c->trust) {
+		m = snprintf(buf + n, len - (size_t)n, ",\"groups\":");
+		if (m < 0 || (size_t)m >= len - (size_t)n)
+			return -ENOSPC;
+		n += m;
+		m = groups_format(trust_groups(c->trust), buf + n, len - (size_t)n);
+		if (m < 0)
+			return m;
+		n += m;
 		if ((size_t)n + 2 > len)
 			return -ENOSPC;
 		buf[n] = ',';
@@ -215,7 +261,7 @@ static int do_deploy(struct control *c, struct command *cmd, struct command_erro
 	if (c->ops->validate && (rc = c->ops->validate(c->tctx, cmd->args.desired, err)))
 		return rc;
 	snprintf(c->result, sizeof(c->result), "{\"version\":%llu}", (unsigned long long)cmd->args.version);
-	int n = command_format_reply(c->reply, sizeof(c->reply), cmd->id, c->result, NULL);
+	int n = command_format_reply(c->reply, sizeof(c->reply), cmd->id, c->device_id, c->result, NULL);
 	if (n < 0)
 		return err_set(err, "internal", "reply too large%s", "");
 	if ((rc = store_begin(c->st)) == 0) {
@@ -350,8 +396,8 @@ static void trust_to_command_err(const struct trust_err *te, struct command_erro
  * the policy, then admitted (its id persisted in the replay window) before
  * anything is applied. 0, -EALREADY (already applied: answer from the
  * journal), or -errno with err filled. */
-static int gate(struct control *c, const struct command *cmd, const char *payload, size_t len,
-		struct command_error *err)
+static int gate(struct control *c, const struct command *cmd, const char *payload, size_t len, const char *group,
+		struct command_error *err, bool *signed_out)
 {
 	struct trust_verdict v;
 	struct trust_err te = { 0 };
@@ -359,6 +405,12 @@ static int gate(struct control *c, const struct command *cmd, const char *payloa
 	 * commit, before the command is applied (at most once). */
 	bool txn = store_begin(c->st) == 0;
 	int rc = trust_verify(c->trust, payload, len, NULL, &v, &te);
+	*signed_out = rc == 0 && v.signed_;
+	/* A group topic's command must be signed for that group (not for this
+	 * device or another of its groups): what was signed is what was sent. */
+	if (rc == 0 && group && v.signed_ && (strncmp(v.env.target, "group:", 6) || strcmp(v.env.target + 6, group)))
+		rc = trust_err_set(&te, -EPERM, "wrong_target", "auth.target",
+				   "signed for %s, sent to group %s", v.env.target, group);
 	if (rc == 0) {
 		int64_t replicas = cmd->verb == CMD_SCALE ? (int64_t)cmd->args.replicas : -1;
 		rc = trust_authorize(c->trust, &v, command_verb_name(cmd->verb), cmd->args.deployment, replicas,
@@ -392,12 +444,16 @@ void control_handle(struct control *c, const char *topic_verb, const char *paylo
 	c->stats.received++;
 
 	int rc = command_parse(topic_verb, payload, len, &cmd, &err);
+	bool signed_ = false, dup = false;
 	if (c->trust && rc == 0) {
-		rc = gate(c, &cmd, payload, len, &err);
-		if (rc == -EALREADY && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0)
-			goto duplicate;
-	} else if (!c->trust && cmd.id[0] && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0) {
-duplicate:
+		rc = gate(c, &cmd, payload, len, rt->group, &err, &signed_);
+		dup = rc == -EALREADY && store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0;
+	}
+	/* A signed command is kept once by the replay window; an unsigned one (no trust gate, or
+	 * trust.require_signatures off) by the journal alone. */
+	if (!dup && !signed_ && (!c->trust || rc == 0) && cmd.id[0])
+		dup = store_journal_get(c->st, cmd.id, now_ms, c->reply, sizeof(c->reply)) == 0;
+	if (dup) {
 		c->stats.duplicates++;
 		log_inf("event=command_duplicate id=%s verb=%s", cmd.id, topic_verb);
 		send(c, rt, c->reply, strlen(c->reply));
@@ -421,18 +477,18 @@ duplicate:
 			topic_verb, err.code ? err.code : "internal", err.message);
 		if (!err.code)
 			err.code = "internal";
-		n = command_format_reply(c->reply, sizeof(c->reply), cmd.id, NULL, &err);
+		n = command_format_reply(c->reply, sizeof(c->reply), cmd.id, c->device_id, NULL, &err);
 	} else {
 		c->stats.applied++;
 		log_inf("event=command_applied id=%s verb=%s", cmd.id, topic_verb);
-		n = journaled ? (int)strlen(c->reply) : command_format_reply(c->reply, sizeof(c->reply), cmd.id, c->result, NULL);
+		n = journaled ? (int)strlen(c->reply) : command_format_reply(c->reply, sizeof(c->reply), cmd.id, c->device_id, c->result, NULL);
 		if (cmd.verb != CMD_GET_STATE && cmd.verb != CMD_PING)
 			changed(c);
 	}
 	if (n < 0) {
 		struct command_error big = { .code = "internal" };
 		snprintf(big.message, sizeof(big.message), "reply does not fit in %d bytes", REPLY_MAX);
-		n = command_format_reply(c->reply, sizeof(c->reply), cmd.id, NULL, &big);
+		n = command_format_reply(c->reply, sizeof(c->reply), cmd.id, c->device_id, NULL, &big);
 	}
 	/* The journal entry and the queued reply are written in one transaction (one sync). */
 	bool txn = store_begin(c->st) == 0;

@@ -55,6 +55,8 @@ struct control_reply_to {
 	const char *response_topic;   /* NULL for MQTT 3.1.1 or when absent */
 	const void *corr;
 	size_t corr_len;
+	const char *group;            /* came on berth/v1/group/<group>/cmd/<verb>: must be signed for
+	                               * "group:<group>"; NULL: the device's own topic */
 };
 
 struct control_cbs {
@@ -104,6 +106,10 @@ int control_handle_keys(struct control *c, const char *payload, size_t len);
  * fallback (the deployments file's content as {"version":0,"deployments":[...]},
  * may be NULL). Returns 0, -ENOENT when there was nothing to apply, or -errno. */
 int control_boot(struct control *c, const char *fallback_json) __attribute__((warn_unused_result));
+/* The store opened after berthd ran without it: its persisted desired state, when there
+ * is one, replaces the deployments file's (as at a start with the store) and is applied.
+ * Returns 0 or -errno. */
+int control_store_back(struct control *c);
 
 /* Handles one command payload from berth/v1/<device>/cmd/<verb>. Always sends
  * exactly one reply (a redelivered id gets its first reply again). */

@@ -52,6 +52,12 @@ struct outbox {
 	int64_t backlog_end;          /* backlog lane: seq < backlog_end */
 	uint64_t paused_until_us;
 	bool active;
+	/* Backlog pacing (forward_rate messages/s, 0: none): a token bucket of
+	 * at most one second's worth; a timer kicks again when it refills. */
+	uint32_t rate;
+	double tokens;
+	uint64_t tokens_at_us;
+	struct loop_timer pace_timer;
 	/* One message being built. */
 	char *buf;
 	size_t buf_cap, len;
@@ -62,6 +68,7 @@ struct outbox {
 };
 
 static void flush_acks(void *arg);
+static void pace_kick(void *arg);
 
 struct outbox *outbox_create(struct loop *l, struct store *st, outbox_publish_fn publish, void *arg,
 			     const struct outbox_opts *o)
@@ -71,6 +78,8 @@ struct outbox *outbox_create(struct loop *l, struct store *st, outbox_publish_fn
 		return NULL;
 	f->loop = l;
 	loop_timer_init(&f->flush_timer, flush_acks, f);
+	loop_timer_init(&f->pace_timer, pace_kick, f);
+	f->rate = o->forward_rate;
 	f->st = st;
 	f->publish = publish;
 	f->publish_reply = o->publish_reply;
@@ -98,6 +107,7 @@ void outbox_destroy(struct outbox *f)
 		return;
 	flush_acks(f);
 	loop_timer_stop(f->loop, &f->flush_timer);
+	loop_timer_stop(f->loop, &f->pace_timer);
 	free(f->buf);
 	free(f->slots);
 	free(f->acks);
@@ -125,7 +135,17 @@ void outbox_on_connected(struct outbox *f)
 {
 	forget_inflight(f);
 	rewind_lanes(f);
+	f->tokens = f->rate ? 1 : 0; /* a fresh connection starts with one message, not a second's burst */
+	f->tokens_at_us = hal_clock_now_us();
 	f->active = true;
+	outbox_kick(f);
+}
+
+void outbox_store_back(struct outbox *f)
+{
+	/* Nothing of the store's was in flight while it was away (seq 0 and direct replies are
+	 * not tracked); rows and replies queued before it went are backlog again. */
+	rewind_lanes(f);
 	outbox_kick(f);
 }
 
@@ -244,6 +264,30 @@ static bool send_reply(struct outbox *f)
 	return store_reply_next(f->st, before, reply_row, f) == 1 && f->cursor[LANE_REPLY] != before;
 }
 
+static void pace_kick(void *arg) { outbox_kick(arg); }
+
+/* Whether the backlog may send one more message now (forward_rate); when
+ * not, the pace timer kicks again once a token is there. */
+static bool backlog_paced(struct outbox *f)
+{
+	if (!f->rate)
+		return false;
+	uint64_t now = hal_clock_now_us();
+	f->tokens += (double)(now - f->tokens_at_us) * f->rate / 1e6;
+	f->tokens_at_us = now;
+	if (f->tokens > f->rate)
+		f->tokens = f->rate;
+	if (f->tokens >= 1)
+		return false;
+	f->stats.backlog_paced++;
+	if (!loop_timer_armed(&f->pace_timer)) {
+		uint32_t wait_ms = (uint32_t)((1 - f->tokens) * 1000.0 / f->rate) + 1;
+		if (loop_timer_start(f->loop, &f->pace_timer, wait_ms, 0) < 0)
+			return false; /* no timer: send rather than stall the backlog */
+	}
+	return true;
+}
+
 void outbox_kick(struct outbox *f)
 {
 	if (!f->active || store_in_txn(f->st))
@@ -258,8 +302,11 @@ void outbox_kick(struct outbox *f)
 			continue;
 		if (send_one(f, LANE_FRESH))
 			continue;
-		if (f->inflight_backlog < backlog_cap && send_one(f, LANE_BACKLOG))
+		if (f->inflight_backlog < backlog_cap && !backlog_paced(f) && send_one(f, LANE_BACKLOG)) {
+			if (f->rate)
+				f->tokens -= 1;
 			continue;
+		}
 		break;
 	}
 }
@@ -298,14 +345,15 @@ void outbox_on_published(struct outbox *f, int mid, int reason)
 	outbox_kick(f);
 }
 
-/* Deletes the acknowledged ranges in one transaction (one fsync for all).
- * A crash before it only means those rows are sent again. */
+/* Deletes the acknowledged ranges in one transaction, which does not wait for the disk
+ * (it held up the loop, and so the local API, for up to 120 ms under a burst of replies).
+ * A crash or power cut before it reaches the disk only means those rows are sent again. */
 static void flush_acks(void *arg)
 {
 	struct outbox *f = arg;
 	if (!f->nacks)
 		return;
-	int rc = store_begin(f->st);
+	int rc = store_begin_unsynced(f->st);
 	bool txn = rc == 0;
 	for (uint32_t i = 0; i < f->nacks && (rc == 0 || !txn); i++) {
 		rc = f->acks[i].reply ? store_reply_ack(f->st, f->acks[i].lo)

@@ -43,6 +43,8 @@ struct outbox_opts {
 	uint32_t batch_max_bytes;      /* payload cap of one message (one larger row goes alone) */
 	uint32_t inflight_max;         /* messages in flight, >= 1 */
 	outbox_publish_reply_fn publish_reply; /* NULL: the store's reply queue is not sent */
+	uint32_t forward_rate;         /* backlog messages per second at most (0: the window only); a new
+	                                * connection starts with one, the bucket holds one second's worth */
 };
 
 struct outbox_stats {
@@ -55,6 +57,7 @@ struct outbox_stats {
 	uint64_t replies_acked;
 	uint32_t inflight;
 	int64_t backlog_end;           /* rows below this seq are backlog */
+	uint64_t backlog_paced;        /* times the backlog waited for forward_rate */
 };
 
 /* Buffers (batch_max_bytes and the window) are allocated once here.
@@ -71,6 +74,8 @@ void outbox_destroy(struct outbox *f);
  * (the PUBACK of mid; reason >= 0x80: refused). */
 void outbox_on_connected(struct outbox *f);
 void outbox_on_disconnected(struct outbox *f);
+/* The store opened after berthd ran without it: what it holds is sent from the start. */
+void outbox_store_back(struct outbox *f);
 void outbox_on_published(struct outbox *f, int mid, int reason);
 
 /* Sends what the window allows; call after appending rows. Never blocks

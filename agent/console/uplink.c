@@ -25,7 +25,7 @@ struct uplink {
 	char ca_file[256], cert_file[256], key_file[256];
 	char will_topic[256], will_payload[256];
 	int port, keepalive_s;
-	uint32_t min_ms, max_ms, max_queued;
+	uint32_t min_ms, max_ms, max_queued, window_ms;
 	bool want_v5, tls, tls_insecure, has_will;
 	uint32_t session_expiry_s;
 
@@ -33,6 +33,7 @@ struct uplink {
 	int fd;                       /* watched fd, -1 when none */
 	unsigned fd_events;
 	bool connected, lost, v5;
+	bool spread_next;             /* a connection was lost: the next attempt is spread over window_ms */
 	uint64_t packets;             /* messages and acknowledgements read (the read loop's progress) */
 	bool fallback_v311;           /* the broker refused v5 once: speak 3.1.1 from now on */
 	bool attempt_noted;           /* this attempt's failure is in stats.last_error */
@@ -164,6 +165,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 }
 
 #define READ_BURST 64
+#define READ_BUDGET_US 5000
 
 static void on_fd(void *arg, int fd, unsigned events);
 static void schedule_retry(struct uplink *u);
@@ -193,6 +195,7 @@ static void drop_session(struct uplink *u)
 	u->lost = false;
 	u->unacked = 0;
 	if (was_connected) {
+		u->spread_next = u->window_ms > 0;
 		u->stats.disconnects++;
 		if (u->cbs.disconnected)
 			u->cbs.disconnected(u->cbs.arg);
@@ -305,7 +308,13 @@ static void attempt(void *arg)
 
 static void schedule_retry(struct uplink *u)
 {
-	uint32_t d = uplink_backoff_ms(u->stats.attempt, u->min_ms, u->max_ms, (uint32_t)(prng_next(&u->rng) >> 32));
+	uint32_t rnd = (uint32_t)(prng_next(&u->rng) >> 32);
+	/* After a lost connection (a broker restart drops the whole fleet at
+	 * once) the first attempt is uniform over the window, so the broker
+	 * sees about N / window connections a second; later ones back off. */
+	uint32_t d = u->spread_next ? rnd % (u->window_ms + 1)
+				    : uplink_backoff_ms(u->stats.attempt, u->min_ms, u->max_ms, rnd);
+	u->spread_next = false;
 	if (u->stats.attempt < 31)
 		u->stats.attempt++;
 	u->stats.next_retry_ms = d;
@@ -321,9 +330,14 @@ static void on_fd(void *arg, int fd, unsigned events)
 		return;
 	int rc = MOSQ_ERR_SUCCESS;
 	/* libmosquitto reads one packet per call: read on while whole packets are there (at
-	 * most READ_BURST), so a burst of commands is handled in one turn of the loop (and its
-	 * journal written in one transaction) instead of one turn per packet. */
-	for (int i = 0; (events & (LOOP_IN | LOOP_ERR)) && i < READ_BURST && u->mosq && !u->lost; i++) {
+	 * most READ_BURST, for at most READ_BUDGET_US so that the rest of the loop, the local
+	 * API's health answers among it, is not held up), so a burst of commands is handled in
+	 * a few turns of the loop (its journal written in one transaction each) instead of one
+	 * turn per packet. */
+	uint64_t t0_us = hal_clock_now_us();
+	for (int i = 0; (events & (LOOP_IN | LOOP_ERR)) && i < READ_BURST && u->mosq && !u->lost &&
+			hal_clock_now_us() - t0_us < READ_BUDGET_US;
+	     i++) {
 		uint64_t before = u->packets;
 		rc = mosquitto_loop_read(u->mosq, 1);
 		if (rc != MOSQ_ERR_SUCCESS || u->packets == before)
@@ -385,6 +399,7 @@ struct uplink *uplink_create(struct loop *l, const struct uplink_opts *o, const 
 	u->min_ms = o->reconnect_min_ms ? o->reconnect_min_ms : 1000;
 	u->max_ms = o->reconnect_max_ms >= u->min_ms ? o->reconnect_max_ms : u->min_ms;
 	u->max_queued = o->max_queued ? o->max_queued : 32;
+	u->window_ms = o->reconnect_window_ms;
 	u->want_v5 = o->v5;
 	u->session_expiry_s = o->session_expiry_s;
 	u->tls = o->tls;
@@ -496,6 +511,17 @@ int uplink_subscribe(struct uplink *u, const char *topic, int qos)
 		log_wrn("event=subscribe_failed topic=%s err=\"%s\"", topic, mosquitto_strerror(rc));
 		return map_mosq(rc);
 	}
+	update_events(u);
+	return 0;
+}
+
+int uplink_unsubscribe(struct uplink *u, const char *topic)
+{
+	if (!u->mosq || !u->connected)
+		return -ENOTCONN;
+	int rc = mosquitto_unsubscribe(u->mosq, NULL, topic);
+	if (rc != MOSQ_ERR_SUCCESS)
+		return map_mosq(rc);
 	update_events(u);
 	return 0;
 }

@@ -19,6 +19,7 @@ struct uplink_opts {
 	int keepalive_s;
 	uint32_t reconnect_min_ms;    /* back-off cap of the first retry ... */
 	uint32_t reconnect_max_ms;    /* ... and of every later one */
+	uint32_t reconnect_window_ms; /* >0: the first attempt after a lost connection is uniform in [0, window] */
 	bool tls;
 	const char *ca_file;
 	const char *cert_file;        /* "" or NULL: no client certificate */
@@ -90,6 +91,7 @@ int uplink_publish_expiring(struct uplink *u, const char *topic, const void *pay
 			    const char *response_topic, const void *corr, size_t corr_len, uint32_t expiry_s, int *mid)
 	__attribute__((warn_unused_result));
 int uplink_subscribe(struct uplink *u, const char *topic, int qos) __attribute__((warn_unused_result));
+int uplink_unsubscribe(struct uplink *u, const char *topic) __attribute__((warn_unused_result));
 
 bool uplink_connected(const struct uplink *u);
 /* Whether the current session speaks v5. */

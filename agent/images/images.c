@@ -340,6 +340,8 @@ void images_gc_now(struct images *im)
 
 static void pump(struct images *im)
 {
+	if (!im->e)
+		return; /* no engine: nothing is pulled, inspected or removed */
 	uint64_t now = now_ms();
 	for (unsigned i = 0; i < IMAGES_MAX && im->inspecting < 0; i++) {
 		struct image_slot *s = &im->s[i];
@@ -374,7 +376,7 @@ static void on_tick(void *arg) { pump(arg); }
 struct images *images_create(struct loop *l, struct hal_engine *e, struct store *st, struct events *ev,
 			     const struct images_opts *o)
 {
-	if (!l || !e || !o)
+	if (!l || !o)
 		return NULL;
 	struct images *im = calloc(1, sizeof(*im));
 	if (!im)

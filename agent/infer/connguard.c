@@ -1,10 +1,14 @@
 /* agent/infer/connguard.c - the local API's flood guard: which open connections to close, and when. */
 #include "agent/infer/connguard.h"
 
+#define LOG_TAG "api"
+#include "agent/base/log.h"
+
 #include <string.h>
 
 #include "hal/clock.h"
 #include "hal/net.h"
+#include "hal/sys.h"
 
 #if IS_ENABLED(CONFIG_LOCAL_API) /* the table is sized by the API's Kconfig symbols */
 
@@ -61,13 +65,15 @@ static void on_sweep(void *arg)
 {
 	struct connguard *g = arg;
 	(void)connguard_sweep(g, connguard_now_ms());
+	if (!g->open) /* idle: no wake-ups until the next connection (connguard_open) */
+		loop_timer_stop(g->loop, &g->sweep);
 }
 
 int connguard_start(struct connguard *g, struct loop *l)
 {
 	g->loop = l;
 	loop_timer_init(&g->sweep, on_sweep, g);
-	return loop_timer_start(l, &g->sweep, CONNGUARD_SWEEP_MS, CONNGUARD_SWEEP_MS);
+	return 0; /* the sweep runs while connections are open: armed by connguard_open */
 }
 
 void connguard_stop(struct connguard *g)
@@ -89,8 +95,12 @@ struct connguard_conn *connguard_open(struct connguard *g, const void *owner, in
 		return NULL;
 	}
 	*k = (struct connguard_conn){ .owner = owner, .fd = fd, .since_ms = now_ms };
+	if (g->loop && !loop_timer_armed(&g->sweep) &&
+	    loop_timer_start(g->loop, &g->sweep, CONNGUARD_SWEEP_MS, CONNGUARD_SWEEP_MS) < 0)
+		log_wrn("event=guard_sweep_not_started open=%u", g->open); /* next connection tries again */
 	k->has_addr = peer && hal_net_peer_key(peer, k->addr);
-	g->open++;
+	if (++g->open > g->peak)
+		g->peak = g->open;
 	struct connguard_conn *v = NULL;
 	if (live(g) > g->pool) {
 		v = oldest(g, k, NULL, now_ms);
@@ -145,6 +155,13 @@ unsigned connguard_sweep(struct connguard *g, uint64_t now_ms)
 			shut(k);
 			n++;
 		}
+	}
+	/* The server's per-connection memory (16 KiB pools) sits in the heap, which the
+	 * allocator keeps once freed: a flood would leave some megabytes resident. */
+	if (g->peak > g->pool / 2 && g->open <= g->pool / 16) {
+		hal_sys_trim_memory();
+		g->trims++;
+		g->peak = g->open;
 	}
 	return n;
 }

@@ -37,8 +37,10 @@ struct connguard {
 	uint64_t evicted;             /* closed to make room */
 	uint64_t header_timeouts;     /* closed by the header deadline */
 	uint64_t refused;             /* no slot at all */
+	unsigned peak;                /* most open since the last trim */
+	uint64_t trims;                /* memory handed back after a flood (hal_sys_trim_memory) */
 	struct loop *loop;
-	struct loop_timer sweep;      /* every CONNGUARD_SWEEP_MS: connguard_sweep */
+	struct loop_timer sweep;      /* every CONNGUARD_SWEEP_MS while open: connguard_sweep */
 };
 
 #define CONNGUARD_SWEEP_MS 50
@@ -46,7 +48,7 @@ struct connguard {
 void connguard_init(struct connguard *g, uint32_t pool, uint32_t per_client, uint32_t header_ms, uint32_t idle_ms,
 		    uint32_t grace_ms);
 
-/* Sweeps every CONNGUARD_SWEEP_MS on loop until connguard_stop. 0 or -errno. */
+/* Sweeps every CONNGUARD_SWEEP_MS on loop while a connection is open, until connguard_stop. 0 or -errno. */
 int connguard_start(struct connguard *g, struct loop *l);
 void connguard_stop(struct connguard *g);
 
@@ -62,7 +64,8 @@ uint64_t connguard_now_ms(void);
 void connguard_request(struct connguard_conn *k);
 void connguard_done(struct connguard_conn *k, uint64_t now_ms);
 /* Shuts down the connections past their deadline, and the oldest while over the pool;
- * returns how many. */
+ * returns how many. After a flood (more than half the pool open at once) has ebbed to a
+ * sixteenth of the pool, hands the freed connection memory back to the system. */
 unsigned connguard_sweep(struct connguard *g, uint64_t now_ms);
 
 #endif /* CONFIG_LOCAL_API */

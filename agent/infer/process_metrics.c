@@ -20,8 +20,11 @@ size_t process_metrics_render(char *buf, size_t len)
 		{ "process_resident_memory_bytes", "gauge", "Resident memory." },
 		{ "process_open_fds", "gauge", "Open file descriptors." },
 		{ "process_start_time_seconds", "gauge", "Start time, Unix seconds." },
+		{ "berth_heap_used_bytes", "gauge", "Memory the allocator has handed out (heap and mapped)." },
+		{ "berth_heap_free_bytes", "gauge", "Memory freed but kept by the allocator (not back to the system)." },
 	};
-	const double v[] = { ps.cpu_seconds, (double)ps.rss_bytes, ps.open_fds, (double)ps.start_time_s };
+	const double v[] = { ps.cpu_seconds, (double)ps.rss_bytes, ps.open_fds, (double)ps.start_time_s,
+			     (double)ps.heap_used_bytes, (double)ps.heap_free_bytes };
 	for (unsigned i = 0; i < sizeof(v) / sizeof(v[0]); i++)
 		prom_family(buf, len, &n, fam[i][0], fam[i][1], fam[i][2], v[i]);
 	return n;

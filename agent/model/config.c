@@ -11,6 +11,7 @@
 
 #include "agent/base/jsonutil.h"
 #include "agent/base/textfile.h"
+#include "agent/model/groups.h"
 #include "agent/model/siteconf.h"
 
 enum cfg_type { CT_STR, CT_INT, CT_DBL, CT_BOOL, CT_ENUM };
@@ -67,6 +68,7 @@ static const struct cfg_key keys[] = {
 	INT("broker.reconnect_min_ms", broker.reconnect_min_ms, 100, 600000, "1000"),
 	INT("broker.reconnect_max_ms", broker.reconnect_max_ms, 100, 3600000, "120000"),
 	INT("broker.session_expiry_s", broker.session_expiry_s, 0, 2592000, "604800"),
+	INT("broker.reconnect_window_s", broker.reconnect_window_s, 0, 3600, "0"),
 	BOOL("broker.tls.enabled", broker.tls.enabled, "false"),
 	STR("broker.tls.ca_file", broker.tls.ca_file, false, ""),
 	STR("broker.tls.cert_file", broker.tls.cert_file, false, ""),
@@ -84,6 +86,7 @@ static const struct cfg_key keys[] = {
 	STR("trust.keys_file", trust.keys_file, false, ""),
 	STR("trust.policy_file", trust.policy_file, false, ""),
 	STR("trust.groups", trust.groups, false, ""),
+	STR("fleet.groups", fleet.groups, false, ""),
 	BOOL("trust.require_signatures", trust.require_signatures, "true"),
 
 	INT("scheduler.slots", scheduler.slots, 0, CONFIG_SCHED_MAX_SLOTS, "0"),
@@ -103,6 +106,7 @@ static const struct cfg_key keys[] = {
 	INT("telemetry.disk_budget_kb", telemetry.disk_budget_kb, 256, 4194304, XSTR(CONFIG_STORE_BUDGET_KB)),
 	ENUM("telemetry.synchronous", telemetry.synchronous, "full|normal", "full"),
 	INT("telemetry.state_refresh_s", telemetry.state_refresh_s, 1, 3600, "30"),
+	INT("telemetry.forward_rate", telemetry.forward_rate, 0, 100000, "0"),
 
 	BOOL("autoscale.enabled", autoscale.enabled, "true"),
 	INT("autoscale.interval_s", autoscale.interval_s, 1, 3600, "30"),
@@ -445,8 +449,34 @@ static int site_check(const struct berth_config *cfg, struct config_error *err)
 	return 0;
 }
 
-static int cross_check(const struct berth_config *cfg, struct config_error *err)
+/* fleet.groups is the one group list; trust.groups is its older name (same
+ * list): either may be given, both only with the same value. The list is
+ * kept in fleet.groups. */
+static int groups_check(struct berth_config *cfg, struct config_error *err)
 {
+	struct groups g, t;
+	char why[160];
+	if (groups_parse_csv(cfg->fleet.groups, &g, why, sizeof(why))) {
+		set_err(err, "fleet.groups", "%s", why);
+		return -EINVAL;
+	}
+	if (groups_parse_csv(cfg->trust.groups, &t, why, sizeof(why))) {
+		set_err(err, "trust.groups", "%s", why);
+		return -EINVAL;
+	}
+	if (g.n && t.n && !groups_equal(&g, &t)) {
+		set_err(err, "trust.groups", "differs from fleet.groups (its older name): give one list");
+		return -EINVAL;
+	}
+	if (!g.n)
+		memcpy(cfg->fleet.groups, cfg->trust.groups, sizeof(cfg->fleet.groups));
+	return 0;
+}
+
+static int cross_check(struct berth_config *cfg, struct config_error *err)
+{
+	if (groups_check(cfg, err))
+		return -EINVAL;
 	if (cfg->broker.reconnect_min_ms > cfg->broker.reconnect_max_ms) {
 		set_err(err, "broker.reconnect_min_ms", "%d is above broker.reconnect_max_ms (%d)",
 			cfg->broker.reconnect_min_ms, cfg->broker.reconnect_max_ms);

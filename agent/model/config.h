@@ -32,6 +32,7 @@ struct berth_config {
 		int reconnect_min_ms;
 		int reconnect_max_ms;
 		int session_expiry_s;      /* persistent session kept this long while offline; 0: clean */
+		int reconnect_window_s;    /* >0: the first reconnect after a lost connection is uniform in [0, window] */
 		struct {
 			bool enabled;
 			char ca_file[CONFIG_STR_MAX];
@@ -54,9 +55,13 @@ struct berth_config {
 	struct {
 		char keys_file[CONFIG_STR_MAX];    /* the console keys trusted at first (a key list) */
 		char policy_file[CONFIG_STR_MAX];  /* an initial admission policy; "" none */
-		char groups[CONFIG_STR_MAX];       /* comma-separated groups commands may target */
+		char groups[CONFIG_STR_MAX];       /* older name of fleet.groups (same list) */
 		bool require_signatures;
 	} trust;
+
+	struct {
+		char groups[CONFIG_STR_MAX];       /* comma-separated fleet groups (also trust.groups' value) */
+	} fleet;
 
 	struct {
 		int slots;                 /* 0: one per CPU core */
@@ -74,6 +79,7 @@ struct berth_config {
 		int disk_budget_kb;
 		char synchronous[8];       /* "full" or "normal" */
 		int state_refresh_s;
+		int forward_rate;          /* backlog messages sent per second at most; 0: the window only */
 	} telemetry;
 
 	struct {

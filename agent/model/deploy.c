@@ -588,7 +588,7 @@ static int parse_deployment(struct pctx *c, const cJSON *o, unsigned idx, struct
 
 int deploy_parse(const char *text, size_t len, struct deploy_set *set, struct deploy_error *err)
 {
-	static const char *const keys[] = { "version", "deployments", NULL };
+	static const char *const keys[] = { "version", "deployments", "groups", NULL }; /* groups: console/command.c */
 	struct pctx c = { .err = err, .dep = "" };
 	int rc = -EINVAL;
 

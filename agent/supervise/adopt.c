@@ -32,6 +32,20 @@ void adopt_on_conflict_inspect(void *arg, const struct hal_engine_result *res)
 	}
 	/* Adopt what is there; a stale spec is rolled like any old replica. */
 	const struct hal_ctr_info *c = &res->ctrs[0];
+	const char *owner = adopt_label(c, SUP_LABEL_OWNER);
+	if (!owner || strcmp(owner, s->cfg.device_id)) {
+		/* Not ours (gateways sharing an engine whose names collide, "gw-1"+"a-b" and
+		 * "gw-1-a"+"b", or a container berth did not make): never adopted; retried with
+		 * the create back-off, the deployment showing why. */
+		struct deployment *d = r->dep;
+		uint32_t delay = backoff_next_ms(&d->create_bo);
+		d->create_not_before_ms = supervisor_now_ms(s) + delay;
+		deployment_set_error(d, "container name %s is taken by %s", c->name, owner ? owner : "-");
+		log_wrn("event=name_taken deployment=%s replica=%u owner=%s", d->spec.name, r->slot, owner ? owner : "-");
+		supervisor_kick_later(s, delay);
+		replica_clear(r);
+		return;
+	}
 	snprintf(r->id, sizeof(r->id), "%s", c->id);
 	r->known_since_us = loop_now_us(s->loop);
 	const char *hash = adopt_label(c, SUP_LABEL_HASH);

@@ -108,6 +108,8 @@ static void on_list(void *arg, const struct hal_engine_result *res)
 
 static void request_list(struct supervisor *s)
 {
+	if (!s->engine)
+		return; /* no engine (engine.socket ""): nothing to list or run */
 	if (s->list_inflight) {
 		s->relist_wanted = true;
 		return;
@@ -373,7 +375,7 @@ struct supervisor *supervisor_create(struct loop *l, struct hal_engine *engine, 
 	prng_seed(&s->rng, cfg->seed ? cfg->seed : (uint64_t)hal_clock_wall_ms() ^ hal_clock_now_us());
 	backoff_init(&s->engine_bo, SUP_ENGINE_RETRY_MIN_MS, SUP_ENGINE_RETRY_MAX_MS, 0, SUP_JITTER_PERMILLE, false,
 		     &s->rng);
-	s->engine_up = true; /* until it fails */
+	s->engine_up = engine != NULL; /* until it fails */
 	loop_timer_init(&s->resync_timer, on_resync, s);
 	loop_timer_init(&s->kick_timer, on_kick, s);
 	loop_timer_init(&s->engine_timer, on_engine_retry, s);
@@ -407,6 +409,10 @@ void supervisor_destroy(struct supervisor *s)
 
 int supervisor_start(struct supervisor *s)
 {
+	if (!s->engine) {
+		log_inf("event=engine_none");
+		return 0;
+	}
 	int rc = hal_engine_watch(s->engine, on_engine_event, s);
 	if (rc < 0) {
 		log_err("event=engine_watch_failed err=%s", strerror(-rc));
@@ -635,6 +641,7 @@ unsigned supervisor_statuses(const struct supervisor *s, struct sup_status *out,
 }
 
 bool supervisor_engine_available(const struct supervisor *s) { return s->engine_up; }
+bool supervisor_has_engine(const struct supervisor *s) { return s->engine != NULL; }
 
 const struct deploy_spec *supervisor_spec(const struct supervisor *s, const char *deployment)
 {

@@ -191,6 +191,9 @@ int supervisor_replace_spec(struct supervisor *s, const struct deploy_spec *sp) 
 
 /* Whether the engine answered its last call. */
 bool supervisor_engine_available(const struct supervisor *s);
+/* Whether berthd runs with a container engine (engine.socket "" : none,
+ * deployments are accepted and reported but not run). */
+bool supervisor_has_engine(const struct supervisor *s);
 
 /* Adds an observer (up to SUP_MAX_OBSERVERS). Returns 0 or -ENOSPC. */
 int supervisor_observe(struct supervisor *s, sup_observer_fn fn, void *arg) __attribute__((warn_unused_result));

@@ -21,12 +21,8 @@
  * Never edit a released entry; append a new one. */
 static const char *const migrations[] = {
 	/* 0 -> 1 */
-	"CREATE TABLE outbox ("
-	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" kind INTEGER NOT NULL,"
-	" prio INTEGER NOT NULL,"
-	" ts_ms INTEGER NOT NULL,"
-	" body TEXT NOT NULL);"
+	"CREATE TABLE outbox (" " seq INTEGER PRIMARY KEY AUTOINCREMENT," " kind INTEGER NOT NULL,"
+	" prio INTEGER NOT NULL," " ts_ms INTEGER NOT NULL," " body TEXT NOT NULL);"
 	"CREATE INDEX outbox_prio ON outbox(prio, seq);"
 	"CREATE TABLE desired (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL,"
 	" body TEXT NOT NULL, updated_ms INTEGER NOT NULL);"
@@ -51,14 +47,11 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
-	[ST_BEGIN] = "BEGIN IMMEDIATE",
-	[ST_COMMIT] = "COMMIT",
-	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_BEGIN] = "BEGIN IMMEDIATE", [ST_COMMIT] = "COMMIT", [ST_ROLLBACK] = "ROLLBACK",
 	[ST_APPEND] = "INSERT INTO outbox(kind, prio, ts_ms, body) VALUES (?1, ?2, ?3, ?4)",
 	[ST_SCAN] = "SELECT seq, kind, prio, ts_ms, body FROM outbox WHERE seq > ?1 AND seq < ?2 ORDER BY seq LIMIT ?3",
 	[ST_ACK] = "DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2",
-	[ST_PAGE_COUNT] = "PRAGMA page_count",
-	[ST_FREELIST] = "PRAGMA freelist_count",
+	[ST_PAGE_COUNT] = "PRAGMA page_count", [ST_FREELIST] = "PRAGMA freelist_count",
 	[ST_MIN_PRIO] = "SELECT MIN(prio) FROM outbox",
 	[ST_PRUNE_COUNT] = ("SELECT kind, COUNT(*), MIN(seq), MAX(seq) FROM"
 			    " (SELECT kind, seq FROM outbox WHERE prio = ?1 ORDER BY seq LIMIT ?2) GROUP BY kind"),
@@ -98,6 +91,7 @@ struct store {
 	int64_t txn_last_seq;    /* last_seq when it began */
 	bool counters_dirty;     /* dropped[] changed outside a prune: kv not yet written (flush_counters) */
 	bool in_txn;
+	bool unsynced;           /* the open transaction commits without a sync (store_begin_unsynced) */
 	bool recovered;
 	uint64_t replies;         /* rows in the reply queue */
 	uint64_t dropped_replies; /* dropped past CONFIG_STORE_REPLY_QUEUE_MAX (this run) */
@@ -108,19 +102,13 @@ struct store {
 static int map_rc(int rc)
 {
 	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW: return 0;
+	case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return 0;
 	case SQLITE_FULL: return -ENOSPC;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
 	case SQLITE_NOMEM: return -ENOMEM;
-	case SQLITE_READONLY:
-	case SQLITE_PERM:
-	case SQLITE_AUTH: return -EACCES;
+	case SQLITE_READONLY: case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
 	case SQLITE_CANTOPEN: return -ENOENT;
-	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB: return -EBADMSG;
+	case SQLITE_CORRUPT: case SQLITE_NOTADB: return -EBADMSG;
 	case SQLITE_TOOBIG: return -EMSGSIZE;
 	case SQLITE_CONSTRAINT: return -EEXIST;
 	default: return -EIO;
@@ -517,6 +505,9 @@ static void txn_reset(struct store *s)
 		s->txn_rows[k] = 0;
 	}
 	s->in_txn = false;
+	if (s->unsynced)
+		(void)exec(s, "PRAGMA synchronous=FULL");
+	s->unsynced = false;
 }
 
 /* The transaction ended without its changes: its prunes did not happen. */
@@ -604,6 +595,15 @@ void store_rollback(struct store *s)
 		(void)step_done(s, ST_ROLLBACK);
 	txn_undone(s);
 	flush_counters(s);
+}
+
+int store_begin_unsynced(struct store *s)
+{
+	s->unsynced = s->db && s->opts.sync_full && !s->in_txn && exec(s, "PRAGMA synchronous=NORMAL") == 0;
+	int rc = store_begin(s);
+	if (rc && s->unsynced)
+		txn_reset(s); /* back to FULL */
+	return rc;
 }
 
 static int insert(struct store *s, enum store_kind kind, int prio, int64_t ts_ms, const char *body, size_t len)

@@ -86,6 +86,11 @@ int store_retry(struct store *s) __attribute__((warn_unused_result));
  * SQLite (a full database) counts them as dropped, and the transaction goes
  * on in a new one. The seqs of rows rolled back are given out again. */
 int store_begin(struct store *s) __attribute__((warn_unused_result));
+/* A transaction whose loss in a power cut costs only duplicates (deletes of acknowledged
+ * rows and replies): with telemetry.synchronous full its commit does not wait for the
+ * disk (SQLite's synchronous NORMAL for it; a process kill loses nothing, and the next
+ * synced commit makes it durable). Otherwise as store_begin. */
+int store_begin_unsynced(struct store *s) __attribute__((warn_unused_result));
 int store_commit(struct store *s) __attribute__((warn_unused_result));
 void store_rollback(struct store *s);
 

@@ -243,3 +243,23 @@ int replay_load(struct replay *r, const char *text)
 	r->evicted = evicted;
 	return 0;
 }
+
+int replay_merge(struct replay *r, const char *text)
+{
+	struct replay *o = replay_create(r->cap, r->window_ms);
+	if (!o)
+		return -ENOMEM;
+	int rc = replay_load(o, text);
+	if (rc == 0) {
+		if (o->lwm_ms > r->lwm_ms) {
+			r->lwm_ms = o->lwm_ms;
+			prune(r);
+		}
+		r->evicted += o->evicted;
+		for (unsigned i = 0; i < o->cap; i++)
+			if (o->e[i].id[0] && replay_record(r, o->e[i].id, o->e[i].iat_ms))
+				continue; /* held already, or under the mark */
+	}
+	replay_destroy(o);
+	return rc;
+}

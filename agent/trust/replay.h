@@ -71,5 +71,8 @@ int replay_load_slot(struct replay *r, unsigned slot, const char *text) __attrib
  * r's content and returns 0, or -EINVAL for malformed text (r unchanged). */
 int replay_save(const struct replay *r, char *buf, size_t len);
 int replay_load(struct replay *r, const char *text) __attribute__((warn_unused_result));
+/* Adds the window saved in text to r's: the higher mark, and every id of either above it (ids
+ * r recorded while the saved copy was out of reach stay). 0, -EINVAL (r unchanged), -ENOMEM. */
+int replay_merge(struct replay *r, const char *text) __attribute__((warn_unused_result));
 
 #endif

@@ -10,6 +10,7 @@
 #include "agent/base/jsonutil.h"
 #include "agent/base/log.h"
 #include "agent/model/deploy.h"
+#include "agent/model/groups.h"
 #include "agent/telemetry/store.h"
 #include "agent/trust/keyring.h"
 #include "agent/trust/replay.h"
@@ -18,7 +19,6 @@
 
 #define LOG_TAG "trust"
 
-#define GROUPS_MAX 8
 #define DRIFT_ITEMS_MAX 32
 #define KV_KEYS "trust.keys"
 #define KV_POLICY "trust.policy"
@@ -37,9 +37,10 @@ struct trust {
 	struct store *st;
 	struct trust_opts o;
 	char device_id[64];
-	char group_buf[GROUPS_MAX][64];
-	const char *groups[GROUPS_MAX];
-	size_t n_groups;
+	struct groups conf_groups;       /* the config's list (fleet.groups) */
+	struct groups groups;            /* in force: the desired state's, else the config's */
+	const char *group_ptr[GROUPS_MAX];
+	bool groups_from_desired;
 	struct keyring keys;
 	struct policy policy;
 	struct replay *replay;
@@ -86,13 +87,10 @@ static int persist_slot(struct trust *t, unsigned slot)
 	return rc < 0 ? rc : store_kv_set(t->st, key, val);
 }
 
-/* A store written before slots existed holds the whole window in one text:
- * loaded, then written again as slots (one transaction). */
-static int load_legacy_replay(struct trust *t, const char *text)
+/* The whole window written as slots and header (one transaction). */
+static int persist_window(struct trust *t)
 {
-	int rc = replay_load(t->replay, text);
-	if (rc)
-		return rc;
+	int rc = 0;
 	bool txn = store_begin(t->st) == 0;
 	for (unsigned i = 0; i < CONFIG_TRUST_REPLAY_MAX && !rc; i++)
 		rc = persist_slot(t, i);
@@ -102,7 +100,17 @@ static int load_legacy_replay(struct trust *t, const char *text)
 		store_rollback(t->st);
 	else if (txn)
 		rc = store_commit(t->st);
+	return rc;
+}
+
+/* A store written before slots existed holds the whole window in one text:
+ * loaded, then written again as slots. */
+static int load_legacy_replay(struct trust *t, const char *text)
+{
+	int rc = replay_load(t->replay, text);
 	if (rc)
+		return rc;
+	if ((rc = persist_window(t)))
 		log_err("event=replay_state_not_converted error=%s", strerror(-rc));
 	return 0;
 }
@@ -207,15 +215,13 @@ struct trust *trust_create(struct store *st, const struct trust_opts *o, struct 
 	t->st = st;
 	t->o = *o;
 	snprintf(t->device_id, sizeof(t->device_id), "%s", o->device_id);
-	for (const char *p = o->groups ? o->groups : ""; *p && t->n_groups < GROUPS_MAX;) {
-		size_t n = strcspn(p, ",");
-		if (n && n < sizeof(t->group_buf[0])) {
-			memcpy(t->group_buf[t->n_groups], p, n);
-			t->groups[t->n_groups] = t->group_buf[t->n_groups];
-			t->n_groups++;
-		}
-		p += n + (p[n] == ',');
+	char why[160];
+	if (groups_parse_csv(o->groups, &t->conf_groups, why, sizeof(why))) {
+		(void)trust_err_set(e, -EINVAL, "bad_value", "fleet.groups", "%s", why);
+		goto errout;
 	}
+	t->o.groups = NULL; /* borrowed from the caller: the copy above is used */
+	(void)trust_set_groups(t, NULL);
 	t->replay = replay_create(CONFIG_TRUST_REPLAY_MAX, (int64_t)CONFIG_TRUST_REPLAY_WINDOW_S * 1000);
 	if (!t->replay)
 		goto errout;
@@ -238,6 +244,45 @@ void trust_destroy(struct trust *t)
 		return;
 	replay_destroy(t->replay);
 	free(t);
+}
+
+bool trust_set_groups(struct trust *t, const struct groups *from_desired)
+{
+	const struct groups *g = from_desired ? from_desired : &t->conf_groups;
+	bool changed = !groups_equal(g, &t->groups);
+	t->groups = *g;
+	t->groups_from_desired = from_desired != NULL;
+	for (unsigned i = 0; i < t->groups.n; i++)
+		t->group_ptr[i] = t->groups.name[i];
+	if (changed)
+		log_inf("event=groups_changed n=%u from=%s", t->groups.n, from_desired ? "desired" : "config");
+	return changed;
+}
+
+const struct groups *trust_groups(const struct trust *t) { return &t->groups; }
+
+void trust_store_back(struct trust *t)
+{
+	struct trust_err e = { 0 };
+	if (load_doc(t, KV_KEYS, NULL, false, &e) || load_doc(t, KV_POLICY, NULL, true, &e))
+		log_err("event=trust_reload_failed message=\"%s\"", e.message);
+	/* The window kept in memory meanwhile (ids admitted, or refused with store_failed after
+	 * their record): merged into the persisted one, so that they stay refused. */
+	size_t cap = (size_t)CONFIG_TRUST_REPLAY_MAX * 90 + 64;
+	char *mem = malloc(cap);
+	int64_t floor_ms = t->time.floor_ms;
+	int rc = mem && replay_save(t->replay, mem, cap) > 0 ? 0 : -ENOMEM;
+	if (rc == 0) {
+		load_replay(t);
+		if ((rc = replay_merge(t->replay, mem)))
+			log_err("event=replay_merge_failed err=%s", strerror(-rc));
+		if (floor_ms > t->time.floor_ms)
+			t->time.floor_ms = floor_ms;
+		rc = persist_window(t);
+	}
+	free(mem);
+	log_inf("event=trust_store_back keys_version=%llu policy_version=%llu persisted=%s",
+		(unsigned long long)t->keys.version, (unsigned long long)t->policy.version, rc ? "no" : "yes");
 }
 
 uint64_t trust_policy_version(const struct trust *t) { return t->policy.version; }
@@ -265,7 +310,7 @@ int trust_verify(struct trust *t, const char *msg, size_t len, const char *doc_k
 		return refuse(t, rc, e);
 	}
 	v->signed_ = true;
-	if (!envelope_targets(&v->env, t->device_id, t->groups, t->n_groups))
+	if (!envelope_targets(&v->env, t->device_id, t->group_ptr, t->groups.n))
 		return refuse(t, trust_err_set(e, -EPERM, "wrong_target", "auth.target",
 					       "signed for %s, not for device %s or its groups", v->env.target, t->device_id),
 			      e);
@@ -436,7 +481,7 @@ int trust_rotate_keys(struct trust *t, const char *msg, size_t len, struct trust
 {
 	int64_t now = trusttime_now(&t->time, hal_clock_wall_ms());
 	struct keyring next = t->keys;
-	int rc = keyring_rotate(&next, msg, len, t->device_id, t->groups, t->n_groups, now, e);
+	int rc = keyring_rotate(&next, msg, len, t->device_id, t->group_ptr, t->groups.n, now, e);
 	if (rc == 0) {
 		/* Verified by rotate: now the policy's roles (may this key replace keys?). */
 		struct trust_verdict v = { .signed_ = true, .now_ms = now };

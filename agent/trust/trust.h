@@ -15,7 +15,7 @@ struct trust;
 
 struct trust_opts {
 	const char *device_id;
-	const char *groups;              /* comma-separated group names ("" none) */
+	const char *groups;              /* the config's groups, comma-separated ("" none; copied) */
 	bool require_signatures;         /* false: unsigned commands are applied (labs only) */
 	const char *keys_json;           /* the operator's key list (trust.keys_file), NULL: none */
 	const char *policy_json;         /* the operator's policy (trust.policy_file), NULL: none */
@@ -40,6 +40,10 @@ struct trust_verdict {
  * file, or without memory. */
 struct trust *trust_create(struct store *st, const struct trust_opts *o, struct trust_err *e);
 void trust_destroy(struct trust *t);
+/* The store opened after berthd ran without it: stored keys and policy newer than the
+ * ones in force are taken, and the persisted replay window is merged with the one
+ * kept in memory meanwhile (a command refused then stays refused), then saved. */
+void trust_store_back(struct trust *t);
 
 /* Verifies a command (doc_kind NULL) or a signed document ("desired",
  * "policy", "keys"): envelope, target, key and its window at trusted time,
@@ -94,6 +98,13 @@ bool trust_complies(struct trust *t, const char *desired_json);
 /* The "trust" member of the reported state ("trust":{...}, no comma).
  * Returns the length or -ENOSPC. */
 int trust_report(const struct trust *t, char *buf, size_t len);
+
+struct groups;
+/* The groups in force: from_desired (a signed desired state's "groups"),
+ * or with NULL the config's list again. Returns whether the list changed. */
+bool trust_set_groups(struct trust *t, const struct groups *from_desired);
+/* The groups in force (borrowed, valid until the next trust_set_groups). */
+const struct groups *trust_groups(const struct trust *t);
 
 uint64_t trust_policy_version(const struct trust *t);
 const struct policy *trust_policy(const struct trust *t);

@@ -685,6 +685,9 @@ int hal_sys_proc_stats(struct hal_proc_stats *out)
 	out->cpu_seconds = (double)(utime + stime) / (double)hz;
 	out->vsize_bytes = vsize;
 	out->rss_bytes = rss > 0 ? (uint64_t)rss * (uint64_t)page : 0;
+	struct mallinfo2 mi = mallinfo2();
+	out->heap_used_bytes = mi.uordblks + mi.hblkhd;
+	out->heap_free_bytes = mi.fordblks;
 	char st[4096];
 	if (read_self("/proc/stat", st, sizeof(st)) > 0) {
 		const char *b = strstr(st, "\nbtime ");

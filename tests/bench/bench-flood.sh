@@ -34,6 +34,9 @@ wait_until 40 "the condition" ready_is w 2 || { echo "bench-flood: replicas neve
 wait_until 10 "the condition" log_has 'event=connected' || { echo "bench-flood: berthd never connected"; exit 1; }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$BERTHD_PID/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$BERTHD_PID/stat"; }
+# the scheduler's run-queue wait of berthd's thread (ns) and its number of runs: how long berthd
+# waited for a CPU after it became runnable, which no code of berthd's can shorten
+sched() { cat "/proc/$BERTHD_PID/schedstat" 2>/dev/null || echo "0 0 0"; }
 hz=$(getconf CLK_TCK)
 ontime() { awk -v p="$1" '$1 == p { n++; if ($2 == 200) ok++ } END { printf "%.1f", n ? 100 * ok / n : 0 }' "$WORK/load.out"; }
 
@@ -42,6 +45,7 @@ c0=$(cpu_ticks)
 $PY "$repo/tests/integration/load.py" "$API" w "$WORK/load.out" "base:$RATE:$FLOOD_S:500:5"
 rss0=$(rss)
 c1=$(cpu_ticks)
+s1=$(sched)
 base=$(ontime base)
 echo "baseline: berthd CPU $(( (c1 - c0) * 100 / hz / FLOOD_S ))% of one core"
 echo "baseline: on-time ${base}% of $(grep -c '^base ' "$WORK/load.out") requests; rss ${rss0} KiB"
@@ -65,7 +69,8 @@ for i in range($N):
   mosquitto_pub -p "$BERTH_BROKER_PORT" -q 1 -t "berth/v1/$DEV/cmd/ping" -l
 wait "$load" "$flood" "$probe"
 c2=$(cpu_ticks)
-echo "flood: berthd CPU $(( (c2 - c1) * 100 / hz / FLOOD_S ))% of one core"
+s2=$(sched)
+echo "flood: berthd CPU $(( (c2 - c1) * 100 / hz / FLOOD_S ))% of one core; $(echo "$s1 $s2" | awk '{ n = $6 - $3; printf "run-queue wait %.2f ms per wake-up (%d wake-ups)", n ? ($5 - $2) / n / 1e6 : 0, n }')"
 replies_n() { grep -o '"id":"fl-[0-9]*"' "$WORK/replies" | sort -u | wc -l; }
 wait_until 60 "the condition" bash -c "[ \$(grep -o '\"id\":\"fl-[0-9]*\"' '$WORK/replies' | sort -u | wc -l) -ge $N ]" || true
 replies=$(replies_n)

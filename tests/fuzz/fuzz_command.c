@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (const char *p = cmd.args.level; *p; p++)
 			if ((unsigned char)*p < 0x20 || *p == 0x7f)
 				abort();
-		(void)command_format_reply(reply, sizeof(reply), cmd.id, "{}", NULL);
+		(void)command_format_reply(reply, sizeof(reply), cmd.id, "gw-1", "{}", NULL);
 		if (cmd.args.desired) {
 			char *less = command_desired_without(cmd.args.desired, cmd.args.deployment[0] ? cmd.args.deployment : "x");
 			free(less);
@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		if (!err.code || !err.message[0])
 			abort(); /* every refusal must name its problem */
-		(void)command_format_reply(reply, sizeof(reply), cmd.id, NULL, &err);
+		(void)command_format_reply(reply, sizeof(reply), cmd.id, "gw-1", NULL, &err);
 	}
 	uint64_t version;
 	char *desired = NULL;

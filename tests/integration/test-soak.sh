@@ -20,7 +20,11 @@ OUT=$build/soak
 mkdir -p "$OUT"
 : > "$OUT/soak.csv"
 
-echo "{\"version\":1,\"deployments\":[$(worker_deployment w "$P" 2 normal 2000)]}" > "$WORK/deployments.json"
+# A replica killed once a minute and ready in between is no crash loop: ready for 30 s forgets
+# the earlier kill (restart.reset_after_ms), else the same replica, killed ten times, waits out
+# a back-off of minutes at the end (a 600 s run failed on exactly that)
+echo "{\"version\":1,\"deployments\":[$(worker_deployment w "$P" 2 normal 2000 |
+  sed 's/"liveness":{/"restart":{"reset_after_ms":30000},"liveness":{/')]}" > "$WORK/deployments.json"
 berthd_start
 wait_until 30 "the condition" http_is 200 "$API/v2/models/w/ready" || bad "model w never ready"
 wait_until 20 "the condition" ready_is w 2 || bad "w never got 2 ready replicas"
@@ -69,9 +73,13 @@ replay=$!
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$BERTHD_PID/status"; }
 fds() { ls "/proc/$BERTHD_PID/fd" | wc -l; }
 db() { sqlite3 -readonly "$WORK/data/berth.db" "$1" 2>/dev/null || echo -1; }
+# the allocator's figures from /metrics (KiB handed out, KiB kept free): tells growth of what
+# berthd holds from memory the allocator keeps
+heap_kb() { curl -s -m 2 "$API/metrics" | awk '/^berth_heap_used_bytes/ {u = $2} /^berth_heap_free_bytes/ {f = $2}
+  END {printf "%d,%d", u / 1024, f / 1024}'; }
 sample() { # T
   local c; c=$(ctr_count w 2>/dev/null || echo -1)
-  echo "$1,$(rss_kb),$(fds),$(db 'PRAGMA page_count'),$(db 'SELECT COUNT(*) FROM outbox'),$c" >> "$OUT/soak.csv"
+  echo "$1,$(rss_kb),$(fds),$(db 'PRAGMA page_count'),$(db 'SELECT COUNT(*) FROM outbox'),$c,$(heap_kb)" >> "$OUT/soak.csv"
 }
 
 t0=$(date +%s)
@@ -98,7 +106,7 @@ wait_until 30 "the condition" bash -c "[ \$(sqlite3 -readonly '$WORK/data/berth.
 sleep 2
 sample "$(( $(date +%s) - t0 ))"
 echo "replay: $(cat "$WORK/replay.out" 2>/dev/null); faults: $faults"
-echo "t_s,rss_kb,fds,sqlite_pages,outbox_rows,containers"; cat "$OUT/soak.csv"
+echo "t_s,rss_kb,fds,sqlite_pages,outbox_rows,containers,heap_used_kb,heap_free_kb"; cat "$OUT/soak.csv"
 
 if command -v gnuplot >/dev/null; then
   gnuplot <<EOG || echo "gnuplot failed (the check does not depend on it)"
@@ -107,7 +115,7 @@ set output "$OUT/soak.png"
 set datafile separator ","
 set multiplot layout 3,1 title "berthd soak: ${SOAK_S} s, broker cut / replica kill / engine restart every 60 s"
 set xlabel "t (s)"
-set ylabel "RSS (KiB)"; plot "$OUT/soak.csv" using 1:2 with linespoints title "RSS"
+set ylabel "KiB"; plot "$OUT/soak.csv" using 1:2 with linespoints title "RSS", "" using 1:7 with linespoints title "heap used", "" using 1:8 with linespoints title "heap kept free"
 set ylabel "count"; plot "$OUT/soak.csv" using 1:3 with linespoints title "fds", "" using 1:6 with linespoints title "containers"
 set ylabel "rows / pages"; plot "$OUT/soak.csv" using 1:4 with linespoints title "SQLite pages", "" using 1:5 with linespoints title "outbox rows"
 unset multiplot
@@ -127,6 +135,8 @@ fd_growth = after[-1][2] - base[2]
 cmax = max(r[5] for r in after)
 print("rss: warm-up %d KiB, max after %d KiB, growth %d KiB (limit %d); fds %d -> %d; containers max %d; pages %d -> %d"
       % (base[1], max(r[1] for r in after), rss_growth, rss_max, base[2], after[-1][2], cmax, base[3], after[-1][3]))
+print("heap: used %d -> %d KiB (max %d), kept free %d -> %d KiB (max %d)" % (base[6], after[-1][6], max(r[6] for r in after),
+      base[7], after[-1][7], max(r[7] for r in after)))
 ok = True
 if rss_growth > rss_max: print("RSS grew by %d KiB" % rss_growth); ok = False
 if fd_growth > 2: print("fds grew by %d" % fd_growth); ok = False

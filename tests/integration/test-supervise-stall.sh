@@ -2,8 +2,8 @@
 # Engine stall: podman's API service is stopped (SIGSTOP) for 20 s while the deployment is
 # scaled 3 -> 1 -> 2 over MQTT. The stop calls time out and the engine carries them out after it
 # resumes; within one reconcile period (the supervisor's re-list, 10 s) of the engine's return,
-# plus the time of one stop, the engine holds exactly the 2 containers of berth's that should
-# exist (no exited leftovers with berth's labels), both running and ready.
+# with 5 s of slack, the engine holds exactly the 2 containers of berth's that should exist (no
+# exited leftovers with berth's labels), both running and ready.
 TEST=supervise-stall
 WITH_BROKER=1
 source "$(dirname "$0")/lib-infer.sh"
@@ -31,9 +31,9 @@ sleep 12
 kill -CONT "$engine_pid"
 back=$(now_ms)
 ok "engine resumed after 20 s"
-# one reconcile period (10 s re-list) plus a stop's grace (10 s) and slack
+# one reconcile period (the 10 s re-list) plus 5 s of slack for a loaded host (measured 2.8-3.9 s)
 exact2() { [ "$(ctr_count w)" -eq 2 ] && [ "$(ctr_count w running)" -eq 2 ]; }
-if wait_until 25 "the condition" exact2; then
+if wait_until 15 "the condition" exact2; then
   ok "2 containers, both running, $(( $(now_ms) - back )) ms after the engine's return"
 else
   bad "after the stall: $(ctr_count w) containers of berth's ($(ctr_count w running) running), want exactly 2: $(owned_json | $PY -c 'import sys,json; print([(c["Labels"].get("io.berth.replica"), c["State"]) for c in json.load(sys.stdin)])')"

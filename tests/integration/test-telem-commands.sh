@@ -26,7 +26,7 @@ for line in open(sys.argv[1]):
     if m["topic"] == "resp/console-1":
         assert m["properties"]["correlation-data"] == "corr-42", m
         p = json.loads(m["payload"])
-        assert p == {"schema": 1, "id": "dep-1", "ok": True, "result": {"version": 5}}, p
+        assert p == {"schema": 1, "id": "dep-1", "device": "gw-test", "ok": True, "result": {"version": 5}}, p
         break
 EOF
 
@@ -39,7 +39,7 @@ wait_until 5 "a second reply to rs-1" replies_at_least rs-1 2 || fail "duplicate
 state st-1 > /dev/null
 [ "$(grep -c 'event=command_applied id=rs-1' "$T/berthd.log")" -eq 1 ] || fail "restart applied more than once"
 grep -q 'event=command_duplicate id=rs-1' "$T/berthd.log" || fail "duplicate not recognised"
-[ "$(reply_for rs-1)" = '{"id": "rs-1", "ok": true, "result": {"deployment": "detector", "restarting": true}, "schema": 1}' ] \
+[ "$(reply_for rs-1)" = '{"device": "gw-test", "id": "rs-1", "ok": true, "result": {"deployment": "detector", "restarting": true}, "schema": 1}' ] \
   || fail "unexpected reply $(reply_for rs-1)"
 
 # --- malformed commands: error reply each, no state change ---------------------

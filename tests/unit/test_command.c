@@ -141,13 +141,15 @@ static void reply_format_escapes_and_carries_id(void **state)
 	char buf[256];
 	struct command_error e = { .code = "bad_value" };
 	strcpy(e.message, "say \"hi\"\n");
-	int n = command_format_reply(buf, sizeof(buf), "c-1", NULL, &e);
+	int n = command_format_reply(buf, sizeof(buf), "c-1", NULL, NULL, &e);
 	assert_true(n > 0);
 	assert_string_equal(buf, "{\"schema\":1,\"id\":\"c-1\",\"ok\":false,\"error\":{\"code\":\"bad_value\","
 				 "\"message\":\"say \\\"hi\\\"\\u000a\"}}");
-	n = command_format_reply(buf, sizeof(buf), "", "{\"pong\":true}", NULL);
+	n = command_format_reply(buf, sizeof(buf), "", NULL, "{\"pong\":true}", NULL);
 	assert_string_equal(buf, "{\"schema\":1,\"id\":null,\"ok\":true,\"result\":{\"pong\":true}}");
-	assert_int_equal(command_format_reply(buf, 10, "c", NULL, NULL), -ENOSPC);
+	n = command_format_reply(buf, sizeof(buf), "c-2", "gw-7", "{}", NULL);
+	assert_string_equal(buf, "{\"schema\":1,\"id\":\"c-2\",\"device\":\"gw-7\",\"ok\":true,\"result\":{}}");
+	assert_int_equal(command_format_reply(buf, 10, "c", NULL, NULL, NULL), -ENOSPC);
 }
 
 static void desired_message_parses_and_edits(void **state)

@@ -12,6 +12,7 @@
 
 #include "agent/console/control.h"
 #include "agent/telemetry/store.h"
+#include "agent/trust/trust.h"
 #include "ports/sim/sim.h"
 #include "tests/unit/helpers.h"
 
@@ -139,7 +140,7 @@ static void deploy_is_persisted_and_survives_restart(void **state)
 {
 	struct fx *x = *state;
 	send_cmd(x, "deploy", DEPLOY_V(3, "d1"));
-	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"d1\",\"ok\":true,\"result\":{\"version\":3}}");
+	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"d1\",\"device\":\"gw-1\",\"ok\":true,\"result\":{\"version\":3}}");
 	assert_int_equal(x->fake.version, 3);
 	uint64_t v;
 	char buf[256];
@@ -168,7 +169,7 @@ static void older_version_is_refused(void **state)
 	struct fx *x = *state;
 	send_cmd(x, "deploy", DEPLOY_V(5, "a"));
 	send_cmd(x, "deploy", DEPLOY_V(4, "b"));
-	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"b\",\"ok\":false,\"error\":{\"code\":\"stale_version\","
+	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"b\",\"device\":\"gw-1\",\"ok\":false,\"error\":{\"code\":\"stale_version\","
 				     "\"message\":\"args.version 4 is not newer than the current 5\"}}");
 	assert_int_equal(x->fake.applies, 1);
 	send_cmd(x, "deploy", DEPLOY_V(5, "c"));
@@ -201,7 +202,31 @@ static void same_command_twice_is_applied_once(void **state)
 	int applies = x->fake.applies;
 	send_cmd(x, "deploy", DEPLOY_V(1, "d"));
 	assert_int_equal(x->fake.applies, applies);
-	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"d\",\"ok\":true,\"result\":{\"version\":1}}");
+	assert_string_equal(x->last, "{\"schema\":1,\"id\":\"d\",\"device\":\"gw-1\",\"ok\":true,\"result\":{\"version\":1}}");
+}
+
+/* With trust.require_signatures off an unsigned command passes the trust gate: the journal
+ * still keeps it to one application. */
+static void unsigned_command_with_optional_signatures_is_applied_once(void **state)
+{
+	struct fx *x = *state;
+	struct trust_opts o = { .device_id = "gw-1", .require_signatures = false };
+	o.verbs = control_trust_verbs(&o.n_verbs);
+	struct trust_err e = { 0 };
+	struct trust *t = trust_create(x->st, &o, &e);
+	assert_non_null(t);
+	control_set_trust(x->c, t);
+	send_cmd(x, "deploy", DEPLOY_V(1, "d"));
+	const char *r = "{\"id\":\"r-8\",\"verb\":\"restart\",\"args\":{\"deployment\":\"det\"}}";
+	send_cmd(x, "restart", r);
+	assert_non_null(strstr(x->last, "\"ok\":true"));
+	send_cmd(x, "restart", r);
+	assert_int_equal(x->fake.restarts, 1);
+	struct control_stats st;
+	control_get_stats(x->c, &st);
+	assert_int_equal(st.duplicates, 1);
+	control_set_trust(x->c, NULL);
+	trust_destroy(t);
 }
 
 static void malformed_commands_change_nothing(void **state)
@@ -282,6 +307,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(boot_falls_back_to_deployments_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(older_version_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(same_command_twice_is_applied_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(unsigned_command_with_optional_signatures_is_applied_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(malformed_commands_change_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(verbs_reach_the_target, setup, teardown),
 		cmocka_unit_test_setup_teardown(retained_desired_applies_only_newer, setup, teardown),

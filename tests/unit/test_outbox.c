@@ -57,7 +57,10 @@ static int record(void *arg, const char *topic, const void *payload, size_t len,
 	return 0;
 }
 
-static struct fx *fixture(uint32_t batch_bytes, uint32_t window)
+static struct fx *fixture_rate(uint32_t batch_bytes, uint32_t window, uint32_t rate);
+static struct fx *fixture(uint32_t batch_bytes, uint32_t window) { return fixture_rate(batch_bytes, window, 0); }
+
+static struct fx *fixture_rate(uint32_t batch_bytes, uint32_t window, uint32_t rate)
 {
 	sim_reset();
 	struct fx *f = calloc(1, sizeof(*f));
@@ -68,7 +71,7 @@ static struct fx *fixture(uint32_t batch_bytes, uint32_t window)
 	f->l = loop_create();
 	assert_non_null(f->l);
 	struct outbox_opts o = { .telemetry_topic = "t", .events_topic = "e", .device_id = "d",
-				 .batch_max_bytes = batch_bytes, .inflight_max = window };
+				 .batch_max_bytes = batch_bytes, .inflight_max = window, .forward_rate = rate };
 	f->ob = outbox_create(f->l, f->st, record, f, &o);
 	assert_non_null(f->ob);
 	return f;
@@ -201,6 +204,35 @@ static void fresh_lane_is_never_starved_by_the_backlog(void **state)
 	assert_int_equal(st.inflight, 3);
 }
 
+/* telemetry.forward_rate: the backlog leaves at most rate messages a second (one at once on
+ * connecting), whatever the window and however fast the broker acknowledges; fresh rows are not held. */
+static void backlog_is_paced_by_forward_rate(void **state)
+{
+	struct fx *f = *state = fixture_rate(512, 8, 5);
+	char body[440];
+	int n = snprintf(body, sizeof(body), "{\"v\":\"%0380d\"}", 0);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(store_append(f->st, STORE_TELEMETRY, 1, i, body, (size_t)n, NULL), 0);
+	outbox_on_connected(f->ob);
+	assert_int_equal(f->nsent, 1);
+	int acked = 0;
+	for (int ms = 0; ms < 2000; ms += 10) {
+		test_run_ms(f->l, 10, 10);
+		while (acked < f->nsent)
+			outbox_on_published(f->ob, f->sent[acked++].mid, 0);
+	}
+	/* 1 at once + 5/s for 2 s (give or take the last token) */
+	assert_in_range(f->nsent, 10, 12);
+	int before = f->nsent;
+	append(f, 1);
+	outbox_kick(f->ob);
+	assert_int_equal(f->nsent, before + 1); /* a fresh row goes at once */
+	assert_int_equal(f->sent[before].first, store_last_seq(f->st));
+	struct outbox_stats st;
+	outbox_get_stats(f->ob, &st);
+	assert_true(st.backlog_paced > 0);
+}
+
 static void link_queue_full_is_retried(void **state)
 {
 	struct fx *f = *state = fixture(4096, 2);
@@ -222,6 +254,7 @@ int main(void)
 		cmocka_unit_test_teardown(disconnect_before_puback_resends, teardown),
 		cmocka_unit_test_teardown(fresh_lane_is_never_starved_by_the_backlog, teardown),
 		cmocka_unit_test_teardown(link_queue_full_is_retried, teardown),
+		cmocka_unit_test_teardown(backlog_is_paced_by_forward_rate, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

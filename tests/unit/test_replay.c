@@ -152,6 +152,23 @@ static void persisted_across_restart(void **state)
 	assert_null(replay_create(0, 1));
 }
 
+/* The store came back after berthd ran without it: the persisted window and the ids
+ * recorded in memory meanwhile are both held; the higher mark wins. */
+static void merged_after_store_back(void **state)
+{
+	struct replay *r = replay_create(8, 1000);
+	assert_int_equal(replay_record(r, "mem", 6000), 0);   /* recorded while the store was away */
+	assert_int_equal(replay_merge(r, "R1 5200 5500 0\n5300 a\n5500 b\n"), 0);
+	assert_int_equal(replay_check(r, "mem", 6000), -EALREADY);
+	assert_int_equal(replay_check(r, "a", 5300), -EALREADY);
+	assert_int_equal(replay_check(r, "b", 5500), -EALREADY);
+	assert_int_equal(replay_check(r, "z", 5200), -ESTALE); /* the persisted mark */
+	assert_int_equal(replay_check(r, "z", 5201), 0);
+	assert_int_equal(replay_merge(r, "R1 x\n"), -EINVAL); /* malformed: nothing changes */
+	assert_int_equal(replay_check(r, "mem", 6000), -EALREADY);
+	replay_destroy(r);
+}
+
 /* The store holds one key per slot plus a header: what an admission writes
  * is its slot and the header, and loading them gives the same window. */
 static void persisted_by_slots(void **state)
@@ -229,6 +246,7 @@ int main(void)
 		cmocka_unit_test(retained_command_after_it_left),
 		cmocka_unit_test(full_set_refuses_the_oldest_newcomer),
 		cmocka_unit_test(persisted_across_restart),
+		cmocka_unit_test(merged_after_store_back),
 		cmocka_unit_test(rtc_less_boot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -272,6 +272,32 @@ static void foreign_containers_untouched(void **state)
 	assert_int_equal(sim_ctr_count(), 2);
 }
 
+/* Gateways sharing one engine: a container whose name is ours but whose owner label is another
+ * device's (device ids "gw1" + deployment "a" and device "gw1-a"... collide) is never adopted. */
+static void name_taken_by_another_owner_is_not_adopted(void **state)
+{
+	struct fx *f = *state;
+	struct hal_label other[1] = { { "io.berth.owner", "gw1-x" } };
+	struct hal_ctr_create taken = { .name = "berth-gw1-a-0", .image = "x", .labels = other, .nlabels = 1 };
+	char id[80];
+	assert_int_equal(sim_ctr_add(&taken, true, id, sizeof(id)), 0);
+	apply(f, two_deployments);
+	run_ms(f, 4000);
+	struct hal_ctr_info c;
+	assert_int_equal(sim_ctr_get(id, &c), 0);
+	assert_int_equal(c.state, HAL_CTR_RUNNING);
+	assert_int_equal(c.nlabels, 1);
+	assert_string_equal(c.labels[0].value, "gw1-x");
+	struct sup_status st;
+	assert_int_equal(supervisor_status(f->s, "a", &st), 0);
+	assert_non_null(strstr(st.last_error, "taken by gw1-x"));
+	assert_true(st.replicas_ready <= 1); /* slot 0 cannot be created; slot 1 can */
+	apply(f, "{\"version\":2,\"deployments\":[]}");
+	run_ms(f, 3000);
+	assert_int_equal(sim_ctr_get(id, &c), 0); /* never removed either */
+	assert_int_equal(c.state, HAL_CTR_RUNNING);
+}
+
 static void adopts_containers_after_restart(void **state)
 {
 	struct fx *f = *state;
@@ -907,6 +933,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(chaos_keeps_min_running_and_times_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(chaos_reports_a_victim_that_never_returns, setup, teardown),
 		cmocka_unit_test_setup_teardown(metrics_sample_replicas_and_node, setup, teardown),
+		cmocka_unit_test_setup_teardown(name_taken_by_another_owner_is_not_adopted, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
