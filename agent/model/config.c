@@ -16,23 +16,24 @@
 
 enum cfg_type { CT_STR, CT_INT, CT_DBL, CT_BOOL, CT_ENUM };
 
-struct cfg_key {
+struct cfg_key {                /* packed small: one per key, about a hundred of them */
 	const char *path;
-	enum cfg_type type;
-	size_t off;
-	size_t size;            /* CT_STR/CT_ENUM: buffer size */
 	double min, max;        /* CT_INT/CT_DBL */
-	bool required;
 	const char *def;        /* default, as text ("" for none) */
 	const char *choices;    /* CT_ENUM: "a|b|c" */
+	uint16_t off;
+	uint16_t size;          /* CT_STR/CT_ENUM: buffer size */
+	uint8_t type;           /* enum cfg_type */
+	bool required;
 };
+_Static_assert(sizeof(struct berth_config) <= UINT16_MAX, "struct cfg_key's offsets are 16-bit");
 
 #define F(field) offsetof(struct berth_config, field), sizeof(((struct berth_config *)0)->field)
-#define STR(p, field, req, d) { p, CT_STR, F(field), 0, 0, req, d, NULL }
-#define INT(p, field, lo, hi, d) { p, CT_INT, F(field), lo, hi, false, d, NULL }
-#define DBL(p, field, lo, hi, d) { p, CT_DBL, F(field), lo, hi, false, d, NULL }
-#define BOOL(p, field, d) { p, CT_BOOL, F(field), 0, 0, false, d, NULL }
-#define ENUM(p, field, choices, d) { p, CT_ENUM, F(field), 0, 0, false, d, choices }
+#define STR(p, field, req, d) { p, 0, 0, d, NULL, F(field), CT_STR, req }
+#define INT(p, field, lo, hi, d) { p, lo, hi, d, NULL, F(field), CT_INT, false }
+#define DBL(p, field, lo, hi, d) { p, lo, hi, d, NULL, F(field), CT_DBL, false }
+#define BOOL(p, field, d) { p, 0, 0, d, NULL, F(field), CT_BOOL, false }
+#define ENUM(p, field, choices, d) { p, 0, 0, d, choices, F(field), CT_ENUM, false }
 
 /* The local API is on by default only in builds that have it, so the
  * same config file works on a minimal build. */
@@ -316,7 +317,7 @@ static int apply_value(struct berth_config *cfg, const struct cfg_key *k, const 
 		}
 		if (strlen(v->valuestring) >= k->size) {
 			set_err(err, k->path, "too long: %zu bytes, at most %zu", strlen(v->valuestring),
-				k->size - 1);
+				(size_t)k->size - 1);
 			return -EINVAL;
 		}
 		if (k->required && v->valuestring[0] == '\0') {

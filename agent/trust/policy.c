@@ -347,8 +347,8 @@ int policy_parse(const char *text, size_t len, const char *const *verb_names, si
 		cJSON_Delete(root);
 		return BAD("", "the policy is not a JSON object");
 	}
-	static struct policy zero;
-	struct policy p = zero;
+	struct policy p;
+	memset(&p, 0, sizeof(p)); /* not "= {0}" from a static: GCC keeps that as kilobytes of read-only zeros */
 	p.verb_names = verb_names;
 	p.n_verbs = n_verbs;
 	static const char *const top[] = { "schema", "version", "rules", "auth" };
