@@ -34,6 +34,7 @@ struct uplink {
 	unsigned fd_events;
 	bool connected, lost, v5;
 	bool spread_next;             /* a connection was lost: the next attempt is spread over window_ms */
+	bool spreading;               /* since then not yet connected: retries spread over the window's later half */
 	uint64_t packets;             /* messages and acknowledgements read (the read loop's progress) */
 	bool fallback_v311;           /* the broker refused v5 once: speak 3.1.1 from now on */
 	bool attempt_noted;           /* this attempt's failure is in stats.last_error */
@@ -110,6 +111,7 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags, const 
 	u->stats.connects++;
 	u->stats.last_error = 0;
 	u->stats.attempt = 0;
+	u->spreading = false;
 	log_inf("event=connected host=%s port=%d protocol=%s tls=%d", u->host, u->port, u->v5 ? "v5" : "v311", u->tls);
 	if (u->cbs.connected)
 		u->cbs.connected(u->cbs.arg);
@@ -311,9 +313,15 @@ static void schedule_retry(struct uplink *u)
 	uint32_t rnd = (uint32_t)(prng_next(&u->rng) >> 32);
 	/* After a lost connection (a broker restart drops the whole fleet at
 	 * once) the first attempt is uniform over the window, so the broker
-	 * sees about N / window connections a second; later ones back off. */
+	 * sees about N / window connections a second. Those that find it still
+	 * down retry uniformly over the window's later half (not the short
+	 * back-off, which would bring them all back in the second it returns),
+	 * until connected; without a window, the back-off alone. */
+	uint32_t half = u->window_ms / 2;
 	uint32_t d = u->spread_next ? rnd % (u->window_ms + 1)
+		     : u->spreading ? u->window_ms - half + rnd % (half + 1)
 				    : uplink_backoff_ms(u->stats.attempt, u->min_ms, u->max_ms, rnd);
+	u->spreading = u->spreading || u->spread_next;
 	u->spread_next = false;
 	if (u->stats.attempt < 31)
 		u->stats.attempt++;
