@@ -1,6 +1,9 @@
 /* agent/infer/connguard.c - the local API's flood guard: which open connections to close, and when. */
 #include "agent/infer/connguard.h"
 
+#define LOG_TAG "api"
+#include "agent/base/log.h"
+
 #include <string.h>
 
 #include "hal/clock.h"
@@ -62,13 +65,15 @@ static void on_sweep(void *arg)
 {
 	struct connguard *g = arg;
 	(void)connguard_sweep(g, connguard_now_ms());
+	if (!g->open) /* idle: no wake-ups until the next connection (connguard_open) */
+		loop_timer_stop(g->loop, &g->sweep);
 }
 
 int connguard_start(struct connguard *g, struct loop *l)
 {
 	g->loop = l;
 	loop_timer_init(&g->sweep, on_sweep, g);
-	return loop_timer_start(l, &g->sweep, CONNGUARD_SWEEP_MS, CONNGUARD_SWEEP_MS);
+	return 0; /* the sweep runs while connections are open: armed by connguard_open */
 }
 
 void connguard_stop(struct connguard *g)
@@ -90,6 +95,9 @@ struct connguard_conn *connguard_open(struct connguard *g, const void *owner, in
 		return NULL;
 	}
 	*k = (struct connguard_conn){ .owner = owner, .fd = fd, .since_ms = now_ms };
+	if (g->loop && !loop_timer_armed(&g->sweep) &&
+	    loop_timer_start(g->loop, &g->sweep, CONNGUARD_SWEEP_MS, CONNGUARD_SWEEP_MS) < 0)
+		log_wrn("event=guard_sweep_not_started open=%u", g->open); /* next connection tries again */
 	k->has_addr = peer && hal_net_peer_key(peer, k->addr);
 	if (++g->open > g->peak)
 		g->peak = g->open;

@@ -40,7 +40,7 @@ struct connguard {
 	unsigned peak;                /* most open since the last trim */
 	uint64_t trims;                /* memory handed back after a flood (hal_sys_trim_memory) */
 	struct loop *loop;
-	struct loop_timer sweep;      /* every CONNGUARD_SWEEP_MS: connguard_sweep */
+	struct loop_timer sweep;      /* every CONNGUARD_SWEEP_MS while open: connguard_sweep */
 };
 
 #define CONNGUARD_SWEEP_MS 50
@@ -48,7 +48,7 @@ struct connguard {
 void connguard_init(struct connguard *g, uint32_t pool, uint32_t per_client, uint32_t header_ms, uint32_t idle_ms,
 		    uint32_t grace_ms);
 
-/* Sweeps every CONNGUARD_SWEEP_MS on loop until connguard_stop. 0 or -errno. */
+/* Sweeps every CONNGUARD_SWEEP_MS on loop while a connection is open, until connguard_stop. 0 or -errno. */
 int connguard_start(struct connguard *g, struct loop *l);
 void connguard_stop(struct connguard *g);
 

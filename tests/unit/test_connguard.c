@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "agent/base/loop.h"
 #include "agent/infer/connguard.h"
 
 #if IS_ENABLED(CONFIG_LOCAL_API)
@@ -105,6 +106,27 @@ static void trim_after_flood(void **state)
 	assert_int_equal(g.trims, 1);
 }
 
+/* The sweep timer runs only while a connection is open: an idle API does not wake the loop. */
+static void sweep_only_while_open(void **state)
+{
+	(void)state;
+	static struct connguard g;
+	struct loop *l = loop_create();
+	assert_non_null(l);
+	connguard_init(&g, 4, 100, 5000, 60000, 0);
+	assert_int_equal(connguard_start(&g, l), 0);
+	assert_false(loop_timer_armed(&g.sweep));  /* no connection yet */
+	struct connguard_conn *c = connguard_open(&g, (void *)1, FD0, NULL, connguard_now_ms());
+	assert_true(loop_timer_armed(&g.sweep));
+	(void)loop_run_once(l, 200);               /* one sweep with the connection open */
+	assert_true(loop_timer_armed(&g.sweep));
+	connguard_close(&g, c);
+	(void)loop_run_once(l, 200);               /* the next sweep finds none and stops */
+	assert_false(loop_timer_armed(&g.sweep));
+	connguard_stop(&g);
+	loop_destroy(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -112,6 +134,7 @@ int main(void)
 		cmocka_unit_test(deadlines_from_accept_and_response),
 		cmocka_unit_test(per_client_share),
 		cmocka_unit_test(trim_after_flood),
+		cmocka_unit_test(sweep_only_while_open),
 	};
 	return cmocka_run_group_tests_name("connguard", tests, NULL, NULL);
 }
