@@ -304,17 +304,27 @@ static void on_image_change(void *arg, const char *ref, enum image_state state)
 
 /* --- the API ------------------------------------------------------------------------ */
 
+/* The deployment's record when it has a last-known-good other than what runs: 0, or
+ * -ENOENT (unknown), -ENODATA (none yet), -EALREADY (it runs it). */
+static int other_good(struct lkg *k, const char *deployment, const struct deploy_spec **cur, struct lkg_dep **e)
+{
+	*cur = supervisor_spec(k->sup, deployment);
+	*e = *cur ? dep_get(k, deployment) : NULL;
+	if (!*e)
+		return -ENOENT;
+	if (!(*e)->lkg_hash)
+		return -ENODATA;
+	return (*e)->lkg_hash == (*cur)->spec_hash ? -EALREADY : 0;
+}
+
 int lkg_rollback(struct lkg *k, const char *deployment, const char *reason)
 {
-	const struct deploy_spec *cur = supervisor_spec(k->sup, deployment);
-	struct lkg_dep *e = cur ? dep_get(k, deployment) : NULL;
-	if (!e)
-		return -ENOENT;
-	if (!e->lkg_hash)
-		return -ENODATA;
-	if (e->lkg_hash == cur->spec_hash)
-		return -EALREADY;
-	int rc = lkg_spec_load(k, e);
+	const struct deploy_spec *cur;
+	struct lkg_dep *e;
+	int rc = other_good(k, deployment, &cur, &e);
+	if (rc)
+		return rc;
+	rc = lkg_spec_load(k, e);
 	if (rc)
 		return rc;
 	char from[256];
@@ -346,15 +356,10 @@ int lkg_rollback(struct lkg *k, const char *deployment, const char *reason)
 int lkg_last_good(struct lkg *k, const char *deployment, char **doc)
 {
 	*doc = NULL;
-	const struct deploy_spec *cur = supervisor_spec(k->sup, deployment);
-	struct lkg_dep *e = cur ? dep_get(k, deployment) : NULL;
-	if (!e)
-		return -ENOENT;
-	if (!e->lkg_hash)
-		return -ENODATA;
-	if (e->lkg_hash == cur->spec_hash)
-		return -EALREADY;
-	return lkg_doc(k, e, doc);
+	const struct deploy_spec *cur;
+	struct lkg_dep *e;
+	int rc = other_good(k, deployment, &cur, &e);
+	return rc ? rc : lkg_doc(k, e, doc);
 }
 
 int lkg_report(struct lkg *k, const char *deployment, bool figures, char *buf, size_t len)
