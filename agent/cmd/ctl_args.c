@@ -124,8 +124,7 @@ const char *ctl_usage(void)
 	       "  4  the broker could not be reached, or refused the connection or credentials\n";
 }
 
-static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t len, const char *fmt, ...)
+int ctl_args_fail(char *err, size_t len, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -193,13 +192,13 @@ static int parse_broker(struct ctl_args *a, const char *s, char *err, size_t err
 	if (s[0] == '[') { /* [::1]:1883 */
 		const char *close = strchr(s, ']');
 		if (!close)
-			return fail(err, errlen, "--broker '%s': missing ']'", s);
+			return ctl_args_fail(err, errlen, "--broker '%s': missing ']'", s);
 		host = s + 1;
 		hlen = (size_t)(close - host);
 		if (close[1] == ':')
 			colon = close + 1;
 		else if (close[1])
-			return fail(err, errlen, "--broker '%s': expected ':PORT' after ']'", s);
+			return ctl_args_fail(err, errlen, "--broker '%s': expected ':PORT' after ']'", s);
 	} else {
 		colon = strrchr(s, ':');
 		if (colon && strchr(s, ':') != colon)
@@ -207,14 +206,14 @@ static int parse_broker(struct ctl_args *a, const char *s, char *err, size_t err
 		hlen = colon ? (size_t)(colon - s) : strlen(s);
 	}
 	if (hlen == 0 || hlen >= sizeof(a->host))
-		return fail(err, errlen, "--broker '%s': the host is empty or too long", s);
+		return ctl_args_fail(err, errlen, "--broker '%s': the host is empty or too long", s);
 	memcpy(a->host, host, hlen);
 	a->host[hlen] = '\0';
 	a->port = 0;
 	if (colon) {
 		uint64_t p;
 		if (!parse_u64(colon + 1, 1, 65535, &p))
-			return fail(err, errlen, "--broker '%s': the port must be 1..65535", s);
+			return ctl_args_fail(err, errlen, "--broker '%s': the port must be 1..65535", s);
 		a->port = (int)p;
 	}
 	a->broker = s;
@@ -275,26 +274,26 @@ static int apply_opt(struct ctl_args *a, int id, const char *name, const char *v
 	case O_SIGN_KEY: a->sign_key = v; return 0;
 	case O_GROUP:
 		if (!valid_group(v))
-			return fail(err, errlen, "%s: a group name is 1..32 of a-z, 0-9, '_' and '-', got '%s'", name, v);
+			return ctl_args_fail(err, errlen, "%s: a group name is 1..32 of a-z, 0-9, '_' and '-', got '%s'", name, v);
 		a->group = v;
 		return 0;
 	case O_TARGET:
 		if (strncmp(v, "device:", 7) && strncmp(v, "group:", 6))
-			return fail(err, errlen, "%s: expected device:ID or group:NAME, got '%s'", name, v);
+			return ctl_args_fail(err, errlen, "%s: expected device:ID or group:NAME, got '%s'", name, v);
 		a->target = v;
 		return 0;
 	case O_EXPIRE:
 		if (!parse_u64(v, 1, 2592000, &u))
-			return fail(err, errlen, "%s: expected seconds 1..2592000, got '%s'", name, v);
+			return ctl_args_fail(err, errlen, "%s: expected seconds 1..2592000, got '%s'", name, v);
 		a->expire_s = (uint32_t)u;
 		return 0;
 	case 't':
 		if (!parse_seconds_ms(v, 100, CTL_TIMEOUT_MAX_MS, &a->timeout_ms))
-			return fail(err, errlen, "%s: expected seconds 0.1..%u, got '%s'", name, CTL_TIMEOUT_MAX_MS / 1000, v);
+			return ctl_args_fail(err, errlen, "%s: expected seconds 0.1..%u, got '%s'", name, CTL_TIMEOUT_MAX_MS / 1000, v);
 		return 0;
 	case 'n':
 		if (!parse_u64(v, 1, 1000000, &u))
-			return fail(err, errlen, "%s: expected a count 1..1000000, got '%s'", name, v);
+			return ctl_args_fail(err, errlen, "%s: expected a count 1..1000000, got '%s'", name, v);
 		a->count = (uint32_t)u;
 		return 0;
 	case O_VERSION:
@@ -303,27 +302,27 @@ static int apply_opt(struct ctl_args *a, int id, const char *name, const char *v
 			return 1;
 		}
 		if (!parse_u64(v, 1, (uint64_t)1 << 53, &u))
-			return fail(err, errlen, "%s: expected a version 1..2^53, got '%s'", name, v);
+			return ctl_args_fail(err, errlen, "%s: expected a version 1..2^53, got '%s'", name, v);
 		a->version = u;
 		return 0;
 	case O_INTERVAL:
 		if (!parse_u64(v, 1, 86400, &u))
-			return fail(err, errlen, "%s: expected seconds 1..86400, got '%s'", name, v);
+			return ctl_args_fail(err, errlen, "%s: expected seconds 1..86400, got '%s'", name, v);
 		a->interval_s = (uint32_t)u;
 		return 0;
 	case O_DURATION:
 		if (!parse_u64(v, 1, 604800, &u))
-			return fail(err, errlen, "%s: expected seconds 1..604800, got '%s'", name, v);
+			return ctl_args_fail(err, errlen, "%s: expected seconds 1..604800, got '%s'", name, v);
 		a->duration_s = (uint32_t)u;
 		return 0;
 	case O_MIN_RUNNING:
 		if (!parse_u64(v, 0, DEPLOY_MAX_REPLICAS - 1, &u))
-			return fail(err, errlen, "%s: expected 0..%d, got '%s'", name, DEPLOY_MAX_REPLICAS - 1, v);
+			return ctl_args_fail(err, errlen, "%s: expected 0..%d, got '%s'", name, DEPLOY_MAX_REPLICAS - 1, v);
 		a->min_running = (uint32_t)u;
 		a->min_running_set = true;
 		return 0;
 	}
-	return fail(err, errlen, "%s: unhandled option", name);
+	return ctl_args_fail(err, errlen, "%s: unhandled option", name);
 }
 
 /* The verbs a group command may carry (berth/v1/group/G/cmd/VERB). */
@@ -365,12 +364,12 @@ static int getopt_error(int c, char *const argv[], char *err, size_t errlen)
 	const char *s = argv[optind - 1] ? argv[optind - 1] : "";
 	size_t nl = strcspn(s, "=");
 	if (c == ':')
-		return fail(err, errlen, "%.*s needs a value", (int)nl, s);
+		return ctl_args_fail(err, errlen, "%.*s needs a value", (int)nl, s);
 	if (optopt && strncmp(s, "--", 2) == 0)
-		return fail(err, errlen, "%.*s takes no value", (int)nl, s);
+		return ctl_args_fail(err, errlen, "%.*s takes no value", (int)nl, s);
 	if (optopt)
-		return fail(err, errlen, "unknown option '-%c' (see berthctl --help)", optopt);
-	return fail(err, errlen, "unknown option '%.*s' (see berthctl --help)", (int)nl, s);
+		return ctl_args_fail(err, errlen, "unknown option '-%c' (see berthctl --help)", optopt);
+	return ctl_args_fail(err, errlen, "unknown option '%.*s' (see berthctl --help)", (int)nl, s);
 }
 
 /* Takes the subcommand name or the next positional argument s. */
@@ -379,7 +378,7 @@ static int take_word(struct ctl_args *a, const char *s, bool *have_verb, const c
 {
 	if (*have_verb) {
 		if (*npos >= 8)
-			return fail(err, errlen, "too many arguments");
+			return ctl_args_fail(err, errlen, "too many arguments");
 		pos[(*npos)++] = s;
 		return 0;
 	}
@@ -387,7 +386,7 @@ static int take_word(struct ctl_args *a, const char *s, bool *have_verb, const c
 	for (k = 0; k < NVERBS && strcmp(s, verb_names[k]) != 0; k++)
 		;
 	if (k == NVERBS)
-		return fail(err, errlen, "unknown command '%s' (see berthctl --help)", s);
+		return ctl_args_fail(err, errlen, "unknown command '%s' (see berthctl --help)", s);
 	a->verb = (enum ctl_verb)k;
 	*have_verb = true;
 	return 0;
@@ -409,11 +408,11 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	}
 	if (npos != want) {
 		if (npos < want)
-			return fail(err, errlen, "%s: missing %s (usage: berthctl %s%s%s%s%s%s%s%s)", verb_names[a->verb],
+			return ctl_args_fail(err, errlen, "%s: missing %s (usage: berthctl %s%s%s%s%s%s%s%s)", verb_names[a->verb],
 				    names[npos], group_cmd ? "--group G " : "", verb_names[a->verb],
 				    want > 0 ? " " : "", want > 0 ? names[0] : "", want > 1 ? " " : "",
 				    want > 1 ? names[1] : "", want > 2 ? " " : "", want > 2 ? names[2] : "");
-		return fail(err, errlen, "%s: unexpected argument '%s'", verb_names[a->verb], pos[want]);
+		return ctl_args_fail(err, errlen, "%s: unexpected argument '%s'", verb_names[a->verb], pos[want]);
 	}
 	const char *const *p = pos;
 	switch (a->verb) {
@@ -423,7 +422,7 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	case CTL_SIGN:
 		if (strcmp(pos[0], "command") && strcmp(pos[0], "desired") && strcmp(pos[0], "policy") &&
 		    strcmp(pos[0], "keys"))
-			return fail(err, errlen, "sign: KIND must be command, desired, policy or keys, got '%s'", pos[0]);
+			return ctl_args_fail(err, errlen, "sign: KIND must be command, desired, policy or keys, got '%s'", pos[0]);
 		a->kind = pos[0];
 		a->file = pos[2];
 		p++;
@@ -434,7 +433,7 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	if (!group_cmd && want > 0 && names[0] && strcmp(names[0], "DEVICE") == 0) {
 		a->device = *p++;
 		if (!valid_device(a->device))
-			return fail(err, errlen, "%s: DEVICE '%s' must be 1..63 characters without '/', '+', '#' or spaces",
+			return ctl_args_fail(err, errlen, "%s: DEVICE '%s' must be 1..63 characters without '/', '+', '#' or spaces",
 				    verb_names[a->verb], a->device);
 	}
 	switch (a->verb) {
@@ -444,7 +443,7 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	case CTL_SCALE: {
 		uint64_t n;
 		if (!parse_u64(p[1], 0, DEPLOY_MAX_REPLICAS - 1, &n))
-			return fail(err, errlen, "scale: N must be an integer 0..%d, got '%s'", DEPLOY_MAX_REPLICAS - 1, p[1]);
+			return ctl_args_fail(err, errlen, "scale: N must be an integer 0..%d, got '%s'", DEPLOY_MAX_REPLICAS - 1, p[1]);
 		a->replicas = (uint32_t)n;
 	}
 		__attribute__((fallthrough));
@@ -454,7 +453,7 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 	case CTL_ROLLBACK:
 		a->deployment = p[0];
 		if (!valid_deployment(a->deployment))
-			return fail(err, errlen, "%s: DEPLOYMENT '%s' must be 1..%d characters of a-z, 0-9 and '-'",
+			return ctl_args_fail(err, errlen, "%s: DEPLOYMENT '%s' must be 1..%d characters of a-z, 0-9 and '-'",
 				    verb_names[a->verb], a->deployment, DEPLOY_NAME_MAX - 1);
 		break;
 	case CTL_SITE_JOIN:
@@ -462,10 +461,10 @@ static int check_positionals(struct ctl_args *a, const char *const *pos, unsigne
 		a->member = p[0];
 		a->address = a->verb == CTL_SITE_JOIN ? p[1] : NULL;
 		if (!valid_device(a->member))
-			return fail(err, errlen, "%s: ID '%s' must be 1..63 characters without '/', '+', '#' or spaces",
+			return ctl_args_fail(err, errlen, "%s: ID '%s' must be 1..63 characters without '/', '+', '#' or spaces",
 				    verb_names[a->verb], a->member);
 		if (a->address && !siteconf_address_ok(a->address))
-			return fail(err, errlen, "site-join: ADDRESS '%s' must be A.B.C.D:PORT", a->address);
+			return ctl_args_fail(err, errlen, "site-join: ADDRESS '%s' must be A.B.C.D:PORT", a->address);
 		break;
 	default: break;
 	}
@@ -477,19 +476,19 @@ static int check_combination(struct ctl_args *a, const int *given, unsigned ngiv
 {
 	for (unsigned i = 0; i < ngiven; i++)
 		if (!opt_allowed(given[i], a->verb))
-			return fail(err, errlen, "%s: option --%s does not apply%s", verb_names[a->verb], opt_name(given[i]),
+			return ctl_args_fail(err, errlen, "%s: option --%s does not apply%s", verb_names[a->verb], opt_name(given[i]),
 				    given[i] == O_GROUP ? " (group commands: deploy, scale, restart, remove, chaos, rollback)"
 							: "");
 	if (a->verb == CTL_ROLLOUT && !a->group)
-		return fail(err, errlen, "rollout: --group G is required (usage: berthctl rollout --group G FILE)");
+		return ctl_args_fail(err, errlen, "rollout: --group G is required (usage: berthctl rollout --group G FILE)");
 	if (a->group && a->target)
-		return fail(err, errlen, "--group signs for group:%s; --target does not go with it", a->group);
+		return ctl_args_fail(err, errlen, "--group signs for group:%s; --target does not go with it", a->group);
 	if (a->verb == CTL_CHAOS && (!a->interval_s || !a->duration_s))
-		return fail(err, errlen, "chaos: --interval S and --duration S are required");
+		return ctl_args_fail(err, errlen, "chaos: --interval S and --duration S are required");
 	if (a->follow && a->count)
-		return fail(err, errlen, "%s: --follow and --count exclude each other", verb_names[a->verb]);
+		return ctl_args_fail(err, errlen, "%s: --follow and --count exclude each other", verb_names[a->verb]);
 	if (!a->cert_file != !a->key_file)
-		return fail(err, errlen, "--cert and --key go together");
+		return ctl_args_fail(err, errlen, "--cert and --key go together");
 	return 0;
 }
 
@@ -531,7 +530,7 @@ int ctl_args_parse(int argc, char *const argv[], struct ctl_args *a, char *err, 
 		if ((rc = take_word(a, argv[optind], &have_verb, pos, &npos, err, errlen)))
 			return rc;
 	if (!have_verb)
-		return fail(err, errlen, "no command given (see berthctl --help)");
+		return ctl_args_fail(err, errlen, "no command given (see berthctl --help)");
 	if ((rc = check_combination(a, given, ngiven, err, errlen)))
 		return rc;
 	return check_positionals(a, pos, npos, err, errlen);

@@ -103,6 +103,9 @@ void ctl_args_apply(const struct ctl_args *a, struct berth_config *cfg);
 /* The subcommand's name ("devices", ...). */
 const char *ctl_verb_name(enum ctl_verb v);
 
+/* Formats an error for the user into err; returns -EINVAL. */
+int ctl_args_fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* The text of `berthctl --help`. */
 const char *ctl_usage(void);
 

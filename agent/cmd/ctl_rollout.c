@@ -1,5 +1,6 @@
 /* agent/cmd/ctl_rollout.c - staged rollouts, the pure part: rollout file validation, wave planning, device verdicts. */
 #include "agent/cmd/ctl_rollout.h"
+#include "agent/cmd/ctl_args.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -9,15 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
 
 /* An integer member lo..hi into *out (def when absent). */
 static int get_u32(const cJSON *obj, const char *key, const char *path, uint32_t lo, uint32_t hi, uint32_t def,
@@ -30,7 +22,7 @@ static int get_u32(const cJSON *obj, const char *key, const char *path, uint32_t
 	}
 	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi) {
 		char *t = cJSON_PrintUnformatted(v);
-		int rc = fail(err, errlen, "%s: expected an integer %u..%u, got %s", path, lo, hi, t ? t : "?");
+		int rc = ctl_args_fail(err, errlen, "%s: expected an integer %u..%u, got %s", path, lo, hi, t ? t : "?");
 		free(t);
 		return rc;
 	}
@@ -51,7 +43,7 @@ static int only_keys(const cJSON *obj, const char *prefix, const char *allowed, 
 			p += k + (p[k] == '|');
 		}
 		if (!found)
-			return fail(err, errlen, "%s%s: unknown key (allowed: %s)", prefix, m->string, allowed);
+			return ctl_args_fail(err, errlen, "%s%s: unknown key (allowed: %s)", prefix, m->string, allowed);
 	}
 	return 0;
 }
@@ -63,9 +55,9 @@ static int parse_set(const cJSON *root, struct ctl_rollout *r, char *err, size_t
 	const cJSON *deps = cJSON_GetObjectItemCaseSensitive(root, "deployments");
 	if (!cJSON_IsNumber(ver) || ver->valuedouble < 1 || ver->valuedouble > 9007199254740992.0 ||
 	    ver->valuedouble != floor(ver->valuedouble))
-		return fail(err, errlen, "version: expected the new desired-state version, an integer >= 1");
+		return ctl_args_fail(err, errlen, "version: expected the new desired-state version, an integer >= 1");
 	if (!cJSON_IsArray(deps) || cJSON_GetArraySize(deps) == 0)
-		return fail(err, errlen, "deployments: expected a non-empty array (the deployment set to roll out)");
+		return ctl_args_fail(err, errlen, "deployments: expected a non-empty array (the deployment set to roll out)");
 	r->version = (uint64_t)ver->valuedouble;
 	r->deployments_json = cJSON_PrintUnformatted(deps);
 	struct deploy_set *set = malloc(sizeof(*set));
@@ -81,7 +73,7 @@ static int parse_set(const cJSON *root, struct ctl_rollout *r, char *err, size_t
 	if (rc) {
 		char msg[400];
 		deploy_error_format(&de, msg, sizeof(msg));
-		fail(err, errlen, "deployments: %s", msg);
+		ctl_args_fail(err, errlen, "deployments: %s", msg);
 	} else {
 		r->ndeps = set->n;
 		for (unsigned i = 0; i < set->n; i++) {
@@ -99,7 +91,7 @@ static int parse_gate(const cJSON *gate, struct ctl_rollout *r, char *err, size_
 	int rc;
 	r->min_sla = -1;
 	if (!cJSON_IsObject(gate))
-		return fail(err, errlen, "gate: expected an object {\"soak_s\":..,\"ready_timeout_s\":..,\"min_sla\":..,"
+		return ctl_args_fail(err, errlen, "gate: expected an object {\"soak_s\":..,\"ready_timeout_s\":..,\"min_sla\":..,"
 					 "\"max_restarts\":..}");
 	if ((rc = only_keys(gate, "gate.", "soak_s|ready_timeout_s|min_sla|max_restarts", err, errlen)) ||
 	    (rc = get_u32(gate, "soak_s", "gate.soak_s", 1, 86400, 60, &r->soak_s, err, errlen)) ||
@@ -110,7 +102,7 @@ static int parse_gate(const cJSON *gate, struct ctl_rollout *r, char *err, size_
 	const cJSON *sla = cJSON_GetObjectItemCaseSensitive(gate, "min_sla");
 	if (sla) {
 		if (!cJSON_IsNumber(sla) || sla->valuedouble < 0 || sla->valuedouble > 1)
-			return fail(err, errlen, "gate.min_sla: expected a compliance ratio 0..1");
+			return ctl_args_fail(err, errlen, "gate.min_sla: expected a compliance ratio 0..1");
 		r->min_sla = sla->valuedouble;
 	}
 	return 0;
@@ -123,13 +115,13 @@ int ctl_rollout_parse(const char *text, size_t len, struct ctl_rollout *r, char 
 	int rc;
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
-		return fail(err, errlen, "not a JSON object");
+		return ctl_args_fail(err, errlen, "not a JSON object");
 	}
 	const cJSON *schema = cJSON_GetObjectItemCaseSensitive(root, "schema");
 	if ((rc = only_keys(root, "", "schema|version|deployments|canary_pct|waves|wave_pct|pause_s|gate", err, errlen)))
 		goto out;
 	if (schema && (!cJSON_IsNumber(schema) || schema->valuedouble != 1)) {
-		rc = fail(err, errlen, "schema: expected 1");
+		rc = ctl_args_fail(err, errlen, "schema: expected 1");
 		goto out;
 	}
 	if ((rc = parse_set(root, r, err, errlen)) ||
@@ -140,7 +132,7 @@ int ctl_rollout_parse(const char *text, size_t len, struct ctl_rollout *r, char 
 	    (rc = parse_gate(cJSON_GetObjectItemCaseSensitive(root, "gate"), r, err, errlen)))
 		goto out;
 	if (!r->waves == !r->wave_pct)
-		rc = fail(err, errlen, "waves, wave_pct: give exactly one (a count of waves, or each wave's %% of the group)");
+		rc = ctl_args_fail(err, errlen, "waves, wave_pct: give exactly one (a count of waves, or each wave's %% of the group)");
 out:
 	cJSON_Delete(root);
 	if (rc)
