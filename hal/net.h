@@ -6,10 +6,14 @@
 #include <stdint.h>
 
 /* A listening, non-blocking, close-on-exec stream socket on addr:port
- * (addr a numeric IPv4 or IPv6 address; SO_REUSEADDR set). Returns the
+ * (addr a numeric IPv4 or IPv6 address; SO_REUSEADDR set). defer_s > 0: a
+ * connection that sends nothing is not handed to accept() for about that
+ * long (TCP_DEFER_ACCEPT where the system has it), so connections that only
+ * hold a place never queue ahead of those that send a request. Returns the
  * descriptor, -EINVAL when addr is not numeric, or the socket/bind/listen
  * error (-EADDRINUSE, -EACCES, ...). */
-int hal_net_listen_tcp(const char *addr, uint16_t port, int backlog) __attribute__((warn_unused_result));
+int hal_net_listen_tcp(const char *addr, uint16_t port, int backlog, unsigned defer_s)
+	__attribute__((warn_unused_result));
 /* The same on a unix socket at path, given file mode (e.g. 0660) once
  * bound. A socket file left at path (by a previous run) is replaced; any
  * other file there makes bind fail (-EADDRINUSE). Returns the descriptor,

@@ -29,6 +29,9 @@
 #define API_MAX_DAEMONS 2            /* TCP and unix socket: daemons[D_TCP], daemons[D_UNIX] */
 enum { D_TCP, D_UNIX };
 #define API_SCRATCH_INITIAL (64 * 1024)
+/* A connection that sends nothing waits in the kernel, not in the accept queue, for about the header
+ * deadline: a flood of idle connections does not queue ahead of a health check. */
+#define API_DEFER_S 60
 #define API_LISTEN_BACKLOG 4096      /* the kernel caps it at net.core.somaxconn; a flood must not fill the accept queue */
 #define API_UNIX_MODE 0660             /* owner and group may connect */
 #define API_BODY_STASH 4         /* body buffers kept between requests, whatever the concurrency was */
@@ -761,7 +764,7 @@ static int listeners_open(struct api *a, const struct api_config *cfg, int fd[AP
 	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
 	fd[D_TCP] = fd[D_UNIX] = -1;
 	if (cfg->port && (cfg->port != a->tcp_port || strcmp(cfg->listen, a->tcp_listen))) {
-		fd[D_TCP] = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG);
+		fd[D_TCP] = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG, API_DEFER_S);
 		if (fd[D_TCP] < 0) {
 			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd[D_TCP]));
 			return fd[D_TCP];

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,7 +24,7 @@ static int bind_listen(int fd, const struct sockaddr *sa, socklen_t sl, int back
 	return fd;
 }
 
-int hal_net_listen_tcp(const char *addr, uint16_t port, int backlog)
+int hal_net_listen_tcp(const char *addr, uint16_t port, int backlog, unsigned defer_s)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -49,6 +50,13 @@ int hal_net_listen_tcp(const char *addr, uint16_t port, int backlog)
 		return -errno;
 	int one = 1;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+#ifdef TCP_DEFER_ACCEPT
+	int defer = (int)defer_s;
+	if (defer > 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
+#else
+	(void)defer_s;
+#endif
 	return bind_listen(fd, (struct sockaddr *)&ss, sl, backlog);
 }
 

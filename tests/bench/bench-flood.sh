@@ -59,7 +59,8 @@ load=$!
 $PY "$repo/tests/integration/flood.py" 127.0.0.1 "$API_PORT" --idle 2000 --slow 300 --secs "$FLOOD_S" --probe "" \
   > "$WORK/flood.out" 2>&1 &
 flood=$!
-$PY "$repo/tests/integration/flood.py" 127.0.0.1 "$API_PORT" --secs "$FLOOD_S" --probe /v2/health/live \
+FLOOD_PROBE_TRACE="$BERTH_BUILD/bench-flood-probes.txt" \
+  $PY "$repo/tests/integration/flood.py" 127.0.0.1 "$API_PORT" --secs "$FLOOD_S" --probe /v2/health/live \
   > "$WORK/probe.out" 2>&1 &
 probe=$!
 sleep 3

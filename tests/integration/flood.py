@@ -12,9 +12,10 @@ Run the flood and the probe as two processes (the probe alone: no --idle/--slow/
 Prints one line per probe path: "probe PATH n=.. fail=.. p50_ms=.. p99_ms=.. max_ms=.." and
 "flood open_max=.. idle_closed=.. slow_closed=.." (connections the server closed), then
 "RESULT probes=.. probe_fail=.. probe_p99_ms=.. probe_max_ms=..".
+FLOOD_PROBE_TRACE=FILE: one line per answered probe, "SECONDS_SINCE_START PATH MS".
 Only loopback. Raises RLIMIT_NOFILE for itself.
 """
-import argparse, asyncio, resource, time
+import argparse, asyncio, os, resource, time
 
 def pct(v, q):
     if not v:
@@ -36,7 +37,9 @@ async def main():
     want = a.idle + a.slow + a.active + 512
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-    stop = time.monotonic() + a.secs
+    start = time.monotonic()
+    stop = start + a.secs
+    trace = open(os.environ["FLOOD_PROBE_TRACE"], "w") if os.environ.get("FLOOD_PROBE_TRACE") else None
     st = {"open": 0, "open_max": 0, "idle_closed": 0, "slow_closed": 0, "active_req": 0}
 
     async def conn_loop(kind, i):
@@ -100,6 +103,8 @@ async def main():
                     if not d.startswith(b"HTTP/1.1 "):  # an answer (ready may say 503)
                         raise RuntimeError(d[:40])
                     lat[p].append((time.monotonic() - t0) * 1000)
+                    if trace:
+                        trace.write("%.3f %s %.1f\n" % (t0 - start, p, lat[p][-1]))
                 except Exception as e:
                     fails[p] += 1
                     why[type(e).__name__] = why.get(type(e).__name__, 0) + 1

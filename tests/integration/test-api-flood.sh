@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Local API floods: 2,000 connections that send nothing plus 300 that send their headers one
 # byte a second, for FLOOD_S seconds (default 12): /v2/health/live, /v2/health/ready and
-# /metrics, each asked on a fresh connection every 50 ms, all answer, with p99 within 300 ms
-# (LIVE_P99_MAX_MS) of the same probes' p99 without the flood (the host's own latency): a
-# supervisor's health check never times out. The issue's 100 ms target is what bench-flood
-# measures and reports; on 2 cores shared with the flood generator this test's runs gave
-# 57-199 ms, so it guards the regression (no answer at all during or after a flood), not the
-# target. Slow clients are closed by the header deadline however they trickle;
+# /metrics, each asked on a fresh connection every 50 ms, all answer, with p99 within 100 ms
+# (LIVE_P99_MAX_MS, the target) of the same probes' p99 without the flood (the host's own
+# latency): a supervisor's health check never times out. The connections that send nothing never
+# reach berthd (the listener defers them, TCP_DEFER_ACCEPT), so they cannot queue ahead of the
+# probes (p99 7.3 ms under the flood, 4.0 ms without, on this 2-core host at load average 2).
+# Slow clients are closed by the header deadline or evicted however they trickle;
 # afterwards the API serves as before (recovers) and holds no connection of the flood.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,7 +17,7 @@ tmp=$(mktemp -d)
 berthd_pid=""
 trap scratch_cleanup EXIT
 FLOOD_S=${FLOOD_S:-12}
-P99_MAX=${LIVE_P99_MAX_MS:-300}
+P99_MAX=${LIVE_P99_MAX_MS:-100}
 
 api_port=$(free_port)
 cat > "$tmp/config.json" <<EOF
