@@ -539,8 +539,9 @@ static int cross_check(struct berth_config *cfg, struct config_error *err)
 		return -EINVAL;
 	}
 	for (const char *p = cfg->device_id; *p; p++) {
-		if (*p == '/' || *p == '+' || *p == '#' || (unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) {
-			set_err(err, "device_id", "\"%s\" contains '%c', not allowed in an MQTT topic level",
+		/* '"' and '\\' too: the id is written into JSON documents (state, replies, the will) as is */
+		if (strchr("/+#\"\\", *p) || (unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) {
+			set_err(err, "device_id", "\"%s\" contains '%c', not allowed in an MQTT topic level or a JSON string",
 				cfg->device_id, *p);
 			return -EINVAL;
 		}
