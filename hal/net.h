@@ -29,7 +29,18 @@ void hal_net_unlink_unix(const char *path);
  * (unresolvable host), or the socket/connect error (-ECONNREFUSED, -EACCES, ...). */
 int hal_net_connect(const char *unix_path, const char *host, uint16_t port, unsigned timeout_ms)
 	__attribute__((warn_unused_result));
-/* Closes a descriptor from hal_net_listen_* or hal_net_connect. Negative fd is ignored. */
+#define HAL_NET_ADDR_MAX 128 /* room for any peer address (a struct sockaddr_storage) */
+/* Accepts one connection waiting on listening socket lfd, non-blocking and
+ * close-on-exec; the peer's address (a struct sockaddr) into addr
+ * (HAL_NET_ADDR_MAX bytes), its length into *addrlen. Returns the descriptor,
+ * -EAGAIN when none is waiting, or the accept error (-EMFILE, -ENFILE,
+ * -ENOBUFS, -ENOMEM: out of resources; -ECONNABORTED and the like: that one
+ * connection failed). */
+int hal_net_accept(int lfd, void *addr, unsigned *addrlen) __attribute__((warn_unused_result));
+/* True when at least one byte waits to be read on fd; false when nothing has
+ * arrived yet or the peer has closed. Never blocks, reads nothing. */
+bool hal_net_has_data(int fd);
+/* Closes a descriptor from hal_net_listen_*, hal_net_accept or hal_net_connect. Negative fd is ignored. */
 void hal_net_close(int fd);
 /* Shuts a connected socket down both ways without closing it: its owner (the
  * HTTP server) sees the end of the stream and closes it. Negative fd ignored. */

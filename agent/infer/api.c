@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agent/infer/api_listen.h"
 #include "agent/infer/connguard.h"
 #include "agent/infer/dispatch.h"
 #include "agent/base/jsonutil.h"
@@ -29,11 +30,6 @@
 #define API_MAX_DAEMONS 2            /* TCP and unix socket: daemons[D_TCP], daemons[D_UNIX] */
 enum { D_TCP, D_UNIX };
 #define API_SCRATCH_INITIAL (64 * 1024)
-/* A connection that sends nothing waits in the kernel, not in the accept queue, for about the header
- * deadline: a flood of idle connections does not queue ahead of a health check. */
-#define API_DEFER_S 60
-#define API_LISTEN_BACKLOG 4096      /* the kernel caps it at net.core.somaxconn; a flood must not fill the accept queue */
-#define API_UNIX_MODE 0660             /* owner and group may connect */
 #define API_BODY_STASH 4         /* body buffers kept between requests, whatever the concurrency was */
 /* After a burst (this many requests, then none in progress for the quiet time) the allocator
  * hands back the free heap pages its transient allocations left (~180 kB per 10,000). */
@@ -80,6 +76,8 @@ struct api_daemon {
 	int epoll_fd;
 	struct api *api;
 	struct loop_timer timer;
+	struct api_listener listener; /* berthd accepts; MHD gets each connection (MHD_add_connection) */
+	unsigned conn_limit;
 };
 
 #define API_EVICT_GRACE_MS 50        /* a connection this young is never evicted: time to send its headers */
@@ -110,7 +108,7 @@ struct api {
 	struct connguard guard;        /* flood guard: every open connection (agent/infer/connguard.h) */
 	struct loop_timer trim_timer;  /* API_TRIM_QUIET_MS after the last request of a burst */
 	unsigned since_trim;           /* requests ended since the last trim */
-	bool closed_in_run;            /* a connection closed during MHD_run (see daemon_run) */
+	uint64_t silent_closed;        /* TCP connections that sent nothing for API_DEFER_S (api_listen.h) */
 };
 
 enum { ERR_400, ERR_404, ERR_405, ERR_413, ERR_500, ERR_POOL };
@@ -123,7 +121,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		if (*socket_context)
 			connguard_close(&a->guard, *socket_context);
 		*socket_context = NULL;
-		a->closed_in_run = true;
+		for (unsigned i = 0; i < API_MAX_DAEMONS; i++)
+			api_listener_resume(&a->daemons[i].listener);
 		return;
 	}
 	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -149,15 +148,10 @@ static void rearm(struct api_daemon *ad)
 	}
 }
 
-static void daemon_run(struct api_daemon *ad)
+static void daemon_run(void *arg) /* also the daemon's timer and the listener's batch callback */
 {
-	/* at its limit MHD re-adds its listen socket only in the run after one that closed some */
-	for (int i = 0; i < 4; i++) {
-		ad->api->closed_in_run = false;
-		(void)MHD_run(ad->mhd);
-		if (!ad->api->closed_in_run)
-			break;
-	}
+	struct api_daemon *ad = arg;
+	(void)MHD_run(ad->mhd);
 	rearm(ad);
 }
 
@@ -166,10 +160,21 @@ static void on_epoll_ready(void *arg, int fd, unsigned events)
 	daemon_run(arg);
 }
 
-static void on_daemon_timer(void *arg)
+static void on_accepted(void *arg, int fd, const void *addr, unsigned addrlen)
 {
-	daemon_run(arg);
+	struct api_daemon *ad = arg;
+	if (MHD_add_connection(ad->mhd, fd, addr, (socklen_t)addrlen) != MHD_YES)
+		ad->api->guard.refused++; /* MHD closed it: out of memory */
 }
+
+static bool has_room(void *arg)
+{
+	struct api_daemon *ad = arg;
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(ad->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return di && di->num_connections < ad->conn_limit;
+}
+
+static const struct api_listen_ops listen_ops = { on_accepted, daemon_run, has_room };
 
 static struct api_ctx *ctx_get(struct api *a)
 {
@@ -253,19 +258,10 @@ static int ctx_append(struct api_ctx *c, const char *data, size_t n, size_t max)
 	return 0;
 }
 
-/* "MS.UUU" from microseconds, formatted by hand: two of these per proxied request. */
 static void add_ms_header(struct MHD_Response *r, const char *name, uint64_t us)
 {
-	char v[32];
-	char *p = v + sizeof(v);
-	*--p = '\0';
-	for (int i = 0; i < 3; i++, us /= 10)
-		*--p = (char)('0' + us % 10);
-	*--p = '.';
-	do
-		*--p = (char)('0' + us % 10);
-	while (us /= 10);
-	MHD_add_response_header(r, name, p);
+	char v[API_MS_TEXT];
+	MHD_add_response_header(r, name, api_ms_text(v, us));
 }
 
 static struct MHD_Response *make_json(const char *body, size_t len)
@@ -389,7 +385,7 @@ static enum MHD_Result send_rendered(struct api *a, struct MHD_Connection *conn,
 					 (unsigned long long)a->http_errors[ERR_405], (unsigned long long)a->http_errors[ERR_413],
 					 (unsigned long long)a->http_errors[ERR_500], (unsigned long long)a->http_errors[ERR_POOL],
 					 a->guard.open, (unsigned long long)a->guard.evicted,
-					 (unsigned long long)a->guard.header_timeouts);
+					 (unsigned long long)(a->guard.header_timeouts + a->silent_closed));
 			n += (size_t)(k > 0 ? k : 0);
 			n += process_metrics_render(a->scratch + (n < a->scratch_cap ? n : a->scratch_cap),
 					    n < a->scratch_cap ? a->scratch_cap - n : 0);
@@ -694,13 +690,12 @@ static int start_daemon(struct api *a, unsigned slot, int listen_fd, const char 
 {
 	struct api_daemon *ad = &a->daemons[slot];
 	ad->api = a;
-	loop_timer_init(&ad->timer, on_daemon_timer, ad);
+	loop_timer_init(&ad->timer, daemon_run, ad);
 	/* Both listeners together never exceed the guard's slots (the pool plus the reserve). */
-	unsigned conn_limit = CONNGUARD_SLOTS / nlisteners;
-	ad->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-				   on_request, a,
+	unsigned conn_limit = ad->conn_limit = CONNGUARD_SLOTS / nlisteners;
+	ad->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+				   0, NULL, NULL, on_request, a,
 				   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
-				   MHD_OPTION_LISTEN_SOCKET, listen_fd,
 				   MHD_OPTION_CONNECTION_LIMIT, conn_limit,
 				   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONFIG_API_IDLE_TIMEOUT_S,
 				   /* headers and read buffer only (bodies are copied out): 16 KiB, not 32 */
@@ -718,7 +713,15 @@ static int start_daemon(struct api *a, unsigned slot, int listen_fd, const char 
 	if (ad->epoll_fd < 0 || loop_fd_add(a->loop, ad->epoll_fd, LOOP_IN, on_epoll_ready, ad) < 0) {
 		MHD_stop_daemon(ad->mhd);
 		ad->mhd = NULL;
+		hal_net_close(listen_fd);
 		log_err("event=listen_failed on=%s err=\"cannot watch the server's epoll fd\"", what);
+		return -EIO;
+	}
+	if (api_listener_start(&ad->listener, a->loop, listen_fd, slot == D_TCP, &a->silent_closed, &listen_ops, ad) < 0) {
+		loop_fd_del(a->loop, ad->epoll_fd);
+		MHD_stop_daemon(ad->mhd);
+		ad->mhd = NULL;
+		log_err("event=listen_failed on=%s err=\"cannot watch the listening socket\"", what);
 		return -EIO;
 	}
 	rearm(ad);
@@ -749,11 +752,8 @@ static void daemon_stop(struct api *a, struct api_daemon *ad)
 	(void)MHD_run(ad->mhd);
 	loop_timer_stop(a->loop, &ad->timer);
 	loop_fd_del(a->loop, ad->epoll_fd);
-	/* Quiescing hands the listen socket back, so it is closed exactly once. */
-	MHD_socket lfd = MHD_quiesce_daemon(ad->mhd);
+	api_listener_stop(&ad->listener);
 	MHD_stop_daemon(ad->mhd);
-	if (lfd != MHD_INVALID_SOCKET)
-		hal_net_close(lfd);
 	ad->mhd = NULL;
 }
 
@@ -764,16 +764,11 @@ static int listeners_open(struct api *a, const struct api_config *cfg, int fd[AP
 	bool want_unix = cfg->unix_socket && *cfg->unix_socket;
 	fd[D_TCP] = fd[D_UNIX] = -1;
 	if (cfg->port && (cfg->port != a->tcp_port || strcmp(cfg->listen, a->tcp_listen))) {
-		fd[D_TCP] = hal_net_listen_tcp(cfg->listen, cfg->port, API_LISTEN_BACKLOG, API_DEFER_S);
-		if (fd[D_TCP] < 0) {
-			log_err("event=listen_failed on=%s:%u err=%s", cfg->listen, cfg->port, strerror(-fd[D_TCP]));
+		if ((fd[D_TCP] = api_listen_tcp(cfg->listen, cfg->port)) < 0)
 			return fd[D_TCP];
-		}
 	}
 	if (want_unix && strcmp(cfg->unix_socket, a->unix_path)) {
-		fd[D_UNIX] = hal_net_listen_unix(cfg->unix_socket, API_UNIX_MODE, API_LISTEN_BACKLOG);
-		if (fd[D_UNIX] < 0) {
-			log_err("event=listen_failed on=%s err=%s", cfg->unix_socket, strerror(-fd[D_UNIX]));
+		if ((fd[D_UNIX] = api_listen_unix(cfg->unix_socket)) < 0) {
 			hal_net_close(fd[D_TCP]);
 			return fd[D_UNIX];
 		}

@@ -96,6 +96,11 @@ int api_parse_class(const char *value, enum sla_class *cls)
 size_t api_error_json(char *buf, size_t len, const char *msg, const char *reason,
 		      const char *header, const char *model, unsigned retry_after_s);
 
+/* "MS.UUU" (milliseconds with three decimals) from microseconds, formatted by hand
+ * (two per proxied request): written at the end of buf, returns where it starts. */
+#define API_MS_TEXT 32
+const char *api_ms_text(char buf[API_MS_TEXT], uint64_t us);
+
 /* Checks the head of an inference request and fills what it asks for.
  * deadline_hdr/class_hdr/content_length are the raw header values (NULL when
  * absent). On error returns the HTTP status (400 or 413) and names the

@@ -103,3 +103,16 @@ int api_check_infer_head(const char *deadline_hdr, const char *class_hdr, const 
 	}
 	return 0;
 }
+
+const char *api_ms_text(char buf[API_MS_TEXT], uint64_t us)
+{
+	char *p = buf + API_MS_TEXT;
+	*--p = '\0';
+	for (int i = 0; i < 3; i++, us /= 10)
+		*--p = (char)('0' + us % 10);
+	*--p = '.';
+	do
+		*--p = (char)('0' + us % 10);
+	while (us /= 10);
+	return p;
+}

@@ -157,3 +157,21 @@ bool hal_net_peer_key(const void *sockaddr, uint8_t key[16])
 	}
 	return false;
 }
+
+_Static_assert(sizeof(struct sockaddr_storage) <= HAL_NET_ADDR_MAX, "HAL_NET_ADDR_MAX holds any address");
+
+int hal_net_accept(int lfd, void *addr, unsigned *addrlen)
+{
+	socklen_t sl = HAL_NET_ADDR_MAX;
+	int fd = accept4(lfd, (struct sockaddr *)addr, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	*addrlen = sl;
+	return fd;
+}
+
+bool hal_net_has_data(int fd)
+{
+	char c;
+	return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}

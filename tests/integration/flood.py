@@ -12,7 +12,7 @@ Run the flood and the probe as two processes (the probe alone: no --idle/--slow/
 Prints one line per probe path: "probe PATH n=.. fail=.. p50_ms=.. p99_ms=.. max_ms=.." and
 "flood open_max=.. idle_closed=.. slow_closed=.." (connections the server closed), then
 "RESULT probes=.. probe_fail=.. probe_p99_ms=.. probe_max_ms=..".
-FLOOD_PROBE_TRACE=FILE: one line per answered probe, "SECONDS_SINCE_START PATH MS".
+FLOOD_PROBE_TRACE=FILE: one line per probe, "SECONDS_SINCE_START PATH MS" (or "... PATH FAIL ERROR").
 Only loopback. Raises RLIMIT_NOFILE for itself.
 """
 import argparse, asyncio, os, resource, time
@@ -107,6 +107,8 @@ async def main():
                         trace.write("%.3f %s %.1f\n" % (t0 - start, p, lat[p][-1]))
                 except Exception as e:
                     fails[p] += 1
+                    if trace:
+                        trace.write("%.3f %s FAIL %s\n" % (t0 - start, p, type(e).__name__))
                     why[type(e).__name__] = why.get(type(e).__name__, 0) + 1
             await asyncio.sleep(a.probe_ms / 1000)
 

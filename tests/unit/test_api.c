@@ -151,6 +151,16 @@ static void error_bodies_are_json(void **state)
 	assert_int_equal(n, 7);
 }
 
+static void ms_text_has_three_decimals(void **state)
+{
+	char v[API_MS_TEXT];
+	assert_string_equal(api_ms_text(v, 0), "0.000");
+	assert_string_equal(api_ms_text(v, 7), "0.007");
+	assert_string_equal(api_ms_text(v, 6023), "6.023");
+	assert_string_equal(api_ms_text(v, 1234567), "1234.567");
+	assert_string_equal(api_ms_text(v, UINT64_MAX), "18446744073709551.615");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -160,6 +170,7 @@ int main(void)
 		cmocka_unit_test(class_header_values),
 		cmocka_unit_test(infer_head_defaults_and_errors),
 		cmocka_unit_test(error_bodies_are_json),
+		cmocka_unit_test(ms_text_has_three_decimals),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
