@@ -60,7 +60,11 @@ if wait_until 15 "replica 1 killed by its liveness probe" killed1; then
   if [ "$failures" -eq 3 ] && [ "$seen" = "1 2 3 " ]; then
     ok "killed for liveness $(( kill_ms - t1 )) ms after the fault, after exactly 3 failed exec probes"
   else bad "liveness kill with liveness_failures=$failures, failed probes seen: $seen(want 1 2 3)"; fi
-  [ $(( kill_ms - t1 )) -ge 800 ] || bad "killed $(( kill_ms - t1 )) ms after the fault: sooner than 3 periods of 400 ms allow"
+  # Three failed probes a period (400 ms) apart: the kill comes 2 periods after the first failed
+  # one at the earliest. That first probe may already have been under way when the fault was set
+  # (an exec probe's command runs an engine round trip after the probe starts; CI saw a kill 772 ms
+  # after the fault), so the bound from the fault is 2 periods less one period.
+  [ $(( kill_ms - t1 )) -ge 400 ] || bad "killed $(( kill_ms - t1 )) ms after the fault: sooner than 3 probes 400 ms apart allow"
 else bad "replica 1 never killed for liveness while its worker answers 500"; fi
 restarted1() { log_has "event=replica_started deployment=ex replica=1 .*restarts=1 "; }
 wait_until 10 "replica 1 restarted" restarted1 && ok "replica 1 restarted" || bad "replica 1 not restarted"
