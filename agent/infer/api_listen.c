@@ -43,7 +43,6 @@ void api_listener_resume(struct api_listener *li)
  * listening socket would wake the loop at once again; wait a little instead. */
 static void pause_accepting(struct api_listener *li, int err)
 {
-	li->pauses++;
 	log_wrn("event=accept_paused err=%s pause_ms=%u", strerror(-err), API_ACCEPT_PAUSE_MS);
 	(void)loop_fd_mod(li->loop, li->fd, 0);
 	if (loop_timer_start(li->loop, &li->resume, API_ACCEPT_PAUSE_MS, 0) < 0)

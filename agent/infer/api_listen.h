@@ -39,7 +39,6 @@ struct api_listener {
 	void *arg;
 	uint64_t *silent;             /* counts the deferred connections closed at the accept (not handed over) */
 	struct loop_timer resume;     /* after a pause */
-	uint64_t pauses;
 	bool held;                    /* the server is full: not accepting until api_listener_resume */
 };
 
