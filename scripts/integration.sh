@@ -53,6 +53,12 @@ for t in "${tests[@]}"; do
     "$BERTH_PODMAN" rm -fa -t 0 >/dev/null 2>&1 || true
   fi
 done
+# Repeated at the end so that a log that keeps only its tail still says why.
+for name in "${failing[@]}"; do
+  [ -f "$logs/$name.log" ] || continue
+  echo "integration: $name: why (last lines of $logs/$name.log):"
+  { grep -E 'FAIL|expected|timed out' "$logs/$name.log" | tail -4; tail -6 "$logs/$name.log"; } | sed 's/^/    | /'
+done
 [ $failed -eq 0 ] || echo "integration: failing: ${failing[*]}"
 echo "integration: $passed passed, $failed failed"
 [ $failed -eq 0 ]

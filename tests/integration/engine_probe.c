@@ -186,8 +186,13 @@ static int scenario_lifecycle(const char *image)
 	printf("pause_again err=%d\n", ENGINE(hal_engine_pause(g_e, id, on_engine, &w)));
 	printf("unpause err=%d\n", ENGINE(hal_engine_unpause(g_e, id, on_engine, &w)));
 	printf("kill err=%d\n", ENGINE(hal_engine_kill(g_e, id, SIGKILL, on_engine, &w)));
-	pump(1500);
-	ENGINE(hal_engine_inspect(g_e, id, on_engine, &w));
+	/* The engine reaps the container after the kill returns: poll, never sleep a guess. */
+	uint64_t t_kill = hal_clock_now_us();
+	do {
+		pump(100);
+		ENGINE(hal_engine_inspect(g_e, id, on_engine, &w));
+	} while (w.ctrs[0].state == HAL_CTR_RUNNING && hal_clock_now_us() - t_kill < 15000000u);
+	printf("reaped_after_ms=%llu\n", (unsigned long long)((hal_clock_now_us() - t_kill) / 1000u));
 	printf("inspect_dead state=%d pid=%d exit_code=%d\n", w.ctrs[0].state, w.ctrs[0].pid, w.ctrs[0].exit_code);
 	printf("kill_stopped err=%d\n", ENGINE(hal_engine_kill(g_e, id, SIGKILL, on_engine, &w)));
 	printf("start2 err=%d\n", ENGINE(hal_engine_start(g_e, id, on_engine, &w)));
