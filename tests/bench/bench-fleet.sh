@@ -31,18 +31,18 @@ trap cleanup EXIT INT TERM
 say() { echo "bench-fleet: $*" >&2; }
 mem() { free -m | awk '/^Mem:/ { print "used_mb=" $3 " avail_mb=" $7 }'; }
 
-# phase TOPOLOGY WINDOW: one run; sets P_online P_restart P_peak P_lost P_dup P_p99 P_rss50 P_rss95
+# phase TOPOLOGY WINDOW: one run; sets P_online P_restart P_peak P_lost P_dup P_p99 P_pub P_rss50 P_rss95
 phase() {
   local topo=$1 win=$2 r restart_ms
-  P_online=-1 P_restart=-1 P_peak=-1 P_lost=-1 P_dup=-1 P_p99=-1 P_rss50=-1 P_rss95=-1 P_pss50=-1
+  P_online=-1 P_restart=-1 P_peak=-1 P_lost=-1 P_dup=-1 P_p99=-1 P_rss50=-1 P_rss95=-1 P_pss50=-1 P_pub=-1
   say "$topo window=$win: starting $N agents ($(mem), load $(cut -d' ' -f1 /proc/loadavg))"
   fleet_up "$N" "$topo" --window "$win" --rate "$RATE" --interval-ms "$IV" || { say "$topo: fleet did not start"; return 1; }
   P_online=$(fleet_online "$N" "$LAUNCHED_MS" 600) || { say "$topo: not all online: $P_online"; return 1; }
   read -r P_rss50 P_rss95 _ P_pss50 _ <<< "$("$FLEET_SH" rss)"
   say "$topo: all online in $P_online s; agent RSS p50 $P_rss50 kB p95 $P_rss95 kB, PSS p50 $P_pss50 kB ($(mem))"
   if [ "$win" -gt 0 ]; then
-    fleet_group_cmd fleet "bench-$topo" && r=$(fleet_replies "bench-$topo" "$N" 120) && P_p99=$(echo "$r" | cut -d' ' -f3)
-    say "$topo: group command: replies p50/p99/max ${r:-none} (count p50 p99 max ok)"
+    fleet_group_cmd fleet "bench-$topo" && r=$(fleet_replies "bench-$topo" "$N" 120) && read -r _ _ P_p99 _ _ P_pub <<< "$r"
+    say "$topo: group command: replies ${r:-none} (count p50 p99 max ok pub_ms; times from the command's arrival at the console)"
   fi
   sleep 5 # a few telemetry intervals: each agent has rows on the broker before the restart
   restart_ms=$("$FLEET_SH" restart-broker) || { say "$topo: restart failed"; return 1; }
@@ -60,7 +60,7 @@ phase() {
 phase single 0 || exit 1
 B_peak=$P_peak B_restart=$P_restart
 phase single "$W" || exit 1
-S_online=$P_online S_restart=$P_restart S_peak=$P_peak S_lost=$P_lost S_dup=$P_dup S_p99=$P_p99 S_rss50=$P_rss50 S_rss95=$P_rss95 S_pss50=$P_pss50
+S_online=$P_online S_restart=$P_restart S_peak=$P_peak S_lost=$P_lost S_dup=$P_dup S_p99=$P_p99 S_pub=$P_pub S_rss50=$P_rss50 S_rss95=$P_rss95 S_pss50=$P_pss50
 phase bridged "$W" || exit 1
 
 rollout_s=-1 halted=-1
@@ -72,9 +72,9 @@ else
 fi
 say "targets: restart_online_s <= $((W + 10)), reconnect_peak_per_s <= $((2 * N / W)), telemetry_lost 0, group_cmd_p99_ms <= 2000"
 echo "RESULT bench=fleet agents=$N online_s=$S_online restart_online_s=$S_restart reconnect_peak_per_s=$S_peak" \
-  "telemetry_lost=$S_lost telemetry_dup=$S_dup group_cmd_p99_ms=$S_p99 rollout_s=$rollout_s" \
+  "telemetry_lost=$S_lost telemetry_dup=$S_dup group_cmd_p99_ms=$S_p99 group_cmd_pub_ms=$S_pub rollout_s=$rollout_s" \
   "halted_on_bad_canary=$halted agent_rss_kb_p50=$S_rss50 agent_rss_kb_p95=$S_rss95 agent_pss_kb_p50=$S_pss50 window_s=$W forward_rate=$RATE" \
   "baseline_window0_reconnect_peak_per_s=$B_peak baseline_window0_restart_online_s=$B_restart" \
   "bridged_online_s=$P_online bridged_restart_online_s=$P_restart bridged_reconnect_peak_per_s=$P_peak" \
-  "bridged_telemetry_lost=$P_lost bridged_telemetry_dup=$P_dup bridged_group_cmd_p99_ms=$P_p99" \
+  "bridged_telemetry_lost=$P_lost bridged_telemetry_dup=$P_dup bridged_group_cmd_p99_ms=$P_p99 bridged_group_cmd_pub_ms=$P_pub" \
   "load1=$(cut -d' ' -f1 /proc/loadavg)"

@@ -6,8 +6,12 @@ payload, one message a line) and the brokers' logs. Subcommands (each prints one
   online FILE N SINCE_MS        seconds from SINCE_MS until every one of N devices published
                                 status online:true with ts >= SINCE_MS (from the status' ts);
                                 "-1 K" when only K did
-  replies FILE ID T0_MS         "count p50_ms p99_ms max_ms devices_ok" of the replies to
-                                command ID (receive time - T0_MS); device ids from the replies
+  replies FILE ID T0_MS         "count p50_ms p99_ms max_ms devices_ok pub_ms" of the replies
+                                to command ID: each reply's receive time minus the time the
+                                consumer received the command itself (a group command, on
+                                berth/v1/group/G/cmd/VERB), or minus T0_MS when it did not;
+                                pub_ms: command received - T0_MS (the publisher's own start and
+                                connect), -1 when not received; device ids from the replies
   telemetry FILE                "devices rows unique lost dup" over telemetry and event batches:
                                 lost = seqs missing in 1..max seen of each device (rows a device
                                 numbered and the consumer never got), dup = rows seen twice
@@ -26,7 +30,7 @@ def messages(path, suffixes):
     with open(path, errors="replace") as f:
         for line in f:
             parts = line.rstrip("\n").split(" ", 2)
-            if len(parts) < 3 or not parts[1].endswith(suffixes):
+            if len(parts) < 3 or not (suffixes(parts[1]) if callable(suffixes) else parts[1].endswith(suffixes)):
                 continue
             try:
                 yield float(parts[0]), parts[1], json.loads(parts[2])
@@ -52,17 +56,24 @@ def pct(v, q):
 
 
 def replies(path, cid, t0_ms):
-    lat, devs = [], set()
-    for t, topic, p in messages(path, ("/reply",)):
-        if "/cmd/" in topic and topic.endswith("/reply") and isinstance(p, dict) and p.get("id") == cid:
-            dev = p.get("device")
-            if dev in devs:
-                continue
-            devs.add(dev)
-            if p.get("ok"):
-                lat.append(t * 1000.0 - t0_ms)
-    lat.sort()
-    return "%d %.0f %.0f %.0f %d" % (len(devs), pct(lat, 0.5), pct(lat, 0.99), lat[-1] if lat else -1, len(lat))
+    got, devs, sent_ms = [], set(), None
+    for t, topic, p in messages(path, lambda tp: "/cmd/" in tp):
+        if not isinstance(p, dict) or p.get("id") != cid:
+            continue
+        if topic.startswith("berth/v1/group/") and not topic.endswith("/reply"):
+            sent_ms = t * 1000.0 if sent_ms is None else sent_ms
+            continue
+        dev = p.get("device")
+        if not topic.endswith("/reply") or dev in devs:
+            continue
+        devs.add(dev)
+        if p.get("ok"):
+            got.append(t * 1000.0)
+    base = sent_ms if sent_ms is not None else t0_ms
+    lat = sorted(x - base for x in got)
+    pub = sent_ms - t0_ms if sent_ms is not None else -1
+    return "%d %.0f %.0f %.0f %d %.0f" % (len(devs), pct(lat, 0.5), pct(lat, 0.99), lat[-1] if lat else -1,
+                                         len(lat), pub)
 
 
 def telemetry(path):

@@ -19,9 +19,10 @@ fleet_up() {
   FLEET_OUT=$FLEET_DIR/consumer.out
   mosquitto_sub -V mqttv5 -p "$CENTRAL_PORT" -q 1 -c -i "fleet-console" -x 3600 -F '%U %t %p' \
     -t 'berth/v1/+/status' -t 'berth/v1/+/telemetry' -t 'berth/v1/+/events' -t 'berth/v1/+/cmd/+/reply' \
+    -t 'berth/v1/group/+/cmd/+' \
     >> "$FLEET_OUT" 2>> "$FLEET_DIR/consumer.err" &
   FLEET_CONSUMER_PID=$!
-  wait_until 5 "the consumer subscribed" grep -q 'fleet-console 1 berth/v1/+/cmd/+/reply' \
+  wait_until 5 "the consumer subscribed" grep -q 'fleet-console 1 berth/v1/group/+/cmd/+' \
     "$FLEET_DIR/broker-central/mosquitto.log" || return 1
   "$FLEET_SH" launch || return 1
   source "$FLEET_DIR/fleet.env"
@@ -55,7 +56,8 @@ fleet_group_cmd() {
 }
 
 # fleet_replies ID N TIMEOUT_S: waits for N distinct devices' replies to ID; prints
-# "count p50_ms p99_ms max_ms ok" (fleet_probe replies).
+# "count p50_ms p99_ms max_ms ok pub_ms" (fleet_probe replies: times from the command's arrival
+# at the consumer, pub_ms the publisher's start and connect before it).
 fleet_replies() {
   local r
   _fr_all() { r=$(fleet_probe replies "$FLEET_OUT" "$1" "$CMD_T0_MS"); [ "${r%% *}" -ge "$2" ]; }
