@@ -21,7 +21,7 @@ HOST_PKGS=(
   libraft-dev libuv1-dev iptables
   mosquitto mosquitto-clients sqlite3 curl
   podman runc busybox-static
-  libcmocka-dev valgrind clang libclang-rt-14-dev iproute2 gnuplot-nox procps nginx-light
+  libcmocka-dev valgrind clang libclang-rt-14-dev iproute2 gnuplot-nox procps nginx-light strace
   docker-registry apache2-utils
   lintian debootstrap binfmt-support prometheus systemd
 )
