@@ -42,6 +42,12 @@ P() { CONTAINERS_CONF=$W/containers.conf podman --root "$W/proot" --runroot "$RR
 cleanup() {
   P rm -f -t 5 "$NAME" >/dev/null 2>&1
   declare -F services_stop >/dev/null && services_stop
+  # podman can leave its storage's overlay directory mounted on itself: unmount what is left
+  # under the work directories, deepest first, or rm -rf stops at a busy mount.
+  local m
+  for m in $(awk -v w="$W/" -v r="$RR/" 'index($2, w) == 1 || index($2, r) == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
   rm -rf "$W" "$RR"
 }
 trap cleanup EXIT
