@@ -24,13 +24,13 @@ import sys
 from collections import Counter, defaultdict
 
 
-def messages(path, suffixes):
+def messages(path, suffixes, cmds=False):
     """(time, topic, payload) of the lines whose topic ends with one of suffixes (the others are
-    not parsed: the telemetry makes most of a fleet's file)."""
+    not parsed: the telemetry makes most of a fleet's file); with cmds, also every command topic."""
     with open(path, errors="replace") as f:
         for line in f:
             parts = line.rstrip("\n").split(" ", 2)
-            if len(parts) < 3 or not (suffixes(parts[1]) if callable(suffixes) else parts[1].endswith(suffixes)):
+            if len(parts) < 3 or not parts[1].endswith(suffixes) and not (cmds and "/cmd/" in parts[1]):
                 continue
             try:
                 yield float(parts[0]), parts[1], json.loads(parts[2])
@@ -57,18 +57,16 @@ def pct(v, q):
 
 def replies(path, cid, t0_ms):
     got, devs, sent_ms = [], set(), None
-    for t, topic, p in messages(path, lambda tp: "/cmd/" in tp):
+    for t, topic, p in messages(path, ("/reply",), cmds=True):
         if not isinstance(p, dict) or p.get("id") != cid:
             continue
-        if topic.startswith("berth/v1/group/") and not topic.endswith("/reply"):
-            sent_ms = t * 1000.0 if sent_ms is None else sent_ms
-            continue
-        dev = p.get("device")
-        if not topic.endswith("/reply") or dev in devs:
-            continue
-        devs.add(dev)
-        if p.get("ok"):
-            got.append(t * 1000.0)
+        if not topic.endswith("/reply"):
+            if topic.startswith("berth/v1/group/") and sent_ms is None:
+                sent_ms = t * 1000.0
+        elif p.get("device") not in devs:
+            devs.add(p.get("device"))
+            if p.get("ok"):
+                got.append(t * 1000.0)
     base = sent_ms if sent_ms is not None else t0_ms
     lat = sorted(x - base for x in got)
     pub = sent_ms - t0_ms if sent_ms is not None else -1
